@@ -1,0 +1,195 @@
+"""The run manifest: the single source of truth of what an output folder holds.
+
+A micrograph is *done* when its outputs have been renamed into place and its done-record
+(``.daskmic/records/<micrograph>.json``: its table row and the hash of the parameters) exists.
+Failed micrographs get a record too (``status == "failed"``) so the tables can report them, but
+a failed record does not count as done: a rerun tries that micrograph again. The tables and the
+zarr store are rebuilt from the records (:mod:`daskmic.publish`), sorted by micrograph name, so
+batch, resumed and streamed runs give the same outputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from daskmic.io.atomic import atomic_path, write_bytes_atomic
+
+MANIFEST_DIR = ".daskmic"
+
+
+def canonical_json(value: Any) -> str:
+    """Serialise ``value`` deterministically (sorted keys, no whitespace variation)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=_json_default)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot serialise {type(value).__name__} to JSON")
+
+
+def parameters_hash(parameters: dict[str, Any]) -> str:
+    """Return a short stable hash of a parameter dictionary."""
+    return hashlib.sha256(canonical_json(parameters).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The records of one output folder.
+
+    Parameters
+    ----------
+    out_dir : pathlib.Path
+        The output folder.
+    """
+
+    out_dir: Path
+
+    @property
+    def root(self) -> Path:
+        """Folder holding the manifest (hidden inside the output folder)."""
+        return self.out_dir / MANIFEST_DIR
+
+    @property
+    def records_dir(self) -> Path:
+        """Folder of the per-micrograph records."""
+        return self.root / "records"
+
+    @property
+    def thumbnails_dir(self) -> Path:
+        """Folder of the per-micrograph thumbnails (``.npy``)."""
+        return self.root / "thumbnails"
+
+    def bind(
+        self, parameters: dict[str, Any], hashed: dict[str, Any], *, overwrite: bool = False
+    ) -> str:
+        """Tie the folder to ``parameters``; refuse a folder made with other parameters.
+
+        Parameters
+        ----------
+        parameters : dict
+            The run's parameters (JSON-able), stored.
+        hashed : dict
+            The part of them that changes computed results; a folder bound to another hash
+            is refused.
+        overwrite : bool
+            Discard the records of a run made with other parameters instead of refusing.
+
+        Returns
+        -------
+        str
+            The parameters' hash, stored in every record.
+
+        Raises
+        ------
+        ValueError
+            If the folder holds a run made with other parameters and ``overwrite`` is false.
+        """
+        digest = parameters_hash(hashed)
+        stored = self.root / "parameters.json"
+        if stored.exists():
+            previous = json.loads(stored.read_text())
+            if previous.get("hash") != digest:
+                if not overwrite:
+                    raise ValueError(
+                        f"output folder {self.out_dir} holds a run made with other parameters "
+                        f"(stored hash {previous.get('hash')}, now {digest}); choose another "
+                        "folder or pass overwrite=True (--overwrite) to start it anew"
+                    )
+                shutil.rmtree(self.records_dir, ignore_errors=True)
+                shutil.rmtree(self.thumbnails_dir, ignore_errors=True)
+        self.records_dir.mkdir(parents=True, exist_ok=True)
+        self.thumbnails_dir.mkdir(parents=True, exist_ok=True)
+        payload = {"hash": digest, "parameters": parameters}
+        write_bytes_atomic(stored, canonical_json(payload).encode())
+        return digest
+
+    def parameters(self) -> dict[str, Any]:
+        """Return the parameters the folder is bound to."""
+        return json.loads((self.root / "parameters.json").read_text())["parameters"]
+
+    def record_path(self, micrograph: str) -> Path:
+        """Where the record of ``micrograph`` lives."""
+        return self.records_dir / f"{micrograph}.json"
+
+    def thumbnail_path(self, micrograph: str) -> Path:
+        """Where the thumbnail of ``micrograph`` lives."""
+        return self.thumbnails_dir / f"{micrograph}.npy"
+
+    def is_done(self, micrograph: str, digest: str) -> bool:
+        """Whether ``micrograph`` has a successful record made with parameters ``digest``."""
+        record = self.read(micrograph)
+        return record is not None and record["hash"] == digest and record["row"]["error"] == ""
+
+    def read(self, micrograph: str) -> dict[str, Any] | None:
+        """Return the record of ``micrograph``, or None if it has none."""
+        path = self.record_path(micrograph)
+        if not path.exists():
+            return None
+        return json.loads(path.read_text())
+
+    def write(self, row: dict[str, Any], digest: str) -> None:
+        """Record ``row`` (its ``micrograph`` names it); this is what marks it done."""
+        record = {"hash": digest, "row": row}
+        write_bytes_atomic(self.record_path(row["micrograph"]), canonical_json(record).encode())
+
+    def write_thumbnail(self, micrograph: str, thumbnail: np.ndarray) -> None:
+        """Store a micrograph's thumbnail, atomically."""
+        with atomic_path(self.thumbnail_path(micrograph)) as tmp:
+            with open(tmp, "wb") as handle:
+                np.save(handle, np.asarray(thumbnail, dtype=np.float32))
+
+    def write_optics(self, optics: list[dict[str, Any]]) -> None:
+        """Keep the input table's optics groups for the STAR outputs."""
+        write_bytes_atomic(self.root / "optics.json", canonical_json(optics).encode())
+
+    def optics(self) -> list[dict[str, Any]]:
+        """The input table's optics groups (empty when the input had none)."""
+        path = self.root / "optics.json"
+        return json.loads(path.read_text()) if path.exists() else []
+
+    def rows(self) -> list[dict[str, Any]]:
+        """All recorded rows, sorted by micrograph name."""
+        if not self.records_dir.exists():
+            return []
+        rows = [
+            json.loads(path.read_text())["row"]
+            for path in self.records_dir.glob("*.json")
+            if not path.name.startswith(".")
+        ]
+        return sorted(rows, key=lambda row: row["micrograph"])
+
+    def thumbnails(self, micrographs: list[str]) -> dict[str, np.ndarray]:
+        """The stored thumbnails of ``micrographs`` (those that have one)."""
+        found = {}
+        for name in micrographs:
+            path = self.thumbnail_path(name)
+            if path.exists():
+                found[name] = np.load(path)
+        return found
+
+
+def ensure_not_input(out_dir: str | os.PathLike[str], inputs: list[str]) -> None:
+    """Refuse an output folder that would overwrite an input file.
+
+    Raises
+    ------
+    ValueError
+        If ``out_dir`` is an input file.
+    """
+    out = Path(out_dir).resolve()
+    for path in inputs:
+        if Path(path).resolve() == out:
+            raise ValueError(f"output folder {out} is an input file; choose another folder")

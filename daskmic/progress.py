@@ -1,0 +1,33 @@
+"""What a run prints: a line per micrograph as it completes, and the final counts."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, TextIO
+
+
+def format_row(row: dict[str, Any]) -> str:
+    """One line for one micrograph: its name, status and statistics or error."""
+    parts = [f"{row['micrograph']:<24}", f"{row['status']:<9}"]
+    if row["status"] == "failed":
+        parts.append(row["error"])
+    else:
+        if "tilt_mean_corr" in row:
+            parts.append(f"mean={row['tilt_mean_corr']:.3f} std={row['tilt_std_corr']:.3f}")
+        if row.get("output_path"):
+            parts.append(f"-> {row['output_path']}")
+    return "  ".join(parts)
+
+
+def print_row(row: dict[str, Any], stream: TextIO = sys.stdout) -> None:
+    """Print :func:`format_row` and flush, so a watching user sees it at once."""
+    print(format_row(row), file=stream, flush=True)
+
+
+def print_summary(summary: Any, stream: TextIO = sys.stdout) -> None:
+    """Print a run's counts, where its outputs are, and every failure with its reason."""
+    counts = ", ".join(f"{n} {status}" for status, n in summary.counts().items())
+    print(f"\n{len(summary.rows)} micrographs: {counts}", file=stream)
+    print(f"results in {summary.out_dir.resolve()}", file=stream)
+    for row in summary.failed:
+        print(f"  failed {row['micrograph']}: {row['error']}", file=stream)

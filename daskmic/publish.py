@@ -1,0 +1,197 @@
+"""Rebuild an output folder's tables and zarr store from its manifest.
+
+Called after each batch and at the end of every run. The outputs depend only on the records
+(sorted by micrograph name) and the parameters, so batch, resumed and streamed runs give the
+same files.
+"""
+
+from __future__ import annotations
+
+import os
+import dataclasses
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from daskmic import __version__
+from daskmic.config import RunConfig
+from daskmic.io import write_csv, write_star, write_xmd
+from daskmic.io.atomic import write_bytes_atomic
+from daskmic.io.zarr_store import write_results
+from daskmic.manifest import Manifest, canonical_json
+from daskmic.tilt.select import split
+
+LEADING = ["micrograph", "status", "error", "path", "pixel_size_A", "output_path",
+           "output_pixel_size_A", "crop_px"]
+TILT_COLUMNS = ["micrograph", "status", "tilt_mean_corr", "tilt_std_corr", "tilt_min_corr",
+                "tilt_max_corr", "accepted", "error", "window_size_px", "sub_window_px",
+                "band_limit_A", "pixel_size_A", "path", "psd_path"]
+
+
+def _ordered(table: pd.DataFrame, leading: list[str]) -> pd.DataFrame:
+    first = [c for c in leading if c in table.columns]
+    return table[first + [c for c in table.columns if c not in first]]
+
+
+def _project_path(path: str) -> str:
+    """A path relative to the working directory (RELION's project convention)."""
+    return os.path.relpath(path, Path.cwd())
+
+
+def _optics(table: pd.DataFrame, carried: list[dict[str, Any]], config: RunConfig,
+            output_pixel_size: bool) -> tuple[pd.DataFrame, pd.Series]:
+    """RELION optics groups for ``table``'s rows and each row's group number."""
+    pixel = table["output_pixel_size_A"] if output_pixel_size else table["pixel_size_A"]
+    if carried and "rlnOpticsGroup" in table.columns:
+        optics = pd.DataFrame(carried)
+        groups = table["rlnOpticsGroup"].astype(int)
+        per_group = pixel.groupby(groups).first()
+        original = table["pixel_size_A"].groupby(groups).first()
+        optics["rlnMicrographOriginalPixelSize"] = optics["rlnOpticsGroup"].map(original)
+        optics["rlnMicrographPixelSize"] = optics["rlnOpticsGroup"].map(per_group)
+        return optics.dropna(subset=["rlnMicrographPixelSize"]), groups
+    keys = list(zip(table["pixel_size_A"].round(6), pixel.round(6), strict=True))
+    unique = sorted(set(keys))
+    groups = pd.Series([unique.index(k) + 1 for k in keys], index=table.index)
+    optics = pd.DataFrame({
+        "rlnOpticsGroup": range(1, len(unique) + 1),
+        "rlnOpticsGroupName": [f"opticsGroup{i}" for i in range(1, len(unique) + 1)],
+        "rlnMicrographOriginalPixelSize": [k[0] for k in unique],
+        "rlnMicrographPixelSize": [k[1] for k in unique],
+        "rlnVoltage": config.optics.voltage_kV,
+        "rlnSphericalAberration": config.optics.spherical_aberration_mm,
+        "rlnAmplitudeContrast": config.optics.amplitude_contrast,
+    })
+    return optics, groups
+
+
+def _star_table(table: pd.DataFrame, names: pd.Series, groups: pd.Series) -> pd.DataFrame:
+    carried = [c for c in table.columns
+               if c.startswith("rln") and c not in ("rlnMicrographName", "rlnOpticsGroup")]
+    star = pd.DataFrame({"rlnMicrographName": names.map(_project_path),
+                         "rlnOpticsGroup": groups})
+    return pd.concat([star, table[carried]], axis=1).reset_index(drop=True)
+
+
+def _write_star(path: Path, table: pd.DataFrame, names: pd.Series, manifest: Manifest,
+                config: RunConfig, output_pixel_size: bool) -> None:
+    optics, groups = _optics(table, manifest.optics(), config, output_pixel_size)
+    write_star(path, _star_table(table, names, groups), optics)
+
+
+def _publish_preprocess(out: Path, table: pd.DataFrame, manifest: Manifest,
+                        config: RunConfig) -> None:
+    done = table[table["status"] != "failed"]
+    _write_star(out / "micrographs.star", done, done["output_path"], manifest, config, True)
+    write_xmd(out / "micrographs.xmd", pd.DataFrame({
+        "micrograph": done["output_path"].map(_project_path),
+        "enabled": 1,
+        "samplingRate": done["output_pixel_size_A"],
+    }))
+
+
+def _split(table: pd.DataFrame, config: RunConfig) -> pd.DataFrame:
+    """Apply the tilt thresholds to the recorded statistics (the one place they act)."""
+    tilt = table.copy()
+    tilt["status"] = tilt["tilt_status"]
+    tilt = split(tilt, config.tilt.mean_threshold, config.tilt.std_threshold)
+    tilt["tilt_status"] = tilt["status"]
+    return tilt
+
+
+def _publish_tilt(out: Path, table: pd.DataFrame, manifest: Manifest, config: RunConfig) -> None:
+    tilt = table.copy()
+    write_csv(out / "tilt.csv", _ordered(tilt, TILT_COLUMNS).drop(columns=["tilt_status"]))
+    for status, star, listing in (("accepted", "accepted.star", "accepted.txt"),
+                                  ("discarded", "discarded.star", "rejected.txt")):
+        part = tilt[tilt["status"] == status]
+        names = part["rlnMicrographName"] if "rlnMicrographName" in part else part["path"]
+        _write_star(out / star, part, names, manifest, config, False)
+        text = "".join(f"{path}\n" for path in part["path"])
+        write_bytes_atomic(out / listing, text.encode())
+
+
+def provenance(config: RunConfig) -> dict[str, Any]:
+    """What produced an output folder; equal between runs but for ``created``."""
+    return {
+        "software": "daskmic",
+        "version": __version__,
+        "parameters": canonical_json(config.to_dict()),
+        "xmipp_compat": bool(
+            (config.preprocess is not None and config.preprocess.xmipp_compat)
+            or (config.tilt is not None and config.tilt.xmipp_compat)
+        ),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def publish(out_dir: Path, config: RunConfig) -> list[dict[str, Any]]:
+    """Rewrite every table and the zarr store of ``out_dir`` from its records.
+
+    Returns
+    -------
+    list of dict
+        The recorded rows, sorted by micrograph name.
+    """
+    manifest = Manifest(out_dir)
+    rows = manifest.rows()
+    if not rows:
+        return rows
+    table = _ordered(pd.DataFrame(rows), LEADING)
+    if config.tilt is not None:
+        table = _split(table, config)
+    write_csv(out_dir / "micrographs.csv", table)
+    if config.preprocess is not None:
+        _publish_preprocess(out_dir, table, manifest, config)
+    if config.tilt is not None:
+        _publish_tilt(out_dir, table, manifest, config)
+    thumbnails = manifest.thumbnails(list(table["micrograph"]))
+    stack = None
+    if thumbnails:
+        edge = config.thumbnail_px
+        stack = np.full((len(table), edge, edge), np.nan, dtype=np.float32)
+        for i, name in enumerate(table["micrograph"]):
+            if name in thumbnails:
+                thumb = thumbnails[name]
+                stack[i, : thumb.shape[0], : thumb.shape[1]] = thumb
+    write_results(out_dir / "micrographs.zarr", table, thumbnails=stack,
+                  provenance=provenance(config))
+    return rows
+
+
+def select(
+    out_dir: str | os.PathLike[str], *, mean_threshold: float, std_threshold: float
+) -> dict[str, int]:
+    """Re-split a tilt run's micrographs with new thresholds, without recomputing.
+
+    Parameters
+    ----------
+    out_dir : path-like
+        Output folder of a run that included tilt analysis.
+    mean_threshold, std_threshold : float
+        Accept when ``tilt_mean_corr > mean_threshold`` and ``tilt_std_corr < std_threshold``.
+
+    Returns
+    -------
+    dict
+        Number of micrographs per status (accepted, discarded, failed).
+    """
+    out = Path(out_dir)
+    manifest = Manifest(out)
+    if not (manifest.root / "parameters.json").exists():
+        raise ValueError(f"{out} is not a daskmic output folder (no {manifest.root.name}/)")
+    config = RunConfig.from_dict(manifest.parameters())
+    if config.tilt is None:
+        raise ValueError(f"{out} holds no tilt analysis to re-split")
+    tilt = dataclasses.replace(config.tilt, mean_threshold=mean_threshold,
+                               std_threshold=std_threshold)
+    config = dataclasses.replace(config, tilt=tilt)
+    manifest.bind(config.to_dict(), config.hashed_parameters())
+    rows = publish(out, config)
+    counts: dict[str, int] = {}
+    for status in _split(pd.DataFrame(rows), config)["tilt_status"]:
+        counts[status] = counts.get(status, 0) + 1
+    return dict(sorted(counts.items()))
