@@ -1,0 +1,63 @@
+"""The manifest: records, parameter binding, resume refusal."""
+
+import json
+
+import numpy as np
+import pytest
+
+from daskmic.manifest import Manifest, canonical_json, ensure_not_input, parameters_hash
+
+
+def test_canonical_json_is_order_independent():
+    assert canonical_json({"b": 1, "a": [1, 2]}) == canonical_json({"a": [1, 2], "b": 1})
+    assert parameters_hash({"b": 1, "a": 2}) == parameters_hash({"a": 2, "b": 1})
+    assert parameters_hash({"a": 1}) != parameters_hash({"a": 2})
+
+
+def test_canonical_json_converts_numpy_scalars_and_arrays():
+    assert json.loads(canonical_json({"x": np.float32(1.5), "y": np.arange(2)})) == {
+        "x": 1.5, "y": [0, 1]}
+
+
+def test_records_sorted_and_done_only_when_successful(tmp_path):
+    manifest = Manifest(tmp_path)
+    digest = manifest.bind({"p": 1, "t": 0.5}, {"p": 1})
+    manifest.write({"micrograph": "b", "status": "done", "error": ""}, digest)
+    manifest.write({"micrograph": "a", "status": "failed", "error": "truncated"}, digest)
+    assert [row["micrograph"] for row in manifest.rows()] == ["a", "b"]
+    assert manifest.is_done("b", digest)
+    assert not manifest.is_done("a", digest), "a failed record must be retried"
+    assert not manifest.is_done("c", digest)
+    assert not manifest.is_done("b", "another-hash")
+    assert not list(tmp_path.rglob(".*.tmp-*")), "no temporary file may remain"
+
+
+def test_rebinding_other_parameters_is_refused_unless_overwrite(tmp_path):
+    manifest = Manifest(tmp_path)
+    digest = manifest.bind({"p": 1}, {"p": 1})
+    manifest.write({"micrograph": "a", "status": "done", "error": ""}, digest)
+    assert manifest.bind({"p": 1, "threshold": 9}, {"p": 1}) == digest  # unhashed part may change
+    assert manifest.parameters() == {"p": 1, "threshold": 9}
+    with pytest.raises(ValueError, match="other parameters"):
+        manifest.bind({"p": 2}, {"p": 2})
+    assert manifest.rows(), "a refused bind must not touch the records"
+    manifest.bind({"p": 2}, {"p": 2}, overwrite=True)
+    assert manifest.rows() == []
+
+
+def test_thumbnails_round_trip(tmp_path):
+    manifest = Manifest(tmp_path)
+    manifest.bind({}, {})
+    thumb = np.arange(16, dtype=np.float32).reshape(4, 4)
+    manifest.write_thumbnail("a", thumb)
+    found = manifest.thumbnails(["a", "missing"])
+    assert list(found) == ["a"]
+    np.testing.assert_array_equal(found["a"], thumb)
+
+
+def test_output_folder_may_not_be_an_input(tmp_path):
+    mic = tmp_path / "x.mrc"
+    mic.write_bytes(b"")
+    with pytest.raises(ValueError, match="is an input file"):
+        ensure_not_input(mic, [str(mic)])
+    ensure_not_input(tmp_path / "out", [str(mic)])
