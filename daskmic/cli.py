@@ -24,31 +24,81 @@ class UsageError(Exception):
 
 def _preprocess_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("preprocessing (in this order; a flag alone = default)")
-    group.add_argument("--crop", nargs="?", const=True, type=int, metavar="N",
-                       help="remove N px from each border (default 10)")
-    group.add_argument("--log", nargs="*", type=float, metavar="A B C",
-                       help="a - b*ln(x + c) (default 4.431 0.402 336.6)")
-    group.add_argument("--bad-pixels", nargs="?", const=True, type=float, metavar="K",
-                       help="replace outliers beyond mean ± K·std (default 5)")
+    group.add_argument(
+        "--crop",
+        nargs="?",
+        const=True,
+        type=int,
+        metavar="N",
+        help="remove N px from each border (default 10)",
+    )
+    group.add_argument(
+        "--log",
+        nargs="*",
+        type=float,
+        metavar="A B C",
+        help="a - b*ln(x + c) (default 4.431 0.402 336.6)",
+    )
+    group.add_argument(
+        "--bad-pixels",
+        nargs="?",
+        const=True,
+        type=float,
+        metavar="K",
+        help="replace outliers beyond mean ± K·std (default 5)",
+    )
     group.add_argument("--invert", action="store_true", help="multiply by -1")
-    group.add_argument("--downsample", nargs="?", const=True, type=float, metavar="F",
-                       help="Fourier-crop by factor F > 1 (default 2)")
-    group.add_argument("--denoise", nargs="?", const=True, type=int, metavar="ITERS",
-                       help="total-variation denoising, ITERS iterations (default 50)")
-    group.add_argument("--gaussian", nargs="?", const=True, type=float, metavar="SIGMA",
-                       help="Gaussian, real-space sigma in px (default 2)")
-    group.add_argument("--highpass", nargs="*", type=float, metavar="CUTOFF WIDTH",
-                       help="raised cosine, cycles/px (default 0.002 0.001)")
-    group.add_argument("--lowpass", nargs="*", type=float, metavar="CUTOFF WIDTH",
-                       help="raised cosine, cycles/px (default 0.4 0.001)")
+    group.add_argument(
+        "--downsample",
+        nargs="?",
+        const=True,
+        type=float,
+        metavar="F",
+        help="Fourier-crop by factor F > 1 (default 2)",
+    )
+    group.add_argument(
+        "--denoise",
+        nargs="?",
+        const=True,
+        type=int,
+        metavar="ITERS",
+        help="total-variation denoising, ITERS iterations (default 50)",
+    )
+    group.add_argument(
+        "--gaussian",
+        nargs="?",
+        const=True,
+        type=float,
+        metavar="SIGMA",
+        help="Gaussian, real-space sigma in px (default 2)",
+    )
+    group.add_argument(
+        "--highpass",
+        nargs="*",
+        type=float,
+        metavar="CUTOFF WIDTH",
+        help="raised cosine, cycles/px (default 0.002 0.001)",
+    )
+    group.add_argument(
+        "--lowpass",
+        nargs="*",
+        type=float,
+        metavar="CUTOFF WIDTH",
+        help="raised cosine, cycles/px (default 0.4 0.001)",
+    )
     group.add_argument("--normalize", action="store_true", help="mean 0, std 1")
 
 
 def _tilt_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("tilt analysis")
     group.add_argument("--window-size", default="auto", metavar="auto|N")
-    group.add_argument("--resolution", type=float, default=3.0, metavar="A",
-                       help="objective resolution in Å (default 3)")
+    group.add_argument(
+        "--resolution",
+        type=float,
+        default=3.0,
+        metavar="A",
+        help="objective resolution in Å (default 3)",
+    )
     _threshold_options(group)
 
 
@@ -59,27 +109,48 @@ def _threshold_options(group: Any) -> None:
 
 def _run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", required=True, help="output folder")
-    parser.add_argument("--pixel-size", type=float, metavar="A",
-                        help="pixel size in Å (overrides headers and tables)")
-    parser.add_argument("--xmipp-compat", action="store_true",
-                        help="reproduce the Xmipp reference's quirks number for number")
+    parser.add_argument(
+        "--pixel-size",
+        type=float,
+        metavar="A",
+        help="pixel size in Å (overrides headers and tables)",
+    )
+    parser.add_argument(
+        "--xmipp-compat",
+        action="store_true",
+        help="reproduce the Xmipp reference's quirks number for number",
+    )
     parser.add_argument("--voltage", type=float, default=300.0, metavar="KV")
-    parser.add_argument("--cs", type=float, default=2.7, metavar="MM",
-                        help="spherical aberration in mm")
+    parser.add_argument(
+        "--cs", type=float, default=2.7, metavar="MM", help="spherical aberration in mm"
+    )
     parser.add_argument("--amplitude-contrast", type=float, default=0.1)
-    parser.add_argument("--no-stack", action="store_true",
-                        help="do not store the processed pixels in micrographs.zarr")
-    parser.add_argument("--limit", type=int, metavar="N",
-                        help="process only the first N micrographs, to try settings")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="restart an output folder made with other parameters")
+    parser.add_argument(
+        "--no-stack",
+        action="store_true",
+        help="do not store the processed pixels in micrographs.zarr",
+    )
+    parser.add_argument(
+        "--limit",
+        type=int,
+        metavar="N",
+        help="process only the first N micrographs, to try settings",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="restart an output folder made with other parameters",
+    )
     _cluster_options(parser)
 
 
 def _cluster_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("where to run")
-    group.add_argument("--cluster", default="local",
-                       help="local (default), slurm, pbs, kubernetes, or a scheduler address")
+    group.add_argument(
+        "--cluster",
+        default="local",
+        help="local (default), slurm, pbs, kubernetes, or a scheduler address",
+    )
     group.add_argument("--workers", type=int, help="number of workers (or jobs)")
     group.add_argument("--threads-per-worker", type=int)
     group.add_argument("--memory-limit", help="per worker, e.g. 4GiB")
@@ -124,10 +195,16 @@ def _optional(value: Any) -> Any:
 def preprocess_params(args: argparse.Namespace) -> PreprocessParams:
     """The preprocessing parameters a command line asks for."""
     return PreprocessParams.from_options(
-        crop=args.crop, log=_optional(args.log), bad_pixels=args.bad_pixels,
-        invert=args.invert, downsample=args.downsample, denoise=args.denoise,
-        gaussian=args.gaussian, highpass=_optional(args.highpass),
-        lowpass=_optional(args.lowpass), normalize=args.normalize,
+        crop=args.crop,
+        log=_optional(args.log),
+        bad_pixels=args.bad_pixels,
+        invert=args.invert,
+        downsample=args.downsample,
+        denoise=args.denoise,
+        gaussian=args.gaussian,
+        highpass=_optional(args.highpass),
+        lowpass=_optional(args.lowpass),
+        normalize=args.normalize,
         xmipp_compat=args.xmipp_compat,
     )
 
@@ -135,9 +212,13 @@ def preprocess_params(args: argparse.Namespace) -> PreprocessParams:
 def tilt_params(args: argparse.Namespace) -> TiltParams:
     """The tilt-analysis parameters a command line asks for."""
     window = args.window_size if args.window_size == "auto" else int(args.window_size)
-    return TiltParams(window_size=window, resolution_A=args.resolution,
-                      mean_threshold=args.mean_threshold, std_threshold=args.std_threshold,
-                      xmipp_compat=args.xmipp_compat)
+    return TiltParams(
+        window_size=window,
+        resolution_A=args.resolution,
+        mean_threshold=args.mean_threshold,
+        std_threshold=args.std_threshold,
+        xmipp_compat=args.xmipp_compat,
+    )
 
 
 def _config(args: argparse.Namespace, *, preprocess: bool, tilt: bool) -> RunConfig:
@@ -151,8 +232,12 @@ def _config(args: argparse.Namespace, *, preprocess: bool, tilt: bool) -> RunCon
 
 
 def _cluster_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    return {"cluster": args.cluster, "workers": args.workers,
-            "threads_per_worker": args.threads_per_worker, "memory_limit": args.memory_limit}
+    return {
+        "cluster": args.cluster,
+        "workers": args.workers,
+        "threads_per_worker": args.threads_per_worker,
+        "memory_limit": args.memory_limit,
+    }
 
 
 def _report(summary: Any) -> int:
@@ -167,26 +252,41 @@ def _dispatch(args: argparse.Namespace) -> int:
     from daskmic.progress import print_row
 
     if args.command in ("preprocess", "tilt"):
-        config = _config(args, preprocess=args.command == "preprocess",
-                         tilt=args.command == "tilt")
-        summary = daskmic.run_batch(args.inputs, args.output, config, limit=args.limit,
-                                    overwrite=args.overwrite, on_row=print_row,
-                                    **_cluster_kwargs(args))
+        config = _config(args, preprocess=args.command == "preprocess", tilt=args.command == "tilt")
+        summary = daskmic.run_batch(
+            args.inputs,
+            args.output,
+            config,
+            limit=args.limit,
+            overwrite=args.overwrite,
+            on_row=print_row,
+            **_cluster_kwargs(args),
+        )
         return _report(summary)
     if args.command == "run":
         inputs, output, config = daskmic.read_run_config(args.config)
-        summary = daskmic.run_batch(args.inputs or inputs, args.output or output, config,
-                                    limit=args.limit, overwrite=args.overwrite,
-                                    on_row=print_row, **_cluster_kwargs(args))
+        summary = daskmic.run_batch(
+            args.inputs or inputs,
+            args.output or output,
+            config,
+            limit=args.limit,
+            overwrite=args.overwrite,
+            on_row=print_row,
+            **_cluster_kwargs(args),
+        )
         return _report(summary)
     if args.command == "select":
-        counts = daskmic.select(args.output, mean_threshold=args.mean_threshold,
-                                std_threshold=args.std_threshold)
+        counts = daskmic.select(
+            args.output, mean_threshold=args.mean_threshold, std_threshold=args.std_threshold
+        )
         print(", ".join(f"{n} {status}" for status, n in counts.items()))
         return EXIT_OK
     if args.command == "demo":
-        return _report(daskmic.demo(args.output, micrographs=args.micrographs,
-                                    on_row=print_row, **_cluster_kwargs(args)))
+        return _report(
+            daskmic.demo(
+                args.output, micrographs=args.micrographs, on_row=print_row, **_cluster_kwargs(args)
+            )
+        )
     raise UsageError(f"unknown command {args.command}")
 
 

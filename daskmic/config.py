@@ -34,9 +34,7 @@ class Optics:
         if not self.voltage_kV > 0:
             raise ValueError(f"voltage_kV must be > 0, got {self.voltage_kV}")
         if not 0 <= self.amplitude_contrast <= 1:
-            raise ValueError(
-                f"amplitude_contrast must be in [0, 1], got {self.amplitude_contrast}"
-            )
+            raise ValueError(f"amplitude_contrast must be in [0, 1], got {self.amplitude_contrast}")
 
 
 @dataclass(frozen=True)
@@ -93,8 +91,11 @@ class RunConfig:
         """
         values = self.to_dict()
         if values["tilt"] is not None:
-            values["tilt"] = {k: v for k, v in values["tilt"].items()
-                              if k not in ("mean_threshold", "std_threshold")}
+            values["tilt"] = {
+                k: v
+                for k, v in values["tilt"].items()
+                if k not in ("mean_threshold", "std_threshold")
+            }
         return values
 
     @classmethod
@@ -102,7 +103,12 @@ class RunConfig:
         """Build a configuration from :meth:`to_dict`'s form or a YAML config file's."""
         values = dict(values)
         unknown = set(values) - {
-            "preprocess", "tilt", "pixel_size_A", "optics", "write_stack", "thumbnail_px"
+            "preprocess",
+            "tilt",
+            "pixel_size_A",
+            "optics",
+            "write_stack",
+            "thumbnail_px",
         }
         if unknown:
             raise ValueError(f"unknown configuration keys: {sorted(unknown)}")
@@ -115,7 +121,6 @@ class RunConfig:
             optics=Optics(**optics),
             **values,
         )
-
 
 
 def read_run_config(path: str | Path) -> tuple[list[str] | None, str | None, RunConfig]:

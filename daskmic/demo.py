@@ -14,8 +14,14 @@ from daskmic.run import RunSummary, run_batch
 from daskmic.tilt.params import TiltParams
 
 DEMO_PREPROCESS = PreprocessParams.from_options(
-    crop=True, bad_pixels=True, invert=True, downsample=True, gaussian=1.0,
-    highpass=True, lowpass=(0.25, 0.02), normalize=True,
+    crop=True,
+    bad_pixels=True,
+    invert=True,
+    downsample=True,
+    gaussian=1.0,
+    highpass=True,
+    lowpass=(0.25, 0.02),
+    normalize=True,
 )
 """The protocol's typical settings (crop 10, bad pixels 5, invert, downsample 2, ...)."""
 
@@ -44,5 +50,6 @@ def demo(
     if not (raw / "truth.csv").exists():
         make_dataset(raw, n=micrographs, shape=shape, pixel_size_A=1.0, seed=0)
     config = RunConfig(preprocess=DEMO_PREPROCESS, tilt=TiltParams())
-    return run_batch(str(raw / "*.mrc"), Path(out_dir) / "results", config, on_row=on_row,
-                     **cluster_options)
+    return run_batch(
+        str(raw / "*.mrc"), Path(out_dir) / "results", config, on_row=on_row, **cluster_options
+    )

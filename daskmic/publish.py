@@ -7,8 +7,8 @@ same files.
 
 from __future__ import annotations
 
-import os
 import dataclasses
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,11 +24,32 @@ from daskmic.io.zarr_store import write_results
 from daskmic.manifest import Manifest, canonical_json
 from daskmic.tilt.select import split
 
-LEADING = ["micrograph", "status", "error", "path", "pixel_size_A", "output_path",
-           "output_pixel_size_A", "crop_px"]
-TILT_COLUMNS = ["micrograph", "status", "tilt_mean_corr", "tilt_std_corr", "tilt_min_corr",
-                "tilt_max_corr", "accepted", "error", "window_size_px", "sub_window_px",
-                "band_limit_A", "pixel_size_A", "path", "psd_path"]
+LEADING = [
+    "micrograph",
+    "status",
+    "error",
+    "path",
+    "pixel_size_A",
+    "output_path",
+    "output_pixel_size_A",
+    "crop_px",
+]
+TILT_COLUMNS = [
+    "micrograph",
+    "status",
+    "tilt_mean_corr",
+    "tilt_std_corr",
+    "tilt_min_corr",
+    "tilt_max_corr",
+    "accepted",
+    "error",
+    "window_size_px",
+    "sub_window_px",
+    "band_limit_A",
+    "pixel_size_A",
+    "path",
+    "psd_path",
+]
 
 
 def _ordered(table: pd.DataFrame, leading: list[str]) -> pd.DataFrame:
@@ -41,8 +62,9 @@ def _project_path(path: str) -> str:
     return os.path.relpath(path, Path.cwd())
 
 
-def _optics(table: pd.DataFrame, carried: list[dict[str, Any]], config: RunConfig,
-            output_pixel_size: bool) -> tuple[pd.DataFrame, pd.Series]:
+def _optics(
+    table: pd.DataFrame, carried: list[dict[str, Any]], config: RunConfig, output_pixel_size: bool
+) -> tuple[pd.DataFrame, pd.Series]:
     """RELION optics groups for ``table``'s rows and each row's group number."""
     pixel = table["output_pixel_size_A"] if output_pixel_size else table["pixel_size_A"]
     if carried and "rlnOpticsGroup" in table.columns:
@@ -56,41 +78,57 @@ def _optics(table: pd.DataFrame, carried: list[dict[str, Any]], config: RunConfi
     keys = list(zip(table["pixel_size_A"].round(6), pixel.round(6), strict=True))
     unique = sorted(set(keys))
     groups = pd.Series([unique.index(k) + 1 for k in keys], index=table.index)
-    optics = pd.DataFrame({
-        "rlnOpticsGroup": range(1, len(unique) + 1),
-        "rlnOpticsGroupName": [f"opticsGroup{i}" for i in range(1, len(unique) + 1)],
-        "rlnMicrographOriginalPixelSize": [k[0] for k in unique],
-        "rlnMicrographPixelSize": [k[1] for k in unique],
-        "rlnVoltage": config.optics.voltage_kV,
-        "rlnSphericalAberration": config.optics.spherical_aberration_mm,
-        "rlnAmplitudeContrast": config.optics.amplitude_contrast,
-    })
+    optics = pd.DataFrame(
+        {
+            "rlnOpticsGroup": range(1, len(unique) + 1),
+            "rlnOpticsGroupName": [f"opticsGroup{i}" for i in range(1, len(unique) + 1)],
+            "rlnMicrographOriginalPixelSize": [k[0] for k in unique],
+            "rlnMicrographPixelSize": [k[1] for k in unique],
+            "rlnVoltage": config.optics.voltage_kV,
+            "rlnSphericalAberration": config.optics.spherical_aberration_mm,
+            "rlnAmplitudeContrast": config.optics.amplitude_contrast,
+        }
+    )
     return optics, groups
 
 
 def _star_table(table: pd.DataFrame, names: pd.Series, groups: pd.Series) -> pd.DataFrame:
-    carried = [c for c in table.columns
-               if c.startswith("rln") and c not in ("rlnMicrographName", "rlnOpticsGroup")]
-    star = pd.DataFrame({"rlnMicrographName": names.map(_project_path),
-                         "rlnOpticsGroup": groups})
+    carried = [
+        c
+        for c in table.columns
+        if c.startswith("rln") and c not in ("rlnMicrographName", "rlnOpticsGroup")
+    ]
+    star = pd.DataFrame({"rlnMicrographName": names.map(_project_path), "rlnOpticsGroup": groups})
     return pd.concat([star, table[carried]], axis=1).reset_index(drop=True)
 
 
-def _write_star(path: Path, table: pd.DataFrame, names: pd.Series, manifest: Manifest,
-                config: RunConfig, output_pixel_size: bool) -> None:
+def _write_star(
+    path: Path,
+    table: pd.DataFrame,
+    names: pd.Series,
+    manifest: Manifest,
+    config: RunConfig,
+    output_pixel_size: bool,
+) -> None:
     optics, groups = _optics(table, manifest.optics(), config, output_pixel_size)
     write_star(path, _star_table(table, names, groups), optics)
 
 
-def _publish_preprocess(out: Path, table: pd.DataFrame, manifest: Manifest,
-                        config: RunConfig) -> None:
+def _publish_preprocess(
+    out: Path, table: pd.DataFrame, manifest: Manifest, config: RunConfig
+) -> None:
     done = table[table["status"] != "failed"]
     _write_star(out / "micrographs.star", done, done["output_path"], manifest, config, True)
-    write_xmd(out / "micrographs.xmd", pd.DataFrame({
-        "micrograph": done["output_path"].map(_project_path),
-        "enabled": 1,
-        "samplingRate": done["output_pixel_size_A"],
-    }))
+    write_xmd(
+        out / "micrographs.xmd",
+        pd.DataFrame(
+            {
+                "micrograph": done["output_path"].map(_project_path),
+                "enabled": 1,
+                "samplingRate": done["output_pixel_size_A"],
+            }
+        ),
+    )
 
 
 def _split(table: pd.DataFrame, config: RunConfig) -> pd.DataFrame:
@@ -105,8 +143,10 @@ def _split(table: pd.DataFrame, config: RunConfig) -> pd.DataFrame:
 def _publish_tilt(out: Path, table: pd.DataFrame, manifest: Manifest, config: RunConfig) -> None:
     tilt = table.copy()
     write_csv(out / "tilt.csv", _ordered(tilt, TILT_COLUMNS).drop(columns=["tilt_status"]))
-    for status, star, listing in (("accepted", "accepted.star", "accepted.txt"),
-                                  ("discarded", "discarded.star", "rejected.txt")):
+    for status, star, listing in (
+        ("accepted", "accepted.star", "accepted.txt"),
+        ("discarded", "discarded.star", "rejected.txt"),
+    ):
         part = tilt[tilt["status"] == status]
         names = part["rlnMicrographName"] if "rlnMicrographName" in part else part["path"]
         _write_star(out / star, part, names, manifest, config, False)
@@ -157,8 +197,9 @@ def publish(out_dir: Path, config: RunConfig) -> list[dict[str, Any]]:
             if name in thumbnails:
                 thumb = thumbnails[name]
                 stack[i, : thumb.shape[0], : thumb.shape[1]] = thumb
-    write_results(out_dir / "micrographs.zarr", table, thumbnails=stack,
-                  provenance=provenance(config))
+    write_results(
+        out_dir / "micrographs.zarr", table, thumbnails=stack, provenance=provenance(config)
+    )
     return rows
 
 
@@ -186,8 +227,9 @@ def select(
     config = RunConfig.from_dict(manifest.parameters())
     if config.tilt is None:
         raise ValueError(f"{out} holds no tilt analysis to re-split")
-    tilt = dataclasses.replace(config.tilt, mean_threshold=mean_threshold,
-                               std_threshold=std_threshold)
+    tilt = dataclasses.replace(
+        config.tilt, mean_threshold=mean_threshold, std_threshold=std_threshold
+    )
     config = dataclasses.replace(config, tilt=tilt)
     manifest.bind(config.to_dict(), config.hashed_parameters())
     rows = publish(out, config)

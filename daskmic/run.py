@@ -61,8 +61,12 @@ def sources_from(mics: xr.DataArray) -> list[Source]:
         for i, name in enumerate(mics["micrograph"].values)
     ]
     sources += [
-        Source(micrograph=bad["micrograph"], path=bad["path"], pixel_size_A=float("nan"),
-               error=bad["error"])
+        Source(
+            micrograph=bad["micrograph"],
+            path=bad["path"],
+            pixel_size_A=float("nan"),
+            error=bad["error"],
+        )
         for bad in mics.attrs.get("failed", [])
     ]
     return sorted(sources, key=lambda s: s.micrograph)
@@ -103,8 +107,9 @@ def _preprocess_step(source: Source, pixel_size_A: float, config: RunConfig, out
 
 def _tilt_step(source: Source, pixel_size_A: float, config: RunConfig, out: Path) -> Row:
     header = read_header(source.path)
-    windows = [read_micrograph(source.path, region)
-               for region in corner_regions(header.shape, config.tilt)]
+    windows = [
+        read_micrograph(source.path, region) for region in corner_regions(header.shape, config.tilt)
+    ]
     for window in windows:
         _check_pixels(window)
     result = screen_windows(windows, pixel_size_A, config.tilt)
@@ -191,10 +196,17 @@ def process_sources(
     rows: list[Row] = []
 
     def submit(source: Source) -> None:
-        submitted.add(client.submit(
-            process_micrograph, source, config, str(out_dir), digest,
-            key=f"micrograph-{digest}-{source.micrograph}", pure=False,
-        ))
+        submitted.add(
+            client.submit(
+                process_micrograph,
+                source,
+                config,
+                str(out_dir),
+                digest,
+                key=f"micrograph-{digest}-{source.micrograph}",
+                pure=False,
+            )
+        )
 
     for source in pending[:in_flight]:
         submit(source)
@@ -318,11 +330,13 @@ def run_batch(
     sources, digest = prepare(inputs, out_dir, config, overwrite=overwrite, limit=limit)
     if client is None:
         with connect(cluster, **cluster_options) as started:
-            process_sources(started, sources, out_dir, config, digest,
-                            batch_size=batch_size, on_row=on_row)
+            process_sources(
+                started, sources, out_dir, config, digest, batch_size=batch_size, on_row=on_row
+            )
     else:
-        process_sources(client, sources, out_dir, config, digest,
-                        batch_size=batch_size, on_row=on_row)
+        process_sources(
+            client, sources, out_dir, config, digest, batch_size=batch_size, on_row=on_row
+        )
     rows = publish(Path(out_dir), config)
     wanted = {s.micrograph for s in sources}
     return RunSummary(Path(out_dir), [row for row in rows if row["micrograph"] in wanted])

@@ -16,7 +16,9 @@ def test_canonical_json_is_order_independent():
 
 def test_canonical_json_converts_numpy_scalars_and_arrays():
     assert json.loads(canonical_json({"x": np.float32(1.5), "y": np.arange(2)})) == {
-        "x": 1.5, "y": [0, 1]}
+        "x": 1.5,
+        "y": [0, 1],
+    }
 
 
 def test_records_sorted_and_done_only_when_successful(tmp_path):
