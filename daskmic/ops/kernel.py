@@ -9,6 +9,7 @@ any kernel to a chunked ``(micrograph, y, x)`` dask array; nothing else in daskm
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
@@ -89,8 +90,7 @@ def lift(kernel: Kernel, stack: da.Array) -> da.Array:
         return stack.map_blocks(_apply_stack, kernel, dtype=np.float32, token=kernel.name)
     if kernel.halo > 0:
         return stack.map_overlap(
-            _apply_stack,
-            kernel,
+            functools.partial(_apply_stack, kernel=kernel),
             depth={0: 0, 1: kernel.halo, 2: kernel.halo},
             boundary="none",
             dtype=np.float32,
