@@ -1,0 +1,28 @@
+"""The one exception for unusable input files."""
+
+from __future__ import annotations
+
+import os
+
+
+class MicrographError(ValueError):
+    """A micrograph (or table) file that cannot be used, and why.
+
+    ``str(error)`` is ``"<path>: <problem>"``. The exception pickles (it crosses process
+    boundaries on a ``distributed`` cluster), so its ``args`` are ``(path, problem)``.
+
+    Parameters
+    ----------
+    path : path-like
+        The offending file, as the user named it (or its absolute path).
+    problem : str
+        What is wrong with it, in plain words.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], problem: str) -> None:
+        super().__init__(str(path), problem)
+        self.path = str(path)
+        self.problem = problem
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.problem}"
