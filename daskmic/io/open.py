@@ -1,0 +1,214 @@
+"""``open_micrographs``: headers now (in parallel), pixels later (lazily), as the data contract."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections import Counter
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import dask.array as da
+import numpy as np
+import pandas as pd
+import xarray as xr
+from dask.base import tokenize
+
+from daskmic.io.errors import MicrographError
+from daskmic.io.header import MicrographHeader
+from daskmic.io.lazy import LazyMicrographStack
+from daskmic.io.readers import read_header
+from daskmic.io.sources import Listing, Source, list_source, unique_names
+
+DIMS = ("micrograph", "y", "x")
+RESERVED = {"micrograph", "path", "pixel_size_A", "y", "x"}
+"""Coordinate names daskmic sets itself; table columns with these names get an ``input_`` prefix."""
+
+
+def _read_headers(paths: list[Path]) -> list[MicrographHeader | MicrographError]:
+    """Each file's header, or the error that makes it unusable, read by a thread pool."""
+    with ThreadPoolExecutor(max_workers=max(1, min(16, len(paths)))) as pool:
+        return list(pool.map(_header_or_error, paths))
+
+
+def _header_or_error(path: Path) -> MicrographHeader | MicrographError:
+    try:
+        return read_header(path)
+    except MicrographError as error:
+        return error
+
+
+def _majority_shape(headers: list[MicrographHeader]) -> tuple[int, int] | None:
+    """The most common (ny, nx); ties go to the smallest shape, so order does not matter."""
+    counts = Counter(h.shape for h in headers)
+    return min(counts, key=lambda shape: (-counts[shape], shape)) if counts else None
+
+
+def _check_pixel_size(pixel_size_A: float | None) -> float | None:
+    if pixel_size_A is None:
+        return None
+    value = float(pixel_size_A)
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"pixel_size_A must be a finite number > 0 (Å), got {pixel_size_A!r}")
+    return value
+
+
+def _check_chunks(chunks: Mapping[str, int] | None, shape: tuple[int, int, int]) -> tuple:
+    """Dask chunks from ``{"micrograph": m, "y": ny, "x": nx}`` (any subset; -1 = whole axis)."""
+    wanted = {"micrograph": 1, "y": -1, "x": -1}
+    if chunks is not None:
+        if not isinstance(chunks, Mapping) or not set(chunks) <= set(DIMS):
+            raise ValueError(f"chunks must be a dict with keys among {DIMS}, got {chunks!r}")
+        for dim, size in chunks.items():
+            if not isinstance(size, int | np.integer) or not (size > 0 or size == -1):
+                raise ValueError(f"chunks[{dim!r}] must be an integer > 0 or -1, got {size!r}")
+        wanted.update(chunks)
+    return tuple(
+        max(1, n) if wanted[d] == -1 else wanted[d] for d, n in zip(DIMS, shape, strict=True)
+    )
+
+
+def _column_values(series: pd.Series) -> np.ndarray:
+    """A table column as a coordinate array: numbers stay numeric, the rest become str objects."""
+    if pd.api.types.is_bool_dtype(series):
+        return series.to_numpy(dtype=bool)
+    if pd.api.types.is_numeric_dtype(series):
+        has_missing = bool(series.isna().any())
+        return series.to_numpy(dtype=float if has_missing else None, na_value=np.nan)
+    return np.array(["" if pd.isna(v) else str(v) for v in series], dtype=object)
+
+
+def _carried_coords(table: pd.DataFrame, rows: list[int]) -> dict[str, tuple]:
+    coords = {}
+    for column in table.columns:
+        name = f"input_{column}" if column in RESERVED else str(column)
+        coords[name] = ("micrograph", _column_values(table[column].iloc[rows]))
+    return coords
+
+
+def _pixel_sizes(
+    listing: Listing, headers: list, rows: list[int], given: float | None
+) -> np.ndarray:
+    """Per stacked micrograph: the argument, else the table, else the header, else NaN."""
+    if given is not None:
+        return np.full(len(rows), given)
+    table = listing.table_pixel_size_A
+    sizes = []
+    for row in rows:
+        from_table = np.nan if table is None else table[row]
+        from_header = headers[row].pixel_size_A
+        if np.isfinite(from_table) and from_table > 0:
+            sizes.append(float(from_table))
+        else:
+            sizes.append(np.nan if from_header is None else float(from_header))
+    return np.asarray(sizes, dtype=float)
+
+
+def _spatial_coords(ny: int, nx: int, pixel_sizes: np.ndarray) -> dict[str, xr.Variable]:
+    """y/x in ångström when the set's pixel size is uniform and known, else in pixels."""
+    uniform = pixel_sizes.size > 0 and np.all(pixel_sizes == pixel_sizes[0])
+    if uniform and np.isfinite(pixel_sizes[0]):
+        step, units = float(pixel_sizes[0]), "Å"
+    else:
+        step, units = 1.0, "px"
+    return {
+        dim: xr.Variable(dim, np.arange(n) * step, attrs={"units": units})
+        for dim, n in (("y", ny), ("x", nx))
+    }
+
+
+def _jsonable(table: pd.DataFrame | None) -> list[dict]:
+    return [] if table is None else json.loads(table.to_json(orient="records"))
+
+
+def open_micrographs(
+    source: Source,
+    *,
+    pixel_size_A: float | None = None,
+    chunks: Mapping[str, int] | None = None,
+) -> xr.DataArray:
+    """Open micrographs as a lazy ``(micrograph, y, x)`` DataArray (daskmic's data contract).
+
+    Headers are read now, in parallel; pixels only when computed, and only the regions asked
+    for. Files that cannot be read, or whose shape differs from the majority, are not in the
+    stack: they are listed in ``attrs["failed"]``.
+
+    Parameters
+    ----------
+    source : path-like or sequence of path-like
+        A file, a folder (its ``.mrc``/``.mrcs``/``.tif``/``.tiff`` files), a glob (``**``
+        recurses, e.g. ``"GridSquare_*/Data/*.mrc"``), a list of those, or one table: a RELION
+        ``.star`` (``data_optics`` + ``data_micrographs``; ``rlnMicrographName`` relative to the
+        working directory), an Xmipp ``.xmd`` or a ``.csv`` with a ``path``,
+        ``rlnMicrographName`` or ``micrograph_path`` column.
+    pixel_size_A : float, optional
+        Pixel size in ångström for every micrograph; overrides tables and headers.
+    chunks : dict, optional
+        Dask chunk sizes by dimension, e.g. ``{"y": 512, "x": 512}``; by default one whole
+        micrograph per chunk.
+
+    Returns
+    -------
+    xarray.DataArray
+        Dims ``("micrograph", "y", "x")``, dtype as stored (the common type if files differ).
+        Coordinates: ``micrograph`` (unique names: file stems, or root-relative paths when
+        stems collide), ``path`` (absolute), ``pixel_size_A`` (per micrograph; NaN if unknown),
+        ``y``/``x`` (ångström when the pixel size is uniform and known, else pixels; see their
+        ``units`` attribute) and every column of an input table (named as in the table;
+        ``input_<name>`` for a column called ``micrograph``, ``path``, ``pixel_size_A``, ``y``
+        or ``x``). Attributes: ``source``, ``failed`` (list of ``{"micrograph", "path",
+        "error"}``; ``error`` is the problem, without the path), ``optics`` (the input
+        ``data_optics`` rows, possibly empty).
+
+    Raises
+    ------
+    MicrographError
+        Nothing found, or an unusable table.
+    ValueError
+        Invalid ``pixel_size_A`` or ``chunks``.
+    """
+    given = _check_pixel_size(pixel_size_A)
+    listing = list_source(source)
+    names = unique_names(listing.paths, listing.root)
+    headers = _read_headers(listing.paths)
+    shape = _majority_shape([h for h in headers if isinstance(h, MicrographHeader)])
+    failed, rows = [], []
+    for row, (name, header) in enumerate(zip(names, headers, strict=True)):
+        if isinstance(header, MicrographError):
+            problem = header.problem
+        elif header.shape != shape:
+            problem = f"shape {header.shape} differs from the set's {shape}"
+        else:
+            rows.append(row)
+            continue
+        failed.append({"micrograph": name, "path": str(listing.paths[row]), "error": problem})
+    kept = [headers[r] for r in rows]
+    ny, nx = shape or (0, 0)
+    dtype = np.result_type(*(h.dtype for h in kept)) if kept else np.dtype(np.float32)
+    paths = [str(listing.paths[r]) for r in rows]
+    stamps = [(os.stat(p).st_size, os.stat(p).st_mtime_ns) for p in paths]
+    lazy = LazyMicrographStack(paths, (ny, nx), dtype, stamps)
+    data = da.from_array(
+        lazy,
+        chunks=_check_chunks(chunks, lazy.shape),
+        asarray=False,
+        meta=np.empty((0, 0, 0), dtype=dtype),
+        name=f"micrographs-{tokenize(lazy)}",
+    )
+    sizes = _pixel_sizes(listing, headers, rows, given)
+    coords = {
+        "micrograph": np.array([names[r] for r in rows], dtype=object),
+        "path": ("micrograph", np.array(paths, dtype=object)),
+        "pixel_size_A": ("micrograph", sizes),
+        **_spatial_coords(ny, nx, sizes),
+    }
+    if listing.table is not None:
+        coords.update(_carried_coords(listing.table, rows))
+    attrs = {
+        "source": listing.description,
+        "failed": failed,
+        "optics": _jsonable(listing.optics),
+    }
+    return xr.DataArray(data, dims=DIMS, coords=coords, attrs=attrs, name="micrographs")

@@ -1,0 +1,242 @@
+"""Micrograph tables: RELION STAR (read with ``starfile``), Xmipp ``.xmd`` and CSV.
+
+Readers return ``(micrographs, optics)`` DataFrames; writers put each file in place atomically.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import starfile
+
+from daskmic.io.atomic import write_bytes_atomic
+from daskmic.io.errors import MicrographError
+from daskmic.io.star_syntax import format_loop, read_blocks, star_label
+
+TABLE_SUFFIXES = (".star", ".xmd", ".csv")
+
+OPTICS_COLUMNS = (
+    "rlnOpticsGroup",
+    "rlnOpticsGroupName",
+    "rlnMicrographOriginalPixelSize",
+    "rlnMicrographPixelSize",
+    "rlnVoltage",
+    "rlnSphericalAberration",
+    "rlnAmplitudeContrast",
+)
+"""The ``data_optics`` columns RELION 3.1+ expects for micrographs, in its order."""
+
+PATH_COLUMNS = {
+    ".star": ("rlnMicrographName",),
+    ".xmd": ("micrograph", "image"),
+    ".csv": ("path", "rlnMicrographName", "micrograph_path"),
+}
+"""Per table format, the columns that may hold the micrograph file path, by preference."""
+
+XMIPP_LABELS = {
+    "pixel_size_A": "samplingRate",
+    "rlnMicrographPixelSize": "samplingRate",
+    "original_pixel_size_A": "samplingRateOriginal",
+    "rlnMicrographOriginalPixelSize": "samplingRateOriginal",
+    "mean": "avg",
+    "std": "stddev",
+    "min": "min",
+    "max": "max",
+    "voltage_kV": "ctfVoltage",
+    "rlnVoltage": "ctfVoltage",
+    "spherical_aberration_mm": "ctfSphericalAberration",
+    "rlnSphericalAberration": "ctfSphericalAberration",
+    "micrograph": "micrographName",
+}
+"""Column names written under Xmipp's metadata labels by :func:`write_xmd`."""
+
+
+def split_table_path(source: str | os.PathLike[str]) -> tuple[str | None, Path]:
+    """Split Xmipp's ``block@file`` notation; ``(None, path)`` for a plain path."""
+    text = os.fspath(source)
+    if "@" in text and not Path(text).exists():
+        block, _, name = text.partition("@")
+        return block, Path(name)
+    return None, Path(text)
+
+
+def is_table(source: object) -> bool:
+    """Whether ``source`` names a STAR, xmd or CSV table (by suffix)."""
+    if not isinstance(source, str | os.PathLike):
+        return False
+    return split_table_path(source)[1].suffix.lower() in TABLE_SUFFIXES
+
+
+def _pick_block(blocks: dict, wanted: str | None, path: Path, label: str) -> pd.DataFrame:
+    """The micrograph block: by name, ``micrographs``, one with ``label``, or the only one."""
+    frames = {k: (pd.DataFrame([v]) if isinstance(v, dict) else v) for k, v in blocks.items()}
+    if wanted is not None:
+        if wanted not in frames:
+            raise MicrographError(path, f"no block data_{wanted} (blocks: {sorted(frames)})")
+        return frames[wanted]
+    if "micrographs" in frames:
+        return frames["micrographs"]
+    with_label = [f for f in frames.values() if label in f.columns]
+    if with_label:
+        return with_label[0]
+    if len(frames) == 1:
+        return next(iter(frames.values()))
+    raise MicrographError(path, f"no data_micrographs block (blocks: {sorted(frames)})")
+
+
+def read_table(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """Read a micrograph table.
+
+    Parameters
+    ----------
+    path : path-like
+        A RELION ``.star`` file (``data_optics`` + ``data_micrographs``, or a single block), an
+        Xmipp ``.xmd`` file (``block@file.xmd`` picks a block) or a ``.csv`` file.
+
+    Returns
+    -------
+    micrographs : pandas.DataFrame
+        One row per micrograph; STAR/xmd labels without their leading ``_``.
+    optics : pandas.DataFrame or None
+        The STAR ``data_optics`` block, ``None`` for other formats or when absent.
+
+    Raises
+    ------
+    MicrographError
+        Missing or unparsable file.
+    ValueError
+        A suffix other than ``.star``, ``.xmd``, ``.csv``.
+    """
+    block, file = split_table_path(path)
+    suffix = file.suffix.lower()
+    if suffix not in TABLE_SUFFIXES:
+        raise ValueError(f"path must end in .star, .xmd or .csv, got {os.fspath(path)!r}")
+    if not file.is_file():
+        raise MicrographError(file, "no such table file")
+    try:
+        if suffix == ".star":
+            blocks = starfile.read(file, always_dict=True)
+            optics = blocks.get("optics")
+            return _pick_block(blocks, block, file, "rlnMicrographName"), optics
+        if suffix == ".xmd":
+            with open(file, encoding="utf-8") as handle:
+                return _pick_block(read_blocks(handle), block, file, "micrograph"), None
+        return pd.read_csv(file), None
+    except MicrographError:
+        raise
+    except Exception as error:  # any parser failure means the table is unusable
+        raise MicrographError(file, f"cannot read {suffix} table ({error})") from error
+
+
+def _require_columns(df: pd.DataFrame, columns: tuple[str, ...], parameter: str) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ValueError(f"{parameter} lacks column(s) {missing}; it has {list(df.columns)}")
+
+
+def write_star(
+    path: str | os.PathLike[str], micrographs: pd.DataFrame, optics: pd.DataFrame
+) -> None:
+    """Write a RELION 3.1+ micrograph STAR file (``data_optics`` + ``data_micrographs``).
+
+    Parameters
+    ----------
+    path : path-like
+        Destination; it appears only once completely written.
+    micrographs : pandas.DataFrame
+        Needs ``rlnMicrographName`` (relative to the working directory, RELION's convention)
+        and ``rlnOpticsGroup``; every other column is written too (booleans as 1/0).
+    optics : pandas.DataFrame
+        Needs :data:`OPTICS_COLUMNS` (see :func:`daskmic.io.optics_table`); extra columns kept.
+
+    Raises
+    ------
+    ValueError
+        A required column is missing, or a micrograph names an optics group not in ``optics``.
+    """
+    _require_columns(optics, OPTICS_COLUMNS, "optics")
+    _require_columns(micrographs, ("rlnMicrographName", "rlnOpticsGroup"), "micrographs")
+    optics = optics[[*OPTICS_COLUMNS, *(c for c in optics.columns if c not in OPTICS_COLUMNS)]]
+    optics = optics.astype({"rlnOpticsGroup": int})
+    first = ["rlnMicrographName", "rlnOpticsGroup"]
+    micrographs = micrographs[[*first, *(c for c in micrographs.columns if c not in first)]]
+    micrographs = micrographs.astype({"rlnOpticsGroup": int})
+    unknown = sorted(set(micrographs["rlnOpticsGroup"]) - set(optics["rlnOpticsGroup"]))
+    if unknown:
+        raise ValueError(f"micrographs use optics groups {unknown} that optics does not define")
+    text = "\n# version 30001\n\n" + format_loop("optics", optics, quote='"', numbered=True)
+    text += "\n# version 30001\n\n" + format_loop(
+        "micrographs", micrographs, quote='"', numbered=True
+    )
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_csv(path: str | os.PathLike[str], df: pd.DataFrame) -> None:
+    """Write ``df`` as CSV (no index column), atomically."""
+    write_bytes_atomic(path, df.to_csv(index=False).encode("utf-8"))
+
+
+def _enabled(df: pd.DataFrame) -> np.ndarray:
+    """Xmipp's ``_enabled`` (1 / -1) from ``enabled``, ``accepted`` or ``status`` columns."""
+    if "enabled" in df.columns:
+        keep = pd.to_numeric(df["enabled"], errors="coerce").fillna(0).to_numpy() > 0
+    elif "accepted" in df.columns:
+        keep = df["accepted"].fillna(False).astype(bool).to_numpy()
+    elif "status" in df.columns:
+        keep = ~df["status"].astype(str).isin(["failed", "discarded"]).to_numpy()
+    else:
+        keep = np.ones(len(df), dtype=bool)
+    return np.where(keep, 1, -1)
+
+
+def write_xmd(
+    path: str | os.PathLike[str],
+    df: pd.DataFrame,
+    *,
+    path_column: str | None = None,
+    block: str = "micrographs",
+) -> None:
+    """Write an Xmipp metadata (``.xmd``) micrograph table, atomically.
+
+    The file path goes to ``_micrograph``, ``_enabled`` is 1 or -1 (from an ``enabled``,
+    ``accepted`` or ``status`` column; ``failed``/``discarded`` are disabled), and columns named
+    in :data:`XMIPP_LABELS` take Xmipp's labels (``pixel_size_A`` -> ``_samplingRate``,
+    ``mean``/``std``/``min``/``max`` -> ``_avg``/``_stddev``/``_min``/``_max``, ...). Other
+    columns keep their names. Note that Xmipp reads ``nan`` as 0.
+
+    Parameters
+    ----------
+    path : path-like
+        Destination.
+    df : pandas.DataFrame
+        One row per micrograph.
+    path_column : str, optional
+        Column holding the micrograph file path; by default the first present of
+        ``rlnMicrographName``, ``output_path``, ``path``, ``micrograph_path``, ``micrograph``.
+    block : str, optional
+        Block name (``data_<block>``); Xmipp programs address it as ``block@file.xmd``.
+    """
+    candidates = ("rlnMicrographName", "output_path", "path", "micrograph_path", "micrograph")
+    if path_column is None:
+        path_column = next((c for c in candidates if c in df.columns), None)
+    if path_column not in df.columns:
+        raise ValueError(
+            f"path_column must name a column of df holding file paths, got {path_column!r}; "
+            f"df has {list(df.columns)}"
+        )
+    out = {"micrograph": df[path_column].astype(str), "enabled": _enabled(df)}
+    for column in df.columns:
+        if column in (path_column, "enabled"):
+            continue
+        label = XMIPP_LABELS.get(column, star_label(column))
+        label = label if label not in out else star_label(column)
+        while label in out:
+            label += "_"
+        out[label] = df[column].to_numpy()
+    text = "# XMIPP_STAR_1 *\n#\n" + format_loop(
+        block, pd.DataFrame(out), quote="'", numbered=False
+    )
+    write_bytes_atomic(path, text.encode("utf-8"))
