@@ -1,0 +1,575 @@
+"""The preprocessing parameter model and the ordered pipeline of enabled operations.
+
+:class:`PreprocessParams` holds the protocol's options (spec A.1), :func:`build_pipeline` turns
+them into the list of kernels for one micrograph shape and pixel size (adjacent Fourier steps
+fused into one pass), and :func:`preprocess` lifts that list lazily onto a stack. The production
+face (``daskmic.run``) applies the same ``build_pipeline(...).kernels`` eagerly, one micrograph
+at a time; there is no second code path.
+
+Order (fixed, the protocol's): crop, log, bad pixels, invert, downsample, denoise, gaussian,
+highpass, lowpass, normalize. Frequencies are in cycles/pixel of the grid at their step (after a
+downsample, the downsampled grid); ``highpass_A``/``lowpass_A`` give the cutoff as a resolution
+in ångström instead, converted with the pixel size at that step.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, fields
+from typing import Any, Final
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+
+from daskmic.ops.bad_pixels import bad_pixels_kernel
+from daskmic.ops.crop import crop_kernel, cropped_shape
+from daskmic.ops.denoise import denoise_kernel
+from daskmic.ops.fourier import (
+    Downsample,
+    FourierStep,
+    Gaussian,
+    Highpass,
+    Lowpass,
+    downsampled_shape,
+    fourier_kernel,
+)
+from daskmic.ops.intensity import invert_kernel, log_kernel, normalize_kernel
+from daskmic.ops.kernel import Kernel, Shape2D, lift
+
+DIMS: Final = ("micrograph", "y", "x")
+
+ORDER: Final = (
+    "crop",
+    "log",
+    "bad_pixels",
+    "invert",
+    "downsample",
+    "denoise",
+    "gaussian",
+    "highpass",
+    "lowpass",
+    "normalize",
+)
+"""The protocol's order of operations."""
+
+DEFAULTS: Final[dict[str, Any]] = {
+    "crop": 10,
+    "log": (4.431, 0.402, 336.6),
+    "bad_pixels": 5.0,
+    "downsample": 2.0,
+    "denoise": 50,
+    "gaussian": 2.0,
+    "highpass": (0.002, 0.001),
+    "lowpass": (0.4, 0.001),
+}
+"""Values an option takes when enabled without one (the protocol form's, spec A.1)."""
+
+DEFAULT_WIDTH: Final = 0.001
+"""Raised-cosine width (cycles/pixel) when only a cutoff is given."""
+
+ANISOTROPY_TOLERANCE: Final = 1e-4
+"""Relative difference of the y and x downsampling ratios above which a warning is given."""
+
+
+def _fail(name: str, value: Any, valid: str) -> ValueError:
+    return ValueError(f"{name}: got {value!r}; valid range: {valid}")
+
+
+def _number(name: str, value: Any, valid: str, check: Any = None) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | np.number):
+        raise _fail(name, value, valid)
+    number = float(value)
+    if not math.isfinite(number) or (check is not None and not check(number)):
+        raise _fail(name, value, valid)
+    return number
+
+
+def _whole(name: str, value: Any, minimum: int) -> int:
+    valid = f"integers ≥ {minimum}"
+    number = _number(name, value, valid, lambda v: v == int(v) and v >= minimum)
+    return int(number)
+
+
+def _pair(name: str, value: Any, first: str, first_check: Any) -> tuple[float, float]:
+    if not isinstance(value, tuple | list) or len(value) != 2:
+        raise _fail(name, value, f"a pair ({first}, width)")
+    cutoff = _number(f"{name} cutoff", value[0], first, first_check)
+    width = _number(f"{name} width", value[1], "width > 0 cycles/pixel", lambda v: v > 0)
+    return cutoff, width
+
+
+@dataclass(frozen=True)
+class PreprocessParams:
+    """Options of the preprocessing protocol; ``None``/``False`` means the step is off.
+
+    Parameters
+    ----------
+    crop : int, optional
+        Pixels removed from each border (protocol default 10).
+    log : tuple of float, optional
+        ``(a, b, c)`` of ``a - b*ln(x + c)`` (default 4.431, 0.402, 336.6).
+    bad_pixels : float, optional
+        ``k``: pixels beyond ``mean ± k·std`` are replaced (default 5).
+    invert : bool
+        Multiply by -1.
+    downsample : float, optional
+        Fourier-crop factor ``> 1`` (default 2).
+    denoise : int, optional
+        Total-variation iterations ``≥ 1`` (default 50).
+    gaussian : float, optional
+        Real-space standard deviation in pixels of the grid at that step (default 2).
+    highpass, lowpass : tuple of float, optional
+        ``(cutoff, width)`` in cycles/pixel, cutoff in (0, 0.5) (defaults (0.002, 0.001) and
+        (0.4, 0.001)).
+    highpass_A, lowpass_A : tuple of float, optional
+        ``(cutoff_A, width)``: the cutoff as a resolution in ångström (converted with the pixel
+        size at that step), the width in cycles/pixel. Exclusive with ``highpass``/``lowpass``.
+    normalize : bool
+        Scale to mean 0, standard deviation 1.
+    xmipp_compat : bool
+        Reproduce the reference's quirks (Gaussian σ/√2, output pixel size × F, denoise in its
+        [0, 1] domain, double-precision transforms).
+    """
+
+    crop: int | None = None
+    log: tuple[float, float, float] | None = None
+    bad_pixels: float | None = None
+    invert: bool = False
+    downsample: float | None = None
+    denoise: int | None = None
+    gaussian: float | None = None
+    highpass: tuple[float, float] | None = None
+    lowpass: tuple[float, float] | None = None
+    highpass_A: tuple[float, float] | None = None
+    lowpass_A: tuple[float, float] | None = None
+    normalize: bool = False
+    xmipp_compat: bool = False
+
+    def __post_init__(self) -> None:
+        for name, value in self._normalised().items():
+            object.__setattr__(self, name, value)
+
+    def _normalised(self) -> dict[str, Any]:
+        """Each field checked and converted to its canonical type (tuples, int, float)."""
+        values: dict[str, Any] = {}
+        for name in ("invert", "normalize", "xmipp_compat"):
+            if not isinstance(getattr(self, name), bool | np.bool_):
+                raise _fail(name, getattr(self, name), "True or False")
+            values[name] = bool(getattr(self, name))
+        checks = {
+            "crop": lambda v: _whole("crop", v, 0),
+            "log": self._log,
+            "bad_pixels": lambda v: _number("bad_pixels", v, "k > 0", lambda k: k > 0),
+            "downsample": lambda v: _number("downsample", v, "factor > 1", lambda f: f > 1),
+            "denoise": lambda v: _whole("denoise", v, 1),
+            "gaussian": lambda v: _number("gaussian", v, "sigma > 0 px", lambda s: s > 0),
+            "highpass": lambda v: _pair("highpass", v, "0 < cutoff < 0.5", _nyquist),
+            "lowpass": lambda v: _pair("lowpass", v, "0 < cutoff < 0.5", _nyquist),
+            "highpass_A": lambda v: _pair("highpass_A", v, "cutoff_A > 0 Å", _positive),
+            "lowpass_A": lambda v: _pair("lowpass_A", v, "cutoff_A > 0 Å", _positive),
+        }
+        for name, check in checks.items():
+            value = getattr(self, name)
+            values[name] = None if value is None else check(value)
+        for band in ("highpass", "lowpass"):
+            if values[band] is not None and values[f"{band}_A"] is not None:
+                raise ValueError(
+                    f"{band} and {band}_A both given ({values[band]!r}, {values[band + '_A']!r});"
+                    " give the cutoff in cycles/pixel or in ångström, not both"
+                )
+        return values
+
+    @staticmethod
+    def _log(value: Any) -> tuple[float, float, float]:
+        if not isinstance(value, tuple | list) or len(value) != 3:
+            raise _fail("log", value, "three finite numbers (a, b, c)")
+        a, b, c = (
+            _number(f"log {n}", v, "finite reals") for n, v in zip("abc", value, strict=True)
+        )
+        return a, b, c
+
+    @classmethod
+    def from_options(cls, **options: Any) -> PreprocessParams:
+        """Parameters from protocol-style options: ``True`` takes the default, a value is used.
+
+        ``crop=True`` crops 10 px, ``highpass=(0.01, 0.005)`` sets both values, a bare number
+        for ``highpass``/``lowpass``/``*_A`` is the cutoff with width 0.001; ``None``/``False``
+        leave a step off. Lists are accepted for tuples (YAML/JSON).
+
+        Raises
+        ------
+        TypeError
+            For an unknown option name.
+        ValueError
+            For an invalid value, naming the option, the value and the valid range.
+        """
+        names = {f.name for f in fields(cls) if f.init}
+        unknown = sorted(set(options) - names)
+        if unknown:
+            raise TypeError(f"unknown preprocessing option(s) {unknown}; known: {sorted(names)}")
+        values: dict[str, Any] = {}
+        for name, value in options.items():
+            flag = name in ("invert", "normalize", "xmipp_compat")
+            if value is None or value is False:
+                values[name] = False if flag else None
+            elif value is True and not flag:
+                if name not in DEFAULTS:
+                    raise _fail(name, value, "a pair (cutoff_A, width); it has no default")
+                values[name] = DEFAULTS[name]
+            elif name in ("highpass", "lowpass", "highpass_A", "lowpass_A") and not isinstance(
+                value, tuple | list | bool
+            ):
+                values[name] = (value, DEFAULT_WIDTH)
+            else:
+                values[name] = value
+        return cls(**values)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> PreprocessParams:
+        """Inverse of :meth:`to_dict`; also reads a config file's ``preprocess`` mapping."""
+        return cls.from_options(**dict(values))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able parameters: every option, tuples as lists."""
+        return {
+            f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v
+            for f in fields(self)
+            if f.init
+        }
+
+    def enabled(self) -> list[str]:
+        """Names of the enabled steps, in the protocol's order."""
+        on = {name for name in ORDER if getattr(self, name) not in (None, False)}
+        on |= {band for band in ("highpass", "lowpass") if getattr(self, f"{band}_A") is not None}
+        return [name for name in ORDER if name in on]
+
+    def validate(self, shape: Shape2D | None = None, pixel_size_A: float | None = None) -> None:
+        """Refuse invalid values before any work starts.
+
+        The values themselves are checked when the parameters are made; with ``shape`` this
+        also checks that the crop and the downsampling fit the image, and with a pixel size
+        that the ångström cutoffs lie below Nyquist at their step.
+
+        Raises
+        ------
+        ValueError
+            Naming the parameter, the value given and the valid range.
+        """
+        self._normalised()
+        if shape is not None:
+            _geometry(self, shape, pixel_size_A, warn=False)
+
+
+def _nyquist(value: float) -> bool:
+    return 0 < value < 0.5
+
+
+def _positive(value: float) -> bool:
+    return value > 0
+
+
+@dataclass(frozen=True)
+class _Geometry:
+    """Shapes and pixel sizes along the pipeline for one input."""
+
+    cropped: Shape2D
+    output: Shape2D
+    pixel_size_A: float  # at the Fourier steps, i.e. of the output, as recorded
+    highpass: tuple[float, float] | None  # in cycles/pixel at its step
+    lowpass: tuple[float, float] | None
+
+
+def _known(pixel_size_A: float | None) -> bool:
+    return pixel_size_A is not None and math.isfinite(pixel_size_A) and pixel_size_A > 0
+
+
+def _band(params: PreprocessParams, band: str, pixel_size_A: float) -> tuple[float, float] | None:
+    in_A = getattr(params, f"{band}_A")
+    if in_A is None:
+        return getattr(params, band)
+    cutoff_A, width = in_A
+    if not _known(pixel_size_A):
+        raise ValueError(f"{band}_A: the pixel size is unknown, so {cutoff_A} Å cannot be used")
+    cutoff = pixel_size_A / cutoff_A
+    if not _nyquist(cutoff):
+        raise ValueError(
+            f"{band}_A: cutoff {cutoff_A} Å is {cutoff:.4g} cycles/pixel at a pixel size of "
+            f"{pixel_size_A:.4g} Å; valid range: cutoff_A > {2 * pixel_size_A:.4g} Å (Nyquist)"
+        )
+    return cutoff, width
+
+
+def _geometry(
+    params: PreprocessParams, shape: Shape2D, pixel_size_A: float | None, *, warn: bool
+) -> _Geometry:
+    shape = (int(shape[0]), int(shape[1]))
+    cropped = cropped_shape(shape, params.crop or 0)
+    output = cropped
+    size = float("nan") if pixel_size_A is None else float(pixel_size_A)
+    if params.downsample is not None:
+        try:
+            output = downsampled_shape(cropped, params.downsample)
+        except ValueError as error:
+            raise ValueError(f"{error} (after cropping)") from None
+        ratio_y, ratio_x = cropped[0] / output[0], cropped[1] / output[1]
+        if warn and abs(ratio_y / ratio_x - 1) > ANISOTROPY_TOLERANCE:
+            warnings.warn(
+                f"downsample: {cropped[0]}×{cropped[1]} → {output[0]}×{output[1]} scales y by "
+                f"{ratio_y:.6g} and x by {ratio_x:.6g}; the recorded pixel size uses x's",
+                UserWarning,
+                stacklevel=3,
+            )
+        size *= params.downsample if params.xmipp_compat else ratio_x
+    return _Geometry(
+        cropped, output, size, _band(params, "highpass", size), _band(params, "lowpass", size)
+    )
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """The kernels for one input shape and pixel size, and what they produce.
+
+    Attributes
+    ----------
+    kernels : list of Kernel
+        In the protocol's order, adjacent Fourier steps fused into one kernel.
+    input_shape, output_shape : tuple of int
+        ``(ny, nx)`` before and after.
+    input_pixel_size_A, output_pixel_size_A : float
+        Pixel sizes in ångström (NaN when unknown). The output's is isotropic: the input's ×
+        ``N_x/floor(N_x/F)`` after a downsample (× ``F`` in ``xmipp_compat``).
+    crop_px : int
+        Pixels removed from each border: output pixel ``(i, j)`` sits at input pixel
+        ``(crop_px + i·scale_yx[0], crop_px + j·scale_yx[1])``.
+    scale_yx : tuple of float
+        Input pixels per output pixel along y and x (1 without downsampling).
+    """
+
+    kernels: list[Kernel]
+    input_shape: Shape2D
+    output_shape: Shape2D
+    input_pixel_size_A: float
+    output_pixel_size_A: float
+    crop_px: int
+    scale_yx: tuple[float, float]
+
+
+def _fourier_steps(params: PreprocessParams, name: str, geometry: _Geometry) -> FourierStep:
+    if name == "downsample":
+        return Downsample(params.downsample)
+    if name == "gaussian":
+        return Gaussian(params.gaussian, params.xmipp_compat)
+    if name == "highpass":
+        return Highpass(*geometry.highpass)
+    return Lowpass(*geometry.lowpass)
+
+
+def _single_kernel(params: PreprocessParams, name: str) -> Kernel:
+    if name == "crop":
+        return crop_kernel(params.crop)
+    if name == "log":
+        return log_kernel(*params.log)
+    if name == "bad_pixels":
+        return bad_pixels_kernel(params.bad_pixels)
+    if name == "invert":
+        return invert_kernel()
+    if name == "denoise":
+        return denoise_kernel(params.denoise, xmipp_compat=params.xmipp_compat)
+    return normalize_kernel()
+
+
+def build_pipeline(
+    params: PreprocessParams, shape: Shape2D, pixel_size_A: float | None
+) -> Pipeline:
+    """The kernels that preprocess one micrograph of ``shape`` and ``pixel_size_A``.
+
+    Parameters
+    ----------
+    params : PreprocessParams
+        The enabled steps.
+    shape : tuple of int
+        Input ``(ny, nx)``.
+    pixel_size_A : float or None
+        Input pixel size in ångström; None or NaN when unknown (then ``*_A`` options fail).
+
+    Returns
+    -------
+    Pipeline
+        Empty ``kernels`` when no step is enabled.
+
+    Raises
+    ------
+    ValueError
+        If the parameters do not fit this shape or pixel size (before any work).
+
+    Warns
+    -----
+    UserWarning
+        When downsampling scales y and x by ratios differing by more than 1e-4.
+    """
+    geometry = _geometry(params, shape, pixel_size_A, warn=True)
+    precision = "float64" if params.xmipp_compat else "float32"
+    kernels: list[Kernel] = []
+    fused: list[FourierStep] = []
+    for name in params.enabled():
+        if name in ("downsample", "gaussian", "highpass", "lowpass"):
+            fused.append(_fourier_steps(params, name, geometry))
+            continue
+        if fused:
+            kernels.append(fourier_kernel(fused, precision=precision))
+            fused = []
+        if name != "crop" or params.crop:
+            kernels.append(_single_kernel(params, name))
+    if fused:
+        kernels.append(fourier_kernel(fused, precision=precision))
+    cropped, output = geometry.cropped, geometry.output
+    return Pipeline(
+        kernels=kernels,
+        input_shape=(int(shape[0]), int(shape[1])),
+        output_shape=output,
+        input_pixel_size_A=float("nan") if pixel_size_A is None else float(pixel_size_A),
+        output_pixel_size_A=geometry.pixel_size_A,
+        crop_px=params.crop or 0,
+        scale_yx=(cropped[0] / output[0], cropped[1] / output[1]),
+    )
+
+
+def _lazy_stack(mics: xr.DataArray) -> da.Array:
+    if isinstance(mics.data, da.Array):
+        return mics.data
+    return da.from_array(np.asarray(mics.data), chunks=(1, -1, -1))
+
+
+def _apply(kernels: list[Kernel], stack: da.Array) -> da.Array:
+    for kernel in kernels:
+        stack = lift(kernel, stack)
+    return stack
+
+
+def _apply_grouped(stack: da.Array, keys: list, pipelines: dict[Any, Pipeline]) -> da.Array:
+    """Apply each pixel size's kernels to its micrographs, keeping the stack's order."""
+    parts, positions = [], []
+    for key, pipeline in pipelines.items():
+        index = [i for i, k in enumerate(keys) if k == key]
+        parts.append(_apply(pipeline.kernels, stack[index]))
+        positions.extend(index)
+    return da.concatenate(parts, axis=0)[np.argsort(positions)]
+
+
+def _pixel_sizes(mics: xr.DataArray) -> list[float | None]:
+    """Per-micrograph pixel sizes; None where unknown (NaN or no coordinate)."""
+    count = mics.sizes["micrograph"]
+    if "pixel_size_A" not in mics.coords:
+        return [None] * count
+    values = np.broadcast_to(np.asarray(mics["pixel_size_A"].values, dtype=float), (count,))
+    return [float(v) if math.isfinite(v) else None for v in values]
+
+
+def _spatial(coord: xr.DataArray, crop_px: int, scale: float, size: int) -> xr.Variable:
+    """Coordinates of the output samples, in the input coordinate's units."""
+    values = np.asarray(coord.values, dtype=float)
+    spacing = (values[-1] - values[0]) / (values.size - 1) if values.size > 1 else 1.0
+    start = values[0] if values.size else 0.0
+    return xr.Variable(
+        coord.dims, start + (crop_px + np.arange(size) * scale) * spacing, attrs=coord.attrs
+    )
+
+
+def preprocess(
+    mics: xr.DataArray,
+    *,
+    crop: int | bool | None = None,
+    log: tuple[float, float, float] | bool | None = None,
+    bad_pixels: float | bool | None = None,
+    invert: bool = False,
+    downsample: float | bool | None = None,
+    denoise: int | bool | None = None,
+    gaussian: float | bool | None = None,
+    highpass: tuple[float, float] | float | bool | None = None,
+    lowpass: tuple[float, float] | float | bool | None = None,
+    normalize: bool = False,
+    xmipp_compat: bool = False,
+    highpass_A: tuple[float, float] | float | None = None,
+    lowpass_A: tuple[float, float] | float | None = None,
+) -> xr.DataArray:
+    """Preprocess a stack of micrographs lazily, in the protocol's order.
+
+    Each option is off when ``None``/``False``, takes the protocol's default when ``True``,
+    and otherwise its value (see :class:`PreprocessParams`). Parameters are checked against
+    the stack's shape and pixel sizes before anything runs.
+
+    Parameters
+    ----------
+    mics : xarray.DataArray
+        Dims ``("micrograph", "y", "x")``, as :func:`daskmic.open_micrographs` returns, with a
+        per-micrograph ``pixel_size_A`` coordinate (NaN where unknown).
+    crop, log, bad_pixels, invert, downsample, denoise, gaussian, highpass, lowpass, normalize
+        The protocol's steps; see :class:`PreprocessParams`.
+    xmipp_compat : bool
+        Reproduce the reference's quirks.
+    highpass_A, lowpass_A : tuple of float or float, optional
+        ``(cutoff_A, width)``: cutoff as a resolution in ångström instead of cycles/pixel.
+
+    Returns
+    -------
+    xarray.DataArray
+        Lazy float32 stack (whole frames per chunk after any full-frame step) with the input's
+        per-micrograph coordinates, ``pixel_size_A`` updated, ``y``/``x`` giving each output
+        sample's position in the input's units, and attrs ``parameters`` (JSON-able),
+        ``crop_px`` and ``xmipp_compat``.
+
+    Raises
+    ------
+    ValueError
+        For invalid parameters, parameters that do not fit the stack, no enabled step, or an
+        empty stack.
+    """
+    params = PreprocessParams.from_options(
+        crop=crop,
+        log=log,
+        bad_pixels=bad_pixels,
+        invert=invert,
+        downsample=downsample,
+        denoise=denoise,
+        gaussian=gaussian,
+        highpass=highpass,
+        lowpass=lowpass,
+        normalize=normalize,
+        xmipp_compat=xmipp_compat,
+        highpass_A=highpass_A,
+        lowpass_A=lowpass_A,
+    )
+    if not params.enabled():
+        raise ValueError(f"preprocess: no step enabled; enable at least one of {list(ORDER)}")
+    if tuple(mics.dims) != DIMS:
+        raise ValueError(f"preprocess: expected dims {DIMS}, got {tuple(mics.dims)}")
+    if mics.sizes["micrograph"] == 0:
+        raise ValueError("preprocess: the stack holds no micrograph")
+    shape = (mics.sizes["y"], mics.sizes["x"])
+    keys = _pixel_sizes(mics)
+    pipelines = {key: build_pipeline(params, shape, key) for key in dict.fromkeys(keys)}
+    first = next(iter(pipelines.values()))
+    stack = _lazy_stack(mics)
+    by_pixel_size = params.highpass_A is not None or params.lowpass_A is not None
+    if by_pixel_size and len(pipelines) > 1:
+        data = _apply_grouped(stack, keys, pipelines)
+    else:
+        data = _apply(first.kernels, stack)
+    coords: dict[str, Any] = {
+        name: coord for name, coord in mics.coords.items() if set(coord.dims) <= {"micrograph"}
+    }
+    coords["pixel_size_A"] = ("micrograph", [pipelines[k].output_pixel_size_A for k in keys])
+    for axis, dim in enumerate(("y", "x")):
+        if dim in mics.coords:
+            coords[dim] = _spatial(
+                mics[dim], first.crop_px, first.scale_yx[axis], first.output_shape[axis]
+            )
+    attrs = {
+        **mics.attrs,
+        "parameters": params.to_dict(),
+        "crop_px": first.crop_px,
+        "xmipp_compat": params.xmipp_compat,
+    }
+    return xr.DataArray(data, dims=DIMS, coords=coords, attrs=attrs, name=mics.name)
