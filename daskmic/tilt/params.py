@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
@@ -15,6 +16,10 @@ from daskmic.tilt.windows import (
 )
 
 WindowSize = int | Literal["auto"]
+
+
+def _is_real(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def check_thresholds(mean_threshold: float, std_threshold: float) -> None:
@@ -32,13 +37,9 @@ def check_thresholds(mean_threshold: float, std_threshold: float) -> None:
     ValueError
         Naming the parameter, the value given and the valid range.
     """
-    if not (isinstance(mean_threshold, int | float) and 0.0 <= mean_threshold <= 1.0):
+    if not (_is_real(mean_threshold) and 0.0 <= mean_threshold <= 1.0):
         raise ValueError(f"mean_threshold must be in [0, 1], got {mean_threshold!r}")
-    if not (
-        isinstance(std_threshold, int | float)
-        and math.isfinite(std_threshold)
-        and std_threshold > 0
-    ):
+    if not (_is_real(std_threshold) and math.isfinite(std_threshold) and std_threshold > 0):
         raise ValueError(f"std_threshold must be a finite number > 0, got {std_threshold!r}")
 
 
@@ -73,19 +74,18 @@ class TiltParams:
 
     def __post_init__(self) -> None:
         size = self.window_size
-        if size != "auto" and (
-            isinstance(size, bool) or not isinstance(size, int) or size < MIN_WINDOW_PX
-        ):
-            raise ValueError(
-                f"window_size must be 'auto' or an integer >= {MIN_WINDOW_PX}, got {size!r}"
-            )
+        if size != "auto":
+            if not (
+                isinstance(size, numbers.Integral)
+                and not isinstance(size, bool)
+                and size >= MIN_WINDOW_PX
+            ):
+                raise ValueError(
+                    f"window_size must be 'auto' or an integer >= {MIN_WINDOW_PX}, got {size!r}"
+                )
+            object.__setattr__(self, "window_size", int(size))
         resolution = self.resolution_A
-        if not (
-            isinstance(resolution, int | float)
-            and not isinstance(resolution, bool)
-            and math.isfinite(resolution)
-            and resolution > 0
-        ):
+        if not (_is_real(resolution) and math.isfinite(resolution) and resolution > 0):
             raise ValueError(f"resolution_A must be a finite number > 0 Å, got {resolution!r}")
         check_thresholds(self.mean_threshold, self.std_threshold)
         if not isinstance(self.xmipp_compat, bool):
@@ -110,11 +110,12 @@ class TiltParams:
     def validate_for_set(
         self, shapes: Sequence[Sequence[int]], pixel_sizes_A: Sequence[float]
     ) -> None:
-        """Refuse a resolution that no micrograph of the set can support.
+        """Refuse parameters that no micrograph of the set can support, before any work.
 
-        A micrograph supports the resolution when it is large enough for a window and its
-        sub-window ``int(w * pixel_size_A / resolution_A)`` lies in [32, w] pixels. Micrographs
-        that do not will fail alone; if none does, the parameters are a usage error.
+        A micrograph supports the parameters when it holds a window and its sub-window
+        ``int(w * pixel_size_A / resolution_A)`` lies in [32, w] pixels. Micrographs that do
+        not fail alone; if none does, the parameters are a usage error, except when every
+        micrograph is too small for the automatic window (then they all fail alone).
 
         Parameters
         ----------
@@ -126,23 +127,32 @@ class TiltParams:
         Raises
         ------
         ValueError
-            If the set is empty or no micrograph supports the parameters.
+            If a given window size fits no micrograph, or the resolution suits none.
         """
         if len(shapes) != len(pixel_sizes_A):
             raise ValueError(f"got {len(shapes)} shapes but {len(pixel_sizes_A)} pixel sizes")
-        if not shapes:
-            raise ValueError("the set holds no micrograph to screen")
-        reasons = set()
+        windows = []
         for shape, pixel_size_A in zip(shapes, pixel_sizes_A, strict=True):
             try:
-                window = self.window_size_px(shape)
+                windows.append((self.window_size_px(shape), pixel_size_A))
+            except ValueError:
+                continue
+        if not windows:
+            if self.window_size == "auto" or not shapes:
+                return
+            raise ValueError(
+                f"window_size={self.window_size} px fits no micrograph of the set "
+                f"(smallest edge {min(min(s[-2:]) for s in shapes)} px)"
+            )
+        reasons = set()
+        for window, pixel_size_A in windows:
+            try:
                 sub_window_px(window, pixel_size_A, self.resolution_A)
             except ValueError as error:
                 reasons.add(str(error))
                 continue
             return
         raise ValueError(
-            f"resolution_A={self.resolution_A!r} with window_size={self.window_size!r} suits no "
-            f"micrograph of the set (the sub-window must hold {MIN_SUB_WINDOW_PX} px to w px): "
-            + "; ".join(sorted(reasons))
+            f"resolution_A={self.resolution_A!r} suits no micrograph of the set (the PSD "
+            f"sub-window must hold {MIN_SUB_WINDOW_PX} px to w px): " + "; ".join(sorted(reasons))
         )
