@@ -7,6 +7,7 @@ import warnings
 from pathlib import Path
 
 import mrcfile
+import mrcfile.dtypes
 import mrcfile.utils
 import numpy as np
 
@@ -17,6 +18,40 @@ MRC_HEADER_BYTES = 1024
 SUPPORTED_MODES = {0: "int8", 1: "int16", 2: "float32", 6: "uint16", 12: "float16"}
 
 
+def _precheck(path: Path) -> None:
+    """Refuse files whose first 1024 bytes cannot be an MRC header, before mrcfile sees them.
+
+    mrcfile allocates the extended header (``nsymbt`` bytes) before reading it, so a text
+    file read permissively could ask for gigabytes; this check costs one 1 KiB read.
+    """
+    with open(path, "rb") as handle:
+        raw = handle.read(MRC_HEADER_BYTES)
+    if len(raw) < MRC_HEADER_BYTES:
+        raise MicrographError(
+            path, f"not an MRC file ({len(raw)} bytes; an MRC header alone has 1024)"
+        )
+    room = os.path.getsize(path) - MRC_HEADER_BYTES
+    fitting = []
+    for order in "<>":
+        fields = np.frombuffer(raw, mrcfile.dtypes.HEADER_DTYPE.newbyteorder(order), count=1)[0]
+        dims = min(int(fields["nx"]), int(fields["ny"]), int(fields["nz"]))
+        mode_ok = int(fields["mode"]) in SUPPORTED_MODES and dims > 0
+        fits = 0 <= int(fields["nsymbt"]) <= room
+        if mode_ok and fits:
+            return
+        if mode_ok:
+            raise MicrographError(
+                path,
+                f"truncated: the header announces a {int(fields['nsymbt'])}-byte extended "
+                f"header but only {room} bytes follow the header",
+            )
+        fitting.append(fits)
+    if raw[208:212] != b"MAP ":
+        raise MicrographError(path, "not an MRC file (no MAP ID and no valid mode/dimensions)")
+    if not any(fitting):
+        raise MicrographError(path, "corrupt MRC header: extended header larger than the file")
+
+
 def _raw_header(path: Path) -> tuple[np.recarray, str | None]:
     """Read the 1024-byte header; return it and the strict-mode complaint, if any.
 
@@ -24,6 +59,7 @@ def _raw_header(path: Path) -> tuple[np.recarray, str | None]:
     ``permissive=True`` (e.g. no ``MAP`` ID, zero machine stamp). Strict reading is tried first;
     the permissive retry is silenced, and the header is validated by :func:`_layout` instead.
     """
+    _precheck(path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
