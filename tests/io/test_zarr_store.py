@@ -1,0 +1,142 @@
+"""The zarr v3 results store and thumbnails."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+import zarr
+
+from daskmic.io import add_pixels, make_thumbnail, open_pixels, open_results, write_results
+
+
+def _variables():
+    return xr.Dataset(
+        {
+            "status": ("micrograph", np.array(["done", "failed", "done"], dtype=object)),
+            "error": ("micrograph", np.array(["", "truncated", ""], dtype=object)),
+            "mean": ("micrograph", [0.5, np.nan, 2.0]),
+            "crop_px": ("micrograph", np.array([10, 10, 10], dtype=np.int64)),
+            "accepted": ("micrograph", [True, False, True]),
+        },
+        coords={"micrograph": np.array(["a", "b", "c"], dtype=object)},
+    )
+
+
+def test_results_round_trip_with_thumbnails_and_provenance(tmp_path, rng):
+    store = tmp_path / "micrographs.zarr"
+    thumbs = rng.normal(size=(3, 16, 16)).astype(np.float32)
+    write_results(store, _variables(), thumbnails=thumbs, parameters={"crop": 10, "log": None})
+    ds = open_results(store)
+    stored = ds[list(_variables().data_vars)].load()
+    xr.testing.assert_identical(stored.drop_attrs(), _variables())
+    assert {v.dtype for v in (stored.status, stored.micrograph)} == {np.dtype(object)}
+    np.testing.assert_array_equal(ds.thumbnail.values, thumbs)
+    assert ds.thumbnail.dims == ("micrograph", "thumb_y", "thumb_x")
+    assert ds.thumbnail.dtype == np.float32
+    assert json.loads(ds.attrs["parameters"]) == {"crop": 10, "log": None}
+    assert ds.attrs["daskmic_version"] == "0.1.0"
+    assert datetime.fromisoformat(ds.attrs["created"]).tzinfo is not None
+    group = zarr.open_group(store / "results", mode="r")
+    assert group.metadata.zarr_format == 3
+    assert group["thumbnail"].chunks == (1, 16, 16)
+
+
+def test_results_from_a_dataframe(tmp_path):
+    frame = pd.DataFrame({"micrograph": ["b", "a"], "status": ["done", "failed"], "x": [1, 2]})
+    write_results(tmp_path / "s.zarr", frame)
+    ds = open_results(tmp_path / "s.zarr").load()
+    assert ds.micrograph.values.tolist() == ["b", "a"]
+    assert ds.status.values.tolist() == ["done", "failed"]
+    with pytest.raises(ValueError, match="micrograph"):
+        write_results(tmp_path / "s.zarr", frame.drop(columns="micrograph"))
+
+
+def test_thumbnails_shape_is_checked(tmp_path):
+    with pytest.raises(ValueError, match="thumbnails must have shape"):
+        write_results(tmp_path / "s.zarr", _variables(), thumbnails=np.zeros((2, 8, 8)))
+    assert not (tmp_path / "s.zarr" / "results").exists()
+
+
+def test_rebuilding_results_keeps_pixels_and_is_atomic(tmp_path, rng):
+    store = tmp_path / "s.zarr"
+    images = {n: rng.normal(size=(24, 40)) for n in ("a", "b", "c")}
+    add_pixels(store, "a", images["a"], pixel_size_A=2.0)
+    write_results(store, _variables().isel(micrograph=[0]))
+    add_pixels(store, "b", images["b"], pixel_size_A=2.0)
+    add_pixels(store, "c", images["c"], pixel_size_A=2.0)
+    write_results(store, _variables())
+    assert open_results(store).micrograph.values.tolist() == ["a", "b", "c"]
+    pixels = open_pixels(store)
+    assert pixels.dims == ("micrograph", "y", "x")
+    assert pixels.micrograph.values.tolist() == ["a", "b", "c"]
+    assert pixels.dtype == np.float32
+    np.testing.assert_array_equal(pixels.values, np.stack(list(images.values())).astype("f4"))
+    np.testing.assert_array_equal(pixels.pixel_size_A.values, [2.0] * 3)
+    np.testing.assert_allclose(pixels.x.values, np.arange(40) * 2.0)
+    assert pixels.chunks == ((1, 1, 1), (24,), (40,))
+    leftovers = [p.name for p in store.rglob(".*")]
+    assert leftovers == []
+
+
+def test_adding_pixels_replaces_only_that_micrograph(tmp_path):
+    store = tmp_path / "s.zarr"
+    add_pixels(store, "a", np.ones((8, 8)))
+    add_pixels(store, "b", np.ones((8, 8)))
+    chunk = next((store / "pixels" / "b").rglob("c/*/*"))
+    before = chunk.stat().st_mtime_ns
+    add_pixels(store, "a", np.full((8, 8), 5.0))
+    assert chunk.stat().st_mtime_ns == before
+    np.testing.assert_array_equal(open_pixels(store).sel(micrograph="a").values, 5.0)
+    add_pixels(store, "odd", np.ones((4, 8)))
+    pixels = open_pixels(store)
+    assert pixels.micrograph.values.tolist() == ["a", "b"]
+    assert pixels.attrs["failed"][0]["micrograph"] == "odd"
+    assert pixels.x.attrs["units"] == "px"
+    with pytest.raises(ValueError, match="micrograph must be"):
+        add_pixels(store, "../x", np.ones((8, 8)))
+    with pytest.raises(ValueError, match="2-D"):
+        add_pixels(store, "x", np.ones(8))
+
+
+def test_open_results_of_a_missing_store(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a daskmic results store"):
+        open_results(tmp_path / "nothing.zarr")
+
+
+def test_thumbnail_is_the_block_mean_when_size_divides(rng):
+    image = rng.normal(size=(64, 96)).astype(np.float16)
+    reference = image.astype(np.float64).reshape(16, 4, 16, 6).mean(axis=(1, 3))
+    thumb = make_thumbnail(image, 16)
+    assert thumb.dtype == np.float32 and thumb.shape == (16, 16)
+    np.testing.assert_allclose(thumb, reference, rtol=0, atol=1e-5 * reference.std())
+
+
+def test_thumbnail_resamples_a_band_limited_image_exactly():
+    ny, nx, size = 300, 408, 64
+    y, x = np.mgrid[0:ny, 0:nx]
+    image = 3.0 + np.cos(2 * np.pi * (2 * y / ny + 3 * x / nx))
+    thumb = make_thumbnail(image, size)
+    # Blocks of 300 // 64 = 4 by 408 // 64 = 6 give a 75 x 68 image: the same periodic cosine
+    # sampled at the block centres, scaled by the mean of a cosine over a block (a Dirichlet
+    # kernel). Fourier resampling a band-limited periodic image to 64 x 64 is then exact.
+    fy, fx = 4, 6
+    dy, dx = 2 * np.pi * 2 / ny, 2 * np.pi * 3 / nx
+    gain = np.sin(fy * dy / 2) / (fy * np.sin(dy / 2)) * np.sin(fx * dx / 2) / (fx * np.sin(dx / 2))
+    ty, tx = np.mgrid[0:size, 0:size]
+    centre_y = ty * (ny / fy) / size * fy + (fy - 1) / 2
+    centre_x = tx * (nx / fx) / size * fx + (fx - 1) / 2
+    expected = 3.0 + gain * np.cos(2 * np.pi * (2 * centre_y / ny + 3 * centre_x / nx))
+    np.testing.assert_allclose(thumb, expected, rtol=0, atol=1e-5)
+
+
+def test_thumbnail_parameters():
+    with pytest.raises(ValueError, match="size must be an integer >= 1"):
+        make_thumbnail(np.ones((8, 8)), 0)
+    with pytest.raises(ValueError, match="2-D"):
+        make_thumbnail(np.ones((2, 8, 8)), 4)
+    np.testing.assert_array_equal(make_thumbnail(np.full((10, 10), 7.0), 32), 7.0)
