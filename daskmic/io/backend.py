@@ -44,7 +44,10 @@ class DaskmicBackendEntrypoint(BackendEntrypoint):
     open_dataset_parameters = ("filename_or_obj", "drop_variables")
 
     def open_dataset(  # type: ignore[override]
-        self, filename_or_obj: str | os.PathLike[str], *, drop_variables: object = None
+        self,
+        filename_or_obj: str | os.PathLike[str],
+        *,
+        drop_variables: str | list[str] | None = None,
     ) -> xr.Dataset:
         """Read the header now and return the lazily indexed image."""
         header = read_header(filename_or_obj)
@@ -60,7 +63,9 @@ class DaskmicBackendEntrypoint(BackendEntrypoint):
         }
         attrs = {"path": header.path, "format": header.format}
         attrs["pixel_size_A"] = np.nan if header.pixel_size_A is None else header.pixel_size_A
-        return xr.Dataset({"image": image}, coords=coords, attrs=attrs)
+        dataset = xr.Dataset({"image": image}, coords=coords, attrs=attrs)
+        drop = [drop_variables] if isinstance(drop_variables, str) else drop_variables or []
+        return dataset.drop_vars(drop, errors="ignore")
 
     def guess_can_open(self, filename_or_obj: object) -> bool:
         """MRC and TIFF files, by suffix."""

@@ -40,6 +40,15 @@ def _header_or_error(path: Path) -> MicrographHeader | MicrographError:
         return error
 
 
+def _stamp(path: str) -> tuple[int, int]:
+    """``(size, mtime_ns)`` of a file for the dask token; ``(-1, -1)`` if it just vanished."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return (-1, -1)
+    return (stat.st_size, stat.st_mtime_ns)
+
+
 def _majority_shape(headers: list[MicrographHeader]) -> tuple[int, int] | None:
     """The most common (ny, nx); ties go to the smallest shape, so order does not matter."""
     counts = Counter(h.shape for h in headers)
@@ -188,14 +197,14 @@ def open_micrographs(
     ny, nx = shape or (0, 0)
     dtype = np.result_type(*(h.dtype for h in kept)) if kept else np.dtype(np.float32)
     paths = [str(listing.paths[r]) for r in rows]
-    stamps = [(os.stat(p).st_size, os.stat(p).st_mtime_ns) for p in paths]
-    lazy = LazyMicrographStack(paths, (ny, nx), dtype, stamps)
+    lazy = LazyMicrographStack(paths, (ny, nx), dtype, [_stamp(p) for p in paths])
+    dask_chunks = _check_chunks(chunks, lazy.shape)
     data = da.from_array(
         lazy,
-        chunks=_check_chunks(chunks, lazy.shape),
+        chunks=dask_chunks,
         asarray=False,
         meta=np.empty((0, 0, 0), dtype=dtype),
-        name=f"micrographs-{tokenize(lazy)}",
+        name=f"micrographs-{tokenize(lazy, dask_chunks)}",
     )
     sizes = _pixel_sizes(listing, headers, rows, given)
     coords = {

@@ -31,6 +31,11 @@ def test_open_dataset_with_chunks_gives_one_chunk_per_image(make_mrc, rng):
     np.testing.assert_array_equal(ds.image.compute().values, data)
 
 
+def test_drop_variables(make_mrc):
+    path = make_mrc("m.mrc", np.zeros((4, 4), np.float32))
+    assert "image" not in xr.open_dataset(path, engine="daskmic", drop_variables="image")
+
+
 def test_tiff_without_pixel_size(tmp_path, rng):
     data = rng.integers(0, 255, size=(16, 20)).astype(np.uint8)
     tifffile.imwrite(tmp_path / "t.tif", data)

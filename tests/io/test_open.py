@@ -276,6 +276,14 @@ def test_pickled_stack_computes(folder):
     np.testing.assert_array_equal(again[2].values, images[2])
 
 
+def test_differently_chunked_opens_do_not_share_keys(folder):
+    root, images = folder
+    whole = open_micrographs(root)
+    tiled = open_micrographs(root, chunks={"y": 16, "x": 16})
+    total = (whole.astype(np.float64) - tiled.astype(np.float64)).sum() + whole.sum()
+    assert total.values == np.stack(images).astype(np.int64).sum()
+
+
 def test_tokens_change_when_files_change(folder, make_mrc):
     root, _ = folder
     before = open_micrographs(root)
