@@ -31,6 +31,8 @@ def format_value(value: object, quote: str) -> str:
         return "1" if value else "0"
     if isinstance(value, int | np.integer):
         return str(int(value))
+    if isinstance(value, np.floating) and value.dtype != np.float64:
+        return str(value)  # shortest text that reads back as the same float32/float16
     if isinstance(value, float | np.floating):
         return repr(float(value))  # "nan" and "inf" for non-finite values
     text = "" if value is None or value is pd.NA or value is pd.NaT else str(value)
@@ -42,11 +44,10 @@ def format_value(value: object, quote: str) -> str:
 
 
 def _cells(column: pd.Series) -> np.ndarray:
-    """A column's values as objects; missing entries of a text column become ``""``."""
-    values = column.to_numpy(dtype=object)
+    """A column's cells: numbers keep their numpy type; missing text becomes ``""``."""
     if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
-        return values
-    return np.array(["" if pd.isna(v) else v for v in values], dtype=object)
+        return column.to_numpy()
+    return np.array(["" if pd.isna(v) else v for v in column.to_numpy(dtype=object)], object)
 
 
 def format_loop(block: str, df: pd.DataFrame, *, quote: str, numbered: bool) -> str:

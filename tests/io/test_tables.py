@@ -51,14 +51,20 @@ def project(make_mrc, tmp_path, monkeypatch):
 
 def test_star_round_trip_through_starfile(project):
     root, micrographs, optics = project
-    write_star(root / "out/micrographs.star", micrographs, optics)
+    write_star(
+        root / "out/micrographs.star",
+        micrographs.assign(tilt_mean_corr=np.array([0.1, 0.2, 0.3], dtype=np.float32)),
+        optics,
+    )
     text = (root / "out/micrographs.star").read_text()
+    assert "\t" not in text and " 3.5 " in text and " 0.1\n" in text  # float32 kept short
     assert text.index("data_optics") < text.index("data_micrographs")
     assert "# version 30001" in text
     blocks = starfile.read(root / "out/micrographs.star", always_dict=True)
     pd.testing.assert_frame_equal(blocks["optics"], optics, check_dtype=False)
     back = blocks["micrographs"]
-    assert back.columns.tolist() == micrographs.columns.tolist()
+    assert back.columns.tolist() == [*micrographs.columns, "tilt_mean_corr"]
+    assert back["tilt_mean_corr"].tolist() == [0.1, 0.2, 0.3]
     assert back["rlnMicrographName"].tolist() == micrographs["rlnMicrographName"].tolist()
     assert back["rlnOpticsGroup"].tolist() == [1, 2, 1]
     np.testing.assert_array_equal(back["rlnCtfMaxResolution"], [3.5, np.nan, 4.25])
