@@ -47,14 +47,17 @@ def blocks_scene(n: int, rng: np.random.Generator) -> np.ndarray:
 
 def particles_scene(n: int, rng: np.random.Generator) -> np.ndarray:
     """Expected counts of soft-edged dark discs (particles) on a flat 30-count background."""
-    background, contrast = 30.0, 0.25
+    background, contrast, edge_px = 30.0, 0.25, 1.5
     darkening = np.zeros((n, n))
-    yy, xx = np.mgrid[:n, :n]
     for _ in range(n * n // 4000):
         y0, x0 = rng.uniform(0, n, 2)
         radius = rng.uniform(8.0, 25.0)
-        distance = np.hypot(yy - y0, xx - x0)
-        darkening = np.maximum(darkening, 1.0 / (1.0 + np.exp((distance - radius) / 1.5)))
+        reach = int(radius + 20 * edge_px)  # beyond it the edge profile is < 1e-8
+        rows = slice(max(0, int(y0) - reach), min(n, int(y0) + reach + 1))
+        cols = slice(max(0, int(x0) - reach), min(n, int(x0) + reach + 1))
+        yy, xx = np.mgrid[rows, cols]
+        profile = 0.5 * (1.0 - np.tanh((np.hypot(yy - y0, xx - x0) - radius) / (2 * edge_px)))
+        np.maximum(darkening[rows, cols], profile, out=darkening[rows, cols])
     return background * (1.0 - contrast * darkening)
 
 
