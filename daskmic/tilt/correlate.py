@@ -61,15 +61,11 @@ def correlations(filtered: np.ndarray, filtered_rotated: np.ndarray) -> np.ndarr
         Float64, shape ``(10,)``.
     """
     z, usable = _standardized(np.concatenate([filtered, filtered_rotated]))
-    n_pixels = z.shape[1]
-
-    def pearson(a: int, b: int) -> float:
-        if not (usable[a] and usable[b]):
-            return 0.0
-        return float(np.dot(z[a], z[b]) / n_pixels)
-
-    pairs = [pearson(a, b) for a, b in PAIRS]
-    own = [pearson(a, a + N_CORNERS) for a in range(N_CORNERS)]
+    gram = (z @ z.T) / z.shape[1]  # all Pearson correlations at once
+    gram[~usable, :] = 0.0
+    gram[:, ~usable] = 0.0
+    pairs = [gram[a, b] for a, b in PAIRS]
+    own = [gram[a, a + N_CORNERS] for a in range(N_CORNERS)]
     return np.asarray(pairs + own, dtype=np.float64)
 
 

@@ -17,6 +17,10 @@ import math
 import numpy as np
 from scipy import ndimage
 
+from daskmic.tilt.psd import WindowPSD
+
+PSDLike = np.ndarray | WindowPSD
+
 _EQUAL_ACCURACY = 1e-6  # XMIPP_EQUAL_ACCURACY: tolerance before a coordinate is wrapped
 
 
@@ -25,7 +29,7 @@ def _rotation_rows(n: int, rows: np.ndarray) -> np.ndarray:
     return (2 * (n // 2) - rows) % n
 
 
-def rotate90_about_dc(psd: np.ndarray) -> np.ndarray:
+def rotate90_about_dc(psd: PSDLike) -> np.ndarray:
     """Rotate a square centred PSD by exactly 90° about its zero-frequency pixel.
 
     Parameters
@@ -85,12 +89,18 @@ def _warp_bspline(psd: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.nda
     return ndimage.map_coordinates(coefficients, coords, order=3, mode="reflect", prefilter=False)
 
 
-def rotated_region(psd: np.ndarray, rows: slice, cols: slice, *, xmipp_compat: bool) -> np.ndarray:
+def _sample(psd: PSDLike, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    if isinstance(psd, WindowPSD):
+        return psd.region(rows, cols)
+    return np.asarray(psd)[np.ix_(rows, cols)]
+
+
+def rotated_region(psd: PSDLike, rows: slice, cols: slice, *, xmipp_compat: bool) -> np.ndarray:
     """A region of the 90°-rotated PSD, without rotating the rest.
 
     Parameters
     ----------
-    psd : numpy.ndarray
+    psd : numpy.ndarray or WindowPSD
         Centred 2-D PSD (square unless ``xmipp_compat``).
     rows, cols : slice
         The region of the rotated PSD to return.
@@ -106,12 +116,13 @@ def rotated_region(psd: np.ndarray, rows: slice, cols: slice, *, xmipp_compat: b
     row_index = np.arange(ny)[rows]
     col_index = np.arange(nx)[cols]
     if ny == nx:
-        return psd[np.ix_(col_index, _rotation_rows(ny, row_index))].T
+        return _sample(psd, col_index, _rotation_rows(ny, row_index)).T
     if not xmipp_compat:
         raise ValueError(f"an exact 90° rotation needs a square PSD, got shape {psd.shape}")
-    return _warp_bspline(psd, row_index, col_index)
+    whole = psd.full() if isinstance(psd, WindowPSD) else np.asarray(psd, dtype=np.float64)
+    return _warp_bspline(whole, row_index, col_index)
 
 
-def rotate90_xmipp(psd: np.ndarray) -> np.ndarray:
+def rotate90_xmipp(psd: PSDLike) -> np.ndarray:
     """The whole PSD rotated as the reference's ``rotation(psd, 90, psd.shape, I)`` does."""
     return rotated_region(psd, slice(None), slice(None), xmipp_compat=True)

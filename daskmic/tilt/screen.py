@@ -143,7 +143,7 @@ def screen_windows(
         except ValueError as error:
             raise ValueError(f"corner window {label}: {error}") from None
         rows, cols = sub_window_slices(psd.shape, sub, xmipp_compat=compat)
-        pieces[k] = psd[rows, cols]
+        pieces[k] = psd.region(np.arange(rows.start, rows.stop), np.arange(cols.start, cols.stop))
         pieces[k + 4] = rotated_region(psd, rows, cols, xmipp_compat=compat)
     filtered = lowpass(pieces)
     values = correlations(filtered[:4], filtered[4:])

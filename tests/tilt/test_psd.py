@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from daskmic.tilt.psd import (
-    amplitude_spectrum,
+    centred_from_half,
     edge_taper,
+    half_plane_limits,
     normalize_window,
     outlier_limits,
     taper_profile,
@@ -63,16 +64,33 @@ def test_edge_taper_uses_the_row_count_for_columns_only_in_compat():
     assert not np.array_equal(default, compat)
 
 
+def _full_from_half(half: np.ndarray, nx: int) -> np.ndarray:
+    ny = half.shape[0]
+    return centred_from_half(half, nx, np.arange(ny), np.arange(nx))
+
+
 @pytest.mark.parametrize("shape", [(32, 32), (33, 32), (32, 33), (31, 35)])
-def test_amplitude_spectrum_is_abs_fft2_with_exact_symmetry(shape):
+def test_half_plane_gives_the_centred_abs_fft2_with_exact_symmetry(shape):
     rng = np.random.default_rng(1)
     patch = rng.normal(size=shape)
-    full = amplitude_spectrum(patch)
-    np.testing.assert_allclose(full, np.abs(np.fft.fft2(patch)), rtol=1e-12, atol=1e-12)
-    # the columns past the half spectrum are exact copies: A[k, l] == A[-k, n - l] bit for bit
+    half = np.abs(np.fft.rfft2(patch))
+    full = _full_from_half(half, shape[1])
+    expected = np.fft.fftshift(np.abs(np.fft.fft2(patch)))
+    np.testing.assert_allclose(full, expected, rtol=1e-12, atol=1e-12)
+    # the mirrored columns are exact copies: A[k, l] == A[-k, -l] bit for bit
+    unshifted = np.fft.ifftshift(full)
     ny, nx = shape
     for col in range(nx // 2 + 1, nx):
-        np.testing.assert_array_equal(full[:, col], full[(-np.arange(ny)) % ny, nx - col])
+        np.testing.assert_array_equal(unshifted[:, col], unshifted[(-np.arange(ny)) % ny, nx - col])
+    rows, cols = np.array([3, 0, 7]), np.array([5, nx - 1, 1])
+    np.testing.assert_array_equal(centred_from_half(half, nx, rows, cols), full[np.ix_(rows, cols)])
+
+
+@pytest.mark.parametrize("shape", [(64, 64), (64, 65), (65, 64)])
+def test_half_plane_limits_equal_the_full_arrays(shape):
+    rng = np.random.default_rng(4)
+    half = 10 * np.log10(np.abs(np.fft.rfft2(rng.normal(size=shape))))
+    assert half_plane_limits(half, shape[1]) == outlier_limits(_full_from_half(half, shape[1]))
 
 
 def test_to_decibels_fills_non_positive_with_the_smallest_positive():
@@ -122,7 +140,7 @@ def _plain_numpy_psd(window: np.ndarray) -> np.ndarray:
 def test_window_psd_matches_plain_numpy():
     rng = np.random.default_rng(2)
     window = rng.gamma(2.0, size=(64, 64))
-    psd = window_psd(window)
+    psd = window_psd(window).full()
     reference = _plain_numpy_psd(window)
     assert np.max(np.abs(psd - reference)) <= 1e-5 * np.std(reference)
     assert psd.shape == (64, 64)
