@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,8 @@ import numpy as np
 from daskmic.io.atomic import atomic_path, write_bytes_atomic
 
 MANIFEST_DIR = ".daskmic"
+PARTIAL_NAME = re.compile(r"^\..+\.(tmp|old)-[0-9a-f]{8}$")
+"""Names :func:`daskmic.io.atomic.atomic_path` gives outputs that are not complete yet."""
 
 
 def canonical_json(value: Any) -> str:
@@ -170,6 +173,36 @@ class Manifest:
             if not path.name.startswith(".")
         ]
         return sorted(rows, key=lambda row: row["micrograph"])
+
+    def remove_partial(self, depth: int = 3) -> list[Path]:
+        """Delete what interrupted atomic writes left (temporary files and folders).
+
+        A run killed mid-write (``SIGKILL`` included) leaves ``.<name>.tmp-xxxxxxxx`` siblings
+        of outputs that never got renamed into place. Call this only while no run writes into
+        the folder (at the start of a run). Looks ``depth`` levels down (``OUT/mrc``,
+        ``OUT/.daskmic/records``, ``OUT/micrographs.zarr/pixels``, ...), not into the arrays.
+
+        Returns
+        -------
+        list of pathlib.Path
+            What was removed.
+        """
+        removed = []
+        level = [self.out_dir] if self.out_dir.is_dir() else []
+        for _ in range(depth):
+            below = []
+            for folder in level:
+                for entry in folder.iterdir():
+                    if PARTIAL_NAME.match(entry.name):
+                        if entry.is_dir() and not entry.is_symlink():
+                            shutil.rmtree(entry, ignore_errors=True)
+                        else:
+                            entry.unlink(missing_ok=True)
+                        removed.append(entry)
+                    elif entry.is_dir() and not entry.is_symlink():
+                        below.append(entry)
+            level = below
+        return removed
 
     def thumbnails(self, micrographs: list[str]) -> dict[str, np.ndarray]:
         """The stored thumbnails of ``micrographs`` (those that have one)."""
