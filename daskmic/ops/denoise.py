@@ -3,8 +3,9 @@
 A vectorised numpy port of the reference's method (Xmipp ``denoiseTVFilter``, after Bajić et
 al., ISBI 2016): rescale to [0, 255], generalised Anscombe transform, then a spectral projected
 gradient (SPG) minimisation of an Anscombe-domain data term plus total variation over the box
-[0, 1]. Arithmetic is float64, done in row strips so that temporaries stay small; the whole
-solve holds six float64 copies of the image. See :func:`tv_denoise` for the maths.
+[0, 1]. Arithmetic is float64, done in cache-sized row strips with small scratch buffers; the
+whole solve holds five float64 copies of the image (observation, iterate, trial point and their
+gradients). See :func:`tv_denoise` for the maths.
 """
 
 from __future__ import annotations
@@ -340,16 +341,19 @@ def tv_denoise(
     ``A(qX) = A(x')``, i.e. at ``X = A^{-1}(A(x'))/q = x'/q`` with ``A^{-1}(a) = ((lambda a/2)²
     - K1)/lambda`` the algebraic inverse: the inverse transform is built into the energy, and
     the iterate ``X`` estimates the rescaled *intensity* ``x'/q``, not an Anscombe-domain value.
-    (The reference starts SPG from ``X = y``, an Anscombe-domain image; the iterations move it
-    to the intensity domain.) The default output therefore only undoes the rescale,
-    ``X (max - min) + min``; applying ``A^{-1}`` again would distort the intensities.
+    The reference starts SPG from ``X = y``, an Anscombe-domain image, and the iterations move
+    it to the intensity domain, so with very few iterations (< 5) the output is further from
+    the truth than the input. The default output only undoes the rescale,
+    ``X (max - min) + min``; applying ``A^{-1}`` to ``X`` again would distort the intensities
+    (on flat 20–200-count images it lowers the mean by 17–64 %, while undoing the rescale alone
+    keeps it within 1 %).
 
     SPG: start ``X = y``, ``theta = 1``; direction ``d = clip(X - theta grad E, 0, 1) - X``;
     monotone Armijo backtracking (``gamma = 1e-4``) along ``d`` from step 1, taking the
     quadratic-interpolation step when it lies in ``[0.1, 0.9 step]``, else halving; then the
-    Barzilai–Borwein ``theta = s·s / s·(grad_new - grad_old)`` clipped to ``[1e-3, 1e3]``
-    (``1e3`` when the curvature is <= 0). Like the reference, the loop ends early when
-    ``max(X_new - X_old) < 0`` and returns ``X_new``.
+    Barzilai–Borwein ``theta = m·m / m·(grad_new - grad_old)``, ``m = X_new - X_old``, clipped
+    to ``[1e-3, 1e3]`` (``1e3`` when the curvature is <= 0). Like the reference, the loop ends
+    early when ``max(X_new - X_old) < 0`` and returns ``X_new``.
     """
     iterations = _check_iterations(iterations)
     y, s, low, high = _anscombe_observation(image)
