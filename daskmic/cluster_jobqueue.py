@@ -101,8 +101,14 @@ def _add_memory_request(kind: str, kwargs: dict[str, Any], cores: int, memory: i
     if kind == "slurm":
         from dask_jobqueue.slurm import slurm_format_bytes_ceil
 
-        if kwargs.get("job_mem") is None and dask.config.get("jobqueue.slurm.job-mem") is None:
+        job_mem = kwargs.get("job_mem") or dask.config.get("jobqueue.slurm.job-mem")
+        if job_mem is None:
             kwargs["job_mem"] = slurm_format_bytes_ceil(request)
+        elif slurm_memory_bytes(job_mem) < memory:
+            raise ValueError(
+                f"jobqueue.slurm.job-mem ({job_mem}) must be at least the workers' memory "
+                f"({memory} bytes), or Slurm kills jobs before dask manages their memory"
+            )
     else:
         from dask_jobqueue.pbs import pbs_format_bytes_ceil
 
@@ -111,6 +117,25 @@ def _add_memory_request(kind: str, kwargs: dict[str, Any], cores: int, memory: i
             and dask.config.get("jobqueue.pbs.resource-spec") is None
         ):
             kwargs["resource_spec"] = f"select=1:ncpus={cores}:mem={pbs_format_bytes_ceil(request)}"
+
+
+def slurm_memory_bytes(text: str | int) -> int:
+    """Bytes in a Slurm memory size (``--mem``): a number in MiB, or with a K/M/G/T suffix.
+
+    Raises
+    ------
+    ValueError
+        If ``text`` is not a Slurm memory size.
+    """
+    value = str(text).strip().upper()
+    units = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+    unit = units.get(value[-1:], None)
+    number = value[:-1] if unit else value
+    if not number.isdigit():
+        raise ValueError(
+            f"job-mem must be a Slurm memory size like 4096, 4000M or 4G, got {text!r}"
+        )
+    return int(number) * (unit or 2**20)
 
 
 def check_lifetime(walltime: str | None, worker_extra_args: list[str]) -> None:

@@ -20,7 +20,12 @@ from distributed import Client, LocalCluster, as_completed
 
 from daskmic.cluster import KINDS, connect, local_cluster_size
 from daskmic.cluster_config import CONFIG_PATH, load_config
-from daskmic.cluster_jobqueue import check_lifetime, jobqueue_options, walltime_seconds
+from daskmic.cluster_jobqueue import (
+    check_lifetime,
+    jobqueue_options,
+    slurm_memory_bytes,
+    walltime_seconds,
+)
 from daskmic.cluster_progress import track
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
@@ -224,10 +229,25 @@ def test_pbs_resource_spec_adds_the_margin() -> None:
     assert kwargs["resource_spec"].startswith("select=1:ncpus=1:mem=")
 
 
-def test_configured_job_memory_is_kept() -> None:
+def test_configured_job_memory_is_kept_and_checked() -> None:
     with dask.config.set({"jobqueue.slurm.job-mem": "9G"}):
         assert "job_mem" not in jobqueue_options("slurm", None, None, {})
     assert jobqueue_options("slurm", None, None, {"job_mem": "8G"})["job_mem"] == "8G"
+    with pytest.raises(ValueError, match=r"job-mem \(3000\) must be at least the workers'"):
+        jobqueue_options("slurm", None, None, {"job_mem": "3000"})  # MiB < 3.5 GiB
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("4096", 4096 * 2**20), ("4000M", 4000 * 2**20), ("4G", 4 * 2**30), ("512k", 512 * 2**10)],
+)
+def test_slurm_memory_sizes(text: str, expected: int) -> None:
+    assert slurm_memory_bytes(text) == expected
+
+
+def test_bad_slurm_memory_size_is_refused() -> None:
+    with pytest.raises(ValueError, match="job-mem must be a Slurm memory size .* got '4GB'"):
+        slurm_memory_bytes("4GB")
 
 
 def test_slurm_job_script_has_lifetime_and_memory_margin(tmp_path: Path) -> None:
