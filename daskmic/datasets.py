@@ -397,6 +397,7 @@ def make_dataset(
     hot_pixels: int = 0,
     dead_pixels: int = 0,
     gradient: float = 0.0,
+    phase_std: float = 0.05,
     dtype: str = "float32",
     make_star: bool = False,
 ) -> pd.DataFrame:
@@ -422,7 +423,7 @@ def make_dataset(
         Uniform ranges of the mean defocus and the dose.
     max_astigmatism_A : float
         Upper bound of the uniform astigmatism magnitude ``Δf_U - Δf_V``.
-    hot_pixels, dead_pixels, gradient, dtype : optional
+    hot_pixels, dead_pixels, gradient, phase_std, dtype : optional
         As in :func:`synthesize_micrograph`, for every micrograph.
     make_star : bool
         Also write a RELION ``micrographs.star`` (optics + micrographs with their true defocus).
@@ -457,6 +458,7 @@ def make_dataset(
             hot_pixels=hot_pixels,
             dead_pixels=dead_pixels,
             gradient=gradient,
+            phase_std=phase_std,
             dtype=dtype,
             seed=int(children[i].generate_state(1)[0]),
         )
