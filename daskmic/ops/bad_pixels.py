@@ -28,7 +28,8 @@ def outlier_mask(image: np.ndarray, k: float) -> np.ndarray:
     """
     mean, std = mean_std(image)
     low, high = np.float64(mean - k * std), np.float64(mean + k * std)
-    return (image < low) | (image > high)
+    bad = image < low
+    return np.logical_or(bad, image > high, out=bad)
 
 
 def _neighbour_median(

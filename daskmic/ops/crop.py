@@ -30,7 +30,7 @@ def cropped_shape(shape: Shape2D, crop_px: int) -> Shape2D:
 def _crop(image: np.ndarray, crop_px: int) -> np.ndarray:
     ny, nx = cropped_shape(image.shape, crop_px)
     window = image[crop_px : crop_px + ny, crop_px : crop_px + nx]
-    return np.ascontiguousarray(window, dtype=np.float32)
+    return np.asarray(window, dtype=np.float32)  # a view of a float32 input: no copy
 
 
 def crop_kernel(crop_px: int) -> Kernel:
@@ -46,7 +46,8 @@ def crop_kernel(crop_px: int) -> Kernel:
     Returns
     -------
     Kernel
-        Full-frame kernel (it changes the shape), float32 output. Unlike Xmipp's
+        Full-frame kernel (it changes the shape), float32 output: a view of a float32 input
+        (kernels never modify their input), a converted copy otherwise. Unlike Xmipp's
         ``transform_window`` it does not keep an integer input dtype: every daskmic op writes
         float32.
     """

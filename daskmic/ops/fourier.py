@@ -43,6 +43,9 @@ from daskmic.ops.fourier_masks import (
 )
 from daskmic.ops.kernel import FULL_FRAME, Kernel, Shape2D
 
+_BLOCK_PIXELS = 1 << 20
+"""Pixels centred and row-transformed at a time (a 4 MB float32 block)."""
+
 __all__ = [
     "Downsample",
     "FourierStep",
@@ -163,19 +166,35 @@ def _plan(steps: tuple[FourierStep, ...], shape: Shape2D, precision: str) -> _Pl
     return _Plan(output_shape, mask, dc_gain)
 
 
-def _crop_spectrum(spectrum: np.ndarray, shape: Shape2D) -> np.ndarray:
-    """Crop a half-spectrum to the half-spectrum of a ``shape`` grid (no taper).
+def _forward(
+    image: np.ndarray, shift: np.floating, columns: int, precision: str, threads: int
+) -> np.ndarray:
+    """``rfft2(image - shift)`` restricted to its first ``columns`` columns.
 
-    Keeps columns ``0..nx//2`` and, along y, the non-negative frequencies ``0..ny//2`` and the
-    ``ny - ny//2 - 1`` most negative-frequency rows; for an even ``ny`` the Nyquist row is
-    taken from the positive side, as Xmipp does (spec A.2 #5).
+    The rows are centred and transformed block by block, so the image is never copied whole,
+    and the column transforms run only on the columns kept (about half when downsampling by 2).
     """
-    ny, nx = shape
-    top, columns = ny // 2 + 1, nx // 2 + 1
-    out = np.empty((ny, columns), dtype=spectrum.dtype)
-    out[:top] = spectrum[:top, :columns]
+    ny, nx = image.shape
+    half = np.empty((ny, columns), dtype=np.result_type(precision, np.complex64))
+    step = max(1, _BLOCK_PIXELS // nx)
+    for start in range(0, ny, step):
+        rows = np.subtract(image[start : start + step], shift, dtype=precision)
+        spectrum = scipy.fft.rfft(rows, axis=1, workers=threads, overwrite_x=True)
+        half[start : start + step] = spectrum[:, :columns]
+    return scipy.fft.fft(half, axis=0, workers=threads, overwrite_x=True)
+
+
+def _crop_rows(spectrum: np.ndarray, ny: int) -> np.ndarray:
+    """Keep the rows of an ``ny``-row grid: frequencies ``0..ny//2`` and the most negative ones.
+
+    That is rows ``0..ny//2`` and the last ``ny - ny//2 - 1`` rows; for an even ``ny`` the
+    Nyquist row is taken from the positive side, as Xmipp does (spec A.2 #5). No taper.
+    """
+    top = ny // 2 + 1
+    out = np.empty((ny, spectrum.shape[1]), dtype=spectrum.dtype)
+    out[:top] = spectrum[:top]
     if ny > top:
-        out[top:] = spectrum[spectrum.shape[0] - (ny - top) :, :columns]
+        out[top:] = spectrum[spectrum.shape[0] - (ny - top) :]
     return out
 
 
@@ -192,11 +211,9 @@ def _fused(
     plan = _plan(steps, shape, precision)
     threads = _fft_workers(workers)
     shift = np.dtype(precision).type(np.mean(image, dtype=np.float64))
-    centred = np.subtract(image, shift, dtype=precision)
-    spectrum = scipy.fft.rfft2(centred, workers=threads, overwrite_x=True)
-    del centred
-    if plan.output_shape != shape:
-        spectrum = _crop_spectrum(spectrum, plan.output_shape)
+    spectrum = _forward(image, shift, plan.mask.shape[1], precision, threads)
+    if plan.output_shape[0] != shape[0]:
+        spectrum = _crop_rows(spectrum, plan.output_shape[0])
     spectrum *= plan.mask
     out = scipy.fft.irfft2(
         spectrum, s=plan.output_shape, norm="forward", workers=threads, overwrite_x=True
