@@ -120,11 +120,16 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="reproduce the Xmipp reference's quirks number for number",
     )
-    parser.add_argument("--voltage", type=float, default=300.0, metavar="KV")
     parser.add_argument(
-        "--cs", type=float, default=2.7, metavar="MM", help="spherical aberration in mm"
+        "--voltage", type=float, metavar="KV", help="kV (default: input table's, else 300)"
     )
-    parser.add_argument("--amplitude-contrast", type=float, default=0.1)
+    parser.add_argument(
+        "--cs",
+        type=float,
+        metavar="MM",
+        help="spherical aberration in mm (default: input table's, else 2.7)",
+    )
+    parser.add_argument("--amplitude-contrast", type=float, help="default: input table's, else 0.1")
     parser.add_argument(
         "--no-stack",
         action="store_true",
@@ -178,11 +183,68 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--limit", type=int)
     run.add_argument("--overwrite", action="store_true")
     _cluster_options(run)
+    _watch_parser(commands)
     demo = commands.add_parser("demo", help="synthesize a small dataset and run everything")
     demo.add_argument("-o", "--output", default="daskmic-demo")
     demo.add_argument("--micrographs", type=int, default=8)
     _cluster_options(demo)
     return parser
+
+
+def _watch_parser(commands: Any) -> None:
+    watch = commands.add_parser(
+        "watch", help="process micrographs as they arrive in a folder (streaming)"
+    )
+    watch.add_argument("folder", help="the folder the microscope writes to")
+    stream = watch.add_argument_group("stream")
+    stream.add_argument(
+        "--batch-size",
+        type=int,
+        default=8,
+        metavar="N",
+        help="rebuild the tables every N micrographs (default 8)",
+    )
+    stream.add_argument(
+        "--pattern",
+        default="*.mrc",
+        metavar="P",
+        help="files to take, relative to FOLDER; ** recurses (default *.mrc)",
+    )
+    stream.add_argument(
+        "--close-marker",
+        default="CLOSED",
+        metavar="NAME",
+        help="stop once FOLDER/NAME exists and all is done (default CLOSED)",
+    )
+    stream.add_argument(
+        "--idle-timeout",
+        type=float,
+        metavar="S",
+        help="stop once nothing has arrived for S seconds",
+    )
+    stream.add_argument(
+        "--settle",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="a file is complete once unchanged for S seconds (default 10)",
+    )
+    stream.add_argument(
+        "--poll",
+        type=float,
+        default=2.0,
+        metavar="S",
+        help="look at FOLDER every S seconds (default 2)",
+    )
+    watch.add_argument(
+        "--config",
+        metavar="CONFIG.yaml",
+        help="steps and options from a config file (as for `run`)",
+    )
+    watch.add_argument("--tilt", action="store_true", help="also run the tilt-analysis screen")
+    _preprocess_options(watch)
+    _tilt_options(watch)
+    _run_options(watch)
 
 
 def _optional(value: Any) -> Any:
@@ -281,6 +343,27 @@ def _dispatch(args: argparse.Namespace) -> int:
         )
         print(", ".join(f"{n} {status}" for status, n in counts.items()))
         return EXIT_OK
+    if args.command == "watch":
+        if args.config:
+            config = daskmic.read_run_config(args.config)[2]
+        else:
+            steps = preprocess_params(args).enabled()
+            config = _config(args, preprocess=bool(steps), tilt=args.tilt)
+        summary = daskmic.watch(
+            args.folder,
+            args.output,
+            config,
+            pattern=args.pattern,
+            batch_size=args.batch_size,
+            settle_seconds=args.settle,
+            poll_seconds=args.poll,
+            close_marker=args.close_marker,
+            idle_timeout=args.idle_timeout,
+            overwrite=args.overwrite,
+            on_row=print_row,
+            **_cluster_kwargs(args),
+        )
+        return _report(summary)
     if args.command == "demo":
         return _report(
             daskmic.demo(

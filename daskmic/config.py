@@ -18,22 +18,25 @@ class Optics:
 
     Parameters
     ----------
-    voltage_kV : float
+    voltage_kV : float, optional
         Acceleration voltage in kV.
-    spherical_aberration_mm : float
+    spherical_aberration_mm : float, optional
         Spherical aberration in mm.
-    amplitude_contrast : float
+    amplitude_contrast : float, optional
         Amplitude contrast, 0–1.
+
+    A value left as None is carried from the input table's optics, or takes RELION's import
+    default (300 kV, 2.7 mm, 0.1) when the input has none.
     """
 
-    voltage_kV: float = 300.0
-    spherical_aberration_mm: float = 2.7
-    amplitude_contrast: float = 0.1
+    voltage_kV: float | None = None
+    spherical_aberration_mm: float | None = None
+    amplitude_contrast: float | None = None
 
     def __post_init__(self) -> None:
-        if not self.voltage_kV > 0:
+        if self.voltage_kV is not None and not self.voltage_kV > 0:
             raise ValueError(f"voltage_kV must be > 0, got {self.voltage_kV}")
-        if not 0 <= self.amplitude_contrast <= 1:
+        if self.amplitude_contrast is not None and not 0 <= self.amplitude_contrast <= 1:
             raise ValueError(f"amplitude_contrast must be in [0, 1], got {self.amplitude_contrast}")
 
 

@@ -25,6 +25,9 @@ DEMO_PREPROCESS = PreprocessParams.from_options(
 )
 """The protocol's typical settings (crop 10, bad pixels 5, invert, downsample 2, ...)."""
 
+DEMO_TILTS_DEG = (0.0, 60.0, 0.0, 20.0, 0.0, 65.0, 0.0, 40.0)
+"""Specimen tilts of the demo set: untilted micrographs mixed with mildly and badly tilted ones."""
+
 
 def demo(
     out_dir: str | os.PathLike[str] = "daskmic-demo",
@@ -38,7 +41,8 @@ def demo(
 
     Preprocessing with the protocol's typical settings and the tilt-analysis screen run on
     an embedded local dask cluster (or the one ``cluster_options`` name). The dataset mixes
-    untilted and tilted micrographs with hot and dead pixels; its truth is in
+    untilted and tilted micrographs (2 Å/px) with hot and dead pixels and an
+    illumination gradient; its truth is in
     ``out_dir/raw/truth.csv``.
 
     Returns
@@ -48,7 +52,19 @@ def demo(
     """
     raw = Path(out_dir) / "raw"
     if not (raw / "truth.csv").exists():
-        make_dataset(raw, n=micrographs, shape=shape, pixel_size_A=1.0, seed=0)
+        tilts = [DEMO_TILTS_DEG[i % len(DEMO_TILTS_DEG)] for i in range(micrographs)]
+        make_dataset(
+            raw,
+            n=micrographs,
+            shape=shape,
+            pixel_size_A=2.0,
+            tilt_angles_deg=tilts,
+            phase_std=0.3,
+            hot_pixels=20,
+            dead_pixels=20,
+            gradient=0.1,
+            seed=0,
+        )
     config = RunConfig(preprocess=DEMO_PREPROCESS, tilt=TiltParams())
     return run_batch(
         str(raw / "*.mrc"), Path(out_dir) / "results", config, on_row=on_row, **cluster_options

@@ -9,19 +9,16 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from daskmic import __version__
 from daskmic.config import RunConfig
-from daskmic.io import write_csv, write_star, write_xmd
+from daskmic.io import optics_table, write_csv, write_results, write_star, write_xmd
 from daskmic.io.atomic import write_bytes_atomic
-from daskmic.io.zarr_store import write_results
-from daskmic.manifest import Manifest, canonical_json
+from daskmic.manifest import Manifest
 from daskmic.tilt.select import split
 
 LEADING = [
@@ -62,46 +59,6 @@ def _project_path(path: str) -> str:
     return os.path.relpath(path, Path.cwd())
 
 
-def _optics(
-    table: pd.DataFrame, carried: list[dict[str, Any]], config: RunConfig, output_pixel_size: bool
-) -> tuple[pd.DataFrame, pd.Series]:
-    """RELION optics groups for ``table``'s rows and each row's group number."""
-    pixel = table["output_pixel_size_A"] if output_pixel_size else table["pixel_size_A"]
-    if carried and "rlnOpticsGroup" in table.columns:
-        optics = pd.DataFrame(carried)
-        groups = table["rlnOpticsGroup"].astype(int)
-        per_group = pixel.groupby(groups).first()
-        original = table["pixel_size_A"].groupby(groups).first()
-        optics["rlnMicrographOriginalPixelSize"] = optics["rlnOpticsGroup"].map(original)
-        optics["rlnMicrographPixelSize"] = optics["rlnOpticsGroup"].map(per_group)
-        return optics.dropna(subset=["rlnMicrographPixelSize"]), groups
-    keys = list(zip(table["pixel_size_A"].round(6), pixel.round(6), strict=True))
-    unique = sorted(set(keys))
-    groups = pd.Series([unique.index(k) + 1 for k in keys], index=table.index)
-    optics = pd.DataFrame(
-        {
-            "rlnOpticsGroup": range(1, len(unique) + 1),
-            "rlnOpticsGroupName": [f"opticsGroup{i}" for i in range(1, len(unique) + 1)],
-            "rlnMicrographOriginalPixelSize": [k[0] for k in unique],
-            "rlnMicrographPixelSize": [k[1] for k in unique],
-            "rlnVoltage": config.optics.voltage_kV,
-            "rlnSphericalAberration": config.optics.spherical_aberration_mm,
-            "rlnAmplitudeContrast": config.optics.amplitude_contrast,
-        }
-    )
-    return optics, groups
-
-
-def _star_table(table: pd.DataFrame, names: pd.Series, groups: pd.Series) -> pd.DataFrame:
-    carried = [
-        c
-        for c in table.columns
-        if c.startswith("rln") and c not in ("rlnMicrographName", "rlnOpticsGroup")
-    ]
-    star = pd.DataFrame({"rlnMicrographName": names.map(_project_path), "rlnOpticsGroup": groups})
-    return pd.concat([star, table[carried]], axis=1).reset_index(drop=True)
-
-
 def _write_star(
     path: Path,
     table: pd.DataFrame,
@@ -110,8 +67,34 @@ def _write_star(
     config: RunConfig,
     output_pixel_size: bool,
 ) -> None:
-    optics, groups = _optics(table, manifest.optics(), config, output_pixel_size)
-    write_star(path, _star_table(table, names, groups), optics)
+    """A RELION STAR of ``table``'s rows, named ``names``, keeping the input's columns.
+
+    Like the reference's output sets, a STAR with no micrograph is not written (a stale one
+    from an earlier split is removed).
+    """
+    if table.empty:
+        path.unlink(missing_ok=True)
+        return
+    groups = table["rlnOpticsGroup"] if "rlnOpticsGroup" in table.columns else None
+    optics, numbers = optics_table(
+        table["output_pixel_size_A" if output_pixel_size else "pixel_size_A"],
+        original_pixel_size_A=table["pixel_size_A"],
+        optics_group=groups,
+        carried_optics=manifest.optics() or None,
+        voltage_kV=config.optics.voltage_kV,
+        spherical_aberration_mm=config.optics.spherical_aberration_mm,
+        amplitude_contrast=config.optics.amplitude_contrast,
+    )
+    carried = [
+        c
+        for c in table.columns
+        if c.startswith("rln") and c not in ("rlnMicrographName", "rlnOpticsGroup")
+    ]
+    star = pd.DataFrame(
+        {"rlnMicrographName": names.map(_project_path).to_numpy(), "rlnOpticsGroup": numbers}
+    )
+    star = pd.concat([star, table[carried].reset_index(drop=True)], axis=1)
+    write_star(path, star, optics)
 
 
 def _publish_preprocess(
@@ -133,7 +116,7 @@ def _publish_preprocess(
 
 def _split(table: pd.DataFrame, config: RunConfig) -> pd.DataFrame:
     """Apply the tilt thresholds to the recorded statistics (the one place they act)."""
-    tilt = table.copy()
+    tilt = table.reindex(columns=list(dict.fromkeys([*table.columns, *TILT_COLUMNS])))
     tilt["status"] = tilt["tilt_status"]
     tilt = split(tilt, config.tilt.mean_threshold, config.tilt.std_threshold)
     tilt["tilt_status"] = tilt["status"]
@@ -152,20 +135,6 @@ def _publish_tilt(out: Path, table: pd.DataFrame, manifest: Manifest, config: Ru
         _write_star(out / star, part, names, manifest, config, False)
         text = "".join(f"{path}\n" for path in part["path"])
         write_bytes_atomic(out / listing, text.encode())
-
-
-def provenance(config: RunConfig) -> dict[str, Any]:
-    """What produced an output folder; equal between runs but for ``created``."""
-    return {
-        "software": "daskmic",
-        "version": __version__,
-        "parameters": canonical_json(config.to_dict()),
-        "xmipp_compat": bool(
-            (config.preprocess is not None and config.preprocess.xmipp_compat)
-            or (config.tilt is not None and config.tilt.xmipp_compat)
-        ),
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
 
 
 def publish(out_dir: Path, config: RunConfig) -> list[dict[str, Any]]:
@@ -198,7 +167,7 @@ def publish(out_dir: Path, config: RunConfig) -> list[dict[str, Any]]:
                 thumb = thumbnails[name]
                 stack[i, : thumb.shape[0], : thumb.shape[1]] = thumb
     write_results(
-        out_dir / "micrographs.zarr", table, thumbnails=stack, provenance=provenance(config)
+        out_dir / "micrographs.zarr", table, thumbnails=stack, parameters=config.to_dict()
     )
     return rows
 

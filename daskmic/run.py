@@ -19,9 +19,16 @@ import numpy as np
 import xarray as xr
 from distributed import Client, as_completed
 
+from daskmic import __version__
 from daskmic.config import RunConfig
-from daskmic.io import open_micrographs, read_header, read_micrograph, write_mrc
-from daskmic.io.zarr_store import make_thumbnail, write_pixels
+from daskmic.io import (
+    add_pixels,
+    make_thumbnail,
+    open_micrographs,
+    read_header,
+    read_micrograph,
+    write_mrc,
+)
 from daskmic.manifest import Manifest, ensure_not_input
 from daskmic.ops.kernel import compose
 from daskmic.preprocess import build_pipeline
@@ -84,6 +91,11 @@ def _check_pixels(image: np.ndarray) -> None:
         raise ValueError("is a constant image")
 
 
+def _label(step: str, xmipp_compat: bool) -> str:
+    """The MRC header label of an output: what made it, and in which mode."""
+    return f"daskmic {__version__} {step} xmipp_compat={xmipp_compat}"
+
+
 def _preprocess_step(source: Source, pixel_size_A: float, config: RunConfig, out: Path) -> Row:
     image = read_micrograph(source.path)
     _check_pixels(image)
@@ -92,9 +104,12 @@ def _preprocess_step(source: Source, pixel_size_A: float, config: RunConfig, out
     if not np.isfinite(result).all():
         raise ValueError("preprocessing produced NaN/Inf pixels")
     output = out / "mrc" / f"{source.micrograph}.mrc"
-    write_mrc(output, result, pipeline.output_pixel_size_A)
+    label = _label("preprocess", config.preprocess.xmipp_compat)
+    write_mrc(output, result, pipeline.output_pixel_size_A, label=label)
     if config.write_stack:
-        write_pixels(out / ZARR_NAME, source.micrograph, result)
+        add_pixels(
+            out / ZARR_NAME, source.micrograph, result, pixel_size_A=pipeline.output_pixel_size_A
+        )
     Manifest(out).write_thumbnail(source.micrograph, make_thumbnail(result, config.thumbnail_px))
     return {
         "output_path": str(output.resolve()),
@@ -114,7 +129,7 @@ def _tilt_step(source: Source, pixel_size_A: float, config: RunConfig, out: Path
         _check_pixels(window)
     result = screen_windows(windows, pixel_size_A, config.tilt)
     psd = out / "psd" / f"{source.micrograph}.mrc"
-    write_mrc(psd, result.psd_summary, 1.0)
+    write_mrc(psd, result.psd_summary, 1.0, label=_label("tilt PSD", config.tilt.xmipp_compat))
     write_psd_png(psd.with_suffix(".png"), result.psd_summary)
     return {**result.to_row(), "psd_path": str(psd.resolve())}
 

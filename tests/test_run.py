@@ -1,0 +1,154 @@
+"""The production face end to end: the output folder contract, resume, refusal, select."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+import pandas as pd
+import pytest
+import starfile
+
+import daskmic
+from daskmic.cli import main
+from daskmic.config import RunConfig
+from daskmic.preprocess import PreprocessParams
+from daskmic.tilt.params import TiltParams
+
+PREPROCESS = PreprocessParams.from_options(crop=True, invert=True, downsample=True, normalize=True)
+TILT = TiltParams(resolution_A=3.0)
+
+
+@pytest.fixture
+def mics(write_micrographs):
+    return write_micrographs(n=3, shape=(680, 660))
+
+
+def _tables(out: Path) -> dict[str, pd.DataFrame]:
+    return {name: pd.read_csv(out / name) for name in ("micrographs.csv", "tilt.csv")}
+
+
+def test_batch_run_writes_the_output_contract(mics, tmp_path, client, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "out"
+    config = RunConfig(preprocess=PREPROCESS, tilt=TILT)
+    summary = daskmic.run_batch([str(p) for p in mics], out, config, client=client)
+    assert summary.counts().get("failed", 0) == 0
+    assert len(summary.rows) == 3
+
+    for path in mics:
+        with mrcfile.open(out / "mrc" / f"{path.stem}.mrc") as mrc:
+            assert mrc.data.dtype == np.float32
+            assert mrc.data.shape == ((680 - 20) // 2, (660 - 20) // 2)
+            assert mrc.voxel_size.x == pytest.approx(2.0, rel=1e-6)
+            assert abs(float(mrc.data.mean())) < 1e-4 and mrc.data.std() == pytest.approx(1, 1e-4)
+        assert (out / "psd" / f"{path.stem}.mrc").exists()
+        assert (out / "psd" / f"{path.stem}.png").exists()
+
+    star = starfile.read(out / "micrographs.star")
+    optics, micrographs = star["optics"], star["micrographs"]
+    assert optics["rlnMicrographPixelSize"].tolist() == pytest.approx([2.0])
+    assert optics["rlnMicrographOriginalPixelSize"].tolist() == pytest.approx([1.0])
+    assert micrographs["rlnMicrographName"].tolist() == [f"out/mrc/{p.stem}.mrc" for p in mics]
+
+    table = pd.read_csv(out / "micrographs.csv")
+    for column in (
+        "micrograph",
+        "status",
+        "error",
+        "output_path",
+        "output_pixel_size_A",
+        "crop_px",
+    ):
+        assert column in table.columns
+    assert (table["crop_px"] == 10).all()
+    tilt = pd.read_csv(out / "tilt.csv")
+    for column in (
+        "micrograph",
+        "status",
+        "tilt_mean_corr",
+        "tilt_std_corr",
+        "tilt_min_corr",
+        "tilt_max_corr",
+        "accepted",
+        "error",
+        "window_size_px",
+        "band_limit_A",
+    ):
+        assert column in tilt.columns
+    assert set(tilt["status"]) <= {"accepted", "discarded"}
+    accepted = (out / "accepted.txt").read_text().split()
+    rejected = (out / "rejected.txt").read_text().split()
+    assert sorted(accepted + rejected) == sorted(str(p) for p in mics)
+
+    results = daskmic.io.open_results(out / "micrographs.zarr")
+    assert list(results["micrograph"].values) == [p.stem for p in mics]
+    assert {"created", "parameters", "daskmic_version"} <= set(results.attrs)
+
+
+def test_rerun_resumes_without_recomputing_and_gives_identical_outputs(mics, tmp_path, client):
+    out = tmp_path / "out"
+    config = RunConfig(preprocess=PREPROCESS)
+    daskmic.run_batch([str(p) for p in mics[:2]], out, config, client=client)
+    first = (out / "mrc" / "mic_000.mrc").stat().st_mtime_ns
+    daskmic.run_batch([str(p) for p in mics], out, config, client=client)
+    assert (out / "mrc" / "mic_000.mrc").stat().st_mtime_ns == first, "done work is not redone"
+
+    fresh = tmp_path / "fresh"
+    daskmic.run_batch([str(p) for p in mics], fresh, config, client=client)
+    for path in mics:
+        a = (out / "mrc" / f"{path.stem}.mrc").read_bytes()
+        b = (fresh / "mrc" / f"{path.stem}.mrc").read_bytes()
+        assert a == b
+    resumed = pd.read_csv(out / "micrographs.csv").drop(columns=["output_path"])
+    batch = pd.read_csv(fresh / "micrographs.csv").drop(columns=["output_path"])
+    pd.testing.assert_frame_equal(resumed, batch)
+
+
+def test_other_parameters_are_refused_unless_overwrite(mics, tmp_path, client):
+    out = tmp_path / "out"
+    daskmic.run_batch([str(mics[0])], out, RunConfig(preprocess=PREPROCESS), client=client)
+    other = RunConfig(preprocess=PreprocessParams.from_options(invert=True))
+    with pytest.raises(ValueError, match="other parameters"):
+        daskmic.run_batch([str(mics[0])], out, other, client=client)
+    summary = daskmic.run_batch([str(mics[0])], out, other, client=client, overwrite=True)
+    assert summary.counts() == {"done": 1}
+
+
+def test_select_resplits_without_recomputing(mics, tmp_path, client):
+    out = tmp_path / "out"
+    daskmic.run_batch([str(p) for p in mics], out, RunConfig(tilt=TILT), client=client)
+    stamp = {p.name: p.stat().st_mtime_ns for p in (out / "psd").iterdir()}
+    stats = pd.read_csv(out / "tilt.csv").set_index("micrograph")
+    for mean_threshold, std_threshold in ((0.0, 10.0), (0.9, 0.01), (1.0, 10.0)):
+        counts = daskmic.select(out, mean_threshold=mean_threshold, std_threshold=std_threshold)
+        expected = (stats["tilt_mean_corr"] > mean_threshold) & (
+            stats["tilt_std_corr"] < std_threshold
+        )
+        assert counts == {
+            k: v
+            for k, v in (("accepted", int(expected.sum())), ("discarded", int((~expected).sum())))
+            if v
+        }
+        table = pd.read_csv(out / "tilt.csv").set_index("micrograph")
+        assert (table["accepted"] == expected).all()
+        assert (out / "accepted.star").exists() == bool(expected.any())
+        assert (out / "discarded.star").exists() == bool((~expected).any())
+    assert counts == {"discarded": 3}, "mean > 1 is impossible: the comparison is strict"
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "psd").iterdir()} == stamp
+
+
+def test_cli_exit_codes(mics, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    bad = tmp_path / "raw" / "broken.mrc"
+    bad.write_bytes(b"not an mrc file at all")
+    inputs = [str(p) for p in mics[:2]] + [str(bad)]
+    assert main(["preprocess", *inputs, "-o", "out", "--invert", "--workers", "1"]) == 1
+    table = pd.read_csv(tmp_path / "out" / "micrographs.csv")
+    assert table.set_index("micrograph").loc["broken", "status"] == "failed"
+    assert "broken.mrc" in table.set_index("micrograph").loc["broken", "error"]
+    assert main(["preprocess", *inputs[:2], "-o", "ok", "--invert", "--workers", "1"]) == 0
+    assert main(["preprocess", *inputs[:2], "-o", "usage", "--downsample", "0.5"]) == 2
+    assert not os.path.exists(tmp_path / "usage"), "a usage error starts nothing"
