@@ -97,10 +97,12 @@ def replace_bad_pixels(out: np.ndarray, bad: np.ndarray) -> int:
 
 
 def _remove_bad_pixels(image: np.ndarray, k: float) -> np.ndarray:
-    out = np.array(image, dtype=np.float32)
-    bad = outlier_mask(out, k)
-    if bad.any():
-        replace_bad_pixels(out, bad)
+    image = np.asarray(image, dtype=np.float32)
+    bad = outlier_mask(image, k)
+    if not bad.any():
+        return image  # nothing to replace: no copy
+    out = image.copy()
+    replace_bad_pixels(out, bad)
     return out
 
 
