@@ -356,7 +356,7 @@ class Pipeline:
     scale_yx: tuple[float, float]
 
 
-def _fourier_steps(params: PreprocessParams, name: str, geometry: _Geometry) -> FourierStep:
+def _fourier_step(params: PreprocessParams, name: str, geometry: _Geometry) -> FourierStep:
     if name == "downsample":
         return Downsample(params.downsample)
     if name == "gaussian":
@@ -415,7 +415,7 @@ def build_pipeline(
     fused: list[FourierStep] = []
     for name in params.enabled():
         if name in ("downsample", "gaussian", "highpass", "lowpass"):
-            fused.append(_fourier_steps(params, name, geometry))
+            fused.append(_fourier_step(params, name, geometry))
             continue
         if fused:
             kernels.append(fourier_kernel(fused, precision=precision))
@@ -561,6 +561,7 @@ def preprocess(
         name: coord for name, coord in mics.coords.items() if set(coord.dims) <= {"micrograph"}
     }
     coords["pixel_size_A"] = ("micrograph", [pipelines[k].output_pixel_size_A for k in keys])
+    coords["input_pixel_size_A"] = ("micrograph", np.asarray(mics["pixel_size_A"].values, float))
     for axis, dim in enumerate(("y", "x")):
         if dim in mics.coords:
             coords[dim] = _spatial(
