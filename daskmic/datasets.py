@@ -69,9 +69,13 @@ def defocus_plane(
 def _render_specimen(
     rng: np.random.Generator, shape: tuple[int, int], pixel_size_A: float, phase_std: float
 ) -> np.ndarray:
-    """Weak-phase specimen: white noise plus Gaussian blobs ~ every 250 Å, float32."""
+    """Weak-phase specimen: white noise plus Gaussian blobs ~ every 250 Å, float32.
+
+    The noise is white per unit area (its spectral density in 1/Å does not depend on the
+    pixel size): a pixel of ``p`` Å has the phase std ``phase_std / p``.
+    """
     phi = rng.standard_normal(shape, dtype=np.float32)
-    phi *= np.float32(phase_std)
+    phi *= np.float32(phase_std / pixel_size_A)  # white noise of std phase_std per Å²
     ny, nx = shape
     n_blobs = rng.poisson(ny * nx * pixel_size_A**2 / _BLOB_SPACING_A**2)
     for cy, cx, sigma_A, height in zip(
@@ -237,7 +241,8 @@ def synthesize_micrograph(
     b_factor_A2 : float
         Envelope ``exp(-B k² / 4)`` on the CTF, >= 0.
     phase_std : float
-        Standard deviation of the white part of the phase specimen (radians), >= 0.
+        Standard deviation (radians) of the white part of the phase specimen averaged over
+        1 Å² (a pixel of ``p`` Å has ``phase_std / p``), >= 0.
     hot_pixels, dead_pixels : int
         Numbers of hot pixels (10–30 × the mean count) and dead pixels (0).
     gradient : float
