@@ -270,11 +270,31 @@ def prepare(
         config.preprocess.validate(shapes[0])
     if config.tilt is not None and good:
         config.tilt.validate_for_set(shapes, pixel_sizes)
+    digest = bind(out_dir, config, sources, mics.attrs.get("optics") or [], overwrite=overwrite)
+    return sources, digest
+
+
+def bind(
+    out_dir: str | os.PathLike[str],
+    config: RunConfig,
+    sources: list[Source],
+    optics: list[dict[str, Any]],
+    *,
+    overwrite: bool = False,
+) -> str:
+    """Tie ``out_dir`` to ``config`` (refusing other parameters) and keep the input optics.
+
+    Returns
+    -------
+    str
+        The parameters' hash the records carry.
+    """
     ensure_not_input(out_dir, [s.path for s in sources])
     manifest = Manifest(Path(out_dir))
     digest = manifest.bind(config.to_dict(), config.hashed_parameters(), overwrite=overwrite)
-    manifest.write_optics(mics.attrs.get("optics") or [])
-    return sources, digest
+    manifest.remove_partial()
+    manifest.write_optics(optics)
+    return digest
 
 
 @dataclass(frozen=True)
@@ -340,9 +360,41 @@ def run_batch(
     RunSummary
         Every micrograph's row.
     """
+    sources, digest = prepare(inputs, out_dir, config, overwrite=overwrite, limit=limit)
+    return execute(
+        sources,
+        out_dir,
+        config,
+        digest,
+        client=client,
+        batch_size=batch_size,
+        on_row=on_row,
+        cluster=cluster,
+        **cluster_options,
+    )
+
+
+def execute(
+    sources: list[Source],
+    out_dir: str | os.PathLike[str],
+    config: RunConfig,
+    digest: str,
+    *,
+    client: Client | None = None,
+    batch_size: int = 8,
+    on_row: Callable[[Row], None] | None = None,
+    cluster: str = "local",
+    **cluster_options: Any,
+) -> RunSummary:
+    """Run the unit for ``sources`` on ``client`` (or a cluster started for the purpose).
+
+    Returns
+    -------
+    RunSummary
+        The rows of ``sources`` after the final publish.
+    """
     from daskmic.cluster import connect
 
-    sources, digest = prepare(inputs, out_dir, config, overwrite=overwrite, limit=limit)
     if client is None:
         with connect(cluster, **cluster_options) as started:
             process_sources(

@@ -148,7 +148,39 @@ def test_cli_exit_codes(mics, tmp_path, monkeypatch):
     assert main(["preprocess", *inputs, "-o", "out", "--invert", "--workers", "1"]) == 1
     table = pd.read_csv(tmp_path / "out" / "micrographs.csv")
     assert table.set_index("micrograph").loc["broken", "status"] == "failed"
-    assert "broken.mrc" in table.set_index("micrograph").loc["broken", "error"]
+    assert "not an MRC" in table.set_index("micrograph").loc["broken", "error"]
     assert main(["preprocess", *inputs[:2], "-o", "ok", "--invert", "--workers", "1"]) == 0
     assert main(["preprocess", *inputs[:2], "-o", "usage", "--downsample", "0.5"]) == 2
     assert not os.path.exists(tmp_path / "usage"), "a usage error starts nothing"
+
+
+def test_write_from_the_lazy_face_equals_run_batch(mics, tmp_path, client):
+    paths = [str(p) for p in mics]
+    opened = daskmic.open_micrographs(paths)
+    out = daskmic.preprocess(opened, crop=True, invert=True, downsample=True, normalize=True)
+    qc = daskmic.tilt_analysis(opened)
+    lazy = daskmic.write(out, tmp_path / "lazy", tilt=qc, client=client)
+    batch = daskmic.run_batch(
+        paths, tmp_path / "batch", RunConfig(preprocess=PREPROCESS, tilt=TILT), client=client
+    )
+    assert lazy.counts() == batch.counts()
+    computed = out.compute()
+    for i, path in enumerate(mics):
+        written = (tmp_path / "lazy" / "mrc" / f"{path.stem}.mrc").read_bytes()
+        assert written == (tmp_path / "batch" / "mrc" / f"{path.stem}.mrc").read_bytes()
+        with mrcfile.open(tmp_path / "lazy" / "mrc" / f"{path.stem}.mrc") as mrc:
+            reference = mrc.data
+        tolerance = 1e-5 * float(reference.std())
+        assert np.abs(computed.values[i] - reference).max() <= tolerance, "lazy == production"
+    columns = ["micrograph", "status", "tilt_mean_corr", "tilt_std_corr", "accepted"]
+    pd.testing.assert_frame_equal(
+        pd.read_csv(tmp_path / "lazy" / "tilt.csv")[columns],
+        pd.read_csv(tmp_path / "batch" / "tilt.csv")[columns],
+    )
+    screened = qc.compute()
+    np.testing.assert_allclose(
+        screened["tilt_mean_corr"].values,
+        pd.read_csv(tmp_path / "batch" / "tilt.csv")["tilt_mean_corr"],
+        rtol=0,
+        atol=1e-9,
+    )
