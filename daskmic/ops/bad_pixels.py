@@ -15,21 +15,43 @@ from functools import partial
 import numpy as np
 
 from daskmic.ops.kernel import FULL_FRAME, Kernel
-from daskmic.ops.stats import mean_std
+from daskmic.ops.stats import BLOCK_ELEMENTS, mean_std
 
 RADIUS_PX = 2
 """Half-width of the replacement neighbourhood (5×5)."""
 
 
+def _float32_bounds(low: float, high: float) -> tuple[np.float32, np.float32]:
+    """float32 thresholds giving, for float32 pixels, exactly the float64 comparisons.
+
+    ``x < low`` iff ``x < low↑`` (the smallest float32 ≥ low) and ``x > high`` iff
+    ``x > high↓`` (the largest float32 ≤ high), so comparing in float32 changes no decision.
+    """
+    up, down = np.float32(low), np.float32(high)
+    if up < low:
+        up = np.nextafter(up, np.float32(np.inf))
+    if down > high:
+        down = np.nextafter(down, np.float32(-np.inf))
+    return up, down
+
+
 def outlier_mask(image: np.ndarray, k: float) -> np.ndarray:
     """Boolean mask of strict outliers: ``x < m - k·s`` or ``x > m + k·s``.
 
-    ``m`` and ``s`` are the mean and population standard deviation of the whole image.
+    ``m`` and ``s`` are the mean and population standard deviation of the whole image. The
+    comparison runs in row blocks (one pass over the image).
     """
     mean, std = mean_std(image)
     low, high = np.float64(mean - k * std), np.float64(mean + k * std)
-    bad = image < low
-    return np.logical_or(bad, image > high, out=bad)
+    if image.dtype == np.float32:
+        low, high = _float32_bounds(low, high)
+    bad = np.empty(image.shape, dtype=bool)
+    step = max(1, BLOCK_ELEMENTS // max(1, image.shape[1]))
+    for start in range(0, image.shape[0], step):
+        rows, flags = image[start : start + step], bad[start : start + step]
+        np.less(rows, low, out=flags)
+        flags |= rows > high
+    return bad
 
 
 def _neighbour_median(

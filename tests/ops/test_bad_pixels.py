@@ -6,7 +6,12 @@ import dask.array as da
 import numpy as np
 import pytest
 
-from daskmic.ops.bad_pixels import bad_pixels_kernel, outlier_mask, replace_bad_pixels
+from daskmic.ops.bad_pixels import (
+    _float32_bounds,
+    bad_pixels_kernel,
+    outlier_mask,
+    replace_bad_pixels,
+)
 from daskmic.ops.kernel import FULL_FRAME, lift
 
 # Background of the hand-worked cases: pixel (i, j) holds 7i + j, i.e. 0..48 in raster order.
@@ -110,6 +115,21 @@ def test_bit_identical_to_xmipplib(xmipp, shape: tuple[int, int], k: float) -> N
     out = bad_pixels_kernel(k)(image)
     assert out.dtype == np.float32
     assert np.array_equal(out, reference.astype(np.float32))
+
+
+def test_float32_thresholds_make_the_float64_decisions() -> None:
+    rng = np.random.default_rng(11)
+    pixels = rng.normal(size=50_000).astype(np.float32)
+    for _ in range(300):
+        low, high = np.sort(rng.normal(size=2))
+        choice = rng.integers(4)
+        if choice == 1:  # thresholds exactly on pixel values
+            low, high = float(pixels[0]), float(pixels[1])
+        elif choice == 2:  # a hair above / below pixel values
+            low, high = float(pixels[2]) + 1e-12, float(pixels[3]) - 1e-12
+        low32, high32 = _float32_bounds(np.float64(low), np.float64(high))
+        in_float64 = (pixels < np.float64(low)) | (pixels > np.float64(high))
+        assert np.array_equal((pixels < low32) | (pixels > high32), in_float64)
 
 
 def test_clean_image_is_unchanged_and_input_untouched() -> None:
