@@ -146,7 +146,14 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="restart an output folder made with other parameters",
     )
+    _report_option(parser)
     _cluster_options(parser)
+
+
+def _report_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-report", action="store_true", help="do not write OUT/report.html at the end"
+    )
 
 
 def _cluster_options(parser: argparse.ArgumentParser) -> None:
@@ -182,7 +189,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-o", "--output", help="output folder (else the config's `output`)")
     run.add_argument("--limit", type=int)
     run.add_argument("--overwrite", action="store_true")
+    _report_option(run)
     _cluster_options(run)
+    report = commands.add_parser("report", help="write OUT/report.html, the QC page of a run")
+    report.add_argument("output", help="output folder of a run")
     _watch_parser(commands)
     demo = commands.add_parser("demo", help="synthesize a small dataset and run everything")
     demo.add_argument("-o", "--output", default="daskmic-demo")
@@ -309,6 +319,13 @@ def _report(summary: Any) -> int:
     return EXIT_FAILED if summary.failed else EXIT_OK
 
 
+def _write_report(out_dir: str, skip: bool) -> None:
+    if not skip:
+        from daskmic.report import write_report
+
+        print(f"report in {write_report(out_dir)}")
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     import daskmic
     from daskmic.progress import print_row
@@ -324,6 +341,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             on_row=print_row,
             **_cluster_kwargs(args),
         )
+        _write_report(args.output, args.no_report)
         return _report(summary)
     if args.command == "run":
         inputs, output, config = daskmic.read_run_config(args.config)
@@ -336,7 +354,11 @@ def _dispatch(args: argparse.Namespace) -> int:
             on_row=print_row,
             **_cluster_kwargs(args),
         )
+        _write_report(args.output or output, args.no_report)
         return _report(summary)
+    if args.command == "report":
+        _write_report(args.output, False)
+        return EXIT_OK
     if args.command == "select":
         counts = daskmic.select(
             args.output, mean_threshold=args.mean_threshold, std_threshold=args.std_threshold
@@ -363,6 +385,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             on_row=print_row,
             **_cluster_kwargs(args),
         )
+        _write_report(args.output, args.no_report)
         return _report(summary)
     if args.command == "demo":
         return _report(

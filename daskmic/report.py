@@ -1,0 +1,352 @@
+"""The QC report: one self-contained HTML page in an output folder (``OUT/report.html``).
+
+It holds the counts, the parameters used, the plots, a sortable table of every micrograph with
+its statistics and status, and thumbnails and PSD summary images of the failed and discarded
+micrographs and of a sample of the others. Images are embedded as PNG data URIs and the style
+and the few lines of script are inline: the page opens from disk with no server and no network
+(its Content-Security-Policy forbids any fetch). It works for preprocess-only, tilt-only and
+combined output folders.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import string
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from daskmic import __version__
+from daskmic.io import open_results, read_micrograph
+from daskmic.io.atomic import write_bytes_atomic
+from daskmic.plot.data import TILT_STATISTICS, as_table, thumbnail_data
+from daskmic.plot.figures import statistic_histograms, tilt_scatter
+from daskmic.plot.png import data_uri, figure_png, image_png
+
+REPORT_NAME = "report.html"
+
+TABLE_COLUMNS = (
+    "micrograph",
+    "status",
+    *TILT_STATISTICS,
+    "window_size_px",
+    "band_limit_A",
+    "pixel_size_A",
+    "output_pixel_size_A",
+    "output_ny",
+    "output_nx",
+    "crop_px",
+    "error",
+)
+"""Columns of the report's table, when the run has them."""
+
+
+@dataclass
+class OutputFolder:
+    """What the report shows of one output folder.
+
+    Parameters
+    ----------
+    out_dir : pathlib.Path
+        The folder.
+    table : pandas.DataFrame
+        One row per micrograph (``micrographs.csv``).
+    parameters : dict
+        The run's parameters (``.daskmic/parameters.json``).
+    provenance : dict
+        Attributes of the results store (version, creation time, ...), if any.
+    thumbnails : xarray.DataArray or None
+        The results store's ``thumbnail`` stack, lazily, if any.
+    """
+
+    out_dir: Path
+    table: pd.DataFrame
+    parameters: dict[str, Any]
+    provenance: dict[str, Any] = field(default_factory=dict)
+    thumbnails: Any = None
+
+    @property
+    def has_tilt(self) -> bool:
+        """Whether the run included the tilt screen."""
+        return "tilt_mean_corr" in self.table.columns
+
+    @classmethod
+    def load(cls, out_dir: str | os.PathLike[str]) -> OutputFolder:
+        """Read an output folder's table, parameters and results store.
+
+        Raises
+        ------
+        ValueError
+            If ``out_dir`` holds neither ``micrographs.csv`` nor ``tilt.csv``.
+        """
+        out = Path(out_dir)
+        tables = [out / "micrographs.csv", out / "tilt.csv"]
+        found = [p for p in tables if p.is_file()]
+        if not found:
+            raise ValueError(f"{out} is not a daskmic output folder (no micrographs.csv)")
+        table = as_table(found[0])
+        folder = cls(out, table, {})
+        stored = out / ".daskmic" / "parameters.json"
+        if stored.is_file():
+            folder.parameters = json.loads(stored.read_text())["parameters"]
+        if (out / "micrographs.zarr").is_dir():
+            results = open_results(out / "micrographs.zarr")
+            folder.provenance = dict(results.attrs)
+            if "thumbnail" in results:
+                folder.thumbnails = results["thumbnail"]
+        if not folder.parameters and "parameters" in folder.provenance:
+            folder.parameters = _parsed(folder.provenance["parameters"])
+        return folder
+
+    def thumbnail(self, row: pd.Series) -> np.ndarray | None:
+        """The stored thumbnail of a micrograph, else one made from its input file, else None."""
+        name = str(row["micrograph"])
+        if self.thumbnails is not None and name in self.thumbnails["micrograph"].values:
+            stored = np.asarray(self.thumbnails.sel(micrograph=name).values)
+            if np.isfinite(stored).any():
+                return thumbnail_data(stored)
+        path = row.get("path")
+        if not isinstance(path, str) or not Path(path).is_file():
+            return None
+        try:
+            return thumbnail_data(read_micrograph(path))
+        except Exception:  # an unreadable input is shown as "no image"
+            return None
+
+
+def _parsed(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and not np.isfinite(value))
+
+
+def _cell(column: str, value: Any, linked: bool = False) -> str:
+    """One table cell; numbers carry their full value in ``data-value`` for sorting."""
+    if _is_missing(value):
+        return '<td data-value=""></td>'
+    if column == "micrograph":
+        text = f'<a href="#mic-{_e(value)}">{_e(value)}</a>' if linked else _e(value)
+        return f'<td data-value="{_e(value)}">{text}</td>'
+    if isinstance(value, int | np.integer) and not isinstance(value, bool):
+        return f'<td class="num">{int(value)}</td>'
+    if isinstance(value, float | np.floating):
+        text = format(value, ".4f" if column in TILT_STATISTICS else ".4g")
+        return f'<td class="num" data-value="{float(value)!r}">{text}</td>'
+    css = f"status-{value}" if column == "status" else column
+    return f'<td class="{_e(css)}">{_e(value)}</td>'
+
+
+def _counts(table: pd.DataFrame) -> dict[str, int]:
+    counts = table["status"].astype(str).value_counts()
+    order = ["accepted", "discarded", "done", "failed"]
+    return {
+        s: int(counts[s]) for s in [*order, *sorted(set(counts.index) - set(order))] if s in counts
+    }
+
+
+def _counts_html(table: pd.DataFrame) -> str:
+    cards = [f'<div class="count"><b>{len(table)}</b>micrographs</div>']
+    for status, n in _counts(table).items():
+        cards.append(f'<div class="count status-{_e(status)}"><b>{n}</b>{_e(status)}</div>')
+    return f'<h2 id="counts">Counts</h2><div class="counts">{"".join(cards)}</div>'
+
+
+def _flatten(values: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    if isinstance(values, dict):
+        items: list[tuple[str, Any]] = []
+        for key in values:
+            items += _flatten(values[key], f"{prefix}.{key}" if prefix else str(key))
+        return items
+    return [(prefix, values)]
+
+
+def _parameters_html(folder: OutputFolder) -> str:
+    rows = "".join(
+        f"<tr><td>{_e(k)}</td><td>{_e(json.dumps(v))}</td></tr>"
+        for k, v in _flatten(folder.parameters)
+    )
+    shown = {k: v for k, v in folder.provenance.items() if k != "parameters"}
+    prov = "".join(f"<tr><td>{_e(k)}</td><td>{_e(v)}</td></tr>" for k, v in shown.items())
+    prov_table = f'<h3>Provenance</h3><table class="params">{prov}</table>' if prov else ""
+    return (
+        '<h2 id="parameters">Parameters</h2>'
+        f'<table class="params"><tr><th>parameter</th><th>value</th></tr>{rows}</table>'
+        f"{prov_table}"
+    )
+
+
+def _thresholds(folder: OutputFolder) -> tuple[float, float] | None:
+    tilt = folder.parameters.get("tilt") or {}
+    if "mean_threshold" in tilt and "std_threshold" in tilt:
+        return float(tilt["mean_threshold"]), float(tilt["std_threshold"])
+    return None
+
+
+def _plots_html(folder: OutputFolder) -> str:
+    thresholds = _thresholds(folder)
+    if not folder.has_tilt or thresholds is None:
+        return ""
+    mean, std = thresholds
+    scatter = tilt_scatter(folder.table, mean_threshold=mean, std_threshold=std).figure
+    hist = statistic_histograms(folder.table, mean_threshold=mean, std_threshold=std)
+    images = "".join(
+        f'<img class="plot" alt="{_e(alt)}" src="{data_uri(figure_png(fig))}">'
+        for alt, fig in (("tilt scatter", scatter), ("tilt statistic histograms", hist))
+    )
+    return f'<h2 id="plots">Plots</h2><div class="plots">{images}</div>'
+
+
+def _table_html(table: pd.DataFrame, linked: set[str]) -> str:
+    columns = [c for c in TABLE_COLUMNS if c in table.columns]
+    head = "".join(f'<th data-column="{_e(c)}">{_e(c)}</th>' for c in columns)
+    body = "".join(
+        f'<tr data-status="{_e(row["status"])}">'
+        + "".join(_cell(c, row[c], str(row["micrograph"]) in linked) for c in columns)
+        + "</tr>"
+        for _, row in table.iterrows()
+    )
+    return (
+        '<h2 id="table">Micrographs</h2><p class="note">Click a column to sort.</p>'
+        f'<div class="scroll"><table id="micrographs"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{body}</tbody></table></div>"
+    )
+
+
+def _image_html(uri: str | None, alt: str) -> str:
+    if uri is None:
+        return f'<div class="none">no {_e(alt)}</div>'
+    return f'<img alt="{_e(alt)}" src="{uri}">'
+
+
+def _card_html(folder: OutputFolder, row: pd.Series) -> str:
+    name = str(row["micrograph"])
+    thumb = folder.thumbnail(row)
+    psd = folder.out_dir / "psd" / f"{name}.png"
+    psd_uri = data_uri(psd.read_bytes()) if psd.is_file() else None
+    images = _image_html(None if thumb is None else data_uri(image_png(thumb)), "micrograph")
+    if folder.has_tilt:
+        images += _image_html(psd_uri, "PSD summary")
+    stats = ", ".join(
+        f"{c[5:-5]} {row[c]:.3f}" for c in TILT_STATISTICS[:2] if not _is_missing(row.get(c))
+    )
+    error = row.get("error")
+    error_html = f'<div class="error">{_e(error)}</div>' if isinstance(error, str) and error else ""
+    return (
+        f'<div class="card" id="mic-{_e(name)}"><b>{_e(name)}</b> '
+        f'<span class="status-{_e(row["status"])}">{_e(row["status"])}</span> {_e(stats)}'
+        f'<div class="images">{images}</div>{error_html}</div>'
+    )
+
+
+def _galleries(
+    table: pd.DataFrame, sample_size: int, max_images: int
+) -> list[tuple[str, pd.DataFrame, int]]:
+    """The galleries' titles, rows shown and total rows: failed, discarded, a sample of the rest.
+
+    Beyond its limit a gallery shows rows evenly spaced in name order.
+    """
+    status = table["status"].astype(str).to_numpy()
+    galleries = []
+    for title, mask, limit in (
+        ("Failed", status == "failed", max_images),
+        ("Discarded", status == "discarded", max_images),
+        ("A sample of the others", ~np.isin(status, ["failed", "discarded"]), sample_size),
+    ):
+        part = table[mask]
+        if part.empty or limit == 0:
+            continue
+        picks = np.unique(np.linspace(0, len(part) - 1, min(limit, len(part))).round())
+        galleries.append((title, part.iloc[picks.astype(int)], len(part)))
+    return galleries
+
+
+def _galleries_html(folder: OutputFolder, galleries: list[tuple[str, pd.DataFrame, int]]) -> str:
+    sections = []
+    for title, part, total in galleries:
+        note = f'<p class="note">{len(part)} of {total} shown.</p>' if len(part) < total else ""
+        cards = "".join(_card_html(folder, row) for _, row in part.iterrows())
+        anchor = title.split()[0].lower()
+        sections.append(f'<h2 id="{anchor}">{title}</h2>{note}<div class="gallery">{cards}</div>')
+    return "".join(sections)
+
+
+def render_report(
+    out_dir: str | os.PathLike[str], *, sample_size: int = 12, max_images: int = 200
+) -> str:
+    """The report page of an output folder, as HTML text (see :func:`write_report`)."""
+    if sample_size < 0 or max_images < 0:
+        raise ValueError(
+            f"sample_size and max_images must be >= 0, got {sample_size} and {max_images}"
+        )
+    folder = OutputFolder.load(out_dir)
+    galleries = _galleries(folder.table, sample_size, max_images)
+    shown = {str(n) for _, part, _ in galleries for n in part["micrograph"]}
+    out = folder.out_dir.resolve()
+    created = folder.provenance.get("created", "")
+    kind = " and ".join(
+        k
+        for k, on in (("preprocess", "output_path" in folder.table), ("tilt", folder.has_tilt))
+        if on
+    )
+    body = (
+        f"<h1>daskmic QC report: {_e(out.name)}</h1>"
+        f'<p class="meta">{_e(out)} · {_e(kind or "run")} · results of {_e(created)} · '
+        f"daskmic {_e(__version__)}</p>"
+        + _counts_html(folder.table)
+        + _parameters_html(folder)
+        + _plots_html(folder)
+        + _table_html(folder.table, shown)
+        + _galleries_html(folder, galleries)
+    )
+    template = resources.files("daskmic").joinpath("templates/report.html").read_text("utf-8")
+    return string.Template(template).substitute(
+        title=_e(f"daskmic report: {out.name}"), version=_e(__version__), body=body
+    )
+
+
+def write_report(
+    out_dir: str | os.PathLike[str], *, sample_size: int = 12, max_images: int = 200
+) -> Path:
+    """Write ``OUT/report.html``, the self-contained QC page of an output folder, atomically.
+
+    Parameters
+    ----------
+    out_dir : path-like
+        An output folder of ``daskmic preprocess``, ``tilt`` or ``run``.
+    sample_size : int
+        How many of the accepted (or, without tilt analysis, processed) micrographs to show.
+    max_images : int
+        At most this many failed and this many discarded micrographs are shown (evenly spaced
+        by name beyond that); the table always lists every micrograph.
+
+    Returns
+    -------
+    pathlib.Path
+        The page written.
+
+    Raises
+    ------
+    ValueError
+        If ``out_dir`` is not an output folder.
+    """
+    page = render_report(out_dir, sample_size=sample_size, max_images=max_images)
+    path = Path(out_dir) / REPORT_NAME
+    write_bytes_atomic(path, page.encode("utf-8"))
+    return path
