@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import io
 import os
+import re
+import signal
 import sys
 from pathlib import Path
 
 import dask
 import dask.array as da
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from distributed import Client, LocalCluster, as_completed
@@ -379,3 +382,83 @@ def test_tls_sample_secures_a_real_cluster(tmp_path: Path) -> None:
                 assert connected.submit(pow, 9, 2).result(timeout=30) == 81
                 workers = connected.scheduler_info()["workers"]
     assert workers and all(address.startswith("tls://") for address in workers)
+
+
+# --- fault tolerance: a worker killed mid-run ----------------------------------------------
+
+_MRC_TIMESTAMP = re.compile(rb"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
+
+
+def _mrc_bytes(path: Path) -> bytes:
+    """The file's bytes without the timestamp mrcfile writes into the first header label."""
+    raw = path.read_bytes()
+    return raw[:224] + _MRC_TIMESTAMP.sub(b"", raw[224:1024]) + raw[1024:]
+
+
+def _rows(out: Path) -> pd.DataFrame:
+    table = pd.read_csv(out / "micrographs.csv")
+    return table.replace(re.escape(str(out.resolve())), "OUT", regex=True)
+
+
+def _zarr_arrays(out: Path) -> dict[str, np.ndarray]:
+    import zarr
+
+    found: dict[str, np.ndarray] = {}
+
+    def walk(group, prefix: str) -> None:
+        for name, array in group.arrays():
+            found[prefix + name] = array[...]
+        for name, subgroup in group.groups():
+            walk(subgroup, f"{prefix}{name}/")
+
+    walk(zarr.open_group(out / "micrographs.zarr", mode="r"), "")
+    return found
+
+
+@pytest.mark.slow
+def test_killed_worker_mid_run_loses_and_corrupts_nothing(
+    write_micrographs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from daskmic.config import RunConfig
+    from daskmic.preprocess import PreprocessParams
+    from daskmic.run import run_batch
+
+    monkeypatch.chdir(tmp_path)
+    paths = [str(p) for p in write_micrographs(n=8, shape=(384, 384))]
+    steps = PreprocessParams.from_options(crop=True, invert=True, downsample=True, denoise=20)
+    config = RunConfig(preprocess=steps)
+    killed: list[int] = []
+
+    with connect("local", workers=2, dashboard_address=None, quiet=True) as client:
+
+        def kill_a_busy_worker(row: dict) -> None:
+            busy = [address for address, keys in client.processing().items() if keys]
+            if killed or not busy:
+                return
+            pid = client.run(os.getpid, workers=busy[:1])[busy[0]]
+            os.kill(pid, signal.SIGKILL)  # the nanny starts a new worker process
+            killed.append(pid)
+
+        run_batch(paths, tmp_path / "killed", config, client=client, on_row=kill_a_busy_worker)
+        restarted = set(client.run(os.getpid).values())
+        run_batch(paths, tmp_path / "clean", config, client=client)
+
+    assert killed and killed[0] not in restarted  # a worker process died while busy
+    killed_out, clean_out = tmp_path / "killed", tmp_path / "clean"
+    names = sorted(p.name for p in (clean_out / "mrc").glob("*.mrc"))
+    assert names == [f"mic_{i:03d}.mrc" for i in range(8)]
+    assert sorted(p.name for p in (killed_out / "mrc").glob("*.mrc")) == names
+    for name in names:
+        assert _mrc_bytes(killed_out / "mrc" / name) == _mrc_bytes(clean_out / "mrc" / name)
+    rows = _rows(killed_out)
+    assert list(rows["status"]) == ["done"] * 8
+    pd.testing.assert_frame_equal(rows, _rows(clean_out))
+    star = (killed_out / "micrographs.star").read_text().replace("killed/mrc/", "OUT/mrc/")
+    assert star == (clean_out / "micrographs.star").read_text().replace("clean/mrc/", "OUT/mrc/")
+    killed_arrays, clean_arrays = _zarr_arrays(killed_out), _zarr_arrays(clean_out)
+    assert sorted(killed_arrays) == sorted(clean_arrays)
+    assert {f"pixels/{name[:-4]}" for name in names} <= set(clean_arrays)
+    for key, values in clean_arrays.items():
+        if "path" in key:  # absolute output paths differ by folder only (checked in the table)
+            continue
+        np.testing.assert_array_equal(killed_arrays[key], values, err_msg=key)
