@@ -216,7 +216,7 @@ def process_sources(
                 process_micrograph,
                 source,
                 config,
-                str(out_dir),
+                os.path.abspath(out_dir),  # workers may run in another working directory
                 digest,
                 key=f"micrograph-{digest}-{source.micrograph}",
                 pure=False,
