@@ -165,3 +165,58 @@ def test_cli_on_slurm_equals_local_run(slurm: None, write_micrographs, tmp_path:
     assert list(table["status"]) == ["done"] * 4
     _assert_same_outputs(tmp_path / "out_slurm", tmp_path / "out_local")
     assert list(tmp_path.glob("slurm-*.out"))  # the work ran in Slurm jobs
+
+
+# --- a job's walltime end: its worker retires, a new job replaces it, nothing is lost --------
+
+
+async def _retire_as_at_lifetime_end(dask_worker) -> None:
+    """What a worker's ``--lifetime`` timer does: leave gracefully, ending its job."""
+    await dask_worker.close_gracefully(reason="worker-lifetime-reached")
+
+
+@pytest.mark.slow
+def test_retiring_job_is_replaced_and_the_run_loses_nothing(
+    slurm: None, write_micrographs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import cloudpickle
+
+    from daskmic.config import RunConfig
+    from daskmic.preprocess import PreprocessParams
+    from daskmic.run import run_batch
+
+    # the workers cannot import this test module: send the retiring function by value
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    monkeypatch.chdir(tmp_path)
+    paths = [str(p) for p in write_micrographs(n=6, shape=(256, 256))]
+    steps = PreprocessParams.from_options(crop=True, invert=True, downsample=True, denoise=10)
+    config = RunConfig(preprocess=steps)
+    logs = tmp_path / "logs"
+    retired: list[str] = []
+    with connect(
+        "slurm",
+        workers=1,
+        log_directory=str(logs),
+        scheduler_options={"dashboard_address": None},
+        quiet=True,
+    ) as client:
+        client.wait_for_workers(1, timeout=180)
+        first_jobs = set(client.run(os.getenv, "SLURM_JOB_ID").values())
+
+        def retire_after_first_row(row: dict) -> None:
+            if not retired:
+                retired.extend(client.scheduler_info()["workers"])
+                client.run(_retire_as_at_lifetime_end, workers=retired, wait=False)
+
+        summary = run_batch(
+            paths, "out_slurm", config, client=client, on_row=retire_after_first_row
+        )
+        later_jobs = set(client.run(os.getenv, "SLURM_JOB_ID").values())
+    cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    run_batch(paths, "out_local", config, cluster="local", workers=1, quiet=True,
+              dashboard_address=None)  # fmt: skip
+
+    assert retired and [row["status"] for row in summary.rows] == ["done"] * 6
+    assert later_jobs and not later_jobs & first_jobs  # a new job took over
+    assert len(list(logs.glob("*.out"))) >= 2
+    _assert_same_outputs(tmp_path / "out_slurm", tmp_path / "out_local")
