@@ -1,0 +1,296 @@
+"""Specimen tilt angle and axis of one micrograph, from the local defocus of its Thon rings.
+
+Conventions
+-----------
+Pixel ``(row, col)`` sits at ``x = (col - (nx-1)/2)·p``, ``y = (row - (ny-1)/2)·p`` (Å, row 0
+shown at the bottom: MRC/IMOD/RELION display). A tilted flat specimen has the defocus plane
+``Δf(x, y) = Δf₀ + g_x x + g_y y`` (underfocus positive), and
+
+- ``tilt_angle_deg`` ``θ = atan |g|`` ≥ 0;
+- ``tilt_direction_deg`` ``β = atan2(g_y, g_x)`` in [0, 360): the direction, counter-clockwise
+  from +x, towards which the underfocus increases (the signed form);
+- ``tilt_axis_deg`` ``= (β - 90°) mod 180`` in [0, 180): the direction of the lines of constant
+  defocus.
+
+CTFFIND5 reports a signed tilt angle and an axis angle measured *clockwise* from x (its paper,
+Elferich et al.); with its image y axis pointing down the two agree once the axis is mirrored,
+``tilt_axis_deg = (-axis_ctffind5) mod 180`` and ``tilt_angle_deg = |θ_ctffind5|``, the sign of
+``θ_ctffind5`` choosing between ``β`` and ``β + 180°``. Check the sign on a micrograph of known
+geometry before relying on it; daskmic's own convention is the one above.
+
+Method
+------
+1. **Spectra.** Half-overlapping ``T × T`` tiles (``T`` = 512 px for micrographs of ≥ 1536 px,
+   else 256 px), mean-subtracted and Hann-tapered; each periodogram is averaged in 24 angular
+   sectors × bins of ``s = k²`` (1/Å², where the Thon rings are periodic with period
+   ``1/(λΔf)`` and every bin holds the same number of pixels), up to ``resolution_A``
+   (:mod:`~daskmic.tilt.angle_spectra`).
+2. **Ring correlation.** A profile ``P(s)`` is flattened to ``P̃ = P / box(P) - 1`` (``box``
+   one ring period wide) and compared with ``sin² χ(s, Δf)``,
+   ``χ = πλΔf s - (π/2) C_s λ³ s² + asin(w)``, on a 10 Å grid of ``Δf``, by a *weighted*
+   Pearson correlation. The weights are a band — from the first CTF maximum to the highest
+   ``s`` whose ring period still spans 6 tile frequency samples — with raised-cosine edges
+   (hard edges let rings enter and leave the fit as ``Δf`` changes, which pulls every tile
+   towards one defocus and flattens the plane), times the matched-filter ring amplitude
+   ``A(s)`` measured on the aligned sum of all tiles (step 5), smoothed over 4 ring periods
+   so that it carries no ring structure of its own.
+3. **Global defocus** from the mean profile of all tiles (search ``defocus_range_A``).
+4. **First plane.** Each tile's correlation curve summed with its 8 neighbours; the argmax per
+   tile; a robust plane (L1 start, then Tukey biweight IRLS with scale 1.4826·MAD).
+5. **Astigmatism.** Every tile's sector profiles are moved onto one common defocus (reading
+   them at ``s'`` with ``χ(s', Δf_tile) = χ(s, Δf_ref)``, ``Δf_ref`` the harmonic mean) and
+   summed; each sector's offset from ``Δf_ref`` is fitted by ``c + A cos 2α + B sin 2α``:
+   ``|ΔU - ΔV| = 2√(A² + B²)``, angle of U ``= ½ atan2(B, A)``.
+6. **Local defocus.** Each tile's sectors are moved from ``Δf_tile + a(α)`` onto ``Δf_tile``
+   and summed (astigmatism-corrected radial profile); its correlation curve is maximised within
+   ± 800 Å of the plane, refined by a parabola; a robust plane is refitted. Steps 5–6 run
+   twice.
+7. **Angle and uncertainty.** With ``Σ`` the covariance of ``(g_x, g_y)`` from the inlier
+   residuals, ``|g|`` is de-biased: ``|ĝ|² - tr Σ`` (a noisy gradient of a flat specimen has
+   ``E|ĝ|² = tr Σ``), floored at 0, so untilted micrographs do not all report a positive
+   angle. ``tilt_angle_err_deg = σ_|g| / (1 + |g|²)`` in degrees.
+8. **Signal check.** A tile's z-score is its peak correlation over the standard deviation of
+   its whole curve (noise alone gives ~1, visible rings ≳ 2). A tile is usable when it is an
+   inlier of the plane with z ≥ 1.5. A median z below 1.4, or fewer than max(6, 30 %) usable
+   tiles, gives ``status="low_signal"``, NaN angles and a message instead of a number.
+
+Cost: the tile FFTs dominate (225 tiles of 512² for a 4096² micrograph); everything after
+works on ``(tiles × sectors × bins)`` profiles, a few MB.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from daskmic.ctf import Optics, canonical_astigmatism
+from daskmic.tilt import angle_steps as steps
+from daskmic.tilt.angle_fit import PlaneFit, robust_plane
+from daskmic.tilt.angle_spectra import SectorProfiles, sector_profiles
+
+_SECTORS = 24
+_WINDOW_A = 800.0
+_TILE_Z = 1.5
+_MEDIAN_Z = 1.4
+_MIN_USABLE_FRACTION = 0.3
+
+
+def _empty_xy() -> np.ndarray:
+    return np.empty((0, 2))
+
+
+def _empty() -> np.ndarray:
+    return np.empty(0)
+
+
+@dataclass(frozen=True)
+class TiltAngleResult:
+    """Tilt of one micrograph (conventions in the module notes).
+
+    ``as_row()`` gives the scalar columns of a results table; the ``patch_*`` arrays hold the
+    local defocus map (tile centres in Å from the image centre) for plots.
+    """
+
+    tilt_angle_deg: float
+    tilt_axis_deg: float
+    tilt_direction_deg: float
+    tilt_angle_err_deg: float
+    defocus_mean_A: float
+    astigmatism_A: float
+    astigmatism_angle_deg: float
+    usable_patches: int
+    total_patches: int
+    plane_residual_A: float
+    status: str
+    message: str = ""
+    defocus_gradient: tuple[float, float] = (math.nan, math.nan)
+    patch_centers_A: np.ndarray = field(default_factory=_empty_xy, repr=False, compare=False)
+    patch_defocus_A: np.ndarray = field(default_factory=_empty, repr=False, compare=False)
+    patch_usable: np.ndarray = field(default_factory=_empty, repr=False, compare=False)
+
+    def as_row(self) -> dict[str, float | int | str]:
+        """Scalar fields, named as the tilt table's columns."""
+        return {
+            "tilt_angle_deg": self.tilt_angle_deg,
+            "tilt_axis_deg": self.tilt_axis_deg,
+            "tilt_direction_deg": self.tilt_direction_deg,
+            "tilt_angle_err_deg": self.tilt_angle_err_deg,
+            "defocus_mean_A": self.defocus_mean_A,
+            "astigmatism_A": self.astigmatism_A,
+            "astigmatism_angle_deg": self.astigmatism_angle_deg,
+            "usable_patches": self.usable_patches,
+            "total_patches": self.total_patches,
+            "plane_residual_A": self.plane_residual_A,
+            "angle_status": self.status,
+            "angle_message": self.message,
+        }
+
+
+def _auto_tile_px(shape: tuple[int, int]) -> int:
+    side = min(shape)
+    return 512 if side >= 1536 else 256
+
+
+def _s_edges(
+    pixel_size_A: float, resolution_A: float, defocus_max_A: float, optics: Optics
+) -> np.ndarray:
+    """Bins of ``s`` fine enough for 8 per ring period at the largest defocus."""
+    k_top = min(0.95 * 0.5 / pixel_size_A, 1.0 / resolution_A)
+    ds = 1.0 / (8.0 * optics.wavelength_A * defocus_max_A)
+    return np.arange(0.0, k_top * k_top + ds, ds)
+
+
+def _validate(image: np.ndarray, pixel_size_A: float, **ranges: tuple[float, float, float]):
+    if image.ndim != 2:
+        raise ValueError(f"image must be 2-D, got {image.ndim} dimensions")
+    if not pixel_size_A > 0:
+        raise ValueError(f"pixel_size_A must be > 0, got {pixel_size_A}")
+    for name, (value, low, high) in ranges.items():
+        if not low < value < high:
+            raise ValueError(f"{name} must be in ({low}, {high}), got {value}")
+
+
+def estimate_tilt(
+    image: np.ndarray,
+    pixel_size_A: float,
+    *,
+    voltage_kV: float = 300.0,
+    spherical_aberration_mm: float = 2.7,
+    amplitude_contrast: float = 0.07,
+    defocus_range_A: tuple[float, float] = (3000.0, 40000.0),
+    resolution_A: float = 3.5,
+    max_tilt_deg: float = 70.0,
+    max_astigmatism_A: float = 3000.0,
+    tile_px: int | None = None,
+    workers: int = 1,
+) -> TiltAngleResult:
+    """Estimate the specimen tilt angle and axis of one micrograph (method in the module notes).
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        2-D micrograph (any real dtype), at least 3 tiles along each axis.
+    pixel_size_A : float
+        Pixel size in ångström, > 0.
+    voltage_kV, spherical_aberration_mm, amplitude_contrast : float
+        Microscope optics (see :class:`daskmic.ctf.Optics`).
+    defocus_range_A : tuple of float
+        Range searched for the mean defocus (underfocus, Å), ``0 < low < high``.
+    resolution_A : float
+        Highest resolution used, Å (> 2 · pixel size is implied by the Nyquist limit).
+    max_tilt_deg : float
+        Largest tilt searched, in (0, 85) degrees.
+    max_astigmatism_A : float
+        Largest ``|ΔU - ΔV|`` searched, > 0.
+    tile_px : int, optional
+        Tile size (even, >= 64); by default from the micrograph size.
+    workers : int
+        Threads for the FFTs.
+
+    Returns
+    -------
+    TiltAngleResult
+        Angle, axis, signed direction, uncertainty, mean defocus, astigmatism, fit quality
+        and status (``"ok"`` or ``"low_signal"``, with a message).
+    """
+    image = np.asarray(image)
+    lo, hi = (float(v) for v in defocus_range_A)
+    _validate(
+        image,
+        pixel_size_A,
+        max_tilt_deg=(max_tilt_deg, 0.0, 85.0),
+        resolution_A=(resolution_A, 0.0, math.inf),
+        max_astigmatism_A=(max_astigmatism_A, 0.0, math.inf),
+        defocus_range_low_A=(lo, 0.0, hi),
+    )
+    optics = Optics(voltage_kV, spherical_aberration_mm, amplitude_contrast)
+    tile = int(tile_px) if tile_px is not None else _auto_tile_px(image.shape)
+    if tile < 64 or tile % 2:
+        raise ValueError(f"tile_px must be even and >= 64, got {tile}")
+    if min(image.shape) < 2 * tile:
+        raise ValueError(
+            f"image of shape {image.shape} is too small for tiles of {tile} px "
+            f"(needs >= {2 * tile} px per axis)"
+        )
+    edges = _s_edges(pixel_size_A, resolution_A, hi, optics)
+    prof = sector_profiles(
+        image, pixel_size_A, tile_px=tile, s_edges=edges, n_sectors=_SECTORS, workers=workers
+    )
+    d_global, global_score = steps.global_defocus(prof, optics, (lo, hi))
+    if not math.isfinite(d_global):
+        return _low_signal(prof, "no Thon rings found in the defocus range")
+    half_diagonal_A = 0.5 * math.hypot(*image.shape) * pixel_size_A
+    span = half_diagonal_A * math.tan(math.radians(max_tilt_deg))
+    step = steps.DEFOCUS_STEP_A
+    grid = np.arange(max(d_global - span, 0.5 * lo), d_global + span + step, step)
+    curves = steps.tile_curves(prof.power.mean(axis=1), d_global, grid, prof, optics)
+    plane = steps.initial_plane(curves, grid, prof)
+    astig_ab = (0.0, 0.0)
+    for _ in range(2):
+        predicted = np.clip(_predict(plane, prof), grid[0], grid[-1])
+        astig_ab, amplitude, d_ref = steps.astigmatism(
+            prof, predicted, optics, 0.5 * max_astigmatism_A
+        )
+        profiles = steps.corrected_profiles(prof, predicted, astig_ab, optics)
+        curves = steps.tile_curves(profiles, d_ref, grid, prof, optics, amplitude)
+        local, z_score = steps.local_defocus(curves, grid, predicted, _WINDOW_A)
+        plane = robust_plane(prof.centers_A, local)
+    return _result(prof, plane, local, z_score, astig_ab)
+
+
+def _predict(plane: PlaneFit, prof: SectorProfiles) -> np.ndarray:
+    return plane.coef[0] + prof.centers_A @ plane.coef[1:]
+
+
+def _low_signal(prof: SectorProfiles, message: str) -> TiltAngleResult:
+    nan = math.nan
+    return TiltAngleResult(
+        nan, nan, nan, nan, nan, nan, nan, 0, len(prof.centers_A), nan, "low_signal", message,
+        patch_centers_A=prof.centers_A,
+    )  # fmt: skip
+
+
+def _result(
+    prof: SectorProfiles,
+    plane: PlaneFit,
+    local_A: np.ndarray,
+    z_score: np.ndarray,
+    astig_ab_A: tuple[float, float],
+) -> TiltAngleResult:
+    usable = plane.inliers & (z_score >= _TILE_Z)
+    n_tiles = len(local_A)
+    median_z = float(np.median(z_score))
+    if median_z < _MEDIAN_Z:
+        return _low_signal(
+            prof, f"Thon rings too weak in the tiles (median peak z-score {median_z:.2f})"
+        )
+    if usable.sum() < max(6, math.ceil(_MIN_USABLE_FRACTION * n_tiles)):
+        return _low_signal(prof, f"only {int(usable.sum())} of {n_tiles} tiles show Thon rings")
+    g = plane.coef[1:]
+    cov = plane.cov[1:, 1:]
+    g2 = float(g @ g)
+    magnitude = math.sqrt(max(g2 - float(np.trace(cov)), 0.0))
+    sigma = math.sqrt(float(g @ cov @ g) / g2) if g2 > 0 else math.sqrt(np.trace(cov) / 2)
+    direction = math.degrees(math.atan2(g[1], g[0])) % 360.0
+    half = math.hypot(*astig_ab_A)
+    angle_u = 0.5 * math.degrees(math.atan2(astig_ab_A[1], astig_ab_A[0]))
+    u, v, angle = canonical_astigmatism(plane.coef[0] + half, plane.coef[0] - half, angle_u)
+    return TiltAngleResult(
+        tilt_angle_deg=math.degrees(math.atan(magnitude)),
+        tilt_axis_deg=(direction - 90.0) % 180.0,
+        tilt_direction_deg=direction,
+        tilt_angle_err_deg=math.degrees(sigma / (1.0 + magnitude**2)),
+        defocus_mean_A=float(plane.coef[0]),
+        astigmatism_A=u - v,
+        astigmatism_angle_deg=angle,
+        usable_patches=int(usable.sum()),
+        total_patches=n_tiles,
+        plane_residual_A=float(np.sqrt(np.mean(plane.residuals[usable] ** 2))),
+        status="ok",
+        defocus_gradient=(float(g[0]), float(g[1])),
+        patch_centers_A=prof.centers_A,
+        patch_defocus_A=local_A,
+        patch_usable=usable,
+    )

@@ -1,0 +1,152 @@
+"""Numerical pieces of the tilt estimator: ring alignment, CTF correlation curves, plane fits.
+
+Notation: ``s = k²`` (1/Å²); ``χ(s, Δf) = π λ Δf s - (π/2) C_s λ³ s²`` (the constant phase of
+amplitude contrast is added by the model, it does not move with defocus).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse
+from scipy.ndimage import uniform_filter1d
+
+from daskmic.ctf import Optics
+
+
+def phase_matched_s(
+    s_invA2: np.ndarray, defocus_to_A: np.ndarray, defocus_from_A: np.ndarray, optics: Optics
+) -> np.ndarray:
+    """Where a spectrum at ``defocus_from_A`` has the CTF phase that ``defocus_to_A`` has at ``s``.
+
+    Solves ``χ(s', Δf_from) = χ(s, Δf_to)`` for the smaller root ``s'`` (arrays broadcast).
+    Reading a profile at ``s'`` therefore moves its Thon rings to where ``Δf_to`` puts them.
+    """
+    lam = optics.wavelength_A
+    c = 0.5 * math.pi * optics.spherical_aberration_mm * 1e7 * lam**3
+    target = math.pi * lam * defocus_to_A * s_invA2 - c * s_invA2 * s_invA2
+    b = math.pi * lam * defocus_from_A
+    disc = np.maximum(b * b - 4.0 * c * target, 0.0)
+    return 2.0 * target / (b + np.sqrt(disc))
+
+
+def interp_matrix(s_invA2: np.ndarray, s_src: np.ndarray) -> scipy.sparse.csr_matrix:
+    """Sparse ``(n_bins, n_rows · n_bins)`` map: the sum over rows of each row read at ``s_src``.
+
+    ``s_src`` has shape ``(n_rows, n_bins)``; applied to a profile block flattened row-major it
+    returns ``Σ_r profile_r(s_src[r, b])`` by linear interpolation (0 outside the grid).
+    """
+    n_rows, n = s_src.shape
+    position = (s_src - s_invA2[0]) / (s_invA2[1] - s_invA2[0])
+    valid = (position >= 0) & (position < n - 1)
+    left = np.clip(np.floor(position).astype(np.int64), 0, n - 2)
+    frac = np.where(valid, position - left, 0.0)
+    weight = valid.astype(np.float64)
+    target = np.broadcast_to(np.arange(n), (n_rows, n))
+    source = left + (np.arange(n_rows) * n)[:, None]
+    rows = np.concatenate([target.ravel(), target.ravel()])
+    cols = np.concatenate([source.ravel(), source.ravel() + 1])
+    vals = np.concatenate([(weight * (1 - frac)).ravel(), (weight * frac).ravel()])
+    return scipy.sparse.csr_matrix((vals, (rows, cols)), shape=(n, n_rows * n))
+
+
+def defocus_groups(defocus_A: np.ndarray, relative_step: float = 0.005) -> list[np.ndarray]:
+    """Indices of ``defocus_A`` grouped in bins of constant relative width ``relative_step``."""
+    keys = np.round(np.log(np.maximum(defocus_A, 1.0)) / math.log1p(relative_step))
+    return [np.flatnonzero(keys == key) for key in np.unique(keys)]
+
+
+def flatten(profiles: np.ndarray, period_bins: float) -> np.ndarray:
+    """Relative ring modulation: ``p / boxcar(p) - 1``, the box one ring period wide."""
+    width = max(int(round(period_bins)), 3)
+    background = uniform_filter1d(profiles, width, axis=-1, mode="nearest")
+    return profiles / np.maximum(background, 1e-30) - 1.0
+
+
+def ring_model(s_invA2: np.ndarray, defocus_A: np.ndarray, optics: Optics) -> np.ndarray:
+    """``sin² χ`` for every ``s`` (rows) and defocus (columns), float64."""
+    lam = optics.wavelength_A
+    c = 0.5 * math.pi * optics.spherical_aberration_mm * 1e7 * lam**3
+    s = s_invA2[:, None]
+    chi = math.pi * lam * defocus_A[None, :] * s - c * s * s + optics.constant_phase_rad
+    return np.sin(chi) ** 2
+
+
+def weighted_correlation(
+    data: np.ndarray,
+    s_invA2: np.ndarray,
+    defocus_A: np.ndarray,
+    optics: Optics,
+    weights: np.ndarray,
+) -> np.ndarray:
+    """Weighted Pearson correlation of each data row with ``sin² χ`` at each defocus.
+
+    ``corr = Σ w x̃ ỹ / √(Σ w x̃² · Σ w ỹ²)`` with ``x̃, ỹ`` centred by their weighted means;
+    the data rows and ``weights`` are over ``s_invA2`` (only bins with ``w > 0`` are used).
+    Returns ``(n_rows, n_defocus)`` float32.
+    """
+    used = weights > 0
+    w = weights[used] / weights[used].sum()
+    root = np.sqrt(w)
+    x = data[..., used]
+    x = (x - (x * w).sum(axis=-1, keepdims=True)) * root
+    x /= np.maximum(np.sqrt((x * x).sum(axis=-1, keepdims=True)), 1e-30)
+    model = ring_model(s_invA2[used], defocus_A, optics)
+    model = (model - w @ model) * root[:, None]
+    model /= np.maximum(np.sqrt((model * model).sum(axis=0)), 1e-30)
+    return x.astype(np.float32) @ model.astype(np.float32)
+
+
+def refine_peak(curve: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """Sub-sample position of maxima at ``index`` by a parabola through three samples."""
+    index = np.clip(index, 1, curve.shape[-1] - 2)
+    rows = np.arange(curve.shape[0])
+    y0, y1, y2 = curve[rows, index - 1], curve[rows, index], curve[rows, index + 1]
+    denom = y0 - 2 * y1 + y2
+    shift = np.where(denom < 0, 0.5 * (y0 - y2) / np.where(denom < 0, denom, -1.0), 0.0)
+    return index + np.clip(shift, -0.5, 0.5)
+
+
+@dataclass(frozen=True)
+class PlaneFit:
+    """``Δf = c0 + gx·x + gy·y`` with its covariance, residuals and inliers."""
+
+    coef: np.ndarray
+    cov: np.ndarray
+    residuals: np.ndarray
+    inliers: np.ndarray
+    scale: float
+
+
+def robust_plane(xy_A: np.ndarray, defocus_A: np.ndarray, *, iterations: int = 20) -> PlaneFit:
+    """Plane through ``defocus_A`` at ``xy_A`` by iteratively reweighted least squares (Tukey).
+
+    Starts from a least-absolute-deviations fit, then applies Tukey's biweight with a
+    scale of 1.4826 · MAD (tuning constant 4.685); points with weight 0 are outliers.
+    """
+    design = np.column_stack([np.ones(len(xy_A)), xy_A])
+    weights = np.ones(len(xy_A))
+    coef = np.zeros(3)
+    for _ in range(10):  # L1 start (IRLS on |r|)
+        sw = np.sqrt(weights)
+        coef = np.linalg.lstsq(design * sw[:, None], defocus_A * sw, rcond=None)[0]
+        weights = 1.0 / np.maximum(np.abs(defocus_A - design @ coef), 1.0)
+    scale = 1.0
+    for _ in range(iterations):
+        residuals = defocus_A - design @ coef
+        scale = max(1.4826 * float(np.median(np.abs(residuals))), 1.0)
+        u = residuals / (4.685 * scale)
+        weights = np.where(np.abs(u) < 1, (1 - u * u) ** 2, 0.0)
+        if np.count_nonzero(weights) < 4:
+            break
+        sw = np.sqrt(weights)
+        coef = np.linalg.lstsq(design * sw[:, None], defocus_A * sw, rcond=None)[0]
+    residuals = defocus_A - design @ coef
+    inliers = weights > 0
+    dof = max(int(inliers.sum()) - 3, 1)
+    sigma2 = float((residuals[inliers] ** 2).sum()) / dof
+    inlier_design = design[inliers]
+    cov = sigma2 * np.linalg.pinv(inlier_design.T @ inlier_design)
+    return PlaneFit(coef=coef, cov=cov, residuals=residuals, inliers=inliers, scale=scale)
