@@ -1,0 +1,410 @@
+"""Streaming: find new, completely written micrographs in a folder and feed them to the run.
+
+:func:`watch` polls a folder (inotify does not work on NFS, GPFS or SMB) for files matching a
+pattern, waits until each is completely written, and submits the complete ones in batches to
+the same per-micrograph unit as a batch run (:func:`daskmic.run.process_sources`). The tables
+and the zarr store are rebuilt from the manifest after each batch. The stream closes when a
+marker file appears in the folder (and everything seen is done) or when nothing new has arrived
+for a while. Pending work is a list of paths: the driver never holds pixels.
+
+Names are those a batch run on the glob ``folder/pattern`` gives
+(:func:`daskmic.io.sources.unique_names` over every file seen so far), so they do not depend on
+arrival order: when a later file's stem collides with an earlier one, the earlier micrograph's
+record and outputs are removed and it is processed again under its new name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable
+from operator import attrgetter
+from pathlib import Path
+from typing import Any
+
+from distributed import Client
+
+from daskmic.config import RunConfig
+from daskmic.io import MicrographError, open_micrographs, read_header
+from daskmic.io.sources import _glob_root, unique_names
+from daskmic.io.zarr_store import PIXELS
+from daskmic.manifest import Manifest
+from daskmic.publish import publish
+from daskmic.run import (
+    ZARR_NAME,
+    Row,
+    RunSummary,
+    Source,
+    bind,
+    process_sources,
+    sources_from,
+)
+
+DEFAULT_SETTLE_SECONDS = 10.0
+"""How long a file's size and modification time must stay unchanged before it is complete."""
+
+DEFAULT_POLL_SECONDS = 2.0
+"""Time between two looks at the watched folder."""
+
+
+def _signature(path: str) -> tuple[int, int]:
+    """Size and modification time of ``path`` (of the link itself when it dangles)."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        stat = os.lstat(path)
+    return stat.st_size, stat.st_mtime_ns
+
+
+def _header_complete(path: str) -> bool:
+    """Whether the file's header can be read and its size matches what the header implies."""
+    try:
+        read_header(path)
+    except MicrographError:
+        return False
+    return True
+
+
+def _inside(path: str, folder: str) -> bool:
+    return os.path.commonpath([path, folder]) == folder
+
+
+class Arrivals:
+    """The files of a watched folder that are completely written, each reported once.
+
+    A file is complete when its size and modification time have not changed for
+    ``settle_seconds`` and its header is readable and consistent with its size (a truncated MRC
+    is still being written). A file still unreadable after twice the settle time is reported
+    anyway, so that the run records why it cannot be used instead of waiting for ever.
+    Directories, hidden names (``.*``, temporary files) and anything inside ``exclude`` are
+    never reported.
+
+    Parameters
+    ----------
+    folder : path-like
+        The watched folder.
+    pattern : str
+        Glob relative to ``folder``; ``**`` recurses (e.g. ``"GridSquare_*/Data/*.mrc"``).
+    exclude : path-like
+        A folder whose contents are never input (the output folder).
+    settle_seconds : float
+        Quiet time before a file counts as complete, >= 0.
+    """
+
+    def __init__(
+        self,
+        folder: str | os.PathLike[str],
+        pattern: str,
+        *,
+        exclude: str | os.PathLike[str],
+        settle_seconds: float,
+    ) -> None:
+        self.folder = os.path.abspath(folder)
+        self.pattern = pattern
+        self.root = os.path.abspath(_glob_root(os.path.join(self.folder, pattern)))
+        self._exclude = [os.path.abspath(exclude), os.path.realpath(exclude)]
+        self.settle_seconds = settle_seconds
+        self._waiting: dict[str, tuple[tuple[int, int], float]] = {}
+        self._reported: set[str] = set()
+        self.last_change = time.monotonic()
+
+    def _candidate(self, path: str) -> bool:
+        relative = os.path.relpath(path, self.folder)
+        if any(part.startswith(".") for part in Path(relative).parts) or os.path.isdir(path):
+            return False
+        real = os.path.realpath(path)
+        return not any(_inside(p, ex) for p in (path, real) for ex in self._exclude)
+
+    def scan(self) -> list[str]:
+        """Every matching input path in the folder now (absolute, sorted)."""
+        found = glob.glob(self.pattern, root_dir=self.folder, recursive=True)
+        paths = (os.path.join(self.folder, name) for name in found)
+        return sorted(p for p in paths if self._candidate(p))
+
+    @property
+    def seen(self) -> list[str]:
+        """Every path reported or waiting, sorted."""
+        return sorted(self._reported | set(self._waiting))
+
+    @property
+    def waiting(self) -> int:
+        """Number of files seen but not yet complete."""
+        return len(self._waiting)
+
+    def poll(self, now: float | None = None) -> list[str]:
+        """Look at the folder; return the paths that became complete since the last poll."""
+        now = time.monotonic() if now is None else now
+        complete = []
+        for path in self.scan():
+            if path in self._reported:
+                continue
+            try:
+                signature = _signature(path)
+            except OSError:  # vanished between the listing and the look
+                continue
+            previous = self._waiting.get(path)
+            if previous is None or previous[0] != signature:
+                self._waiting[path] = (signature, now)
+                self.last_change = now
+                continue
+            quiet = now - previous[1]
+            if quiet >= self.settle_seconds and (
+                quiet >= 2 * self.settle_seconds or _header_complete(path)
+            ):
+                complete.append(path)
+        for path in complete:
+            del self._waiting[path]
+            self._reported.add(path)
+        return complete
+
+
+def _source(path: str, name: str, config: RunConfig) -> Source:
+    """The run's view of one file (header only), named as in a batch run on the whole set."""
+    (source,) = sources_from(open_micrographs([path], pixel_size_A=config.pixel_size_A))
+    return dataclasses.replace(source, micrograph=name)
+
+
+def _forget(out: Path, row: Row) -> None:
+    """Remove a micrograph's outputs, then its record (so an interrupted removal is redone)."""
+    manifest = Manifest(out)
+    name = row["micrograph"]
+    outputs = [row.get("output_path"), row.get("psd_path")]
+    if row.get("psd_path"):
+        outputs.append(str(Path(row["psd_path"]).with_suffix(".png")))
+    outputs += [manifest.thumbnail_path(name)]
+    for output in outputs:
+        if output:
+            Path(output).unlink(missing_ok=True)
+    shutil.rmtree(out / ZARR_NAME / PIXELS / name, ignore_errors=True)
+    manifest.record_path(name).unlink(missing_ok=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Closing:
+    """When the stream ends: a marker file exists, or nothing happened for a while."""
+
+    marker: Path
+    idle_timeout: float | None
+
+    def due(self, marker_seen: bool, arrivals: Arrivals) -> bool:
+        """Whether to stop now that nothing is ready (``marker_seen`` before the listing)."""
+        if arrivals.waiting:
+            return False
+        if marker_seen:
+            return True
+        quiet = time.monotonic() - arrivals.last_change
+        return self.idle_timeout is not None and quiet >= self.idle_timeout
+
+
+class _Stream:
+    """The driver's state between polls: names, records, what to submit (paths only)."""
+
+    def __init__(
+        self,
+        arrivals: Arrivals,
+        out: Path,
+        config: RunConfig,
+        digest: str,
+        *,
+        batch_size: int,
+        on_row: Callable[[Row], None] | None,
+    ) -> None:
+        self.arrivals = arrivals
+        self.out = out
+        self.config = config
+        self.digest = digest
+        self.batch_size = batch_size
+        self.on_row = on_row
+        self.recorded = {row["micrograph"]: row for row in Manifest(out).rows()}
+        self.names: dict[str, str] = {}
+        self.ready: list[str] = []
+        self.submitted: dict[str, str] = {}
+        self._since_count = 0
+
+    def follow(self, client: Client, closing: _Closing, poll_seconds: float) -> None:
+        """Poll, name, submit and publish until the stream closes."""
+        while True:
+            marker_seen = closing.marker.exists()  # before listing: files written before count
+            self.ready += self.arrivals.poll()
+            self.rename()
+            if self.ready:
+                sources = self.batch()
+                self._since_count = 0
+                process_sources(
+                    client,
+                    sources,
+                    self.out,
+                    self.config,
+                    self.digest,
+                    batch_size=self.batch_size,
+                    on_row=self.record,
+                )
+                if len(sources) % self.batch_size:  # process_sources published full batches
+                    publish(self.out, self.config)
+                    print(self.count(), flush=True)
+            elif closing.due(marker_seen, self.arrivals):
+                return
+            else:
+                time.sleep(poll_seconds)
+
+    def rename(self) -> None:
+        """Name every file seen as a batch run would; redo micrographs whose name changed."""
+        seen = self.arrivals.seen
+        root = Path(self.arrivals.root)
+        self.names = dict(zip(seen, unique_names([Path(p) for p in seen], root), strict=True))
+        for name, row in list(self.recorded.items()):
+            path = os.path.abspath(row["path"])
+            if path in self.names and self.names[path] != name:
+                _forget(self.out, row)
+                del self.recorded[name]
+        for path, name in list(self.submitted.items()):
+            if self.names[path] != name:
+                del self.submitted[path]
+                self.ready.append(path)
+
+    def batch(self) -> list[Source]:
+        """Take the sources to submit now, sorted by name."""
+        paths = list(dict.fromkeys(self.ready))
+        self.ready = []
+        self.submitted.update({p: self.names[p] for p in paths})
+        sources = [_source(p, self.names[p], self.config) for p in paths]
+        return sorted(sources, key=attrgetter("micrograph"))
+
+    def record(self, row: Row) -> None:
+        """Keep a completed row, pass it on, and print the count after each full batch."""
+        self.recorded[row["micrograph"]] = row
+        if self.on_row is not None:
+            self.on_row(row)
+        self._since_count += 1
+        if self._since_count == self.batch_size:
+            print(self.count(), flush=True)
+            self._since_count = 0
+
+    def count(self) -> str:
+        """The running count, one line."""
+        rows = [self.recorded[n] for n in self.names.values() if n in self.recorded]
+        failed = sum(row["status"] == "failed" for row in rows)
+        return (
+            f"watch: {len(self.names)} seen, {len(rows) - failed} done, {failed} failed, "
+            f"{self.arrivals.waiting} being written"
+        )
+
+
+def _check_options(
+    batch_size: int,
+    settle_seconds: float,
+    poll_seconds: float,
+    idle_timeout: float | None,
+    close_marker: str,
+) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    if not (math.isfinite(settle_seconds) and settle_seconds >= 0):
+        raise ValueError(f"settle_seconds must be a finite number >= 0, got {settle_seconds!r}")
+    if not (math.isfinite(poll_seconds) and poll_seconds > 0):
+        raise ValueError(f"poll_seconds must be a finite number > 0, got {poll_seconds!r}")
+    if idle_timeout is not None and not idle_timeout > 0:
+        raise ValueError(f"idle_timeout must be > 0 seconds or None, got {idle_timeout!r}")
+    if not close_marker or os.sep in close_marker:
+        raise ValueError(f"close_marker must be a file name, got {close_marker!r}")
+
+
+def _check_folders(folder: Path, out: Path) -> None:
+    if not folder.is_dir():
+        raise FileNotFoundError(f"watched folder {folder} does not exist or is not a folder")
+    watched, output = os.path.realpath(folder), os.path.realpath(out)
+    if _inside(watched, output):
+        raise ValueError(
+            f"output folder {out} must not be the watched folder {folder} or contain it; "
+            "choose another output folder (a subfolder of the watched folder is fine)"
+        )
+
+
+def watch(
+    folder: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    config: RunConfig,
+    *,
+    pattern: str = "*.mrc",
+    batch_size: int = 8,
+    settle_seconds: float = DEFAULT_SETTLE_SECONDS,
+    poll_seconds: float = DEFAULT_POLL_SECONDS,
+    close_marker: str = "CLOSED",
+    idle_timeout: float | None = None,
+    client: Client | None = None,
+    on_row: Callable[[Row], None] | None = None,
+    overwrite: bool = False,
+    **cluster_options: Any,
+) -> RunSummary:
+    """Process micrographs as they arrive in ``folder``, until the stream closes.
+
+    Restarting it on the same ``out_dir`` (after any interruption, ``SIGKILL`` included)
+    resumes: micrographs already recorded are not recomputed, and the outputs end identical to
+    a batch run on the same files.
+
+    Parameters
+    ----------
+    folder : path-like
+        The folder the microscope writes to.
+    out_dir : path-like
+        The output folder; it may lie inside ``folder`` (it is never read as input).
+    config : RunConfig
+        Steps and options, as for a batch run.
+    pattern : str
+        Glob of the micrographs relative to ``folder``; ``**`` recurses
+        (e.g. ``"GridSquare_*/Data/*.mrc"``).
+    batch_size : int
+        Micrographs per batch: the tables and the zarr store are rebuilt after each.
+    settle_seconds : float
+        A file is complete once its size and modification time have not changed for this
+        long and its header matches its size (see :class:`Arrivals`).
+    poll_seconds : float
+        Time between two looks at the folder.
+    close_marker : str
+        The stream closes once a file of this name exists in ``folder`` and every micrograph
+        seen is done.
+    idle_timeout : float, optional
+        Also close once no file has arrived or changed for this many seconds.
+    client : distributed.Client, optional
+        Where to run; by default a cluster is started with :func:`daskmic.cluster.connect`.
+    on_row : callable, optional
+        Called with each micrograph's row as it completes.
+    overwrite : bool
+        Restart an output folder that holds a run made with other parameters.
+    **cluster_options
+        Passed to :func:`daskmic.cluster.connect` when no ``client`` is given.
+
+    Returns
+    -------
+    RunSummary
+        The rows of every micrograph seen in the stream, sorted by name.
+
+    Raises
+    ------
+    ValueError
+        Invalid options, an output folder that contains the watched folder, or one bound to
+        other parameters (unless ``overwrite``).
+    FileNotFoundError
+        If ``folder`` is not a folder.
+    """
+    _check_options(batch_size, settle_seconds, poll_seconds, idle_timeout, close_marker)
+    watched, out = Path(folder), Path(out_dir)
+    _check_folders(watched, out)
+    digest = bind(out, config, [], [], overwrite=overwrite)  # files carry no optics table
+    arrivals = Arrivals(watched, pattern, exclude=out, settle_seconds=settle_seconds)
+    stream = _Stream(arrivals, out, config, digest, batch_size=batch_size, on_row=on_row)
+    closing = _Closing(watched / close_marker, idle_timeout)
+    if client is None:
+        from daskmic.cluster import connect
+
+        with connect(**cluster_options) as started:
+            stream.follow(started, closing, poll_seconds)
+    else:
+        stream.follow(client, closing, poll_seconds)
+    wanted = set(stream.names.values())
+    rows = [row for row in Manifest(out).rows() if row["micrograph"] in wanted]
+    return RunSummary(out, rows)

@@ -1,0 +1,288 @@
+"""Resume: a run killed at any moment (SIGKILL included) and started again ends identical to an
+uninterrupted batch run: same files, bitwise-equal arrays, equal tables, equal provenance but
+for ``created``; nothing missing, duplicated or half-written."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+import yaml
+
+import daskmic
+from daskmic.config import RunConfig
+from daskmic.datasets import synthesize_micrograph
+from daskmic.io import open_pixels, open_results
+from daskmic.io.mrc_write import write_mrc
+from daskmic.manifest import PARTIAL_NAME, Manifest
+from daskmic.stream import watch
+
+CONFIG_VALUES = {
+    "preprocess": {
+        "crop": True,
+        "bad_pixels": True,
+        "invert": True,
+        "downsample": True,
+        "lowpass": [0.25, 0.02],
+        "normalize": True,
+    },
+    "tilt": {"window_size": 256, "resolution_A": 3.0},
+}
+CONFIG = RunConfig.from_dict(CONFIG_VALUES)
+TEXT_SUFFIXES = (".csv", ".star", ".xmd", ".txt", ".json")
+TIMEOUT_S = 120
+
+PRODUCER = """
+import sys, time
+from pathlib import Path
+staging, folder, gate = (Path(a) for a in sys.argv[1:4])
+files = sorted(staging.glob("*.mrc"))
+for i, source in enumerate(files):
+    if i == len(files) // 2:
+        while not gate.exists():
+            time.sleep(0.05)
+    data = source.read_bytes()
+    pieces = 4 if i % 2 else 1
+    step = -(-len(data) // pieces)
+    with open(folder / source.name, "wb") as handle:
+        for k in range(0, len(data), step):
+            handle.write(data[k:k + step])
+            handle.flush()
+            time.sleep(0.1)
+    time.sleep(0.1)
+"""
+
+
+def _write_inputs(folder: Path, n: int, shape: tuple[int, int] = (512, 512)) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        image, _ = synthesize_micrograph(shape, pixel_size_A=1.0, seed=100 + i, hot_pixels=3)
+        paths.append(folder / f"mic_{i:02d}.mrc")
+        write_mrc(paths[-1], image, 1.0)
+    return paths
+
+
+def _records(out: Path) -> list[str]:
+    folder = Manifest(out).records_dir
+    return sorted(p.name for p in folder.glob("*.json")) if folder.is_dir() else []
+
+
+def _normalised(text: str, out: Path) -> str:
+    for form in (str(out.resolve()), str(out), os.path.relpath(out)):
+        text = text.replace(form + os.sep, "OUT/")
+    return text
+
+
+def snapshot(out: Path) -> dict[str, object]:
+    """Everything an output folder holds, comparable with another folder's.
+
+    Paths inside tables and records are written relative to the folder; the zarr store is read
+    as arrays, its provenance without ``created``.
+    """
+    files: dict[str, object] = {}
+    for path in sorted(p for p in out.rglob("*") if p.is_file()):
+        relative = path.relative_to(out).as_posix()
+        if relative.startswith("micrographs.zarr/"):
+            files[relative] = "zarr file"  # listed; compared as arrays below
+        elif path.suffix in TEXT_SUFFIXES:
+            files[relative] = _normalised(path.read_text(), out)
+        else:
+            files[relative] = path.read_bytes()
+    results = open_results(out / "micrographs.zarr").load()
+    files["zarr:attrs"] = {k: v for k, v in results.attrs.items() if k != "created"}
+    for name, variable in sorted(results.variables.items()):
+        values = variable.values
+        if values.dtype == object:
+            values = np.array([_normalised(str(v), out) for v in values.ravel()], dtype=object)
+        files[f"zarr:{name}"] = (
+            variable.dims,
+            values.tobytes() if values.dtype != object else tuple(values),
+        )
+    pixels = open_pixels(out / "micrographs.zarr")
+    for name in pixels["micrograph"].values:
+        files[f"zarr:pixels/{name}"] = pixels.sel(micrograph=name).values.tobytes()
+    return files
+
+
+def assert_same_outputs(out: Path, reference: Path) -> None:
+    """``out`` and ``reference`` hold the same files with the same contents (see snapshot)."""
+    ours, theirs = snapshot(out), snapshot(reference)
+    assert sorted(ours) == sorted(theirs), "the output folders hold different files"
+    for key in theirs:
+        assert ours[key] == theirs[key], f"{key} differs"
+    assert not [p for p in out.rglob("*") if PARTIAL_NAME.match(p.name)], "partial files left"
+
+
+def _wait(predicate, what: str) -> None:
+    deadline = time.monotonic() + TIMEOUT_S
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def _sigkill(process: subprocess.Popen) -> None:
+    """SIGKILL a run and check that its cluster's worker processes die with it."""
+    children = psutil.Process(process.pid).children(recursive=True)
+    process.send_signal(signal.SIGKILL)
+    process.wait(TIMEOUT_S)
+    _, alive = psutil.wait_procs(children, timeout=30)
+    for child in alive:
+        child.kill()
+    assert not alive, "a killed run left worker processes running"
+
+
+def _daskmic(*args: str) -> list[str]:
+    return [sys.executable, "-m", "daskmic.cli", *args, "--no-report"]
+
+
+EMBEDDED = ("--workers", "1", "--threads-per-worker", "2")
+"""A cluster of the run's own: one worker process, killed with the run."""
+
+
+@pytest.fixture
+def config_file(tmp_path) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(CONFIG_VALUES))
+    return path
+
+
+# --- interrupted states, made deterministically ---------------------------------------------
+
+
+def _interrupt(out: Path) -> None:
+    """Make ``out`` look like a run killed at several moments at once."""
+    records = Manifest(out).records_dir
+    (records / "mic_01.json").unlink()  # outputs renamed into place, record not yet written
+    (records / "mic_02.json").unlink()  # ... and its outputs only partly renamed
+    (out / "psd" / "mic_02.mrc").unlink()
+    shutil.rmtree(out / "micrographs.zarr" / "pixels" / "mic_02")
+    (out / "mrc" / ".mic_03.mrc.tmp-0123abcd").write_bytes(b"half an MRC")
+    (records / ".mic_03.json.tmp-89abcdef").write_bytes(b'{"hash": ')
+    (out / "micrographs.zarr" / "pixels" / ".mic_03.tmp-01234567").mkdir()
+    (out / "micrographs.zarr" / ".results.old-76543210").mkdir()
+    (out / "micrographs.csv").unlink()  # killed before the tables were rebuilt
+    (out / "tilt.csv").write_text("half a table")
+
+
+def test_remove_partial_removes_only_unfinished_writes(tmp_path):
+    out = tmp_path / "out"
+    (out / "mrc").mkdir(parents=True)
+    partial = [out / "mrc" / ".a.mrc.tmp-0123abcd", out / ".micrographs.csv.tmp-deadbeef"]
+    kept = [out / "mrc" / "a.mrc", out / "mrc" / ".a.mrc.tmp-xyz", out / "notes.tmp-01234567"]
+    for path in partial + kept:
+        path.write_bytes(b"x")
+    (out / "mrc" / ".b.tmp-00000000").mkdir()
+    (out / "mrc" / ".b.tmp-00000000" / "c").write_bytes(b"x")
+    removed = Manifest(out).remove_partial()
+    assert sorted(removed) == sorted([*partial, out / "mrc" / ".b.tmp-00000000"])
+    assert all(p.exists() for p in kept) and not any(p.exists() for p in removed)
+
+
+@pytest.mark.parametrize("rerun", ["batch", "watch"])
+def test_a_rerun_after_an_interruption_equals_an_uninterrupted_run(
+    tmp_path, client, monkeypatch, rerun
+):
+    monkeypatch.chdir(tmp_path)
+    raw = tmp_path / "raw"
+    _write_inputs(raw, 5)
+    reference, out = tmp_path / "reference", tmp_path / "out"
+    daskmic.run_batch(str(raw / "*.mrc"), reference, CONFIG, client=client)
+    daskmic.run_batch(str(raw / "*.mrc"), out, CONFIG, client=client)
+    _interrupt(out)
+    untouched = (out / "mrc" / "mic_00.mrc").stat().st_mtime_ns
+    if rerun == "batch":
+        summary = daskmic.run_batch(str(raw / "*.mrc"), out, CONFIG, client=client)
+    else:
+        (raw / "CLOSED").write_bytes(b"")
+        summary = watch(raw, out, CONFIG, settle_seconds=0.0, poll_seconds=0.05, client=client)
+    assert [r["micrograph"] for r in summary.rows] == [f"mic_{i:02d}" for i in range(5)]
+    assert_same_outputs(out, reference)
+    assert (out / "mrc" / "mic_00.mrc").stat().st_mtime_ns == untouched, "done is not redone"
+
+
+# --- real SIGKILLs --------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_stream_killed_and_restarted_equals_a_batch_run(tmp_path, client, config_file, monkeypatch):
+    """Producer writes over time (some files in pieces); the watcher is SIGKILLed mid-stream,
+    restarted, closed by the marker; the result equals a batch run on the same files."""
+    monkeypatch.chdir(tmp_path)
+    staging, folder, out = tmp_path / "staging", tmp_path / "session", tmp_path / "session" / "out"
+    _write_inputs(staging, 8)
+    folder.mkdir()
+    gate = tmp_path / "go-on"
+    producer = subprocess.Popen(
+        [sys.executable, "-c", PRODUCER, str(staging), str(folder), str(gate)]
+    )
+    command = _daskmic(
+        "watch",
+        str(folder),
+        "-o",
+        str(out),
+        "--config",
+        str(config_file),
+        "--settle",
+        "0.5",
+        "--poll",
+        "0.1",
+        "--batch-size",
+        "2",
+        "--cluster",  # the session's cluster: no start-up cost; workers outlive the kill
+        client.scheduler.address,
+    )
+    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    second = first
+    try:
+        _wait(lambda: len(_records(out)) >= 2, "the first records")
+        _sigkill(first)
+        done_at_kill = len(_records(out))
+        gate.write_bytes(b"")
+        second = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)  # restarted
+        producer.wait(TIMEOUT_S)
+        (folder / "CLOSED").write_bytes(b"")
+        printed, _ = second.communicate(timeout=TIMEOUT_S)
+    finally:
+        for process in (producer, first, second):
+            if process.poll() is None:
+                process.kill()
+    assert 2 <= done_at_kill <= 4, "the kill came in the middle (half the files were gated)"
+    assert second.returncode == 0, printed
+    assert "watch: 8 seen, 8 done, 0 failed" in printed
+    summary = daskmic.run_batch(str(folder / "*.mrc"), tmp_path / "batch", CONFIG, client=client)
+    assert len(summary.rows) == 8 and not summary.failed
+    assert_same_outputs(out, tmp_path / "batch")
+
+
+@pytest.mark.slow
+def test_batch_run_killed_and_rerun_equals_an_uninterrupted_run(
+    tmp_path, client, config_file, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    raw = tmp_path / "raw"
+    _write_inputs(raw, 10)
+    out = tmp_path / "out"
+    command = _daskmic("run", str(config_file), str(raw / "*.mrc"), "-o", str(out), *EMBEDDED)
+    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait(lambda: len(_records(out)) >= 2, "the first records")
+        _sigkill(first)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    done_at_kill = len(_records(out))
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    daskmic.run_batch(str(raw / "*.mrc"), tmp_path / "reference", CONFIG, client=client)
+    assert done_at_kill < 10, "the kill came before the end"
+    assert_same_outputs(out, tmp_path / "reference")
