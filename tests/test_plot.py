@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 
+import matplotlib.image
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,6 +13,7 @@ import xarray as xr
 
 import daskmic.plot as dmp
 from daskmic.plot.data import downsample_factor, montage_grid
+from daskmic.plot.png import data_uri, figure_png, image_png
 
 MEAN_T, STD_T = 0.5, 0.1
 
@@ -243,3 +246,21 @@ def test_statistic_histograms_stack_the_statuses_and_mark_thresholds(stats):
     assert [list(line.get_xdata()) for line in mean_ax.lines] == [[MEAN_T, MEAN_T]]
     assert [list(line.get_xdata()) for line in fig.axes[1].lines] == [[STD_T, STD_T]]
     assert len(fig.axes[2].lines) == 0
+
+
+def test_image_png_puts_row_zero_at_the_bottom():
+    ramp = np.repeat(np.linspace(0.0, 1.0, 32)[:, None], 8, axis=1)
+    decoded = matplotlib.image.imread(io.BytesIO(image_png(ramp)), "png")
+    assert decoded.shape[:2] == (32, 8)
+    np.testing.assert_allclose(decoded[::-1, :, 0], ramp, atol=2.5 / 255)
+    assert data_uri(b"abc") == "data:image/png;base64,YWJj"
+
+
+def test_figure_png_carries_no_software_tag():
+    ax = dmp.tilt_scatter(
+        pd.DataFrame({"micrograph": ["a"], "tilt_mean_corr": [0.7], "tilt_std_corr": [0.02]}),
+        mean_threshold=0.5,
+        std_threshold=0.1,
+    )
+    png = figure_png(ax.figure)
+    assert png.startswith(b"\x89PNG") and b"Software" not in png and b"://" not in png
