@@ -197,13 +197,14 @@ def estimate_tilt(
     """
     image = np.asarray(image)
     lo, hi = (float(v) for v in defocus_range_A)
+    if not 0 < lo < hi:
+        raise ValueError(f"defocus_range_A must satisfy 0 < low < high, got {defocus_range_A}")
     _validate(
         image,
         pixel_size_A,
         max_tilt_deg=(max_tilt_deg, 0.0, 85.0),
         resolution_A=(resolution_A, 0.0, math.inf),
         max_astigmatism_A=(max_astigmatism_A, 0.0, math.inf),
-        defocus_range_low_A=(lo, 0.0, hi),
     )
     optics = Optics(voltage_kV, spherical_aberration_mm, amplitude_contrast)
     tile = int(tile_px) if tile_px is not None else _auto_tile_px(image.shape)
