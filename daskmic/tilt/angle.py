@@ -70,6 +70,22 @@ from daskmic.tilt import angle_steps as steps
 from daskmic.tilt.angle_fit import PlaneFit, robust_plane
 from daskmic.tilt.angle_spectra import SectorProfiles, sector_profiles
 
+ANGLE_COLUMNS = (
+    "tilt_angle_deg",
+    "tilt_axis_deg",
+    "tilt_direction_deg",
+    "tilt_angle_err_deg",
+    "defocus_mean_A",
+    "astigmatism_A",
+    "astigmatism_angle_deg",
+    "usable_patches",
+    "total_patches",
+    "plane_residual_A",
+    "angle_status",
+    "angle_message",
+)
+"""Columns that :meth:`TiltAngleResult.as_row` gives, in table order."""
+
 _SECTORS = 24
 _WINDOW_A = 800.0
 _TILE_Z = 1.5
