@@ -177,7 +177,11 @@ async def _retire_as_at_lifetime_end(dask_worker) -> None:
 
 @pytest.mark.slow
 def test_retiring_job_is_replaced_and_the_run_loses_nothing(
-    slurm: None, write_micrographs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    slurm: None,
+    write_micrographs,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
 ) -> None:
     import cloudpickle
 
@@ -187,6 +191,7 @@ def test_retiring_job_is_replaced_and_the_run_loses_nothing(
 
     # the workers cannot import this test module: send the retiring function by value
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    request.addfinalizer(lambda: cloudpickle.unregister_pickle_by_value(sys.modules[__name__]))
     monkeypatch.chdir(tmp_path)
     paths = [str(p) for p in write_micrographs(n=6, shape=(256, 256))]
     steps = PreprocessParams.from_options(crop=True, invert=True, downsample=True, denoise=10)
@@ -212,7 +217,6 @@ def test_retiring_job_is_replaced_and_the_run_loses_nothing(
             paths, "out_slurm", config, client=client, on_row=retire_after_first_row
         )
         later_jobs = set(client.run(os.getenv, "SLURM_JOB_ID").values())
-    cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
     run_batch(paths, "out_local", config, cluster="local", workers=1, quiet=True,
               dashboard_address=None)  # fmt: skip
 
