@@ -19,6 +19,7 @@ import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from numbers import Integral
 from typing import Any, TextIO
 
 import dask.config
@@ -183,7 +184,9 @@ def local_cluster_size(
 
 def _check_sizing(workers: int | None, threads_per_worker: int | None) -> None:
     for name, value in (("workers", workers), ("threads_per_worker", threads_per_worker)):
-        if value is not None and (isinstance(value, bool) or int(value) != value or value < 1):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, Integral) or value < 1
+        ):
             raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
 
 
@@ -214,9 +217,8 @@ def _connect_existing(
     memory_limit: str | int | None,
     options: dict[str, Any],
 ) -> Client:
-    given = {"workers": workers, "threads_per_worker": threads_per_worker}
-    given["memory_limit"] = memory_limit
-    for name, value in given.items():
+    sizing = {"workers": workers, "threads_per_worker": threads_per_worker}
+    for name, value in {**sizing, "memory_limit": memory_limit}.items():
         if value is not None:
             raise ValueError(
                 f"{name} cannot be set for an existing scheduler ({address}), got {value!r}: "
