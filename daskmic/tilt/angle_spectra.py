@@ -1,7 +1,7 @@
 """Tile power spectra reduced to sector profiles on a k² grid: the data of the tilt estimator.
 
 A micrograph is cut into ``T × T`` tiles overlapping by half (the grid centred on the image).
-Each tile, mean-subtracted and Hann-tapered, gives a periodogram; its half-plane pixels are
+Each tile, tapered by a periodic Hann window, gives a periodogram; its half-plane pixels are
 summed into ``n_sectors`` angular sectors over [0°, 180°) (Friedel symmetry) and into bins of
 the squared spatial frequency ``s = k²`` (1/Å²), which makes the Thon rings periodic (period
 ``1/(λ Δf)`` in ``s``) and gives every bin the same number of pixels. The result, one
@@ -146,18 +146,19 @@ def sector_profiles(
     ys, xs = tile_origins(ny, tile_px), tile_origins(nx, tile_px)
     origins = np.array([(y, x) for y in ys for x in xs])
     inside, operator = _binning(tile_px, float(pixel_size_A), tuple(s_edges), n_sectors)
-    hann = np.hanning(tile_px + 2)[1:-1].astype(np.float32)
+    # periodic Hann: its transform is zero beyond one frequency sample, so the tile mean only
+    # reaches |k| <= 1 sample (below every fitted band) and need not be subtracted
+    hann = np.hanning(tile_px + 1)[:-1].astype(np.float32)
     taper = hann[:, None] * hann[None, :]
     pixels = np.asarray(image, dtype=np.float32)
+    pixels = pixels - np.float32(pixels.mean(dtype=np.float64))  # keeps float32 FFTs accurate
     power = np.empty((operator.shape[0], len(origins)), dtype=np.float32)
     buffer = np.empty((batch, tile_px, tile_px), dtype=np.float32)
     for start in range(0, len(origins), batch):
         chunk = origins[start : start + batch]
         tiles = buffer[: len(chunk)]
         for j, (y, x) in enumerate(chunk):
-            window = pixels[y : y + tile_px, x : x + tile_px]
-            np.multiply(window, taper, out=tiles[j])
-            tiles[j] -= np.float32(window.mean(dtype=np.float64)) * taper
+            np.multiply(pixels[y : y + tile_px, x : x + tile_px], taper, out=tiles[j])
         spectra = scipy.fft.rfft2(tiles, axes=(1, 2), workers=workers)
         spectra = spectra.reshape(len(chunk), -1)[:, inside]
         magnitude = spectra.real**2 + spectra.imag**2

@@ -183,7 +183,7 @@ def corrected_profiles(
 
     Sector ``σ`` of a tile at defocus ``Δf`` has its rings at ``Δf + a_σ``; reading it at
     ``s'`` with ``χ(s', Δf + a_σ) = χ(s, Δf)`` puts them where ``Δf`` would (astigmatism-
-    corrected radial average). Tiles are grouped by defocus (0.5 % bins) to share the map.
+    corrected radial average). Tiles are grouped by defocus (1 % bins) to share the map.
     """
     s = prof.s_invA2
     angle = prof.sector_angle_rad
@@ -191,7 +191,7 @@ def corrected_profiles(
     n_tiles, n_sectors, n_bins = prof.power.shape
     flat_power = prof.power.reshape(n_tiles, n_sectors * n_bins)
     out = np.empty((n_tiles, n_bins), dtype=np.float32)
-    for group in defocus_groups(defocus_A):
+    for group in defocus_groups(defocus_A, relative_step=0.01):
         d = float(np.mean(defocus_A[group]))
         source = phase_matched_s(s[None, :], d, d + a_sector[:, None], optics)
         out[group] = (interp_matrix(s, source) @ flat_power[group].T).T
