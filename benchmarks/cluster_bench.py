@@ -1,0 +1,194 @@
+"""Benchmarks 3 and 4: dataset throughput on the embedded cluster, and worker peak memory.
+
+Throughput: the production unit (:func:`daskmic.run.process_micrograph`, typical preprocessing
+plus the tilt screen) over a set, on daskmic's local cluster (2 workers × 1 thread, its
+default here, and 1 worker × 2 threads) vs a plain ``concurrent.futures`` pool of 2 processes
+mapping the same function; both include opening the set and the final tables (``prepare`` …
+``publish``). Cluster and pool start-up are excluded (both are started and warmed first).
+
+Memory: the same unit on a 2 × 1-thread local cluster whose workers' memory limit sums to less
+than the dataset; each worker's peak resident memory (``ru_maxrss``) minus its idle resident
+memory, per worker thread, against one input micrograph in float32.
+"""
+
+from __future__ import annotations
+
+import importlib
+import resource
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from benchmarks.data import label, make_set
+from benchmarks.pool import warm_pool
+from benchmarks.table import Row
+from daskmic.cluster import connect
+from daskmic.config import RunConfig
+from daskmic.preprocess import PreprocessParams
+from daskmic.publish import publish
+from daskmic.run import execute, prepare, process_micrograph
+from daskmic.tilt.params import TiltParams
+
+
+def typical_config() -> RunConfig:
+    """The protocol's typical preprocessing and the default tilt screen; no zarr pixel stack."""
+    params = PreprocessParams(
+        crop=10,
+        bad_pixels=5.0,
+        invert=True,
+        downsample=2.0,
+        gaussian=1.0,
+        highpass=(0.002, 0.001),
+        lowpass=(0.25, 0.02),
+        normalize=True,
+    )
+    return RunConfig(preprocess=params, tilt=TiltParams(), write_stack=False)
+
+
+def on_cluster(client: Any, inputs: list[str], out: Path) -> float:
+    """Seconds to process ``inputs`` into ``out`` through daskmic's driver on ``client``."""
+    config = typical_config()
+    start = time.perf_counter()
+    sources, digest = prepare(inputs, out, config)
+    summary = execute(sources, out, config, digest, client=client)
+    seconds = time.perf_counter() - start
+    _check(summary.rows, len(inputs))
+    return seconds
+
+
+def on_pool(pool: Any, inputs: list[str], out: Path) -> float:
+    """Seconds to process ``inputs`` into ``out`` with a process pool mapping the same unit."""
+    config = typical_config()
+    start = time.perf_counter()
+    sources, digest = prepare(inputs, out, config)
+    n = len(sources)
+    rows = list(pool.map(process_micrograph, sources, [config] * n, [str(out)] * n, [digest] * n))
+    publish(out, config)
+    seconds = time.perf_counter() - start
+    _check(rows, len(inputs))
+    return seconds
+
+
+def _check(rows: list[dict[str, Any]], n: int) -> None:
+    failed = [row for row in rows if row["status"] == "failed"]
+    if len(rows) != n or failed:
+        raise RuntimeError(f"{len(rows)} rows for {n} inputs; failed: {failed[:1]}")
+
+
+CLUSTERS = {
+    "local cluster 2 workers x 1 thread": (2, 1),
+    "local cluster 1 worker x 2 threads": (1, 2),
+}
+POOL = "process pool (2 procs)"
+
+
+def throughput(workdir: Path, smoke: bool) -> list[Row]:
+    """Micrographs per second for each set and contender; total time vs set size."""
+    sets = (
+        [(1, (640, 640)), (2, (640, 640))]
+        if smoke
+        else [(16, (4096, 4096)), (16, (2048, 2048)), (64, (2048, 2048))]
+    )
+    inputs = {
+        (n, shape): make_set(workdir / "inputs" / f"tp_{n}_{shape[1]}", n, shape)
+        for n, shape in sets
+    }
+    seconds: dict[tuple[str, int, tuple[int, int]], float] = {}
+    for name, (workers, threads) in CLUSTERS.items():
+        with connect("local", workers=workers, threads_per_worker=threads, quiet=True) as client:
+            client.run(importlib.import_module, "daskmic.run")
+            for key, paths in inputs.items():
+                out = workdir / "out" / f"tp_{workers}w_{key[0]}_{key[1][1]}"
+                seconds[(name, *key)] = on_cluster(client, paths, out)
+    with warm_pool(2, ("daskmic.run",)) as pool:
+        for key, paths in inputs.items():
+            seconds[(POOL, *key)] = on_pool(
+                pool, paths, workdir / "out" / f"tp_pool_{key[0]}_{key[1][1]}"
+            )
+    return _throughput_rows(seconds, sets)
+
+
+def _throughput_rows(seconds: dict, sets: list) -> list[Row]:
+    rows = []
+    default = next(iter(CLUSTERS))
+    for n, shape in sets:
+        case = f"{n} x {label(shape)}, preprocess + tilt"
+        pool = seconds[(POOL, n, shape)]
+        for name in CLUSTERS:
+            rate = n / seconds[(name, n, shape)]
+            target = ">= 0.9" if name == default else ""
+            rows.append(
+                Row(
+                    "throughput",
+                    case,
+                    name,
+                    rate,
+                    "mic/s",
+                    rate / (n / pool),
+                    "cluster/pool",
+                    target,
+                )
+            )
+        rows.append(Row("throughput", case, POOL, n / pool, "mic/s"))
+    (n_small, shape), (n_large, _) = sets[-2], sets[-1]
+    growth = seconds[(default, n_large, shape)] / seconds[(default, n_small, shape)]
+    rows.append(
+        Row(
+            "scaling",
+            f"total time {n_small} -> {n_large} x {label(shape)}",
+            default,
+            seconds[(default, n_large, shape)],
+            "s",
+            growth / (n_large / n_small),
+            "time ratio / count ratio",
+            "",
+        )
+    )
+    return rows
+
+
+def _rss() -> int:
+    return psutil.Process().memory_info().rss
+
+
+def _peak_rss() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def memory(workdir: Path, smoke: bool) -> list[Row]:
+    """Peak resident memory above idle, per worker thread, on a set larger than the workers.
+
+    Idle is each worker's resident memory after a warm-up run on two small micrographs (its
+    imports done); the peak is its ``ru_maxrss`` after the set.
+    """
+    n, shape = (4, (640, 640)) if smoke else (16, (4096, 4096))
+    paths = make_set(workdir / "inputs" / f"tp_{n}_{shape[1]}", n, shape)
+    micrograph = shape[0] * shape[1] * 4
+    limit = max(int(0.9 * n * micrograph / 2), 400 * 2**20)
+    with connect(
+        "local", workers=2, threads_per_worker=1, memory_limit=limit, quiet=True
+    ) as client:
+        warm = make_set(workdir / "inputs" / "warm", 2, (640, 640))
+        on_cluster(client, warm, workdir / "out" / "warm")  # first-call imports are not peaks
+        idle = client.run(_rss)
+        on_cluster(client, paths, workdir / "out" / "memory")
+        peak = client.run(_peak_rss)
+    above = max(peak[w] - idle[w] for w in idle)
+    case = (
+        f"{n} x {label(shape)} ({n * micrograph / 2**20:.0f} MiB) on 2 workers x 1 thread, "
+        f"memory_limit {limit / 2**20:.0f} MiB each"
+    )
+    return [
+        Row(
+            "memory",
+            case,
+            "daskmic worker (max over workers)",
+            above / 2**20,
+            "MiB",
+            above / micrograph,
+            "peak above idle / f32 micrograph",
+            "<= 4",
+        )
+    ]

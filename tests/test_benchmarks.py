@@ -1,0 +1,65 @@
+"""The benchmark suite: its smoke mode runs every path on tiny inputs (no timing is checked)."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # benchmarks/ is run from the repository root, not installed
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.__main__ import main  # noqa: E402
+from benchmarks.table import Row, markdown  # noqa: E402
+
+EXPECTED = {
+    ("preprocess", "daskmic CLI"): 2,  # end to end and marginal
+    ("preprocess", "floor (rfft2+irfft2, 2 procs)"): 2,
+    ("preprocess", "Xmipp-style chain (2 procs)"): 1,
+    ("tilt", "daskmic default"): 1,
+    ("tilt", "daskmic --xmipp-compat"): 1,
+    ("tilt", "xmippLib path (pyxmipp3)"): 1,
+    ("throughput", "local cluster 2 workers x 1 thread"): 2,
+    ("throughput", "local cluster 1 worker x 2 threads"): 2,
+    ("throughput", "process pool (2 procs)"): 2,
+    ("memory", "daskmic worker (max over workers)"): 1,
+    ("scaling", "daskmic unit"): 2,
+    ("scaling", "local cluster 2 workers x 1 thread"): 1,
+}
+
+
+def test_row_verdict_follows_the_target_direction():
+    assert Row("b", "c", "x", 1.0, "s", 1.4, "a/b", "<= 1.5").verdict == "met"
+    assert Row("b", "c", "x", 1.0, "s", 1.6, "a/b", "<= 1.5").verdict == "MISSED"
+    assert Row("b", "c", "x", 1.0, "s", 3.0, "a/b", ">= 3").verdict == "met"
+    assert Row("b", "c", "x", 1.0, "s", 2.9, "a/b", ">= 3").verdict == "MISSED"
+    assert Row("b", "c", "x", 1.0, "s").verdict == ""
+
+
+def test_markdown_has_a_line_per_row():
+    rows = [Row("b", "c", "x", 1.0, "s", 2.0, "a/b", ">= 3"), Row("b", "c", "y", 2.0, "s")]
+    lines = markdown(rows).splitlines()
+    assert len(lines) == 2 + len(rows)
+    assert lines[2] == "| b | c | x | 1 s | 2.00 (a/b) | >= 3 | MISSED |"
+
+
+@pytest.mark.slow
+def test_smoke_run_has_every_row_with_finite_positive_ratios(tmp_path):
+    results = tmp_path / "RESULTS.md"
+    rows = main(["--smoke", "--results", str(results), "--workdir", str(tmp_path)])
+    counts: dict[tuple[str, str], int] = {}
+    for row in rows:
+        counts[(row.benchmark, row.contender)] = counts.get((row.benchmark, row.contender), 0) + 1
+    assert counts == EXPECTED
+    for row in rows:
+        assert math.isfinite(row.value) and row.value > 0, row
+        if row.ratio_of:
+            assert math.isfinite(row.ratio) and row.ratio > 0, row
+    assert all(row.target == "" or row.verdict in ("met", "MISSED") for row in rows)
+    page = results.read_text()
+    assert "cores; RAM" in page and "numpy" in page and "BLAS" in page
+    assert page.count("\n| ") == len(rows) + 1
+    assert list(tmp_path.iterdir()) == [results]  # the scratch folder is removed
