@@ -20,6 +20,7 @@ import xarray as xr
 from distributed import Client, as_completed
 
 from daskmic import __version__
+from daskmic.cluster_progress import track
 from daskmic.config import RunConfig
 from daskmic.io import (
     add_pixels,
@@ -207,7 +208,7 @@ def process_sources(
     """
     pending = list(sources)
     in_flight = max(2 * sum(client.nthreads().values()), 2)
-    submitted = as_completed()
+    submitted = as_completed(loop=client.loop)
     rows: list[Row] = []
 
     def submit(source: Source) -> None:
@@ -227,7 +228,7 @@ def process_sources(
         submit(source)
     queue = iter(pending[in_flight:])
     since_publish = 0
-    for future in submitted:
+    for future in track(submitted, total=len(pending)):
         row = future.result()
         future.release()
         rows.append(row)

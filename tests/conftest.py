@@ -10,7 +10,11 @@ import pytest
 
 @pytest.fixture(scope="session")
 def client() -> Iterator:
-    """A real scheduler and two real worker processes on loopback, shared by the session."""
+    """A real scheduler and two real worker processes on loopback, shared by the session.
+
+    It is not made dask's default: tests pass it explicitly, and a plain ``.compute()`` of a
+    graph holding test-module functions (which workers cannot import) stays local.
+    """
     from distributed import Client, LocalCluster
 
     with LocalCluster(
@@ -20,7 +24,7 @@ def client() -> Iterator:
         dashboard_address=None,
         memory_limit="4GiB",
     ) as cluster:
-        with Client(cluster) as connected:
+        with Client(cluster, set_as_default=False) as connected:
             yield connected
 
 

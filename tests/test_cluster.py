@@ -100,7 +100,12 @@ def test_dashboard_link_is_printed(client: Client, capsys: pytest.CaptureFixture
 def test_progress_bar_counts_completed_futures(client: Client) -> None:
     futures = client.map(pow, range(6), [2] * 6, pure=False)
     stream = io.StringIO()
-    seen = [f.result() for f in track(as_completed(futures), total=6, stream=stream, enabled=True)]
+    seen = [
+        f.result()
+        for f in track(
+            as_completed(futures, loop=client.loop), total=6, stream=stream, enabled=True
+        )
+    ]
     assert sorted(seen) == [x * x for x in range(6)]
     assert "6/6" in stream.getvalue()
     assert "micrographs" in stream.getvalue()
