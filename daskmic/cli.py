@@ -388,11 +388,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         _write_report(args.output, args.no_report)
         return _report(summary)
     if args.command == "demo":
-        return _report(
-            daskmic.demo(
-                args.output, micrographs=args.micrographs, on_row=print_row, **_cluster_kwargs(args)
-            )
+        summary = daskmic.demo(
+            args.output, micrographs=args.micrographs, on_row=print_row, **_cluster_kwargs(args)
         )
+        _write_report(str(summary.out_dir), False)
+        return _report(summary)
     raise UsageError(f"unknown command {args.command}")
 
 
