@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Any, TextIO
 
 
@@ -19,12 +18,15 @@ def format_row(row: dict[str, Any]) -> str:
     return "  ".join(parts)
 
 
-def print_row(row: dict[str, Any], stream: TextIO = sys.stdout) -> None:
-    """Print :func:`format_row` and flush, so a watching user sees it at once."""
+def print_row(row: dict[str, Any], stream: TextIO | None = None) -> None:
+    """Print :func:`format_row` and flush, so a watching user sees it at once.
+
+    ``stream`` defaults to the ``sys.stdout`` of the moment of the call (not of the import).
+    """
     print(format_row(row), file=stream, flush=True)
 
 
-def print_summary(summary: Any, stream: TextIO = sys.stdout) -> None:
+def print_summary(summary: Any, stream: TextIO | None = None) -> None:
     """Print a run's counts, where its outputs are, and every failure with its reason."""
     counts = ", ".join(f"{n} {status}" for status, n in summary.counts().items())
     print(f"\n{len(summary.rows)} micrographs: {counts}", file=stream)
