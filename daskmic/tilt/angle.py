@@ -177,7 +177,7 @@ def estimate_tilt(
     amplitude_contrast: float = 0.07,
     defocus_range_A: tuple[float, float] = (3000.0, 40000.0),
     resolution_A: float = 3.5,
-    max_tilt_deg: float = 70.0,
+    search_max_tilt_deg: float = 70.0,
     max_astigmatism_A: float = 3000.0,
     tile_px: int | None = None,
     workers: int = 1,
@@ -196,8 +196,9 @@ def estimate_tilt(
         Range searched for the mean defocus (underfocus, Å), ``0 < low < high``.
     resolution_A : float
         Highest resolution used, Å (> 2 · pixel size is implied by the Nyquist limit).
-    max_tilt_deg : float
-        Largest tilt searched, in (0, 85) degrees.
+    search_max_tilt_deg : float
+        Largest tilt searched (it sets the span of the defocus grid), in (0, 85) degrees; a
+        search limit, not a discard threshold.
     max_astigmatism_A : float
         Largest ``|ΔU - ΔV|`` searched, > 0.
     tile_px : int, optional
@@ -218,7 +219,7 @@ def estimate_tilt(
     _validate(
         image,
         pixel_size_A,
-        max_tilt_deg=(max_tilt_deg, 0.0, 85.0),
+        search_max_tilt_deg=(search_max_tilt_deg, 0.0, 85.0),
         resolution_A=(resolution_A, 0.0, math.inf),
         max_astigmatism_A=(max_astigmatism_A, 0.0, math.inf),
     )
@@ -239,7 +240,7 @@ def estimate_tilt(
     if not math.isfinite(d_global):
         return _low_signal(prof, "no Thon rings found in the defocus range")
     half_diagonal_A = 0.5 * math.hypot(*image.shape) * pixel_size_A
-    span = half_diagonal_A * math.tan(math.radians(max_tilt_deg))
+    span = half_diagonal_A * math.tan(math.radians(search_max_tilt_deg))
     step = steps.DEFOCUS_STEP_A
     grid = np.arange(max(d_global - span, 0.5 * lo), d_global + span + step, step)
     curves = steps.tile_curves(prof.power.mean(axis=1), d_global, grid, prof, optics)

@@ -145,7 +145,7 @@ def test_result_row_has_the_table_columns(tilted):
     ("kwargs", "name"),
     [
         ({"pixel_size_A": 0.0}, "pixel_size_A"),
-        ({"max_tilt_deg": 90.0}, "max_tilt_deg"),
+        ({"search_max_tilt_deg": 90.0}, "search_max_tilt_deg"),
         ({"resolution_A": -1.0}, "resolution_A"),
         ({"defocus_range_A": (20000.0, 10000.0)}, "defocus_range"),
         ({"tile_px": 63}, "tile_px"),
