@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import dask
+import dask.array as da
 import numpy as np
 
 from daskmic.io.atomic import atomic_path, write_bytes_atomic
@@ -131,10 +133,15 @@ class Manifest:
         """Where the thumbnail of ``micrograph`` lives."""
         return self.thumbnails_dir / f"{micrograph}.npy"
 
-    def is_done(self, micrograph: str, digest: str) -> bool:
-        """Whether ``micrograph`` has a successful record made with parameters ``digest``."""
+    def is_done(self, micrograph: str, digest: str, path: str) -> bool:
+        """Whether ``micrograph`` has a successful record made from ``path`` with ``digest``."""
         record = self.read(micrograph)
-        return record is not None and record["hash"] == digest and record["row"]["error"] == ""
+        return (
+            record is not None
+            and record["hash"] == digest
+            and record["row"]["error"] == ""
+            and record["row"]["path"] == path
+        )
 
     def read(self, micrograph: str) -> dict[str, Any] | None:
         """Return the record of ``micrograph``, or None if it has none."""
@@ -204,14 +211,31 @@ class Manifest:
             level = below
         return removed
 
-    def thumbnails(self, micrographs: list[str]) -> dict[str, np.ndarray]:
-        """The stored thumbnails of ``micrographs`` (those that have one)."""
-        found = {}
-        for name in micrographs:
-            path = self.thumbnail_path(name)
-            if path.exists():
-                found[name] = np.load(path)
-        return found
+    def thumbnail_stack(self, micrographs: list[str], edge_px: int) -> da.Array | None:
+        """The thumbnails of ``micrographs`` as a lazy ``(micrograph, edge, edge)`` stack.
+
+        Missing ones are NaN; None when no micrograph has one. Lazy, so the driver never
+        holds a large set's previews at once.
+        """
+        paths = [self.thumbnail_path(name) for name in micrographs]
+        if not any(path.exists() for path in paths):
+            return None
+        frames = [
+            da.from_delayed(
+                dask.delayed(_load_thumbnail)(path, edge_px), (edge_px, edge_px), dtype=np.float32
+            )
+            for path in paths
+        ]
+        return da.stack(frames)
+
+
+def _load_thumbnail(path: Path, edge_px: int) -> np.ndarray:
+    """A stored thumbnail padded with NaN to ``edge_px`` square (all NaN when missing)."""
+    frame = np.full((edge_px, edge_px), np.nan, dtype=np.float32)
+    if path.exists():
+        thumb = np.load(path)
+        frame[: thumb.shape[0], : thumb.shape[1]] = thumb[:edge_px, :edge_px]
+    return frame
 
 
 def ensure_not_input(out_dir: str | os.PathLike[str], inputs: list[str]) -> None:

@@ -12,7 +12,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from daskmic.config import RunConfig
@@ -157,15 +156,7 @@ def publish(out_dir: Path, config: RunConfig) -> list[dict[str, Any]]:
         _publish_preprocess(out_dir, table, manifest, config)
     if config.tilt is not None:
         _publish_tilt(out_dir, table, manifest, config)
-    thumbnails = manifest.thumbnails(list(table["micrograph"]))
-    stack = None
-    if thumbnails:
-        edge = config.thumbnail_px
-        stack = np.full((len(table), edge, edge), np.nan, dtype=np.float32)
-        for i, name in enumerate(table["micrograph"]):
-            if name in thumbnails:
-                thumb = thumbnails[name]
-                stack[i, : thumb.shape[0], : thumb.shape[1]] = thumb
+    stack = manifest.thumbnail_stack(list(table["micrograph"]), config.thumbnail_px)
     write_results(
         out_dir / "micrographs.zarr", table, thumbnails=stack, parameters=config.to_dict()
     )

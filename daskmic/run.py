@@ -158,7 +158,7 @@ def process_micrograph(source: Source, config: RunConfig, out_dir: str, digest: 
     """
     out = Path(out_dir)
     manifest = Manifest(out)
-    if manifest.is_done(source.micrograph, digest):
+    if manifest.is_done(source.micrograph, digest, source.path):
         return manifest.read(source.micrograph)["row"]
     row: Row = {
         "micrograph": source.micrograph,

@@ -24,13 +24,16 @@ def test_canonical_json_converts_numpy_scalars_and_arrays():
 def test_records_sorted_and_done_only_when_successful(tmp_path):
     manifest = Manifest(tmp_path)
     digest = manifest.bind({"p": 1, "t": 0.5}, {"p": 1})
-    manifest.write({"micrograph": "b", "status": "done", "error": ""}, digest)
-    manifest.write({"micrograph": "a", "status": "failed", "error": "truncated"}, digest)
+    manifest.write({"micrograph": "b", "path": "/b.mrc", "status": "done", "error": ""}, digest)
+    manifest.write(
+        {"micrograph": "a", "path": "/a.mrc", "status": "failed", "error": "truncated"}, digest
+    )
     assert [row["micrograph"] for row in manifest.rows()] == ["a", "b"]
-    assert manifest.is_done("b", digest)
-    assert not manifest.is_done("a", digest), "a failed record must be retried"
-    assert not manifest.is_done("c", digest)
-    assert not manifest.is_done("b", "another-hash")
+    assert manifest.is_done("b", digest, "/b.mrc")
+    assert not manifest.is_done("b", digest, "/elsewhere/b.mrc"), "another file of that name"
+    assert not manifest.is_done("a", digest, "/a.mrc"), "a failed record must be retried"
+    assert not manifest.is_done("c", digest, "/c.mrc")
+    assert not manifest.is_done("b", "another-hash", "/b.mrc")
     assert not list(tmp_path.rglob(".*.tmp-*")), "no temporary file may remain"
 
 
@@ -52,9 +55,12 @@ def test_thumbnails_round_trip(tmp_path):
     manifest.bind({}, {})
     thumb = np.arange(16, dtype=np.float32).reshape(4, 4)
     manifest.write_thumbnail("a", thumb)
-    found = manifest.thumbnails(["a", "missing"])
-    assert list(found) == ["a"]
-    np.testing.assert_array_equal(found["a"], thumb)
+    stack = manifest.thumbnail_stack(["a", "missing"], 6)
+    assert stack.shape == (2, 6, 6)
+    found = stack.compute()
+    np.testing.assert_array_equal(found[0, :4, :4], thumb)
+    assert np.isnan(found[0, 4:]).all() and np.isnan(found[1]).all()
+    assert manifest.thumbnail_stack(["missing"], 6) is None
 
 
 def test_output_folder_may_not_be_an_input(tmp_path):

@@ -97,7 +97,8 @@ def write_results(
         Variables along ``micrograph`` (a DataFrame needs a ``micrograph`` column).
     thumbnails : array-like, optional
         ``(micrograph, t, t)`` previews in the order of ``variables`` (see
-        :func:`daskmic.io.thumbnails.make_thumbnail`), stored as float32 ``thumbnail``.
+        :func:`daskmic.io.thumbnails.make_thumbnail`), stored as float32 ``thumbnail``. A dask
+        array is written chunk by chunk, so a large set's previews never sit in memory whole.
     parameters : dict, optional
         The run's parameters, stored as JSON in the provenance attributes.
     """
@@ -105,7 +106,8 @@ def write_results(
     ds = _storable(variables)
     encoding = {}
     if thumbnails is not None:
-        thumbs = np.asarray(thumbnails, dtype=np.float32)
+        thumbs = thumbnails if isinstance(thumbnails, da.Array) else np.asarray(thumbnails)
+        thumbs = thumbs.astype(np.float32)
         count = ds.sizes.get("micrograph", 0)
         if thumbs.ndim != 3 or thumbs.shape[0] != count:
             raise ValueError(
