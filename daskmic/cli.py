@@ -100,11 +100,26 @@ def _tilt_options(parser: argparse.ArgumentParser) -> None:
         help="objective resolution in Å (default 3)",
     )
     _threshold_options(group)
+    _angle_options(group)
+
+
+def _angle_options(group: Any) -> None:
+    group.add_argument(
+        "--angle",
+        action="store_true",
+        help="also estimate the specimen tilt angle and axis (local defocus)",
+    )
 
 
 def _threshold_options(group: Any) -> None:
     group.add_argument("--mean-threshold", type=float, default=0.5, metavar="T")
     group.add_argument("--std-threshold", type=float, default=0.1, metavar="T")
+    group.add_argument(
+        "--max-tilt-deg",
+        type=float,
+        metavar="T",
+        help="with --angle: also discard tilts above T degrees",
+    )
 
 
 def _run_options(parser: argparse.ArgumentParser) -> None:
@@ -290,6 +305,8 @@ def tilt_params(args: argparse.Namespace) -> TiltParams:
         mean_threshold=args.mean_threshold,
         std_threshold=args.std_threshold,
         xmipp_compat=args.xmipp_compat,
+        estimate_angle=args.angle,
+        max_tilt_deg=args.max_tilt_deg,
     )
 
 
@@ -361,7 +378,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.command == "select":
         counts = daskmic.select(
-            args.output, mean_threshold=args.mean_threshold, std_threshold=args.std_threshold
+            args.output,
+            mean_threshold=args.mean_threshold,
+            std_threshold=args.std_threshold,
+            max_tilt_deg=args.max_tilt_deg,
         )
         print(", ".join(f"{n} {status}" for status, n in counts.items()))
         return EXIT_OK

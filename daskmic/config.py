@@ -40,6 +40,47 @@ class Optics:
             raise ValueError(f"amplitude_contrast must be in [0, 1], got {self.amplitude_contrast}")
 
 
+ANGLE_OPTICS_DEFAULTS = {
+    "voltage_kV": 300.0,
+    "spherical_aberration_mm": 2.7,
+    "amplitude_contrast": 0.07,
+}
+"""Optics the tilt-angle fit assumes when neither the command line nor the input gives them."""
+
+_RELION_OPTICS = {
+    "voltage_kV": "rlnVoltage",
+    "spherical_aberration_mm": "rlnSphericalAberration",
+    "amplitude_contrast": "rlnAmplitudeContrast",
+}
+
+
+def optics_for(given: Optics, optics_group: Any, carried: list[dict[str, Any]]) -> dict[str, float]:
+    """The optics of one micrograph: given values, else its input optics group's, else defaults.
+
+    Parameters
+    ----------
+    given : Optics
+        Values from the command line or configuration (None where not given).
+    optics_group : int or None
+        The micrograph's ``rlnOpticsGroup`` in the input table.
+    carried : list of dict
+        The input table's ``data_optics`` rows.
+
+    Returns
+    -------
+    dict
+        ``voltage_kV``, ``spherical_aberration_mm``, ``amplitude_contrast``.
+    """
+    group = next((row for row in carried if row.get("rlnOpticsGroup") == optics_group), {})
+    values = {}
+    for name, default in ANGLE_OPTICS_DEFAULTS.items():
+        value = getattr(given, name)
+        if value is None:
+            value = group.get(_RELION_OPTICS[name], default)
+        values[name] = float(value)
+    return values
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything that defines a run's outputs (and so its parameter hash).
@@ -89,15 +130,15 @@ class RunConfig:
     def hashed_parameters(self) -> dict[str, Any]:
         """The parameters that change computed results (what a folder is bound to).
 
-        The tilt thresholds are left out: they only split recorded statistics, so
-        :func:`daskmic.select` can change them without recomputing.
+        The tilt thresholds (and the maximum tilt angle) are left out: they only split
+        recorded statistics, so :func:`daskmic.select` can change them without recomputing.
         """
         values = self.to_dict()
         if values["tilt"] is not None:
             values["tilt"] = {
                 k: v
                 for k, v in values["tilt"].items()
-                if k not in ("mean_threshold", "std_threshold")
+                if k not in ("mean_threshold", "std_threshold", "max_tilt_deg")
             }
         return values
 

@@ -117,7 +117,9 @@ def _split(table: pd.DataFrame, config: RunConfig) -> pd.DataFrame:
     """Apply the tilt thresholds to the recorded statistics (the one place they act)."""
     tilt = table.reindex(columns=list(dict.fromkeys([*table.columns, *TILT_COLUMNS])))
     tilt["status"] = tilt["tilt_status"]
-    tilt = split(tilt, config.tilt.mean_threshold, config.tilt.std_threshold)
+    tilt = split(
+        tilt, config.tilt.mean_threshold, config.tilt.std_threshold, config.tilt.max_tilt_deg
+    )
     tilt["tilt_status"] = tilt["status"]
     return tilt
 
@@ -164,7 +166,11 @@ def publish(out_dir: Path, config: RunConfig) -> list[dict[str, Any]]:
 
 
 def select(
-    out_dir: str | os.PathLike[str], *, mean_threshold: float, std_threshold: float
+    out_dir: str | os.PathLike[str],
+    *,
+    mean_threshold: float,
+    std_threshold: float,
+    max_tilt_deg: float | None = None,
 ) -> dict[str, int]:
     """Re-split a tilt run's micrographs with new thresholds, without recomputing.
 
@@ -174,6 +180,9 @@ def select(
         Output folder of a run that included tilt analysis.
     mean_threshold, std_threshold : float
         Accept when ``tilt_mean_corr > mean_threshold`` and ``tilt_std_corr < std_threshold``.
+    max_tilt_deg : float, optional
+        Also discard micrographs whose estimated ``tilt_angle_deg`` is above it (runs made
+        with angle estimation only).
 
     Returns
     -------
@@ -188,7 +197,10 @@ def select(
     if config.tilt is None:
         raise ValueError(f"{out} holds no tilt analysis to re-split")
     tilt = dataclasses.replace(
-        config.tilt, mean_threshold=mean_threshold, std_threshold=std_threshold
+        config.tilt,
+        mean_threshold=mean_threshold,
+        std_threshold=std_threshold,
+        max_tilt_deg=max_tilt_deg,
     )
     config = dataclasses.replace(config, tilt=tilt)
     manifest.bind(config.to_dict(), config.hashed_parameters())

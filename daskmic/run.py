@@ -21,7 +21,7 @@ from distributed import Client, as_completed
 
 from daskmic import __version__
 from daskmic.cluster_progress import track
-from daskmic.config import RunConfig
+from daskmic.config import RunConfig, optics_for
 from daskmic.io import (
     add_pixels,
     make_thumbnail,
@@ -34,6 +34,8 @@ from daskmic.manifest import Manifest, ensure_not_input
 from daskmic.ops.kernel import compose
 from daskmic.preprocess import build_pipeline
 from daskmic.publish import publish
+from daskmic.tilt.angle import estimate_tilt
+from daskmic.tilt.defocus_map import save_defocus_map
 from daskmic.tilt.screen import corner_regions, screen_windows
 from daskmic.tilt.summary import write_psd_png
 
@@ -135,6 +137,15 @@ def _tilt_step(source: Source, pixel_size_A: float, config: RunConfig, out: Path
     return {**result.to_row(), "psd_path": str(psd.resolve())}
 
 
+def _angle_step(source: Source, pixel_size_A: float, config: RunConfig, out: Path) -> Row:
+    optics = optics_for(config.optics, source.columns.get("rlnOpticsGroup"), Manifest(out).optics())
+    image = read_micrograph(source.path)
+    _check_pixels(image)
+    result = estimate_tilt(image, pixel_size_A, **optics)
+    save_defocus_map(out / "defocus" / f"{source.micrograph}.json", result)
+    return result.as_row()
+
+
 def process_micrograph(source: Source, config: RunConfig, out_dir: str, digest: str) -> Row:
     """Process one micrograph end to end and record it; never raises for bad data.
 
@@ -182,6 +193,9 @@ def process_micrograph(source: Source, config: RunConfig, out_dir: str, digest: 
         if config.tilt is not None:
             step = "tilt"
             row.update(_tilt_step(source, pixel_size_A, config, out))
+            if config.tilt.estimate_angle:
+                step = "tilt angle"
+                row.update(_angle_step(source, pixel_size_A, config, out))
             row["status"] = row["tilt_status"]
     except Exception as exc:  # one bad micrograph fails alone, with its reason
         message = str(exc) if source.error else f"{step}: {source.path} {exc}"

@@ -18,6 +18,8 @@ import numpy as np
 import xarray as xr
 from dask.graph_manipulation import clone
 
+from daskmic.config import Optics, optics_for
+from daskmic.tilt.angle import ANGLE_COLUMNS, estimate_tilt
 from daskmic.tilt.correlate import PAIRS
 from daskmic.tilt.params import TiltParams, WindowSize
 from daskmic.tilt.screen import corner_regions, screen_windows
@@ -135,6 +137,9 @@ def tilt_analysis(
     mean_threshold: float = 0.5,
     std_threshold: float = 0.1,
     xmipp_compat: bool = False,
+    estimate_angle: bool = False,
+    max_tilt_deg: float | None = None,
+    optics: Optics | None = None,
 ) -> xr.Dataset:
     """Screen every micrograph of a set for tilt, lazily (Xmipp's *Tilt Analysis*).
 
@@ -153,6 +158,15 @@ def tilt_analysis(
         population standard deviation below ``std_threshold`` (both strict).
     xmipp_compat : bool
         Reproduce the reference's quirks, to match xmippLib number for number.
+    estimate_angle : bool
+        Also estimate each micrograph's tilt angle and axis from its local defocus
+        (:func:`daskmic.tilt.angle.estimate_tilt`; reads whole micrographs): adds the
+        variables named in :data:`daskmic.tilt.angle.ANGLE_COLUMNS`.
+    max_tilt_deg : float, optional
+        With ``estimate_angle``: also discard micrographs tilted by more than this.
+    optics : daskmic.config.Optics, optional
+        Voltage, spherical aberration and amplitude contrast for the angle fit; values not
+        given come from the input table's optics group, else 300 kV, 2.7 mm, 0.07.
 
     Returns
     -------
@@ -178,6 +192,8 @@ def tilt_analysis(
         mean_threshold=mean_threshold,
         std_threshold=std_threshold,
         xmipp_compat=xmipp_compat,
+        estimate_angle=estimate_angle,
+        max_tilt_deg=max_tilt_deg,
     )
     if mics.dims != ("micrograph", "y", "x"):
         raise ValueError(f"expected dims ('micrograph', 'y', 'x'), got {mics.dims}")
@@ -195,7 +211,21 @@ def tilt_analysis(
     attrs = {f"tilt_{key}": value for key, value in params.to_dict().items()}
     attrs["tilt_window_size"] = str(params.window_size)
     attrs["tilt_xmipp_compat"] = int(params.xmipp_compat)
-    return xr.Dataset(_variables(packed, summary_px), coords=coords, attrs=attrs)
+    attrs["tilt_estimate_angle"] = int(params.estimate_angle)
+    attrs["tilt_max_tilt_deg"] = "" if max_tilt_deg is None else float(max_tilt_deg)
+    screen = xr.Dataset(_variables(packed, summary_px), coords=coords, attrs=attrs)
+    if not params.estimate_angle:
+        return screen
+    groups = mics.coords.get("rlnOpticsGroup")
+    per_micrograph = [
+        optics_for(
+            optics or Optics(),
+            None if groups is None else groups.values[i],
+            mics.attrs.get("optics") or [],
+        )
+        for i in range(len(pixel_sizes))
+    ]
+    return _with_angles(screen, data, pixel_sizes, per_micrograph, max_tilt_deg)
 
 
 def _packed(
@@ -260,3 +290,55 @@ def _variables(packed: da.Array, summary_px: int) -> dict[str, tuple[tuple[str, 
         ),
     )
     return variables
+
+
+def _angle_block(frames: np.ndarray, pixel_sizes_A: np.ndarray, optics: np.ndarray) -> np.ndarray:
+    """Estimate the tilt of each whole micrograph of a block; a row dict each, never raises."""
+    out = np.empty(len(frames), dtype=object)
+    for m, frame in enumerate(frames):
+        try:
+            out[m] = estimate_tilt(frame, float(pixel_sizes_A[m]), **optics[m]).as_row()
+        except Exception as error:  # one micrograph fails alone, with its reason
+            out[m] = {name: np.nan for name in ANGLE_COLUMNS}
+            out[m].update(angle_status="failed", angle_message=str(error))
+    return out
+
+
+def _field(rows: np.ndarray, name: str, dtype: Any) -> np.ndarray:
+    return np.asarray([row[name] for row in rows], dtype=dtype)
+
+
+def _with_angles(
+    screen: xr.Dataset,
+    data: da.Array,
+    pixel_sizes_A: np.ndarray,
+    optics: list[dict[str, float]],
+    max_tilt_deg: float | None,
+) -> xr.Dataset:
+    """Add the lazy tilt-angle variables (and the angle criterion) to a screen."""
+    frames = data.rechunk({0: 1, 1: -1, 2: -1})
+    chunks = (frames.chunks[0],)
+    sizes = da.from_array(pixel_sizes_A, chunks=chunks)
+    optics_array = np.empty(len(optics), dtype=object)
+    optics_array[:] = optics
+    rows = da.blockwise(
+        _angle_block,
+        "m",
+        frames,
+        "myx",
+        sizes,
+        "m",
+        da.from_array(optics_array, chunks=chunks),
+        "m",
+        dtype=object,
+        concatenate=True,
+        meta=np.empty((0,), dtype=object),
+    )
+    for name in ANGLE_COLUMNS:
+        dtype = object if name in ("angle_status", "angle_message") else np.float64
+        screen[name] = ("micrograph", rows.map_blocks(_field, name, dtype, dtype=dtype))
+    if max_tilt_deg is not None:
+        too_tilted = (screen["tilt_angle_deg"] > max_tilt_deg) & (screen["status"] != "failed")
+        screen["accepted"] = screen["accepted"] & ~too_tilted
+        screen["status"] = screen["status"].where(~too_tilted, "discarded")
+    return screen

@@ -43,6 +43,22 @@ def check_thresholds(mean_threshold: float, std_threshold: float) -> None:
         raise ValueError(f"std_threshold must be a finite number > 0, got {std_threshold!r}")
 
 
+def check_max_tilt(max_tilt_deg: float | None, estimate_angle: bool) -> None:
+    """Refuse a maximum tilt outside (0, 90) degrees, or one without angle estimation.
+
+    Raises
+    ------
+    ValueError
+        Naming the parameter, the value given and the valid range.
+    """
+    if max_tilt_deg is None:
+        return
+    if not (_is_real(max_tilt_deg) and 0.0 < max_tilt_deg < 90.0):
+        raise ValueError(f"max_tilt_deg must be in (0, 90) degrees, got {max_tilt_deg!r}")
+    if not estimate_angle:
+        raise ValueError("max_tilt_deg needs estimate_angle=True (--angle)")
+
+
 @dataclass(frozen=True)
 class TiltParams:
     """Parameters of the tilt-analysis screen (the protocol's form, spec B.1).
@@ -64,6 +80,12 @@ class TiltParams:
     xmipp_compat : bool
         Reproduce the reference's quirks (w+1 far windows, interpolated rotation of non-square
         PSDs, sub-window offset, taper built from the row count) so results match xmippLib.
+    estimate_angle : bool
+        Also estimate the specimen tilt angle and axis from the local defocus
+        (:func:`daskmic.tilt.angle.estimate_tilt`; reads the whole micrograph).
+    max_tilt_deg : float or None
+        With ``estimate_angle``, also discard micrographs whose estimated tilt angle is above
+        this many degrees, in (0, 90).
     """
 
     window_size: WindowSize = "auto"
@@ -71,6 +93,8 @@ class TiltParams:
     mean_threshold: float = 0.5
     std_threshold: float = 0.1
     xmipp_compat: bool = False
+    estimate_angle: bool = False
+    max_tilt_deg: float | None = None
 
     def __post_init__(self) -> None:
         size = self.window_size
@@ -90,6 +114,9 @@ class TiltParams:
         check_thresholds(self.mean_threshold, self.std_threshold)
         if not isinstance(self.xmipp_compat, bool):
             raise ValueError(f"xmipp_compat must be True or False, got {self.xmipp_compat!r}")
+        if not isinstance(self.estimate_angle, bool):
+            raise ValueError(f"estimate_angle must be True or False, got {self.estimate_angle!r}")
+        check_max_tilt(self.max_tilt_deg, self.estimate_angle)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the parameters as a JSON-able dict (inverse of :meth:`from_dict`)."""

@@ -5,10 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from daskmic.tilt.params import check_thresholds
+from daskmic.tilt.params import check_max_tilt, check_thresholds
 
 
-def split(table: pd.DataFrame, mean_threshold: float, std_threshold: float) -> pd.DataFrame:
+def split(
+    table: pd.DataFrame,
+    mean_threshold: float,
+    std_threshold: float,
+    max_tilt_deg: float | None = None,
+) -> pd.DataFrame:
     """Re-apply the acceptance thresholds to a table of tilt statistics.
 
     A micrograph is accepted iff ``tilt_mean_corr > mean_threshold`` and
@@ -24,14 +29,19 @@ def split(table: pd.DataFrame, mean_threshold: float, std_threshold: float) -> p
         In [0, 1].
     std_threshold : float
         Finite, > 0.
+    max_tilt_deg : float, optional
+        Also discard micrographs whose ``tilt_angle_deg`` is strictly above it (a NaN angle,
+        i.e. too little signal to tell, does not discard).
 
     Returns
     -------
     pandas.DataFrame
-        A copy with ``accepted`` (bool) and ``status`` (``"accepted"``, ``"discarded"`` or
-        ``"failed"``) set.
+        A copy with ``accepted`` (bool), ``status`` (``"accepted"``, ``"discarded"`` or
+        ``"failed"``) and ``discard_reason`` (``""``, ``"correlation"``, ``"angle"`` or
+        ``"correlation, angle"``) set.
     """
     check_thresholds(mean_threshold, std_threshold)
+    check_max_tilt(max_tilt_deg, estimate_angle=True)
     missing = {"tilt_mean_corr", "tilt_std_corr"} - set(table.columns)
     if missing:
         raise ValueError(f"the table lacks the tilt statistics columns {sorted(missing)}")
@@ -41,7 +51,16 @@ def split(table: pd.DataFrame, mean_threshold: float, std_threshold: float) -> p
     failed = np.isnan(mean) | np.isnan(std)
     if "status" in out.columns:
         failed |= (out["status"] == "failed").to_numpy()
-    accepted = ~failed & (mean > mean_threshold) & (std < std_threshold)
+    by_correlation = ~failed & ~((mean > mean_threshold) & (std < std_threshold))
+    by_angle = np.zeros(len(out), dtype=bool)
+    if max_tilt_deg is not None:
+        if "tilt_angle_deg" not in out.columns:
+            raise ValueError("max_tilt_deg needs the tilt_angle_deg column (--angle)")
+        angle = pd.to_numeric(out["tilt_angle_deg"], errors="coerce").to_numpy(np.float64)
+        by_angle = ~failed & (angle > max_tilt_deg)
+    accepted = ~failed & ~by_correlation & ~by_angle
+    reasons = np.array(["", "correlation", "angle", "correlation, angle"])
+    out["discard_reason"] = reasons[by_correlation.astype(int) + 2 * by_angle.astype(int)]
     out["accepted"] = accepted
     out["status"] = np.where(failed, "failed", np.where(accepted, "accepted", "discarded"))
     return out

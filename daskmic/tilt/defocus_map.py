@@ -1,0 +1,48 @@
+"""The local-defocus map behind a tilt estimate, kept beside the outputs for plots."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import numpy as np
+
+from daskmic.io.atomic import write_bytes_atomic
+from daskmic.tilt.angle import TiltAngleResult
+
+
+def save_defocus_map(path: str | os.PathLike[str], result: TiltAngleResult) -> None:
+    """Write the patches' local defocus and the fitted plane as JSON, atomically.
+
+    Parameters
+    ----------
+    path : path-like
+        Destination (``OUT/defocus/<micrograph>.json``).
+    result : TiltAngleResult
+        The estimate; its ``patch_*`` arrays hold the map.
+    """
+    payload = {
+        **result.as_row(),
+        "defocus_gradient": [float(g) for g in result.defocus_gradient],
+        "patch_centers_A": np.asarray(result.patch_centers_A, float).tolist(),
+        "patch_defocus_A": np.asarray(result.patch_defocus_A, float).tolist(),
+        "patch_usable": np.asarray(result.patch_usable, bool).tolist(),
+    }
+    text = json.dumps(payload, allow_nan=True, default=float)
+    write_bytes_atomic(path, text.encode())
+
+
+def load_defocus_map(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a map written by :func:`save_defocus_map` (arrays as numpy arrays)."""
+    payload = json.loads(open(path).read())
+    for key in ("patch_centers_A", "patch_defocus_A", "patch_usable", "defocus_gradient"):
+        payload[key] = np.asarray(payload[key])
+    return payload
+
+
+def plane_defocus_A(payload: dict[str, Any], centers_A: np.ndarray) -> np.ndarray:
+    """The fitted plane's defocus (Å) at ``centers_A`` (x, y in Å from the image centre)."""
+    gx, gy = payload["defocus_gradient"]
+    centers = np.asarray(centers_A, float).reshape(-1, 2)
+    return payload["defocus_mean_A"] + gx * centers[:, 0] + gy * centers[:, 1]
