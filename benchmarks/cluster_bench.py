@@ -4,7 +4,8 @@ Throughput: the production unit (:func:`daskmic.run.process_micrograph`, typical
 plus the tilt screen) over a set, on daskmic's local cluster (2 workers × 1 thread, its
 default here, and 1 worker × 2 threads) vs a plain ``concurrent.futures`` pool of 2 processes
 mapping the same function; both include opening the set and the final tables (``prepare`` …
-``publish``). Cluster and pool start-up are excluded (both are started and warmed first).
+``publish``). Cluster and pool start-up are excluded (all are started and warmed first), and
+the contenders take turns on each set.
 
 Memory: the same unit on a 2 × 1-thread local cluster whose workers' memory limit sums to less
 than the dataset; each worker's peak resident memory (``VmHWM``) minus its idle resident
@@ -15,6 +16,8 @@ from __future__ import annotations
 
 import importlib
 import time
+from contextlib import ExitStack
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -95,17 +98,20 @@ def throughput(workdir: Path, smoke: bool) -> list[Row]:
         for n, shape in sets
     }
     seconds: dict[tuple[str, int, tuple[int, int]], float] = {}
-    for name, (workers, threads) in CLUSTERS.items():
-        with connect("local", workers=workers, threads_per_worker=threads, quiet=True) as client:
-            client.run(importlib.import_module, "daskmic.run")
-            for key, paths in inputs.items():
-                out = workdir / "out" / f"tp_{workers}w_{key[0]}_{key[1][1]}"
-                seconds[(name, *key)] = on_cluster(client, paths, out)
-    with warm_pool(2, ("daskmic.run",)) as pool:
-        for key, paths in inputs.items():
-            seconds[(POOL, *key)] = on_pool(
-                pool, paths, workdir / "out" / f"tp_pool_{key[0]}_{key[1][1]}"
+    with ExitStack() as stack:
+        runners = {}
+        for name, (workers, threads) in CLUSTERS.items():
+            client = stack.enter_context(
+                connect("local", workers=workers, threads_per_worker=threads, quiet=True)
             )
+            client.run(importlib.import_module, "daskmic.run")
+            runners[name] = partial(on_cluster, client)
+        runners[POOL] = partial(on_pool, stack.enter_context(warm_pool(2, ("daskmic.run",))))
+        for key, paths in inputs.items():  # contenders take turns, so load drift hits all alike
+            for i, (name, runner) in enumerate(runners.items()):
+                seconds[(name, *key)] = runner(
+                    paths, workdir / "out" / f"tp{i}_{key[0]}_{key[1][1]}"
+                )
     return _throughput_rows(seconds, sets)
 
 
