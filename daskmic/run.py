@@ -24,8 +24,8 @@ from daskmic.cluster_progress import track
 from daskmic.config import RunConfig, optics_for
 from daskmic.io import (
     add_pixels,
+    catalogue_micrographs,
     make_thumbnail,
-    open_micrographs,
     read_header,
     read_micrograph,
     write_mrc,
@@ -274,18 +274,23 @@ def prepare(
         On parameters the set cannot support (before any work starts) or an output folder
         bound to other parameters.
     """
-    mics = open_micrographs(inputs, pixel_size_A=config.pixel_size_A)
-    sources = sources_from(mics)
+    entries, optics = catalogue_micrographs(inputs, pixel_size_A=config.pixel_size_A)
+    sources = sorted(
+        (Source(e.micrograph, e.path, e.pixel_size_A, e.columns, e.error) for e in entries),
+        key=lambda s: s.micrograph,
+    )
     if limit is not None:
         sources = sources[:limit]
-    good = [s for s in sources if not s.error]
-    shapes = [tuple(mics.shape[1:])] * len(good)
-    pixel_sizes = [config.pixel_size_A or s.pixel_size_A for s in good]
-    if config.preprocess is not None and good:
-        config.preprocess.validate(shapes[0])
+    wanted = {s.micrograph for s in sources}
+    good = [e for e in entries if not e.error and e.micrograph in wanted]
+    shapes = [e.shape for e in good]
+    pixel_sizes = [config.pixel_size_A or e.pixel_size_A for e in good]
+    if config.preprocess is not None:
+        for shape in sorted(set(shapes)):
+            config.preprocess.validate(shape)
     if config.tilt is not None and good:
         config.tilt.validate_for_set(shapes, pixel_sizes)
-    digest = bind(out_dir, config, sources, mics.attrs.get("optics") or [], overwrite=overwrite)
+    digest = bind(out_dir, config, sources, optics, overwrite=overwrite)
     return sources, digest
 
 

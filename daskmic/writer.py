@@ -32,6 +32,8 @@ def _tilt_params(qc: xr.Dataset) -> TiltParams:
     window = str(values.get("window_size", "auto"))
     values["window_size"] = window if window == "auto" else int(window)
     values["xmipp_compat"] = bool(values.get("xmipp_compat", False))
+    values["estimate_angle"] = bool(values.get("estimate_angle", False))
+    values["max_tilt_deg"] = values.get("max_tilt_deg") or None
     return TiltParams.from_dict(values)
 
 

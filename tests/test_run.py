@@ -184,3 +184,16 @@ def test_write_from_the_lazy_face_equals_run_batch(mics, tmp_path, client):
         rtol=0,
         atol=1e-9,
     )
+
+
+def test_micrographs_of_different_sizes_are_each_processed(write_micrographs, tmp_path, client):
+    paths = write_micrographs(n=1, shape=(512, 512), folder="falcon")
+    paths += write_micrographs(n=1, shape=(384, 448), folder="k3", seed=5)
+    paths[1] = paths[1].rename(paths[1].with_name("other.mrc"))
+    summary = daskmic.run_batch(
+        [str(p) for p in paths], tmp_path / "out", RunConfig(preprocess=PREPROCESS), client=client
+    )
+    assert summary.counts() == {"done": 2}
+    table = pd.read_csv(tmp_path / "out" / "micrographs.csv").set_index("micrograph")
+    assert table.loc["mic_000", "output_ny"] == (512 - 20) // 2
+    assert table.loc["other", "output_nx"] == (448 - 20) // 2

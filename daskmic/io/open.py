@@ -8,7 +8,9 @@ import os
 from collections import Counter
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import dask.array as da
 import numpy as np
@@ -132,6 +134,73 @@ def _jsonable(table: pd.DataFrame | None) -> list[dict]:
     return [] if table is None else json.loads(table.to_json(orient="records"))
 
 
+def _problem(header: MicrographHeader | MicrographError, shape: tuple | None) -> str:
+    """Why a file cannot join a stack of ``shape`` ("" if it can; any shape when None)."""
+    if isinstance(header, MicrographError):
+        return header.problem
+    if shape is not None and header.shape != shape:
+        return f"shape {header.shape} differs from the set's {shape}"
+    return ""
+
+
+@dataclass(frozen=True)
+class CatalogueEntry:
+    """One input micrograph, known from its header alone (no stacking rule applied)."""
+
+    micrograph: str
+    path: str
+    shape: tuple[int, int] | None
+    pixel_size_A: float
+    columns: dict[str, Any]
+    error: str
+
+
+def catalogue_micrographs(
+    source: Source, *, pixel_size_A: float | None = None
+) -> tuple[list[CatalogueEntry], list[dict]]:
+    """List every input micrograph with its header, pixel size and table columns.
+
+    Unlike :func:`open_micrographs`, micrographs of different shapes are all kept (each is
+    processed on its own by the production unit); unreadable files carry their ``error``.
+    Names, pixel sizes and carried columns follow the same rules.
+
+    Returns
+    -------
+    entries : list of CatalogueEntry
+        In listing order.
+    optics : list of dict
+        The input table's ``data_optics`` rows (possibly empty).
+    """
+    given = _check_pixel_size(pixel_size_A)
+    listing = list_source(source)
+    names = unique_names(listing.paths, listing.root)
+    headers = _read_headers(listing.paths)
+    rows = list(range(len(headers)))
+    readable = [r for r in rows if isinstance(headers[r], MicrographHeader)]
+    sizes = dict(zip(readable, _pixel_sizes(listing, headers, readable, given), strict=True))
+    carried = (
+        {}
+        if listing.table is None
+        else {name: values for name, (_, values) in _carried_coords(listing.table, rows).items()}
+    )
+    entries = [
+        CatalogueEntry(
+            micrograph=names[r],
+            path=str(listing.paths[r]),
+            shape=None if r not in sizes else tuple(headers[r].shape),
+            pixel_size_A=float(sizes.get(r, np.nan)),
+            columns={name: _plain(values[r]) for name, values in carried.items()},
+            error=_problem(headers[r], None),
+        )
+        for r in rows
+    ]
+    return entries, _jsonable(listing.optics)
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def open_micrographs(
     source: Source,
     *,
@@ -185,11 +254,8 @@ def open_micrographs(
     shape = _majority_shape([h for h in headers if isinstance(h, MicrographHeader)])
     failed, rows = [], []
     for row, (name, header) in enumerate(zip(names, headers, strict=True)):
-        if isinstance(header, MicrographError):
-            problem = header.problem
-        elif header.shape != shape:
-            problem = f"shape {header.shape} differs from the set's {shape}"
-        else:
+        problem = _problem(header, shape)
+        if not problem:
             rows.append(row)
             continue
         failed.append({"micrograph": name, "path": str(listing.paths[row]), "error": problem})
