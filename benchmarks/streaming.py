@@ -34,20 +34,11 @@ import psutil
 
 from daskmic.cluster import connect
 from daskmic.config import RunConfig
-from daskmic.preprocess import PreprocessParams
+from daskmic.preprocess import TYPICAL_SETTINGS
 from daskmic.stream import watch
 from daskmic.tilt.params import TiltParams
 
-TYPICAL = PreprocessParams.from_options(
-    crop=True,
-    bad_pixels=True,
-    invert=True,
-    downsample=True,
-    gaussian=1.0,
-    highpass=True,
-    lowpass=(0.25, 0.02),
-    normalize=True,
-)
+TYPICAL = TYPICAL_SETTINGS
 
 SYNTHESIZE = """
 import sys

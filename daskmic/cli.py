@@ -343,36 +343,33 @@ def _write_report(out_dir: str, skip: bool) -> None:
         print(f"report in {write_report(out_dir)}")
 
 
+def _run_batch(args: argparse.Namespace, inputs: Any, output: str, config: RunConfig) -> int:
+    import daskmic
+    from daskmic.progress import print_row
+
+    summary = daskmic.run_batch(
+        inputs,
+        output,
+        config,
+        limit=args.limit,
+        overwrite=args.overwrite,
+        on_row=print_row,
+        **_cluster_kwargs(args),
+    )
+    _write_report(output, args.no_report)
+    return _report(summary)
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     import daskmic
     from daskmic.progress import print_row
 
     if args.command in ("preprocess", "tilt"):
         config = _config(args, preprocess=args.command == "preprocess", tilt=args.command == "tilt")
-        summary = daskmic.run_batch(
-            args.inputs,
-            args.output,
-            config,
-            limit=args.limit,
-            overwrite=args.overwrite,
-            on_row=print_row,
-            **_cluster_kwargs(args),
-        )
-        _write_report(args.output, args.no_report)
-        return _report(summary)
+        return _run_batch(args, args.inputs, args.output, config)
     if args.command == "run":
         inputs, output, config = daskmic.read_run_config(args.config)
-        summary = daskmic.run_batch(
-            args.inputs or inputs,
-            args.output or output,
-            config,
-            limit=args.limit,
-            overwrite=args.overwrite,
-            on_row=print_row,
-            **_cluster_kwargs(args),
-        )
-        _write_report(args.output or output, args.no_report)
-        return _report(summary)
+        return _run_batch(args, args.inputs or inputs, args.output or output, config)
     if args.command == "report":
         _write_report(args.output, False)
         return EXIT_OK

@@ -9,21 +9,9 @@ from typing import Any
 
 from daskmic.config import RunConfig
 from daskmic.datasets import make_dataset
-from daskmic.preprocess import PreprocessParams
+from daskmic.preprocess import TYPICAL_SETTINGS
 from daskmic.run import RunSummary, run_batch
 from daskmic.tilt.params import TiltParams
-
-DEMO_PREPROCESS = PreprocessParams.from_options(
-    crop=True,
-    bad_pixels=True,
-    invert=True,
-    downsample=True,
-    gaussian=1.0,
-    highpass=True,
-    lowpass=(0.25, 0.02),
-    normalize=True,
-)
-"""The protocol's typical settings (crop 10, bad pixels 5, invert, downsample 2, ...)."""
 
 DEMO_TILTS_DEG = (0.0, 60.0, 0.0, 20.0, 0.0, 65.0, 0.0, 40.0)
 """Specimen tilts of the demo set: untilted micrographs mixed with mildly and badly tilted ones."""
@@ -65,7 +53,7 @@ def demo(
             gradient=0.1,
             seed=0,
         )
-    config = RunConfig(preprocess=DEMO_PREPROCESS, tilt=TiltParams())
+    config = RunConfig(preprocess=TYPICAL_SETTINGS, tilt=TiltParams())
     return run_batch(
         str(raw / "*.mrc"), Path(out_dir) / "results", config, on_row=on_row, **cluster_options
     )

@@ -574,3 +574,17 @@ def preprocess(
         "xmipp_compat": params.xmipp_compat,
     }
     return xr.DataArray(data, dims=DIMS, coords=coords, attrs=attrs, name=mics.name)
+
+
+TYPICAL_SETTINGS = PreprocessParams.from_options(
+    crop=True,
+    bad_pixels=True,
+    invert=True,
+    downsample=True,
+    gaussian=1.0,
+    highpass=True,
+    lowpass=(0.25, 0.02),
+    normalize=True,
+)
+"""The protocol's typical settings (crop 10, bad pixels 5, invert, downsample 2, Gaussian 1,
+high-pass 0.002/0.001, low-pass 0.25/0.02, normalize): the demo's and the benchmarks'."""

@@ -79,18 +79,8 @@ def write(
         The result of :func:`daskmic.tilt_analysis` on the same micrographs.
     write_stack : bool
         Store the processed pixels in ``micrographs.zarr`` too.
-    overwrite : bool
-        Restart a folder that holds a run made with other parameters.
-    client : distributed.Client, optional
-        Where to run; by default a local cluster (or ``cluster``) is started.
-    batch_size : int
-        Rebuild the tables after this many micrographs.
-    on_row : callable, optional
-        Called with each micrograph's row as it completes.
-    cluster : str
-        Cluster kind or scheduler address when no ``client`` is given.
-    **cluster_options
-        Passed to :func:`daskmic.cluster.connect`.
+    overwrite, client, batch_size, on_row, cluster, **cluster_options
+        As in :func:`daskmic.run_batch`.
 
     Returns
     -------
