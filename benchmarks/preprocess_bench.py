@@ -104,8 +104,24 @@ def run_case(
     rows = _rows(case, per_mic)
     if marginal:
         one = _contenders(inputs[:1], out / "single", crop_px, 0)
+        steady = {k: (seconds[k] - one[k]) / (n - 1) for k in one}
         case = f"{n} x {label(shape, dtype)}, crop {crop_px}, marginal (T(n)-T(1))/(n-1)"
-        rows += _rows(case, {k: (seconds[k] - one[k]) / (n - 1) for k in one})
+        if chain_n:
+            case += f" (chain: end to end on {chain_n})"
+            steady["chain"] = per_mic["chain"]
+        rows += _rows(case, steady)
+        fixed = {k: one[k] - steady[k] for k in one}
+        rows.append(
+            Row(
+                "preprocess",
+                f"1 x {label(shape, dtype)}, crop {crop_px}, fixed start-up T(1) - marginal",
+                "daskmic CLI",
+                fixed["daskmic"],
+                "s",
+                fixed["daskmic"] / fixed["floor"],
+                "daskmic/floor",
+            )
+        )
     return rows
 
 

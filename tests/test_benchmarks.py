@@ -16,9 +16,9 @@ from benchmarks.__main__ import main  # noqa: E402
 from benchmarks.table import Row, markdown  # noqa: E402
 
 EXPECTED = {
-    ("preprocess", "daskmic CLI"): 2,  # end to end and marginal
+    ("preprocess", "daskmic CLI"): 3,  # end to end, marginal, fixed start-up
     ("preprocess", "floor (rfft2+irfft2, 2 procs)"): 2,
-    ("preprocess", "Xmipp-style chain (2 procs)"): 1,
+    ("preprocess", "Xmipp-style chain (2 procs)"): 2,
     ("tilt", "daskmic default"): 1,
     ("tilt", "daskmic --xmipp-compat"): 1,
     ("tilt", "xmippLib path (pyxmipp3)"): 1,
@@ -55,9 +55,12 @@ def test_smoke_run_has_every_row_with_finite_positive_ratios(tmp_path):
         counts[(row.benchmark, row.contender)] = counts.get((row.benchmark, row.contender), 0) + 1
     assert counts == EXPECTED
     for row in rows:
-        assert math.isfinite(row.value) and row.value > 0, row
+        # differences of two timings (marginal cost, fixed start-up) are only finite: on tiny
+        # inputs the per-micrograph cost is below the timing noise, so their sign is not fixed
+        difference = "marginal" in row.case or "start-up" in row.case
+        assert math.isfinite(row.value) and (difference or row.value > 0), row
         if row.ratio_of:
-            assert math.isfinite(row.ratio) and row.ratio > 0, row
+            assert math.isfinite(row.ratio) and (difference or row.ratio > 0), row
     assert all(row.target == "" or row.verdict in ("met", "MISSED") for row in rows)
     page = results.read_text()
     assert "cores; RAM" in page and "numpy" in page and "BLAS" in page
