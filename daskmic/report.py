@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
 from daskmic import __version__
 from daskmic.io import open_results, read_micrograph
@@ -28,6 +29,8 @@ from daskmic.io.atomic import write_bytes_atomic
 from daskmic.plot.data import TILT_STATISTICS, as_table, thumbnail_data
 from daskmic.plot.figures import statistic_histograms, tilt_scatter
 from daskmic.plot.png import data_uri, figure_png, image_png
+from daskmic.tilt.angle_plot import plot_local_defocus
+from daskmic.tilt.defocus_map import load_defocus_map, result_from_map
 
 REPORT_NAME = "report.html"
 
@@ -235,6 +238,14 @@ def _image_html(uri: str | None, alt: str) -> str:
     return f'<img alt="{_e(alt)}" src="{uri}">'
 
 
+def _defocus_map_uri(path: Path) -> str:
+    """The local-defocus map with its fitted plane, drawn for the page."""
+    figure = Figure(figsize=(4.2, 3.6))
+    plot_local_defocus(result_from_map(load_defocus_map(path)), figure.add_subplot())
+    figure.tight_layout()
+    return data_uri(figure_png(figure))
+
+
 def _card_html(folder: OutputFolder, row: pd.Series) -> str:
     name = str(row["micrograph"])
     thumb = folder.thumbnail(row)
@@ -243,6 +254,9 @@ def _card_html(folder: OutputFolder, row: pd.Series) -> str:
     images = _image_html(None if thumb is None else data_uri(image_png(thumb)), "micrograph")
     if folder.has_tilt:
         images += _image_html(psd_uri, "PSD summary")
+    defocus = folder.out_dir / "defocus" / f"{name}.json"
+    if defocus.is_file():
+        images += _image_html(_defocus_map_uri(defocus), "local-defocus map")
     stats = ", ".join(
         f"{c[5:-5]} {row[c]:.3f}" for c in TILT_STATISTICS[:2] if not _is_missing(row.get(c))
     )

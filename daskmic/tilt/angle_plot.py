@@ -53,7 +53,7 @@ def plot_local_defocus(result: TiltAngleResult, ax=None, *, title: str | None = 
     step_y = y[1] - y[0] if len(y) > 1 else 1.0
     extent = (x[0] - step_x / 2, x[-1] + step_x / 2, y[0] - step_y / 2, y[-1] + step_y / 2)
     shown = ax.imshow(values, origin="lower", extent=extent, cmap="viridis")
-    plt.colorbar(shown, ax=ax, label="local defocus (Å)")
+    ax.figure.colorbar(shown, ax=ax, label="local defocus (Å)")
     if result.status == "ok":
         gx, gy = result.defocus_gradient
         grid_x, grid_y = np.meshgrid(np.linspace(*extent[:2], 50), np.linspace(*extent[2:], 50))

@@ -41,6 +41,22 @@ def load_defocus_map(path: str | os.PathLike[str]) -> dict[str, Any]:
     return payload
 
 
+def result_from_map(payload: dict[str, Any]) -> TiltAngleResult:
+    """Rebuild the :class:`TiltAngleResult` a saved map came from (for plots)."""
+    scalars = {
+        name: payload[name] for name in TiltAngleResult.__dataclass_fields__ if name in payload
+    }
+    return TiltAngleResult(
+        **scalars,
+        status=payload["angle_status"],
+        message=payload.get("angle_message", ""),
+        defocus_gradient=tuple(float(g) for g in payload["defocus_gradient"]),
+        patch_centers_A=np.asarray(payload["patch_centers_A"], float).reshape(-1, 2),
+        patch_defocus_A=np.asarray(payload["patch_defocus_A"], float),
+        patch_usable=np.asarray(payload["patch_usable"], bool),
+    )
+
+
 def plane_defocus_A(payload: dict[str, Any], centers_A: np.ndarray) -> np.ndarray:
     """The fitted plane's defocus (Å) at ``centers_A`` (x, y in Å from the image centre)."""
     gx, gy = payload["defocus_gradient"]
