@@ -23,5 +23,8 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
+bench-smoke: $(STAMP)
+	$(BIN)/python -m benchmarks --smoke
+
 clean:
 	rm -rf daskmic-demo .pytest_cache

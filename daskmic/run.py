@@ -9,6 +9,7 @@ loses at most the micrographs in flight.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -218,7 +219,9 @@ def process_sources(
 ) -> list[Row]:
     """Submit the unit for each source, at most ``2 × threads`` in flight; publish per batch.
 
-    The driver holds paths only, never pixels: workers read, process and write.
+    The tables are rebuilt after every ``batch_size`` micrographs but the last; the caller
+    publishes once all are in. The driver holds paths only, never pixels: workers read,
+    process and write.
     """
     pending = list(sources)
     in_flight = max(2 * sum(client.nthreads().values()), 2)
@@ -252,8 +255,8 @@ def process_sources(
         if nxt is not None:
             submit(nxt)
         since_publish += 1
-        if since_publish >= batch_size:
-            publish(Path(out_dir), config)
+        if since_publish >= batch_size and len(rows) < len(pending):
+            publish(Path(out_dir), config)  # the caller publishes once the last one is in
             since_publish = 0
     return rows
 
@@ -345,7 +348,7 @@ def run_batch(
     client: Client | None = None,
     overwrite: bool = False,
     limit: int | None = None,
-    batch_size: int = 8,
+    batch_size: int | None = None,
     on_row: Callable[[Row], None] | None = None,
     cluster: str = "local",
     **cluster_options: Any,
@@ -366,8 +369,10 @@ def run_batch(
         Restart a folder that holds a run made with other parameters.
     limit : int, optional
         Process only the first ``limit`` micrographs (by name), to try settings.
-    batch_size : int
-        Rebuild the tables after this many micrographs.
+    batch_size : int, optional
+        Rebuild the tables after this many micrographs; by default about ten times per run
+        and at least every 8 micrographs (each rebuild costs the driver CPU the workers
+        could use).
     on_row : callable, optional
         Called with each micrograph's row as it completes.
     cluster : str
@@ -401,7 +406,7 @@ def execute(
     digest: str,
     *,
     client: Client | None = None,
-    batch_size: int = 8,
+    batch_size: int | None = None,
     on_row: Callable[[Row], None] | None = None,
     cluster: str = "local",
     **cluster_options: Any,
@@ -415,6 +420,8 @@ def execute(
     """
     from daskmic.cluster import connect
 
+    if batch_size is None:
+        batch_size = max(8, math.ceil(len(sources) / 10))
     if client is None:
         with connect(cluster, **cluster_options) as started:
             process_sources(

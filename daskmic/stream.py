@@ -243,8 +243,8 @@ class _Stream:
                     batch_size=self.batch_size,
                     on_row=self.record,
                 )
-                if len(sources) % self.batch_size:  # process_sources published full batches
-                    publish(self.out, self.config)
+                publish(self.out, self.config)  # process_sources leaves the last batch
+                if len(sources) % self.batch_size:  # record() printed after full batches
                     print(self.count(), flush=True)
             elif closing.due(marker_seen, self.arrivals):
                 return

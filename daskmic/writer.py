@@ -62,7 +62,7 @@ def write(
     write_stack: bool = True,
     overwrite: bool = False,
     client: Client | None = None,
-    batch_size: int = 8,
+    batch_size: int | None = None,
     on_row: Callable[[Row], None] | None = None,
     cluster: str = "local",
     **cluster_options: Any,
