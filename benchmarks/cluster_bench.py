@@ -177,7 +177,7 @@ def memory(workdir: Path, smoke: bool) -> list[Row]:
     imports done), when its peak is reset; the peak is its ``VmHWM`` after the set (Linux:
     ``ru_maxrss`` would include the pages the worker shared with its parent before ``exec``).
     """
-    n, shape = (4, (640, 640)) if smoke else (16, (4096, 4096))
+    n, shape = (4, (640, 640)) if smoke else (32, (4096, 4096))
     paths = make_set(workdir / "inputs" / f"tp_{n}_{shape[1]}", n, shape)
     micrograph = shape[0] * shape[1] * 4
     limit = max(int(0.98 * n * micrograph / 2), 400 * 2**20)
@@ -189,6 +189,9 @@ def memory(workdir: Path, smoke: bool) -> list[Row]:
         idle = client.run(reset_peak)
         on_cluster(client, paths, workdir / "out" / "memory")
         peak = client.run(peak_rss)
+    restarted = sorted(set(idle) ^ set(peak))
+    if restarted:
+        raise RuntimeError(f"workers restarted during the memory run: {restarted}")
     above = max(peak[w] - idle[w] for w in idle)
     case = (
         f"{n} x {label(shape)} ({n * micrograph / 2**20:.0f} MiB) on 2 workers x 1 thread, "
