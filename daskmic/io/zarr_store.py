@@ -171,6 +171,7 @@ def add_pixels(
             dimension_names=("y", "x"),
             attributes=attributes,
             zarr_format=3,
+            compressors=None,  # noise-like floats shrink ~10 % for 3x the write time
         )
         array[...] = image.astype(np.float32, copy=False)
 
