@@ -34,7 +34,7 @@ import psutil
 
 from daskmic.cluster import connect
 from daskmic.config import RunConfig
-from daskmic.preprocess import TYPICAL_SETTINGS
+from daskmic.preprocess_params import TYPICAL_SETTINGS
 from daskmic.stream import watch
 from daskmic.tilt.params import TiltParams
 

@@ -12,16 +12,25 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0+unknown"
 
-from daskmic.cluster import connect
-from daskmic.config import RunConfig, read_run_config
-from daskmic.demo import demo
-from daskmic.io import open_micrographs
-from daskmic.preprocess import preprocess
-from daskmic.publish import select
-from daskmic.run import run_batch
-from daskmic.stream import watch
-from daskmic.tilt.analysis import tilt_analysis
-from daskmic.writer import write
+import lazy_loader
+
+# The public API, imported on first use: ``import daskmic`` (and the command line, and every
+# worker process, which imports the entry point's module) stays light.
+__getattr__, __dir__, _ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "cluster": ["connect"],
+        "config": ["RunConfig", "read_run_config"],
+        "demonstration": ["demo"],
+        "io": ["open_micrographs"],
+        "preprocessing": ["preprocess"],
+        "publish": ["select"],
+        "run": ["run_batch"],
+        "stream": ["watch"],
+        "tilt.analysis": ["tilt_analysis"],
+        "writer": ["write"],
+    },
+)
 
 __all__ = [
     "RunConfig",

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from daskmic.config import Optics, RunConfig
-from daskmic.preprocess import PreprocessParams
+from daskmic.preprocess_params import PreprocessParams
 from daskmic.tilt.params import TiltParams
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -344,10 +344,10 @@ def _write_report(out_dir: str, skip: bool) -> None:
 
 
 def _run_batch(args: argparse.Namespace, inputs: Any, output: str, config: RunConfig) -> int:
-    import daskmic
     from daskmic.progress import print_row
+    from daskmic.run import run_batch
 
-    summary = daskmic.run_batch(
+    summary = run_batch(
         inputs,
         output,
         config,

@@ -29,9 +29,8 @@ def track(
 ) -> Iterator[T]:
     """Yield the items of ``completed`` while a progress bar counts them against ``total``.
 
-    Meant for ``distributed.as_completed``: ``for future in track(as_completed(futures),
-    total=n): ...``. Futures added to the ``as_completed`` object while iterating are counted
-    too; ``total`` is what the bar aims at. Lines printed to stdout meanwhile appear above the
+    Meant for results as they complete: ``for row in track(feeder.rows(), total=n): ...``;
+    ``total`` is what the bar aims at. Lines printed to stdout meanwhile appear above the
     bar.
 
     Parameters

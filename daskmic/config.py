@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from daskmic.preprocess import PreprocessParams
+from daskmic.preprocess_params import PreprocessParams
 from daskmic.tilt.params import TiltParams
 
 

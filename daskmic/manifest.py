@@ -17,13 +17,14 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import dask
-import dask.array as da
 import numpy as np
 
 from daskmic.io.atomic import atomic_path, write_bytes_atomic
+
+if TYPE_CHECKING:
+    import dask.array as da
 
 MANIFEST_DIR = ".daskmic"
 PARTIAL_NAME = re.compile(r"^\..+\.(tmp|old)-[0-9a-f]{8}$")
@@ -217,6 +218,9 @@ class Manifest:
         Missing ones are NaN; None when no micrograph has one. Lazy, so the driver never
         holds a large set's previews at once.
         """
+        import dask  # the driver's only: workers record, they never stack
+        import dask.array as da
+
         paths = [self.thumbnail_path(name) for name in micrographs]
         if not any(path.exists() for path in paths):
             return None

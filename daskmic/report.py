@@ -26,9 +26,10 @@ from matplotlib.figure import Figure
 from daskmic import __version__
 from daskmic.io import open_results, read_micrograph
 from daskmic.io.atomic import write_bytes_atomic
+from daskmic.io.png import grey_png
 from daskmic.plot.data import TILT_STATISTICS, as_table, thumbnail_data
 from daskmic.plot.figures import statistic_histograms, tilt_scatter
-from daskmic.plot.png import data_uri, figure_png, image_png
+from daskmic.plot.png import data_uri, figure_png
 from daskmic.tilt.angle_plot import plot_local_defocus
 from daskmic.tilt.defocus_map import load_defocus_map, result_from_map
 
@@ -251,7 +252,7 @@ def _card_html(folder: OutputFolder, row: pd.Series) -> str:
     thumb = folder.thumbnail(row)
     psd = folder.out_dir / "psd" / f"{name}.png"
     psd_uri = data_uri(psd.read_bytes()) if psd.is_file() else None
-    images = _image_html(None if thumb is None else data_uri(image_png(thumb)), "micrograph")
+    images = _image_html(None if thumb is None else data_uri(grey_png(thumb)), "micrograph")
     if folder.has_tilt:
         images += _image_html(psd_uri, "PSD summary")
     defocus = folder.out_dir / "defocus" / f"{name}.json"

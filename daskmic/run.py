@@ -1,10 +1,9 @@
-"""The per-micrograph unit of work, and the driver that feeds it to a cluster.
+"""The driver: feeds the per-micrograph unit (:mod:`daskmic.unit`) to a cluster.
 
-:func:`process_micrograph` reads one micrograph, applies the enabled steps, writes that
-micrograph's outputs atomically, records it in the manifest and returns its row. Everything
-that writes results — the command line, :func:`daskmic.write`, resume and streaming — submits
-this one function (:func:`process_sources`), so one bad micrograph fails alone and a killed run
-loses at most the micrographs in flight.
+Everything that writes results — the command line, :func:`daskmic.write`, resume and
+streaming — submits one function, :func:`daskmic.unit.process_micrograph`, through
+:func:`process_sources`, so one bad micrograph fails alone and a killed run loses at most the
+micrographs in flight.
 """
 
 from __future__ import annotations
@@ -12,47 +11,23 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import xarray as xr
-from distributed import Client, as_completed
+from distributed import Client
 
-from daskmic import __version__
 from daskmic.cluster_progress import track
-from daskmic.config import RunConfig, optics_for
-from daskmic.io import (
-    add_pixels,
-    catalogue_micrographs,
-    make_thumbnail,
-    read_header,
-    read_micrograph,
-    write_mrc,
-)
+from daskmic.config import RunConfig
+from daskmic.feeder import Feeder
+from daskmic.io.open import catalogue_micrographs
 from daskmic.manifest import Manifest, ensure_not_input
-from daskmic.ops.kernel import compose
-from daskmic.preprocess import build_pipeline
 from daskmic.publish import publish
-from daskmic.tilt.angle import estimate_tilt
-from daskmic.tilt.defocus_map import save_defocus_map
-from daskmic.tilt.screen import corner_regions, screen_windows
-from daskmic.tilt.summary import write_psd_png
+from daskmic.unit import Row, Source
 
-Row = dict[str, Any]
-ZARR_NAME = "micrographs.zarr"
-
-
-@dataclass(frozen=True)
-class Source:
-    """One input micrograph, as the driver hands it to a worker (paths, never pixels)."""
-
-    micrograph: str
-    path: str
-    pixel_size_A: float
-    columns: dict[str, Any] = field(default_factory=dict)
-    error: str = ""
+if TYPE_CHECKING:
+    import xarray as xr
 
 
 def sources_from(mics: xr.DataArray) -> list[Source]:
@@ -87,126 +62,6 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def _check_pixels(image: np.ndarray) -> None:
-    """Refuse images no step can process meaningfully."""
-    if not np.isfinite(image).all():
-        raise ValueError(f"contains {int((~np.isfinite(image)).sum())} NaN/Inf pixels")
-    if float(np.ptp(image)) == 0.0:
-        raise ValueError("is a constant image")
-
-
-def _label(step: str, xmipp_compat: bool) -> str:
-    """The MRC header label of an output: what made it, and in which mode."""
-    return f"daskmic {__version__} {step} xmipp_compat={xmipp_compat}"
-
-
-def _preprocess_step(source: Source, pixel_size_A: float, config: RunConfig, out: Path) -> Row:
-    image = read_micrograph(source.path)
-    _check_pixels(image)
-    pipeline = build_pipeline(config.preprocess, image.shape, pixel_size_A)
-    result = compose(pipeline.kernels)(image)
-    if not np.isfinite(result).all():
-        raise ValueError("preprocessing produced NaN/Inf pixels")
-    output = out / "mrc" / f"{source.micrograph}.mrc"
-    label = _label("preprocess", config.preprocess.xmipp_compat)
-    write_mrc(output, result, pipeline.output_pixel_size_A, label=label)
-    if config.write_stack:
-        add_pixels(
-            out / ZARR_NAME, source.micrograph, result, pixel_size_A=pipeline.output_pixel_size_A
-        )
-    Manifest(out).write_thumbnail(source.micrograph, make_thumbnail(result, config.thumbnail_px))
-    return {
-        "output_path": str(output.resolve()),
-        "output_pixel_size_A": pipeline.output_pixel_size_A,
-        "output_ny": result.shape[0],
-        "output_nx": result.shape[1],
-        "crop_px": pipeline.crop_px,
-    }
-
-
-def _tilt_step(source: Source, pixel_size_A: float, config: RunConfig, out: Path) -> Row:
-    header = read_header(source.path)
-    windows = [
-        read_micrograph(source.path, region) for region in corner_regions(header.shape, config.tilt)
-    ]
-    for window in windows:
-        _check_pixels(window)
-    result = screen_windows(windows, pixel_size_A, config.tilt)
-    psd = out / "psd" / f"{source.micrograph}.mrc"
-    write_mrc(psd, result.psd_summary, 1.0, label=_label("tilt PSD", config.tilt.xmipp_compat))
-    write_psd_png(psd.with_suffix(".png"), result.psd_summary)
-    return {**result.to_row(), "psd_path": str(psd.resolve())}
-
-
-def _angle_step(source: Source, pixel_size_A: float, config: RunConfig, out: Path) -> Row:
-    optics = optics_for(config.optics, source.columns.get("rlnOpticsGroup"), Manifest(out).optics())
-    image = read_micrograph(source.path)
-    _check_pixels(image)
-    result = estimate_tilt(image, pixel_size_A, **optics)
-    save_defocus_map(out / "defocus" / f"{source.micrograph}.json", result)
-    return result.as_row()
-
-
-def process_micrograph(source: Source, config: RunConfig, out_dir: str, digest: str) -> Row:
-    """Process one micrograph end to end and record it; never raises for bad data.
-
-    Parameters
-    ----------
-    source : Source
-        The micrograph to process.
-    config : RunConfig
-        The run's steps and options.
-    out_dir : str
-        The output folder.
-    digest : str
-        The hash of ``config`` the output folder is bound to.
-
-    Returns
-    -------
-    dict
-        The micrograph's row: ``micrograph, path, status, error``, the pixel size, output
-        paths and the tilt statistics. ``status`` is ``"failed"`` with a reason in ``error``
-        when anything about this micrograph is wrong.
-    """
-    out = Path(out_dir)
-    manifest = Manifest(out)
-    if manifest.is_done(source.micrograph, digest, source.path):
-        return manifest.read(source.micrograph)["row"]
-    row: Row = {
-        "micrograph": source.micrograph,
-        "path": source.path,
-        "pixel_size_A": source.pixel_size_A,
-        **source.columns,
-        "status": "done",
-        "error": source.error,
-    }
-    step = "read"
-    try:
-        if source.error:
-            raise ValueError(source.error)
-        pixel_size_A = config.pixel_size_A or source.pixel_size_A
-        if not np.isfinite(pixel_size_A) or pixel_size_A <= 0:
-            raise ValueError("unknown pixel size: give it with --pixel-size (pixel_size_A)")
-        row["pixel_size_A"] = pixel_size_A
-        if config.preprocess is not None:
-            step = "preprocess"
-            row.update(_preprocess_step(source, pixel_size_A, config, out))
-        if config.tilt is not None:
-            step = "tilt"
-            row.update(_tilt_step(source, pixel_size_A, config, out))
-            if config.tilt.estimate_angle:
-                step = "tilt angle"
-                row.update(_angle_step(source, pixel_size_A, config, out))
-            row["status"] = row["tilt_status"]
-    except Exception as exc:  # one bad micrograph fails alone, with its reason
-        message = str(exc) if source.error else f"{step}: {source.path} {exc}"
-        row.update(status="failed", error=message)
-        if config.tilt is not None:
-            row.update(tilt_status="failed", accepted=False)
-    manifest.write(row, digest)
-    return row
-
-
 def process_sources(
     client: Client,
     sources: Iterable[Source],
@@ -217,48 +72,21 @@ def process_sources(
     batch_size: int = 8,
     on_row: Callable[[Row], None] | None = None,
 ) -> list[Row]:
-    """Submit the unit for each source, at most ``2 × threads`` in flight; publish per batch.
+    """Run the unit for each source through a :class:`~daskmic.feeder.Feeder`.
 
-    The tables are rebuilt after every ``batch_size`` micrographs but the last; the caller
-    publishes once all are in. The driver holds paths only, never pixels: workers read,
-    process and write.
+    At most ``2 × threads`` are in flight; the tables are rebuilt after every ``batch_size``
+    micrographs but the last, and the caller publishes once all are in. The driver holds
+    paths only, never pixels: workers read, process and write.
+
+    Returns
+    -------
+    list of dict
+        The rows, in completion order.
     """
     pending = list(sources)
-    in_flight = max(2 * sum(client.nthreads().values()), 2)
-    submitted = as_completed(loop=client.loop)
-    rows: list[Row] = []
-
-    def submit(source: Source) -> None:
-        submitted.add(
-            client.submit(
-                process_micrograph,
-                source,
-                config,
-                os.path.abspath(out_dir),  # workers may run in another working directory
-                digest,
-                key=f"micrograph-{digest}-{source.micrograph}",
-                pure=False,
-            )
-        )
-
-    for source in pending[:in_flight]:
-        submit(source)
-    queue = iter(pending[in_flight:])
-    since_publish = 0
-    for future in track(submitted, total=len(pending)):
-        row = future.result()
-        future.release()
-        rows.append(row)
-        if on_row is not None:
-            on_row(row)
-        nxt = next(queue, None)
-        if nxt is not None:
-            submit(nxt)
-        since_publish += 1
-        if since_publish >= batch_size and len(rows) < len(pending):
-            publish(Path(out_dir), config)  # the caller publishes once the last one is in
-            since_publish = 0
-    return rows
+    feeder = Feeder(client, out_dir, config, digest, batch_size=batch_size, on_row=on_row)
+    feeder.add(pending)
+    return list(track(feeder.rows(), total=len(pending)))
 
 
 def prepare(

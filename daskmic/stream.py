@@ -1,9 +1,10 @@
 """Streaming: find new, completely written micrographs in a folder and feed them to the run.
 
 :func:`watch` polls a folder (inotify does not work on NFS, GPFS or SMB) for files matching a
-pattern, waits until each is completely written, and submits the complete ones in batches to
-the same per-micrograph unit as a batch run (:func:`daskmic.run.process_sources`). The tables
-and the zarr store are rebuilt from the manifest after each batch. The stream closes when a
+pattern, waits until each is completely written, and feeds the complete ones to the same
+per-micrograph unit as a batch run, through the same :class:`daskmic.feeder.Feeder`: arrivals
+join its queue while others are in flight. The tables and the zarr store are rebuilt from the
+manifest after each batch of completions. The stream closes when a
 marker file appears in the folder (and everything seen is done) or when nothing new has arrived
 for a while. Pending work is a list of paths: the driver never holds pixels.
 
@@ -29,20 +30,14 @@ from typing import Any
 from distributed import Client
 
 from daskmic.config import RunConfig
+from daskmic.feeder import Feeder
 from daskmic.io import MicrographError, open_micrographs, read_header
-from daskmic.io.sources import _glob_root, unique_names
+from daskmic.io.sources import glob_root, unique_names
 from daskmic.io.zarr_store import PIXELS
 from daskmic.manifest import Manifest
 from daskmic.publish import publish
-from daskmic.run import (
-    ZARR_NAME,
-    Row,
-    RunSummary,
-    Source,
-    bind,
-    process_sources,
-    sources_from,
-)
+from daskmic.run import RunSummary, bind, sources_from
+from daskmic.unit import ZARR_NAME, Row, Source
 
 DEFAULT_SETTLE_SECONDS = 10.0
 """How long a file's size and modification time must stay unchanged before it is complete."""
@@ -105,7 +100,7 @@ class Arrivals:
     ) -> None:
         self.folder = os.path.abspath(folder)
         self.pattern = pattern
-        self.root = os.path.abspath(_glob_root(os.path.join(self.folder, pattern)))
+        self.root = os.path.abspath(glob_root(os.path.join(self.folder, pattern)))
         self._exclude = [os.path.abspath(exclude), os.path.realpath(exclude)]
         self.settle_seconds = settle_seconds
         self._waiting: dict[str, tuple[tuple[int, int], float]] = {}
@@ -226,30 +221,34 @@ class _Stream:
         self._since_count = 0
 
     def follow(self, client: Client, closing: _Closing, poll_seconds: float) -> None:
-        """Poll, name, submit and publish until the stream closes."""
+        """Poll, name and submit as files arrive, publish per batch, until the stream closes.
+
+        Micrographs are fed continuously: new arrivals join the queue while others are in
+        flight, so the workers never wait for a batch to drain or for the tables.
+        """
+        feeder = Feeder(
+            client,
+            self.out,
+            self.config,
+            self.digest,
+            batch_size=self.batch_size,
+            on_row=self.record,
+        )
         while True:
             marker_seen = closing.marker.exists()  # before listing: files written before count
             self.ready += self.arrivals.poll()
             self.rename()
             if self.ready:
-                sources = self.batch()
-                self._since_count = 0
-                process_sources(
-                    client,
-                    sources,
-                    self.out,
-                    self.config,
-                    self.digest,
-                    batch_size=self.batch_size,
-                    on_row=self.record,
-                )
-                publish(self.out, self.config)  # process_sources leaves the last batch
-                if len(sources) % self.batch_size:  # record() printed after full batches
-                    print(self.count(), flush=True)
+                feeder.add(self.batch())
+            if feeder.busy:
+                feeder.completed(timeout=poll_seconds)
             elif closing.due(marker_seen, self.arrivals):
-                return
+                break
             else:
                 time.sleep(poll_seconds)
+        publish(self.out, self.config)
+        if self._since_count:  # record() printed after full batches
+            print(self.count(), flush=True)
 
     def rename(self) -> None:
         """Name every file seen as a batch run would; redo micrographs whose name changed."""

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from daskmic.ops.kernel import FULL_FRAME, Kernel, compose, lift
+from daskmic.ops.kernel import FULL_FRAME, Kernel, compose
+from daskmic.ops.lift import lift
 
 
 def _square(image):

@@ -14,7 +14,9 @@ import xarray as xr
 
 from daskmic.datasets import synthesize_micrograph
 from daskmic.ops.kernel import compose
-from daskmic.preprocess import DEFAULTS, PreprocessParams, build_pipeline, preprocess
+from daskmic.pipeline import build_pipeline
+from daskmic.preprocess_params import DEFAULTS, PreprocessParams
+from daskmic.preprocessing import preprocess
 
 TYPICAL = dict(
     crop=True,

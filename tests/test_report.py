@@ -27,7 +27,7 @@ from daskmic.cli import main
 from daskmic.config import RunConfig
 from daskmic.datasets import synthesize_micrograph
 from daskmic.io.mrc_write import write_mrc
-from daskmic.preprocess import PreprocessParams
+from daskmic.preprocess_params import PreprocessParams
 from daskmic.report import write_report
 from daskmic.tilt.params import TiltParams
 
@@ -143,7 +143,8 @@ def _parse(html: str) -> _Page:
 def _png(uri: str) -> np.ndarray:
     prefix = "data:image/png;base64,"
     assert uri.startswith(prefix)
-    return matplotlib.image.imread(io.BytesIO(base64.b64decode(uri[len(prefix) :])), "png")
+    decoded = matplotlib.image.imread(io.BytesIO(base64.b64decode(uri[len(prefix) :])), "png")
+    return np.atleast_3d(decoded)  # grey PNGs decode as 2-D; plots as RGBA
 
 
 def _assert_offline(html: str, page: _Page) -> None:

@@ -14,7 +14,7 @@ import starfile
 import daskmic
 from daskmic.cli import main
 from daskmic.config import RunConfig
-from daskmic.preprocess import PreprocessParams
+from daskmic.preprocess_params import PreprocessParams
 from daskmic.tilt.params import TiltParams
 
 PREPROCESS = PreprocessParams.from_options(crop=True, invert=True, downsample=True, normalize=True)

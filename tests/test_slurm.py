@@ -186,7 +186,7 @@ def test_retiring_job_is_replaced_and_the_run_loses_nothing(
     import cloudpickle
 
     from daskmic.config import RunConfig
-    from daskmic.preprocess import PreprocessParams
+    from daskmic.preprocess_params import PreprocessParams
     from daskmic.run import run_batch
 
     # the workers cannot import this test module: send the retiring function by value

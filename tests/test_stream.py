@@ -17,7 +17,7 @@ from daskmic.cli import build_parser, main
 from daskmic.config import RunConfig
 from daskmic.datasets import synthesize_micrograph
 from daskmic.io.mrc_write import write_mrc
-from daskmic.preprocess import PreprocessParams
+from daskmic.preprocess_params import PreprocessParams
 from daskmic.stream import Arrivals, watch
 from daskmic.tilt.params import TiltParams
 

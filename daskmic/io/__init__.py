@@ -1,15 +1,25 @@
 """Micrograph I/O: headers and lazy pixels, tables (STAR, xmd, CSV), MRC and zarr writers."""
 
-from daskmic.io.atomic import atomic_path
-from daskmic.io.errors import MicrographError
-from daskmic.io.header import MicrographHeader, require_pixel_size
-from daskmic.io.mrc_write import write_mrc
-from daskmic.io.open import CatalogueEntry, catalogue_micrographs, open_micrographs
-from daskmic.io.optics import optics_table
-from daskmic.io.readers import read_header, read_micrograph
-from daskmic.io.tables import read_table, write_csv, write_star, write_xmd
-from daskmic.io.thumbnails import make_thumbnail
-from daskmic.io.zarr_store import add_pixels, open_pixels, open_results, write_results
+import lazy_loader
+
+# Imported on first use, so a worker reading one micrograph does not import xarray, pandas or
+# zarr through this package.
+__getattr__, __dir__, _ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "atomic": ["atomic_path"],
+        "errors": ["MicrographError"],
+        "header": ["MicrographHeader", "require_pixel_size"],
+        "mrc_write": ["write_mrc"],
+        "open": ["CatalogueEntry", "catalogue_micrographs", "open_micrographs"],
+        "optics": ["optics_table"],
+        "readers": ["read_header", "read_micrograph"],
+        "tables": ["read_table", "write_csv", "write_star", "write_xmd"],
+        "thumbnails": ["make_thumbnail"],
+        "zarr_pixels": ["add_pixels"],
+        "zarr_store": ["open_pixels", "open_results", "write_results"],
+    },
+)
 
 __all__ = [
     "CatalogueEntry",

@@ -52,7 +52,7 @@ def _folder_files(folder: Path) -> list[Path]:
     )
 
 
-def _glob_root(pattern: str) -> Path:
+def glob_root(pattern: str) -> Path:
     """The folder part of ``pattern`` before its first wildcard."""
     parts = Path(pattern).parts
     fixed = [p for p in parts[: next(i for i, p in enumerate(parts) if glob.has_magic(p))]]
@@ -68,7 +68,7 @@ def _expand_item(item: str | os.PathLike[str]) -> tuple[list[Path], Path | None,
     if glob.has_magic(text) and not path.exists():
         matches = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
         matches = [p for p in matches if not p.name.startswith(".")]
-        return matches, _glob_root(text), f"glob {text!r}"
+        return matches, glob_root(text), f"glob {text!r}"
     return [path], None, f"file {text}"
 
 

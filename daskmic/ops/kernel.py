@@ -1,20 +1,18 @@
-"""One kernel type and one lifter: how every operation reaches dask.
+"""One kernel type: how every operation is written.
 
 A kernel is a pure ``ndarray -> ndarray`` function on one 2-D micrograph that knows nothing
 of dask. It declares its *halo*: ``0`` (pointwise), a number of pixels (local), or
-:data:`FULL_FRAME` (Fourier operations, global statistics, shape changes). :func:`lift` applies
-any kernel to a chunked ``(micrograph, y, x)`` dask array; nothing else in daskmic calls
-``map_blocks`` or ``map_overlap`` for an operation.
+:data:`FULL_FRAME` (Fourier operations, global statistics, shape changes).
+:func:`daskmic.ops.lift.lift` applies any kernel to a chunked dask array; :func:`compose`
+applies a list of them to one in-memory micrograph.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
-import dask.array as da
 import numpy as np
 
 FULL_FRAME: Final = -1
@@ -57,50 +55,6 @@ class Kernel:
     def __call__(self, image: np.ndarray) -> np.ndarray:
         """Apply the kernel to one whole 2-D micrograph."""
         return self.func(image)
-
-
-def _apply_stack(block: np.ndarray, kernel: Kernel) -> np.ndarray:
-    """Apply a 2-D kernel to each micrograph of a ``(m, y, x)`` block."""
-    return np.stack([kernel.func(frame) for frame in block]) if len(block) else block
-
-
-def lift(kernel: Kernel, stack: da.Array) -> da.Array:
-    """Apply ``kernel`` lazily to every micrograph of a ``(micrograph, y, x)`` dask array.
-
-    Pointwise kernels run block by block on any chunking; local kernels run with
-    ``map_overlap(depth=halo, boundary="none")`` so that tiled equals whole frame; full-frame
-    kernels first rechunk to whole frames (one micrograph per chunk), then run block by block.
-
-    Parameters
-    ----------
-    kernel : Kernel
-        The operation to apply.
-    stack : dask.array.Array
-        Three-dimensional array, dims ``(micrograph, y, x)``.
-
-    Returns
-    -------
-    dask.array.Array
-        The lazily transformed stack, float32, chunked like the input (whole frames for
-        full-frame kernels).
-    """
-    if stack.ndim != 3:
-        raise ValueError(f"expected a (micrograph, y, x) stack, got {stack.ndim} dimensions")
-    if kernel.halo == 0:
-        return stack.map_blocks(_apply_stack, kernel, dtype=np.float32, token=kernel.name)
-    if kernel.halo > 0:
-        return stack.map_overlap(
-            functools.partial(_apply_stack, kernel=kernel),
-            depth={0: 0, 1: kernel.halo, 2: kernel.halo},
-            boundary="none",
-            dtype=np.float32,
-            token=kernel.name,
-        )
-    whole = stack.rechunk({0: 1, 1: -1, 2: -1})
-    ny, nx = kernel.output_shape(whole.shape[1:])
-    return whole.map_blocks(
-        _apply_stack, kernel, dtype=np.float32, chunks=(1, ny, nx), token=kernel.name
-    )
 
 
 def compose(kernels: list[Kernel]) -> Callable[[np.ndarray], np.ndarray]:

@@ -1,43 +1,12 @@
-"""PNG bytes of images and figures, for pages that embed them (no files, no pyplot)."""
+"""PNG bytes of figures, for pages that embed them (no files, no pyplot); grey images are
+:func:`daskmic.io.png.grey_png`'s."""
 
 from __future__ import annotations
 
 import base64
 import io
 
-import matplotlib.image
-import numpy as np
 from matplotlib.figure import Figure
-
-
-def image_png(image: np.ndarray) -> bytes:
-    """Encode a [0, 1] grey image as PNG, row 0 at the bottom (NaN transparent).
-
-    Parameters
-    ----------
-    image : numpy.ndarray
-        Two-dimensional image scaled to [0, 1] (e.g. :func:`daskmic.plot.thumbnail_data`).
-
-    Returns
-    -------
-    bytes
-        The PNG file.
-    """
-    image = np.asarray(image)
-    if image.ndim != 2:
-        raise ValueError(f"expected a 2-D image, got shape {image.shape}")
-    buffer = io.BytesIO()
-    matplotlib.image.imsave(
-        buffer,
-        image,
-        cmap="gray",
-        vmin=0.0,
-        vmax=1.0,
-        origin="lower",
-        format="png",
-        metadata={"Software": None},
-    )
-    return buffer.getvalue()
 
 
 def figure_png(fig: Figure, *, dpi: float = 90.0) -> bytes:

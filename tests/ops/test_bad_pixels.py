@@ -12,7 +12,8 @@ from daskmic.ops.bad_pixels import (
     outlier_mask,
     replace_bad_pixels,
 )
-from daskmic.ops.kernel import FULL_FRAME, lift
+from daskmic.ops.kernel import FULL_FRAME
+from daskmic.ops.lift import lift
 
 # Background of the hand-worked cases: pixel (i, j) holds 7i + j, i.e. 0..48 in raster order.
 RAMP = (7 * np.arange(7)[:, None] + np.arange(7)[None, :]).astype(np.float32)

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from daskmic.ops.denoise import denoise_kernel, tv_denoise, tv_energy, tv_gradient
-from daskmic.ops.kernel import FULL_FRAME, lift
+from daskmic.ops.kernel import FULL_FRAME
+from daskmic.ops.lift import lift
 
 LAM, SIGMA_G, Q, MU, BETA = 1.0, 5.8, 255.0, 0.03, 1e-5
 K1 = 3.0 / 8.0 * LAM**2 + SIGMA_G**2

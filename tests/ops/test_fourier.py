@@ -15,7 +15,8 @@ from daskmic.ops.fourier import (
     downsampled_shape,
     fourier_kernel,
 )
-from daskmic.ops.kernel import FULL_FRAME, compose, lift
+from daskmic.ops.kernel import FULL_FRAME, compose
+from daskmic.ops.lift import lift
 
 # Odd, non-square, a prime (1019), and a K3 frame (5760×4092) scaled down by 10.
 AWKWARD = [(63, 64), (57, 90), (409, 576), (1019, 96)]

@@ -8,7 +8,8 @@ import pytest
 
 from daskmic.ops.crop import crop_kernel, cropped_shape
 from daskmic.ops.intensity import invert_kernel, log_kernel, normalize_kernel
-from daskmic.ops.kernel import FULL_FRAME, lift
+from daskmic.ops.kernel import FULL_FRAME
+from daskmic.ops.lift import lift
 from daskmic.ops.stats import mean_std
 
 

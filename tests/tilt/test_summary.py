@@ -40,8 +40,8 @@ def test_png_shows_row_zero_at_the_bottom(tmp_path):
     path.parent.mkdir()
     write_psd_png(path, image)
     png = matplotlib.image.imread(path)
-    assert png.shape[:2] == (6, 4)
-    grey = png[..., 0]
+    assert png.shape == (6, 4)  # 8-bit grey
+    grey = png
     np.testing.assert_allclose(grey[-1], 1.0)  # last PNG row (bottom) = row 0
     np.testing.assert_allclose(grey[:-1], 0.0)
     assert list(tmp_path.joinpath("psd").iterdir()) == [path]  # no temporary left behind

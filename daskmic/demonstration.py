@@ -9,7 +9,7 @@ from typing import Any
 
 from daskmic.config import RunConfig
 from daskmic.datasets import make_dataset
-from daskmic.preprocess import TYPICAL_SETTINGS
+from daskmic.preprocess_params import TYPICAL_SETTINGS
 from daskmic.run import RunSummary, run_batch
 from daskmic.tilt.params import TiltParams
 

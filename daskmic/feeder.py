@@ -1,0 +1,130 @@
+"""Feeding the per-micrograph unit to a cluster: a few in flight, the rest as paths.
+
+A :class:`Feeder` keeps at most ``2 × worker threads`` micrographs submitted (each worker has
+the next one queued when it finishes one), holds the others as paths, never pixels, and
+rebuilds the tables after every ``batch_size`` completions while the workers go on. The batch
+driver (:func:`daskmic.run.process_sources`) gives it a fixed list; streaming
+(:func:`daskmic.watch`) adds micrographs as they arrive, so the workers never wait for a batch
+to drain.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from queue import Empty, SimpleQueue
+
+from distributed import Client, Future
+
+from daskmic.config import RunConfig
+from daskmic.publish import publish
+from daskmic.unit import Row, Source, process_micrograph
+
+
+class Feeder:
+    """Submit micrographs to ``client`` as capacity frees up; publish every ``batch_size``.
+
+    Parameters
+    ----------
+    client : distributed.Client
+        Where the unit runs.
+    out_dir : path-like
+        The output folder (bound to ``digest``).
+    config : RunConfig
+        The run's steps and options.
+    digest : str
+        The parameters' hash the output folder is bound to.
+    batch_size : int
+        Rebuild the tables and the zarr store after this many completions, unless nothing is
+        left to do (the caller publishes once at the end).
+    on_row : callable, optional
+        Called with each micrograph's row as it completes.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        out_dir: str | os.PathLike[str],
+        config: RunConfig,
+        digest: str,
+        *,
+        batch_size: int,
+        on_row: Callable[[Row], None] | None = None,
+    ) -> None:
+        self.client = client
+        self.out_dir = os.path.abspath(out_dir)  # workers may run in another directory
+        self.config = config
+        self.digest = digest
+        self.batch_size = batch_size
+        self.on_row = on_row
+        self._queue: deque[Source] = deque()
+        self._futures: set[Future] = set()
+        self._done: SimpleQueue[Future] = SimpleQueue()
+        self._since_publish = 0
+
+    @property
+    def busy(self) -> bool:
+        """Whether micrographs are queued or in flight."""
+        return bool(self._queue or self._futures)
+
+    def add(self, sources: Iterable[Source]) -> None:
+        """Queue ``sources`` (in order) and submit as many as there is room for."""
+        self._queue.extend(sources)
+        self._top_up()
+
+    def _capacity(self) -> int:
+        return max(2 * sum(self.client.nthreads().values()), 2)
+
+    def _top_up(self) -> None:
+        room = self._capacity() - len(self._futures) if self._queue else 0
+        for _ in range(min(room, len(self._queue))):
+            source = self._queue.popleft()
+            future = self.client.submit(
+                process_micrograph,
+                source,
+                self.config,
+                self.out_dir,
+                self.digest,
+                key=f"micrograph-{self.digest}-{source.micrograph}",
+                pure=False,
+            )
+            self._futures.add(future)
+            future.add_done_callback(self._done.put)  # called from distributed's thread
+
+    def completed(self, timeout: float | None = None) -> list[Row]:
+        """Rows of the micrographs that complete next; wait at most ``timeout`` seconds.
+
+        Returns
+        -------
+        list of dict
+            At least one row unless ``timeout`` passed first or nothing is in flight.
+        """
+        if not self._futures:
+            return []
+        try:
+            done = [self._done.get(timeout=timeout)]
+        except Empty:
+            return []
+        while not self._done.empty():
+            done.append(self._done.get_nowait())
+        rows = []
+        for future in done:
+            rows.append(future.result())  # the unit returns a row even for bad data
+            future.release()
+            self._futures.discard(future)
+        self._top_up()
+        for row in rows:
+            if self.on_row is not None:
+                self.on_row(row)
+        self._since_publish += len(rows)
+        if self._since_publish >= self.batch_size and self.busy:
+            publish(Path(self.out_dir), self.config)
+            self._since_publish = 0
+        return rows
+
+    def rows(self) -> Iterator[Row]:
+        """Every row, in completion order, until nothing is queued or in flight."""
+        while self.busy:
+            yield from self.completed()

@@ -1,0 +1,164 @@
+"""The per-micrograph unit of work: what a worker does with one micrograph.
+
+:func:`process_micrograph` reads one micrograph, applies the enabled steps, writes that
+micrograph's outputs atomically, records it in the manifest and returns its row. It never
+raises for bad data: one bad micrograph fails alone, with its reason in its row. The driver
+(:mod:`daskmic.run`) submits it for every micrograph; this module imports only what the unit
+needs, so a worker starts quickly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from daskmic import __version__
+from daskmic.config import RunConfig, optics_for
+from daskmic.io.mrc_write import write_mrc
+from daskmic.io.readers import read_header, read_micrograph
+from daskmic.io.thumbnails import make_thumbnail
+from daskmic.io.zarr_pixels import add_pixels
+from daskmic.manifest import Manifest
+from daskmic.ops.kernel import compose
+from daskmic.pipeline import build_pipeline
+from daskmic.tilt.angle import estimate_tilt
+from daskmic.tilt.defocus_map import save_defocus_map
+from daskmic.tilt.screen import corner_regions, screen_windows
+from daskmic.tilt.summary import write_psd_png
+
+Row = dict[str, Any]
+ZARR_NAME = "micrographs.zarr"
+
+
+@dataclass(frozen=True)
+class Source:
+    """One input micrograph, as the driver hands it to a worker (paths, never pixels)."""
+
+    micrograph: str
+    path: str
+    pixel_size_A: float
+    columns: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+
+
+def _check_pixels(image: np.ndarray) -> None:
+    """Refuse images no step can process meaningfully."""
+    if not np.isfinite(image).all():
+        raise ValueError(f"contains {int((~np.isfinite(image)).sum())} NaN/Inf pixels")
+    if float(np.ptp(image)) == 0.0:
+        raise ValueError("is a constant image")
+
+
+def _label(step: str, xmipp_compat: bool) -> str:
+    """The MRC header label of an output: what made it, and in which mode."""
+    return f"daskmic {__version__} {step} xmipp_compat={xmipp_compat}"
+
+
+def _preprocess_step(source: Source, pixel_size_A: float, config: RunConfig, out: Path) -> Row:
+    image = read_micrograph(source.path)
+    _check_pixels(image)
+    pipeline = build_pipeline(config.preprocess, image.shape, pixel_size_A)
+    result = compose(pipeline.kernels)(image)
+    if not np.isfinite(result).all():
+        raise ValueError("preprocessing produced NaN/Inf pixels")
+    output = out / "mrc" / f"{source.micrograph}.mrc"
+    label = _label("preprocess", config.preprocess.xmipp_compat)
+    write_mrc(output, result, pipeline.output_pixel_size_A, label=label)
+    if config.write_stack:
+        add_pixels(
+            out / ZARR_NAME, source.micrograph, result, pixel_size_A=pipeline.output_pixel_size_A
+        )
+    Manifest(out).write_thumbnail(source.micrograph, make_thumbnail(result, config.thumbnail_px))
+    return {
+        "output_path": str(output.resolve()),
+        "output_pixel_size_A": pipeline.output_pixel_size_A,
+        "output_ny": result.shape[0],
+        "output_nx": result.shape[1],
+        "crop_px": pipeline.crop_px,
+    }
+
+
+def _tilt_step(source: Source, pixel_size_A: float, config: RunConfig, out: Path) -> Row:
+    header = read_header(source.path)
+    windows = [
+        read_micrograph(source.path, region) for region in corner_regions(header.shape, config.tilt)
+    ]
+    for window in windows:
+        _check_pixels(window)
+    result = screen_windows(windows, pixel_size_A, config.tilt)
+    psd = out / "psd" / f"{source.micrograph}.mrc"
+    write_mrc(psd, result.psd_summary, 1.0, label=_label("tilt PSD", config.tilt.xmipp_compat))
+    write_psd_png(psd.with_suffix(".png"), result.psd_summary)
+    return {**result.to_row(), "psd_path": str(psd.resolve())}
+
+
+def _angle_step(source: Source, pixel_size_A: float, config: RunConfig, out: Path) -> Row:
+    optics = optics_for(config.optics, source.columns.get("rlnOpticsGroup"), Manifest(out).optics())
+    image = read_micrograph(source.path)
+    _check_pixels(image)
+    result = estimate_tilt(image, pixel_size_A, **optics)
+    save_defocus_map(out / "defocus" / f"{source.micrograph}.json", result)
+    return result.as_row()
+
+
+def process_micrograph(source: Source, config: RunConfig, out_dir: str, digest: str) -> Row:
+    """Process one micrograph end to end and record it; never raises for bad data.
+
+    Parameters
+    ----------
+    source : Source
+        The micrograph to process.
+    config : RunConfig
+        The run's steps and options.
+    out_dir : str
+        The output folder.
+    digest : str
+        The hash of ``config`` the output folder is bound to.
+
+    Returns
+    -------
+    dict
+        The micrograph's row: ``micrograph, path, status, error``, the pixel size, output
+        paths and the tilt statistics. ``status`` is ``"failed"`` with a reason in ``error``
+        when anything about this micrograph is wrong.
+    """
+    out = Path(out_dir)
+    manifest = Manifest(out)
+    if manifest.is_done(source.micrograph, digest, source.path):
+        return manifest.read(source.micrograph)["row"]
+    row: Row = {
+        "micrograph": source.micrograph,
+        "path": source.path,
+        "pixel_size_A": source.pixel_size_A,
+        **source.columns,
+        "status": "done",
+        "error": source.error,
+    }
+    step = "read"
+    try:
+        if source.error:
+            raise ValueError(source.error)
+        pixel_size_A = config.pixel_size_A or source.pixel_size_A
+        if not np.isfinite(pixel_size_A) or pixel_size_A <= 0:
+            raise ValueError("unknown pixel size: give it with --pixel-size (pixel_size_A)")
+        row["pixel_size_A"] = pixel_size_A
+        if config.preprocess is not None:
+            step = "preprocess"
+            row.update(_preprocess_step(source, pixel_size_A, config, out))
+        if config.tilt is not None:
+            step = "tilt"
+            row.update(_tilt_step(source, pixel_size_A, config, out))
+            if config.tilt.estimate_angle:
+                step = "tilt angle"
+                row.update(_angle_step(source, pixel_size_A, config, out))
+            row["status"] = row["tilt_status"]
+    except Exception as exc:  # one bad micrograph fails alone, with its reason
+        message = str(exc) if source.error else f"{step}: {source.path} {exc}"
+        row.update(status="failed", error=message)
+        if config.tilt is not None:
+            row.update(tilt_status="failed", accepted=False)
+    manifest.write(row, digest)
+    return row
