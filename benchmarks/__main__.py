@@ -27,15 +27,17 @@ NOTES = [
     "Contenders:",
     "",
     "- preprocess: `daskmic preprocess` (crop, bad pixels 5, invert, downsample 2, Gaussian 1, "
-    "high-pass 0.002/0.001, low-pass 0.25/0.02, normalize; `--no-stack --no-report`, default "
-    "local cluster) timed as a fresh command, start-up included ('end to end'); 'marginal' "
+    "high-pass 0.002/0.001, low-pass 0.25/0.02, normalize; "
+    "`--no-stack --no-report --no-dashboard`: MRC files and tables, as the floor writes MRC "
+    "files; default local cluster) timed as a fresh command, start-up "
+    "included ('end to end'); 'small set' times the first 8 of the set the same way; 'marginal' "
     "removes each command's fixed cost as (T(n) - T(1)) / (n - 1). The floor reads, does one "
     "float32 rfft2 of the cropped frame and one irfft2 at the output size, and writes, over two "
     "processes; the Xmipp-style chain runs each step as its own float64 pass with a "
     "single-threaded numpy FFT and a float32 MRC file between steps (benchmarks/contenders.py).",
     "- tilt: per micrograph over two warmed-up processes; the xmippLib path is the tilt tests' "
     "oracle (tests/tilt/test_xmipp_oracle.py) on the pixels xmippLib reads.",
-    "- throughput: `daskmic.run.process_micrograph` (typical preprocessing + tilt screen) through "
+    "- throughput: `daskmic.unit.process_micrograph` (typical preprocessing + tilt screen) through "
     "daskmic's driver on an embedded local cluster vs a `concurrent.futures` process pool; both "
     "time opening the set to the final tables, not the cluster/pool start.",
     "- memory: worker peak resident memory (VmHWM, reset after a warm-up) above idle, with "

@@ -37,7 +37,8 @@ def daskmic_command(inputs: list[str], out: str, crop_px: int) -> list[str]:
     crop = ["--crop", str(crop_px)] if crop_px else []
     script = Path(sys.executable).with_name("daskmic")
     head = [str(script)] if script.exists() else [sys.executable, "-m", "daskmic.cli"]
-    return [*head, "preprocess", *inputs, "-o", out, *crop, *TYPICAL, "--no-stack", "--no-report"]
+    outputs = ["--no-stack", "--no-report", "--no-dashboard"]  # the floor writes only MRC files
+    return [*head, "preprocess", *inputs, "-o", out, *crop, *TYPICAL, *outputs]
 
 
 def contender_command(name: str, inputs: list[str], out: str, crop_px: int) -> list[str]:
@@ -86,11 +87,13 @@ def run_case(
     n: int,
     chain_n: int,
     marginal: bool = False,
+    small_n: int = 0,
 ) -> list[Row]:
     """Time daskmic, the floor and the chain; per micrograph, end to end and (optionally) marginal.
 
     The marginal cost ``(T(n) - T(1)) / (n - 1)`` leaves out each command's fixed start-up
-    (interpreter, imports, daskmic's cluster).
+    (interpreter, imports, daskmic's cluster). With ``small_n``, the first ``small_n``
+    micrographs are also timed end to end, to show the fixed start-up's weight in a small set.
     """
     tag = f"{shape[1]}x{shape[0]}_{dtype}_{n}"
     inputs = make_set(workdir / "inputs" / tag, n, shape, dtype)
@@ -102,6 +105,10 @@ def run_case(
     if chain_n:
         per_mic["chain"] = seconds["chain"] / chain_n
     rows = _rows(case, per_mic)
+    if small_n:
+        few = _contenders(inputs[:small_n], out / "small", crop_px, 0)
+        case = f"{small_n} x {label(shape, dtype)}, crop {crop_px}, end to end (small set)"
+        rows += _rows(case, {k: v / small_n for k, v in few.items()})
     if marginal:
         one = _contenders(inputs[:1], out / "single", crop_px, 0)
         steady = {k: (seconds[k] - one[k]) / (n - 1) for k in one}
@@ -160,16 +167,16 @@ def _rows(case: str, per_mic: dict[str, float]) -> list[Row]:
 def run(workdir: Path, smoke: bool) -> list[Row]:
     """All preprocessing cases: detector sizes, float32/float16, crop 10 and crop 0."""
     if smoke:
-        cases = [((512, 512), "float16", 10, 2, 2, True)]
+        cases = [((512, 512), "float16", 10, 3, 2, True, 2)]
     else:
         cases = [
-            ((4096, 4096), "float32", 10, 8, 2, True),
-            ((4096, 4096), "float32", 0, 6, 2, False),
-            ((4096, 4096), "float16", 10, 6, 0, False),
-            ((4092, 5760), "float32", 10, 4, 2, False),
-            ((4092, 5760), "float16", 0, 4, 0, False),
+            ((4096, 4096), "float32", 10, 32, 2, True, 8),
+            ((4096, 4096), "float32", 0, 16, 2, False, 0),
+            ((4096, 4096), "float16", 10, 16, 0, False, 0),
+            ((4092, 5760), "float32", 10, 16, 2, False, 0),
+            ((4092, 5760), "float16", 0, 16, 0, False, 0),
         ]
     rows: list[Row] = []
-    for shape, dtype, crop_px, n, chain_n, marginal in cases:
-        rows += run_case(workdir, shape, dtype, crop_px, n, chain_n, marginal)
+    for shape, dtype, crop_px, n, chain_n, marginal, small_n in cases:
+        rows += run_case(workdir, shape, dtype, crop_px, n, chain_n, marginal, small_n)
     return rows

@@ -41,6 +41,7 @@ def connect(
     threads_per_worker: int | None = None,
     memory_limit: str | int | None = None,
     quiet: bool = False,
+    dashboard: bool = True,
     **options: Any,
 ) -> Iterator[Client]:
     """Give a ``distributed.Client`` on the chosen cluster; close what was started on exit.
@@ -63,6 +64,9 @@ def connect(
         SLURM/PBS, ``jobqueue.<kind>.memory``; Kubernetes, ``daskmic.kubernetes.memory-limit``).
     quiet : bool
         Do not print the dashboard link.
+    dashboard : bool
+        Serve the scheduler's dashboard (local, SLURM and PBS clusters daskmic starts). Off
+        saves the scheduler about 0.7 s of start-up (bokeh).
     **options
         Passed on to ``LocalCluster``, ``SLURMCluster``/``PBSCluster``, ``KubeCluster`` or
         ``Client`` (for an address).
@@ -85,6 +89,7 @@ def connect(
         threads_per_worker=threads_per_worker,
         memory_limit=memory_limit,
         quiet=quiet,
+        dashboard=dashboard,
         **options,
     )
     try:
@@ -100,6 +105,7 @@ def start_client(
     threads_per_worker: int | None = None,
     memory_limit: str | int | None = None,
     quiet: bool = False,
+    dashboard: bool = True,
     **options: Any,
 ) -> Client:
     """Like :func:`connect`, without the ``with`` block (for notebooks).
@@ -114,6 +120,8 @@ def start_client(
     _check_sizing(workers, threads_per_worker)
     kind = cluster.strip()
     if kind in KINDS:
+        if not dashboard:
+            options = _without_dashboard(kind, options)
         started = _start_cluster(kind, workers, threads_per_worker, memory_limit, options)
         try:
             client = Client(started)
@@ -128,7 +136,7 @@ def start_client(
             f"(tcp://host:port, tls://host:port) or a scheduler file (*.json), got {cluster!r}"
         )
     if not quiet:
-        print_dashboard_link(client)
+        print_dashboard_link(client, dashboard=dashboard or kind not in KINDS)
     return client
 
 
@@ -140,10 +148,12 @@ def close_client(client: Client) -> None:
         started.close()
 
 
-def print_dashboard_link(client: Client, stream: TextIO | None = None) -> None:
-    """Print where the scheduler's dashboard is (to stderr by default)."""
+def print_dashboard_link(
+    client: Client, stream: TextIO | None = None, *, dashboard: bool = True
+) -> None:
+    """Print where the scheduler's dashboard is (to stderr by default), or that it is off."""
     stream = sys.stderr if stream is None else stream
-    link = client.dashboard_link
+    link = client.dashboard_link if dashboard else "off"
     where = client.scheduler.address if client.scheduler is not None else "?"
     print(f"daskmic: scheduler {where}, dashboard {link}", file=stream, flush=True)
 
@@ -188,6 +198,16 @@ def _check_sizing(workers: int | None, threads_per_worker: int | None) -> None:
             isinstance(value, bool) or not isinstance(value, Integral) or value < 1
         ):
             raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+
+
+def _without_dashboard(kind: str, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` with the scheduler's dashboard turned off, unless they set it."""
+    if kind == "local":
+        return {"dashboard_address": None, **options}
+    if kind in ("slurm", "pbs"):
+        scheduler = {"dashboard_address": None, **options.get("scheduler_options", {})}
+        return {**options, "scheduler_options": scheduler}
+    return options  # kubernetes: the dashboard is part of the scheduler pod's service
 
 
 def _start_cluster(

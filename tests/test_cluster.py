@@ -11,6 +11,8 @@ import os
 import re
 import signal
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import dask
@@ -95,6 +97,29 @@ def test_dashboard_link_is_printed(client: Client, capsys: pytest.CaptureFixture
     err = capsys.readouterr().err
     assert client.scheduler.address in err
     assert "dashboard" in err
+
+
+def test_dashboard_can_be_left_off(capsys: pytest.CaptureFixture[str]) -> None:
+    with connect("local", workers=1, dashboard=False) as client:
+        assert client.submit(pow, 3, 2).result(timeout=60) == 9
+        status = urllib.request.urlopen(client.dashboard_link.replace("/status", "/health"))
+        assert status.read() == b"ok", "the scheduler's HTTP server still answers"
+        with pytest.raises(urllib.error.HTTPError, match="404"):
+            urllib.request.urlopen(client.dashboard_link)  # but there is no dashboard
+    assert "dashboard off" in capsys.readouterr().err
+
+
+def test_dashboard_off_reaches_the_jobqueue_scheduler_but_not_a_users_choice() -> None:
+    from daskmic.cluster import _without_dashboard
+
+    assert _without_dashboard("local", {}) == {"dashboard_address": None}
+    assert _without_dashboard("local", {"dashboard_address": ":0"}) == {"dashboard_address": ":0"}
+    kept = {"scheduler_options": {"interface": "ib0"}, "queue": "gpu"}
+    assert _without_dashboard("slurm", kept) == {
+        "scheduler_options": {"dashboard_address": None, "interface": "ib0"},
+        "queue": "gpu",
+    }
+    assert kept == {"scheduler_options": {"interface": "ib0"}, "queue": "gpu"}, "not modified"
 
 
 def test_progress_bar_counts_completed_futures(client: Client) -> None:
@@ -425,7 +450,7 @@ def test_killed_worker_mid_run_loses_and_corrupts_nothing(
     write_micrographs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from daskmic.config import RunConfig
-    from daskmic.preprocess import PreprocessParams
+    from daskmic.preprocess_params import PreprocessParams
     from daskmic.run import run_batch
 
     monkeypatch.chdir(tmp_path)
