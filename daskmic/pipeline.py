@@ -22,6 +22,7 @@ from daskmic.ops.fourier import (
     FourierStep,
     Gaussian,
     Highpass,
+    Invert,
     Lowpass,
     downsampled_shape,
     fourier_kernel,
@@ -31,6 +32,9 @@ from daskmic.ops.kernel import Kernel, Shape2D
 
 if TYPE_CHECKING:
     from daskmic.preprocess_params import PreprocessParams
+
+FOURIER_STEPS: Final = ("downsample", "gaussian", "highpass", "lowpass")
+"""Steps applied in Fourier space, fused into one pass when adjacent."""
 
 ANISOTROPY_TOLERANCE: Final = 1e-4
 """Relative difference of the y and x downsampling ratios above which a warning is given."""
@@ -183,9 +187,13 @@ def build_pipeline(
     precision = "float64" if params.xmipp_compat else "float32"
     kernels: list[Kernel] = []
     fused: list[FourierStep] = []
-    for name in params.enabled():
-        if name in ("downsample", "gaussian", "highpass", "lowpass"):
+    enabled = params.enabled()
+    for name, following in zip(enabled, [*enabled[1:], None], strict=False):
+        if name in FOURIER_STEPS:
             fused.append(_fourier_step(params, name, geometry))
+            continue
+        if name == "invert" and following in FOURIER_STEPS:
+            fused.append(Invert())  # linear: folded into the Fourier pass, one frame pass fewer
             continue
         if fused:
             kernels.append(fourier_kernel(fused, precision=precision))

@@ -171,8 +171,7 @@ def test_pipeline_order_and_fusion() -> None:
     assert [k.name for k in pipeline.kernels] == [
         "crop",
         "bad_pixels",
-        "invert",
-        "fourier",  # downsample + gaussian + highpass + lowpass: one rfft2, one irfft2
+        "fourier",  # invert + downsample + gaussian + highpass + lowpass: one rfft2, one irfft2
         "normalize",
     ]
     assert pipeline.output_shape == (246, 246)
@@ -181,6 +180,9 @@ def test_pipeline_order_and_fusion() -> None:
     split = PreprocessParams.from_options(log=True, downsample=2, denoise=3, gaussian=True)
     names = [k.name for k in build_pipeline(split, (64, 64), 1.0).kernels]
     assert names == ["log", "fourier", "denoise", "fourier"]
+    not_followed = PreprocessParams.from_options(invert=True, denoise=3, lowpass=True)
+    names = [k.name for k in build_pipeline(not_followed, (64, 64), 1.0).kernels]
+    assert names == ["invert", "denoise", "fourier"], "an invert is folded only into a next pass"
     assert build_pipeline(PreprocessParams(crop=0), (64, 64), 1.0).kernels == []
 
 

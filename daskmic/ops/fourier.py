@@ -48,6 +48,7 @@ _BLOCK_PIXELS = 1 << 20
 
 __all__ = [
     "Downsample",
+    "Invert",
     "FourierStep",
     "Gaussian",
     "Highpass",
@@ -113,7 +114,14 @@ class Lowpass:
         _positive("lowpass width", self.width)
 
 
-FourierStep = Downsample | Gaussian | Highpass | Lowpass
+@dataclass(frozen=True)
+class Invert:
+    """Contrast inversion (× -1) folded into the pass: it is linear, so it commutes with the
+    masks, and negating the centred rows as they are transformed saves a whole-frame pass.
+    The result is bit-identical to inverting first (IEEE negation is exact)."""
+
+
+FourierStep = Invert | Downsample | Gaussian | Highpass | Lowpass
 
 
 def downsampled_shape(shape: Shape2D, factor: float) -> Shape2D:
@@ -167,9 +175,15 @@ def _plan(steps: tuple[FourierStep, ...], shape: Shape2D, precision: str) -> _Pl
 
 
 def _forward(
-    image: np.ndarray, shift: np.floating, columns: int, precision: str, threads: int
+    image: np.ndarray,
+    shift: np.floating,
+    columns: int,
+    precision: str,
+    threads: int,
+    *,
+    negate: bool = False,
 ) -> np.ndarray:
-    """``rfft2(image - shift)`` restricted to its first ``columns`` columns.
+    """``rfft2(image - shift)`` (``rfft2(shift - image)`` if ``negate``), first ``columns`` columns.
 
     The rows are centred and transformed block by block, so the image is never copied whole,
     and the column transforms run only on the columns kept (about half when downsampling by 2).
@@ -178,7 +192,12 @@ def _forward(
     half = np.empty((ny, columns), dtype=np.result_type(precision, np.complex64))
     step = max(1, _BLOCK_PIXELS // nx)
     for start in range(0, ny, step):
-        rows = np.subtract(image[start : start + step], shift, dtype=precision)
+        block = image[start : start + step]
+        rows = (
+            np.subtract(shift, block, dtype=precision)
+            if negate
+            else np.subtract(block, shift, dtype=precision)
+        )
         spectrum = scipy.fft.rfft(rows, axis=1, workers=threads, overwrite_x=True)
         half[start : start + step] = spectrum[:, :columns]
     return scipy.fft.fft(half, axis=0, workers=threads, overwrite_x=True)
@@ -208,24 +227,26 @@ def _fused(
     image: np.ndarray, steps: tuple[FourierStep, ...], workers: int | None, precision: str
 ) -> np.ndarray:
     shape = (int(image.shape[0]), int(image.shape[1]))
-    plan = _plan(steps, shape, precision)
+    negate = isinstance(steps[0], Invert)
+    plan = _plan(steps[1:] if negate else steps, shape, precision)
     threads = _fft_workers(workers)
     shift = np.dtype(precision).type(np.mean(image, dtype=np.float64))
-    spectrum = _forward(image, shift, plan.mask.shape[1], precision, threads)
+    spectrum = _forward(image, shift, plan.mask.shape[1], precision, threads, negate=negate)
     if plan.output_shape[0] != shape[0]:
         spectrum = _crop_rows(spectrum, plan.output_shape[0])
     spectrum *= plan.mask
     out = scipy.fft.irfft2(
         spectrum, s=plan.output_shape, norm="forward", workers=threads, overwrite_x=True
     )
-    out += out.dtype.type(float(shift) * plan.dc_gain)
+    out += out.dtype.type(float(-shift if negate else shift) * plan.dc_gain)
     return out.astype(np.float32, copy=False)
 
 
 def fourier_output_shape(shape: Shape2D, steps: tuple[FourierStep, ...]) -> Shape2D:
     """Output shape of the fused pass over ``steps`` for an input of ``shape``."""
-    if steps and isinstance(steps[0], Downsample):
-        return downsampled_shape(shape, steps[0].factor)
+    for step in steps[:2]:
+        if isinstance(step, Downsample):
+            return downsampled_shape(shape, step.factor)
     return (int(shape[0]), int(shape[1]))
 
 
@@ -236,10 +257,11 @@ def fourier_kernel(
 
     Parameters
     ----------
-    steps : sequence of Downsample, Gaussian, Highpass, Lowpass
-        Applied in the given order. A :class:`Downsample` may only come first (the protocol's
-        order is downsample, Gaussian, high-pass, low-pass); masks after it are built on the
-        downsampled grid, in cycles/pixel of that grid.
+    steps : sequence of Invert, Downsample, Gaussian, Highpass, Lowpass
+        Applied in the given order (the protocol's: invert, downsample, Gaussian, high-pass,
+        low-pass). An :class:`Invert` may only come first, a :class:`Downsample` only first or
+        right after it; masks after a downsample are built on the downsampled grid, in
+        cycles/pixel of that grid.
     precision : {"float32", "float64"}, optional
         Working precision of the transforms (the output is float32 either way).
     workers : int, optional
@@ -264,13 +286,19 @@ def fourier_kernel(
     steps = tuple(steps)
     if not steps:
         raise ValueError("fourier_kernel: steps is empty; give at least one Fourier step")
+    inverted = isinstance(steps[0], Invert)
     for position, step in enumerate(steps):
-        if not isinstance(step, Downsample | Gaussian | Highpass | Lowpass):
+        if not isinstance(step, Invert | Downsample | Gaussian | Highpass | Lowpass):
             raise ValueError(f"fourier_kernel: {step!r} is not a Fourier step")
-        if isinstance(step, Downsample) and position > 0:
+        if isinstance(step, Invert) and position > 0:
             raise ValueError(
-                "fourier_kernel: a downsample must be the first step of a fused pass "
+                "fourier_kernel: an invert must be the first step of a fused pass "
                 f"(found at position {position})"
+            )
+        if isinstance(step, Downsample) and position > int(inverted):
+            raise ValueError(
+                "fourier_kernel: a downsample must be the first step of a fused pass, or the "
+                f"second after an invert (found at position {position})"
             )
     return Kernel(
         name="fourier",

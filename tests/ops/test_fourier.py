@@ -11,6 +11,7 @@ from daskmic.ops.fourier import (
     Downsample,
     Gaussian,
     Highpass,
+    Invert,
     Lowpass,
     downsampled_shape,
     fourier_kernel,
@@ -164,6 +165,19 @@ def test_fused_equals_one_by_one(shape: tuple[int, int], steps: list) -> None:
     _assert_close(fourier_kernel(steps)(image), one_by_one)
 
 
+@pytest.mark.parametrize("shape", AWKWARD)
+@pytest.mark.parametrize("precision", ["float32", "float64"])
+@pytest.mark.parametrize("steps", [STEPS, STEPS[1:]])
+def test_folded_invert_is_bit_identical_to_inverting_first(
+    shape: tuple[int, int], precision: str, steps: list
+) -> None:
+    image = (3.0 + _noise(shape, seed=6)).astype(np.float32)
+    folded = fourier_kernel([Invert(), *steps], precision=precision)
+    inverted_first = fourier_kernel(steps, precision=precision)(np.negative(image))
+    assert np.array_equal(folded(image), inverted_first)
+    assert folded.output_shape(shape) == inverted_first.shape
+
+
 def test_large_mean_does_not_cost_precision() -> None:
     # Raw counts: mean 1000, std 1 after the high-pass. Float32 transforms of the centred image.
     image = (1000.0 + _noise((200, 300), seed=4) - 5.0).astype(np.float32)
@@ -211,6 +225,8 @@ def test_tiled_stack_in_dask_threads_equals_whole_frames() -> None:
         (lambda: fourier_kernel([]), r"steps is empty"),
         (lambda: fourier_kernel([Lowpass(0.1, 0.1), Downsample(2)]), r"first step .*position 1"),
         (lambda: fourier_kernel(["lowpass"]), r"is not a Fourier step"),
+        (lambda: fourier_kernel([Lowpass(0.1, 0.1), Invert()]), r"invert must be the first"),
+        (lambda: fourier_kernel([Invert(), Lowpass(0.1, 0.1), Downsample(2)]), r"position 2"),
         (lambda: fourier_kernel(STEPS, precision="float16"), r"precision 'float16'"),
         (lambda: downsampled_shape((10, 300), 12.0), r"factor 12.0 leaves no pixel of a 10×300"),
     ],
