@@ -21,7 +21,6 @@ from daskmic.config import RunConfig, optics_for
 from daskmic.io.mrc_write import write_mrc
 from daskmic.io.readers import read_header, read_micrograph
 from daskmic.io.thumbnails import make_thumbnail
-from daskmic.io.zarr_pixels import add_pixels
 from daskmic.manifest import Manifest
 from daskmic.ops.kernel import compose
 from daskmic.pipeline import build_pipeline
@@ -70,6 +69,8 @@ def _preprocess_step(source: Source, pixel_size_A: float, config: RunConfig, out
     label = _label("preprocess", config.preprocess.xmipp_compat)
     write_mrc(output, result, pipeline.output_pixel_size_A, label=label)
     if config.write_stack:
+        from daskmic.io.zarr_pixels import add_pixels  # zarr's 0.3 s import only when needed
+
         add_pixels(
             out / ZARR_NAME, source.micrograph, result, pixel_size_A=pipeline.output_pixel_size_A
         )
