@@ -2,7 +2,10 @@
 
 A :class:`Feeder` keeps at most ``2 × worker threads`` micrographs submitted (each worker has
 the next one queued when it finishes one), holds the others as paths, never pixels, and
-rebuilds the tables after every ``batch_size`` completions while the workers go on. The batch
+rebuilds the tables after every ``batch_size`` completions while the workers go on. A rebuild
+rereads every record, so its cost grows with the set; rebuilds are spaced so that they take at
+most :data:`PUBLISH_SHARE` of the driver's time, which keeps a session of thousands of
+micrographs streaming at the workers' pace. The batch
 driver (:func:`daskmic.run.process_sources`) gives it a fixed list; streaming
 (:func:`daskmic.watch`) adds micrographs as they arrive, so the workers never wait for a batch
 to drain.
@@ -15,12 +18,17 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from queue import Empty, SimpleQueue
+from time import monotonic
+from typing import Final
 
 from distributed import Client, Future
 
 from daskmic.config import RunConfig
 from daskmic.publish import publish
 from daskmic.unit import Row, Source, process_micrograph
+
+PUBLISH_SHARE: Final = 0.1
+"""Largest share of the wall-clock time spent rebuilding tables before the last one."""
 
 
 class Feeder:
@@ -38,7 +46,8 @@ class Feeder:
         The parameters' hash the output folder is bound to.
     batch_size : int
         Rebuild the tables and the zarr store after this many completions, unless nothing is
-        left to do (the caller publishes once at the end).
+        left to do (the caller publishes once at the end) or the last rebuild was so recent
+        that another would take more than :data:`PUBLISH_SHARE` of the time.
     on_row : callable, optional
         Called with each micrograph's row as it completes.
     """
@@ -63,6 +72,7 @@ class Feeder:
         self._futures: set[Future] = set()
         self._done: SimpleQueue[Future] = SimpleQueue()
         self._since_publish = 0
+        self._next_publish = monotonic()
 
     @property
     def busy(self) -> bool:
@@ -119,10 +129,20 @@ class Feeder:
             if self.on_row is not None:
                 self.on_row(row)
         self._since_publish += len(rows)
-        if self._since_publish >= self.batch_size and self.busy:
-            publish(Path(self.out_dir), self.config)
-            self._since_publish = 0
+        if (
+            self._since_publish >= self.batch_size
+            and self.busy
+            and monotonic() >= self._next_publish
+        ):
+            self._publish()
         return rows
+
+    def _publish(self) -> None:
+        started = monotonic()
+        publish(Path(self.out_dir), self.config)
+        finished = monotonic()
+        self._next_publish = finished + (finished - started) * (1 - PUBLISH_SHARE) / PUBLISH_SHARE
+        self._since_publish = 0
 
     def rows(self) -> Iterator[Row]:
         """Every row, in completion order, until nothing is queued or in flight."""

@@ -118,7 +118,8 @@ class Arrivals:
         """Every matching input path in the folder now (absolute, sorted)."""
         found = glob.glob(self.pattern, root_dir=self.folder, recursive=True)
         paths = (os.path.join(self.folder, name) for name in found)
-        return sorted(p for p in paths if self._candidate(p))
+        # a reported path was a candidate already: only new names pay the checks (lstat, ...)
+        return sorted(p for p in paths if p in self._reported or self._candidate(p))
 
     @property
     def seen(self) -> list[str]:
