@@ -151,18 +151,21 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
         help="do not store the processed pixels in micrographs.zarr",
     )
     parser.add_argument(
-        "--limit",
-        type=int,
-        metavar="N",
-        help="process only the first N micrographs, to try settings",
-    )
-    parser.add_argument(
         "--overwrite",
         action="store_true",
         help="restart an output folder made with other parameters",
     )
     _report_option(parser)
     _cluster_options(parser)
+
+
+def _limit_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--limit",
+        type=int,
+        metavar="N",
+        help="process only the first N micrographs (by name), to try settings",
+    )
 
 
 def _report_option(parser: argparse.ArgumentParser) -> None:
@@ -196,10 +199,12 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("inputs", nargs="+", help="files, globs, folders or a STAR/xmd/CSV table")
     _preprocess_options(pre)
     _run_options(pre)
+    _limit_option(pre)
     tilt = commands.add_parser("tilt", help="tilt-analysis screen")
     tilt.add_argument("inputs", nargs="+")
     _tilt_options(tilt)
     _run_options(tilt)
+    _limit_option(tilt)
     select = commands.add_parser("select", help="re-split a tilt run with new thresholds")
     select.add_argument("output", help="output folder of a tilt run")
     _threshold_options(select)
@@ -207,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("config", help="YAML configuration (see README)")
     run.add_argument("inputs", nargs="*", help="inputs (else the config's `inputs`)")
     run.add_argument("-o", "--output", help="output folder (else the config's `output`)")
-    run.add_argument("--limit", type=int)
+    _limit_option(run)
     run.add_argument("--overwrite", action="store_true")
     _report_option(run)
     _cluster_options(run)

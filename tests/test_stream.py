@@ -319,3 +319,12 @@ def test_watch_command_line_refuses_a_run_without_steps(tmp_path, capsys):
     (tmp_path / "in").mkdir()
     assert main(["watch", str(tmp_path / "in"), "-o", str(tmp_path / "out")]) == 2
     assert "at least one step" in capsys.readouterr().err
+
+
+def test_watch_refuses_limit_which_a_stream_cannot_honour(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["watch", "in", "-o", "out", "--limit", "2"])
+    assert exit_info.value.code == 2
+    assert "unrecognized arguments: --limit 2" in capsys.readouterr().err
+    batch = build_parser().parse_args(["preprocess", "a.mrc", "-o", "out", "--limit", "2"])
+    assert batch.limit == 2
