@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+import dask
 import dask.array as da
 import numpy as np
 import pandas as pd
@@ -31,6 +32,8 @@ from daskmic.io.atomic import atomic_path
 from daskmic.io.zarr_pixels import PIXELS, ensure_group
 
 RESULTS = "results"
+THUMBNAILS_PER_CHUNK = 64
+"""Thumbnails per zarr chunk of ``results/thumbnail`` (16 MiB of 256² float32 previews)."""
 
 
 def _daskmic_version() -> str:
@@ -106,11 +109,17 @@ def write_results(
             raise ValueError(
                 f"thumbnails must have shape (micrograph={count}, t, t), got {thumbs.shape}"
             )
+        chunks = (min(count, THUMBNAILS_PER_CHUNK) or 1, *thumbs.shape[1:])
+        if isinstance(thumbs, da.Array):
+            thumbs = thumbs.rechunk(chunks)
         ds["thumbnail"] = (("micrograph", "thumb_y", "thumb_x"), thumbs)
-        encoding["thumbnail"] = {"chunks": (1, *thumbs.shape[1:])} if count else {}
+        encoding["thumbnail"] = {"chunks": chunks} if count else {}
     ds.attrs.update(provenance(parameters))
     ensure_group(store)
-    with atomic_path(store / RESULTS) as tmp:
+    # In this thread, chunk after chunk: never on a cluster the caller happens to have as
+    # dask's default (its workers may not see these files, and have micrographs to process),
+    # nor in a thread pool (CPython 3.11's ast, which np.load uses, is not thread-safe).
+    with dask.config.set(scheduler="synchronous"), atomic_path(store / RESULTS) as tmp:
         ds.to_zarr(tmp, mode="w", zarr_format=3, consolidated=False, encoding=encoding)
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
+import dask.array as da
 import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
 import zarr
+from distributed import Client, get_task_stream
 
 from daskmic.io import add_pixels, make_thumbnail, open_pixels, open_results, write_results
 
@@ -43,7 +45,20 @@ def test_results_round_trip_with_thumbnails_and_provenance(tmp_path, rng):
     assert datetime.fromisoformat(ds.attrs["created"]).tzinfo is not None
     group = zarr.open_group(store / "results", mode="r")
     assert group.metadata.zarr_format == 3
-    assert group["thumbnail"].chunks == (1, 16, 16)
+    assert group["thumbnail"].chunks == (3, 16, 16), "up to 64 thumbnails per chunk"
+
+
+def test_lazy_thumbnails_never_reach_a_default_cluster(tmp_path, rng, client):
+    thumbs = rng.normal(size=(70, 8, 8)).astype(np.float32)
+    lazy = da.from_array(thumbs, chunks=(1, 8, 8))
+    variables = xr.Dataset(coords={"micrograph": [f"m{i:02d}" for i in range(70)]})
+    with Client(client.scheduler.address, set_as_default=True) as default:
+        with get_task_stream(default) as tasks:
+            write_results(tmp_path / "s.zarr", variables, thumbnails=lazy)
+    assert tasks.data == [], "the driver writes its own results"
+    np.testing.assert_array_equal(open_results(tmp_path / "s.zarr").thumbnail.values, thumbs)
+    chunks = zarr.open_group(tmp_path / "s.zarr" / "results", mode="r")["thumbnail"].chunks
+    assert chunks == (64, 8, 8)
 
 
 def test_results_from_a_dataframe(tmp_path):
