@@ -32,8 +32,8 @@ from daskmic.io.atomic import atomic_path
 from daskmic.io.zarr_pixels import PIXELS, ensure_group
 
 RESULTS = "results"
-THUMBNAILS_PER_CHUNK = 64
-"""Thumbnails per zarr chunk of ``results/thumbnail`` (16 MiB of 256² float32 previews)."""
+THUMBNAILS_PER_CHUNK = 16
+"""Thumbnails per zarr chunk of ``results/thumbnail`` (4 MiB of 256² float32 previews)."""
 
 
 def _daskmic_version() -> str:

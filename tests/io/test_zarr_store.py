@@ -45,7 +45,7 @@ def test_results_round_trip_with_thumbnails_and_provenance(tmp_path, rng):
     assert datetime.fromisoformat(ds.attrs["created"]).tzinfo is not None
     group = zarr.open_group(store / "results", mode="r")
     assert group.metadata.zarr_format == 3
-    assert group["thumbnail"].chunks == (3, 16, 16), "up to 64 thumbnails per chunk"
+    assert group["thumbnail"].chunks == (3, 16, 16), "up to 16 thumbnails per chunk"
 
 
 def test_lazy_thumbnails_never_reach_a_default_cluster(tmp_path, rng, client):
@@ -58,7 +58,7 @@ def test_lazy_thumbnails_never_reach_a_default_cluster(tmp_path, rng, client):
     assert tasks.data == [], "the driver writes its own results"
     np.testing.assert_array_equal(open_results(tmp_path / "s.zarr").thumbnail.values, thumbs)
     chunks = zarr.open_group(tmp_path / "s.zarr" / "results", mode="r")["thumbnail"].chunks
-    assert chunks == (64, 8, 8)
+    assert chunks == (16, 8, 8)
 
 
 def test_results_from_a_dataframe(tmp_path):
