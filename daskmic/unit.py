@@ -58,23 +58,50 @@ def _label(step: str, xmipp_compat: bool) -> str:
     return f"daskmic {__version__} {step} xmipp_compat={xmipp_compat}"
 
 
-def _preprocess_step(source: Source, pixel_size_A: float, config: RunConfig, out: Path) -> Row:
-    image = read_micrograph(source.path)
-    _check_pixels(image)
+class _Pixels:
+    """One micrograph's pixels for its steps: the whole image read and checked at most once.
+
+    Steps that need the whole image share one read; the tilt screen takes its corner windows
+    from it when it is there, else reads only those regions from the file.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._image: np.ndarray | None = None
+
+    def whole(self) -> np.ndarray:
+        if self._image is None:
+            image = read_micrograph(self.path)
+            _check_pixels(image)
+            self._image = image
+        return self._image
+
+    def region(self, region: tuple[slice, slice]) -> np.ndarray:
+        if self._image is None:
+            return read_micrograph(self.path, region)
+        return self._image[region]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self._image.shape if self._image is not None else read_header(self.path).shape
+
+
+def _preprocess_step(
+    micrograph: str, pixels: _Pixels, pixel_size_A: float, config: RunConfig, out: Path
+) -> Row:
+    image = pixels.whole()
     pipeline = build_pipeline(config.preprocess, image.shape, pixel_size_A)
     result = compose(pipeline.kernels)(image)
     if not np.isfinite(result).all():
         raise ValueError("preprocessing produced NaN/Inf pixels")
-    output = out / "mrc" / f"{source.micrograph}.mrc"
+    output = out / "mrc" / f"{micrograph}.mrc"
     label = _label("preprocess", config.preprocess.xmipp_compat)
     write_mrc(output, result, pipeline.output_pixel_size_A, label=label)
     if config.write_stack:
         from daskmic.io.zarr_pixels import add_pixels  # zarr's 0.3 s import only when needed
 
-        add_pixels(
-            out / ZARR_NAME, source.micrograph, result, pixel_size_A=pipeline.output_pixel_size_A
-        )
-    Manifest(out).write_thumbnail(source.micrograph, make_thumbnail(result, config.thumbnail_px))
+        add_pixels(out / ZARR_NAME, micrograph, result, pixel_size_A=pipeline.output_pixel_size_A)
+    Manifest(out).write_thumbnail(micrograph, make_thumbnail(result, config.thumbnail_px))
     return {
         "output_path": str(output.resolve()),
         "output_pixel_size_A": pipeline.output_pixel_size_A,
@@ -84,25 +111,24 @@ def _preprocess_step(source: Source, pixel_size_A: float, config: RunConfig, out
     }
 
 
-def _tilt_step(source: Source, pixel_size_A: float, config: RunConfig, out: Path) -> Row:
-    header = read_header(source.path)
-    windows = [
-        read_micrograph(source.path, region) for region in corner_regions(header.shape, config.tilt)
-    ]
+def _tilt_step(
+    micrograph: str, pixels: _Pixels, pixel_size_A: float, config: RunConfig, out: Path
+) -> Row:
+    windows = [pixels.region(region) for region in corner_regions(pixels.shape, config.tilt)]
     for window in windows:
         _check_pixels(window)
     result = screen_windows(windows, pixel_size_A, config.tilt)
-    psd = out / "psd" / f"{source.micrograph}.mrc"
+    psd = out / "psd" / f"{micrograph}.mrc"
     write_mrc(psd, result.psd_summary, 1.0, label=_label("tilt PSD", config.tilt.xmipp_compat))
     write_psd_png(psd.with_suffix(".png"), result.psd_summary)
     return {**result.to_row(), "psd_path": str(psd.resolve())}
 
 
-def _angle_step(source: Source, pixel_size_A: float, config: RunConfig, out: Path) -> Row:
+def _angle_step(
+    source: Source, pixels: _Pixels, pixel_size_A: float, config: RunConfig, out: Path
+) -> Row:
     optics = optics_for(config.optics, source.columns.get("rlnOpticsGroup"), Manifest(out).optics())
-    image = read_micrograph(source.path)
-    _check_pixels(image)
-    result = estimate_tilt(image, pixel_size_A, **optics)
+    result = estimate_tilt(pixels.whole(), pixel_size_A, **optics)
     save_defocus_map(out / "defocus" / f"{source.micrograph}.json", result)
     return result.as_row()
 
@@ -148,15 +174,16 @@ def process_micrograph(source: Source, config: RunConfig, out_dir: str, digest: 
         if not np.isfinite(pixel_size_A) or pixel_size_A <= 0:
             raise ValueError("unknown pixel size: give it with --pixel-size (pixel_size_A)")
         row["pixel_size_A"] = pixel_size_A
+        pixels, name = _Pixels(source.path), source.micrograph
         if config.preprocess is not None:
             step = "preprocess"
-            row.update(_preprocess_step(source, pixel_size_A, config, out))
+            row.update(_preprocess_step(name, pixels, pixel_size_A, config, out))
         if config.tilt is not None:
             step = "tilt"
-            row.update(_tilt_step(source, pixel_size_A, config, out))
+            row.update(_tilt_step(name, pixels, pixel_size_A, config, out))
             if config.tilt.estimate_angle:
                 step = "tilt angle"
-                row.update(_angle_step(source, pixel_size_A, config, out))
+                row.update(_angle_step(source, pixels, pixel_size_A, config, out))
             row["status"] = row["tilt_status"]
     except Exception as exc:  # one bad micrograph fails alone, with its reason
         message = str(exc) if source.error else f"{step}: {source.path} {exc}"
