@@ -40,7 +40,8 @@ ANISOTROPY_TOLERANCE: Final = 1e-4
 """Relative difference of the y and x downsampling ratios above which a warning is given."""
 
 
-def _nyquist(value: float) -> bool:
+def below_nyquist(value: float) -> bool:
+    """Whether a frequency in cycles/pixel lies in (0, 0.5)."""
     return 0 < value < 0.5
 
 
@@ -67,7 +68,7 @@ def _band(params: PreprocessParams, band: str, pixel_size_A: float) -> tuple[flo
     if not _known(pixel_size_A):
         raise ValueError(f"{band}_A: the pixel size is unknown, so {cutoff_A} Å cannot be used")
     cutoff = pixel_size_A / cutoff_A
-    if not _nyquist(cutoff):
+    if not below_nyquist(cutoff):
         raise ValueError(
             f"{band}_A: cutoff {cutoff_A} Å is {cutoff:.4g} cycles/pixel at a pixel size of "
             f"{pixel_size_A:.4g} Å; valid range: cutoff_A > {2 * pixel_size_A:.4g} Å (Nyquist)"
@@ -75,9 +76,10 @@ def _band(params: PreprocessParams, band: str, pixel_size_A: float) -> tuple[flo
     return cutoff, width
 
 
-def _geometry(
+def pipeline_geometry(
     params: PreprocessParams, shape: Shape2D, pixel_size_A: float | None, *, warn: bool
 ) -> _Geometry:
+    """Shapes, pixel size and band cutoffs along the pipeline (what validation checks)."""
     shape = (int(shape[0]), int(shape[1]))
     cropped = cropped_shape(shape, params.crop or 0)
     output = cropped
@@ -183,7 +185,7 @@ def build_pipeline(
     UserWarning
         When downsampling scales y and x by ratios differing by more than 1e-4.
     """
-    geometry = _geometry(params, shape, pixel_size_A, warn=True)
+    geometry = pipeline_geometry(params, shape, pixel_size_A, warn=True)
     precision = "float64" if params.xmipp_compat else "float32"
     kernels: list[Kernel] = []
     fused: list[FourierStep] = []

@@ -16,7 +16,7 @@ from typing import Any, Final
 import numpy as np
 
 from daskmic.ops.kernel import Shape2D
-from daskmic.pipeline import _geometry, _nyquist
+from daskmic.pipeline import below_nyquist, pipeline_geometry
 
 ORDER: Final = (
     "crop",
@@ -140,8 +140,8 @@ class PreprocessParams:
             "downsample": lambda v: _number("downsample", v, "factor > 1", lambda f: f > 1),
             "denoise": lambda v: _whole("denoise", v, 1),
             "gaussian": lambda v: _number("gaussian", v, "sigma > 0 px", lambda s: s > 0),
-            "highpass": lambda v: _pair("highpass", v, "0 < cutoff < 0.5", _nyquist),
-            "lowpass": lambda v: _pair("lowpass", v, "0 < cutoff < 0.5", _nyquist),
+            "highpass": lambda v: _pair("highpass", v, "0 < cutoff < 0.5", below_nyquist),
+            "lowpass": lambda v: _pair("lowpass", v, "0 < cutoff < 0.5", below_nyquist),
             "highpass_A": lambda v: _pair("highpass_A", v, "cutoff_A > 0 Å", _positive),
             "lowpass_A": lambda v: _pair("lowpass_A", v, "cutoff_A > 0 Å", _positive),
         }
@@ -234,7 +234,7 @@ class PreprocessParams:
         """
         self._normalised()
         if shape is not None:
-            _geometry(self, shape, pixel_size_A, warn=False)
+            pipeline_geometry(self, shape, pixel_size_A, warn=False)
 
 
 def _positive(value: float) -> bool:
