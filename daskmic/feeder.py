@@ -23,6 +23,7 @@ from typing import Final
 
 from distributed import Client, Future
 
+from daskmic.cluster import worker_threads
 from daskmic.config import RunConfig
 from daskmic.publish import publish
 from daskmic.unit import Row, Source, process_micrograph
@@ -85,7 +86,7 @@ class Feeder:
         self._top_up()
 
     def _capacity(self) -> int:
-        return max(2 * sum(self.client.nthreads().values()), 2)
+        return max(2 * worker_threads(self.client), 2)
 
     def _top_up(self) -> None:
         room = self._capacity() - len(self._futures) if self._queue else 0

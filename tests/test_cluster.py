@@ -6,6 +6,7 @@ here would not unpickle on a worker.
 
 from __future__ import annotations
 
+import gc
 import io
 import os
 import re
@@ -23,7 +24,7 @@ import pytest
 import yaml
 from distributed import Client, LocalCluster, as_completed
 
-from daskmic.cluster import KINDS, connect, local_cluster_size
+from daskmic.cluster import KINDS, QuickExit, connect, local_cluster_size, worker_threads
 from daskmic.cluster_config import CONFIG_PATH, load_config
 from daskmic.cluster_jobqueue import (
     check_lifetime,
@@ -66,6 +67,33 @@ def test_local_cluster_computes_on_two_worker_processes() -> None:
     assert len(pids) == 2 and os.getpid() not in pids  # separate worker processes
     assert total == pytest.approx(float(np.sum(values, dtype=np.float64)), rel=1e-12)
     assert cluster.status.name == "closed"  # the started cluster is stopped on exit
+
+
+def test_local_cluster_without_waiting_takes_tasks_before_its_workers_join() -> None:
+    with connect("local", workers=2, dashboard=False, quiet=True, wait=False) as client:
+        assert worker_threads(client) == 2  # known from the spec, whether or not they joined
+        squares = client.gather(client.map(pow, range(8), [2] * 8, pure=False))
+        client.wait_for_workers(2, timeout=60)
+        pids = set(client.run(os.getpid).values())
+        specs = client.cluster.worker_spec.values()
+    assert squares == [x * x for x in range(8)]
+    assert len(pids) == 2 and os.getpid() not in pids
+    assert all(any(isinstance(p, QuickExit) for p in spec["options"]["plugins"]) for spec in specs)
+
+
+def test_worker_threads_counts_connected_workers_of_an_existing_scheduler(
+    client: Client,
+) -> None:
+    assert worker_threads(client) == sum(client.nthreads().values()) > 0
+
+
+def test_quick_exit_freezes_the_worker_objects_at_teardown() -> None:
+    assert gc.get_freeze_count() == 0
+    try:
+        QuickExit().teardown(worker=None)  # type: ignore[arg-type]
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
 
 
 def test_existing_scheduler_address_is_used_and_left_running(client: Client) -> None:

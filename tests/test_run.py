@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import os
+import sys
 from pathlib import Path
 
 import mrcfile
@@ -12,7 +14,7 @@ import pytest
 import starfile
 
 import daskmic
-from daskmic.cli import main
+from daskmic.cli import entry, main
 from daskmic.config import RunConfig
 from daskmic.preprocess_params import PreprocessParams
 from daskmic.tilt.params import TiltParams
@@ -152,6 +154,20 @@ def test_cli_exit_codes(mics, tmp_path, monkeypatch):
     assert main(["preprocess", *inputs[:2], "-o", "ok", "--invert", "--workers", "1"]) == 0
     assert main(["preprocess", *inputs[:2], "-o", "usage", "--downsample", "0.5"]) == 2
     assert not os.path.exists(tmp_path / "usage"), "a usage error starts nothing"
+
+
+def test_console_script_returns_main_exit_code_and_skips_final_collections(
+    mics, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    argv = ["daskmic", "preprocess", str(mics[0]), "-o", "out", "--downsample", "0.5"]
+    monkeypatch.setattr(sys, "argv", argv)
+    assert gc.get_freeze_count() == 0
+    try:
+        assert entry() == 2  # a usage error (factor < 1), as main() returns it
+        assert gc.get_freeze_count() > 0  # the interpreter's teardown will not collect them
+    finally:
+        gc.unfreeze()
 
 
 def test_write_from_the_lazy_face_equals_run_batch(mics, tmp_path, client):
