@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -91,7 +92,18 @@ def main() -> None:
     )
     parser.add_argument("--workdir", type=Path, help="keep the data here (default: temporary)")
     args = parser.parse_args()
-    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="daskmic-streaming-"))
+    if args.workdir is not None:
+        measure(args, args.workdir)
+        return
+    workdir = Path(tempfile.mkdtemp(prefix="daskmic-streaming-"))
+    try:
+        measure(args, workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)  # gigabytes of micrographs
+
+
+def measure(args: argparse.Namespace, workdir: Path) -> None:
+    """Stream ``args.micrographs`` files through ``watch`` in ``workdir``; print the figures."""
     staging, folder = workdir / f"staging-{args.size}", workdir / "session"
     if len(list(staging.glob("*.mrc"))) < args.micrographs:
         print(f"synthesizing {args.micrographs} {args.size}² micrographs in {staging} ...")

@@ -66,3 +66,18 @@ def test_smoke_run_has_every_row_with_finite_positive_ratios(tmp_path):
     assert "cores; RAM" in page and "numpy" in page and "BLAS" in page
     assert page.count("\n| ") == len(rows) + 1
     assert list(tmp_path.iterdir()) == [results]  # the scratch folder is removed
+
+
+def test_streaming_benchmark_runs_and_leaves_no_temporary_data(tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    env = {**os.environ, "TMPDIR": str(tmp_path)}  # where its temporary workdir goes
+    command = [sys.executable, "benchmarks/streaming.py", "--micrographs", "3", "--size", "256"]
+    done = subprocess.run(
+        [*command, "--interval", "0.05"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "3 micrographs 256² float32" in done.stdout
+    assert "sustained throughput:" in done.stdout
+    assert not list(tmp_path.glob("daskmic-streaming-*"))  # its micrographs are removed
