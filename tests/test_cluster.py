@@ -76,8 +76,10 @@ def test_local_cluster_without_waiting_takes_tasks_before_its_workers_join() -> 
         client.wait_for_workers(2, timeout=60)
         pids = set(client.run(os.getpid).values())
         specs = client.cluster.worker_spec.values()
+        sampling = client.run(dask.config.get, "distributed.worker.profile.interval")
     assert squares == [x * x for x in range(8)]
     assert len(pids) == 2 and os.getpid() not in pids
+    assert set(sampling.values()) == {dask.config.get("distributed.worker.profile.interval")}
     assert all(any(isinstance(p, QuickExit) for p in spec["options"]["plugins"]) for spec in specs)
 
 
@@ -248,6 +250,15 @@ def test_daskmic_defaults_are_in_dask_config() -> None:
     for kind in ("slurm", "pbs"):
         for key, value in shipped["jobqueue"][kind].items():
             assert dask.config.get(f"jobqueue.{kind}.{key}") == value
+    distributed = shipped["distributed"]
+    assert (
+        dask.config.get("distributed.admin.tick.interval")
+        == (distributed["admin"]["tick"]["interval"])
+    )
+    assert (
+        dask.config.get("distributed.worker.profile.interval")
+        == (distributed["worker"]["profile"]["interval"])
+    )
     # dask-jobqueue's own defaults for keys daskmic does not set are still there
     assert dask.config.get("jobqueue.slurm.death-timeout") == 60
 
