@@ -261,9 +261,8 @@ def _start_cluster(
     if kind == "local":
         spec = {**local_cluster_size(workers, threads_per_worker, memory_limit), **options}
         n_workers = spec.pop("n_workers")
-        started = LocalCluster(
-            processes=True, n_workers=n_workers if wait else 0, plugins=[QuickExit()], **spec
-        )
+        spec["plugins"] = [QuickExit(), *spec.get("plugins", ())]
+        started = LocalCluster(processes=True, n_workers=n_workers if wait else 0, **spec)
         return started, 0 if wait else n_workers
     jobs = workers or int(dask.config.get("daskmic.cluster.jobs"))
     if kind in ("slurm", "pbs"):
