@@ -16,7 +16,8 @@ from benchmarks.__main__ import main  # noqa: E402
 from benchmarks.table import Row, markdown  # noqa: E402
 
 EXPECTED = {
-    ("preprocess", "daskmic CLI"): 4,  # end to end, small set, marginal, fixed start-up
+    # end to end, small set, marginal, fixed start-up, smallest set within the bound
+    ("preprocess", "daskmic CLI"): 5,
     ("preprocess", "floor (rfft2+irfft2, 2 procs)"): 3,
     ("preprocess", "Xmipp-style chain (2 procs)"): 2,
     ("tilt", "daskmic default"): 1,
@@ -39,6 +40,21 @@ def test_row_verdict_follows_the_target_direction():
     assert Row("b", "c", "x", 1.0, "s").verdict == ""
 
 
+def test_smallest_set_within_the_bound_follows_from_fixed_and_marginal_costs():
+    from benchmarks.preprocess_bench import smallest_set_within
+
+    fixed, steady = {"daskmic": 4.8, "floor": 1.2}, {"daskmic": 0.69, "floor": 0.57}
+    n = smallest_set_within(1.5, fixed, steady)
+    assert n == 19  # (4.8 - 1.5 x 1.2) / (1.5 x 0.57 - 0.69) = 18.2
+    for size, meets in ((n, True), (n - 1, False)):
+        ratio = (fixed["daskmic"] + size * steady["daskmic"]) / (
+            fixed["floor"] + size * steady["floor"]
+        )
+        assert (ratio <= 1.5) == meets
+    assert smallest_set_within(1.5, {"daskmic": 1.0, "floor": 1.0}, steady) == 1
+    assert smallest_set_within(1.5, fixed, {"daskmic": 0.9, "floor": 0.57}) == math.inf
+
+
 def test_markdown_has_a_line_per_row():
     rows = [Row("b", "c", "x", 1.0, "s", 2.0, "a/b", ">= 3"), Row("b", "c", "y", 2.0, "s")]
     lines = markdown(rows).splitlines()
@@ -55,6 +71,9 @@ def test_smoke_run_has_every_row_with_finite_positive_ratios(tmp_path):
         counts[(row.benchmark, row.contender)] = counts.get((row.benchmark, row.contender), 0) + 1
     assert counts == EXPECTED
     for row in rows:
+        if "smallest set" in row.case:  # a set size, or inf when no set size meets the bound
+            assert row.value >= 1 and row.unit == "mic", row
+            continue
         # differences of two timings (marginal cost, fixed start-up) are only finite: on tiny
         # inputs the per-micrograph cost is below the timing noise, so their sign is not fixed
         difference = "marginal" in row.case or "start-up" in row.case
