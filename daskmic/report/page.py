@@ -30,10 +30,10 @@ from daskmic.io.png import grey_png
 from daskmic.report.plot.data import TILT_STATISTICS, as_table, thumbnail_data
 from daskmic.report.plot.figures import statistic_histograms, tilt_scatter
 from daskmic.report.plot.png import data_uri, figure_png
+from daskmic.run.layout import OutputLayout
+from daskmic.run.manifest import Manifest
 from daskmic.tilt.angle_plot import plot_local_defocus
 from daskmic.tilt.defocus_map import load_defocus_map, result_from_map
-
-REPORT_NAME = "report.html"
 
 TABLE_COLUMNS = (
     "micrograph",
@@ -90,17 +90,18 @@ class OutputFolder:
             If ``out_dir`` holds neither ``micrographs.csv`` nor ``tilt.csv``.
         """
         out = Path(out_dir)
-        tables = [out / "micrographs.csv", out / "tilt.csv"]
+        layout = OutputLayout(out)
+        tables = [layout.micrographs_csv, layout.tilt_csv]
         found = [p for p in tables if p.is_file()]
         if not found:
-            raise ValueError(f"{out} is not a daskmic output folder (no micrographs.csv)")
+            raise ValueError(f"{out} is not a daskmic output folder (no {tables[0].name})")
         table = as_table(found[0])
         folder = cls(out, table, {})
-        stored = out / ".daskmic" / "parameters.json"
-        if stored.is_file():
-            folder.parameters = json.loads(stored.read_text())["parameters"]
-        if (out / "micrographs.zarr").is_dir():
-            results = open_results(out / "micrographs.zarr")
+        manifest = Manifest(out)
+        if manifest.is_bound():
+            folder.parameters = manifest.parameters()
+        if layout.zarr.is_dir():
+            results = open_results(layout.zarr)
             folder.provenance = dict(results.attrs)
             if "thumbnail" in results:
                 folder.thumbnails = results["thumbnail"]
@@ -250,12 +251,13 @@ def _defocus_map_uri(path: Path) -> str:
 def _card_html(folder: OutputFolder, row: pd.Series) -> str:
     name = str(row["micrograph"])
     thumb = folder.thumbnail(row)
-    psd = folder.out_dir / "psd" / f"{name}.png"
+    layout = OutputLayout(folder.out_dir)
+    psd = layout.psd_png(name)
     psd_uri = data_uri(psd.read_bytes()) if psd.is_file() else None
     images = _image_html(None if thumb is None else data_uri(grey_png(thumb)), "micrograph")
     if folder.has_tilt:
         images += _image_html(psd_uri, "PSD summary")
-    defocus = folder.out_dir / "defocus" / f"{name}.json"
+    defocus = layout.defocus_map(name)
     if defocus.is_file():
         images += _image_html(_defocus_map_uri(defocus), "local-defocus map")
     stats = ", ".join(
@@ -362,6 +364,6 @@ def write_report(
         If ``out_dir`` is not an output folder.
     """
     page = render_report(out_dir, sample_size=sample_size, max_images=max_images)
-    path = Path(out_dir) / REPORT_NAME
+    path = OutputLayout(out_dir).report
     write_bytes_atomic(path, page.encode("utf-8"))
     return path

@@ -1,7 +1,8 @@
 """The run manifest: the single source of truth of what an output folder holds.
 
 A micrograph is *done* when its outputs have been renamed into place and its done-record
-(``.daskmic/records/<micrograph>.json``: its table row and the hash of the parameters) exists.
+(:meth:`daskmic.run.layout.OutputLayout.record`: its table row and the hash of the parameters)
+exists.
 Failed micrographs get a record too (``status == "failed"``) so the tables can report them, but
 a failed record does not count as done: a rerun tries that micrograph again. The tables and the
 zarr store are rebuilt from the records (:mod:`daskmic.run.publish`), sorted by micrograph name, so
@@ -22,11 +23,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from daskmic.io.atomic import atomic_path, write_bytes_atomic
+from daskmic.run.layout import OutputLayout
 
 if TYPE_CHECKING:
     import dask.array as da
 
-MANIFEST_DIR = ".daskmic"
 PARTIAL_NAME = re.compile(r"^\..+\.(tmp|old)-[0-9a-f]{8}$")
 """Names :func:`daskmic.io.atomic.atomic_path` gives outputs that are not complete yet."""
 
@@ -64,19 +65,24 @@ class Manifest:
     out_dir: Path
 
     @property
+    def layout(self) -> OutputLayout:
+        """Where the folder's outputs, records and thumbnails are."""
+        return OutputLayout(self.out_dir)
+
+    @property
     def root(self) -> Path:
         """Folder holding the manifest (hidden inside the output folder)."""
-        return self.out_dir / MANIFEST_DIR
+        return self.layout.manifest
 
     @property
     def records_dir(self) -> Path:
         """Folder of the per-micrograph records."""
-        return self.root / "records"
+        return self.layout.records
 
     @property
     def thumbnails_dir(self) -> Path:
         """Folder of the per-micrograph thumbnails (``.npy``)."""
-        return self.root / "thumbnails"
+        return self.layout.thumbnails
 
     def bind(
         self, parameters: dict[str, Any], hashed: dict[str, Any], *, overwrite: bool = False
@@ -104,7 +110,7 @@ class Manifest:
             If the folder holds a run made with other parameters and ``overwrite`` is false.
         """
         digest = parameters_hash(hashed)
-        stored = self.root / "parameters.json"
+        stored = self.layout.parameters
         if stored.exists():
             previous = json.loads(stored.read_text())
             if previous.get("hash") != digest:
@@ -122,17 +128,21 @@ class Manifest:
         write_bytes_atomic(stored, canonical_json(payload).encode())
         return digest
 
+    def is_bound(self) -> bool:
+        """Whether the folder has been bound to parameters (it is a daskmic output folder)."""
+        return self.layout.parameters.exists()
+
     def parameters(self) -> dict[str, Any]:
         """Return the parameters the folder is bound to."""
-        return json.loads((self.root / "parameters.json").read_text())["parameters"]
+        return json.loads(self.layout.parameters.read_text())["parameters"]
 
     def record_path(self, micrograph: str) -> Path:
         """Where the record of ``micrograph`` lives."""
-        return self.records_dir / f"{micrograph}.json"
+        return self.layout.record(micrograph)
 
     def thumbnail_path(self, micrograph: str) -> Path:
         """Where the thumbnail of ``micrograph`` lives."""
-        return self.thumbnails_dir / f"{micrograph}.npy"
+        return self.layout.thumbnail(micrograph)
 
     def is_done(self, micrograph: str, digest: str, path: str) -> bool:
         """Whether ``micrograph`` has a successful record made from ``path`` with ``digest``."""
@@ -164,11 +174,11 @@ class Manifest:
 
     def write_optics(self, optics: list[dict[str, Any]]) -> None:
         """Keep the input table's optics groups for the STAR outputs."""
-        write_bytes_atomic(self.root / "optics.json", canonical_json(optics).encode())
+        write_bytes_atomic(self.layout.optics, canonical_json(optics).encode())
 
     def optics(self) -> list[dict[str, Any]]:
         """The input table's optics groups (empty when the input had none)."""
-        path = self.root / "optics.json"
+        path = self.layout.optics
         return json.loads(path.read_text()) if path.exists() else []
 
     def rows(self) -> list[dict[str, Any]]:

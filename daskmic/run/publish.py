@@ -17,6 +17,7 @@ import pandas as pd
 from daskmic.io import optics_table, write_csv, write_results, write_star, write_xmd
 from daskmic.io.atomic import write_bytes_atomic
 from daskmic.run.config import RunConfig
+from daskmic.run.layout import OutputLayout
 from daskmic.run.manifest import Manifest
 from daskmic.tilt.select import split
 
@@ -97,12 +98,12 @@ def _write_star(
 
 
 def _publish_preprocess(
-    out: Path, table: pd.DataFrame, manifest: Manifest, config: RunConfig
+    out: OutputLayout, table: pd.DataFrame, manifest: Manifest, config: RunConfig
 ) -> None:
     done = table[table["status"] != "failed"]
-    _write_star(out / "micrographs.star", done, done["output_path"], manifest, config, True)
+    _write_star(out.micrographs_star, done, done["output_path"], manifest, config, True)
     write_xmd(
-        out / "micrographs.xmd",
+        out.micrographs_xmd,
         pd.DataFrame(
             {
                 "micrograph": done["output_path"].map(_project_path),
@@ -124,18 +125,17 @@ def _split(table: pd.DataFrame, config: RunConfig) -> pd.DataFrame:
     return tilt
 
 
-def _publish_tilt(out: Path, table: pd.DataFrame, manifest: Manifest, config: RunConfig) -> None:
+def _publish_tilt(
+    out: OutputLayout, table: pd.DataFrame, manifest: Manifest, config: RunConfig
+) -> None:
     tilt = table.copy()
-    write_csv(out / "tilt.csv", _ordered(tilt, TILT_COLUMNS).drop(columns=["tilt_status"]))
-    for status, star, listing in (
-        ("accepted", "accepted.star", "accepted.txt"),
-        ("discarded", "discarded.star", "rejected.txt"),
-    ):
+    write_csv(out.tilt_csv, _ordered(tilt, TILT_COLUMNS).drop(columns=["tilt_status"]))
+    for status in ("accepted", "discarded"):
         part = tilt[tilt["status"] == status]
         names = part["rlnMicrographName"] if "rlnMicrographName" in part else part["path"]
-        _write_star(out / star, part, names, manifest, config, False)
+        _write_star(out.split_star(status), part, names, manifest, config, False)
         text = "".join(f"{path}\n" for path in part["path"])
-        write_bytes_atomic(out / listing, text.encode())
+        write_bytes_atomic(out.split_list(status), text.encode())
 
 
 def publish(out_dir: Path, config: RunConfig) -> list[dict[str, Any]]:
@@ -150,18 +150,17 @@ def publish(out_dir: Path, config: RunConfig) -> list[dict[str, Any]]:
     rows = manifest.rows()
     if not rows:
         return rows
+    out = manifest.layout
     table = _ordered(pd.DataFrame(rows), LEADING)
     if config.tilt is not None:
         table = _split(table, config)
-    write_csv(out_dir / "micrographs.csv", table)
+    write_csv(out.micrographs_csv, table)
     if config.preprocess is not None:
-        _publish_preprocess(out_dir, table, manifest, config)
+        _publish_preprocess(out, table, manifest, config)
     if config.tilt is not None:
-        _publish_tilt(out_dir, table, manifest, config)
+        _publish_tilt(out, table, manifest, config)
     stack = manifest.thumbnail_stack(list(table["micrograph"]), config.thumbnail_px)
-    write_results(
-        out_dir / "micrographs.zarr", table, thumbnails=stack, parameters=config.to_dict()
-    )
+    write_results(out.zarr, table, thumbnails=stack, parameters=config.to_dict())
     return rows
 
 
@@ -191,7 +190,7 @@ def select(
     """
     out = Path(out_dir)
     manifest = Manifest(out)
-    if not (manifest.root / "parameters.json").exists():
+    if not manifest.is_bound():
         raise ValueError(f"{out} is not a daskmic output folder (no {manifest.root.name}/)")
     config = RunConfig.from_dict(manifest.parameters())
     if config.tilt is None:

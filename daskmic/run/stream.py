@@ -31,13 +31,13 @@ from distributed import Client
 
 from daskmic.io import MicrographError, open_micrographs, read_header
 from daskmic.io.sources import glob_root, unique_names
-from daskmic.io.zarr_store import PIXELS
 from daskmic.run.config import RunConfig
 from daskmic.run.driver import RunSummary, bind, sources_from
 from daskmic.run.feeder import Feeder
+from daskmic.run.layout import OutputLayout
 from daskmic.run.manifest import Manifest
 from daskmic.run.publish import publish
-from daskmic.run.unit import ZARR_NAME, Row, Source
+from daskmic.run.unit import Row, Source
 
 DEFAULT_SETTLE_SECONDS = 10.0
 """How long a file's size and modification time must stay unchanged before it is complete."""
@@ -164,19 +164,13 @@ def _source(path: str, name: str, config: RunConfig) -> Source:
     return dataclasses.replace(source, micrograph=name)
 
 
-def _forget(out: Path, row: Row) -> None:
+def _forget(out: Path, name: str) -> None:
     """Remove a micrograph's outputs, then its record (so an interrupted removal is redone)."""
-    manifest = Manifest(out)
-    name = row["micrograph"]
-    outputs = [row.get("output_path"), row.get("psd_path")]
-    if row.get("psd_path"):
-        outputs.append(str(Path(row["psd_path"]).with_suffix(".png")))
-    outputs += [manifest.thumbnail_path(name)]
-    for output in outputs:
-        if output:
-            Path(output).unlink(missing_ok=True)
-    shutil.rmtree(out / ZARR_NAME / PIXELS / name, ignore_errors=True)
-    manifest.record_path(name).unlink(missing_ok=True)
+    for output in OutputLayout(out).outputs(name):
+        if output.is_dir() and not output.is_symlink():
+            shutil.rmtree(output, ignore_errors=True)
+        else:
+            output.unlink(missing_ok=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -259,7 +253,7 @@ class _Stream:
         for name, row in list(self.recorded.items()):
             path = os.path.abspath(row["path"])
             if path in self.names and self.names[path] != name:
-                _forget(self.out, row)
+                _forget(self.out, name)
                 del self.recorded[name]
         for path, name in list(self.submitted.items()):
             if self.names[path] != name:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,6 +22,7 @@ from daskmic.io.thumbnails import make_thumbnail
 from daskmic.ops.kernel import compose
 from daskmic.preprocessing.pipeline import build_pipeline
 from daskmic.run.config import RunConfig
+from daskmic.run.layout import OutputLayout
 from daskmic.run.manifest import Manifest
 from daskmic.tilt.angle import estimate_tilt
 from daskmic.tilt.defocus_map import save_defocus_map
@@ -31,7 +31,6 @@ from daskmic.tilt.screen import corner_regions, screen_windows
 from daskmic.tilt.summary import write_psd_png
 
 Row = dict[str, Any]
-ZARR_NAME = "micrographs.zarr"
 
 
 @dataclass(frozen=True)
@@ -88,21 +87,21 @@ class _Pixels:
 
 
 def _preprocess_step(
-    micrograph: str, pixels: _Pixels, pixel_size_A: float, config: RunConfig, out: Path
+    micrograph: str, pixels: _Pixels, pixel_size_A: float, config: RunConfig, out: OutputLayout
 ) -> Row:
     image = pixels.whole()
     pipeline = build_pipeline(config.preprocess, image.shape, pixel_size_A)
     result = compose(pipeline.kernels)(image)
     if not np.isfinite(result).all():
         raise ValueError("preprocessing produced NaN/Inf pixels")
-    output = out / "mrc" / f"{micrograph}.mrc"
+    output = out.micrograph(micrograph)
     label = _label("preprocess", config.preprocess.xmipp_compat)
     write_mrc(output, result, pipeline.output_pixel_size_A, label=label)
     if config.write_stack:
         from daskmic.io.zarr_pixels import add_pixels  # zarr's 0.3 s import only when needed
 
-        add_pixels(out / ZARR_NAME, micrograph, result, pixel_size_A=pipeline.output_pixel_size_A)
-    Manifest(out).write_thumbnail(micrograph, make_thumbnail(result, config.thumbnail_px))
+        add_pixels(out.zarr, micrograph, result, pixel_size_A=pipeline.output_pixel_size_A)
+    Manifest(out.root).write_thumbnail(micrograph, make_thumbnail(result, config.thumbnail_px))
     return {
         "output_path": str(output.resolve()),
         "output_pixel_size_A": pipeline.output_pixel_size_A,
@@ -113,24 +112,25 @@ def _preprocess_step(
 
 
 def _tilt_step(
-    micrograph: str, pixels: _Pixels, pixel_size_A: float, config: RunConfig, out: Path
+    micrograph: str, pixels: _Pixels, pixel_size_A: float, config: RunConfig, out: OutputLayout
 ) -> Row:
     windows = [pixels.region(region) for region in corner_regions(pixels.shape, config.tilt)]
     for window in windows:
         _check_pixels(window)
     result = screen_windows(windows, pixel_size_A, config.tilt)
-    psd = out / "psd" / f"{micrograph}.mrc"
+    psd = out.psd(micrograph)
     write_mrc(psd, result.psd_summary, 1.0, label=_label("tilt PSD", config.tilt.xmipp_compat))
-    write_psd_png(psd.with_suffix(".png"), result.psd_summary)
+    write_psd_png(out.psd_png(micrograph), result.psd_summary)
     return {**result.to_row(), "psd_path": str(psd.resolve())}
 
 
 def _angle_step(
-    source: Source, pixels: _Pixels, pixel_size_A: float, config: RunConfig, out: Path
+    source: Source, pixels: _Pixels, pixel_size_A: float, config: RunConfig, out: OutputLayout
 ) -> Row:
-    optics = optics_for(config.optics, source.columns.get("rlnOpticsGroup"), Manifest(out).optics())
+    carried = Manifest(out.root).optics()
+    optics = optics_for(config.optics, source.columns.get("rlnOpticsGroup"), carried)
     result = estimate_tilt(pixels.whole(), pixel_size_A, **optics)
-    save_defocus_map(out / "defocus" / f"{source.micrograph}.json", result)
+    save_defocus_map(out.defocus_map(source.micrograph), result)
     return result.as_row()
 
 
@@ -155,8 +155,8 @@ def process_micrograph(source: Source, config: RunConfig, out_dir: str, digest: 
         paths and the tilt statistics. ``status`` is ``"failed"`` with a reason in ``error``
         when anything about this micrograph is wrong.
     """
-    out = Path(out_dir)
-    manifest = Manifest(out)
+    out = OutputLayout(out_dir)
+    manifest = Manifest(out.root)
     if manifest.is_done(source.micrograph, digest, source.path):
         return manifest.read(source.micrograph)["row"]
     row: Row = {

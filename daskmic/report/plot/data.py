@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from daskmic.run.layout import OutputLayout
 from daskmic.tilt.select import split
 
 STATUSES = ("accepted", "discarded", "failed")
@@ -51,7 +52,8 @@ def as_table(source: TableLike) -> pd.DataFrame:
         return table[keep].reset_index()
     path = Path(source)
     if path.is_dir():
-        path = path / "tilt.csv" if (path / "tilt.csv").exists() else path / "micrographs.csv"
+        layout = OutputLayout(path)
+        path = layout.tilt_csv if layout.tilt_csv.exists() else layout.micrographs_csv
     if not path.exists():
         raise ValueError(f"no table at {path}: give a DataFrame, a Dataset or an output folder")
     return pd.read_csv(path, keep_default_na=False, na_values=["", "NaN", "nan"])

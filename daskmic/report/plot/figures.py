@@ -7,7 +7,6 @@ show as the cell's value. Pass ``ax=`` to draw into axes of your own.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from daskmic.report.plot.data import (
     thumbnail_data,
     tilt_scatter_data,
 )
+from daskmic.run.manifest import Manifest
 
 STATUS_COLOURS = {
     "accepted": "#1b9e4b",
@@ -200,9 +200,8 @@ def _thresholds(
     found: dict[str, Any] = {}
     if isinstance(source, xr.Dataset):
         found = {k[len("tilt_") :]: v for k, v in source.attrs.items() if k.startswith("tilt_")}
-    elif isinstance(source, str | Path) and Path(source, ".daskmic", "parameters.json").exists():
-        stored = json.loads(Path(source, ".daskmic", "parameters.json").read_text())
-        found = stored["parameters"].get("tilt") or {}
+    elif isinstance(source, str | Path) and Manifest(Path(source)).is_bound():
+        found = Manifest(Path(source)).parameters().get("tilt") or {}
     if "mean_threshold" not in found and mean_threshold is None:
         raise ValueError("give mean_threshold and std_threshold (the table does not carry them)")
     mean = found["mean_threshold"] if mean_threshold is None else mean_threshold
