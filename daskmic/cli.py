@@ -15,7 +15,7 @@ from typing import Any
 
 from daskmic.preprocessing.params import PreprocessParams
 from daskmic.run.config import RunConfig
-from daskmic.tilt.optics import Optics
+from daskmic.tilt.ctf import Optics
 from daskmic.tilt.params import TiltParams
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -139,15 +139,23 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
         help="reproduce the Xmipp reference's quirks number for number",
     )
     parser.add_argument(
-        "--voltage", type=float, metavar="KV", help="kV (default: input table's, else 300)"
+        "--voltage",
+        type=float,
+        metavar="KV",
+        help=f"kV (default: input table's, else {Optics.voltage_kV:g})",
     )
     parser.add_argument(
         "--cs",
         type=float,
         metavar="MM",
-        help="spherical aberration in mm (default: input table's, else 2.7)",
+        help=f"spherical aberration in mm (default: input table's, else "
+        f"{Optics.spherical_aberration_mm:g})",
     )
-    parser.add_argument("--amplitude-contrast", type=float, help="default: input table's, else 0.1")
+    parser.add_argument(
+        "--amplitude-contrast",
+        type=float,
+        help=f"default: input table's, else {Optics.amplitude_contrast:g}",
+    )
     parser.add_argument(
         "--no-stack",
         action="store_true",
@@ -328,7 +336,11 @@ def _config(args: argparse.Namespace, *, preprocess: bool, tilt: bool) -> RunCon
         preprocess=preprocess_params(args) if preprocess else None,
         tilt=tilt_params(args) if tilt else None,
         pixel_size_A=args.pixel_size,
-        optics=Optics(args.voltage, args.cs, args.amplitude_contrast),
+        optics={
+            "voltage_kV": args.voltage,
+            "spherical_aberration_mm": args.cs,
+            "amplitude_contrast": args.amplitude_contrast,
+        },
         write_stack=not args.no_stack,
     )
 

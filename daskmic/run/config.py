@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from daskmic.preprocessing.params import PreprocessParams
-from daskmic.tilt.optics import Optics
+from daskmic.tilt.optics import check_given
 from daskmic.tilt.params import TiltParams
 
 
@@ -25,8 +25,11 @@ class RunConfig:
         Tilt-analysis screen, or None to skip it.
     pixel_size_A : float or None
         Pixel size in Å overriding headers and tables.
-    optics : Optics
-        Optics used for the STAR tables when the input table has none.
+    optics : dict
+        Optics given by the user (``voltage_kV``, ``spherical_aberration_mm``,
+        ``amplitude_contrast``): they override the input table's; what neither gives takes the
+        defaults of :class:`daskmic.tilt.ctf.Optics`. Used by the STAR tables and the tilt-angle
+        fit alike.
     write_stack : bool
         Store the processed pixels in ``micrographs.zarr`` too (doubles disk use).
     thumbnail_px : int
@@ -36,7 +39,7 @@ class RunConfig:
     preprocess: PreprocessParams | None = None
     tilt: TiltParams | None = None
     pixel_size_A: float | None = None
-    optics: Optics = field(default_factory=Optics)
+    optics: dict[str, float] = field(default_factory=dict)
     write_stack: bool = True
     thumbnail_px: int = 256
 
@@ -45,6 +48,7 @@ class RunConfig:
             raise ValueError("a run needs at least one step: preprocess and/or tilt")
         if self.pixel_size_A is not None and not self.pixel_size_A > 0:
             raise ValueError(f"pixel_size_A must be > 0, got {self.pixel_size_A}")
+        object.__setattr__(self, "optics", check_given(self.optics))
         if self.thumbnail_px < 16:
             raise ValueError(f"thumbnail_px must be >= 16, got {self.thumbnail_px}")
 
@@ -54,7 +58,7 @@ class RunConfig:
             "preprocess": None if self.preprocess is None else self.preprocess.to_dict(),
             "tilt": None if self.tilt is None else self.tilt.to_dict(),
             "pixel_size_A": self.pixel_size_A,
-            "optics": asdict(self.optics),
+            "optics": dict(self.optics),
             "write_stack": self.write_stack,
             "thumbnail_px": self.thumbnail_px,
         }
@@ -90,11 +94,10 @@ class RunConfig:
             raise ValueError(f"unknown configuration keys: {sorted(unknown)}")
         preprocess = values.pop("preprocess", None)
         tilt = values.pop("tilt", None)
-        optics = values.pop("optics", None) or {}
         return cls(
             preprocess=None if preprocess is None else PreprocessParams.from_dict(preprocess),
             tilt=None if tilt is None else TiltParams.from_dict(tilt),
-            optics=Optics(**optics),
+            optics=values.pop("optics", None) or {},
             **values,
         )
 

@@ -14,11 +14,12 @@ from typing import Any
 
 import pandas as pd
 
-from daskmic.io import optics_table, write_csv, write_results, write_star, write_xmd
+from daskmic.io import write_csv, write_results, write_star, write_xmd
 from daskmic.io.atomic import write_bytes_atomic
 from daskmic.run.config import RunConfig
 from daskmic.run.layout import OutputLayout
 from daskmic.run.manifest import Manifest
+from daskmic.run.optics_groups import optics_table
 from daskmic.tilt.select import split
 
 LEADING = [
@@ -81,9 +82,7 @@ def _write_star(
         original_pixel_size_A=table["pixel_size_A"],
         optics_group=groups,
         carried_optics=manifest.optics() or None,
-        voltage_kV=config.optics.voltage_kV,
-        spherical_aberration_mm=config.optics.spherical_aberration_mm,
-        amplitude_contrast=config.optics.amplitude_contrast,
+        **config.optics,
     )
     carried = [
         c

@@ -20,7 +20,7 @@ from dask.graph_manipulation import clone
 
 from daskmic.tilt.angle import ANGLE_COLUMNS, estimate_tilt
 from daskmic.tilt.correlate import PAIRS
-from daskmic.tilt.optics import Optics, optics_for
+from daskmic.tilt.optics import GivenOptics, optics_for
 from daskmic.tilt.params import TiltParams, WindowSize
 from daskmic.tilt.screen import corner_regions, screen_windows
 from daskmic.tilt.windows import CORNER_LABELS, sub_window_px
@@ -139,7 +139,7 @@ def tilt_analysis(
     xmipp_compat: bool = False,
     estimate_angle: bool = False,
     max_tilt_deg: float | None = None,
-    optics: Optics | None = None,
+    optics: GivenOptics | None = None,
 ) -> xr.Dataset:
     """Screen every micrograph of a set for tilt, lazily (Xmipp's *Tilt Analysis*).
 
@@ -164,9 +164,10 @@ def tilt_analysis(
         variables named in :data:`daskmic.tilt.angle.ANGLE_COLUMNS`.
     max_tilt_deg : float, optional
         With ``estimate_angle``: also discard micrographs tilted by more than this.
-    optics : daskmic.tilt.optics.Optics, optional
-        Voltage, spherical aberration and amplitude contrast for the angle fit; values not
-        given come from the input table's optics group, else 300 kV, 2.7 mm, 0.07.
+    optics : mapping, optional
+        ``voltage_kV``, ``spherical_aberration_mm``, ``amplitude_contrast`` for the angle fit;
+        values not given come from the input table's optics group, else the defaults of
+        :class:`daskmic.tilt.ctf.Optics` (as in the STAR tables a run writes).
 
     Returns
     -------
@@ -219,7 +220,7 @@ def tilt_analysis(
     groups = mics.coords.get("rlnOpticsGroup")
     per_micrograph = [
         optics_for(
-            optics or Optics(),
+            optics,
             None if groups is None else groups.values[i],
             mics.attrs.get("optics") or [],
         )

@@ -80,11 +80,18 @@ class Optics:
         Amplitude contrast fraction, in [0, 1).
     phase_shift_deg : float
         Additional phase shift (phase plate), degrees.
+
+    Notes
+    -----
+    The one definition of the optics and their defaults: RELION's and Scipion's import
+    defaults (300 kV, 2.7 mm, 0.1). A run takes each value from the user, else from the input
+    table's optics group, else from here (:func:`daskmic.tilt.optics.resolve_optics`), and uses
+    the same values for the tilt-angle fit and the STAR tables' ``data_optics``.
     """
 
     voltage_kV: float = 300.0
     spherical_aberration_mm: float = 2.7
-    amplitude_contrast: float = 0.07
+    amplitude_contrast: float = 0.1
     phase_shift_deg: float = 0.0
 
     def __post_init__(self) -> None:
@@ -169,10 +176,10 @@ def ctf_1d(
     k_invA: np.ndarray,
     defocus_A: float | np.ndarray,
     *,
-    voltage_kV: float = 300.0,
-    spherical_aberration_mm: float = 2.7,
-    amplitude_contrast: float = 0.07,
-    phase_shift_deg: float = 0.0,
+    voltage_kV: float = Optics.voltage_kV,
+    spherical_aberration_mm: float = Optics.spherical_aberration_mm,
+    amplitude_contrast: float = Optics.amplitude_contrast,
+    phase_shift_deg: float = Optics.phase_shift_deg,
 ) -> np.ndarray:
     """CTF along one direction: ``sin χ(k)`` at frequencies ``k_invA`` (1/Å), float64."""
     optics = Optics(voltage_kV, spherical_aberration_mm, amplitude_contrast, phase_shift_deg)
@@ -186,10 +193,10 @@ def ctf_2d(
     defocus_u_A: float,
     defocus_v_A: float,
     astigmatism_angle_deg: float,
-    voltage_kV: float = 300.0,
-    spherical_aberration_mm: float = 2.7,
-    amplitude_contrast: float = 0.07,
-    phase_shift_deg: float = 0.0,
+    voltage_kV: float = Optics.voltage_kV,
+    spherical_aberration_mm: float = Optics.spherical_aberration_mm,
+    amplitude_contrast: float = Optics.amplitude_contrast,
+    phase_shift_deg: float = Optics.phase_shift_deg,
     *,
     rfft: bool = True,
 ) -> np.ndarray:

@@ -1,63 +1,82 @@
-"""The optics of a micrograph: given values, else its input optics group's, else defaults."""
+"""Which optics a micrograph has: the values given, else its input optics group's, else defaults.
+
+The optics themselves and their defaults are :class:`daskmic.tilt.ctf.Optics`. The same rule
+gives the values of the tilt-angle fit (per micrograph, :func:`optics_for`) and of the STAR
+tables' ``data_optics`` (per optics group, :func:`daskmic.run.optics_groups.optics_table`).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
 
+from daskmic.tilt.ctf import Optics
 
-@dataclass(frozen=True)
-class Optics:
-    """Microscope optics written to RELION's ``data_optics`` when the input carries none.
-
-    Parameters
-    ----------
-    voltage_kV : float, optional
-        Acceleration voltage in kV.
-    spherical_aberration_mm : float, optional
-        Spherical aberration in mm.
-    amplitude_contrast : float, optional
-        Amplitude contrast, 0–1.
-
-    A value left as None is carried from the input table's optics, or takes RELION's import
-    default (300 kV, 2.7 mm, 0.1) when the input has none.
-    """
-
-    voltage_kV: float | None = None
-    spherical_aberration_mm: float | None = None
-    amplitude_contrast: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.voltage_kV is not None and not self.voltage_kV > 0:
-            raise ValueError(f"voltage_kV must be > 0, got {self.voltage_kV}")
-        if self.amplitude_contrast is not None and not 0 <= self.amplitude_contrast <= 1:
-            raise ValueError(f"amplitude_contrast must be in [0, 1], got {self.amplitude_contrast}")
-
-
-ANGLE_OPTICS_DEFAULTS = {
-    "voltage_kV": 300.0,
-    "spherical_aberration_mm": 2.7,
-    "amplitude_contrast": 0.07,
-}
-"""Optics the tilt-angle fit assumes when neither the command line nor the input gives them."""
-
-_RELION_OPTICS = {
+RELION_LABELS: Final = {
     "voltage_kV": "rlnVoltage",
     "spherical_aberration_mm": "rlnSphericalAberration",
     "amplitude_contrast": "rlnAmplitudeContrast",
 }
+"""The optics a run can be given, and their RELION ``data_optics`` labels."""
+
+GivenOptics = Mapping[str, float | None]
+"""Optics values given by the user, by name (a missing or None value is not given)."""
 
 
-def optics_for(given: Optics, optics_group: Any, carried: list[dict[str, Any]]) -> dict[str, float]:
-    """The optics of one micrograph: given values, else its input optics group's, else defaults.
+def _given(given: GivenOptics | None) -> dict[str, float]:
+    return {k: float(v) for k, v in (given or {}).items() if v is not None}
+
+
+def check_given(given: GivenOptics | None) -> dict[str, float]:
+    """The given values, checked (before any work) and without the ones not given.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name or a value out of range, naming it.
+    """
+    values = _given(given)
+    unknown = sorted(set(values) - set(RELION_LABELS))
+    if unknown:
+        raise ValueError(f"unknown optics {unknown}; known: {sorted(RELION_LABELS)}")
+    Optics(**values)
+    return values
+
+
+def _known(value: Any) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
+def resolve_optics(given: GivenOptics | None, carried: Mapping[str, Any] | None = None) -> Optics:
+    """The optics: each value given, else the carried RELION row's, else the default.
 
     Parameters
     ----------
-    given : Optics
-        Values from the command line or configuration (None where not given).
+    given : mapping, optional
+        ``voltage_kV``, ``spherical_aberration_mm``, ``amplitude_contrast`` given by the user.
+    carried : mapping, optional
+        The input table's ``data_optics`` row of the micrograph's optics group.
+    """
+    values = _given(given)
+    for name, label in RELION_LABELS.items():
+        if name not in values and carried is not None and _known(carried.get(label)):
+            values[name] = float(carried[label])
+    return Optics(**values)
+
+
+def optics_for(
+    given: GivenOptics | None, optics_group: Any, carried: Sequence[Mapping[str, Any]]
+) -> dict[str, float]:
+    """The optics of one micrograph, as the tilt-angle fit takes them.
+
+    Parameters
+    ----------
+    given : mapping, optional
+        Values from the command line or configuration.
     optics_group : int or None
         The micrograph's ``rlnOpticsGroup`` in the input table.
-    carried : list of dict
+    carried : sequence of mapping
         The input table's ``data_optics`` rows.
 
     Returns
@@ -65,11 +84,6 @@ def optics_for(given: Optics, optics_group: Any, carried: list[dict[str, Any]]) 
     dict
         ``voltage_kV``, ``spherical_aberration_mm``, ``amplitude_contrast``.
     """
-    group = next((row for row in carried if row.get("rlnOpticsGroup") == optics_group), {})
-    values = {}
-    for name, default in ANGLE_OPTICS_DEFAULTS.items():
-        value = getattr(given, name)
-        if value is None:
-            value = group.get(_RELION_OPTICS[name], default)
-        values[name] = float(value)
-    return values
+    group = next((row for row in carried if row.get("rlnOpticsGroup") == optics_group), None)
+    optics = resolve_optics(given, group)
+    return {name: getattr(optics, name) for name in RELION_LABELS}

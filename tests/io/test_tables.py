@@ -11,13 +11,13 @@ import starfile
 from daskmic.io import (
     MicrographError,
     open_micrographs,
-    optics_table,
     read_table,
     write_csv,
     write_star,
     write_xmd,
 )
 from daskmic.io.tables import OPTICS_COLUMNS
+from daskmic.run.optics_groups import optics_table
 
 
 @pytest.fixture

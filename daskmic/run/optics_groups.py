@@ -8,11 +8,7 @@ import numpy as np
 import pandas as pd
 
 from daskmic.io.tables import OPTICS_COLUMNS
-
-DEFAULT_VOLTAGE_KV = 300.0
-DEFAULT_SPHERICAL_ABERRATION_MM = 2.7
-DEFAULT_AMPLITUDE_CONTRAST = 0.1
-"""Defaults of RELION's and Scipion's import forms, used when neither input nor user says."""
+from daskmic.tilt.optics import RELION_LABELS, resolve_optics
 
 _MISSING = -1.0
 
@@ -66,8 +62,8 @@ def optics_table(
     carried_optics : DataFrame or list of dict, optional
         The input optics table.
     voltage_kV, spherical_aberration_mm, amplitude_contrast : float, optional
-        Override the carried values; when neither is given, RELION's import defaults
-        (300 kV, 2.7 mm, 0.1).
+        Override the carried values; when neither is given, the defaults of
+        :class:`daskmic.tilt.ctf.Optics` (RELION's import defaults: 300 kV, 2.7 mm, 0.1).
 
     Returns
     -------
@@ -101,26 +97,18 @@ def optics_table(
         else:
             number[key], next_free = next_free, next_free + 1
     rows = [_optics_row(number[k], k, carried.get(k[0], {}), splits[k[0]] == 1) for k in distinct]
+    given = {
+        "voltage_kV": voltage_kV,
+        "spherical_aberration_mm": spherical_aberration_mm,
+        "amplitude_contrast": amplitude_contrast,
+    }
     for row in rows:
-        row["rlnVoltage"] = _choose(voltage_kV, row.get("rlnVoltage"), DEFAULT_VOLTAGE_KV)
-        row["rlnSphericalAberration"] = _choose(
-            spherical_aberration_mm,
-            row.get("rlnSphericalAberration"),
-            DEFAULT_SPHERICAL_ABERRATION_MM,
-        )
-        row["rlnAmplitudeContrast"] = _choose(
-            amplitude_contrast, row.get("rlnAmplitudeContrast"), DEFAULT_AMPLITUDE_CONTRAST
-        )
+        optics = resolve_optics(given, row)
+        row.update({label: getattr(optics, name) for name, label in RELION_LABELS.items()})
     optics = pd.DataFrame(rows)
     optics = optics[[*OPTICS_COLUMNS, *(c for c in optics.columns if c not in OPTICS_COLUMNS)]]
     optics = optics.sort_values("rlnOpticsGroup", ignore_index=True)
     return optics, np.array([number[k] for k in keys], dtype=int)
-
-
-def _choose(given: float | None, carried: object, default: float) -> float:
-    if given is not None:
-        return float(given)
-    return float(carried) if _known(carried) else default
 
 
 def _optics_row(number: int, key: tuple, carried: dict, keep_name: bool) -> dict:
