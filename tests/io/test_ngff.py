@@ -133,48 +133,90 @@ def test_the_store_opens_over_http(tmp_path, rng, http_root):
     np.testing.assert_array_equal(tree["micrographs/mic_1/0"]["image"].values, images["mic_1"])
 
 
+VALIDATE = textwrap.dedent(
+    """
+    import json, pathlib, subprocess, sys
+    import zarr
+    from ome_zarr_models.v05 import BioFormats2Raw
+    from ome_zarr_models.v05.image import Image
+    from napari_ome_zarr import napari_get_reader
+
+    store = sys.argv[1]
+    root = zarr.open_group(store, mode="r")
+    BioFormats2Raw.from_zarr(root)  # the collection's attributes
+    series = root["OME"].attrs["ome"]["series"]
+    for path in series:
+        Image.from_zarr(root[path])
+        cli = subprocess.run(
+            [pathlib.Path(sys.executable).parent / "ome-zarr-models", "validate",
+             f"{store}/{path}"],
+            capture_output=True, text=True,
+        )
+        assert cli.returncode == 0, cli.stdout + cli.stderr
+    layers = napari_get_reader(store)(store)
+    one = napari_get_reader(f"{store}/{series[0]}")(f"{store}/{series[0]}")
+    shapes = [[list(a.shape) for a in data] for data, _, _ in layers]
+    scales = [meta.get("scale") for _, meta, _ in layers]
+    print(json.dumps({
+        "series": series,
+        "layers": [list(pair) for pair in zip(shapes, scales)],
+        "one": [list(a.shape) for a in one[0][0]],
+    }))
+    """
+)
+
+
+def validate_with_ngff_tools(python, store) -> dict:
+    """Run ome-zarr-models (every image, and the collection) and napari's OME reader."""
+    done = subprocess.run(
+        [str(python), "-c", VALIDATE, str(store)], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def test_validators_and_napari_reader_accept_the_store(tmp_path, rng, side_venv):
     python = side_venv("ngff", NGFF_TOOLS)
     store, images = _published(tmp_path, rng, [(1100, 1300), (600, 700)])
-    script = textwrap.dedent(
-        """
-        import json, pathlib, subprocess, sys
-        import zarr
-        from ome_zarr_models.v05 import BioFormats2Raw
-        from ome_zarr_models.v05.image import Image
-        from napari_ome_zarr import napari_get_reader
-
-        store = sys.argv[1]
-        root = zarr.open_group(store, mode="r")
-        BioFormats2Raw.from_zarr(root)  # the collection's attributes
-        series = root["OME"].attrs["ome"]["series"]
-        for path in series:
-            Image.from_zarr(root[path])
-            cli = subprocess.run(
-                [pathlib.Path(sys.executable).parent / "ome-zarr-models", "validate",
-                 f"{store}/{path}"],
-                capture_output=True, text=True,
-            )
-            assert cli.returncode == 0, cli.stdout + cli.stderr
-        layers = napari_get_reader(store)(store)
-        one = napari_get_reader(f"{store}/{series[0]}")(f"{store}/{series[0]}")
-        shapes = [[list(a.shape) for a in data] for data, _, _ in layers]
-        scales = [meta.get("scale") for _, meta, _ in layers]
-        print(json.dumps({
-            "series": series,
-            "layers": [list(pair) for pair in zip(shapes, scales)],
-            "one": [list(a.shape) for a in one[0][0]],
-        }))
-        """
-    )
-    done = subprocess.run(
-        [str(python), "-c", script, str(store)], capture_output=True, text=True, timeout=300
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    found = json.loads(done.stdout.strip().splitlines()[-1])
+    found = validate_with_ngff_tools(python, store)
     assert found["series"] == [*(f"micrographs/{n}" for n in images), *(f"psd/{n}" for n in images)]
     shapes, scale = found["layers"][0]
     assert shapes == [[1100, 1300], [550, 650], [275, 325]]
     assert scale == [1.5, 1.5], "napari opens the micrograph at the output pixel size"
     assert found["layers"][1] == [[[600, 700], [300, 350]], [1.5, 1.5]]
     assert found["one"] == [[1100, 1300], [550, 650], [275, 325]]
+
+
+def test_a_run_on_two_frame_sizes_gives_a_store_every_tool_opens(
+    write_micrographs, tmp_path, side_venv, monkeypatch
+):
+    """The issue's bar, through the command line: one table row per input, a datatree, valid
+    NGFF images that napari opens at the output pixel size."""
+    from daskmic.cli import main
+
+    python = side_venv("ngff", NGFF_TOOLS)
+    monkeypatch.chdir(tmp_path)
+    (large,) = write_micrographs(n=1, shape=(1100, 1200), pixel_size_A=1.2, folder="raw", seed=7)
+    large.rename(large.with_name("wide.mrc"))
+    write_micrographs(n=2, shape=(600, 640), pixel_size_A=1.2, folder="raw")
+    code = main(
+        ["preprocess", "raw/*.mrc", "-o", "out", "--crop", "--downsample", "1.5",
+         "--normalize", "--workers", "1", "--no-dashboard", "--no-report"]
+    )
+    assert code == 0
+    store = tmp_path / "out" / "micrographs.zarr"
+    table = xr.open_zarr(store)
+    assert table.sizes["micrograph"] == 3
+    assert table["micrograph"].values.tolist() == ["mic_000", "mic_001", "wide"]
+    assert set(pd.read_csv(tmp_path / "out" / "micrographs.csv").columns) <= {
+        *table.variables, "micrograph"
+    }
+    tree = xr.open_datatree(store, engine="zarr")
+    output_pixel_size = float(table["output_pixel_size_A"].values[2])
+    assert tree["micrographs/wide/0"]["image"].shape == (
+        int(table["output_ny"].values[2]),
+        int(table["output_nx"].values[2]),
+    )
+    found = validate_with_ngff_tools(python, store)
+    shapes, scale = found["layers"][2]
+    assert len(shapes) == 2 and scale == pytest.approx([output_pixel_size] * 2)
