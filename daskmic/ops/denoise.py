@@ -447,12 +447,13 @@ def tv_denoise(
     x'/q}``. Its projection is ``P_C(z) = clip(z - tau, 0, 1)`` (the KKT conditions of
     ``min |X - z|²`` with the box and one equality), ``tau`` the root of the piecewise-linear,
     non-increasing ``sum clip(z - tau, 0, 1) - sum x'/q``, found by bracketed Newton steps.
-    At a solution ``grad E = nu`` on unclipped pixels: the multiplier ``nu`` absorbs the mean
-    of the data term's gradient, which TV (blind to constants, ``TV(X + c) = TV(X)``) cannot
-    balance, and the shapes are the energy's. SPG keeps its convergence on any closed convex
-    set with a projection. The start is ``X = x'/q`` (feasible, the data term's zero); on
-    ``C`` the moves sum to zero, so the reference's early exit cannot trigger and every
-    iteration runs. The output mean equals the input's to rounding, at every count level.
+    At a solution ``grad E = -nu`` on unclipped pixels, one constant for all of them: the
+    multiplier ``nu`` takes up the mean of the data term's gradient, which TV (blind to
+    constants, ``TV(X + c) = TV(X)``) cannot balance; pixel to pixel, data term and TV balance
+    as before. SPG converges on any closed convex set with a projection. The start is ``X =
+    x'/q`` (feasible, the data term's zero); on ``C`` the moves sum to zero (to the
+    projection's tolerance, ``1e-12`` per pixel), so the reference's early exit, every pixel
+    falling, does not occur before convergence. The output mean equals the input's to rounding.
 
     SPG: start ``X = y`` (compat) or ``x'/q`` (default), ``theta = 1``; direction ``d = P(X -
     theta grad E) - X`` with ``P`` the projection onto [0, 1] (compat) or onto ``C``
