@@ -291,3 +291,22 @@ def test_lifted_tiled_equals_eager(rng):
     eager = np.stack([tv_denoise(frame, 6) for frame in frames])
     assert result.dtype == np.float32
     np.testing.assert_array_equal(result, eager)
+
+
+# ---------------------------------------------------------------- the user's way
+def test_cli_denoise_keeps_a_low_dose_micrograph_on_its_scale(
+    write_micrographs, tmp_path, monkeypatch
+):
+    """Issue #14's report, as a user runs it: ``daskmic preprocess ... --denoise 50`` on a
+    2 counts/px micrograph returned mean 4.72."""
+    import mrcfile
+
+    from daskmic.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (path,) = write_micrographs(n=1, shape=(256, 256), pixel_size_A=1.0, dose_e_per_A2=2.0)
+    assert main(["preprocess", str(path), "-o", "out", "--denoise", "50", "--workers", "1"]) == 0
+    with mrcfile.open(path) as raw, mrcfile.open(tmp_path / "out" / "mrc" / path.name) as done:
+        mean_in, mean_out = (float(m.data.mean(dtype=np.float64)) for m in (raw, done))
+    assert abs(mean_out - mean_in) <= 0.05 * mean_in
+    assert abs(mean_out - 2.0) <= 0.05 * 2.0  # the noiseless mean: dose x pixel area
