@@ -6,7 +6,8 @@ ISBI 2016): rescale to [0, 255], generalised Anscombe transform, then a spectral
 default also under the constraint that the mean stays the input's, which keeps the output on the
 input's intensity scale at every count level. Arithmetic is float64, done in cache-sized row strips
 with small scratch buffers; the whole solve holds five float64 copies of the image (observation,
-iterate, trial point and their gradients). See :func:`tv_denoise` for the maths.
+iterate, trial point and their gradients). The solver is :mod:`daskmic.ops.spg`; see
+:func:`tv_denoise` for the maths.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Final, Literal, overload
 import numpy as np
 
 from daskmic.ops.kernel import FULL_FRAME, Kernel
+from daskmic.ops.spg import minimise, scratch, strip_bounds
 
 POISSON_GAIN: Final = 1.0  # lambda
 GAUSSIAN_SIGMA: Final = 5.8  # sigma_g, in grey levels of the [0, 255] rescaled image
@@ -25,26 +27,7 @@ GAUSSIAN_MEAN: Final = 0.0  # g
 RESCALE_MAX: Final = 255.0  # q
 TV_WEIGHT: Final = 0.03  # mu
 TV_SMOOTHING: Final = 1e-5  # beta
-THETA_MIN: Final = 1e-3
-THETA_MAX: Final = 1e3
-THETA_INITIAL: Final = 1.0
-ARMIJO_GAMMA: Final = 1e-4
-STEP_SIGMA1: Final = 0.1
-STEP_SIGMA2: Final = 0.9
 ANSCOMBE_K1: Final = 3.0 / 8.0 * POISSON_GAIN**2 + GAUSSIAN_SIGMA**2 - POISSON_GAIN * GAUSSIAN_MEAN
-_SHIFT_TOLERANCE: Final = 1e-12  # mean error of the mean-preserving projection, in [0, 1] units
-_SHIFT_MAX_PASSES: Final = 200
-_STRIP_PIXELS: Final = 1 << 15  # pixels per row strip, so strip scratch buffers stay in cache
-
-
-def _strip_bounds(shape: tuple[int, ...]) -> list[tuple[int, int]]:
-    rows = max(1, _STRIP_PIXELS // shape[1])
-    return [(r0, min(r0 + rows, shape[0])) for r0 in range(0, shape[0], rows)]
-
-
-def _scratch(shape: tuple[int, ...], count: int) -> list[np.ndarray]:
-    rows = max(1, min(shape[0], _STRIP_PIXELS // shape[1]))
-    return [np.empty((rows, shape[1])) for _ in range(count)]
 
 
 def _forward_differences(x: np.ndarray, r0: int, r1: int, dx: np.ndarray, dy: np.ndarray) -> None:
@@ -74,7 +57,7 @@ def _scaled_fluxes(fx: np.ndarray, fy: np.ndarray, norm: np.ndarray) -> None:
 
 def _evaluate(x: np.ndarray, y: np.ndarray, s: float, grad: np.ndarray | None = None) -> float:
     """Energy at ``x``; also its gradient into ``grad`` when given. One pass in row strips."""
-    fx, fy, norm, root = _scratch(x.shape, 4)
+    fx, fy, norm, root = scratch(x.shape, 4)
     ny = x.shape[0]
     flux_above = np.empty(x.shape[1])  # mu * y-flux of the row above (periodic: the last row)
     if grad is not None:
@@ -83,7 +66,7 @@ def _evaluate(x: np.ndarray, y: np.ndarray, s: float, grad: np.ndarray | None = 
         _scaled_fluxes(fx[:1], fy[:1], norm[:1])
         flux_above[:] = fy[0]
     data = tv = 0.0
-    for r0, r1 in _strip_bounds(x.shape):
+    for r0, r1 in strip_bounds(x.shape):
         n = r1 - r0
         px, py, nrm, rt = fx[:n], fy[:n], norm[:n], root[:n]
         _forward_differences(x, r0, r1, px, py)
@@ -166,158 +149,6 @@ def tv_gradient(
     grad = np.empty(x.shape) if out is None else out
     _evaluate(x, y, anscombe_max, grad)
     return grad
-
-
-def _gradient_step(
-    x: np.ndarray, grad: np.ndarray, theta: float, r0: int, r1: int, out: np.ndarray
-) -> None:
-    """``out = x - theta * grad`` on rows ``r0:r1``."""
-    np.multiply(grad[r0:r1], -theta, out=out)
-    out += x[r0:r1]
-
-
-def _clipped_sum(
-    x: np.ndarray, grad: np.ndarray, theta: float, shift: float
-) -> tuple[float, int]:
-    """Sum of ``clip(x - theta*grad - shift, 0, 1)`` and its number of unclipped pixels.
-
-    One pass in row strips.
-    """
-    (z,) = _scratch(x.shape, 1)
-    total, inside = 0.0, 0
-    for r0, r1 in _strip_bounds(x.shape):
-        zs = z[: r1 - r0]
-        _gradient_step(x, grad, theta, r0, r1, zs)
-        zs -= shift
-        np.clip(zs, 0.0, 1.0, out=zs)
-        total += float(zs.sum())
-        inside += zs.size - int(np.count_nonzero(zs == 0.0)) - int(np.count_nonzero(zs == 1.0))
-    return total, inside
-
-
-def _mean_shift(x: np.ndarray, grad: np.ndarray, theta: float, total: float) -> float:
-    """``tau`` with ``sum(clip(x - theta*grad - tau, 0, 1)) = total``: the projection's shift.
-
-    The clipped sum is piecewise linear and non-increasing in ``tau``, its slope minus the
-    number of unclipped pixels. Newton's method from the unclipped solution ends in one or two
-    passes unless many pixels clip; a step that leaves the bracket (at first ``[min z - 1,
-    max z]``, sums ``N`` and 0) is replaced by bisection.
-    """
-    tau = (float(x.sum()) - theta * float(grad.sum()) - total) / x.size
-    low = high = np.nan  # the bracket, found only when a Newton step needs checking
-    for _ in range(_SHIFT_MAX_PASSES):
-        value, inside = _clipped_sum(x, grad, theta, tau)
-        excess = value - total
-        if abs(excess) <= _SHIFT_TOLERANCE * x.size:
-            return tau
-        if np.isnan(low):
-            z_low, z_high = _shifted_range(x, grad, theta)
-            low, high = z_low - 1.0, z_high
-        low, high = (max(low, tau), high) if excess > 0 else (low, min(high, tau))
-        newton = tau + excess / inside if inside else np.nan
-        tau = newton if low < newton < high else 0.5 * (low + high)
-    raise RuntimeError("denoise: the mean-preserving projection did not converge")
-
-
-def _shifted_range(x: np.ndarray, grad: np.ndarray, theta: float) -> tuple[float, float]:
-    """``min`` and ``max`` of ``x - theta*grad``, one pass in row strips."""
-    (z,) = _scratch(x.shape, 1)
-    low, high = np.inf, -np.inf
-    for r0, r1 in _strip_bounds(x.shape):
-        zs = z[: r1 - r0]
-        _gradient_step(x, grad, theta, r0, r1, zs)
-        low, high = min(low, float(zs.min())), max(high, float(zs.max()))
-    return low, high
-
-
-def _trial_point(
-    x: np.ndarray,
-    grad: np.ndarray,
-    theta: float,
-    step: float,
-    out: np.ndarray,
-    shift: float = 0.0,
-) -> float:
-    """``out = x + step * d``, SPG direction ``d = clip(x - theta*grad - shift, 0, 1) - x``.
-
-    Returns the directional derivative ``grad · d``.
-    """
-    (d,) = _scratch(x.shape, 1)
-    slope = 0.0
-    for r0, r1 in _strip_bounds(x.shape):
-        dd, xs, gs = d[: r1 - r0], x[r0:r1], grad[r0:r1]
-        _gradient_step(x, grad, theta, r0, r1, dd)
-        if shift:
-            dd -= shift
-        np.clip(dd, 0.0, 1.0, out=dd)
-        dd -= xs
-        slope += float(np.einsum("ij,ij->", gs, dd))  # einsum: no BLAS threads
-        if step != 1.0:
-            dd *= step
-        np.add(xs, dd, out=out[r0:r1])
-    return slope
-
-
-def _secant(
-    x_new: np.ndarray, x: np.ndarray, grad_new: np.ndarray, grad: np.ndarray
-) -> tuple[float, float, float]:
-    """``(m·m, m·(grad_new - grad), max(m))`` for the move ``m = x_new - x``."""
-    moved, change = _scratch(x.shape, 2)
-    moved_sq = curvature = 0.0
-    moved_max = -np.inf
-    for r0, r1 in _strip_bounds(x.shape):
-        m, c = moved[: r1 - r0], change[: r1 - r0]
-        np.subtract(x_new[r0:r1], x[r0:r1], out=m)
-        np.subtract(grad_new[r0:r1], grad[r0:r1], out=c)
-        moved_sq += float(np.einsum("ij,ij->", m, m))
-        curvature += float(np.einsum("ij,ij->", m, c))
-        moved_max = max(moved_max, float(m.max()))
-    return moved_sq, curvature, moved_max
-
-
-def _backtrack(step: float, slope: float, f_old: float, f_new: float) -> float:
-    """Safeguarded quadratic-interpolation step, else half the step."""
-    trial = -0.5 * step * step * slope / (f_new - f_old - step * slope)
-    return trial if STEP_SIGMA1 <= trial <= STEP_SIGMA2 * step else step / 2.0
-
-
-def _spectral_step(moved_sq: float, curvature: float) -> float:
-    """Barzilai–Borwein ``theta = m·m / m·(grad change)``, safeguarded to its interval."""
-    if curvature <= 0:
-        return THETA_MAX
-    return min(THETA_MAX, max(THETA_MIN, moved_sq / curvature))
-
-
-def _spg(
-    x: np.ndarray, y: np.ndarray, s: float, iterations: int, *, preserve_mean: bool
-) -> tuple[np.ndarray, list[float]]:
-    """Spectral projected gradient from the start point ``x`` (overwritten).
-
-    The feasible set is the box [0, 1], intersected with ``sum(X) = sum(x)`` when
-    ``preserve_mean``. Returns the last iterate and the energies.
-    """
-    x_new, grad, grad_new = np.empty_like(y), np.empty_like(y), np.empty_like(y)
-    total = float(x.sum())
-    f_old = _evaluate(x, y, s, grad)
-    energies = [f_old]
-    theta = THETA_INITIAL
-    for _ in range(iterations):
-        shift = _mean_shift(x, grad, theta, total) if preserve_mean else 0.0
-        slope = _trial_point(x, grad, theta, 1.0, x_new, shift)
-        f_new, step = _evaluate(x_new, y, s, grad_new), 1.0  # gradient is kept if step 1 holds
-        while f_new > f_old + ARMIJO_GAMMA * step * slope:  # monotone Armijo backtracking
-            step = _backtrack(step, slope, f_old, f_new)
-            _trial_point(x, grad, theta, step, x_new, shift)
-            f_new = _evaluate(x_new, y, s)
-        if step != 1.0:
-            _evaluate(x_new, y, s, grad_new)
-        energies.append(f_new)
-        moved_sq, curvature, moved_max = _secant(x_new, x, grad_new, grad)
-        x, x_new, grad, grad_new = x_new, x, grad_new, grad
-        if moved_max < 0:  # the reference's early exit (tolerance 0 on max(x_new - x_old))
-            break
-        theta, f_old = _spectral_step(moved_sq, curvature), f_new
-    return x, energies
 
 
 def _observation(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float, float]:
@@ -467,7 +298,9 @@ def tv_denoise(
     x, y, s, low, high = _observation(image)
     if xmipp_compat:
         x[...] = y  # the reference starts from the transformed image
-    x, energies = _spg(x, y, s, iterations, preserve_mean=not xmipp_compat)
+    x, energies = minimise(
+        x, lambda point, grad: _evaluate(point, y, s, grad), iterations, fixed_sum=not xmipp_compat
+    )
     if not xmipp_compat:
         x *= high - low
         x += low

@@ -14,9 +14,10 @@ import dask.array as da
 import numpy as np
 import pytest
 
-from daskmic.ops.denoise import _mean_shift, denoise_kernel, tv_denoise, tv_energy, tv_gradient
+from daskmic.ops.denoise import denoise_kernel, tv_denoise, tv_energy, tv_gradient
 from daskmic.ops.kernel import FULL_FRAME
 from daskmic.ops.lift import lift
+from daskmic.ops.spg import mean_shift
 
 LAM, SIGMA_G, Q, MU, BETA = 1.0, 5.8, 255.0, 0.03, 1e-5
 K1 = 3.0 / 8.0 * LAM**2 + SIGMA_G**2
@@ -215,11 +216,11 @@ def test_mean_projection_shift_with_heavy_clipping(rng):
     theta = 40.0  # z = x - theta * grad spans about [-150, 150]: about 99 % of pixels clip
     z = x - theta * grad
     for total in [0.3, 0.5 * x.size, x.size - 0.3, 0.0 + 1e-9, 3.7]:
-        tau = _mean_shift(x, grad, theta, total)
+        tau = mean_shift(x, grad, theta, total)
         assert abs(np.clip(z - tau, 0.0, 1.0).sum() - total) <= 1e-9
     # with nothing clipped the shift is the plain mean difference
     inner = 0.1 + 0.8 * x
-    tau = _mean_shift(inner, np.zeros_like(x), 1.0, inner.sum() - 0.01 * x.size)
+    tau = mean_shift(inner, np.zeros_like(x), 1.0, inner.sum() - 0.01 * x.size)
     assert tau == pytest.approx(0.01, abs=1e-12)
 
 
