@@ -71,12 +71,13 @@ def test_angle_columns_maps_and_discard_reason(mics, tmp_path, client):
     lazy = daskmic.tilt_analysis(
         daskmic.open_micrographs(mics), estimate_angle=True, max_tilt_deg=20.0
     ).compute()
-    np.testing.assert_allclose(
-        lazy["tilt_angle_deg"].values,
-        table.loc[["flat", "steep"], "tilt_angle_deg"].values,
-        rtol=0,
-        atol=1e-9,
-    )
+    # the driver (many BLAS threads) and the workers (one) compute the same numbers
+    for name in ANGLE_COLUMNS:
+        if name in ("angle_status", "angle_message"):
+            batch = table.loc[["flat", "steep"], name].fillna("")  # CSV reads "" as NaN
+            assert list(lazy[name].values) == list(batch)
+            continue
+        np.testing.assert_array_equal(lazy[name].values, table.loc[["flat", "steep"], name].values)
     assert list(lazy["status"].values) == list(table.loc[["flat", "steep"], "status"])
 
 
