@@ -87,3 +87,16 @@ def test_max_tilt_without_angle_is_a_usage_error(mics, tmp_path):
     assert not (tmp_path / "out").exists()
     with pytest.raises(ValueError, match=r"max_tilt_deg must be in \(0, 90\)"):
         TiltParams(estimate_angle=True, max_tilt_deg=95.0)
+
+
+@pytest.mark.slow
+def test_cli_tilt_with_angle_and_report_finishes_cleanly(mics, tmp_path, capsys):
+    """Issue 14 item 2: the report drew each local-defocus map and ended in a TypeError."""
+    out = tmp_path / "out"
+    options = ["--workers", "1", "--threads-per-worker", "1", "--max-tilt-deg", "20"]
+    assert main(["tilt", *mics, "-o", str(out), "--angle", *options]) == 0
+    assert "Traceback" not in capsys.readouterr().err
+    page = (out / "report.html").read_text()
+    assert page.count('alt="local-defocus map"') == len(mics)
+    table = pd.read_csv(out / "tilt.csv").set_index("micrograph")
+    assert table.loc["steep", "status"] == "discarded"

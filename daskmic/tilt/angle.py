@@ -61,7 +61,9 @@ works on ``(tiles × sectors × bins)`` profiles, a few MB.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -142,6 +144,20 @@ class TiltAngleResult:
             "angle_status": self.status,
             "angle_message": self.message,
         }
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any], **maps: Any) -> TiltAngleResult:
+        """The inverse of :meth:`as_row`; ``maps`` gives the non-scalar fields, if any.
+
+        Parameters
+        ----------
+        row : mapping
+            At least the :data:`ANGLE_COLUMNS` (other keys are ignored).
+        **maps
+            ``defocus_gradient`` and the ``patch_*`` arrays.
+        """
+        scalars = {name: row[name] for name in ANGLE_COLUMNS if not name.startswith("angle_")}
+        return cls(**scalars, status=row["angle_status"], message=row["angle_message"], **maps)
 
 
 def _auto_tile_px(shape: tuple[int, int]) -> int:
