@@ -43,7 +43,7 @@ def _named(layout: OutputLayout, names: list[str]) -> set[str]:
         path
         for n in names
         for path in layout.outputs(n)
-        if path not in (layout.pixels(n), layout.defocus_map(n))  # in the store; --angle only
+        if path not in (*layout.store_images(n), layout.defocus_map(n))  # in the store; --angle
     ]
     tables = [layout.micrographs_csv, layout.micrographs_star, layout.micrographs_xmd]
     tables += [layout.tilt_csv, layout.report, layout.zarr, layout.parameters, layout.optics]
@@ -68,7 +68,7 @@ def test_every_output_is_named_by_the_layout(tmp_path, client):
     assert found - _named(layout, names) == set()
     assert _named(layout, names) - found <= stars  # a STAR with no micrograph is not written
     for name in names:
-        assert layout.pixels(name).is_dir()
+        assert all(image.is_dir() for image in layout.store_images(name))
         assert Path(summary.rows[names.index(name)]["output_path"]) == layout.micrograph(name)
 
 

@@ -6,7 +6,7 @@
       mrc/<micrograph>.mrc          preprocessed micrograph (float32, voxel size in the header)
       psd/<micrograph>.mrc, .png    tilt analysis: the PSD summary image
       defocus/<micrograph>.json     tilt angle: the local-defocus map behind the estimate
-      micrographs.zarr              the results store (its inside is :mod:`daskmic.io.zarr_store`'s)
+      micrographs.zarr              the results store (inside: :mod:`daskmic.io.zarr_store`)
       micrographs.csv, .star, .xmd  one row per micrograph; STAR/xmd of the preprocessed ones
       tilt.csv                      the tilt statistics and decision
       accepted.star, discarded.star the tilt split (and accepted.txt, rejected.txt: input paths)
@@ -66,11 +66,14 @@ class OutputLayout:
         """The local-defocus map behind a tilt-angle estimate (JSON)."""
         return self.root / "defocus" / f"{name}.json"
 
-    def pixels(self, name: str) -> Path:
-        """The micrograph's processed pixels inside the results store (a zarr array)."""
-        from daskmic.io.zarr_pixels import PIXELS  # the store's inside; zarr only when asked
+    def store_images(self, name: str) -> list[Path]:
+        """The micrograph's images inside the results store (processed pixels, PSD summary).
 
-        return self.zarr / PIXELS / name
+        The store's inside is :mod:`daskmic.io.zarr_store`'s; this asks it.
+        """
+        from daskmic.io.ngff import COLLECTIONS  # imports zarr: only when asked
+
+        return [self.zarr / collection / name for collection in COLLECTIONS]
 
     def record(self, name: str) -> Path:
         """The micrograph's done-record (JSON): what marks it done."""
@@ -87,7 +90,7 @@ class OutputLayout:
             self.psd(name),
             self.psd_png(name),
             self.defocus_map(name),
-            self.pixels(name),
+            *self.store_images(name),
             self.thumbnail(name),
             self.record(name),
         ]

@@ -198,7 +198,7 @@ class Manifest:
         A run killed mid-write (``SIGKILL`` included) leaves ``.<name>.tmp-xxxxxxxx`` siblings
         of outputs that never got renamed into place. Call this only while no run writes into
         the folder (at the start of a run). Looks ``depth`` levels down (``OUT/mrc``,
-        ``OUT/.daskmic/records``, ``OUT/micrographs.zarr/pixels``, ...), not into the arrays.
+        ``OUT/.daskmic/records``, ``OUT/micrographs.zarr/micrographs``, ...), not into the images.
 
         Returns
         -------
