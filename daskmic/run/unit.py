@@ -25,8 +25,10 @@ from daskmic.run.config import RunConfig
 from daskmic.run.layout import OutputLayout
 from daskmic.run.manifest import Manifest
 from daskmic.tilt.angle import estimate_tilt
+from daskmic.tilt.decision import decide
 from daskmic.tilt.defocus_map import save_defocus_map
 from daskmic.tilt.optics import optics_for
+from daskmic.tilt.params import TiltParams
 from daskmic.tilt.screen import corner_regions, screen_windows
 from daskmic.tilt.summary import write_psd_png
 
@@ -140,6 +142,19 @@ def _angle_step(
     return result.as_row()
 
 
+def _decision(row: Row, params: TiltParams) -> Row:
+    """Accept or discard by the screen's statistics and, with a maximum tilt, the angle."""
+    accepted, status, reason = decide(
+        row["tilt_mean_corr"],
+        row["tilt_std_corr"],
+        mean_threshold=params.mean_threshold,
+        std_threshold=params.std_threshold,
+        max_tilt_deg=params.max_tilt_deg,
+        angle_deg=row.get("tilt_angle_deg"),
+    )
+    return {"accepted": bool(accepted), "tilt_status": str(status), "discard_reason": str(reason)}
+
+
 def process_micrograph(source: Source, config: RunConfig, out_dir: str, digest: str) -> Row:
     """Process one micrograph end to end and record it; never raises for bad data.
 
@@ -191,6 +206,7 @@ def process_micrograph(source: Source, config: RunConfig, out_dir: str, digest: 
             if config.tilt.estimate_angle:
                 step = "tilt angle"
                 row.update(_angle_step(source, pixels, pixel_size_A, config, out))
+            row.update(_decision(row, config.tilt))
             row["status"] = row["tilt_status"]
     except Exception as exc:  # one bad micrograph fails alone, with its reason
         message = str(exc) if source.error else f"{step}: {source.path} {exc}"

@@ -20,6 +20,7 @@ from dask.graph_manipulation import clone
 
 from daskmic.tilt.angle import ANGLE_COLUMNS, estimate_tilt
 from daskmic.tilt.correlate import PAIRS
+from daskmic.tilt.decision import decide
 from daskmic.tilt.optics import GivenOptics, optics_for
 from daskmic.tilt.params import TiltParams, WindowSize
 from daskmic.tilt.screen import corner_regions, screen_windows
@@ -175,8 +176,9 @@ def tilt_analysis(
         Lazy (dask-backed) variables over ``micrograph`` (its coordinates are carried over):
         ``tilt_correlations`` (micrograph, pair), ``tilt_mean_corr``, ``tilt_std_corr``,
         ``tilt_min_corr``, ``tilt_max_corr`` (float64), ``accepted`` (bool), ``status``
-        (``"accepted"``, ``"discarded"`` or ``"failed"``), ``error`` (str, empty unless
-        failed), ``window_size_px``, ``sub_window_px`` (int; 0 when unknown),
+        (``"accepted"``, ``"discarded"`` or ``"failed"``), ``discard_reason`` (str: why a
+        micrograph was discarded, see :mod:`daskmic.tilt.decision`), ``error`` (str, empty
+        unless failed), ``window_size_px``, ``sub_window_px`` (int; 0 when unknown),
         ``band_limit_A`` (float64) and ``psd_summary`` (micrograph, v, u; float32). Sub-window
         sizes differ between micrographs of different pixel sizes: every summary sits at the
         top-left of a ``(2 max(sub) - 1)²`` frame padded with NaN.
@@ -216,7 +218,7 @@ def tilt_analysis(
     attrs["tilt_max_tilt_deg"] = "" if max_tilt_deg is None else float(max_tilt_deg)
     screen = xr.Dataset(_variables(packed, summary_px), coords=coords, attrs=attrs)
     if not params.estimate_angle:
-        return screen
+        return _decided(screen, params)
     groups = mics.coords.get("rlnOpticsGroup")
     per_micrograph = [
         optics_for(
@@ -226,7 +228,7 @@ def tilt_analysis(
         )
         for i in range(len(pixel_sizes))
     ]
-    return _with_angles(screen, data, pixel_sizes, per_micrograph, max_tilt_deg)
+    return _decided(_with_angles(screen, data, pixel_sizes, per_micrograph), params)
 
 
 def _packed(
@@ -314,9 +316,8 @@ def _with_angles(
     data: da.Array,
     pixel_sizes_A: np.ndarray,
     optics: list[dict[str, float]],
-    max_tilt_deg: float | None,
 ) -> xr.Dataset:
-    """Add the lazy tilt-angle variables (and the angle criterion) to a screen."""
+    """Add the lazy tilt-angle variables to a screen."""
     frames = data.rechunk({0: 1, 1: -1, 2: -1})
     chunks = (frames.chunks[0],)
     sizes = da.from_array(pixel_sizes_A, chunks=chunks)
@@ -338,8 +339,34 @@ def _with_angles(
     for name in ANGLE_COLUMNS:
         dtype = object if name in ("angle_status", "angle_message") else np.float64
         screen[name] = ("micrograph", rows.map_blocks(_field, name, dtype, dtype=dtype))
-    if max_tilt_deg is not None:
-        too_tilted = (screen["tilt_angle_deg"] > max_tilt_deg) & (screen["status"] != "failed")
-        screen["accepted"] = screen["accepted"] & ~too_tilted
-        screen["status"] = screen["status"].where(~too_tilted, "discarded")
     return screen
+
+
+def _decide_block(
+    mean: np.ndarray, std: np.ndarray, failed: np.ndarray, *angle: np.ndarray, params: TiltParams
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return decide(
+        mean,
+        std,
+        mean_threshold=params.mean_threshold,
+        std_threshold=params.std_threshold,
+        max_tilt_deg=params.max_tilt_deg,
+        angle_deg=angle[0] if angle else None,
+        failed=failed,
+    )
+
+
+def _decided(screen: xr.Dataset, params: TiltParams) -> xr.Dataset:
+    """Accept or discard each micrograph by the one rule, lazily; adds ``discard_reason``."""
+    inputs = [screen["tilt_mean_corr"], screen["tilt_std_corr"], screen["status"] == "failed"]
+    if params.max_tilt_deg is not None:
+        inputs.append(screen["tilt_angle_deg"])
+    accepted, status, reason = xr.apply_ufunc(
+        _decide_block,
+        *inputs,
+        kwargs={"params": params},
+        output_core_dims=[[], [], []],
+        dask="parallelized",
+        output_dtypes=[np.bool_, object, object],
+    )
+    return screen.assign(accepted=accepted, status=status, discard_reason=reason)

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from daskmic.tilt.correlate import correlation_stats, correlations, lowpass
+from daskmic.tilt.decision import decide
 from daskmic.tilt.params import TiltParams
 from daskmic.tilt.psd import window_psd
 from daskmic.tilt.rotate import rotated_region
@@ -148,7 +149,12 @@ def screen_windows(
     filtered = lowpass(pieces)
     values = correlations(filtered[:4], filtered[4:])
     stats = correlation_stats(values)
-    accepted = stats["mean"] > params.mean_threshold and stats["std"] < params.std_threshold
+    accepted, _, _ = decide(
+        stats["mean"],
+        stats["std"],
+        mean_threshold=params.mean_threshold,
+        std_threshold=params.std_threshold,
+    )
     return TiltResult(
         correlations=values,
         mean=stats["mean"],

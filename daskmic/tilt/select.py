@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from daskmic.tilt.decision import decide
 from daskmic.tilt.params import check_max_tilt, check_thresholds
 
 
@@ -14,12 +15,10 @@ def split(
     std_threshold: float,
     max_tilt_deg: float | None = None,
 ) -> pd.DataFrame:
-    """Re-apply the acceptance thresholds to a table of tilt statistics.
+    """Re-apply the acceptance rule (:func:`daskmic.tilt.decision.decide`) to a table.
 
-    A micrograph is accepted iff ``tilt_mean_corr > mean_threshold`` and
-    ``tilt_std_corr < std_threshold``, both strict (the protocol's ``Scalar`` comparisons); a
-    value equal to a threshold is discarded. Failed micrographs (``status == "failed"``, or no
-    statistics) stay failed and are never accepted.
+    Failed micrographs (``status == "failed"``, or no statistics) stay failed and are never
+    accepted.
 
     Parameters
     ----------
@@ -46,21 +45,22 @@ def split(
     if missing:
         raise ValueError(f"the table lacks the tilt statistics columns {sorted(missing)}")
     out = table.copy()
-    mean = pd.to_numeric(out["tilt_mean_corr"], errors="coerce").to_numpy(dtype=np.float64)
-    std = pd.to_numeric(out["tilt_std_corr"], errors="coerce").to_numpy(dtype=np.float64)
-    failed = np.isnan(mean) | np.isnan(std)
-    if "status" in out.columns:
-        failed |= (out["status"] == "failed").to_numpy()
-    by_correlation = ~failed & ~((mean > mean_threshold) & (std < std_threshold))
-    by_angle = np.zeros(len(out), dtype=bool)
-    if max_tilt_deg is not None:
-        if "tilt_angle_deg" not in out.columns:
-            raise ValueError("max_tilt_deg needs the tilt_angle_deg column (--angle)")
-        angle = pd.to_numeric(out["tilt_angle_deg"], errors="coerce").to_numpy(np.float64)
-        by_angle = ~failed & (angle > max_tilt_deg)
-    accepted = ~failed & ~by_correlation & ~by_angle
-    reasons = np.array(["", "correlation", "angle", "correlation, angle"])
-    out["discard_reason"] = reasons[by_correlation.astype(int) + 2 * by_angle.astype(int)]
+
+    def numbers(column: str) -> np.ndarray | None:
+        if column not in out.columns:
+            return None
+        return pd.to_numeric(out[column], errors="coerce").to_numpy(dtype=np.float64)
+
+    accepted, status, reason = decide(
+        numbers("tilt_mean_corr"),
+        numbers("tilt_std_corr"),
+        mean_threshold=mean_threshold,
+        std_threshold=std_threshold,
+        max_tilt_deg=max_tilt_deg,
+        angle_deg=numbers("tilt_angle_deg"),
+        failed=(out["status"] == "failed").to_numpy() if "status" in out.columns else None,
+    )
+    out["discard_reason"] = reason.astype(str)
     out["accepted"] = accepted
-    out["status"] = np.where(failed, "failed", np.where(accepted, "accepted", "discarded"))
+    out["status"] = status.astype(str)
     return out
