@@ -13,12 +13,18 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from daskmic.preprocessing.params import PreprocessParams
-from daskmic.run.config import RunConfig
+from daskmic.preprocessing.params import DEFAULTS, PreprocessParams
+from daskmic.run.config import RunConfig, StreamOptions
 from daskmic.tilt.ctf import Optics
 from daskmic.tilt.params import TiltParams
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _shown(name: str) -> str:
+    """A preprocessing option's default, as the help shows it."""
+    value = DEFAULTS[name]
+    return " ".join(f"{v:g}" for v in value) if isinstance(value, tuple) else f"{value:g}"
 
 
 class UsageError(Exception):
@@ -33,14 +39,14 @@ def _preprocess_options(parser: argparse.ArgumentParser) -> None:
         const=True,
         type=int,
         metavar="N",
-        help="remove N px from each border (default 10)",
+        help=f"remove N px from each border (default {_shown('crop')})",
     )
     group.add_argument(
         "--log",
         nargs="*",
         type=float,
         metavar="A B C",
-        help="a - b*ln(x + c) (default 4.431 0.402 336.6)",
+        help=f"a - b*ln(x + c) (default {_shown('log')})",
     )
     group.add_argument(
         "--bad-pixels",
@@ -48,7 +54,7 @@ def _preprocess_options(parser: argparse.ArgumentParser) -> None:
         const=True,
         type=float,
         metavar="K",
-        help="replace outliers beyond mean ± K·std (default 5)",
+        help=f"replace outliers beyond mean ± K·std (default {_shown('bad_pixels')})",
     )
     group.add_argument("--invert", action="store_true", help="multiply by -1")
     group.add_argument(
@@ -57,7 +63,7 @@ def _preprocess_options(parser: argparse.ArgumentParser) -> None:
         const=True,
         type=float,
         metavar="F",
-        help="Fourier-crop by factor F > 1 (default 2)",
+        help=f"Fourier-crop by factor F > 1 (default {_shown('downsample')})",
     )
     group.add_argument(
         "--denoise",
@@ -65,7 +71,7 @@ def _preprocess_options(parser: argparse.ArgumentParser) -> None:
         const=True,
         type=int,
         metavar="ITERS",
-        help="total-variation denoising, ITERS iterations (default 50)",
+        help=f"total-variation denoising, ITERS iterations (default {_shown('denoise')})",
     )
     group.add_argument(
         "--gaussian",
@@ -73,34 +79,39 @@ def _preprocess_options(parser: argparse.ArgumentParser) -> None:
         const=True,
         type=float,
         metavar="SIGMA",
-        help="Gaussian, real-space sigma in px (default 2)",
+        help=f"Gaussian, real-space sigma in px (default {_shown('gaussian')})",
     )
     group.add_argument(
         "--highpass",
         nargs="*",
         type=float,
         metavar="CUTOFF WIDTH",
-        help="raised cosine, cycles/px (default 0.002 0.001)",
+        help=f"raised cosine, cycles/px (default {_shown('highpass')})",
     )
     group.add_argument(
         "--lowpass",
         nargs="*",
         type=float,
         metavar="CUTOFF WIDTH",
-        help="raised cosine, cycles/px (default 0.4 0.001)",
+        help=f"raised cosine, cycles/px (default {_shown('lowpass')})",
     )
     group.add_argument("--normalize", action="store_true", help="mean 0, std 1")
 
 
 def _tilt_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("tilt analysis")
-    group.add_argument("--window-size", default="auto", metavar="auto|N")
+    group.add_argument(
+        "--window-size",
+        default=TiltParams.window_size,
+        metavar="auto|N",
+        help=f"corner window edge in px (default {TiltParams.window_size})",
+    )
     group.add_argument(
         "--resolution",
         type=float,
-        default=3.0,
+        default=TiltParams.resolution_A,
         metavar="A",
-        help="objective resolution in Å (default 3)",
+        help=f"objective resolution in Å (default {TiltParams.resolution_A:g})",
     )
     _threshold_options(group)
     _angle_options(group)
@@ -115,8 +126,20 @@ def _angle_options(group: Any) -> None:
 
 
 def _threshold_options(group: Any) -> None:
-    group.add_argument("--mean-threshold", type=float, default=0.5, metavar="T")
-    group.add_argument("--std-threshold", type=float, default=0.1, metavar="T")
+    group.add_argument(
+        "--mean-threshold",
+        type=float,
+        default=TiltParams.mean_threshold,
+        metavar="T",
+        help=f"accept when the mean correlation is above T (default {TiltParams.mean_threshold})",
+    )
+    group.add_argument(
+        "--std-threshold",
+        type=float,
+        default=TiltParams.std_threshold,
+        metavar="T",
+        help=f"... and their std below T (default {TiltParams.std_threshold})",
+    )
     group.add_argument(
         "--max-tilt-deg",
         type=float,
@@ -246,41 +269,44 @@ def _watch_parser(commands: Any) -> None:
     stream.add_argument(
         "--batch-size",
         type=int,
-        default=8,
+        default=StreamOptions.batch_size,
         metavar="N",
-        help="rebuild the tables every N micrographs (default 8)",
+        help=f"rebuild the tables every N micrographs (default {StreamOptions.batch_size})",
     )
     stream.add_argument(
         "--pattern",
-        default="*.mrc",
+        default=StreamOptions.pattern,
         metavar="P",
-        help="files to take, relative to FOLDER; ** recurses (default *.mrc)",
+        help=f"files to take, relative to FOLDER; ** recurses (default {StreamOptions.pattern})",
     )
     stream.add_argument(
         "--close-marker",
-        default="CLOSED",
+        default=StreamOptions.close_marker,
         metavar="NAME",
-        help="stop once FOLDER/NAME exists and all is done (default CLOSED)",
+        help="stop once FOLDER/NAME exists and all is done "
+        f"(default {StreamOptions.close_marker})",
     )
     stream.add_argument(
         "--idle-timeout",
         type=float,
+        default=StreamOptions.idle_timeout,
         metavar="S",
         help="stop once nothing has arrived for S seconds",
     )
     stream.add_argument(
         "--settle",
         type=float,
-        default=10.0,
+        default=StreamOptions.settle_seconds,
         metavar="S",
-        help="a file is complete once unchanged for S seconds (default 10)",
+        help="a file is complete once unchanged for S seconds "
+        f"(default {StreamOptions.settle_seconds:g})",
     )
     stream.add_argument(
         "--poll",
         type=float,
-        default=2.0,
+        default=StreamOptions.poll_seconds,
         metavar="S",
-        help="look at FOLDER every S seconds (default 2)",
+        help=f"look at FOLDER every S seconds (default {StreamOptions.poll_seconds:g})",
     )
     watch.add_argument(
         "--config",

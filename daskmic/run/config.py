@@ -1,7 +1,10 @@
-"""What one run does: the steps' parameters, the optics, and the output options."""
+"""What one run does (the steps' parameters, the optics, the output options) and how a stream
+follows a folder: the one place of their defaults and checks."""
 
 from __future__ import annotations
 
+import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,6 +103,51 @@ class RunConfig:
             optics=values.pop("optics", None) or {},
             **values,
         )
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    """How :func:`daskmic.watch` follows a folder (they do not change the results).
+
+    Parameters
+    ----------
+    pattern : str
+        Glob of the micrographs relative to the folder; ``**`` recurses.
+    batch_size : int
+        Micrographs per batch: the tables and the zarr store are rebuilt after each.
+    settle_seconds : float
+        A file is complete once its size and modification time have not changed for this
+        long (and its header matches its size).
+    poll_seconds : float
+        Time between two looks at the folder.
+    close_marker : str
+        The stream closes once a file of this name exists in the folder and all is done.
+    idle_timeout : float or None
+        Also close once nothing has arrived or changed for this many seconds.
+    """
+
+    pattern: str = "*.mrc"
+    batch_size: int = 8
+    settle_seconds: float = 10.0
+    poll_seconds: float = 2.0
+    close_marker: str = "CLOSED"
+    idle_timeout: float | None = None
+
+    def __post_init__(self) -> None:
+        size = self.batch_size
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {size!r}")
+        settle, poll = self.settle_seconds, self.poll_seconds
+        if not (math.isfinite(settle) and settle >= 0):
+            raise ValueError(f"settle_seconds must be a finite number >= 0, got {settle!r}")
+        if not (math.isfinite(poll) and poll > 0):
+            raise ValueError(f"poll_seconds must be a finite number > 0, got {poll!r}")
+        if self.idle_timeout is not None and not self.idle_timeout > 0:
+            raise ValueError(
+                f"idle_timeout must be > 0 seconds or None, got {self.idle_timeout!r}"
+            )
+        if not self.close_marker or os.sep in self.close_marker:
+            raise ValueError(f"close_marker must be a file name, got {self.close_marker!r}")
 
 
 def read_run_config(path: str | Path) -> tuple[list[str] | None, str | None, RunConfig]:

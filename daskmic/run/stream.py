@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import glob
-import math
 import os
 import shutil
 import time
@@ -31,19 +30,13 @@ from distributed import Client
 
 from daskmic.io import MicrographError, open_micrographs, read_header
 from daskmic.io.sources import glob_root, unique_names
-from daskmic.run.config import RunConfig
+from daskmic.run.config import RunConfig, StreamOptions
 from daskmic.run.driver import RunSummary, bind, sources_from
 from daskmic.run.feeder import Feeder
 from daskmic.run.layout import OutputLayout
 from daskmic.run.manifest import Manifest
 from daskmic.run.publish import publish
 from daskmic.run.unit import Row, Source
-
-DEFAULT_SETTLE_SECONDS = 10.0
-"""How long a file's size and modification time must stay unchanged before it is complete."""
-
-DEFAULT_POLL_SECONDS = 2.0
-"""Time between two looks at the watched folder."""
 
 
 def _signature(path: str) -> tuple[int, int]:
@@ -288,25 +281,6 @@ class _Stream:
         )
 
 
-def _check_options(
-    batch_size: int,
-    settle_seconds: float,
-    poll_seconds: float,
-    idle_timeout: float | None,
-    close_marker: str,
-) -> None:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-    if not (math.isfinite(settle_seconds) and settle_seconds >= 0):
-        raise ValueError(f"settle_seconds must be a finite number >= 0, got {settle_seconds!r}")
-    if not (math.isfinite(poll_seconds) and poll_seconds > 0):
-        raise ValueError(f"poll_seconds must be a finite number > 0, got {poll_seconds!r}")
-    if idle_timeout is not None and not idle_timeout > 0:
-        raise ValueError(f"idle_timeout must be > 0 seconds or None, got {idle_timeout!r}")
-    if not close_marker or os.sep in close_marker:
-        raise ValueError(f"close_marker must be a file name, got {close_marker!r}")
-
-
 def _check_folders(folder: Path, out: Path) -> None:
     if not folder.is_dir():
         raise FileNotFoundError(f"watched folder {folder} does not exist or is not a folder")
@@ -323,12 +297,12 @@ def watch(
     out_dir: str | os.PathLike[str],
     config: RunConfig,
     *,
-    pattern: str = "*.mrc",
-    batch_size: int = 8,
-    settle_seconds: float = DEFAULT_SETTLE_SECONDS,
-    poll_seconds: float = DEFAULT_POLL_SECONDS,
-    close_marker: str = "CLOSED",
-    idle_timeout: float | None = None,
+    pattern: str = StreamOptions.pattern,
+    batch_size: int = StreamOptions.batch_size,
+    settle_seconds: float = StreamOptions.settle_seconds,
+    poll_seconds: float = StreamOptions.poll_seconds,
+    close_marker: str = StreamOptions.close_marker,
+    idle_timeout: float | None = StreamOptions.idle_timeout,
     client: Client | None = None,
     on_row: Callable[[Row], None] | None = None,
     overwrite: bool = False,
@@ -348,21 +322,9 @@ def watch(
         The output folder; it may lie inside ``folder`` (it is never read as input).
     config : RunConfig
         Steps and options, as for a batch run.
-    pattern : str
-        Glob of the micrographs relative to ``folder``; ``**`` recurses
-        (e.g. ``"GridSquare_*/Data/*.mrc"``).
-    batch_size : int
-        Micrographs per batch: the tables and the zarr store are rebuilt after each.
-    settle_seconds : float
-        A file is complete once its size and modification time have not changed for this
-        long and its header matches its size (see :class:`Arrivals`).
-    poll_seconds : float
-        Time between two looks at the folder.
-    close_marker : str
-        The stream closes once a file of this name exists in ``folder`` and every micrograph
-        seen is done.
-    idle_timeout : float, optional
-        Also close once no file has arrived or changed for this many seconds.
+    pattern, batch_size, settle_seconds, poll_seconds, close_marker, idle_timeout
+        How to follow the folder: see :class:`daskmic.run.config.StreamOptions` (their
+        defaults and checks); e.g. ``pattern="GridSquare_*/Data/*.mrc"``.
     client : distributed.Client, optional
         Where to run; by default a cluster is started with :func:`daskmic.cluster.client.connect`.
     on_row : callable, optional
@@ -385,13 +347,15 @@ def watch(
     FileNotFoundError
         If ``folder`` is not a folder.
     """
-    _check_options(batch_size, settle_seconds, poll_seconds, idle_timeout, close_marker)
+    options = StreamOptions(
+        pattern, batch_size, settle_seconds, poll_seconds, close_marker, idle_timeout
+    )
     watched, out = Path(folder), Path(out_dir)
     _check_folders(watched, out)
     digest = bind(out, config, [], [], overwrite=overwrite)  # files carry no optics table
-    arrivals = Arrivals(watched, pattern, exclude=out, settle_seconds=settle_seconds)
+    arrivals = Arrivals(watched, pattern, exclude=out, settle_seconds=options.settle_seconds)
     stream = _Stream(arrivals, out, config, digest, batch_size=batch_size, on_row=on_row)
-    closing = _Closing(watched / close_marker, idle_timeout)
+    closing = _Closing(watched / close_marker, options.idle_timeout)
     if client is None:
         from daskmic.cluster.client import connect
 

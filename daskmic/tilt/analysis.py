@@ -133,13 +133,13 @@ def _corners(data: da.Array, params: TiltParams) -> list[da.Array]:
 def tilt_analysis(
     mics: xr.DataArray,
     *,
-    window_size: WindowSize = "auto",
-    resolution: float = 3.0,
-    mean_threshold: float = 0.5,
-    std_threshold: float = 0.1,
-    xmipp_compat: bool = False,
-    estimate_angle: bool = False,
-    max_tilt_deg: float | None = None,
+    window_size: WindowSize = TiltParams.window_size,
+    resolution: float = TiltParams.resolution_A,
+    mean_threshold: float = TiltParams.mean_threshold,
+    std_threshold: float = TiltParams.std_threshold,
+    xmipp_compat: bool = TiltParams.xmipp_compat,
+    estimate_angle: bool = TiltParams.estimate_angle,
+    max_tilt_deg: float | None = TiltParams.max_tilt_deg,
     optics: GivenOptics | None = None,
 ) -> xr.Dataset:
     """Screen every micrograph of a set for tilt, lazily (Xmipp's *Tilt Analysis*).

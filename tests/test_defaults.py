@@ -1,0 +1,64 @@
+"""One place for each option's default: the command line and the functions take it from there."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+
+import pytest
+
+import daskmic
+from daskmic.cli import build_parser, preprocess_params, tilt_params
+from daskmic.preprocessing.params import DEFAULTS, PreprocessParams
+from daskmic.run.config import StreamOptions
+from daskmic.tilt.ctf import Optics, ctf_2d
+from daskmic.tilt.params import TiltParams
+
+
+def _defaults(function) -> dict:
+    return {
+        name: p.default
+        for name, p in inspect.signature(function).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
+
+
+def test_a_command_line_without_options_asks_for_the_defaults():
+    parser = build_parser()
+    tilt = parser.parse_args(["tilt", "raw", "-o", "out"])
+    assert tilt_params(tilt) == TiltParams()
+    watch = parser.parse_args(["watch", "raw", "-o", "out"])
+    given = {
+        "pattern": watch.pattern,
+        "batch_size": watch.batch_size,
+        "settle_seconds": watch.settle,
+        "poll_seconds": watch.poll,
+        "close_marker": watch.close_marker,
+        "idle_timeout": watch.idle_timeout,
+    }
+    assert StreamOptions(**given) == StreamOptions()
+
+
+def test_a_step_flag_alone_takes_the_protocol_default_the_help_shows(capsys):
+    parser = build_parser()
+    flags = ["--crop", "--log", "--bad-pixels", "--downsample", "--denoise", "--gaussian"]
+    args = parser.parse_args(["preprocess", "raw", "-o", "out", *flags, "--highpass", "--lowpass"])
+    assert preprocess_params(args) == PreprocessParams(**DEFAULTS)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["preprocess", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for value in (10, 5, 50, "4.431 0.402 336.6", "0.002 0.001", "0.4 0.001"):
+        assert f"(default {value})" in text
+
+
+def test_the_functions_take_their_defaults_from_the_parameter_objects():
+    tilt = _defaults(daskmic.tilt_analysis)
+    for field in dataclasses.fields(TiltParams):
+        name = "resolution" if field.name == "resolution_A" else field.name
+        assert tilt[name] == field.default, name
+    watch = _defaults(daskmic.watch)
+    for field in dataclasses.fields(StreamOptions):
+        assert watch[field.name] == field.default, field.name
+    ctf = _defaults(ctf_2d)
+    for field in dataclasses.fields(Optics):
+        assert ctf[field.name] == field.default, field.name
