@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 import inspect
 
+import numpy as np
 import pytest
+import xarray as xr
 
 import daskmic
 from daskmic.cli import build_parser, preprocess_params, tilt_params
@@ -54,11 +56,22 @@ def test_a_step_flag_alone_takes_the_protocol_default_the_help_shows(capsys):
 def test_the_functions_take_their_defaults_from_the_parameter_objects():
     tilt = _defaults(daskmic.tilt_analysis)
     for field in dataclasses.fields(TiltParams):
-        name = "resolution" if field.name == "resolution_A" else field.name
-        assert tilt[name] == field.default, name
+        assert tilt[field.name] == field.default, field.name
     watch = _defaults(daskmic.watch)
     for field in dataclasses.fields(StreamOptions):
         assert watch[field.name] == field.default, field.name
     ctf = _defaults(ctf_2d)
     for field in dataclasses.fields(Optics):
         assert ctf[field.name] == field.default, field.name
+
+
+def test_the_resolution_is_resolution_A_everywhere_and_the_old_keyword_still_works():
+    mics = xr.DataArray(
+        np.random.default_rng(0).normal(size=(1, 512, 512)).astype(np.float32),
+        dims=("micrograph", "y", "x"),
+        coords={"micrograph": ["a"], "pixel_size_A": ("micrograph", [1.0])},
+    )
+    assert daskmic.tilt_analysis(mics, resolution_A=4.0).attrs["tilt_resolution_A"] == 4.0
+    with pytest.warns(DeprecationWarning, match="resolution_A"):
+        old = daskmic.tilt_analysis(mics, resolution=4.0)
+    assert old.attrs["tilt_resolution_A"] == 4.0

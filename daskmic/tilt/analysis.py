@@ -10,6 +10,7 @@ the resolution) gets status ``"failed"`` and its reason in ``error``; the others
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -134,13 +135,14 @@ def tilt_analysis(
     mics: xr.DataArray,
     *,
     window_size: WindowSize = TiltParams.window_size,
-    resolution: float = TiltParams.resolution_A,
+    resolution_A: float = TiltParams.resolution_A,
     mean_threshold: float = TiltParams.mean_threshold,
     std_threshold: float = TiltParams.std_threshold,
     xmipp_compat: bool = TiltParams.xmipp_compat,
     estimate_angle: bool = TiltParams.estimate_angle,
     max_tilt_deg: float | None = TiltParams.max_tilt_deg,
     optics: GivenOptics | None = None,
+    resolution: float | None = None,
 ) -> xr.Dataset:
     """Screen every micrograph of a set for tilt, lazily (Xmipp's *Tilt Analysis*).
 
@@ -152,8 +154,8 @@ def tilt_analysis(
     window_size : int or "auto"
         Corner window edge in pixels (>= 256), or ``"auto"`` (per micrograph: the first of
         4096, 2048, 1024, 512, 256 strictly below ``int(min(ny, nx) / 2.5)``).
-    resolution : float
-        Objective resolution in Å; the compared band reaches ``1 / (2 * resolution)``.
+    resolution_A : float
+        Objective resolution in Å; the compared band reaches ``1 / (2 * resolution_A)``.
     mean_threshold, std_threshold : float
         Accept iff the mean of the ten correlations is above ``mean_threshold`` and their
         population standard deviation below ``std_threshold`` (both strict).
@@ -169,6 +171,8 @@ def tilt_analysis(
         ``voltage_kV``, ``spherical_aberration_mm``, ``amplitude_contrast`` for the angle fit;
         values not given come from the input table's optics group, else the defaults of
         :class:`daskmic.tilt.ctf.Optics` (as in the STAR tables a run writes).
+    resolution : float, optional
+        Deprecated name of ``resolution_A``.
 
     Returns
     -------
@@ -189,9 +193,14 @@ def tilt_analysis(
         Before any work starts, on invalid parameters or parameters that no micrograph of the
         set can support.
     """
+    if resolution is not None:
+        warnings.warn(
+            "tilt_analysis: 'resolution' is now 'resolution_A'", DeprecationWarning, stacklevel=2
+        )
+        resolution_A = resolution
     params = TiltParams(
         window_size=window_size,
-        resolution_A=resolution,
+        resolution_A=resolution_A,
         mean_threshold=mean_threshold,
         std_threshold=std_threshold,
         xmipp_compat=xmipp_compat,
