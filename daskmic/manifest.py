@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from daskmic.errors import UsageError
 from daskmic.io.atomic import atomic_path, write_bytes_atomic
 
 if TYPE_CHECKING:
@@ -109,7 +110,7 @@ class Manifest:
             previous = json.loads(stored.read_text())
             if previous.get("hash") != digest:
                 if not overwrite:
-                    raise ValueError(
+                    raise UsageError(
                         f"output folder {self.out_dir} holds a run made with other parameters "
                         f"(stored hash {previous.get('hash')}, now {digest}); choose another "
                         "folder or pass overwrite=True (--overwrite) to start it anew"

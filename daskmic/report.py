@@ -24,6 +24,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from daskmic import __version__
+from daskmic.errors import UsageError
 from daskmic.io import open_results, read_micrograph
 from daskmic.io.atomic import write_bytes_atomic
 from daskmic.io.png import grey_png
@@ -93,7 +94,7 @@ class OutputFolder:
         tables = [out / "micrographs.csv", out / "tilt.csv"]
         found = [p for p in tables if p.is_file()]
         if not found:
-            raise ValueError(f"{out} is not a daskmic output folder (no micrographs.csv)")
+            raise UsageError(f"{out} is not a daskmic output folder (no micrographs.csv)")
         table = as_table(found[0])
         folder = cls(out, table, {})
         stored = out / ".daskmic" / "parameters.json"

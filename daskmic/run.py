@@ -20,6 +20,7 @@ from distributed import Client
 
 from daskmic.cluster_progress import track
 from daskmic.config import RunConfig
+from daskmic.errors import UsageError
 from daskmic.feeder import Feeder
 from daskmic.io.open import catalogue_micrographs
 from daskmic.manifest import Manifest, ensure_not_input
@@ -101,11 +102,15 @@ def prepare(
 
     Raises
     ------
-    ValueError
-        On parameters the set cannot support (before any work starts) or an output folder
-        bound to other parameters.
+    UsageError
+        Inputs that cannot be listed, parameters the set cannot support, or an output folder
+        bound to other parameters or whose outputs would overwrite an input; raised before
+        any work starts.
     """
-    entries, optics = catalogue_micrographs(inputs, pixel_size_A=config.pixel_size_A)
+    try:
+        entries, optics = catalogue_micrographs(inputs, pixel_size_A=config.pixel_size_A)
+    except ValueError as error:  # nothing found, an unusable table: no run can start
+        raise UsageError(str(error)) from error
     sources = sorted(
         (Source(e.micrograph, e.path, e.pixel_size_A, e.columns, e.error) for e in entries),
         key=lambda s: s.micrograph,

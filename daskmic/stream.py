@@ -30,6 +30,7 @@ from typing import Any
 from distributed import Client
 
 from daskmic.config import RunConfig
+from daskmic.errors import UsageError
 from daskmic.feeder import Feeder
 from daskmic.io import MicrographError, open_micrographs, read_header
 from daskmic.io.sources import glob_root, unique_names
@@ -302,23 +303,23 @@ def _check_options(
     close_marker: str,
 ) -> None:
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        raise UsageError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     if not (math.isfinite(settle_seconds) and settle_seconds >= 0):
-        raise ValueError(f"settle_seconds must be a finite number >= 0, got {settle_seconds!r}")
+        raise UsageError(f"settle_seconds must be a finite number >= 0, got {settle_seconds!r}")
     if not (math.isfinite(poll_seconds) and poll_seconds > 0):
-        raise ValueError(f"poll_seconds must be a finite number > 0, got {poll_seconds!r}")
+        raise UsageError(f"poll_seconds must be a finite number > 0, got {poll_seconds!r}")
     if idle_timeout is not None and not idle_timeout > 0:
-        raise ValueError(f"idle_timeout must be > 0 seconds or None, got {idle_timeout!r}")
+        raise UsageError(f"idle_timeout must be > 0 seconds or None, got {idle_timeout!r}")
     if not close_marker or os.sep in close_marker:
-        raise ValueError(f"close_marker must be a file name, got {close_marker!r}")
+        raise UsageError(f"close_marker must be a file name, got {close_marker!r}")
 
 
 def _check_folders(folder: Path, out: Path) -> None:
     if not folder.is_dir():
-        raise FileNotFoundError(f"watched folder {folder} does not exist or is not a folder")
+        raise UsageError(f"watched folder {folder} does not exist or is not a folder")
     watched, output = os.path.realpath(folder), os.path.realpath(out)
     if _inside(watched, output):
-        raise ValueError(
+        raise UsageError(
             f"output folder {out} must not be the watched folder {folder} or contain it; "
             "choose another output folder (a subfolder of the watched folder is fine)"
         )

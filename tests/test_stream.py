@@ -16,6 +16,7 @@ import daskmic
 from daskmic.cli import build_parser, main
 from daskmic.config import RunConfig
 from daskmic.datasets import synthesize_micrograph
+from daskmic.errors import UsageError
 from daskmic.io.mrc_write import write_mrc
 from daskmic.preprocess_params import PreprocessParams
 from daskmic.stream import Arrivals, watch
@@ -139,7 +140,7 @@ def test_invalid_options_are_refused_naming_the_value(tmp_path, option, value, m
 
 
 def test_folders_that_cannot_work_are_refused(tmp_path):
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(UsageError, match="does not exist"):
         watch(tmp_path / "missing", tmp_path / "out", CONFIG)
     (tmp_path / "data" / "raw").mkdir(parents=True)
     with pytest.raises(ValueError, match="must not be the watched folder"):
