@@ -149,6 +149,7 @@ def bind(
     manifest = Manifest(Path(out_dir))
     digest = manifest.bind(config.to_dict(), config.hashed_parameters(), overwrite=overwrite)
     manifest.remove_partial()
+    manifest.remove_unreadable()
     manifest.write_optics(optics)
     return digest
 

@@ -9,6 +9,7 @@ micrographs failed, 2 usage error before any work, 3 internal error).
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -34,6 +35,33 @@ def _digest(path: Path) -> str:
 def _checksums(folder: Path) -> dict[str, str]:
     files = sorted(p for p in folder.rglob("*") if p.is_file())
     return {str(p.relative_to(folder)): _digest(p) for p in files}
+
+
+# --- item 5: an unreadable done-record counts as not done -----------------------------------
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [b'{"hash": "abc", "row": {"micro', b"\x00\xffgarbage", b'{"hash": 1}', b"[1, 2]"],
+    ids=["truncated", "garbage", "no-row", "not-a-record"],
+)
+def test_a_corrupt_record_is_redone_with_a_warning(mics, tmp_path, cluster, damage):
+    out = tmp_path / "out"
+    argv = ["preprocess", "-o", str(out), "--invert", *cluster]
+    assert main([*argv[:1], *map(str, mics[:2]), *argv[1:]]) == EXIT_OK
+    first = _checksums(out / "mrc")
+    kept = (out / ".daskmic" / "records" / "mic_000.json").stat().st_mtime_ns
+    record = out / ".daskmic" / "records" / "mic_001.json"
+    record.write_bytes(damage)
+    (out / "mrc" / "mic_001.mrc").unlink()
+    # the rerun adds mic_002: work is done before and after the record is met
+    with pytest.warns(UserWarning, match=re.escape(f"unreadable done-record {record}")):
+        assert main([*argv[:1], *map(str, mics), *argv[1:]]) == EXIT_OK
+    assert {k: v for k, v in _checksums(out / "mrc").items() if k in first} == first
+    assert (out / ".daskmic" / "records" / "mic_000.json").stat().st_mtime_ns == kept
+    table = pd.read_csv(out / "micrographs.csv")
+    assert list(table["micrograph"]) == ["mic_000", "mic_001", "mic_002"]
+    assert list(table["status"]) == ["done"] * 3
 
 
 # --- item 6: exit codes ---------------------------------------------------------------------
