@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
 import warnings
@@ -301,17 +300,3 @@ def _load_thumbnail(path: Path, edge_px: int) -> np.ndarray:
         thumb = np.load(path)
         frame[: thumb.shape[0], : thumb.shape[1]] = thumb[:edge_px, :edge_px]
     return frame
-
-
-def ensure_not_input(out_dir: str | os.PathLike[str], inputs: list[str]) -> None:
-    """Refuse an output folder that would overwrite an input file.
-
-    Raises
-    ------
-    ValueError
-        If ``out_dir`` is an input file.
-    """
-    out = Path(out_dir).resolve()
-    for path in inputs:
-        if Path(path).resolve() == out:
-            raise ValueError(f"output folder {out} is an input file; choose another folder")

@@ -23,7 +23,8 @@ from daskmic.config import RunConfig
 from daskmic.errors import UsageError
 from daskmic.feeder import Feeder
 from daskmic.io.open import catalogue_micrographs
-from daskmic.manifest import Manifest, ensure_not_input
+from daskmic.layout import refuse_overwriting_inputs
+from daskmic.manifest import Manifest
 from daskmic.publish import publish
 from daskmic.unit import Row, Source
 
@@ -126,7 +127,9 @@ def prepare(
             config.preprocess.validate(shape)
     if config.tilt is not None and good:
         config.tilt.validate_for_set(shapes, pixel_sizes)
-    digest = bind(out_dir, config, sources, optics, overwrite=overwrite)
+    items = [inputs] if isinstance(inputs, str | os.PathLike) else list(inputs)
+    read = [e.path for e in entries] + [os.fspath(i) for i in items if os.path.isfile(i)]
+    digest = bind(out_dir, config, sources, optics, overwrite=overwrite, inputs=read)
     return sources, digest
 
 
@@ -137,15 +140,27 @@ def bind(
     optics: list[dict[str, Any]],
     *,
     overwrite: bool = False,
+    inputs: Iterable[str] = (),
 ) -> str:
     """Tie ``out_dir`` to ``config`` (refusing other parameters) and keep the input optics.
+
+    Every run (batch, :func:`daskmic.write`, :func:`daskmic.watch`) passes here before any
+    work: it also refuses an output folder where the outputs of ``sources`` would overwrite
+    one of their files or of ``inputs`` (other files the run reads, such as a table).
 
     Returns
     -------
     str
         The parameters' hash the records carry.
+
+    Raises
+    ------
+    UsageError
+        If the folder holds a run made with other parameters (unless ``overwrite``) or an
+        output would land on an input.
     """
-    ensure_not_input(out_dir, [s.path for s in sources])
+    read = [*(s.path for s in sources), *inputs]
+    refuse_overwriting_inputs(out_dir, config, [s.micrograph for s in sources], read)
     manifest = Manifest(Path(out_dir))
     digest = manifest.bind(config.to_dict(), config.hashed_parameters(), overwrite=overwrite)
     manifest.remove_partial()

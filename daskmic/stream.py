@@ -35,10 +35,11 @@ from daskmic.feeder import Feeder
 from daskmic.io import MicrographError, open_micrographs, read_header
 from daskmic.io.sources import glob_root, unique_names
 from daskmic.io.zarr_store import PIXELS
+from daskmic.layout import ZARR_NAME, output_locations, overwritten_inputs
 from daskmic.manifest import Manifest
 from daskmic.publish import publish
 from daskmic.run import RunSummary, bind, sources_from
-from daskmic.unit import ZARR_NAME, Row, Source
+from daskmic.unit import Row, Source
 
 DEFAULT_SETTLE_SECONDS = 10.0
 """How long a file's size and modification time must stay unchanged before it is complete."""
@@ -273,6 +274,15 @@ class _Stream:
         self.ready = []
         self.submitted.update({p: self.names[p] for p in paths})
         sources = [_source(p, self.names[p], self.config) for p in paths]
+        # an output that is an arriving file (a hard link into OUT): that micrograph fails alone
+        names = [s.micrograph for s in sources]
+        clash = dict(overwritten_inputs(self.out, self.config, names, [s.path for s in sources]))
+        sources = [
+            dataclasses.replace(s, error=f"{s.path}: output {clash[s.path]} is this file")
+            if s.path in clash
+            else s
+            for s in sources
+        ]
         return sorted(sources, key=attrgetter("micrograph"))
 
     def record(self, row: Row) -> None:
@@ -323,6 +333,14 @@ def _check_folders(folder: Path, out: Path) -> None:
             f"output folder {out} must not be the watched folder {folder} or contain it; "
             "choose another output folder (a subfolder of the watched folder is fine)"
         )
+    for location in output_locations(out):  # a symlink out of OUT into the watched folder
+        real = os.path.realpath(location)
+        if _inside(real, watched) and not _inside(real, output):
+            raise UsageError(
+                f"output {location} leads to {real}, inside the watched folder {folder}: the "
+                "outputs would land on watched files and be taken as input; choose another "
+                "output folder"
+            )
 
 
 def watch(

@@ -21,6 +21,7 @@ from daskmic.config import RunConfig, optics_for
 from daskmic.io.mrc_write import write_mrc
 from daskmic.io.readers import read_header, read_micrograph
 from daskmic.io.thumbnails import make_thumbnail
+from daskmic.layout import ZARR_NAME, defocus_path, mrc_path, psd_path
 from daskmic.manifest import Manifest
 from daskmic.ops.kernel import compose
 from daskmic.pipeline import build_pipeline
@@ -30,7 +31,6 @@ from daskmic.tilt.screen import corner_regions, screen_windows
 from daskmic.tilt.summary import write_psd_png
 
 Row = dict[str, Any]
-ZARR_NAME = "micrographs.zarr"
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ def _preprocess_step(
     result = compose(pipeline.kernels)(image)
     if not np.isfinite(result).all():
         raise ValueError("preprocessing produced NaN/Inf pixels")
-    output = out / "mrc" / f"{micrograph}.mrc"
+    output = mrc_path(out, micrograph)
     label = _label("preprocess", config.preprocess.xmipp_compat)
     write_mrc(output, result, pipeline.output_pixel_size_A, label=label)
     if config.write_stack:
@@ -118,7 +118,7 @@ def _tilt_step(
     for window in windows:
         _check_pixels(window)
     result = screen_windows(windows, pixel_size_A, config.tilt)
-    psd = out / "psd" / f"{micrograph}.mrc"
+    psd = psd_path(out, micrograph)
     write_mrc(psd, result.psd_summary, 1.0, label=_label("tilt PSD", config.tilt.xmipp_compat))
     write_psd_png(psd.with_suffix(".png"), result.psd_summary)
     return {**result.to_row(), "psd_path": str(psd.resolve())}
@@ -129,7 +129,7 @@ def _angle_step(
 ) -> Row:
     optics = optics_for(config.optics, source.columns.get("rlnOpticsGroup"), Manifest(out).optics())
     result = estimate_tilt(pixels.whole(), pixel_size_A, **optics)
-    save_defocus_map(out / "defocus" / f"{source.micrograph}.json", result)
+    save_defocus_map(defocus_path(out, source.micrograph), result)
     return result.as_row()
 
 

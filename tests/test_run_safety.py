@@ -9,13 +9,20 @@ micrographs failed, 2 usage error before any work, 3 internal error).
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+import daskmic
 from daskmic.cli import EXIT_FAILED, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, main
+from daskmic.config import RunConfig
+from daskmic.errors import UsageError
+from daskmic.layout import OWNED_FOLDERS, TABLE_NAMES, micrograph_outputs
+from daskmic.preprocess_params import PreprocessParams
+from daskmic.tilt.params import TiltParams
 
 
 @pytest.fixture
@@ -35,6 +42,109 @@ def _digest(path: Path) -> str:
 def _checksums(folder: Path) -> dict[str, str]:
     files = sorted(p for p in folder.rglob("*") if p.is_file())
     return {str(p.relative_to(folder)): _digest(p) for p in files}
+
+
+# --- item 4: no output path may resolve to an input -----------------------------------------
+
+
+def _refused(capsys, argv: list[str], input_path: Path, output_path: Path) -> None:
+    """The command exits 2 naming the input and the output it would overwrite."""
+    assert main(argv) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert str(input_path) in err and str(output_path) in err, err
+
+
+def test_an_earlier_output_given_as_input_is_refused(mics, tmp_path, cluster, capsys):
+    out = tmp_path / "out"
+    assert main(["preprocess", *map(str, mics), "-o", str(out), "--invert", *cluster]) == EXIT_OK
+    own = out / "mrc" / "mic_000.mrc"
+    before = _checksums(out)
+    # the issue's command: a run's own output given back as its input, same folder and steps
+    for given in (own, out / "mrc"):  # the file, or the folder holding it
+        argv = ["preprocess", str(given), "-o", str(out), "--invert", *cluster]
+        _refused(capsys, argv, own, own)
+    assert _checksums(out) == before, "a refused run writes nothing"
+
+
+def test_outputs_reaching_inputs_through_links_are_refused(mics, tmp_path, cluster, capsys):
+    raw = mics[0].parent
+    before = _checksums(raw)
+    # the output's mrc/ folder is a symlink to the input folder
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "mrc").symlink_to(raw)
+    argv = ["preprocess", *map(str, mics), "-o", str(linked), "--invert", *cluster]
+    _refused(capsys, argv, mics[0], linked / "mrc" / "mic_000.mrc")
+    # a PSD already in the output folder is a hard link of an input
+    hard = tmp_path / "hard"
+    (hard / "psd").mkdir(parents=True)
+    os.link(mics[1], hard / "psd" / "mic_001.mrc")
+    _refused(capsys, ["tilt", *map(str, mics), "-o", str(hard), *cluster], mics[1], hard / "psd")
+    # the input is a symlink to a table the run writes
+    table = tmp_path / "table"
+    table.mkdir()
+    (table / "micrographs.csv").write_text(f"path\n{mics[2]}\n")
+    (tmp_path / "in.csv").symlink_to(table / "micrographs.csv")
+    argv = ["preprocess", str(tmp_path / "in.csv"), "-o", str(table), "--invert", *cluster]
+    _refused(capsys, argv, tmp_path / "in.csv", table / "micrographs.csv")
+    assert _checksums(raw) == before
+    assert not (linked / ".daskmic").exists() and not (hard / ".daskmic").exists()
+
+
+def test_write_and_run_batch_refuse_to_overwrite_an_input(mics, tmp_path, client):
+    out = tmp_path / "out"
+    config = RunConfig(preprocess=PreprocessParams.from_options(invert=True))
+    daskmic.run_batch([str(m) for m in mics], out, config, client=client)
+    own = out / "mrc" / "mic_001.mrc"
+    before = _digest(own)
+    with pytest.raises(UsageError, match="mic_001.mrc"):
+        daskmic.run_batch([str(own)], out, config, client=client)
+    lazy = daskmic.preprocess(daskmic.open_micrographs([str(own)]), invert=True)
+    with pytest.raises(UsageError, match="mic_001.mrc"):
+        daskmic.write(lazy, out, client=client)
+    assert _digest(own) == before
+
+
+def test_watch_refuses_outputs_that_land_on_watched_files(mics, tmp_path, cluster, capsys):
+    raw = mics[0].parent
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "mrc").symlink_to(raw)  # OUT/mrc/<name>.mrc would be the watched files
+    argv = ["watch", str(raw), "-o", str(out), "--invert", "--idle-timeout", "1", *cluster]
+    assert main(argv) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert str(out / "mrc") in err and str(raw) in err, err
+
+
+def test_watch_takes_no_input_from_its_own_output_folder(mics, tmp_path, cluster, capsys):
+    raw = mics[0].parent
+    out = raw / "out"  # inside the watched folder, so its outputs match the pattern
+    (raw / "CLOSED").write_bytes(b"")
+    argv = ["watch", str(raw), "-o", str(out), "--pattern", "**/*.mrc", "--invert"]
+    argv += ["--settle", "0", "--poll", "0.05", *cluster]
+    assert main(argv) == EXIT_OK
+    assert main(argv) == EXIT_OK, "a second look at the folder takes none of its outputs"
+    table = pd.read_csv(out / "micrographs.csv")
+    assert sorted(table["micrograph"]) == ["mic_000", "mic_001", "mic_002"]
+    assert sorted(p.name for p in (out / "mrc").iterdir()) == [f"{m.stem}.mrc" for m in mics]
+
+
+def test_the_layout_names_every_file_a_run_writes(write_micrographs, tmp_path, client):
+    """What the safety check compares with the inputs is what a run writes (both steps)."""
+    mics = write_micrographs(n=2, shape=(512, 512))
+    out = tmp_path / "out"
+    tilt = TiltParams(window_size=256, estimate_angle=True)
+    config = RunConfig(preprocess=PreprocessParams.from_options(invert=True), tilt=tilt)
+    daskmic.run_batch([str(m) for m in mics], out, config, client=client)
+    planned = {out / name for name in TABLE_NAMES}
+    planned |= {p for m in mics for p in micrograph_outputs(out, m.stem, config)}
+    written = {
+        p
+        for p in out.rglob("*")
+        if p.is_file() and p.relative_to(out).parts[0] not in OWNED_FOLDERS
+    }
+    assert written <= planned, sorted(written - planned)
+    assert (out / "defocus").is_dir() and (out / "psd").is_dir() and (out / "mrc").is_dir()
 
 
 # --- item 5: an unreadable done-record counts as not done -----------------------------------
