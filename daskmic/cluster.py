@@ -100,7 +100,7 @@ def connect(
 
     Raises
     ------
-    ValueError
+    UsageError
         For an unknown cluster kind or an invalid sizing option.
     ImportError
         When the package for ``"slurm"``/``"pbs"`` or ``"kubernetes"`` is not installed.

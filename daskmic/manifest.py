@@ -144,8 +144,9 @@ class Manifest:
 
         Raises
         ------
-        ValueError
-            If the folder holds a run made with other parameters and ``overwrite`` is false.
+        UsageError
+            If the folder holds a run made with other parameters (or parameters that cannot
+            be read) and ``overwrite`` is false.
         """
         digest = parameters_hash(hashed)
         stored = self.root / "parameters.json"

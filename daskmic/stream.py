@@ -404,11 +404,10 @@ def watch(
 
     Raises
     ------
-    ValueError
-        Invalid options, an output folder that contains the watched folder, or one bound to
-        other parameters (unless ``overwrite``).
-    FileNotFoundError
-        If ``folder`` is not a folder.
+    UsageError
+        Before any work: invalid options, a ``folder`` that is not a folder, an output folder
+        that contains the watched folder or leads into it (a symlink), or one bound to other
+        parameters (unless ``overwrite``).
     """
     _check_options(batch_size, settle_seconds, poll_seconds, idle_timeout, close_marker)
     watched, out = Path(folder), Path(out_dir)
