@@ -22,6 +22,7 @@ __getattr__, __dir__, _ = lazy_loader.attach(
         "cluster": ["connect"],
         "config": ["RunConfig", "read_run_config"],
         "demonstration": ["demo"],
+        "errors": ["UsageError"],
         "io": ["open_micrographs"],
         "preprocessing": ["preprocess"],
         "publish": ["select"],
@@ -34,6 +35,7 @@ __getattr__, __dir__, _ = lazy_loader.attach(
 
 __all__ = [
     "RunConfig",
+    "UsageError",
     "__version__",
     "connect",
     "demo",

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from daskmic.config import RunConfig
 from daskmic.errors import UsageError
-from daskmic.manifest import MANIFEST_DIR
+from daskmic.manifest import MANIFEST_DIR, Manifest
 
 ZARR_NAME = "micrographs.zarr"
 REPORT_NAME = "report.html"
@@ -36,38 +36,52 @@ OWNED_FOLDERS = (MANIFEST_DIR, ZARR_NAME)
 """Folders daskmic rewrites as a whole: nothing inside them may be an input."""
 
 
+MRC_DIR, PSD_DIR, DEFOCUS_DIR = "mrc", "psd", "defocus"
+_MRC = (MRC_DIR, "{}.mrc")
+_PSD = (PSD_DIR, "{}.mrc")
+_PSD_PNG = (PSD_DIR, "{}.png")
+_DEFOCUS = (DEFOCUS_DIR, "{}.json")
+_RECORD = (os.fspath(Manifest(Path()).records_dir), "{}.json")
+_THUMBNAIL = (os.fspath(Manifest(Path()).thumbnails_dir), "{}.npy")
+"""Per-micrograph files: (folder in the output folder, file name with ``{}`` for the name)."""
+
+
+def _path(out_dir: str | os.PathLike[str], kind: tuple[str, str], micrograph: str) -> Path:
+    return Path(out_dir, kind[0], kind[1].format(micrograph))
+
+
 def mrc_path(out_dir: str | os.PathLike[str], micrograph: str) -> Path:
     """Where a preprocessed micrograph goes."""
-    return Path(out_dir) / "mrc" / f"{micrograph}.mrc"
+    return _path(out_dir, _MRC, micrograph)
 
 
 def psd_path(out_dir: str | os.PathLike[str], micrograph: str) -> Path:
     """Where a micrograph's PSD summary image goes (and its ``.png`` beside it)."""
-    return Path(out_dir) / "psd" / f"{micrograph}.mrc"
+    return _path(out_dir, _PSD, micrograph)
 
 
 def defocus_path(out_dir: str | os.PathLike[str], micrograph: str) -> Path:
     """Where a micrograph's local-defocus map goes."""
-    return Path(out_dir) / "defocus" / f"{micrograph}.json"
+    return _path(out_dir, _DEFOCUS, micrograph)
+
+
+def _micrograph_kinds(config: RunConfig) -> list[tuple[str, str]]:
+    """The kinds of file a run with ``config`` writes for each micrograph."""
+    kinds = [_RECORD, _THUMBNAIL]
+    if config.preprocess is not None:
+        kinds.append(_MRC)
+    if config.tilt is not None:
+        kinds += [_PSD, _PSD_PNG]
+        if config.tilt.estimate_angle:
+            kinds.append(_DEFOCUS)
+    return kinds
 
 
 def micrograph_outputs(
     out_dir: str | os.PathLike[str], micrograph: str, config: RunConfig
 ) -> list[Path]:
     """Every file a run with ``config`` writes for ``micrograph``."""
-    out = Path(out_dir)
-    paths = [
-        out / MANIFEST_DIR / "records" / f"{micrograph}.json",
-        out / MANIFEST_DIR / "thumbnails" / f"{micrograph}.npy",
-    ]
-    if config.preprocess is not None:
-        paths.append(mrc_path(out, micrograph))
-    if config.tilt is not None:
-        psd = psd_path(out, micrograph)
-        paths += [psd, psd.with_suffix(".png")]
-        if config.tilt.estimate_angle:
-            paths.append(defocus_path(out, micrograph))
-    return paths
+    return [_path(out_dir, kind, micrograph) for kind in _micrograph_kinds(config)]
 
 
 def _identity(path: str | os.PathLike[str]) -> tuple[int, int] | None:
@@ -80,7 +94,23 @@ def _identity(path: str | os.PathLike[str]) -> tuple[int, int] | None:
 
 
 def _inside(path: str, folder: str) -> bool:
-    return os.path.commonpath([path, folder]) == folder
+    """Whether the resolved ``path`` is the resolved ``folder`` or lies below it."""
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _resolved(paths: Iterable[str]) -> dict[str, str]:
+    """``os.path.realpath`` of each path, resolving each parent folder once."""
+    parents: dict[str, str] = {}
+    resolved = {}
+    for path in paths:
+        if os.path.islink(path):
+            resolved[path] = os.path.realpath(path)
+            continue
+        head, tail = os.path.split(path)
+        if head not in parents:
+            parents[head] = os.path.realpath(head)
+        resolved[path] = os.path.join(parents[head], tail)
+    return resolved
 
 
 def overwritten_inputs(
@@ -113,26 +143,33 @@ def overwritten_inputs(
     list of (str, str)
         ``(input, output)`` pairs, the input as given; empty when the run is safe.
     """
-    identities = {os.fspath(p): _identity(p) for p in inputs}
-    real = {p: os.path.realpath(p) for p, i in identities.items() if i is not None}
-    by_real = {r: p for p, r in real.items()}
-    by_identity = {i: p for p, i in identities.items() if i is not None}
+    identities = {os.fspath(p): i for p in inputs if (i := _identity(p)) is not None}
+    real = _resolved(identities)
+    by_real: dict[str, list[str]] = {}
+    by_identity: dict[tuple[int, int], list[str]] = {}
+    for path, ident in identities.items():
+        by_real.setdefault(real[path], []).append(path)
+        by_identity.setdefault(ident, []).append(path)
     out = Path(out_dir)
     conflicts = [(p, str(out)) for p, r in real.items() if r == os.path.realpath(out)]
     for name in OWNED_FOLDERS:
         owned = os.path.realpath(out / name)
         conflicts += [(p, str(out / name)) for p, r in real.items() if _inside(r, owned)]
-    outputs = [out / name for name in (*TABLE_NAMES, REPORT_NAME)]
-    outputs += [p for name in micrographs for p in micrograph_outputs(out, name, config)]
-    resolved = {folder: os.path.realpath(folder) for folder in {p.parent for p in outputs}}
-    for output in outputs:
-        ident = _identity(output)
+    files = [("", name) for name in (*TABLE_NAMES, REPORT_NAME)]
+    kinds = _micrograph_kinds(config)
+    files += [(folder, file.format(m)) for m in micrographs for folder, file in kinds]
+    folders = {}
+    for folder in {folder for folder, _ in files}:
+        path = os.path.join(out, folder)
+        folders[folder] = path, os.path.realpath(path), os.path.isdir(path)
+    for folder, name in files:
+        path, resolved, exists = folders[folder]
+        ident = _identity(os.path.join(path, name)) if exists else None
         if ident is not None:
-            hit = by_identity.get(ident)
+            hits = by_identity.get(ident, [])
         else:
-            hit = by_real.get(os.path.join(resolved[output.parent], output.name))
-        if hit is not None:
-            conflicts.append((hit, str(output)))
+            hits = by_real.get(os.path.join(resolved, name), [])
+        conflicts += [(hit, os.path.join(path, name)) for hit in hits]
     return list(dict.fromkeys(conflicts))
 
 
@@ -162,5 +199,5 @@ def refuse_overwriting_inputs(
 def output_locations(out_dir: str | os.PathLike[str]) -> list[Path]:
     """The folders and folder-level files a run writes into (without micrograph names)."""
     out = Path(out_dir)
-    names = ["mrc", "psd", "defocus", *OWNED_FOLDERS, *TABLE_NAMES, REPORT_NAME]
+    names = [MRC_DIR, PSD_DIR, DEFOCUS_DIR, *OWNED_FOLDERS, *TABLE_NAMES, REPORT_NAME]
     return [out / name for name in names]

@@ -20,7 +20,13 @@ import daskmic
 from daskmic.cli import EXIT_FAILED, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, main
 from daskmic.config import RunConfig
 from daskmic.errors import UsageError
-from daskmic.layout import OWNED_FOLDERS, TABLE_NAMES, micrograph_outputs
+from daskmic.layout import (
+    OWNED_FOLDERS,
+    TABLE_NAMES,
+    micrograph_outputs,
+    overwritten_inputs,
+    refuse_overwriting_inputs,
+)
 from daskmic.preprocess_params import PreprocessParams
 from daskmic.tilt.params import TiltParams
 
@@ -145,6 +151,34 @@ def test_the_layout_names_every_file_a_run_writes(write_micrographs, tmp_path, c
     }
     assert written <= planned, sorted(written - planned)
     assert (out / "defocus").is_dir() and (out / "psd").is_dir() and (out / "mrc").is_dir()
+
+
+def test_overwritten_inputs_compares_files_not_spellings(tmp_path):
+    """Same file by another spelling, a symlink or a hard link; a separate copy is fine."""
+    config = RunConfig(preprocess=PreprocessParams.from_options(invert=True))
+    out = tmp_path / "out"
+    (out / "mrc").mkdir(parents=True)
+    (out / "mrc" / "a.mrc").write_bytes(b"a")
+    (tmp_path / "copy.mrc").write_bytes(b"a")
+    os.link(out / "mrc" / "a.mrc", tmp_path / "hard.mrc")
+    (tmp_path / "soft.mrc").symlink_to(out / "mrc" / "a.mrc")
+    dotted = f"{out}/mrc/../mrc/a.mrc"
+    inputs = [str(tmp_path / n) for n in ("copy.mrc", "hard.mrc", "soft.mrc")] + [dotted]
+    found = overwritten_inputs(out, config, ["a"], inputs)
+    assert sorted(i for i, _ in found) == sorted(inputs[1:])
+    assert {o for _, o in found} == {str(out / "mrc" / "a.mrc")}
+    assert overwritten_inputs(out, config, ["b"], inputs) == []
+    # to be created: a folder of the output that is a symlink to the inputs' folder
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "b.mrc").write_bytes(b"b")
+    (tmp_path / "new").mkdir()
+    (tmp_path / "new" / "psd").symlink_to(tmp_path / "raw")
+    tilt = RunConfig(tilt=TiltParams())
+    found = overwritten_inputs(tmp_path / "new", tilt, ["b"], [str(tmp_path / "raw" / "b.mrc")])
+    assert found == [(str(tmp_path / "raw" / "b.mrc"), str(tmp_path / "new" / "psd" / "b.mrc"))]
+    assert overwritten_inputs(tmp_path / "new", tilt, ["c"], [found[0][0]]) == []
+    with pytest.raises(UsageError, match="is the output folder|would be overwritten"):
+        refuse_overwriting_inputs(tmp_path / "copy.mrc", config, [], [str(tmp_path / "copy.mrc")])
 
 
 # --- item 5: an unreadable done-record counts as not done -----------------------------------
