@@ -18,16 +18,16 @@ import pytest
 
 import daskmic
 from daskmic.cli import EXIT_FAILED, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, main
-from daskmic.config import RunConfig
 from daskmic.errors import UsageError
-from daskmic.layout import (
+from daskmic.preprocessing.params import PreprocessParams
+from daskmic.run.config import RunConfig
+from daskmic.run.layout import (
     OWNED_FOLDERS,
     TABLE_NAMES,
     micrograph_outputs,
     overwritten_inputs,
     refuse_overwriting_inputs,
 )
-from daskmic.preprocess_params import PreprocessParams
 from daskmic.tilt.params import TiltParams
 
 

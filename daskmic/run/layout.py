@@ -14,9 +14,9 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from daskmic.config import RunConfig
 from daskmic.errors import UsageError
-from daskmic.manifest import MANIFEST_DIR, Manifest
+from daskmic.run.config import RunConfig
+from daskmic.run.manifest import MANIFEST_DIR, Manifest
 
 ZARR_NAME = "micrographs.zarr"
 REPORT_NAME = "report.html"
