@@ -24,6 +24,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from daskmic import __version__
+from daskmic.errors import UsageError
 from daskmic.io import open_results, read_micrograph
 from daskmic.io.atomic import write_bytes_atomic
 from daskmic.io.png import grey_png
@@ -94,7 +95,7 @@ class OutputFolder:
         tables = [layout.micrographs_csv, layout.tilt_csv]
         found = [p for p in tables if p.is_file()]
         if not found:
-            raise ValueError(f"{out} is not a daskmic output folder (no {tables[0].name})")
+            raise UsageError(f"{out} is not a daskmic output folder (no {tables[0].name})")
         table = as_table(found[0])
         folder = cls(out, table, {})
         manifest = Manifest(out)

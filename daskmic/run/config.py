@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from daskmic.errors import UsageError
 from daskmic.preprocessing.params import PreprocessParams
 from daskmic.tilt.optics import check_given
 from daskmic.tilt.params import TiltParams
@@ -48,12 +49,12 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         if self.preprocess is None and self.tilt is None:
-            raise ValueError("a run needs at least one step: preprocess and/or tilt")
+            raise UsageError("a run needs at least one step: preprocess and/or tilt")
         if self.pixel_size_A is not None and not self.pixel_size_A > 0:
-            raise ValueError(f"pixel_size_A must be > 0, got {self.pixel_size_A}")
+            raise UsageError(f"pixel_size_A must be > 0, got {self.pixel_size_A}")
         object.__setattr__(self, "optics", check_given(self.optics))
         if self.thumbnail_px < 16:
-            raise ValueError(f"thumbnail_px must be >= 16, got {self.thumbnail_px}")
+            raise UsageError(f"thumbnail_px must be >= 16, got {self.thumbnail_px}")
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON-able parameters (what the manifest hashes)."""
@@ -94,7 +95,7 @@ class RunConfig:
             "thumbnail_px",
         }
         if unknown:
-            raise ValueError(f"unknown configuration keys: {sorted(unknown)}")
+            raise UsageError(f"unknown configuration keys: {sorted(unknown)}")
         preprocess = values.pop("preprocess", None)
         tilt = values.pop("tilt", None)
         return cls(
@@ -136,18 +137,18 @@ class StreamOptions:
     def __post_init__(self) -> None:
         size = self.batch_size
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ValueError(f"batch_size must be an integer >= 1, got {size!r}")
+            raise UsageError(f"batch_size must be an integer >= 1, got {size!r}")
         settle, poll = self.settle_seconds, self.poll_seconds
         if not (math.isfinite(settle) and settle >= 0):
-            raise ValueError(f"settle_seconds must be a finite number >= 0, got {settle!r}")
+            raise UsageError(f"settle_seconds must be a finite number >= 0, got {settle!r}")
         if not (math.isfinite(poll) and poll > 0):
-            raise ValueError(f"poll_seconds must be a finite number > 0, got {poll!r}")
+            raise UsageError(f"poll_seconds must be a finite number > 0, got {poll!r}")
         if self.idle_timeout is not None and not self.idle_timeout > 0:
-            raise ValueError(
+            raise UsageError(
                 f"idle_timeout must be > 0 seconds or None, got {self.idle_timeout!r}"
             )
         if not self.close_marker or os.sep in self.close_marker:
-            raise ValueError(f"close_marker must be a file name, got {self.close_marker!r}")
+            raise UsageError(f"close_marker must be a file name, got {self.close_marker!r}")
 
 
 def read_run_config(path: str | Path) -> tuple[list[str] | None, str | None, RunConfig]:
@@ -162,10 +163,12 @@ def read_run_config(path: str | Path) -> tuple[list[str] | None, str | None, Run
     config : RunConfig
         The steps and options.
     """
+    if not Path(path).is_file():
+        raise UsageError(f"{path}: no such configuration file")
     with open(path) as handle:
         values = yaml.safe_load(handle) or {}
     if not isinstance(values, dict):
-        raise ValueError(f"{path}: a configuration file must hold a mapping")
+        raise UsageError(f"{path}: a configuration file must hold a mapping")
     inputs = values.pop("inputs", None)
     if isinstance(inputs, str):
         inputs = [inputs]

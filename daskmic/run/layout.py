@@ -1,4 +1,4 @@
-"""The output folder's layout: the one module that knows where each output lives.
+"""The output folder's layout: where each output lives, and the check that none is an input.
 
 ::
 
@@ -15,56 +15,90 @@
                                     records/<micrograph>.json, thumbnails/<micrograph>.npy
 
 Everything else asks an :class:`OutputLayout` for a path; nothing else spells one.
+:func:`overwritten_inputs` compares what a run will write with its inputs, by inode for files
+that exist and by resolved path for those to be created, so that no output (through a symlink
+or a hard link either) ever lands on an input.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
+
+from daskmic.errors import UsageError
+
+if TYPE_CHECKING:
+    from daskmic.run.config import RunConfig
 
 MANIFEST_DIR: Final = ".daskmic"
 """The hidden folder of the manifest inside an output folder."""
+ZARR_NAME: Final = "micrographs.zarr"
+REPORT_NAME: Final = "report.html"
+MRC_DIR, PSD_DIR, DEFOCUS_DIR = "mrc", "psd", "defocus"
+
+_MRC = (MRC_DIR, "{}.mrc")
+_PSD = (PSD_DIR, "{}.mrc")
+_PSD_PNG = (PSD_DIR, "{}.png")
+_DEFOCUS = (DEFOCUS_DIR, "{}.json")
+_RECORD = (os.path.join(MANIFEST_DIR, "records"), "{}.json")
+_THUMBNAIL = (os.path.join(MANIFEST_DIR, "thumbnails"), "{}.npy")
+"""Per-micrograph files: (folder in the output folder, file name with ``{}`` for the name)."""
 
 _SPLIT = {
     "accepted": ("accepted.star", "accepted.txt"),
     "discarded": ("discarded.star", "rejected.txt"),
 }
 
+OWNED_FOLDERS: Final = (MANIFEST_DIR, ZARR_NAME)
+"""Folders daskmic rewrites as a whole: nothing inside them may be an input."""
 
-@dataclass(frozen=True)
+
+def _path(root: str | os.PathLike[str], kind: tuple[str, str], micrograph: str) -> Path:
+    return Path(root, kind[0], kind[1].format(micrograph))
+
+
 class OutputLayout:
     """Where the outputs of one output folder live.
 
     Parameters
     ----------
-    root : pathlib.Path
+    root : path-like
         The output folder.
     """
 
-    root: Path
-
     def __init__(self, root: str | os.PathLike[str]) -> None:
-        object.__setattr__(self, "root", Path(root))
+        self.root = Path(root)
+
+    def __repr__(self) -> str:
+        return f"OutputLayout({str(self.root)!r})"
 
     # --- per micrograph --------------------------------------------------------------------
 
     def micrograph(self, name: str) -> Path:
         """The preprocessed micrograph (MRC)."""
-        return self.root / "mrc" / f"{name}.mrc"
+        return _path(self.root, _MRC, name)
 
     def psd(self, name: str) -> Path:
         """The PSD summary image (MRC)."""
-        return self.root / "psd" / f"{name}.mrc"
+        return _path(self.root, _PSD, name)
 
     def psd_png(self, name: str) -> Path:
         """The PSD summary image (PNG, for the eye and the report)."""
-        return self.psd(name).with_suffix(".png")
+        return _path(self.root, _PSD_PNG, name)
 
     def defocus_map(self, name: str) -> Path:
         """The local-defocus map behind a tilt-angle estimate (JSON)."""
-        return self.root / "defocus" / f"{name}.json"
+        return _path(self.root, _DEFOCUS, name)
+
+    def record(self, name: str) -> Path:
+        """The micrograph's done-record (JSON): what marks it done."""
+        return _path(self.root, _RECORD, name)
+
+    def thumbnail(self, name: str) -> Path:
+        """The micrograph's thumbnail (``.npy``)."""
+        return _path(self.root, _THUMBNAIL, name)
 
     def store_images(self, name: str) -> list[Path]:
         """The micrograph's images inside the results store (processed pixels, PSD summary).
@@ -75,16 +109,8 @@ class OutputLayout:
 
         return [self.zarr / collection / name for collection in COLLECTIONS]
 
-    def record(self, name: str) -> Path:
-        """The micrograph's done-record (JSON): what marks it done."""
-        return self.records / f"{name}.json"
-
-    def thumbnail(self, name: str) -> Path:
-        """The micrograph's thumbnail (``.npy``)."""
-        return self.thumbnails / f"{name}.npy"
-
     def outputs(self, name: str) -> list[Path]:
-        """Every output of one micrograph, its record last (remove in this order)."""
+        """Every output of one micrograph in any run, its record last (remove in this order)."""
         return [
             self.micrograph(name),
             self.psd(name),
@@ -100,7 +126,7 @@ class OutputLayout:
     @property
     def zarr(self) -> Path:
         """The results store."""
-        return self.root / "micrographs.zarr"
+        return self.root / ZARR_NAME
 
     @property
     def micrographs_csv(self) -> Path:
@@ -130,10 +156,16 @@ class OutputLayout:
         """The input paths of the micrographs with ``status``, one per line."""
         return self.root / _SPLIT[status][1]
 
+    def tables(self) -> list[Path]:
+        """Every table a run may rebuild from its records."""
+        split = [f(status) for status in _SPLIT for f in (self.split_star, self.split_list)]
+        csv, star, xmd = self.micrographs_csv, self.micrographs_star, self.micrographs_xmd
+        return [csv, star, xmd, self.tilt_csv, *split]
+
     @property
     def report(self) -> Path:
         """The QC page."""
-        return self.root / "report.html"
+        return self.root / REPORT_NAME
 
     # --- the manifest ----------------------------------------------------------------------
 
@@ -155,9 +187,151 @@ class OutputLayout:
     @property
     def records(self) -> Path:
         """The folder of the done-records."""
-        return self.manifest / "records"
+        return self.root / _RECORD[0]
 
     @property
     def thumbnails(self) -> Path:
         """The folder of the thumbnails."""
-        return self.manifest / "thumbnails"
+        return self.root / _THUMBNAIL[0]
+
+
+TABLE_NAMES: Final = tuple(path.name for path in OutputLayout("").tables())
+"""The tables a run rebuilds from its records (those of its steps)."""
+
+
+def _micrograph_kinds(config: RunConfig) -> list[tuple[str, str]]:
+    """The kinds of file a run with ``config`` writes for each micrograph."""
+    kinds = [_RECORD, _THUMBNAIL]
+    if config.preprocess is not None:
+        kinds.append(_MRC)
+    if config.tilt is not None:
+        kinds += [_PSD, _PSD_PNG]
+        if config.tilt.estimate_angle:
+            kinds.append(_DEFOCUS)
+    return kinds
+
+
+def micrograph_outputs(
+    out_dir: str | os.PathLike[str], micrograph: str, config: RunConfig
+) -> list[Path]:
+    """Every file a run with ``config`` writes for ``micrograph`` (beside the store's images)."""
+    return [_path(out_dir, kind, micrograph) for kind in _micrograph_kinds(config)]
+
+
+def _identity(path: str | os.PathLike[str]) -> tuple[int, int] | None:
+    """``(st_dev, st_ino)`` of the file ``path`` leads to; None when there is none."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino
+
+
+def _inside(path: str, folder: str) -> bool:
+    """Whether the resolved ``path`` is the resolved ``folder`` or lies below it."""
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _resolved(paths: Iterable[str]) -> dict[str, str]:
+    """``os.path.realpath`` of each path, resolving each parent folder once."""
+    parents: dict[str, str] = {}
+    resolved = {}
+    for path in paths:
+        if os.path.islink(path):
+            resolved[path] = os.path.realpath(path)
+            continue
+        head, tail = os.path.split(path)
+        if head not in parents:
+            parents[head] = os.path.realpath(head)
+        resolved[path] = os.path.join(parents[head], tail)
+    return resolved
+
+
+def overwritten_inputs(
+    out_dir: str | os.PathLike[str],
+    config: RunConfig,
+    micrographs: Iterable[str],
+    inputs: Iterable[str | os.PathLike[str]],
+) -> list[tuple[str, str]]:
+    """The inputs that a run writing ``micrographs`` into ``out_dir`` would overwrite.
+
+    An output lands on an input when it exists and is the same file (same device and inode:
+    the same path, a symlink or a hard link), or, when it is still to be created, when its
+    resolved path is the input's. An input inside ``micrographs.zarr`` or ``.daskmic/``, or
+    one that is the output folder itself, counts too. One ``stat`` per output, and each
+    output folder resolved once.
+
+    Parameters
+    ----------
+    out_dir : path-like
+        The output folder.
+    config : RunConfig
+        The run's steps (they decide which outputs exist).
+    micrographs : iterable of str
+        The names of the micrographs the run writes.
+    inputs : iterable of path-like
+        Every file the run reads (micrographs and tables).
+
+    Returns
+    -------
+    list of (str, str)
+        ``(input, output)`` pairs, the input as given; empty when the run is safe.
+    """
+    identities = {os.fspath(p): i for p in inputs if (i := _identity(p)) is not None}
+    real = _resolved(identities)
+    by_real: dict[str, list[str]] = {}
+    by_identity: dict[tuple[int, int], list[str]] = {}
+    for path, ident in identities.items():
+        by_real.setdefault(real[path], []).append(path)
+        by_identity.setdefault(ident, []).append(path)
+    out = Path(out_dir)
+    conflicts = [(p, str(out)) for p, r in real.items() if r == os.path.realpath(out)]
+    for name in OWNED_FOLDERS:
+        owned = os.path.realpath(out / name)
+        conflicts += [(p, str(out / name)) for p, r in real.items() if _inside(r, owned)]
+    files = [("", name) for name in (*TABLE_NAMES, REPORT_NAME)]
+    kinds = _micrograph_kinds(config)
+    files += [(folder, file.format(m)) for m in micrographs for folder, file in kinds]
+    folders = {}
+    for folder in {folder for folder, _ in files}:
+        path = os.path.join(out, folder)
+        folders[folder] = path, os.path.realpath(path), os.path.isdir(path)
+    for folder, name in files:
+        path, resolved, exists = folders[folder]
+        ident = _identity(os.path.join(path, name)) if exists else None
+        if ident is not None:
+            hits = by_identity.get(ident, [])
+        else:
+            hits = by_real.get(os.path.join(resolved, name), [])
+        conflicts += [(hit, os.path.join(path, name)) for hit in hits]
+    return list(dict.fromkeys(conflicts))
+
+
+def refuse_overwriting_inputs(
+    out_dir: str | os.PathLike[str],
+    config: RunConfig,
+    micrographs: Iterable[str],
+    inputs: Iterable[str | os.PathLike[str]],
+) -> None:
+    """Refuse, before any work, a run whose outputs would land on an input.
+
+    Raises
+    ------
+    UsageError
+        Naming each input and the output that would overwrite it (see
+        :func:`overwritten_inputs`).
+    """
+    conflicts = overwritten_inputs(out_dir, config, micrographs, inputs)
+    if conflicts:
+        shown = "; ".join(f"input {i} would be overwritten by output {o}" for i, o in conflicts[:5])
+        more = f" (and {len(conflicts) - 5} more)" if len(conflicts) > 5 else ""
+        raise UsageError(
+            f"{shown}{more}; inputs are never written to: choose another output folder"
+        )
+
+
+def output_locations(out_dir: str | os.PathLike[str]) -> list[Path]:
+    """The folders and folder-level files a run writes into (without micrograph names)."""
+    out = Path(out_dir)
+    names = [MRC_DIR, PSD_DIR, DEFOCUS_DIR, *OWNED_FOLDERS, *TABLE_NAMES, REPORT_NAME]
+    return [out / name for name in names]

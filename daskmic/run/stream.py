@@ -28,12 +28,13 @@ from typing import Any
 
 from distributed import Client
 
+from daskmic.errors import UsageError
 from daskmic.io import MicrographError, open_micrographs, read_header
 from daskmic.io.sources import glob_root, unique_names
 from daskmic.run.config import RunConfig, StreamOptions
 from daskmic.run.driver import RunSummary, bind, sources_from
 from daskmic.run.feeder import Feeder
-from daskmic.run.layout import OutputLayout
+from daskmic.run.layout import OutputLayout, output_locations, overwritten_inputs
 from daskmic.run.manifest import Manifest
 from daskmic.run.publish import publish
 from daskmic.run.unit import Row, Source
@@ -259,6 +260,15 @@ class _Stream:
         self.ready = []
         self.submitted.update({p: self.names[p] for p in paths})
         sources = [_source(p, self.names[p], self.config) for p in paths]
+        # an output that is an arriving file (a hard link into OUT): that micrograph fails alone
+        names = [s.micrograph for s in sources]
+        clash = dict(overwritten_inputs(self.out, self.config, names, [s.path for s in sources]))
+        sources = [
+            dataclasses.replace(s, error=f"{s.path}: output {clash[s.path]} is this file")
+            if s.path in clash
+            else s
+            for s in sources
+        ]
         return sorted(sources, key=attrgetter("micrograph"))
 
     def record(self, row: Row) -> None:
@@ -283,13 +293,21 @@ class _Stream:
 
 def _check_folders(folder: Path, out: Path) -> None:
     if not folder.is_dir():
-        raise FileNotFoundError(f"watched folder {folder} does not exist or is not a folder")
+        raise UsageError(f"watched folder {folder} does not exist or is not a folder")
     watched, output = os.path.realpath(folder), os.path.realpath(out)
     if _inside(watched, output):
-        raise ValueError(
+        raise UsageError(
             f"output folder {out} must not be the watched folder {folder} or contain it; "
             "choose another output folder (a subfolder of the watched folder is fine)"
         )
+    for location in output_locations(out):  # a symlink out of OUT into the watched folder
+        real = os.path.realpath(location)
+        if _inside(real, watched) and not _inside(real, output):
+            raise UsageError(
+                f"output {location} leads to {real}, inside the watched folder {folder}: the "
+                "outputs would land on watched files and be taken as input; choose another "
+                "output folder"
+            )
 
 
 def watch(
@@ -341,11 +359,10 @@ def watch(
 
     Raises
     ------
-    ValueError
-        Invalid options, an output folder that contains the watched folder, or one bound to
-        other parameters (unless ``overwrite``).
-    FileNotFoundError
-        If ``folder`` is not a folder.
+    UsageError
+        Before any work: invalid options, a ``folder`` that is not a folder, an output folder
+        that contains the watched folder or leads into it (a symlink), or one bound to other
+        parameters (unless ``overwrite``).
     """
     options = StreamOptions(
         pattern, batch_size, settle_seconds, poll_seconds, close_marker, idle_timeout

@@ -11,6 +11,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
+from daskmic.errors import UsageError
 from daskmic.tilt.ctf import Optics
 
 RELION_LABELS: Final = {
@@ -33,14 +34,17 @@ def check_given(given: GivenOptics | None) -> dict[str, float]:
 
     Raises
     ------
-    ValueError
+    UsageError
         For an unknown name or a value out of range, naming it.
     """
     values = _given(given)
     unknown = sorted(set(values) - set(RELION_LABELS))
     if unknown:
-        raise ValueError(f"unknown optics {unknown}; known: {sorted(RELION_LABELS)}")
-    Optics(**values)
+        raise UsageError(f"unknown optics {unknown}; known: {sorted(RELION_LABELS)}")
+    try:
+        Optics(**values)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     return values
 
 
