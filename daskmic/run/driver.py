@@ -15,53 +15,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from distributed import Client
 
 from daskmic.cluster.progress import track
-from daskmic.errors import UsageError
-from daskmic.io.open import catalogue_micrographs
 from daskmic.run.config import RunConfig
 from daskmic.run.feeder import Feeder
 from daskmic.run.layout import refuse_overwriting_inputs
 from daskmic.run.manifest import Manifest
 from daskmic.run.publish import publish
+from daskmic.run.sources import catalogue, check_run
 from daskmic.run.unit import Row, Source
 
 if TYPE_CHECKING:
-    import xarray as xr
-
-
-def sources_from(mics: xr.DataArray) -> list[Source]:
-    """List the micrographs of an opened set, error rows included, sorted by name."""
-    carried = [
-        name
-        for name, coord in mics.coords.items()
-        if coord.dims == ("micrograph",) and name not in ("micrograph", "path", "pixel_size_A")
-    ]
-    sources = [
-        Source(
-            micrograph=str(name),
-            path=str(mics["path"].values[i]),
-            pixel_size_A=float(mics["pixel_size_A"].values[i]),
-            columns={c: _plain(mics[c].values[i]) for c in carried},
-        )
-        for i, name in enumerate(mics["micrograph"].values)
-    ]
-    sources += [
-        Source(
-            micrograph=bad["micrograph"],
-            path=bad["path"],
-            pixel_size_A=float("nan"),
-            error=bad["error"],
-        )
-        for bad in mics.attrs.get("failed", [])
-    ]
-    return sorted(sources, key=lambda s: s.micrograph)
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else value
+    pass
 
 
 def process_sources(
@@ -108,27 +74,11 @@ def prepare(
         bound to other parameters or whose outputs would overwrite an input; raised before
         any work starts.
     """
-    try:
-        entries, optics = catalogue_micrographs(inputs, pixel_size_A=config.pixel_size_A)
-    except ValueError as error:  # nothing found, an unusable table: no run can start
-        raise UsageError(str(error)) from error
-    sources = sorted(
-        (Source(e.micrograph, e.path, e.pixel_size_A, e.columns, e.error) for e in entries),
-        key=lambda s: s.micrograph,
-    )
-    if limit is not None:
-        sources = sources[:limit]
-    wanted = {s.micrograph for s in sources}
-    good = [e for e in entries if not e.error and e.micrograph in wanted]
-    shapes = [e.shape for e in good]
-    pixel_sizes = [config.pixel_size_A or e.pixel_size_A for e in good]
-    if config.preprocess is not None:
-        for shape in sorted(set(shapes)):
-            config.preprocess.validate(shape)
-    if config.tilt is not None and good:
-        config.tilt.validate_for_set(shapes, pixel_sizes)
+    listed, optics = catalogue(inputs, config.pixel_size_A)
+    sources = listed if limit is None else listed[:limit]
+    check_run(config, sources)
     items = [inputs] if isinstance(inputs, str | os.PathLike) else list(inputs)
-    read = [e.path for e in entries] + [os.fspath(i) for i in items if os.path.isfile(i)]
+    read = [s.path for s in listed] + [os.fspath(i) for i in items if os.path.isfile(i)]
     digest = bind(out_dir, config, sources, optics, overwrite=overwrite, inputs=read)
     return sources, digest
 

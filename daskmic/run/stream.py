@@ -29,14 +29,15 @@ from typing import Any
 from distributed import Client
 
 from daskmic.errors import UsageError
-from daskmic.io import MicrographError, open_micrographs, read_header
+from daskmic.io import MicrographError, read_header
 from daskmic.io.sources import glob_root, unique_names
 from daskmic.run.config import RunConfig, StreamOptions
-from daskmic.run.driver import RunSummary, bind, sources_from
+from daskmic.run.driver import RunSummary, bind
 from daskmic.run.feeder import Feeder
 from daskmic.run.layout import OutputLayout, output_locations, overwritten_inputs
 from daskmic.run.manifest import Manifest
 from daskmic.run.publish import publish
+from daskmic.run.sources import catalogue, check_run
 from daskmic.run.unit import Row, Source
 
 
@@ -152,12 +153,6 @@ class Arrivals:
         return complete
 
 
-def _source(path: str, name: str, config: RunConfig) -> Source:
-    """The run's view of one file (header only), named as in a batch run on the whole set."""
-    (source,) = sources_from(open_micrographs([path], pixel_size_A=config.pixel_size_A))
-    return dataclasses.replace(source, micrograph=name)
-
-
 def _forget(out: Path, name: str) -> None:
     """Remove a micrograph's outputs, then its record (so an interrupted removal is redone)."""
     for output in OutputLayout(out).outputs(name):
@@ -208,6 +203,7 @@ class _Stream:
         self.ready: list[str] = []
         self.submitted: dict[str, str] = {}
         self._since_count = 0
+        self._checked = False
 
     def follow(self, client: Client, closing: _Closing, poll_seconds: float) -> None:
         """Poll, name and submit as files arrive, publish per batch, until the stream closes.
@@ -259,7 +255,12 @@ class _Stream:
         paths = list(dict.fromkeys(self.ready))
         self.ready = []
         self.submitted.update({p: self.names[p] for p in paths})
-        sources = [_source(p, self.names[p], self.config) for p in paths]
+        listed, _ = catalogue(paths, self.config.pixel_size_A)  # as a batch run lists them
+        by_path = {source.path: source for source in listed}
+        sources = [dataclasses.replace(by_path[p], micrograph=self.names[p]) for p in paths]
+        if not self._checked:  # before this session submits anything: a batch run's checks
+            check_run(self.config, sources)
+            self._checked = True
         # an output that is an arriving file (a hard link into OUT): that micrograph fails alone
         names = [s.micrograph for s in sources]
         clash = dict(overwritten_inputs(self.out, self.config, names, [s.path for s in sources]))

@@ -37,13 +37,18 @@ Row = dict[str, Any]
 
 @dataclass(frozen=True)
 class Source:
-    """One input micrograph, as the driver hands it to a worker (paths, never pixels)."""
+    """One input micrograph, as the driver hands it to a worker (paths, never pixels).
+
+    Made by :mod:`daskmic.run.sources` from its header (``shape``; None when unreadable) and
+    its table row (``columns``); ``pixel_size_A`` is final (any override already applied).
+    """
 
     micrograph: str
     path: str
     pixel_size_A: float
     columns: dict[str, Any] = field(default_factory=dict)
     error: str = ""
+    shape: tuple[int, int] | None = None
 
 
 def _check_pixels(image: np.ndarray) -> None:
@@ -192,10 +197,9 @@ def process_micrograph(source: Source, config: RunConfig, out_dir: str, digest: 
     try:
         if source.error:
             raise ValueError(source.error)
-        pixel_size_A = config.pixel_size_A or source.pixel_size_A
+        pixel_size_A = source.pixel_size_A
         if not np.isfinite(pixel_size_A) or pixel_size_A <= 0:
             raise ValueError("unknown pixel size: give it with --pixel-size (pixel_size_A)")
-        row["pixel_size_A"] = pixel_size_A
         pixels, name = _Pixels(source.path), source.micrograph
         if config.preprocess is not None:
             step = "preprocess"

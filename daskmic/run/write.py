@@ -20,7 +20,8 @@ from distributed import Client
 from daskmic.errors import UsageError
 from daskmic.preprocessing.params import PreprocessParams
 from daskmic.run.config import RunConfig
-from daskmic.run.driver import RunSummary, bind, execute, sources_from
+from daskmic.run.driver import RunSummary, bind, execute
+from daskmic.run.sources import sources_from
 from daskmic.run.unit import Row, Source
 from daskmic.tilt.params import TiltParams
 
