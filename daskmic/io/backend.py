@@ -11,6 +11,7 @@ from xarray.backends import BackendArray, BackendEntrypoint
 from xarray.core import indexing
 
 from daskmic.io.lazy import LazyMicrographStack
+from daskmic.io.open import spatial_coords
 from daskmic.io.readers import read_header
 
 SUFFIXES = (".mrc", ".tif", ".tiff")
@@ -36,8 +37,11 @@ class _MicrographArray(BackendArray):
 class DaskmicBackendEntrypoint(BackendEntrypoint):
     """Open one MRC or TIFF micrograph as a Dataset with variable ``image`` (y, x), lazily.
 
-    ``y``/``x`` are in ångström when the header gives the pixel size (attribute
-    ``pixel_size_A``), else in pixels. With ``chunks={}`` the image is one dask chunk.
+    The coordinates follow the data contract of :func:`daskmic.open_micrographs`, for one
+    micrograph: ``micrograph`` (its name, the file stem), ``path``, ``pixel_size_A`` (NaN when
+    the header has none; also the attribute of that name) and ``y``/``x`` (ångström when the
+    pixel size is known, else pixels), made by the same function. ``ds.image.expand_dims(
+    "micrograph")`` is the one-micrograph stack. With ``chunks={}`` the image is one chunk.
     """
 
     description = "Cryo-EM micrographs (MRC, TIFF) via daskmic's reader"
@@ -51,18 +55,19 @@ class DaskmicBackendEntrypoint(BackendEntrypoint):
     ) -> xr.Dataset:
         """Read the header now and return the lazily indexed image."""
         header = read_header(filename_or_obj)
-        (ny, nx), step = header.shape, header.pixel_size_A or 1.0
-        units = "px" if header.pixel_size_A is None else "Å"
+        ny, nx = header.shape
+        pixel_size_A = np.nan if header.pixel_size_A is None else float(header.pixel_size_A)
         array = indexing.LazilyIndexedArray(
             _MicrographArray(header.path, header.shape, header.dtype)
         )
         image = xr.Variable(("y", "x"), array, encoding={"preferred_chunks": {"y": ny, "x": nx}})
         coords = {
-            d: xr.Variable(d, np.arange(n) * step, attrs={"units": units})
-            for d, n in (("y", ny), ("x", nx))
+            "micrograph": Path(header.path).stem,
+            "path": header.path,
+            "pixel_size_A": pixel_size_A,
+            **spatial_coords(ny, nx, np.array([pixel_size_A])),
         }
-        attrs = {"path": header.path, "format": header.format}
-        attrs["pixel_size_A"] = np.nan if header.pixel_size_A is None else header.pixel_size_A
+        attrs = {"format": header.format, "pixel_size_A": pixel_size_A}
         dataset = xr.Dataset({"image": image}, coords=coords, attrs=attrs)
         drop = [drop_variables] if isinstance(drop_variables, str) else drop_variables or []
         return dataset.drop_vars(drop, errors="ignore")

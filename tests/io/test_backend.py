@@ -50,3 +50,17 @@ def test_guess_can_open_and_errors(tmp_path):
     assert not backend.guess_can_open("c.nc") and not backend.guess_can_open(object())
     with pytest.raises(MicrographError, match="no such file"):
         xr.open_dataset(tmp_path / "absent.mrc", engine="daskmic")
+
+
+def test_the_backend_and_open_micrographs_share_the_data_contract(make_mrc, rng):
+    from daskmic.io import open_micrographs
+
+    path = make_mrc("stack/m_7.mrc", rng.normal(size=(24, 40)).astype(np.float32), 1.25)
+    one = xr.open_dataset(path, engine="daskmic").image.expand_dims("micrograph")
+    stack = open_micrographs(path)
+    xr.testing.assert_identical(
+        one.rename(None).drop_attrs().reset_coords(["path", "pixel_size_A"], drop=True),
+        stack.rename(None).drop_attrs().reset_coords(["path", "pixel_size_A"], drop=True),
+    )
+    for name in ("path", "pixel_size_A"):
+        assert one[name].item() == stack[name].item()
