@@ -23,6 +23,8 @@ __getattr__, __dir__, _ = lazy_loader.attach(
         "errors": ["UsageError"],
         "io": ["open_micrographs"],
         "preprocessing.lazy": ["preprocess"],
+        "preprocessing.params": ["PreprocessParams"],
+        "report.page": ["write_report"],
         "run.config": ["RunConfig", "read_run_config"],
         "run.demo": ["demo"],
         "run.driver": ["run_batch"],
@@ -30,11 +32,14 @@ __getattr__, __dir__, _ = lazy_loader.attach(
         "run.stream": ["watch"],
         "run.write": ["write"],
         "tilt.analysis": ["tilt_analysis"],
+        "tilt.params": ["TiltParams"],
     },
 )
 
 __all__ = [
+    "PreprocessParams",
     "RunConfig",
+    "TiltParams",
     "UsageError",
     "__version__",
     "connect",
@@ -47,4 +52,5 @@ __all__ = [
     "tilt_analysis",
     "watch",
     "write",
+    "write_report",
 ]

@@ -1,5 +1,8 @@
 """``daskmic`` on the command line: argument parsing only; the work is the public API's.
 
+The options and their defaults come from the parameter objects (:class:`daskmic.
+PreprocessParams`, :class:`daskmic.TiltParams`, ...); every command calls ``daskmic.<name>``.
+
 Exit codes: 0 all micrographs done; 1 some failed (each with its reason in the tables, the rest
 written); 2 usage error, nothing started; 3 internal error (a traceback: please report it).
 """
@@ -15,11 +18,11 @@ from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
-from daskmic.errors import UsageError
-from daskmic.preprocessing.params import DEFAULTS, PreprocessParams
-from daskmic.run.config import RunConfig, StreamOptions
+import daskmic
+from daskmic import PreprocessParams, RunConfig, TiltParams, UsageError
+from daskmic.preprocessing.params import DEFAULTS
+from daskmic.run.config import StreamOptions
 from daskmic.tilt.ctf import Optics
-from daskmic.tilt.params import TiltParams
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -410,9 +413,7 @@ def _report(summary: Any) -> int:
 
 def _write_report(out_dir: str, skip: bool) -> None:
     if not skip:
-        from daskmic.report.page import write_report
-
-        print(f"report in {write_report(out_dir)}")
+        print(f"report in {daskmic.write_report(out_dir)}")
 
 
 @contextmanager
@@ -422,18 +423,15 @@ def _cluster(args: argparse.Namespace) -> Iterator[Any]:
     A local cluster's workers then start while the driver imports the rest and reads the
     micrographs' headers, instead of after.
     """
-    from daskmic.cluster.client import connect
-
-    with connect(wait=False, **_cluster_kwargs(args)) as client:
+    with daskmic.connect(wait=False, **_cluster_kwargs(args)) as client:
         yield client
 
 
 def _run_batch(args: argparse.Namespace, inputs: Any, output: str, config: RunConfig) -> int:
     with _cluster(args) as client:
-        from daskmic.run.driver import run_batch
         from daskmic.run.progress import print_row
 
-        summary = run_batch(
+        summary = daskmic.run_batch(
             inputs,
             output,
             config,
@@ -447,7 +445,6 @@ def _run_batch(args: argparse.Namespace, inputs: Any, output: str, config: RunCo
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    import daskmic
     from daskmic.run.progress import print_row
 
     if args.command in ("preprocess", "tilt"):
