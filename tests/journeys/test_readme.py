@@ -3,7 +3,7 @@
 A README line that no longer works fails here. Inputs are substituted by small ones (the
 conftest's dataset, a watched folder in place of ``/data/session``); the options are kept as
 written, with only the session's cluster added (and, for ``watch``, short settle and poll
-times; for ``demo``, fewer micrographs).
+times).
 """
 
 from __future__ import annotations
@@ -67,8 +67,6 @@ def _small(args: list[str], cluster_options: list[str]) -> list[str]:
         args += cluster_options
     if args[0] == "watch":
         args += ["--settle", "0.5", "--poll", "0.2"]
-    if args[0] == "demo":
-        args += ["--micrographs", "3"]
     return args
 
 
@@ -92,10 +90,12 @@ def test_readme_command_lines_run_as_written(workdir, daskmic, cluster_options):
     assert {args[0] for args in lines} >= COMMANDS
     _session(workdir)
     _config(workdir)
+    printed = {}
     for args in lines:
         done = daskmic(_small(args, cluster_options), cwd=workdir)
         assert done.returncode == 0, (args, done.stdout[-2000:], done.stderr[-4000:])
         assert "Traceback" not in done.stderr, (args, done.stderr[-4000:])
+        printed[args[0]] = done.stdout
     n = len(list((workdir / "raw").glob("*.mrc")))
     for out in ("results", "screen", "both", "live", "daskmic-demo/results"):
         assert (workdir / out / "report.html").is_file(), out
@@ -104,3 +104,21 @@ def test_readme_command_lines_run_as_written(workdir, daskmic, cluster_options):
     screen = pd.read_csv(workdir / "screen" / "tilt.csv")  # re-split by `select`
     expected = (screen["tilt_mean_corr"] > 0.6) & (screen["tilt_std_corr"] < 0.08)
     assert (screen["accepted"] == expected).all()
+    _check_demo_explains_itself(workdir / "daskmic-demo", printed["demo"])
+
+
+def _check_demo_explains_itself(demo: Path, printed: str) -> None:
+    """The demo prints its thresholds, why each discarded micrograph failed, and its truth."""
+    assert "tilt screen: accepted when mean correlation > 0.5 and std < 0.1" in printed
+    screen = pd.read_csv(demo / "results" / "tilt.csv")
+    discarded = screen[screen["status"] == "discarded"]
+    assert len(discarded) > 0, "the demo shows the screen discarding"
+    for row in discarded.itertuples():
+        start = f"discarded {row.micrograph}:"
+        (line,) = [s for s in printed.splitlines() if s.strip().startswith(start)]
+        assert ("mean correlation" in line) == (row.tilt_mean_corr <= 0.5), line
+        assert ("std of the correlations" in line) == (row.tilt_std_corr >= 0.1), line
+    truth = demo.resolve() / "raw" / "truth.csv"
+    assert f"true tilts: {truth} (column tilt_angle_deg)" in printed
+    tilts = pd.read_csv(truth).set_index("micrograph")["tilt_angle_deg"]
+    assert sorted(tilts.index) == sorted(screen["micrograph"])
