@@ -19,8 +19,8 @@ import pandas as pd
 
 import daskmic as dm
 from daskmic.datasets import make_dataset
-from daskmic.demonstration import DEMO_MICROGRAPHS
-from daskmic.plot import as_table
+from daskmic.report.plot import as_table
+from daskmic.run.demo import DEMO_MICROGRAPHS
 
 
 def screen(folder: Path, size: int, tilt_deg: float, n: int, seed: int) -> pd.DataFrame:

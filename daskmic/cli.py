@@ -13,8 +13,9 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from daskmic.config import Optics, RunConfig
-from daskmic.preprocess_params import PreprocessParams
+from daskmic.preprocessing.params import PreprocessParams
+from daskmic.run.config import RunConfig
+from daskmic.tilt.optics import Optics
 from daskmic.tilt.params import TiltParams
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -343,7 +344,7 @@ def _cluster_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _report(summary: Any, config: RunConfig) -> int:
-    from daskmic.progress import print_screen, print_summary
+    from daskmic.run.progress import print_screen, print_summary
 
     print_summary(summary)
     if config.tilt is not None:
@@ -353,7 +354,7 @@ def _report(summary: Any, config: RunConfig) -> int:
 
 def _write_report(out_dir: str, skip: bool) -> None:
     if not skip:
-        from daskmic.report import write_report
+        from daskmic.report.page import write_report
 
         print(f"report in {write_report(out_dir)}")
 
@@ -365,7 +366,7 @@ def _cluster(args: argparse.Namespace) -> Iterator[Any]:
     A local cluster's workers then start while the driver imports the rest and reads the
     micrographs' headers, instead of after.
     """
-    from daskmic.cluster import connect
+    from daskmic.cluster.client import connect
 
     with connect(wait=False, **_cluster_kwargs(args)) as client:
         yield client
@@ -373,8 +374,8 @@ def _cluster(args: argparse.Namespace) -> Iterator[Any]:
 
 def _run_batch(args: argparse.Namespace, inputs: Any, output: str, config: RunConfig) -> int:
     with _cluster(args) as client:
-        from daskmic.progress import print_row
-        from daskmic.run import run_batch
+        from daskmic.run.driver import run_batch
+        from daskmic.run.progress import print_row
 
         summary = run_batch(
             inputs,
@@ -391,7 +392,7 @@ def _run_batch(args: argparse.Namespace, inputs: Any, output: str, config: RunCo
 
 def _dispatch(args: argparse.Namespace) -> int:
     import daskmic
-    from daskmic.progress import print_row
+    from daskmic.run.progress import print_row
 
     if args.command in ("preprocess", "tilt"):
         config = _config(args, preprocess=args.command == "preprocess", tilt=args.command == "tilt")
@@ -440,7 +441,7 @@ def _dispatch(args: argparse.Namespace) -> int:
                 args.output, micrographs=args.micrographs, on_row=print_row, client=client
             )
         _write_report(str(summary.out_dir), False)
-        from daskmic.demonstration import DEMO_CONFIG, truth_note
+        from daskmic.run.demo import DEMO_CONFIG, truth_note
 
         code = _report(summary, DEMO_CONFIG)
         print(truth_note(args.output))

@@ -119,8 +119,8 @@ def _session(work: Path) -> str:
 
 def _config(work: Path) -> str:
     """A ``daskmic run`` file with every step on and the angle screen."""
-    from daskmic.config import RunConfig
-    from daskmic.preprocess_params import PreprocessParams
+    from daskmic.preprocessing.params import PreprocessParams
+    from daskmic.run.config import RunConfig
     from daskmic.tilt.params import TiltParams
 
     steps = ("crop", "log", "bad_pixels", "invert", "downsample", "denoise", "gaussian")
@@ -168,7 +168,7 @@ def test_command_with_every_option_completes_and_resumes(
 
 def test_write_with_every_option_completes_and_resumes(workdir, client):
     import daskmic as dm
-    from daskmic.report import write_report
+    from daskmic.report.page import write_report
 
     mics = dm.open_micrographs("raw/*.mrc")
     steps = ("crop", "log", "bad_pixels", "invert", "downsample", "denoise", "gaussian")

@@ -48,8 +48,8 @@ def _session(work: Path) -> None:
 
 def _config(work: Path) -> None:
     """``config.yaml`` with the keys of ``RunConfig.to_dict()``, as the README says."""
-    from daskmic.config import RunConfig
-    from daskmic.preprocess_params import PreprocessParams
+    from daskmic.preprocessing.params import PreprocessParams
+    from daskmic.run.config import RunConfig
     from daskmic.tilt.params import TiltParams
 
     config = RunConfig(
