@@ -49,7 +49,7 @@ def markdown(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     """Parse arguments, screen every size and tilt, print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048])
@@ -57,7 +57,7 @@ def main() -> None:
     parser.add_argument("--per-tilt", type=int, default=10)
     parser.add_argument("--seed", type=int, default=1000)
     parser.add_argument("--csv", default=None, help="also keep one row per micrograph")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     frames = []
     with tempfile.TemporaryDirectory() as work:
         for size in args.sizes:

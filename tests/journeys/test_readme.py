@@ -122,3 +122,8 @@ def _check_demo_explains_itself(demo: Path, printed: str) -> None:
     assert f"true tilts: {truth} (column tilt_angle_deg)" in printed
     tilts = pd.read_csv(truth).set_index("micrograph")["tilt_angle_deg"]
     assert sorted(tilts.index) == sorted(screen["micrograph"])
+    # what README.md says the demo shows ("What the tilt screen can see")
+    readme_says = {"mic_001": (60.0, "accepted"), "mic_005": (65.0, "discarded")}
+    readme_says["mic_007"] = (40.0, "discarded")
+    status = screen.set_index("micrograph")["status"]
+    assert {name: (tilts[name], status[name]) for name in readme_says} == readme_says
