@@ -25,6 +25,8 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A user's folder: ``raw/mic_00N.mrc`` (768², 1.5 Å/px) and ``micrographs.star`` beside it.
 
     The STAR file names the micrographs relative to the folder (RELION's project convention).
+    ``session/`` is a microscope session that has ended, as ``watch`` sees one: the same files
+    in ``GridSquare_1/Data/`` and the ``CLOSED`` marker.
     """
     from daskmic.datasets import make_dataset
 
@@ -44,6 +46,11 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
             make_star=True,
         )
     (folder / "raw" / "micrographs.star").rename(folder / "micrographs.star")
+    data = folder / "session" / "GridSquare_1" / "Data"
+    data.mkdir(parents=True)
+    for path in sorted((folder / "raw").glob("*.mrc")):
+        shutil.copy(path, data / path.name)
+    (folder / "session" / "CLOSED").touch()
     return folder
 
 

@@ -11,7 +11,6 @@ keeps its bytes and its modification time).
 from __future__ import annotations
 
 import hashlib
-import shutil
 from pathlib import Path
 
 import mrcfile
@@ -107,16 +106,6 @@ def _check_resumed(out: Path, before: dict[str, tuple[int, str]], results: xr.Da
     assert again.attrs == {k: v for k, v in results.attrs.items() if k != "created"}
 
 
-def _session(work: Path) -> str:
-    """A finished microscope session (files and CLOSED), as ``watch`` sees one."""
-    data = work / "session" / "GridSquare_1" / "Data"
-    data.mkdir(parents=True)
-    for path in sorted((work / "raw").glob("*.mrc")):
-        shutil.copy(path, data / path.name)
-    (work / "session" / "CLOSED").touch()
-    return "session"
-
-
 def _config(work: Path) -> str:
     """A ``daskmic run`` file with every step on and the angle screen."""
     from daskmic.preprocessing.params import PreprocessParams
@@ -140,7 +129,7 @@ COMMANDS = {
     "run": (lambda w: ["run", _config(w)], True, True),
     "watch": (
         lambda w: [
-            "watch", _session(w), "-o", "out", "--pattern", "GridSquare_*/Data/*.mrc",
+            "watch", "session", "-o", "out", "--pattern", "GridSquare_*/Data/*.mrc",
             *ALL_STEPS, "--tilt", *ANGLE, "--settle", "0.5", "--poll", "0.2",
         ],
         True,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 import shlex
-import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -35,15 +34,6 @@ def _command_lines() -> list[list[str]]:
             if words and words[0] == "daskmic":
                 lines.append(words[1:])
     return lines
-
-
-def _session(work: Path) -> None:
-    """A microscope session that has ended: the README's pattern's files and CLOSED."""
-    data = work / "session" / "GridSquare_1" / "Data"
-    data.mkdir(parents=True)
-    for path in sorted((work / "raw").glob("*.mrc")):
-        shutil.copy(path, data / path.name)
-    (work / "session" / "CLOSED").touch()
 
 
 def _config(work: Path) -> None:
@@ -88,7 +78,6 @@ def test_readme_python_tour_runs_as_written(workdir):
 def test_readme_command_lines_run_as_written(workdir, daskmic, cluster_options):
     lines = _command_lines()
     assert {args[0] for args in lines} >= COMMANDS
-    _session(workdir)
     _config(workdir)
     printed = {}
     for args in lines:
