@@ -26,14 +26,17 @@ ALL_STEPS = [
     "--highpass", "--lowpass", "--normalize",
 ]  # fmt: skip
 ANGLE = ["--angle", "--max-tilt-deg", "30"]
-PER_MICROGRAPH = (".daskmic/records", ".daskmic/thumbnails", "mrc", "psd", "defocus")
+PER_MICROGRAPH = (
+    ".daskmic/records", ".daskmic/thumbnails", "mrc/", "psd/", "defocus/",
+    "micrographs.zarr/micrographs/", "micrographs.zarr/psd/",
+)  # fmt: skip
 TABLES = ("*.csv", "*.star", "*.xmd", "*.txt")
 SPLIT = ("accepted", "discarded")
 
 
 def _results(out: Path) -> xr.Dataset:
-    """The per-micrograph table of ``micrographs.zarr`` (its ``results`` group until #17)."""
-    return xr.open_zarr(out / "micrographs.zarr", group="results", consolidated=False)
+    """The per-micrograph table: ``micrographs.zarr`` opened as xarray opens a zarr store."""
+    return xr.open_zarr(out / "micrographs.zarr")
 
 
 def _check_complete(out: Path, names: list[str], *, preprocess: bool, tilt: bool) -> None:
@@ -42,6 +45,7 @@ def _check_complete(out: Path, names: list[str], *, preprocess: bool, tilt: bool
     assert sorted(results["micrograph"].values.tolist()) == names
     assert set(results["status"].values.tolist()) <= {"done", "accepted", "discarded"}
     assert (out / "report.html").stat().st_size > 0
+    tree = xr.open_datatree(out / "micrographs.zarr", engine="zarr")
     mrc_files = sorted(out.rglob("*.mrc"))
     for path in mrc_files:
         with mrcfile.open(path) as mrc:
@@ -54,6 +58,8 @@ def _check_complete(out: Path, names: list[str], *, preprocess: bool, tilt: bool
         for name in names:
             with mrcfile.open(out / "mrc" / f"{name}.mrc") as mrc:
                 assert mrc.data.dtype == np.float32
+                image = tree[f"micrographs/{name}/0"]["image"].values  # OME-NGFF level 0
+                np.testing.assert_array_equal(image, mrc.data)
                 shape = (table.loc[name, "output_ny"], table.loc[name, "output_nx"])
                 assert mrc.data.shape == shape
                 assert mrc.voxel_size.x == pytest.approx(table.loc[name, "output_pixel_size_A"])
@@ -63,8 +69,6 @@ def _check_complete(out: Path, names: list[str], *, preprocess: bool, tilt: bool
         star = starfile.read(out / "micrographs.star", always_dict=True)
         assert len(star["optics"]) == 1 and len(star["micrographs"]) == len(names)
         assert (out / "micrographs.xmd").stat().st_size > 0
-        pixels = out / "micrographs.zarr" / "pixels"
-        assert {p.name for p in pixels.iterdir() if p.is_dir()} == set(names)
     if tilt:
         screen = pd.read_csv(out / "tilt.csv")
         assert sorted(screen["micrograph"]) == names
@@ -77,6 +81,7 @@ def _check_complete(out: Path, names: list[str], *, preprocess: bool, tilt: bool
         assert counts == [int(screen["accepted"].sum()), int((~screen["accepted"]).sum())]
         assert {p.stem for p in (out / "psd").glob("*.png")} == set(names)
         assert {p.stem for p in (out / "psd").glob("*.mrc")} == set(names)
+        assert set(tree["psd"].children) == set(names)
 
 
 def _snapshot(out: Path) -> dict[str, tuple[int, str]]:
@@ -92,7 +97,7 @@ def _check_resumed(out: Path, before: dict[str, tuple[int, str]], results: xr.Da
     """The second run recomputed nothing and left the same outputs."""
     after = _snapshot(out)
     assert sorted(after) == sorted(before)
-    per_micrograph = [k for k in before if k.startswith(PER_MICROGRAPH) or "/pixels/" in k]
+    per_micrograph = [k for k in before if k.startswith(PER_MICROGRAPH)]
     assert per_micrograph
     for key in per_micrograph:  # untouched: neither recomputed nor rewritten
         assert after[key] == before[key], key
