@@ -21,6 +21,8 @@ import starfile
 import xarray as xr
 import yaml
 
+pytestmark = pytest.mark.slow  # end to end, as a user runs daskmic (still in CI)
+
 ALL_STEPS = [
     "--crop", "--log", "--bad-pixels", "--invert", "--downsample", "--denoise", "--gaussian",
     "--highpass", "--lowpass", "--normalize",

@@ -13,7 +13,10 @@ import shlex
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import yaml
+
+pytestmark = pytest.mark.slow  # end to end, as a user runs daskmic (still in CI)
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 COMMANDS = {"preprocess", "tilt", "select", "run", "watch", "report", "demo"}
