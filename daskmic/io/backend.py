@@ -10,8 +10,8 @@ import xarray as xr
 from xarray.backends import BackendArray, BackendEntrypoint
 from xarray.core import indexing
 
+from daskmic.io.contract import spatial_coords
 from daskmic.io.lazy import LazyMicrographStack
-from daskmic.io.open import spatial_coords
 from daskmic.io.readers import read_header
 
 SUFFIXES = (".mrc", ".tif", ".tiff")

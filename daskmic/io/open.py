@@ -18,15 +18,12 @@ import pandas as pd
 import xarray as xr
 from dask.base import tokenize
 
+from daskmic.io.contract import DIMS, RESERVED, spatial_coords
 from daskmic.io.errors import MicrographError
 from daskmic.io.header import MicrographHeader
 from daskmic.io.lazy import LazyMicrographStack
 from daskmic.io.readers import read_header
 from daskmic.io.sources import Listing, Source, list_source, unique_names
-
-DIMS = ("micrograph", "y", "x")
-RESERVED = {"micrograph", "path", "pixel_size_A", "y", "x"}
-"""Coordinate names daskmic sets itself; table columns with these names get an ``input_`` prefix."""
 
 
 def _read_headers(paths: list[Path]) -> list[MicrographHeader | MicrographError]:
@@ -115,19 +112,6 @@ def _pixel_sizes(
         else:
             sizes.append(np.nan if from_header is None else float(from_header))
     return np.asarray(sizes, dtype=float)
-
-
-def spatial_coords(ny: int, nx: int, pixel_sizes: np.ndarray) -> dict[str, xr.Variable]:
-    """y/x in ångström when the set's pixel size is uniform and known, else in pixels."""
-    uniform = pixel_sizes.size > 0 and np.all(pixel_sizes == pixel_sizes[0])
-    if uniform and np.isfinite(pixel_sizes[0]):
-        step, units = float(pixel_sizes[0]), "Å"
-    else:
-        step, units = 1.0, "px"
-    return {
-        dim: xr.Variable(dim, np.arange(n) * step, attrs={"units": units})
-        for dim, n in (("y", ny), ("x", nx))
-    }
 
 
 def _jsonable(table: pd.DataFrame | None) -> list[dict]:
@@ -270,8 +254,6 @@ def open_micrographs(
         Invalid ``pixel_size_A`` or ``chunks``.
     """
     given = _check_pixel_size(pixel_size_A)
-    if isinstance(source, str | os.PathLike) and _is_zarr_store(Path(source)):
-        return _open_store(Path(source), given, chunks)
     if isinstance(source, str | os.PathLike) and _is_zarr_store(Path(source)):
         return _open_store(Path(source), given, chunks)
     listing = list_source(source)

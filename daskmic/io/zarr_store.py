@@ -44,6 +44,7 @@ import xarray as xr
 import zarr
 
 from daskmic.io.atomic import atomic_path, write_bytes_atomic
+from daskmic.io.contract import spatial_coords
 from daskmic.io.ngff import (
     COLLECTIONS,
     MICROGRAPHS,
@@ -51,7 +52,6 @@ from daskmic.io.ngff import (
     ensure_group,
     image_scale_A,
 )
-from daskmic.io.open import spatial_coords
 
 OME = "OME"
 THUMBNAILS_PER_CHUNK = 16
