@@ -1,4 +1,5 @@
-"""Micrograph I/O: headers and lazy pixels, tables (STAR, xmd, CSV), MRC and zarr writers."""
+"""Micrograph I/O: headers and lazy pixels under one data contract (:mod:`.contract`), tables
+(STAR, xmd, CSV), MRC and zarr writers, the xarray backend."""
 
 import lazy_loader
 
