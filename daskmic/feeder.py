@@ -140,7 +140,7 @@ class Feeder:
 
     def _publish(self) -> None:
         started = monotonic()
-        publish(Path(self.out_dir), self.config)
+        publish(Path(self.out_dir), self.config, stream_open=True)
         finished = monotonic()
         self._next_publish = finished + (finished - started) * (1 - PUBLISH_SHARE) / PUBLISH_SHARE
         self._since_publish = 0
