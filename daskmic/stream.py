@@ -32,11 +32,13 @@ from distributed import Client
 from daskmic.config import RunConfig
 from daskmic.feeder import Feeder
 from daskmic.io import MicrographError, open_micrographs, read_header
+from daskmic.io.scipion import is_set_file
 from daskmic.io.sources import glob_root, unique_names
 from daskmic.io.zarr_store import PIXELS
 from daskmic.manifest import Manifest
 from daskmic.publish import publish
 from daskmic.run import RunSummary, bind, sources_from
+from daskmic.set_stream import SetArrivals, SetClosing
 from daskmic.unit import ZARR_NAME, Row, Source
 
 DEFAULT_SETTLE_SECONDS = 10.0
@@ -157,11 +159,10 @@ class Arrivals:
             self._reported.add(path)
         return complete
 
-
-def _source(path: str, name: str, config: RunConfig) -> Source:
-    """The run's view of one file (header only), named as in a batch run on the whole set."""
-    (source,) = sources_from(open_micrographs([path], pixel_size_A=config.pixel_size_A))
-    return dataclasses.replace(source, micrograph=name)
+    def source(self, path: str, name: str, config: RunConfig) -> Source:
+        """The run's view of one file (header only), named as in a batch run on the whole set."""
+        (source,) = sources_from(open_micrographs([path], pixel_size_A=config.pixel_size_A))
+        return dataclasses.replace(source, micrograph=name)
 
 
 def _forget(out: Path, row: Row) -> None:
@@ -186,6 +187,10 @@ class _Closing:
     marker: Path
     idle_timeout: float | None
 
+    def signalled(self) -> bool:
+        """Whether the marker file exists."""
+        return self.marker.exists()
+
     def due(self, marker_seen: bool, arrivals: Arrivals) -> bool:
         """Whether to stop now that nothing is ready (``marker_seen`` before the listing)."""
         if arrivals.waiting:
@@ -201,7 +206,7 @@ class _Stream:
 
     def __init__(
         self,
-        arrivals: Arrivals,
+        arrivals: Arrivals | SetArrivals,
         out: Path,
         config: RunConfig,
         digest: str,
@@ -221,7 +226,9 @@ class _Stream:
         self.submitted: dict[str, str] = {}
         self._since_count = 0
 
-    def follow(self, client: Client, closing: _Closing, poll_seconds: float) -> None:
+    def follow(
+        self, client: Client, closing: _Closing | SetClosing, poll_seconds: float
+    ) -> None:
         """Poll, name and submit as files arrive, publish per batch, until the stream closes.
 
         Micrographs are fed continuously: new arrivals join the queue while others are in
@@ -236,7 +243,7 @@ class _Stream:
             on_row=self.record,
         )
         while True:
-            marker_seen = closing.marker.exists()  # before listing: files written before count
+            marker_seen = closing.signalled()  # before listing: files written before count
             self.ready += self.arrivals.poll()
             self.rename()
             if self.ready:
@@ -247,7 +254,7 @@ class _Stream:
                 break
             else:
                 time.sleep(poll_seconds)
-        publish(self.out, self.config)
+        publish(self.out, self.config)  # closes the Scipion sets
         if self._since_count:  # record() printed after full batches
             print(self.count(), flush=True)
 
@@ -271,7 +278,7 @@ class _Stream:
         paths = list(dict.fromkeys(self.ready))
         self.ready = []
         self.submitted.update({p: self.names[p] for p in paths})
-        sources = [_source(p, self.names[p], self.config) for p in paths]
+        sources = [self.arrivals.source(p, self.names[p], self.config) for p in paths]
         return sorted(sources, key=attrgetter("micrograph"))
 
     def record(self, row: Row) -> None:
@@ -349,7 +356,10 @@ def watch(
     Parameters
     ----------
     folder : path-like
-        The folder the microscope writes to.
+        The folder the microscope writes to, or a Scipion ``SetOfMicrographs`` (``.sqlite``)
+        to follow: its new enabled items are new micrographs, and the stream ends once the
+        set's stream state is closed and they are all done (``pattern`` and ``close_marker``
+        do not apply).
     out_dir : path-like
         The output folder; it may lie inside ``folder`` (it is never read as input).
     config : RunConfig
@@ -393,11 +403,20 @@ def watch(
     """
     _check_options(batch_size, settle_seconds, poll_seconds, idle_timeout, close_marker)
     watched, out = Path(folder), Path(out_dir)
-    _check_folders(watched, out)
-    digest = bind(out, config, [], [], overwrite=overwrite)  # files carry no optics table
-    arrivals = Arrivals(watched, pattern, exclude=out, settle_seconds=settle_seconds)
+    arrivals: Arrivals | SetArrivals
+    closing: _Closing | SetClosing
+    if is_set_file(watched):
+        if not watched.is_file():
+            raise FileNotFoundError(f"followed Scipion set {watched} does not exist")
+        digest = bind(out, config, [], [], overwrite=overwrite)  # optics come with the items
+        arrivals = SetArrivals(watched, out)
+        closing = SetClosing(arrivals, idle_timeout)
+    else:
+        _check_folders(watched, out)
+        digest = bind(out, config, [], [], overwrite=overwrite)  # files carry no optics table
+        arrivals = Arrivals(watched, pattern, exclude=out, settle_seconds=settle_seconds)
+        closing = _Closing(watched / close_marker, idle_timeout)
     stream = _Stream(arrivals, out, config, digest, batch_size=batch_size, on_row=on_row)
-    closing = _Closing(watched / close_marker, idle_timeout)
     if client is None:
         from daskmic.cluster import connect
 

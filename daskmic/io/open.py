@@ -178,23 +178,34 @@ def catalogue_micrographs(
     rows = list(range(len(headers)))
     readable = [r for r in rows if isinstance(headers[r], MicrographHeader)]
     sizes = dict(zip(readable, _pixel_sizes(listing, headers, readable, given), strict=True))
-    carried = (
-        {}
-        if listing.table is None
-        else {name: values for name, (_, values) in _carried_coords(listing.table, rows).items()}
-    )
+    columns = carried_columns(listing, rows)
     entries = [
         CatalogueEntry(
             micrograph=names[r],
             path=str(listing.paths[r]),
             shape=None if r not in sizes else tuple(headers[r].shape),
             pixel_size_A=float(sizes.get(r, np.nan)),
-            columns={name: _plain(values[r]) for name, values in carried.items()},
+            columns=columns[r],
             error=_problem(headers[r], None),
         )
         for r in rows
     ]
-    return entries, _jsonable(listing.optics)
+    return entries, optics_rows(listing)
+
+
+def carried_columns(listing: Listing, rows: list[int]) -> list[dict[str, Any]]:
+    """Per listed row, its table columns as a run carries them (named as coordinates)."""
+    if listing.table is None:
+        return [{} for _ in rows]
+    coords = _carried_coords(listing.table, rows)
+    return [
+        {name: _plain(values[i]) for name, (_, values) in coords.items()} for i in range(len(rows))
+    ]
+
+
+def optics_rows(listing: Listing) -> list[dict]:
+    """The listing's input optics groups as JSON-ready rows (empty without a table)."""
+    return _jsonable(listing.optics)
 
 
 def _plain(value: Any) -> Any:
