@@ -253,6 +253,7 @@ class _Stream:
             elif closing.due(marker_seen, self.arrivals):
                 break
             else:
+                feeder.flush()
                 time.sleep(poll_seconds)
         publish(self.out, self.config)  # closes the Scipion sets
         if self._since_count:  # record() printed after full batches
