@@ -17,11 +17,9 @@ import shutil
 import sys
 import time
 
-from pyworkflow.tests import BaseTest, setupTestProject
-from pwem.protocols import ProtImportMicrographs
-
 from daskmic_scipion.protocols import DaskmicProtPreprocessMicrographs, DaskmicProtTiltAnalysis
-
+from pwem.protocols import ProtImportMicrographs
+from pyworkflow.tests import BaseTest, setupTestProject
 from sets import dump
 
 
@@ -47,7 +45,7 @@ def _import(spec, folder, streaming):
         magnification=50000,
     )
     if streaming:
-        options.update(dataStreaming=True, fileTimeout=1, timeout=12)
+        options.update(dataStreaming=True, fileTimeout=1, timeout=spec.get("import_timeout", 30))
     return Run.newProtocol(ProtImportMicrographs, **options)
 
 
@@ -65,7 +63,7 @@ def _wait_done(protocol):
         if not protocol.isActive():
             if not protocol.isFinished():
                 Run.printLastLogLines(protocol)
-                raise RuntimeError("%s did not finish" % protocol.getRunName())
+                raise RuntimeError(f"{protocol.getRunName()} did not finish")
             return protocol
         time.sleep(1)
 
@@ -86,7 +84,7 @@ def main(spec_path, result_path):
     importer = _import(spec, folder, stream)
     if stream:
         shutil.copy(steps[0][0], folder)
-        Run.launchProtocol(importer, wait=False)
+        Run.proj.launchProtocol(importer, wait=False)
         importer = _wait_for(importer, "outputMicrographs")
     else:
         Run.launchProtocol(importer)
@@ -97,41 +95,49 @@ def main(spec_path, result_path):
             protocol = Run.newProtocol(cls, **spec[key])
             protocol.inputMicrographs.set(importer)
             protocol.inputMicrographs.setExtended("outputMicrographs")
-            Run.launchProtocol(protocol, wait=not stream)
+            if stream:
+                Run.proj.launchProtocol(protocol, wait=False)
+            else:
+                Run.launchProtocol(protocol)
             protocols[key] = protocol
+    states = []
     if stream:
-        states = []
         for group in [steps[0][1:]] + steps[1:]:
+            states.append(_first_output(protocols))
             for name in group:
                 shutil.copy(name, folder)
-            time.sleep(4)
-            states.append(_open_states(protocols))
         importer = _wait_done(importer)
         protocols = {key: _wait_done(p) for key, p in protocols.items()}
-    else:
-        states = []
-    result = {"project": Run.proj.path, "states_while_streaming": states, "outputs": {}}
+    result = {"project": Run.proj.path, "first_outputs": states, "outputs": {}}
     os.chdir(Run.proj.path)
     for key, protocol in protocols.items():
         protocol = Run.updateProtocol(protocol)
         for name in ("outputMicrographs", "discardedMicrographs"):
             if protocol.hasAttribute(name):
-                result["outputs"]["%s.%s" % (key, name)] = dump(getattr(protocol, name).getFileName())
-        result["outputs"]["%s.extra" % key] = os.path.abspath(protocol._getExtraPath())
+                output = getattr(protocol, name).getFileName()
+                result["outputs"][f"{key}.{name}"] = dump(output)
+        result["outputs"][f"{key}.extra"] = os.path.abspath(protocol._getExtraPath())
     result["input"] = dump(Run.updateProtocol(importer).outputMicrographs.getFileName())
     with open(result_path, "w") as handle:
         json.dump(result, handle)
 
 
-def _open_states(protocols):
-    """Per protocol output, its stream state now (None when not defined yet)."""
-    states = {}
-    for key, protocol in protocols.items():
-        protocol = Run.updateProtocol(protocol)
-        for name in ("outputMicrographs", "discardedMicrographs"):
-            output = getattr(protocol, name, None) if protocol.hasAttribute(name) else None
-            states["%s.%s" % (key, name)] = None if output is None else output.getStreamState()
-    return states
+def _first_output(protocols, timeout=60):
+    """Wait until a protocol has an output; its name, size and stream state then."""
+    start = time.time()
+    while time.time() - start < timeout:
+        for key, protocol in protocols.items():
+            protocol = Run.updateProtocol(protocol)
+            for name in ("outputMicrographs", "discardedMicrographs"):
+                if protocol.hasAttribute(name):
+                    output = getattr(protocol, name)
+                    return {
+                        "output": f"{key}.{name}",
+                        "size": output.getSize(),
+                        "stream_state": output.getStreamState(),
+                    }
+        time.sleep(0.5)
+    return None
 
 
 if __name__ == "__main__":

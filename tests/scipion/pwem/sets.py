@@ -1,16 +1,17 @@
 """Make, extend and dump Scipion sets with pwem itself (run by the pwem environment's python).
 
-    python sets.py make SET.sqlite SPEC.json      # SPEC: {"files": [...], "sampling": A,
-                                                  #   "voltage":, "cs":, "q0":, "magnification":,
-                                                  #   "disabled": [i...], "open": bool, "append": bool}
-    python sets.py dump SET.sqlite                # prints the set as JSON
+    python sets.py make SET.sqlite SPEC.json   # write (or, with "append", extend) a set
+    python sets.py dump SET.sqlite...          # print each set as pwem reads it, as JSON
+
+SPEC: {"files": [...], "sampling": A, "voltage": kV, "cs": mm, "q0": fraction,
+"magnification": x, "disabled": [indices of files], "open": bool, "append": bool}.
 """
 
 import json
 import os
 import sys
 
-from pwem.objects import SetOfMicrographs, Micrograph
+from pwem.objects import Micrograph, SetOfMicrographs
 
 
 def make(path, spec):
@@ -88,9 +89,9 @@ def dump(path):
 
 
 if __name__ == "__main__":
-    command, path = sys.argv[1], sys.argv[2]
+    command = sys.argv[1]
     if command == "make":
         with open(sys.argv[3]) as handle:
-            make(path, json.load(handle))
+            make(sys.argv[2], json.load(handle))
     else:
-        print(json.dumps(dump(path)))
+        print(json.dumps({path: dump(path) for path in sys.argv[2:]}))
