@@ -5,10 +5,12 @@
 SPEC: {"project": name, "files": [micrograph paths], "sampling": A, "voltage", "cs", "q0",
 "preprocess": {form values}, "tilt": {form values}, "stream": bool, "steps": [[files]...]}.
 Without ``stream`` the micrographs are imported first and both protocols run on the closed set.
-With ``stream`` the import watches an empty folder (``dataStreaming``), the daskmic protocols
-start on its open output, and ``steps`` are copied into the folder one group at a time; the
-import closes its set once nothing new has come for a few seconds. RESULT holds every output
-set as ``sets.py dump`` gives it and the project folder.
+With ``stream`` the import watches a folder (``dataStreaming``) holding ``steps[0]``, the
+daskmic protocols start on its open output, and each further group of ``steps`` is copied in
+once a daskmic protocol has an output (its name, size and stream state then are recorded in
+``first_outputs``); once all are imported, the import is stopped (its ``STOP STREAMING``
+action), which closes its set.
+RESULT holds every output set as ``sets.py dump`` gives it and the project folder.
 """
 
 import json
@@ -45,7 +47,7 @@ def _import(spec, folder, streaming):
         magnification=50000,
     )
     if streaming:
-        options.update(dataStreaming=True, fileTimeout=1, timeout=spec.get("import_timeout", 30))
+        options.update(dataStreaming=True, fileTimeout=1, timeout="1h")
     return Run.newProtocol(ProtImportMicrographs, **options)
 
 
@@ -83,7 +85,8 @@ def main(spec_path, result_path):
             shutil.copy(name, folder)
     importer = _import(spec, folder, stream)
     if stream:
-        shutil.copy(steps[0][0], folder)
+        for name in steps[0]:
+            shutil.copy(name, folder)
         Run.proj.launchProtocol(importer, wait=False)
         importer = _wait_for(importer, "outputMicrographs")
     else:
@@ -102,10 +105,11 @@ def main(spec_path, result_path):
             protocols[key] = protocol
     states = []
     if stream:
-        for group in [steps[0][1:]] + steps[1:]:
+        for group in steps[1:]:
             states.append(_first_output(protocols))
             for name in group:
                 shutil.copy(name, folder)
+        _stop_import(importer, sum(len(group) for group in steps))
         importer = _wait_done(importer)
         protocols = {key: _wait_done(p) for key, p in protocols.items()}
     result = {"project": Run.proj.path, "first_outputs": states, "outputs": {}}
@@ -120,6 +124,18 @@ def main(spec_path, result_path):
     result["input"] = dump(Run.updateProtocol(importer).outputMicrographs.getFileName())
     with open(result_path, "w") as handle:
         json.dump(result, handle)
+
+
+def _stop_import(importer, count, timeout=120):
+    """Once the import holds ``count`` micrographs, end its streaming as its GUI action does."""
+    start = time.time()
+    while time.time() - start < timeout:
+        importer = Run.updateProtocol(importer)
+        if importer.outputMicrographs.getSize() >= count:
+            break
+        time.sleep(0.5)
+    with open(importer._getStopStreamingFilename(), "w"):
+        pass
 
 
 def _first_output(protocols, timeout=60):
