@@ -230,8 +230,10 @@ def open_micrographs(
         A file, a folder (its ``.mrc``/``.mrcs``/``.tif``/``.tiff`` files), a glob (``**``
         recurses, e.g. ``"GridSquare_*/Data/*.mrc"``), a list of those, or one table: a RELION
         ``.star`` (``data_optics`` + ``data_micrographs``; ``rlnMicrographName`` relative to the
-        working directory), an Xmipp ``.xmd`` or a ``.csv`` with a ``path``,
-        ``rlnMicrographName`` or ``micrograph_path`` column.
+        working directory), an Xmipp ``.xmd``, a ``.csv`` with a ``path``,
+        ``rlnMicrographName`` or ``micrograph_path`` column, or a Scipion ``SetOfMicrographs``
+        ``.sqlite`` (enabled items; paths relative to the project folder; sampling rate and
+        acquisition as ``optics``; item attributes as coordinates, e.g. ``scipion_id``).
     pixel_size_A : float, optional
         Pixel size in ångström for every micrograph; overrides tables and headers.
     chunks : dict, optional
