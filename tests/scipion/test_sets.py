@@ -17,11 +17,11 @@ import pandas as pd
 import pytest
 
 from daskmic.cli import main
-from daskmic.config import RunConfig
 from daskmic.io import catalogue_micrographs, open_micrographs
 from daskmic.io.scipion import read_set
-from daskmic.preprocess_params import PreprocessParams
-from daskmic.publish_sets import angle_attribute
+from daskmic.preprocessing.params import PreprocessParams
+from daskmic.run.config import RunConfig
+from daskmic.run.publish_sets import angle_attribute
 
 pytestmark = pytest.mark.scipion
 

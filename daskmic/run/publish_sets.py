@@ -19,7 +19,7 @@ import pandas as pd
 
 from daskmic.io.readers import read_header
 from daskmic.io.scipion import ACQUISITION, write_set
-from daskmic.manifest import Manifest
+from daskmic.run.manifest import Manifest
 from daskmic.tilt.angle import ANGLE_COLUMNS
 
 TILT_ATTRIBUTES = {

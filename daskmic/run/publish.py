@@ -15,12 +15,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from daskmic.config import RunConfig
 from daskmic.io import optics_table, write_csv, write_results, write_star, write_xmd
 from daskmic.io.atomic import write_bytes_atomic
 from daskmic.io.tables import OPTICS_COLUMNS
-from daskmic.manifest import Manifest
-from daskmic.publish_sets import write_preprocess_set, write_tilt_set
+from daskmic.run.config import RunConfig
+from daskmic.run.manifest import Manifest
+from daskmic.run.publish_sets import write_preprocess_set, write_tilt_set
 from daskmic.tilt.select import split
 
 LEADING = [

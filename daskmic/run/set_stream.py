@@ -15,13 +15,13 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from daskmic.config import RunConfig
 from daskmic.io import MicrographError, read_header
 from daskmic.io.open import carried_columns, optics_rows
 from daskmic.io.scipion import read_set
 from daskmic.io.sources import list_source
-from daskmic.manifest import Manifest
-from daskmic.unit import Source
+from daskmic.run.config import RunConfig
+from daskmic.run.manifest import Manifest
+from daskmic.run.unit import Source
 
 
 class SetArrivals:
