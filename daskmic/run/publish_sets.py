@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 
 from daskmic.io.readers import read_header
-from daskmic.io.scipion import ACQUISITION, write_set
+from daskmic.io.scipion import ACQUISITION
+from daskmic.io.scipion_write import write_set
 from daskmic.run.manifest import Manifest
 from daskmic.tilt.angle import ANGLE_COLUMNS
 
