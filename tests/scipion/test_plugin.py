@@ -65,8 +65,8 @@ def _spec(name: str, raw: list[Path], acquisition: dict, threshold: float) -> di
         "project": name,
         "files": [str(p) for p in raw],
         **{k: acquisition[k] for k in ("sampling", "voltage", "cs", "q0")},
-        "preprocess": PREPROCESS,
-        "tilt": {"meanCorr_threshold": threshold, "stdCorr_threshold": 1.0},
+        "preprocess": {**PREPROCESS, "daskmicWorkers": 1},
+        "tilt": {"meanCorr_threshold": threshold, "stdCorr_threshold": 1.0, "daskmicWorkers": 1},
     }
 
 
@@ -110,8 +110,8 @@ def test_protocols_stream(pwem, raw_1024, acquisition, cli, tmp_path):
     """The import streams (its set open) while the protocols run; outputs open, then closed.
 
     The first micrograph is imported alone; once a daskmic protocol has an output (open, with
-    part of the set), the others arrive; the import closes its set after a quiet time, and
-    the protocols close theirs. The result equals the command line on the closed set.
+    part of the set), the others arrive; the import is then stopped (closing its set), and the
+    protocols close theirs. The result equals the command line on the closed set.
     """
     spec = _spec("DaskmicStreaming", raw_1024, acquisition, cli.mean_threshold)
     spec.update(stream=True, steps=[[str(raw_1024[0])], [str(p) for p in raw_1024[1:]]])

@@ -54,20 +54,20 @@ class Plugin(pwem.Plugin):
         found = shutil.which(program)
         if found is None:
             return [
-                "%s=%s: no such executable. Install daskmic in its own environment "
-                "(pip install daskmic) and set %s to its daskmic command "
-                "(e.g. /opt/daskmic/bin/daskmic) in scipion.conf." % (DASKMIC_BIN, program, DASKMIC_BIN)
+                f"{DASKMIC_BIN}={program}: no such executable. Install daskmic in its own "
+                f"environment (pip install daskmic) and set {DASKMIC_BIN} to its daskmic "
+                "command (e.g. /opt/daskmic/bin/daskmic) in scipion.conf."
             ]
         try:
             result = subprocess.run(
                 [found, "watch", "--help"], capture_output=True, text=True, timeout=60
             )
         except (OSError, subprocess.TimeoutExpired) as error:
-            return ["%s=%s cannot be run: %s" % (DASKMIC_BIN, program, error)]
+            return [f"{DASKMIC_BIN}={program} cannot be run: {error}"]
         if result.returncode != 0 or "Scipion set" not in result.stdout:
             return [
-                "%s=%s is not a daskmic executable that follows Scipion sets "
-                "(`%s watch --help` does not describe them); point %s at daskmic's "
-                "command." % (DASKMIC_BIN, program, program, DASKMIC_BIN)
+                f"{DASKMIC_BIN}={program} is not a daskmic executable that follows Scipion "
+                f"sets (`{program} watch --help` does not describe them); point "
+                f"{DASKMIC_BIN} at daskmic's command."
             ]
         return []

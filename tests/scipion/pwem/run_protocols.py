@@ -138,7 +138,7 @@ def _stop_import(importer, count, timeout=120):
         pass
 
 
-def _first_output(protocols, timeout=60):
+def _first_output(protocols, timeout=300):
     """Wait until a protocol has an output; its name, size and stream state then."""
     start = time.time()
     while time.time() - start < timeout:

@@ -77,16 +77,14 @@ class DaskmicProtocol(ProtMicrographs):
     def runDaskmicStep(self):
         command = [Plugin.getDaskmic()] + self._commandArgs()
         log_path = self._getExtraPath("daskmic.log")
-        self.info("Running: %s" % " ".join(command))
+        self.info(f"Running: {' '.join(command)}")
         with open(log_path, "w") as log:
             process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
             while process.poll() is None:
                 time.sleep(POLL_SECONDS)
                 self._syncOutputs(Set.STREAM_OPEN)
         if process.returncode not in (0, 1):  # 1: some micrographs failed, the rest are done
-            raise RuntimeError(
-                "daskmic exited with code %d; see %s" % (process.returncode, log_path)
-            )
+            raise RuntimeError(f"daskmic exited with code {process.returncode}; see {log_path}")
         self._syncOutputs(Set.STREAM_CLOSED)
 
     def _commandArgs(self):
@@ -159,5 +157,5 @@ class DaskmicProtocol(ProtMicrographs):
         lines = []
         for name in self.OUTPUTS:
             if self.hasAttribute(name):
-                lines.append("%s: %d micrographs" % (name, getattr(self, name).getSize()))
+                lines.append(f"{name}: {getattr(self, name).getSize()} micrographs")
         return lines or ["No output yet."]

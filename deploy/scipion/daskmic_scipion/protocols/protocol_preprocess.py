@@ -35,7 +35,8 @@ class DaskmicProtPreprocessMicrographs(DaskmicProtocol, ProtPreprocessMicrograph
         form.addParam("doCrop", params.BooleanParam, default=False, label="Crop borders?",
                       help="Crop a given amount of pixels from each border.")
         form.addParam("cropPixels", params.IntParam, default=10, condition="doCrop",
-                      label="Pixels to crop", help="Amount of pixels you want to crop from borders.")
+                      label="Pixels to crop",
+                      help="Amount of pixels you want to crop from borders.")
         form.addParam("doLog", params.BooleanParam, default=False, label="Take logarithm?",
                       help="Depending on your acquisition system you may need to take the "
                       "logarithm of the pixel values: a - b*ln(x + c).")
