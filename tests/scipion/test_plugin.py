@@ -153,3 +153,62 @@ def test_daskmic_bin_is_validated(pwem, tmp_path, program, expected):
         (message,) = errors["plugin"]
         assert "DASKMIC_BIN" in message and expected in message and program in message
         assert message in errors["form"]
+
+
+XMIPP_FORMS = {
+    "DaskmicProtPreprocessMicrographs": {
+        "doCrop": (False, "Crop borders?"),
+        "cropPixels": (10, "Pixels to crop"),
+        "doLog": (False, "Take logarithm?"),
+        "logA": (4.431, "a"),
+        "logB": (0.402, "b"),
+        "logC": (336.6, "c"),
+        "doRemoveBadPix": (False, "Remove bad pixels?"),
+        "mulStddev": (5, "Multiple of Stddev"),
+        "doInvert": (False, "Invert contrast?"),
+        "doDownsample": (False, "Downsample micrographs?"),
+        "downFactor": (2.0, "Downsampling factor"),
+        "doDenoise": (False, "Denoising"),
+        "maxIteration": (50, "Max. number of iterations"),
+        "doSmooth": (False, "Gaussian filter"),
+        "sigmaConvolution": (2.0, "Gaussian sigma"),
+        "doHighPass": (False, "Highpass filter"),
+        "highCutoff": (0.002, "Cutoff frequency"),
+        "highRaised": (0.001, "Transition bandwidth"),
+        "doLowPass": (False, "Lowpass filter"),
+        "lowCutoff": (0.4, "Cutoff frequency"),
+        "lowRaised": (0.001, "Transition bandwidth"),
+        "doNormalize": (False, "Normalize micrograph?"),
+    },
+    "DaskmicProtTiltAnalysis": {
+        "autoWindow": (True, "Estimate automatically the window size?"),
+        "window_size": (1024, "Window size"),
+        "objective_resolution": (3.0, "Objective resolution"),
+        "meanCorr_threshold": (0.5, "Mean correlation threshold"),
+        "stdCorr_threshold": (0.1, "STD correlation threshold"),
+    },
+}
+"""The Xmipp protocols' parameters: name -> (default, label) (spec A.1, B.1; the seeds)."""
+
+FORMS = """
+import json
+from daskmic_scipion import protocols
+forms = {}
+for name in ("DaskmicProtPreprocessMicrographs", "DaskmicProtTiltAnalysis"):
+    protocol = getattr(protocols, name)()
+    forms[name] = {p: [getattr(protocol, p).get(), protocol.getParam(p).label.get()]
+                   for p, _ in protocol.iterDefinitionAttributes()}
+print(json.dumps(forms))
+"""
+
+
+def test_forms_mirror_xmipp(pwem, tmp_path):
+    """Xmipp's parameter names, defaults and labels, plus daskmic's own parameters."""
+    done = pwem.run("-c", FORMS, cwd=tmp_path)
+    forms = json.loads(done.stdout.strip().splitlines()[-1])
+    for protocol, expected in XMIPP_FORMS.items():
+        form = forms[protocol]
+        assert {name: tuple(form[name]) for name in expected} == expected
+        assert {"inputMicrographs", "daskmicCluster", "schedulerAddress"} <= set(form)
+    assert {"estimateAngle", "maxTilt"} <= set(forms["DaskmicProtTiltAnalysis"])
+

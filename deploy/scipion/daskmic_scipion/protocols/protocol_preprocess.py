@@ -1,5 +1,6 @@
 """daskmic's Preprocess Micrographs, with the form of Xmipp's ``XmippProtPreprocessMicrographs``."""
 
+from pwem.objects import SetOfMicrographs
 from pwem.protocols import ProtPreprocessMicrographs
 from pyworkflow.protocol import params
 
@@ -28,7 +29,7 @@ class DaskmicProtPreprocessMicrographs(DaskmicProtocol, ProtPreprocessMicrograph
 
     _label = "preprocess micrographs (daskmic)"
     OUTPUTS = {"outputMicrographs": "micrographs.sqlite"}
-    _possibleOutputs = {"outputMicrographs": "SetOfMicrographs"}
+    _possibleOutputs = {"outputMicrographs": SetOfMicrographs}
 
     def _defineParams(self, form):
         self._defineInput(form)
@@ -66,7 +67,7 @@ class DaskmicProtPreprocessMicrographs(DaskmicProtocol, ProtPreprocessMicrograph
         form.addParam("doSmooth", params.BooleanParam, default=False, label="Gaussian filter",
                       help="Apply a Gaussian filter in real space.")
         form.addParam("sigmaConvolution", params.FloatParam, default=2, condition="doSmooth",
-                      label="Gaussian sigma (px)",
+                      label="Gaussian sigma",
                       help="The larger this value, the more the effect will be noticed.")
         form.addParam("doHighPass", params.BooleanParam, default=False, label="Highpass filter",
                       help="Remove low frequencies (e.g. background gradients).")

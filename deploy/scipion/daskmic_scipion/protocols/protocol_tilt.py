@@ -1,5 +1,6 @@
 """daskmic's Tilt Analysis, with the form of Xmipp's ``XmippProtTiltAnalysis``."""
 
+from pwem.objects import SetOfMicrographs
 from pyworkflow.protocol import params
 
 from .base import DaskmicProtocol
@@ -16,8 +17,8 @@ class DaskmicProtTiltAnalysis(DaskmicProtocol):
     _label = "tilt analysis (daskmic)"
     OUTPUTS = {"outputMicrographs": "accepted.sqlite", "discardedMicrographs": "discarded.sqlite"}
     _possibleOutputs = {
-        "outputMicrographs": "SetOfMicrographs",
-        "discardedMicrographs": "SetOfMicrographs",
+        "outputMicrographs": SetOfMicrographs,
+        "discardedMicrographs": SetOfMicrographs,
     }
 
     def _defineParams(self, form):
