@@ -15,10 +15,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from daskmic.errors import UsageError
 from daskmic.io import optics_table, write_csv, write_results, write_star, write_xmd
 from daskmic.io.atomic import write_bytes_atomic
 from daskmic.io.tables import OPTICS_COLUMNS
 from daskmic.run.config import RunConfig
+from daskmic.run.layout import SET_NAMES
 from daskmic.run.manifest import Manifest
 from daskmic.run.publish_sets import write_preprocess_set, write_tilt_set
 from daskmic.tilt.select import split
@@ -105,7 +107,9 @@ def _write_star(
 def _publish_preprocess(
     out: Path, table: pd.DataFrame, manifest: Manifest, config: RunConfig, stream_open: bool
 ) -> None:
+    outputs = ["output_path", "output_pixel_size_A"]  # absent when every micrograph failed
     done = table[table["status"] != "failed"]
+    done = done.reindex(columns=list(dict.fromkeys([*done.columns, *outputs])))
     optics, groups = _optics(done, manifest, config, True)
     _write_star(out / "micrographs.star", done, done["output_path"], optics, groups)
     write_preprocess_set(out, done, optics, groups, stream_open=stream_open)
@@ -146,7 +150,7 @@ def _publish_tilt(
         optics, groups = _optics(part, manifest, config, False)
         _write_star(out / star, part, names, optics, groups)
         write_tilt_set(
-            out / f"{status}.sqlite", part, names, optics, groups, stream_open=stream_open
+            out / SET_NAMES[status], part, names, optics, groups, stream_open=stream_open
         )
         text = "".join(f"{path}\n" for path in part["path"])
         write_bytes_atomic(out / listing, text.encode())
@@ -216,10 +220,10 @@ def select(
     out = Path(out_dir)
     manifest = Manifest(out)
     if not (manifest.root / "parameters.json").exists():
-        raise ValueError(f"{out} is not a daskmic output folder (no {manifest.root.name}/)")
+        raise UsageError(f"{out} is not a daskmic output folder (no {manifest.root.name}/)")
     config = RunConfig.from_dict(manifest.parameters())
     if config.tilt is None:
-        raise ValueError(f"{out} holds no tilt analysis to re-split")
+        raise UsageError(f"{out} holds no tilt analysis to re-split")
     tilt = dataclasses.replace(
         config.tilt,
         mean_threshold=mean_threshold,

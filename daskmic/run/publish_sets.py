@@ -20,6 +20,7 @@ import pandas as pd
 from daskmic.io.readers import read_header
 from daskmic.io.scipion import ACQUISITION
 from daskmic.io.scipion_write import write_set
+from daskmic.run.layout import SET_NAMES
 from daskmic.run.manifest import Manifest
 from daskmic.tilt.angle import ANGLE_COLUMNS
 
@@ -124,9 +125,8 @@ def write_preprocess_set(
     if len(done):
         dims = (int(done["output_ny"].iloc[0]), int(done["output_nx"].iloc[0]))
     creation = _creation(Manifest(out), done["micrograph"])
-    write_set(
-        out / "micrographs.sqlite", items, stream_open=stream_open, dims=dims, creation=creation
-    )
+    path = out / SET_NAMES["micrographs"]
+    write_set(path, items, stream_open=stream_open, dims=dims, creation=creation)
 
 
 def write_tilt_set(
