@@ -72,6 +72,19 @@ def test_daskmic_reads_pwem_set(pwem, small_project, acquisition, tmp_path, monk
     assert not read_set(set_file).stream_open
 
 
+def test_an_input_set_is_never_an_output(pwem, small_project, acquisition, client):
+    """Writing into the input set's own folder would replace it: refused before any work."""
+    root, files = small_project
+    set_file = root / IMPORT_RUN / "micrographs.sqlite"
+    pwem.make_set(set_file, root, files=files, **acquisition)
+    before = set_file.read_bytes()
+    address = client.scheduler.address
+    for command in ("preprocess", "watch"):
+        code = _cli(command, str(set_file), "-o", str(set_file.parent), "--invert",
+                    "--cluster", address)
+        assert code == 2 and set_file.read_bytes() == before
+
+
 def _cli(*args: str) -> int:
     return main([*args, "--no-dashboard", "--no-report"])
 
