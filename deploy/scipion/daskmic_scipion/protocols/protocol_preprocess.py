@@ -6,18 +6,48 @@ from pyworkflow.protocol import params
 
 from .base import DaskmicProtocol
 
-STEPS = (
-    "doCrop",
-    "doLog",
-    "doRemoveBadPix",
-    "doInvert",
-    "doDownsample",
-    "doDenoise",
-    "doSmooth",
-    "doHighPass",
-    "doLowPass",
-    "doNormalize",
+INT, FLOAT = params.IntParam, params.FloatParam
+RAISED_HELP = "Transition bandwidth, in normalized frequencies."
+
+OPERATIONS = (
+    ("doCrop", "Crop borders?", "Crop a given amount of pixels from each border.", "--crop",
+     [("cropPixels", INT, 10, "Pixels to crop", "Amount of pixels to crop from each border.")]),
+    ("doLog", "Take logarithm?",
+     "Depending on your acquisition system you may need to take the logarithm of the pixel "
+     "values: a - b*ln(x + c).", "--log",
+     [("logA", FLOAT, 4.431, "a", "a in a - b*ln(x + c)"),
+      ("logB", FLOAT, 0.402, "b", "b in a - b*ln(x + c)"),
+      ("logC", FLOAT, 336.6, "c", "c in a - b*ln(x + c)")]),
+    ("doRemoveBadPix", "Remove bad pixels?",
+     "Values outside mean ± K·stddev are substituted by the local median.", "--bad-pixels",
+     [("mulStddev", INT, 5, "Multiple of Stddev", "Multiple of Stddev (K).")]),
+    ("doInvert", "Invert contrast?", "Multiply the micrographs by -1.", "--invert", []),
+    ("doDownsample", "Downsample micrographs?",
+     "Downsample micrographs by a given factor (Fourier cropping).", "--downsample",
+     [("downFactor", FLOAT, 2.0, "Downsampling factor",
+       "Non-integer downsample factors are possible. Must be larger than 1.")]),
+    ("doDenoise", "Denoising", "Total-variation denoising of the micrographs.", "--denoise",
+     [("maxIteration", INT, 50, "Max. number of iterations",
+       "Max. number of iterations. Higher number = better output but slower.")]),
+    ("doSmooth", "Gaussian filter", "Apply a Gaussian filter in real space.", "--gaussian",
+     [("sigmaConvolution", FLOAT, 2.0, "Gaussian sigma",
+       "Real-space standard deviation in pixels; the larger, the smoother.")]),
+    ("doHighPass", "Highpass filter", "Remove low frequencies (e.g. background gradients).",
+     "--highpass",
+     [("highCutoff", FLOAT, 0.002, "Cutoff frequency",
+       "In normalized frequencies (<0.5); 1/500 = 0.002 removes patterns larger than 500 px."),
+      ("highRaised", FLOAT, 0.001, "Transition bandwidth", RAISED_HELP)]),
+    ("doLowPass", "Lowpass filter", "Remove high frequencies.", "--lowpass",
+     [("lowCutoff", FLOAT, 0.4, "Cutoff frequency",
+       "In normalized frequencies (<0.5): pixel size / resolution, e.g. 0.5 Å / 4 Å = 0.125."),
+      ("lowRaised", FLOAT, 0.001, "Transition bandwidth", RAISED_HELP)]),
+    ("doNormalize", "Normalize micrograph?",
+     "Normalize micrographs to have zero mean and unit standard deviation.", "--normalize", []),
 )
+"""Xmipp's operations in its order: flag, label, help, daskmic option, and the values the
+option takes (name, class, default, label, help), as in Xmipp's form."""
+
+VALIDATORS = {"downFactor": [params.GT(1, "Error: must be greater than 1")]}
 
 
 class DaskmicProtPreprocessMicrographs(DaskmicProtocol, ProtPreprocessMicrographs):
@@ -33,91 +63,22 @@ class DaskmicProtPreprocessMicrographs(DaskmicProtocol, ProtPreprocessMicrograph
 
     def _defineParams(self, form):
         self._defineInput(form)
-        form.addParam("doCrop", params.BooleanParam, default=False, label="Crop borders?",
-                      help="Crop a given amount of pixels from each border.")
-        form.addParam("cropPixels", params.IntParam, default=10, condition="doCrop",
-                      label="Pixels to crop",
-                      help="Amount of pixels you want to crop from borders.")
-        form.addParam("doLog", params.BooleanParam, default=False, label="Take logarithm?",
-                      help="Depending on your acquisition system you may need to take the "
-                      "logarithm of the pixel values: a - b*ln(x + c).")
-        line = form.addLine("Log", condition="doLog", help="a - b*ln(x + c)")
-        line.addParam("logA", params.FloatParam, default=4.431, label="a")
-        line.addParam("logB", params.FloatParam, default=0.402, label="b")
-        line.addParam("logC", params.FloatParam, default=336.6, label="c")
-        form.addParam("doRemoveBadPix", params.BooleanParam, default=False,
-                      label="Remove bad pixels?",
-                      help="Values outside mean ± K·stddev are substituted by the local median.")
-        form.addParam("mulStddev", params.IntParam, default=5, condition="doRemoveBadPix",
-                      label="Multiple of Stddev", help="Multiple of Stddev (K).")
-        form.addParam("doInvert", params.BooleanParam, default=False, label="Invert contrast?",
-                      help="Multiply the micrographs by -1.")
-        form.addParam("doDownsample", params.BooleanParam, default=False,
-                      label="Downsample micrographs?",
-                      help="Downsample micrographs by a given factor (Fourier cropping).")
-        form.addParam("downFactor", params.FloatParam, default=2.0, condition="doDownsample",
-                      validators=[params.GT(1, "Error: must be greater than 1")],
-                      label="Downsampling factor",
-                      help="Non-integer downsample factors are possible. Must be larger than 1.")
-        form.addParam("doDenoise", params.BooleanParam, default=False, label="Denoising",
-                      help="Total-variation denoising of the micrographs.")
-        form.addParam("maxIteration", params.IntParam, default=50, condition="doDenoise",
-                      label="Max. number of iterations",
-                      help="Max. number of iterations. Higher number = better output but slower.")
-        form.addParam("doSmooth", params.BooleanParam, default=False, label="Gaussian filter",
-                      help="Apply a Gaussian filter in real space.")
-        form.addParam("sigmaConvolution", params.FloatParam, default=2, condition="doSmooth",
-                      label="Gaussian sigma",
-                      help="The larger this value, the more the effect will be noticed.")
-        form.addParam("doHighPass", params.BooleanParam, default=False, label="Highpass filter",
-                      help="Remove low frequencies (e.g. background gradients).")
-        form.addParam("highCutoff", params.FloatParam, default=0.002, condition="doHighPass",
-                      label="Cutoff frequency",
-                      help="In normalized frequencies (<0.5); 1/500 = 0.002 removes patterns "
-                      "larger than 500 pixels.")
-        form.addParam("highRaised", params.FloatParam, default=0.001, condition="doHighPass",
-                      label="Transition bandwidth",
-                      help="Transition bandwidth, in normalized frequencies.")
-        form.addParam("doLowPass", params.BooleanParam, default=False, label="Lowpass filter",
-                      help="Remove high frequencies.")
-        form.addParam("lowCutoff", params.FloatParam, default=0.4, condition="doLowPass",
-                      label="Cutoff frequency",
-                      help="In normalized frequencies (<0.5): pixel size / resolution, e.g. "
-                      "0.5 Å / 4 Å = 0.125.")
-        form.addParam("lowRaised", params.FloatParam, default=0.001, condition="doLowPass",
-                      label="Transition bandwidth",
-                      help="Transition bandwidth, in normalized frequencies.")
-        form.addParam("doNormalize", params.BooleanParam, default=False,
-                      label="Normalize micrograph?",
-                      help="Normalize micrographs to have zero mean and unit standard deviation.")
+        for flag, label, help_text, _, values in OPERATIONS:
+            form.addParam(flag, params.BooleanParam, default=False, label=label, help=help_text)
+            for name, kind, default, value_label, value_help in values:
+                form.addParam(name, kind, default=default, condition=flag, label=value_label,
+                              help=value_help, validators=VALIDATORS.get(name, []))
         self._defineWhere(form)
 
     def _stepArgs(self):
         args = []
-        if self.doCrop:
-            args += ["--crop", str(self.cropPixels.get())]
-        if self.doLog:
-            args += ["--log"] + [str(getattr(self, n).get()) for n in ("logA", "logB", "logC")]
-        if self.doRemoveBadPix:
-            args += ["--bad-pixels", str(self.mulStddev.get())]
-        if self.doInvert:
-            args += ["--invert"]
-        if self.doDownsample:
-            args += ["--downsample", str(self.downFactor.get())]
-        if self.doDenoise:
-            args += ["--denoise", str(self.maxIteration.get())]
-        if self.doSmooth:
-            args += ["--gaussian", str(self.sigmaConvolution.get())]
-        if self.doHighPass:
-            args += ["--highpass", str(self.highCutoff.get()), str(self.highRaised.get())]
-        if self.doLowPass:
-            args += ["--lowpass", str(self.lowCutoff.get()), str(self.lowRaised.get())]
-        if self.doNormalize:
-            args += ["--normalize"]
+        for flag, _, _, option, values in OPERATIONS:
+            if getattr(self, flag).get():
+                args += [option] + [str(getattr(self, value[0]).get()) for value in values]
         return args
 
     def _validate(self):
         errors = DaskmicProtocol._validate(self)
-        if not any(getattr(self, step).get() for step in STEPS):
+        if not any(getattr(self, operation[0]).get() for operation in OPERATIONS):
             errors.append("Select at least one operation (crop, log, ..., normalize).")
         return errors
