@@ -82,7 +82,7 @@ def preprocess(
     """Preprocess a stack of micrographs lazily, in the protocol's order.
 
     Each option is off when ``None``/``False``, takes the protocol's default when ``True``,
-    and otherwise its value (see :class:`PreprocessParams`). Parameters are checked against
+    and otherwise its value (see :class:`~daskmic.preprocess_params.PreprocessParams`). Parameters are checked against
     the stack's shape and pixel sizes before anything runs.
 
     Parameters
@@ -91,7 +91,7 @@ def preprocess(
         Dims ``("micrograph", "y", "x")``, as :func:`daskmic.open_micrographs` returns, with a
         per-micrograph ``pixel_size_A`` coordinate (NaN where unknown).
     crop, log, bad_pixels, invert, downsample, denoise, gaussian, highpass, lowpass, normalize
-        The protocol's steps; see :class:`PreprocessParams`.
+        The protocol's steps; see :class:`~daskmic.preprocess_params.PreprocessParams`.
     xmipp_compat : bool
         Reproduce the reference's quirks.
     highpass_A, lowpass_A : tuple of float or float, optional

@@ -192,7 +192,7 @@ def run_batch(
     config : RunConfig
         Steps and options.
     client : distributed.Client, optional
-        Where to run; by default a cluster is started with :func:`daskmic.cluster.connect`.
+        Where to run; by default a cluster is started with :func:`daskmic.connect`.
     overwrite : bool
         Restart a folder that holds a run made with other parameters.
     limit : int, optional
@@ -206,7 +206,7 @@ def run_batch(
     cluster : str
         Cluster kind or scheduler address when no ``client`` is given.
     **cluster_options
-        Passed to :func:`daskmic.cluster.connect`.
+        Passed to :func:`daskmic.connect`.
 
     Returns
     -------

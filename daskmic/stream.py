@@ -361,7 +361,7 @@ def watch(
         Micrographs per batch: the tables and the zarr store are rebuilt after each.
     settle_seconds : float
         A file is complete once its size and modification time have not changed for this
-        long and its header matches its size (see :class:`Arrivals`).
+        long and its header matches its size (see ``Arrivals``).
     poll_seconds : float
         Time between two looks at the folder.
     close_marker : str
@@ -370,13 +370,13 @@ def watch(
     idle_timeout : float, optional
         Also close once no file has arrived or changed for this many seconds.
     client : distributed.Client, optional
-        Where to run; by default a cluster is started with :func:`daskmic.cluster.connect`.
+        Where to run; by default a cluster is started with :func:`daskmic.connect`.
     on_row : callable, optional
         Called with each micrograph's row as it completes.
     overwrite : bool
         Restart an output folder that holds a run made with other parameters.
     **cluster_options
-        Passed to :func:`daskmic.cluster.connect` when no ``client`` is given.
+        Passed to :func:`daskmic.connect` when no ``client`` is given.
 
     Returns
     -------

@@ -1,7 +1,7 @@
 """Plots for looking at micrographs and choosing tilt thresholds by eye.
 
-Data preparation (:mod:`daskmic.plot.data`, pure functions returning arrays) is kept apart from
-drawing (:mod:`daskmic.plot.figures`, matplotlib). Images are drawn with row 0 at the bottom, as
+Data preparation (``daskmic.plot.data``, pure functions returning arrays) is kept apart from
+drawing (``daskmic.plot.figures``, matplotlib). Images are drawn with row 0 at the bottom, as
 MRC viewers show them.
 
 Examples

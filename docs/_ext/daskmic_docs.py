@@ -1,0 +1,149 @@
+"""Sphinx extension of the daskmic documentation: before/after figures made at build time.
+
+The directive ``daskmic-before-after STEP`` synthesizes one micrograph with
+:func:`daskmic.datasets.synthesize_micrograph`, runs :func:`daskmic.preprocess` with that one
+step enabled (its protocol default unless ``:value:`` gives one), draws the input and the
+result with :func:`daskmic.plot.before_after` and inserts the picture with a caption naming the
+value used, read back from the result's ``parameters`` attribute. The pictures are made on
+every build, so they show what the code does now.
+
+Options
+-------
+value
+    The step's value as JSON (``true``, the default, takes the protocol's default).
+zoom
+    Show only the central ``N × N`` input pixels (and the output samples inside them).
+percentiles
+    Contrast limits of both panels, two numbers (default ``1 99``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from docutils import nodes
+from docutils.parsers.rst import directives
+from sphinx.application import Sphinx
+from sphinx.util.docutils import SphinxDirective
+
+SHAPE_PX = 512
+PIXEL_SIZE_A = 2.0
+SEED = 3
+SPECIMEN = (
+    f"a synthetic {SHAPE_PX}² micrograph at {PIXEL_SIZE_A:g} Å/px "
+    "(:func:`daskmic.datasets.synthesize_micrograph`: Poisson counts, 30 hot and 30 dead "
+    "pixels, a 20 % illumination gradient)"
+)
+
+
+@cache
+def _micrograph() -> Any:
+    """The input of every figure: one micrograph as a one-frame stack, Å coordinates."""
+    import numpy as np
+    import xarray as xr
+
+    from daskmic.datasets import synthesize_micrograph
+
+    image, _ = synthesize_micrograph(
+        (SHAPE_PX, SHAPE_PX),
+        pixel_size_A=PIXEL_SIZE_A,
+        phase_std=0.3,
+        hot_pixels=30,
+        dead_pixels=30,
+        gradient=0.2,
+        seed=SEED,
+    )
+    position_A = np.arange(SHAPE_PX) * PIXEL_SIZE_A
+    return xr.DataArray(
+        image[np.newaxis],
+        dims=("micrograph", "y", "x"),
+        coords={
+            "micrograph": ["example"],
+            "pixel_size_A": ("micrograph", [PIXEL_SIZE_A]),
+            "y": position_A,
+            "x": position_A,
+        },
+    )
+
+
+def _central(image: Any, zoom_px: int | None) -> Any:
+    """The central ``zoom_px`` input pixels of ``image`` (selected on the Å coordinates)."""
+    if zoom_px is None:
+        return image
+    low_A = (SHAPE_PX - zoom_px) / 2 * PIXEL_SIZE_A
+    window = slice(low_A, low_A + zoom_px * PIXEL_SIZE_A)
+    return image.sel(y=window, x=window)
+
+
+def _percentiles(argument: str) -> tuple[float, float]:
+    low, high = (float(v) for v in argument.split())
+    return low, high
+
+
+def draw_before_after(
+    step: str, value: Any, zoom_px: int | None, percentiles: tuple[float, float], path: Path
+) -> Any:
+    """Preprocess the example with ``{step: value}``, save the figure; return the value used."""
+    import daskmic as dm
+    from daskmic.plot import before_after
+
+    before = _micrograph()
+    after = dm.preprocess(before, **{step: value})
+    used = after.attrs["parameters"][step]
+    figure = before_after(
+        _central(before.isel(micrograph=0), zoom_px),
+        _central(after.isel(micrograph=0).compute(), zoom_px),
+        titles=("input", f"{step} = {json.dumps(used)}"),
+        percentiles=percentiles,
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=80)
+    return used
+
+
+class BeforeAfter(SphinxDirective):
+    """``daskmic-before-after STEP``: a before/after figure of one preprocessing step."""
+
+    required_arguments = 1
+    has_content = False
+    option_spec = {
+        "value": directives.unchanged,
+        "zoom": directives.positive_int,
+        "percentiles": _percentiles,
+    }
+
+    def run(self) -> list[nodes.Node]:
+        step = self.arguments[0]
+        value = json.loads(self.options.get("value", "true"))
+        zoom_px = self.options.get("zoom")
+        key = json.dumps([value, zoom_px, self.options.get("percentiles")])
+        name = f"{step}-{hashlib.sha1(key.encode()).hexdigest()[:8]}.png"
+        relative = Path("_generated") / "steps" / name
+        used = draw_before_after(
+            step,
+            value,
+            zoom_px,
+            self.options.get("percentiles", (1.0, 99.0)),
+            Path(self.env.srcdir) / relative,
+        )
+        default = " (the protocol's default)" if value is True else ""
+        shown = f"the central {zoom_px}² input pixels of " if zoom_px else ""
+        caption = (
+            f"``{step}={json.dumps(used)}``{default} on {shown}{SPECIMEN}, drawn with "
+            ":func:`daskmic.plot.before_after`; made when this page was built."
+        )
+        figure = nodes.figure()
+        figure += nodes.image(uri="/" + relative.as_posix(), alt=f"{step} before and after")
+        parsed, _ = self.parse_inline(caption, lineno=self.lineno)
+        figure += nodes.caption("", "", *parsed)
+        return [figure]
+
+
+def setup(app: Sphinx) -> dict[str, Any]:
+    """Register the directive."""
+    app.add_directive("daskmic-before-after", BeforeAfter)
+    return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
