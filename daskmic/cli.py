@@ -245,7 +245,7 @@ def _watch_parser(commands: Any) -> None:
         "--pattern",
         default="*.mrc",
         metavar="P",
-        help="files to take, relative to FOLDER; ** recurses (default *.mrc)",
+        help="glob of the files to take, relative to FOLDER; ** recurses (default: the .mrc files)",
     )
     stream.add_argument(
         "--close-marker",

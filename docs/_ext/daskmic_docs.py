@@ -15,6 +15,9 @@ zoom
     Show only the central ``N × N`` input pixels (and the output samples inside them).
 percentiles
     Contrast limits of both panels, two numbers (default ``1 99``).
+max-px
+    Thumbnail size: images are block-averaged down to at most this many pixels per axis
+    (default 512), which shows slow variations under the shot noise.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ PIXEL_SIZE_A = 2.0
 SEED = 3
 SPECIMEN = (
     f"a synthetic {SHAPE_PX}² micrograph at {PIXEL_SIZE_A:g} Å/px "
-    "(:func:`daskmic.datasets.synthesize_micrograph`: Poisson counts, 30 hot and 30 dead "
+    "(:func:`daskmic.datasets.synthesize_micrograph`: Poisson counts, 200 hot and 200 dead "
     "pixels, a 20 % illumination gradient)"
 )
 
@@ -52,8 +55,8 @@ def _micrograph() -> Any:
         (SHAPE_PX, SHAPE_PX),
         pixel_size_A=PIXEL_SIZE_A,
         phase_std=0.3,
-        hot_pixels=30,
-        dead_pixels=30,
+        hot_pixels=200,
+        dead_pixels=200,
         gradient=0.2,
         seed=SEED,
     )
@@ -84,9 +87,7 @@ def _percentiles(argument: str) -> tuple[float, float]:
     return low, high
 
 
-def draw_before_after(
-    step: str, value: Any, zoom_px: int | None, percentiles: tuple[float, float], path: Path
-) -> Any:
+def draw_before_after(step: str, value: Any, path: Path, **view: Any) -> Any:
     """Preprocess the example with ``{step: value}``, save the figure; return the value used."""
     import daskmic as dm
     from daskmic.plot import before_after
@@ -94,14 +95,15 @@ def draw_before_after(
     before = _micrograph()
     after = dm.preprocess(before, **{step: value})
     used = after.attrs["parameters"][step]
+    zoom_px = view.pop("zoom_px", None)
     figure = before_after(
         _central(before.isel(micrograph=0), zoom_px),
         _central(after.isel(micrograph=0).compute(), zoom_px),
         titles=("input", f"{step} = {json.dumps(used)}"),
-        percentiles=percentiles,
+        **view,
     )
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=80)
+    figure.savefig(path, dpi=100)
     return used
 
 
@@ -114,24 +116,26 @@ class BeforeAfter(SphinxDirective):
         "value": directives.unchanged,
         "zoom": directives.positive_int,
         "percentiles": _percentiles,
+        "max-px": directives.positive_int,
     }
 
     def run(self) -> list[nodes.Node]:
         step = self.arguments[0]
         value = json.loads(self.options.get("value", "true"))
         zoom_px = self.options.get("zoom")
-        key = json.dumps([value, zoom_px, self.options.get("percentiles")])
+        view = {
+            "zoom_px": zoom_px,
+            "percentiles": self.options.get("percentiles", (1.0, 99.0)),
+            "max_px": self.options.get("max-px", 512),
+        }
+        key = json.dumps([value, view])
         name = f"{step}-{hashlib.sha1(key.encode()).hexdigest()[:8]}.png"
         relative = Path("_generated") / "steps" / name
-        used = draw_before_after(
-            step,
-            value,
-            zoom_px,
-            self.options.get("percentiles", (1.0, 99.0)),
-            Path(self.env.srcdir) / relative,
-        )
+        used = draw_before_after(step, value, Path(self.env.srcdir) / relative, **view)
         default = " (the protocol's default)" if value is True else ""
         shown = f"the central {zoom_px}² input pixels of " if zoom_px else ""
+        if "max-px" in self.options:
+            shown = f"block averages (at most {view['max_px']}² per panel) of " + shown
         caption = (
             f"``{step}={json.dumps(used)}``{default} on {shown}{SPECIMEN}, drawn with "
             ":func:`daskmic.plot.before_after`; made when this page was built."
