@@ -82,8 +82,8 @@ def preprocess(
     """Preprocess a stack of micrographs lazily, in the protocol's order.
 
     Each option is off when ``None``/``False``, takes the protocol's default when ``True``,
-    and otherwise its value (see :class:`~daskmic.preprocess_params.PreprocessParams`). Parameters are checked against
-    the stack's shape and pixel sizes before anything runs.
+    and otherwise its value (see :class:`~daskmic.preprocess_params.PreprocessParams`).
+    Parameters are checked against the stack's shape and pixel sizes before anything runs.
 
     Parameters
     ----------
