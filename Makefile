@@ -22,7 +22,7 @@ test: $(STAMP)
 	$(BIN)/pytest
 
 docs: $(STAMP)
-	$(BIN)/sphinx-build -b html -W --keep-going -n -q docs docs/_build/html
+	$(BIN)/sphinx-build -b html -E -W --keep-going -n -q docs docs/_build/html
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
