@@ -127,6 +127,8 @@ def test_the_cli_page_names_every_subcommand_and_option(site):
     for name, parser in subcommands.items():
         assert re.search(rf"\b{name}\b", text), name
         for action in parser._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
             for option in action.option_strings:
                 assert option in text, f"daskmic {name} {option} is not on the CLI page"
 
@@ -182,6 +184,7 @@ function inspect(doc) {
   return {
     navigation: tree ? Array.from(tree.querySelectorAll("a")).map(a => a.textContent.trim()) : [],
     navigation_shown: Boolean(box && box.width > 0 && box.height > 0),
+    math: doc.querySelectorAll("mjx-container").length,
     images: Array.from(doc.images).map(
       i => [i.getAttribute("src"), i.complete && i.naturalWidth > 0]),
   };
@@ -224,6 +227,7 @@ def test_chromium_shows_the_navigation_and_every_image_offline(site, chromium, t
     assert index["navigation_shown"]
     for title in ("Getting started", "Preprocessing steps", "API reference", "Command line"):
         assert title in index["navigation"], (title, index["navigation"])
+    assert results[(site / "tilt.html").as_uri()]["math"] > 0, "MathJax typeset the formulas"
     missing = [(u, src) for u, r in results.items() for src, ok in r["images"] if not ok]
     assert missing == []
     shown = sum(len(r["images"]) for r in results.values())
