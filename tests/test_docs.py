@@ -21,7 +21,7 @@ import pytest
 
 import daskmic
 import daskmic.datasets
-import daskmic.plot
+import daskmic.report.plot
 from daskmic.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,7 +99,10 @@ def test_every_public_name_has_an_api_page(site):
         assert f"daskmic.{name}" in _ids(page), f"daskmic.{name} is not documented on its page"
 
 
-@pytest.mark.parametrize("module", [daskmic.plot, daskmic.datasets], ids=lambda m: m.__name__)
+SUBMODULES = [daskmic.report.plot, daskmic.datasets]
+
+
+@pytest.mark.parametrize("module", SUBMODULES, ids=lambda m: m.__name__)
 def test_the_documented_submodules_have_a_page_per_public_name(site, module):
     generated = site / "reference" / "generated"
     names = getattr(module, "__all__", None) or [

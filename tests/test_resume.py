@@ -18,12 +18,12 @@ import pytest
 import yaml
 
 import daskmic
-from daskmic.config import RunConfig
 from daskmic.datasets import synthesize_micrograph
 from daskmic.io import open_pixels, open_results
 from daskmic.io.mrc_write import write_mrc
-from daskmic.manifest import PARTIAL_NAME, Manifest
-from daskmic.stream import watch
+from daskmic.run.config import RunConfig
+from daskmic.run.manifest import PARTIAL_NAME, Manifest
+from daskmic.run.stream import watch
 
 CONFIG_VALUES = {
     "preprocess": {

@@ -14,11 +14,11 @@ import pytest
 
 import daskmic
 from daskmic.cli import build_parser, main
-from daskmic.config import RunConfig
 from daskmic.datasets import synthesize_micrograph
 from daskmic.io.mrc_write import write_mrc
-from daskmic.preprocess_params import PreprocessParams
-from daskmic.stream import Arrivals, watch
+from daskmic.preprocessing.params import PreprocessParams
+from daskmic.run.config import RunConfig
+from daskmic.run.stream import Arrivals, watch
 from daskmic.tilt.params import TiltParams
 
 PREPROCESS = PreprocessParams.from_options(crop=True, invert=True, downsample=True, normalize=True)

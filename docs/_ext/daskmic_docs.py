@@ -3,9 +3,9 @@
 The directive ``daskmic-before-after STEP`` synthesizes one micrograph with
 :func:`daskmic.datasets.synthesize_micrograph`, runs :func:`daskmic.preprocess` with that one
 step enabled (its protocol default unless ``:value:`` gives one), draws the input and the
-result with :func:`daskmic.plot.before_after` and inserts the picture with a caption naming the
-value used, read back from the result's ``parameters`` attribute. The pictures are made on
-every build, so they show what the code does now.
+result with :func:`daskmic.report.plot.before_after` and inserts the picture with a caption
+naming the value used, read back from the result's ``parameters`` attribute. The pictures are
+made on every build, so they show what the code does now.
 
 Options
 -------
@@ -90,7 +90,7 @@ def _percentiles(argument: str) -> tuple[float, float]:
 def draw_before_after(step: str, value: Any, path: Path, **view: Any) -> Any:
     """Preprocess the example with ``{step: value}``, save the figure; return the value used."""
     import daskmic as dm
-    from daskmic.plot import before_after
+    from daskmic.report.plot import before_after
 
     before = _micrograph()
     after = dm.preprocess(before, **{step: value})
@@ -138,7 +138,7 @@ class BeforeAfter(SphinxDirective):
             shown = f"block averages (at most {view['max_px']}² per panel) of " + shown
         caption = (
             f"``{step}={json.dumps(used)}``{default} on {shown}{SPECIMEN}, drawn with "
-            ":func:`daskmic.plot.before_after`; made when this page was built."
+            ":func:`daskmic.report.plot.before_after`; made when this page was built."
         )
         figure = nodes.figure()
         figure += nodes.image(uri="/" + relative.as_posix(), alt=f"{step} before and after")

@@ -14,10 +14,10 @@ from typing import Any
 
 import pandas as pd
 
-from daskmic.config import RunConfig
 from daskmic.io import optics_table, write_csv, write_results, write_star, write_xmd
 from daskmic.io.atomic import write_bytes_atomic
-from daskmic.manifest import Manifest
+from daskmic.run.config import RunConfig
+from daskmic.run.manifest import Manifest
 from daskmic.tilt.select import split
 
 LEADING = [

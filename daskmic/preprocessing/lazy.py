@@ -1,7 +1,8 @@
 """The lazy face of preprocessing: :func:`preprocess` on a stack of micrographs.
 
-The kernels are :func:`daskmic.pipeline.build_pipeline`'s, the same the production face applies
-one micrograph at a time, lifted onto dask by :func:`daskmic.ops.lift.lift`.
+The kernels are :func:`daskmic.preprocessing.pipeline.build_pipeline`'s, the same the
+production face applies one micrograph at a time, lifted onto dask by
+:func:`daskmic.ops.lift.lift`.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import xarray as xr
 
 from daskmic.ops.kernel import Kernel
 from daskmic.ops.lift import lift
-from daskmic.pipeline import Pipeline, build_pipeline
-from daskmic.preprocess_params import ORDER, PreprocessParams
+from daskmic.preprocessing.params import ORDER, PreprocessParams
+from daskmic.preprocessing.pipeline import Pipeline, build_pipeline
 
 DIMS: Final = ("micrograph", "y", "x")
 
@@ -82,7 +83,7 @@ def preprocess(
     """Preprocess a stack of micrographs lazily, in the protocol's order.
 
     Each option is off when ``None``/``False``, takes the protocol's default when ``True``,
-    and otherwise its value (see :class:`~daskmic.preprocess_params.PreprocessParams`).
+    and otherwise its value (see :class:`~daskmic.preprocessing.params.PreprocessParams`).
     Parameters are checked against the stack's shape and pixel sizes before anything runs.
 
     Parameters
@@ -91,7 +92,7 @@ def preprocess(
         Dims ``("micrograph", "y", "x")``, as :func:`daskmic.open_micrographs` returns, with a
         per-micrograph ``pixel_size_A`` coordinate (NaN where unknown).
     crop, log, bad_pixels, invert, downsample, denoise, gaussian, highpass, lowpass, normalize
-        The protocol's steps; see :class:`~daskmic.preprocess_params.PreprocessParams`.
+        The protocol's steps; see :class:`~daskmic.preprocessing.params.PreprocessParams`.
     xmipp_compat : bool
         Reproduce the reference's quirks.
     highpass_A, lowpass_A : tuple of float or float, optional
