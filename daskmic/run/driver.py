@@ -212,6 +212,21 @@ def run_batch(
     -------
     RunSummary
         Every micrograph's row.
+
+    Examples
+    --------
+    >>> import daskmic as dm
+    >>> from daskmic.datasets import make_dataset
+    >>> from daskmic.preprocessing.params import PreprocessParams
+    >>> truth = make_dataset("raw", n=2, shape=(256, 256), pixel_size_A=1.0)
+    >>> config = dm.RunConfig(preprocess=PreprocessParams.from_options(crop=True, invert=True))
+    >>> summary = dm.run_batch("raw/*.mrc", "results", config, workers=1, dashboard=False,
+    ...                        quiet=True)
+    >>> summary.counts()
+    {'done': 2}
+    >>> dm.run_batch("raw/*.mrc", "results", config, workers=1, dashboard=False,
+    ...              quiet=True).counts()   # resumes: nothing left to do
+    {'done': 2}
     """
     sources, digest = prepare(inputs, out_dir, config, overwrite=overwrite, limit=limit)
     return execute(

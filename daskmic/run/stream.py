@@ -390,6 +390,24 @@ def watch(
         other parameters (unless ``overwrite``).
     FileNotFoundError
         If ``folder`` is not a folder.
+
+    Examples
+    --------
+    Here the session is already over (its ``CLOSED`` marker is there), so ``watch`` processes what
+    it finds and returns:
+
+    >>> from pathlib import Path
+    >>> import daskmic as dm
+    >>> from daskmic.datasets import make_dataset
+    >>> from daskmic.preprocessing.params import PreprocessParams
+    >>> truth = make_dataset("session", n=2, shape=(256, 256), pixel_size_A=1.0)
+    >>> Path("session/CLOSED").touch()
+    >>> config = dm.RunConfig(preprocess=PreprocessParams.from_options(crop=True))
+    >>> summary = dm.watch("session", "live", config, settle_seconds=0.0, poll_seconds=0.1,
+    ...                    workers=1, dashboard=False, quiet=True)
+    watch: 2 seen, 2 done, 0 failed, 0 being written
+    >>> summary.counts()
+    {'done': 2}
     """
     _check_options(batch_size, settle_seconds, poll_seconds, idle_timeout, close_marker)
     watched, out = Path(folder), Path(out_dir)
