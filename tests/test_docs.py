@@ -282,3 +282,19 @@ def test_the_build_fails_on_a_broken_page(case, tmp_path):
     )
     assert done.returncode != 0
     assert expected in done.stderr, done.stderr[-3000:]
+
+
+def test_the_outputs_page_explains_every_column_the_run_wrote(site):
+    """The page's executed run prints the tables' columns; each has a row in its glossary."""
+    text = html.unescape(re.sub(r"<[^>]+>", "", (site / "outputs.html").read_text("utf-8")))
+    written = set()
+    for table in ("micrographs.csv", "tilt.csv"):
+        found = re.search(rf"^{re.escape(table)}: (.+)$", text, re.M)
+        assert found, f"the page did not print the columns of {table}"
+        written |= {c.strip() for c in found.group(1).split(",")}
+    glossary = set()
+    source = (site / "outputs.html").read_text("utf-8")
+    for cell in re.findall(r"<tr[^>]*>\s*<td><p>(.*?)</p></td>", source):
+        glossary |= set(re.findall(r'<span class="pre">([^<]+)</span>', cell))
+    carried = {c for c in written if c.startswith("rln")}  # the input table's, documented as such
+    assert sorted(written - carried - glossary) == []
