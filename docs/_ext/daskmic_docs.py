@@ -30,6 +30,7 @@ from typing import Any
 
 from docutils import nodes
 from docutils.parsers.rst import directives
+from sphinx import addnodes
 from sphinx.application import Sphinx
 from sphinx.util.docutils import SphinxDirective
 
@@ -37,10 +38,18 @@ SHAPE_PX = 512
 PIXEL_SIZE_A = 2.0
 SEED = 3
 SPECIMEN = (
-    f"a synthetic {SHAPE_PX}² micrograph at {PIXEL_SIZE_A:g} Å/px "
-    "(:func:`daskmic.datasets.synthesize_micrograph`: Poisson counts, 200 hot and 200 dead "
-    "pixels, a 20 % illumination gradient)"
+    f"a synthetic {SHAPE_PX}² micrograph at {PIXEL_SIZE_A:g} Å/px (Poisson counts, 200 hot and "
+    "200 dead pixels, a 20 % illumination gradient) from "
 )
+
+
+def _function(target: str) -> addnodes.pending_xref:
+    """A cross-reference to a Python function, whatever the page's markup language."""
+    reference = addnodes.pending_xref(
+        "", refdomain="py", reftype="func", reftarget=target, refexplicit=False, refwarn=True
+    )
+    reference += nodes.literal(target, target + "()", classes=["xref", "py", "py-func"])
+    return reference
 
 
 @cache
@@ -136,14 +145,19 @@ class BeforeAfter(SphinxDirective):
         shown = f"the central {zoom_px}² input pixels of " if zoom_px else ""
         if "max-px" in self.options:
             shown = f"block averages (at most {view['max_px']}² per panel) of " + shown
-        caption = (
-            f"``{step}={json.dumps(used)}``{default} on {shown}{SPECIMEN}, drawn with "
-            ":func:`daskmic.report.plot.before_after`; made when this page was built."
-        )
+        setting = f"{step}={json.dumps(used)}"
         figure = nodes.figure()
         figure += nodes.image(uri="/" + relative.as_posix(), alt=f"{step} before and after")
-        parsed, _ = self.parse_inline(caption, lineno=self.lineno)
-        figure += nodes.caption("", "", *parsed)
+        figure += nodes.caption(
+            "",
+            "",
+            nodes.literal(setting, setting),
+            nodes.Text(f"{default} on {shown}{SPECIMEN}"),
+            _function("daskmic.datasets.synthesize_micrograph"),
+            nodes.Text(", drawn with "),
+            _function("daskmic.report.plot.before_after"),
+            nodes.Text("; made when this page was built."),
+        )
         return [figure]
 
 
