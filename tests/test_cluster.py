@@ -526,7 +526,7 @@ def test_killed_worker_mid_run_loses_and_corrupts_nothing(
     assert star == (clean_out / "micrographs.star").read_text().replace("clean/mrc/", "OUT/mrc/")
     killed_arrays, clean_arrays = _zarr_arrays(killed_out), _zarr_arrays(clean_out)
     assert sorted(killed_arrays) == sorted(clean_arrays)
-    assert {f"pixels/{name[:-4]}" for name in names} <= set(clean_arrays)
+    assert {f"micrographs/{name[:-4]}/0/image" for name in names} <= set(clean_arrays)
     for key, values in clean_arrays.items():
         if "path" in key:  # absolute output paths differ by folder only (checked in the table)
             continue

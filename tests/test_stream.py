@@ -234,8 +234,9 @@ def test_names_follow_the_whole_set_whatever_the_arrival_order(tmp_path, client,
     assert [r["micrograph"] for r in both.rows] == names
     assert sorted(p.name for p in (out / "mrc").iterdir()) == [f"{n}.mrc" for n in names]
     assert sorted(p.name for p in (out / "psd").glob("*.mrc")) == [f"{n}.mrc" for n in names]
-    pixels = out / "micrographs.zarr" / "pixels"
-    assert sorted(p.name for p in pixels.iterdir() if p.is_dir()) == names
+    for collection in ("micrographs", "psd"):
+        images = out / "micrographs.zarr" / collection
+        assert sorted(p.name for p in images.iterdir() if p.is_dir()) == names
     for kept in (".daskmic/records", ".daskmic/thumbnails"):
         assert sorted(p.stem for p in (out / kept).iterdir()) == names
     assert pd.read_csv(out / "micrographs.csv")["micrograph"].tolist() == names

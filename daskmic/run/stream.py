@@ -30,8 +30,8 @@ from typing import Any
 from distributed import Client
 
 from daskmic.io import MicrographError, open_micrographs, read_header
+from daskmic.io.ngff import COLLECTIONS
 from daskmic.io.sources import glob_root, unique_names
-from daskmic.io.zarr_store import PIXELS
 from daskmic.run.config import RunConfig
 from daskmic.run.driver import RunSummary, bind, sources_from
 from daskmic.run.feeder import Feeder
@@ -175,7 +175,8 @@ def _forget(out: Path, row: Row) -> None:
     for output in outputs:
         if output:
             Path(output).unlink(missing_ok=True)
-    shutil.rmtree(out / ZARR_NAME / PIXELS / name, ignore_errors=True)
+    for collection in COLLECTIONS:
+        shutil.rmtree(out / ZARR_NAME / collection / name, ignore_errors=True)
     manifest.record_path(name).unlink(missing_ok=True)
 
 

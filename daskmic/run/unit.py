@@ -99,9 +99,15 @@ def _preprocess_step(
     label = _label("preprocess", config.preprocess.xmipp_compat)
     write_mrc(output, result, pipeline.output_pixel_size_A, label=label)
     if config.write_stack:
-        from daskmic.io.zarr_pixels import add_pixels  # zarr's 0.3 s import only when needed
+        from daskmic.io.ngff import MICROGRAPHS, write_image  # zarr's 0.3 s import when needed
 
-        add_pixels(out / ZARR_NAME, micrograph, result, pixel_size_A=pipeline.output_pixel_size_A)
+        write_image(
+            out / ZARR_NAME,
+            MICROGRAPHS,
+            micrograph,
+            result,
+            pixel_size_A=pipeline.output_pixel_size_A,
+        )
     Manifest(out).write_thumbnail(micrograph, make_thumbnail(result, config.thumbnail_px))
     return {
         "output_path": str(output.resolve()),
@@ -122,6 +128,11 @@ def _tilt_step(
     psd = out / "psd" / f"{micrograph}.mrc"
     write_mrc(psd, result.psd_summary, 1.0, label=_label("tilt PSD", config.tilt.xmipp_compat))
     write_psd_png(psd.with_suffix(".png"), result.psd_summary)
+    if config.write_stack:
+        from daskmic.io.ngff import PSD, write_image
+
+        summary = result.psd_summary
+        write_image(out / ZARR_NAME, PSD, micrograph, summary, pixel_size_A=None)
     return {**result.to_row(), "psd_path": str(psd.resolve())}
 
 
