@@ -110,6 +110,13 @@ class PreprocessParams:
     xmipp_compat : bool
         Reproduce the reference's quirks (Gaussian σ/√2, output pixel size × F, denoise in its
         [0, 1] domain, double-precision transforms).
+
+    Examples
+    --------
+    >>> import daskmic as dm
+    >>> params = dm.PreprocessParams.from_options(crop=True, downsample=2.0, normalize=True)
+    >>> params.crop, params.downsample, params.enabled()
+    (10, 2.0, ['crop', 'downsample', 'normalize'])
     """
 
     crop: int | None = None

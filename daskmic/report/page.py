@@ -361,8 +361,18 @@ def write_report(
 
     Raises
     ------
-    ValueError
+    UsageError
         If ``out_dir`` is not an output folder.
+
+    Examples
+    --------
+    >>> import daskmic as dm
+    >>> from daskmic.datasets import make_dataset
+    >>> truth = make_dataset("raw", n=2, shape=(700, 700), pixel_size_A=2.0, phase_std=0.3)
+    >>> qc = dm.tilt_analysis(dm.open_micrographs("raw/*.mrc"))
+    >>> _ = dm.write(None, "screen", tilt=qc, workers=1, dashboard=False, quiet=True)
+    >>> dm.write_report("screen").name
+    'report.html'
     """
     page = render_report(out_dir, sample_size=sample_size, max_images=max_images)
     path = OutputLayout(out_dir).report

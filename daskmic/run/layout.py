@@ -10,6 +10,8 @@
       micrographs.csv, .star, .xmd  one row per micrograph; STAR/xmd of the preprocessed ones
       tilt.csv                      the tilt statistics and decision
       accepted.star, discarded.star the tilt split (and accepted.txt, rejected.txt: input paths)
+      micrographs.sqlite            Scipion sets: the preprocessed micrographs, and the split
+      accepted.sqlite, discarded.sqlite
       report.html                   the QC page
       .daskmic/                     the manifest: parameters.json, optics.json,
                                     records/<micrograph>.json, thumbnails/<micrograph>.npy
@@ -50,6 +52,12 @@ _SPLIT = {
     "accepted": ("accepted.star", "accepted.txt"),
     "discarded": ("discarded.star", "rejected.txt"),
 }
+SET_NAMES: Final = {
+    "micrographs": "micrographs.sqlite",
+    "accepted": "accepted.sqlite",
+    "discarded": "discarded.sqlite",
+}
+"""The Scipion sets a run writes: the preprocessed micrographs, the tilt screen's split."""
 
 OWNED_FOLDERS: Final = (MANIFEST_DIR, ZARR_NAME)
 """Folders daskmic rewrites as a whole: nothing inside them may be an input."""
@@ -156,11 +164,16 @@ class OutputLayout:
         """The input paths of the micrographs with ``status``, one per line."""
         return self.root / _SPLIT[status][1]
 
+    def scipion_set(self, kind: str) -> Path:
+        """The Scipion set of ``kind``: ``"micrographs"``, ``"accepted"`` or ``"discarded"``."""
+        return self.root / SET_NAMES[kind]
+
     def tables(self) -> list[Path]:
-        """Every table a run may rebuild from its records."""
+        """Every table and Scipion set a run may rebuild from its records."""
         split = [f(status) for status in _SPLIT for f in (self.split_star, self.split_list)]
         csv, star, xmd = self.micrographs_csv, self.micrographs_star, self.micrographs_xmd
-        return [csv, star, xmd, self.tilt_csv, *split]
+        sets = [self.scipion_set(kind) for kind in SET_NAMES]
+        return [csv, star, xmd, self.tilt_csv, *split, *sets]
 
     @property
     def report(self) -> Path:
@@ -196,7 +209,7 @@ class OutputLayout:
 
 
 TABLE_NAMES: Final = tuple(path.name for path in OutputLayout("").tables())
-"""The tables a run rebuilds from its records (those of its steps)."""
+"""The tables and Scipion sets a run rebuilds from its records (those of its steps)."""
 
 
 def _micrograph_kinds(config: RunConfig) -> list[tuple[str, str]]:

@@ -12,15 +12,18 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from daskmic.errors import UsageError
 from daskmic.io import write_csv, write_results, write_star, write_xmd
 from daskmic.io.atomic import write_bytes_atomic
+from daskmic.io.tables import OPTICS_COLUMNS
 from daskmic.run.config import RunConfig
 from daskmic.run.layout import OutputLayout
 from daskmic.run.manifest import Manifest
 from daskmic.run.optics_groups import optics_table
+from daskmic.run.publish_sets import write_preprocess_set, write_tilt_set
 from daskmic.tilt.select import split
 
 LEADING = [
@@ -61,13 +64,24 @@ def _project_path(path: str) -> str:
     return os.path.relpath(path, Path.cwd())
 
 
+def _optics(
+    table: pd.DataFrame, manifest: Manifest, config: RunConfig, output_pixel_size: bool
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """The optics groups of ``table``'s rows (:func:`daskmic.run.optics_groups.optics_table`)."""
+    if table.empty:
+        return pd.DataFrame(columns=list(OPTICS_COLUMNS)), np.zeros(0, dtype=int)
+    groups = table["rlnOpticsGroup"] if "rlnOpticsGroup" in table.columns else None
+    return optics_table(
+        table["output_pixel_size_A" if output_pixel_size else "pixel_size_A"],
+        original_pixel_size_A=table["pixel_size_A"],
+        optics_group=groups,
+        carried_optics=manifest.optics() or None,
+        **config.optics,
+    )
+
+
 def _write_star(
-    path: Path,
-    table: pd.DataFrame,
-    names: pd.Series,
-    manifest: Manifest,
-    config: RunConfig,
-    output_pixel_size: bool,
+    path: Path, table: pd.DataFrame, names: pd.Series, optics: pd.DataFrame, groups: np.ndarray
 ) -> None:
     """A RELION STAR of ``table``'s rows, named ``names``, keeping the input's columns.
 
@@ -77,33 +91,33 @@ def _write_star(
     if table.empty:
         path.unlink(missing_ok=True)
         return
-    groups = table["rlnOpticsGroup"] if "rlnOpticsGroup" in table.columns else None
-    optics, numbers = optics_table(
-        table["output_pixel_size_A" if output_pixel_size else "pixel_size_A"],
-        original_pixel_size_A=table["pixel_size_A"],
-        optics_group=groups,
-        carried_optics=manifest.optics() or None,
-        **config.optics,
-    )
     carried = [
         c
         for c in table.columns
         if c.startswith("rln") and c not in ("rlnMicrographName", "rlnOpticsGroup")
     ]
     star = pd.DataFrame(
-        {"rlnMicrographName": names.map(_project_path).to_numpy(), "rlnOpticsGroup": numbers}
+        {"rlnMicrographName": names.map(_project_path).to_numpy(), "rlnOpticsGroup": groups}
     )
     star = pd.concat([star, table[carried].reset_index(drop=True)], axis=1)
     write_star(path, star, optics)
 
 
 def _publish_preprocess(
-    out: OutputLayout, table: pd.DataFrame, manifest: Manifest, config: RunConfig
+    out: OutputLayout,
+    table: pd.DataFrame,
+    manifest: Manifest,
+    config: RunConfig,
+    stream_open: bool,
 ) -> None:
     outputs = ["output_path", "output_pixel_size_A"]  # absent when every micrograph failed
     done = table[table["status"] != "failed"]
     done = done.reindex(columns=list(dict.fromkeys([*done.columns, *outputs])))
-    _write_star(out.micrographs_star, done, done["output_path"], manifest, config, True)
+    optics, groups = _optics(done, manifest, config, True)
+    _write_star(out.micrographs_star, done, done["output_path"], optics, groups)
+    write_preprocess_set(
+        out.scipion_set("micrographs"), done, optics, groups, stream_open=stream_open
+    )
     write_xmd(
         out.micrographs_xmd,
         pd.DataFrame(
@@ -128,20 +142,38 @@ def _split(table: pd.DataFrame, config: RunConfig) -> pd.DataFrame:
 
 
 def _publish_tilt(
-    out: OutputLayout, table: pd.DataFrame, manifest: Manifest, config: RunConfig
+    out: OutputLayout,
+    table: pd.DataFrame,
+    manifest: Manifest,
+    config: RunConfig,
+    stream_open: bool,
 ) -> None:
     tilt = table.copy()
     write_csv(out.tilt_csv, _ordered(tilt, TILT_COLUMNS).drop(columns=["tilt_status"]))
     for status in ("accepted", "discarded"):
         part = tilt[tilt["status"] == status]
         names = part["rlnMicrographName"] if "rlnMicrographName" in part else part["path"]
-        _write_star(out.split_star(status), part, names, manifest, config, False)
+        optics, groups = _optics(part, manifest, config, False)
+        _write_star(out.split_star(status), part, names, optics, groups)
+        write_tilt_set(
+            out.scipion_set(status), part, names, optics, groups, stream_open=stream_open
+        )
         text = "".join(f"{path}\n" for path in part["path"])
         write_bytes_atomic(out.split_list(status), text.encode())
 
 
-def publish(out_dir: Path, config: RunConfig) -> list[dict[str, Any]]:
+def publish(out_dir: Path, config: RunConfig, *, stream_open: bool = False) -> list[dict[str, Any]]:
     """Rewrite every table and the zarr store of ``out_dir`` from its records.
+
+    Parameters
+    ----------
+    out_dir : pathlib.Path
+        The output folder.
+    config : RunConfig
+        The run's steps and options.
+    stream_open : bool
+        Whether the run is still going (more micrographs may come): the Scipion sets are
+        written with their stream state open; the last rebuild of a run closes them.
 
     Returns
     -------
@@ -158,9 +190,9 @@ def publish(out_dir: Path, config: RunConfig) -> list[dict[str, Any]]:
         table = _split(table, config)
     write_csv(out.micrographs_csv, table)
     if config.preprocess is not None:
-        _publish_preprocess(out, table, manifest, config)
+        _publish_preprocess(out, table, manifest, config, stream_open)
     if config.tilt is not None:
-        _publish_tilt(out, table, manifest, config)
+        _publish_tilt(out, table, manifest, config, stream_open)
     stack = manifest.thumbnail_stack(list(table["micrograph"]), config.thumbnail_px)
     write_results(out.zarr, table, thumbnails=stack, parameters=config.to_dict())
     return rows
@@ -189,6 +221,17 @@ def select(
     -------
     dict
         Number of micrographs per status (accepted, discarded, failed).
+
+    Examples
+    --------
+    >>> import daskmic as dm
+    >>> from daskmic.datasets import make_dataset
+    >>> truth = make_dataset("raw", n=2, shape=(700, 700), pixel_size_A=2.0, phase_std=0.3)
+    >>> qc = dm.tilt_analysis(dm.open_micrographs("raw/*.mrc"))
+    >>> dm.write(None, "screen", tilt=qc, workers=1, dashboard=False, quiet=True).counts()
+    {'accepted': 2}
+    >>> dm.select("screen", mean_threshold=0.99, std_threshold=0.1)   # no recomputation
+    {'discarded': 2}
     """
     out = Path(out_dir)
     manifest = Manifest(out)

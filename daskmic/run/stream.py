@@ -30,6 +30,7 @@ from distributed import Client
 
 from daskmic.errors import UsageError
 from daskmic.io import MicrographError, read_header
+from daskmic.io.scipion import is_set_file
 from daskmic.io.sources import glob_root, unique_names
 from daskmic.run.config import RunConfig, StreamOptions
 from daskmic.run.driver import RunSummary, bind
@@ -37,6 +38,7 @@ from daskmic.run.feeder import Feeder
 from daskmic.run.layout import OutputLayout, output_locations, overwritten_inputs
 from daskmic.run.manifest import Manifest
 from daskmic.run.publish import publish
+from daskmic.run.set_stream import SetArrivals, SetClosing
 from daskmic.run.sources import catalogue, check_run
 from daskmic.run.unit import Row, Source
 
@@ -152,6 +154,11 @@ class Arrivals:
             self._reported.add(path)
         return complete
 
+    def source(self, path: str, name: str, config: RunConfig) -> Source:
+        """The run's view of one file (header only), named as in a batch run on the whole set."""
+        (source,), _ = catalogue([path], config.pixel_size_A)
+        return dataclasses.replace(source, micrograph=name)
+
 
 def _forget(out: Path, name: str) -> None:
     """Remove a micrograph's outputs, then its record (so an interrupted removal is redone)."""
@@ -169,6 +176,10 @@ class _Closing:
     marker: Path
     idle_timeout: float | None
 
+    def signalled(self) -> bool:
+        """Whether the marker file exists."""
+        return self.marker.exists()
+
     def due(self, marker_seen: bool, arrivals: Arrivals) -> bool:
         """Whether to stop now that nothing is ready (``marker_seen`` before the listing)."""
         if arrivals.waiting:
@@ -184,7 +195,7 @@ class _Stream:
 
     def __init__(
         self,
-        arrivals: Arrivals,
+        arrivals: Arrivals | SetArrivals,
         out: Path,
         config: RunConfig,
         digest: str,
@@ -205,7 +216,9 @@ class _Stream:
         self._since_count = 0
         self._checked = False
 
-    def follow(self, client: Client, closing: _Closing, poll_seconds: float) -> None:
+    def follow(
+        self, client: Client, closing: _Closing | SetClosing, poll_seconds: float
+    ) -> None:
         """Poll, name and submit as files arrive, publish per batch, until the stream closes.
 
         Micrographs are fed continuously: new arrivals join the queue while others are in
@@ -220,7 +233,7 @@ class _Stream:
             on_row=self.record,
         )
         while True:
-            marker_seen = closing.marker.exists()  # before listing: files written before count
+            marker_seen = closing.signalled()  # before listing: files written before count
             self.ready += self.arrivals.poll()
             self.rename()
             if self.ready:
@@ -230,8 +243,9 @@ class _Stream:
             elif closing.due(marker_seen, self.arrivals):
                 break
             else:
+                feeder.flush()
                 time.sleep(poll_seconds)
-        publish(self.out, self.config)
+        publish(self.out, self.config)  # closes the Scipion sets
         if self._since_count:  # record() printed after full batches
             print(self.count(), flush=True)
 
@@ -255,9 +269,7 @@ class _Stream:
         paths = list(dict.fromkeys(self.ready))
         self.ready = []
         self.submitted.update({p: self.names[p] for p in paths})
-        listed, _ = catalogue(paths, self.config.pixel_size_A)  # as a batch run lists them
-        by_path = {source.path: source for source in listed}
-        sources = [dataclasses.replace(by_path[p], micrograph=self.names[p]) for p in paths]
+        sources = [self.arrivals.source(p, self.names[p], self.config) for p in paths]
         if not self._checked:  # before this session submits anything: a batch run's checks
             check_run(self.config, sources)
             self._checked = True
@@ -336,7 +348,10 @@ def watch(
     Parameters
     ----------
     folder : path-like
-        The folder the microscope writes to.
+        The folder the microscope writes to, or a Scipion ``SetOfMicrographs`` (``.sqlite``)
+        to follow: its new enabled items are new micrographs, and the stream ends once the
+        set's stream state is closed and they are all done (``pattern`` and ``close_marker``
+        do not apply).
     out_dir : path-like
         The output folder; it may lie inside ``folder`` (it is never read as input).
     config : RunConfig
@@ -345,13 +360,13 @@ def watch(
         How to follow the folder: see :class:`daskmic.run.config.StreamOptions` (their
         defaults and checks); e.g. ``pattern="GridSquare_*/Data/*.mrc"``.
     client : distributed.Client, optional
-        Where to run; by default a cluster is started with :func:`daskmic.cluster.client.connect`.
+        Where to run; by default a cluster is started with :func:`daskmic.connect`.
     on_row : callable, optional
         Called with each micrograph's row as it completes.
     overwrite : bool
         Restart an output folder that holds a run made with other parameters.
     **cluster_options
-        Passed to :func:`daskmic.cluster.client.connect` when no ``client`` is given.
+        Passed to :func:`daskmic.connect` when no ``client`` is given.
 
     Returns
     -------
@@ -364,16 +379,44 @@ def watch(
         Before any work: invalid options, a ``folder`` that is not a folder, an output folder
         that contains the watched folder or leads into it (a symlink), or one bound to other
         parameters (unless ``overwrite``).
+
+    Examples
+    --------
+    Here the session is already over (its ``CLOSED`` marker is there), so ``watch`` processes what
+    it finds and returns:
+
+    >>> from pathlib import Path
+    >>> import daskmic as dm
+    >>> from daskmic.datasets import make_dataset
+    >>> from daskmic.preprocessing.params import PreprocessParams
+    >>> truth = make_dataset("session", n=2, shape=(256, 256), pixel_size_A=1.0)
+    >>> Path("session/CLOSED").touch()
+    >>> config = dm.RunConfig(preprocess=PreprocessParams.from_options(crop=True))
+    >>> summary = dm.watch("session", "live", config, settle_seconds=0.0, poll_seconds=0.1,
+    ...                    workers=1, dashboard=False, quiet=True)
+    watch: 2 seen, 2 done, 0 failed, 0 being written
+    >>> summary.counts()
+    {'done': 2}
     """
     options = StreamOptions(
         pattern, batch_size, settle_seconds, poll_seconds, close_marker, idle_timeout
     )
     watched, out = Path(folder), Path(out_dir)
-    _check_folders(watched, out)
-    digest = bind(out, config, [], [], overwrite=overwrite)  # files carry no optics table
-    arrivals = Arrivals(watched, pattern, exclude=out, settle_seconds=options.settle_seconds)
+    arrivals: Arrivals | SetArrivals
+    closing: _Closing | SetClosing
+    if is_set_file(watched):
+        if not watched.is_file():
+            raise FileNotFoundError(f"followed Scipion set {watched} does not exist")
+        # optics come with the items; the set itself must not be an output
+        digest = bind(out, config, [], [], overwrite=overwrite, inputs=[os.fspath(watched)])
+        arrivals = SetArrivals(watched, out)
+        closing = SetClosing(arrivals, options.idle_timeout)
+    else:
+        _check_folders(watched, out)
+        digest = bind(out, config, [], [], overwrite=overwrite)  # files carry no optics table
+        arrivals = Arrivals(watched, pattern, exclude=out, settle_seconds=options.settle_seconds)
+        closing = _Closing(watched / close_marker, options.idle_timeout)
     stream = _Stream(arrivals, out, config, digest, batch_size=batch_size, on_row=on_row)
-    closing = _Closing(watched / close_marker, options.idle_timeout)
     if client is None:
         from daskmic.cluster.client import connect
 

@@ -181,7 +181,7 @@ def tilt_analysis(
         ``tilt_correlations`` (micrograph, pair), ``tilt_mean_corr``, ``tilt_std_corr``,
         ``tilt_min_corr``, ``tilt_max_corr`` (float64), ``accepted`` (bool), ``status``
         (``"accepted"``, ``"discarded"`` or ``"failed"``), ``discard_reason`` (str: why a
-        micrograph was discarded, see :mod:`daskmic.tilt.decision`), ``error`` (str, empty
+        micrograph was discarded, see ``daskmic.tilt.decision``), ``error`` (str, empty
         unless failed), ``window_size_px``, ``sub_window_px`` (int; 0 when unknown),
         ``band_limit_A`` (float64) and ``psd_summary`` (micrograph, v, u; float32). Sub-window
         sizes differ between micrographs of different pixel sizes: every summary sits at the
@@ -192,6 +192,23 @@ def tilt_analysis(
     ValueError
         Before any work starts, on invalid parameters or parameters that no micrograph of the
         set can support.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import xarray as xr
+    >>> import daskmic as dm
+    >>> from daskmic.datasets import synthesize_micrograph
+    >>> images = [synthesize_micrograph((1024, 1024), pixel_size_A=2.0, phase_std=0.3,
+    ...                                 tilt_angle_deg=tilt, seed=1)[0] for tilt in (0.0, 60.0)]
+    >>> mics = xr.DataArray(np.stack(images), dims=("micrograph", "y", "x"),
+    ...                     coords={"micrograph": ["flat", "tilted"],
+    ...                             "pixel_size_A": ("micrograph", [2.0, 2.0])})
+    >>> qc = dm.tilt_analysis(mics, resolution=3.0).compute()
+    >>> qc["status"].values.tolist(), qc["window_size_px"].values.tolist()
+    (['accepted', 'discarded'], [256, 256])
+    >>> bool(qc["tilt_std_corr"][0] < qc["tilt_std_corr"][1])
+    True
     """
     if resolution is not None:
         warnings.warn(

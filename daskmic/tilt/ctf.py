@@ -85,7 +85,7 @@ class Optics:
     -----
     The one definition of the optics and their defaults: RELION's and Scipion's import
     defaults (300 kV, 2.7 mm, 0.1). A run takes each value from the user, else from the input
-    table's optics group, else from here (:func:`daskmic.tilt.optics.resolve_optics`), and uses
+    table's optics group, else from here (``daskmic.tilt.optics.resolve_optics``), and uses
     the same values for the tilt-angle fit and the STAR tables' ``data_optics``.
     """
 

@@ -87,6 +87,15 @@ class TiltParams:
     max_tilt_deg : float or None
         With ``estimate_angle``, also discard micrographs whose estimated tilt angle is above
         this many degrees, in (0, 90).
+
+    Examples
+    --------
+    >>> import daskmic as dm
+    >>> params = dm.TiltParams(resolution_A=4.0)
+    >>> params.window_size, params.mean_threshold, params.std_threshold
+    ('auto', 0.5, 0.1)
+    >>> params.window_size_px((4096, 4096))
+    1024
     """
 
     window_size: WindowSize = "auto"
