@@ -45,10 +45,7 @@ def _named(layout: OutputLayout, names: list[str]) -> set[str]:
         for path in layout.outputs(n)
         if path not in (*layout.store_images(n), layout.defocus_map(n))  # in the store; --angle
     ]
-    tables = [layout.micrographs_csv, layout.micrographs_star, layout.micrographs_xmd]
-    tables += [layout.tilt_csv, layout.report, layout.zarr, layout.parameters, layout.optics]
-    for status in ("accepted", "discarded"):
-        tables += [layout.split_star(status), layout.split_list(status)]
+    tables = [*layout.tables(), layout.report, layout.zarr, layout.parameters, layout.optics]
     return {str(p.relative_to(layout.root)) for p in per_micrograph + tables}
 
 
