@@ -17,8 +17,10 @@ import pandas as pd
 from daskmic.config import RunConfig
 from daskmic.io import optics_table, write_csv, write_results, write_star, write_xmd
 from daskmic.io.atomic import write_bytes_atomic
+from daskmic.io.tables import check_star_text
 from daskmic.manifest import Manifest
 from daskmic.tilt.select import split
+from daskmic.unit import Source
 
 LEADING = [
     "micrograph",
@@ -56,6 +58,30 @@ def _ordered(table: pd.DataFrame, leading: list[str]) -> pd.DataFrame:
 def _project_path(path: str) -> str:
     """A path relative to the working directory (RELION's project convention)."""
     return os.path.relpath(path, Path.cwd())
+
+
+def check_table_names(out_dir: str | os.PathLike[str], sources: list[Source]) -> None:
+    """Refuse, before any work, paths and names the STAR and ``.xmd`` tables cannot hold.
+
+    The tables name each micrograph by its input path or ``rlnMicrographName`` and by its
+    outputs' paths (in ``out_dir``, named after the micrograph), all relative to the working
+    directory; see :func:`daskmic.io.tables.star_text_problem`.
+
+    Raises
+    ------
+    ValueError
+        Naming the first path or name that cannot be written.
+    """
+    check_star_text([_project_path(os.fspath(out_dir))], "output folder", fragment=True)
+    check_source_names(sources)
+
+
+def check_source_names(sources: list[Source]) -> None:
+    """The part of :func:`check_table_names` about the micrographs (not the output folder)."""
+    check_star_text((s.micrograph for s in sources), "micrograph name", fragment=True)
+    check_star_text((_project_path(s.path) for s in sources), "micrograph file")
+    names = (s.columns.get("rlnMicrographName") for s in sources)
+    check_star_text((str(n) for n in names if n is not None), "rlnMicrographName")
 
 
 def _write_star(

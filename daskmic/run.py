@@ -23,7 +23,7 @@ from daskmic.config import RunConfig
 from daskmic.feeder import Feeder
 from daskmic.io.open import catalogue_micrographs
 from daskmic.manifest import Manifest, ensure_not_input
-from daskmic.publish import publish
+from daskmic.publish import check_table_names, publish
 from daskmic.unit import Row, Source
 
 if TYPE_CHECKING:
@@ -139,7 +139,14 @@ def bind(
     -------
     str
         The parameters' hash the records carry.
+
+    Raises
+    ------
+    ValueError
+        A path or name the output tables cannot hold (see
+        :func:`daskmic.publish.check_table_names`), or ``out_dir`` bound to other parameters.
     """
+    check_table_names(out_dir, sources)
     ensure_not_input(out_dir, [s.path for s in sources])
     manifest = Manifest(Path(out_dir))
     digest = manifest.bind(config.to_dict(), config.hashed_parameters(), overwrite=overwrite)

@@ -35,7 +35,7 @@ from daskmic.io import MicrographError, open_micrographs, read_header
 from daskmic.io.sources import glob_root, unique_names
 from daskmic.io.zarr_store import PIXELS
 from daskmic.manifest import Manifest
-from daskmic.publish import publish
+from daskmic.publish import check_source_names, publish
 from daskmic.run import RunSummary, bind, sources_from
 from daskmic.unit import ZARR_NAME, Row, Source
 
@@ -161,7 +161,12 @@ class Arrivals:
 def _source(path: str, name: str, config: RunConfig) -> Source:
     """The run's view of one file (header only), named as in a batch run on the whole set."""
     (source,) = sources_from(open_micrographs([path], pixel_size_A=config.pixel_size_A))
-    return dataclasses.replace(source, micrograph=name)
+    source = dataclasses.replace(source, micrograph=name)
+    try:
+        check_source_names([source])
+    except ValueError as error:  # it fails alone, the stream goes on
+        return dataclasses.replace(source, error=str(error))
+    return source
 
 
 def _forget(out: Path, row: Row) -> None:
