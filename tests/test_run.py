@@ -213,3 +213,32 @@ def test_micrographs_of_different_sizes_are_each_processed(write_micrographs, tm
     table = pd.read_csv(tmp_path / "out" / "micrographs.csv").set_index("micrograph")
     assert table.loc["mic_000", "output_ny"] == (512 - 20) // 2
     assert table.loc["other", "output_nx"] == (448 - 20) // 2
+
+
+def test_awkward_file_names_round_trip_through_the_tables_or_are_refused(
+    write_micrographs, tmp_path, client, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    names = sorted(["#hash;semi", "_lead", "data_x", "$x ;y", "ünï cødé"])
+    raw = tmp_path / "raw"
+    for path, name in zip(write_micrographs(n=len(names), shape=(256, 256)), names, strict=True):
+        path.rename(raw / f"{name}.mrc")
+    out = tmp_path / "out"
+    summary = daskmic.run_batch(raw, out, RunConfig(preprocess=PREPROCESS), client=client)
+    assert summary.counts() == {"done": len(names)}
+
+    star = starfile.read(out / "micrographs.star")["micrographs"]
+    assert star["rlnMicrographName"].tolist() == [f"out/mrc/{n}.mrc" for n in names]
+    for table in ("micrographs.star", "micrographs.xmd"):
+        mics = daskmic.open_micrographs(out / table)
+        assert mics.micrograph.values.tolist() == names
+        for name, pixels in zip(names, mics.values, strict=True):
+            with mrcfile.open(out / "mrc" / f"{name}.mrc") as mrc:
+                np.testing.assert_array_equal(pixels, mrc.data)
+    inputs = daskmic.open_micrographs(out / "micrographs.csv")
+    assert inputs.path.values.tolist() == [str(raw / f"{n}.mrc") for n in names]
+
+    (raw / "_lead.mrc").rename(raw / "q'uote\".mrc")
+    with pytest.raises(ValueError, match=r"""micrograph name 'q\\'uote".*it holds a quote"""):
+        daskmic.run_batch(raw, tmp_path / "refused", RunConfig(preprocess=PREPROCESS))
+    assert not (tmp_path / "refused").exists()

@@ -9,6 +9,7 @@ no STAR reader can read back (see :func:`star_text_problem`) is refused.
 
 from __future__ import annotations
 
+import csv
 import linecache
 import os
 import re
@@ -287,8 +288,13 @@ def write_star(
 
 
 def write_csv(path: str | os.PathLike[str], df: pd.DataFrame) -> None:
-    """Write ``df`` as CSV (no index column), atomically."""
-    write_bytes_atomic(path, df.to_csv(index=False).encode("utf-8"))
+    """Write ``df`` as CSV (no index column), atomically.
+
+    Text is always quoted: Python's CSV writer leaves a carriage return in a value unquoted,
+    which every reader takes for the end of a row.
+    """
+    text = df.to_csv(index=False, quoting=csv.QUOTE_NONNUMERIC)
+    write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def _enabled(df: pd.DataFrame) -> np.ndarray:
