@@ -242,3 +242,59 @@ def test_awkward_file_names_round_trip_through_the_tables_or_are_refused(
     with pytest.raises(ValueError, match=r"""micrograph name 'q\\'uote".*it holds a quote"""):
         daskmic.run_batch(raw, tmp_path / "refused", RunConfig(preprocess=PREPROCESS))
     assert not (tmp_path / "refused").exists()
+
+
+def test_write_writes_the_selection_the_user_holds(mics, tmp_path, client):
+    opened = daskmic.open_micrographs([str(p) for p in mics])
+    out = daskmic.preprocess(opened, crop=True, invert=True, downsample=True, normalize=True)
+    qc = daskmic.tilt_analysis(opened)
+    names = out.micrograph.values.tolist()
+    selections = {
+        "isel": (out.isel(micrograph=[0, 2]), qc.isel(micrograph=[0, 2])),
+        "sel": (out.sel(micrograph=[names[1]]), None),
+        "slice": (out.isel(micrograph=slice(1, None)), qc.isel(micrograph=slice(1, None))),
+    }
+    for label, (held, screen) in selections.items():
+        summary = daskmic.write(held, tmp_path / label, tilt=screen, client=client)
+        kept = held.micrograph.values.tolist()
+        assert [row["micrograph"] for row in summary.rows] == kept
+        assert sorted(p.stem for p in (tmp_path / label / "mrc").iterdir()) == kept
+        assert pd.read_csv(tmp_path / label / "micrographs.csv")["micrograph"].tolist() == kept
+        computed = held.compute()
+        for name in kept:
+            with mrcfile.open(tmp_path / label / "mrc" / f"{name}.mrc") as mrc:
+                pixels = mrc.data
+            tolerance = 1e-5 * float(pixels.std())  # lazy == production, as for the whole set
+            assert np.abs(computed.sel(micrograph=name).values - pixels).max() <= tolerance
+        if screen is not None:
+            tilt = pd.read_csv(tmp_path / label / "tilt.csv")
+            assert tilt["micrograph"].tolist() == kept
+            np.testing.assert_allclose(
+                tilt["tilt_mean_corr"], screen["tilt_mean_corr"].values, rtol=0, atol=1e-9
+            )
+
+
+def test_write_refuses_arrays_it_cannot_reproduce_from_the_files(mics, tmp_path):
+    opened = daskmic.open_micrographs([str(p) for p in mics])
+    out = daskmic.preprocess(opened, crop=True, invert=True, downsample=True, normalize=True)
+    qc = daskmic.tilt_analysis(opened)
+    edited_qc = qc.assign(tilt_mean_corr=qc["tilt_mean_corr"] + 0.1)
+    changed = {
+        "times two": out * 2,
+        "plus one, attributes kept": (out + 1).assign_attrs(out.attrs),
+        "computed": out.compute(),
+        "flipped in place of the data": out.copy(data=out.data[:, :, ::-1]),
+        "selected twice": out.isel(micrograph=[0, 1]).isel(micrograph=[1]),
+        "cropped": out.isel(x=slice(0, 100)),
+        "made from changed pixels": daskmic.preprocess(opened * 2, invert=True),
+    }
+    for label, held in changed.items():
+        with pytest.raises(ValueError, match="not daskmic.preprocess's lazy result.*to_zarr"):
+            daskmic.write(held, tmp_path / "refused")
+        assert not (tmp_path / "refused").exists(), label
+    for held in (qc.compute(), edited_qc, daskmic.tilt_analysis(out)):
+        with pytest.raises(ValueError, match="tilt screen are not daskmic.tilt_analysis's"):
+            daskmic.write(None, tmp_path / "refused", tilt=held)
+    with pytest.raises(ValueError, match="hold different micrographs"):
+        daskmic.write(out.isel(micrograph=[0]), tmp_path / "refused", tilt=qc)
+    assert not (tmp_path / "refused").exists()

@@ -21,6 +21,7 @@ from dask.base import tokenize
 from daskmic.io.errors import MicrographError
 from daskmic.io.header import MicrographHeader
 from daskmic.io.lazy import LazyMicrographStack
+from daskmic.io.origin import record
 from daskmic.io.readers import read_header
 from daskmic.io.sources import Listing, Source, list_source, unique_names
 
@@ -238,7 +239,8 @@ def open_micrographs(
         ``input_<name>`` for a column called ``micrograph``, ``path``, ``pixel_size_A``, ``y``
         or ``x``). Attributes: ``source``, ``failed`` (list of ``{"micrograph", "path",
         "error"}``; ``error`` is the problem, without the path), ``optics`` (the input
-        ``data_optics`` rows, possibly empty).
+        ``data_optics`` rows, possibly empty), ``daskmic_origin`` (see
+        :mod:`daskmic.io.origin`).
 
     Raises
     ------
@@ -286,4 +288,5 @@ def open_micrographs(
         "failed": failed,
         "optics": _jsonable(listing.optics),
     }
-    return xr.DataArray(data, dims=DIMS, coords=coords, attrs=attrs, name="micrographs")
+    opened = xr.DataArray(data, dims=DIMS, coords=coords, attrs=attrs, name="micrographs")
+    return record(opened, "files")

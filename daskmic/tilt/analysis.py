@@ -19,6 +19,7 @@ import xarray as xr
 from dask.graph_manipulation import clone
 
 from daskmic.config import Optics, optics_for
+from daskmic.io.origin import origin_kind, record
 from daskmic.tilt.angle import ANGLE_COLUMNS, estimate_tilt
 from daskmic.tilt.correlate import PAIRS
 from daskmic.tilt.params import TiltParams, WindowSize
@@ -214,8 +215,20 @@ def tilt_analysis(
     attrs["tilt_estimate_angle"] = int(params.estimate_angle)
     attrs["tilt_max_tilt_deg"] = "" if max_tilt_deg is None else float(max_tilt_deg)
     screen = xr.Dataset(_variables(packed, summary_px), coords=coords, attrs=attrs)
-    if not params.estimate_angle:
-        return screen
+    if params.estimate_angle:
+        screen = _angles(screen, mics, data, pixel_sizes, optics, max_tilt_deg)
+    return record(screen, "tilt" if origin_kind(mics) == "files" else None)
+
+
+def _angles(
+    screen: xr.Dataset,
+    mics: xr.DataArray,
+    data: da.Array,
+    pixel_sizes: np.ndarray,
+    optics: Optics | None,
+    max_tilt_deg: float | None,
+) -> xr.Dataset:
+    """The screen with the angle variables, each micrograph fitted with its optics group's."""
     groups = mics.coords.get("rlnOpticsGroup")
     per_micrograph = [
         optics_for(
