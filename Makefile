@@ -18,6 +18,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check daskmic tests benchmarks
+	$(BIN)/mypy daskmic
 	$(BIN)/pytest
 
 bench: $(STAMP)

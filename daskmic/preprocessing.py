@@ -146,7 +146,7 @@ def preprocess(
     else:
         data = _apply(first.kernels, stack)
     coords: dict[str, Any] = {
-        name: coord for name, coord in mics.coords.items() if set(coord.dims) <= {"micrograph"}
+        str(name): coord for name, coord in mics.coords.items() if set(coord.dims) <= {"micrograph"}
     }
     coords["pixel_size_A"] = ("micrograph", [pipelines[k].output_pixel_size_A for k in keys])
     coords["input_pixel_size_A"] = ("micrograph", np.asarray(mics["pixel_size_A"].values, float))

@@ -19,6 +19,7 @@ from daskmic.io import optics_table, write_csv, write_results, write_star, write
 from daskmic.io.atomic import write_bytes_atomic
 from daskmic.io.tables import check_star_text
 from daskmic.manifest import Manifest
+from daskmic.tilt.params import TiltParams
 from daskmic.tilt.select import split
 from daskmic.unit import Source
 
@@ -139,13 +140,11 @@ def _publish_preprocess(
     )
 
 
-def _split(table: pd.DataFrame, config: RunConfig) -> pd.DataFrame:
+def _split(table: pd.DataFrame, params: TiltParams) -> pd.DataFrame:
     """Apply the tilt thresholds to the recorded statistics (the one place they act)."""
     tilt = table.reindex(columns=list(dict.fromkeys([*table.columns, *TILT_COLUMNS])))
     tilt["status"] = tilt["tilt_status"]
-    tilt = split(
-        tilt, config.tilt.mean_threshold, config.tilt.std_threshold, config.tilt.max_tilt_deg
-    )
+    tilt = split(tilt, params.mean_threshold, params.std_threshold, params.max_tilt_deg)
     tilt["tilt_status"] = tilt["status"]
     return tilt
 
@@ -178,7 +177,7 @@ def publish(out_dir: Path, config: RunConfig) -> list[dict[str, Any]]:
         return rows
     table = _ordered(pd.DataFrame(rows), LEADING)
     if config.tilt is not None:
-        table = _split(table, config)
+        table = _split(table, config.tilt)
     write_csv(out_dir / "micrographs.csv", table)
     if config.preprocess is not None:
         _publish_preprocess(out_dir, table, manifest, config)
@@ -232,6 +231,6 @@ def select(
     manifest.bind(config.to_dict(), config.hashed_parameters())
     rows = publish(out, config)
     counts: dict[str, int] = {}
-    for status in _split(pd.DataFrame(rows), config)["tilt_status"]:
+    for status in _split(pd.DataFrame(rows), tilt)["tilt_status"]:
         counts[status] = counts.get(status, 0) + 1
     return dict(sorted(counts.items()))

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     import xarray as xr
 
 
-def sources_from(mics: xr.DataArray) -> list[Source]:
+def sources_from(mics: xr.DataArray | xr.Dataset) -> list[Source]:
     """List the micrographs of an opened set, error rows included, sorted by name."""
     carried = [
         name
@@ -42,7 +42,7 @@ def sources_from(mics: xr.DataArray) -> list[Source]:
             micrograph=str(name),
             path=str(mics["path"].values[i]),
             pixel_size_A=float(mics["pixel_size_A"].values[i]),
-            columns={c: _plain(mics[c].values[i]) for c in carried},
+            columns={str(c): _plain(mics[c].values[i]) for c in carried},
         )
         for i, name in enumerate(mics["micrograph"].values)
     ]
@@ -114,8 +114,8 @@ def prepare(
         sources = sources[:limit]
     wanted = {s.micrograph for s in sources}
     good = [e for e in entries if not e.error and e.micrograph in wanted]
-    shapes = [e.shape for e in good]
-    pixel_sizes = [config.pixel_size_A or e.pixel_size_A for e in good]
+    shapes = [e.shape for e in good if e.shape is not None]  # readable, so all have one
+    pixel_sizes = [config.pixel_size_A or e.pixel_size_A for e in good if e.shape is not None]
     if config.preprocess is not None:
         for shape in sorted(set(shapes)):
             config.preprocess.validate(shape)

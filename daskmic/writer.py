@@ -118,7 +118,8 @@ def write(
         computed into memory), micrographs and screen of different micrographs, or unknown
         pixel sizes.
     """
-    if micrographs is None and tilt is None:
+    held = micrographs if micrographs is not None else tilt
+    if held is None:
         raise ValueError("write: give preprocessed micrographs, a tilt screen, or both")
     preprocess = None
     if micrographs is not None:
@@ -137,7 +138,7 @@ def write(
             "write: some micrographs have no pixel size; open them with "
             "open_micrographs(..., pixel_size_A=...)"
         )
-    optics = (micrographs if micrographs is not None else tilt).attrs.get("optics") or []
+    optics = held.attrs.get("optics") or []
     digest = bind(out_dir, config, sources, optics, overwrite=overwrite)
     return execute(
         sources,

@@ -177,8 +177,8 @@ def catalogue_micrographs(
     names = unique_names(listing.paths, listing.root)
     headers = _read_headers(listing.paths)
     rows = list(range(len(headers)))
-    readable = [r for r in rows if isinstance(headers[r], MicrographHeader)]
-    sizes = dict(zip(readable, _pixel_sizes(listing, headers, readable, given), strict=True))
+    readable = {r: h for r, h in enumerate(headers) if isinstance(h, MicrographHeader)}
+    sizes = dict(zip(readable, _pixel_sizes(listing, headers, list(readable), given), strict=True))
     carried = (
         {}
         if listing.table is None
@@ -188,7 +188,7 @@ def catalogue_micrographs(
         CatalogueEntry(
             micrograph=names[r],
             path=str(listing.paths[r]),
-            shape=None if r not in sizes else tuple(headers[r].shape),
+            shape=readable[r].shape if r in readable else None,
             pixel_size_A=float(sizes.get(r, np.nan)),
             columns={name: _plain(values[r]) for name, values in carried.items()},
             error=_problem(headers[r], None),
@@ -261,7 +261,7 @@ def open_micrographs(
             rows.append(row)
             continue
         failed.append({"micrograph": name, "path": str(listing.paths[row]), "error": problem})
-    kept = [headers[r] for r in rows]
+    kept = [h for h in (headers[r] for r in rows) if isinstance(h, MicrographHeader)]
     ny, nx = shape or (0, 0)
     dtype = np.result_type(*(h.dtype for h in kept)) if kept else np.dtype(np.float32)
     paths = [str(listing.paths[r]) for r in rows]

@@ -10,7 +10,7 @@ comment and every ``'`` as ``"``. Xmipp's layout is ``data_<block>``, then ``loo
 from __future__ import annotations
 
 import shlex
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import pandas as pd
 
@@ -63,7 +63,9 @@ def read_blocks(lines: Iterable[str]) -> dict[str, pd.DataFrame]:
                     f"block data_{name}: a row has {len(row)} values for {len(names)} labels: "
                     + " ".join(row)[:200]
                 )
-        columns = list(zip(*values, strict=True)) if values else [[] for _ in names]
+        columns: list[Sequence[str]] = (
+            list(zip(*values, strict=True)) if values else [[] for _ in names]
+        )
         frames[name] = pd.DataFrame(
             {n: _typed(list(c)) for n, c in zip(names, columns, strict=True)}
         )

@@ -64,7 +64,6 @@ def add_pixels(
     ensure_group(store)
     ensure_group(store / PIXELS)
     ny, nx = image.shape
-    attributes = {"micrograph": micrograph, "pixel_size_A": pixel_size_A}
     with atomic_path(store / PIXELS / micrograph) as tmp:
         array = zarr.create_array(
             store=str(tmp),
@@ -72,7 +71,7 @@ def add_pixels(
             dtype=np.float32,
             chunks=(min(ny, 1024) or 1, min(nx, 1024) or 1),
             dimension_names=("y", "x"),
-            attributes=attributes,
+            attributes={"micrograph": micrograph, "pixel_size_A": pixel_size_A},
             zarr_format=3,
             compressors=None,  # noise-like floats shrink ~10 % for 3x the write time
         )

@@ -17,8 +17,9 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 from dask.graph_manipulation import clone
+from dask.highlevelgraph import HighLevelGraph
 
-from daskmic.config import Optics, optics_for
+from daskmic.config import AngleOptics, Optics, optics_for
 from daskmic.io.origin import origin_kind, record
 from daskmic.tilt.angle import ANGLE_COLUMNS, estimate_tilt
 from daskmic.tilt.correlate import PAIRS
@@ -110,8 +111,10 @@ def _take(packed: np.ndarray, k: int, dtype: Any) -> np.ndarray:
 
 def _reads_only(data: da.Array) -> bool:
     """Whether ``data``'s graph only reads (a source, its chunks and ``getitem`` selections)."""
+    graph = data.__dask_graph__()
+    if not isinstance(graph, HighLevelGraph):
+        return False
     try:
-        graph = data.__dask_graph__()
         dependencies = graph.dependencies
         for name in graph.layers:
             if name.startswith("getitem-"):
@@ -119,7 +122,7 @@ def _reads_only(data: da.Array) -> bool:
             if any(dependencies[parent] for parent in dependencies[name]):
                 return False
         return True
-    except (AttributeError, KeyError, TypeError):
+    except (KeyError, TypeError):
         return False
 
 
@@ -281,20 +284,19 @@ def _variables(packed: da.Array, summary_px: int) -> dict[str, tuple[tuple[str, 
     """Turn the packed results into lazy variables (one small task each per chunk)."""
     rows = packed.chunks[0]
     n_pairs = len(PAIR_LABELS)
-    variables = {
-        "tilt_correlations": (
-            ("micrograph", "pair"),
-            packed.map_blocks(
-                _take, 0, np.float64, dtype=np.float64, new_axis=1, chunks=(rows, (n_pairs,))
-            ),
-        )
+    correlations = da.map_blocks(
+        _take, packed, 0, np.float64, dtype=np.float64, new_axis=1, chunks=(rows, (n_pairs,))
+    )
+    variables: dict[str, tuple[tuple[str, ...], da.Array]] = {
+        "tilt_correlations": (("micrograph", "pair"), correlations)
     }
     for k, (name, dtype) in enumerate(_SCALARS, start=1):
-        variables[name] = (("micrograph",), packed.map_blocks(_take, k, dtype, dtype=dtype))
+        variables[name] = (("micrograph",), da.map_blocks(_take, packed, k, dtype, dtype=dtype))
     variables["psd_summary"] = (
         ("micrograph", "v", "u"),
-        packed.map_blocks(
+        da.map_blocks(
             _take,
+            packed,
             _SUMMARY,
             np.float32,
             dtype=np.float32,
@@ -325,7 +327,7 @@ def _with_angles(
     screen: xr.Dataset,
     data: da.Array,
     pixel_sizes_A: np.ndarray,
-    optics: list[dict[str, float]],
+    optics: list[AngleOptics],
     max_tilt_deg: float | None,
 ) -> xr.Dataset:
     """Add the lazy tilt-angle variables (and the angle criterion) to a screen."""
