@@ -13,8 +13,9 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from daskmic.config import Optics, RunConfig
-from daskmic.preprocess_params import PreprocessParams
+from daskmic.preprocessing.params import PreprocessParams
+from daskmic.run.config import RunConfig
+from daskmic.tilt.optics import Optics
 from daskmic.tilt.params import TiltParams
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -343,7 +344,7 @@ def _cluster_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _report(summary: Any) -> int:
-    from daskmic.progress import print_summary
+    from daskmic.run.progress import print_summary
 
     print_summary(summary)
     return EXIT_FAILED if summary.failed else EXIT_OK
@@ -351,7 +352,7 @@ def _report(summary: Any) -> int:
 
 def _write_report(out_dir: str, skip: bool) -> None:
     if not skip:
-        from daskmic.report import write_report
+        from daskmic.report.page import write_report
 
         print(f"report in {write_report(out_dir)}")
 
@@ -363,7 +364,7 @@ def _cluster(args: argparse.Namespace) -> Iterator[Any]:
     A local cluster's workers then start while the driver imports the rest and reads the
     micrographs' headers, instead of after.
     """
-    from daskmic.cluster import connect
+    from daskmic.cluster.client import connect
 
     with connect(wait=False, **_cluster_kwargs(args)) as client:
         yield client
@@ -371,8 +372,8 @@ def _cluster(args: argparse.Namespace) -> Iterator[Any]:
 
 def _run_batch(args: argparse.Namespace, inputs: Any, output: str, config: RunConfig) -> int:
     with _cluster(args) as client:
-        from daskmic.progress import print_row
-        from daskmic.run import run_batch
+        from daskmic.run.driver import run_batch
+        from daskmic.run.progress import print_row
 
         summary = run_batch(
             inputs,
@@ -389,7 +390,7 @@ def _run_batch(args: argparse.Namespace, inputs: Any, output: str, config: RunCo
 
 def _dispatch(args: argparse.Namespace) -> int:
     import daskmic
-    from daskmic.progress import print_row
+    from daskmic.run.progress import print_row
 
     if args.command in ("preprocess", "tilt"):
         config = _config(args, preprocess=args.command == "preprocess", tilt=args.command == "tilt")

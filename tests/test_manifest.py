@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from daskmic.manifest import Manifest, canonical_json, ensure_not_input, parameters_hash
+from daskmic.run.manifest import Manifest, canonical_json, ensure_not_input, parameters_hash
 
 
 def test_canonical_json_is_order_independent():

@@ -19,10 +19,10 @@ import xarray as xr
 from dask.graph_manipulation import clone
 from dask.highlevelgraph import HighLevelGraph
 
-from daskmic.config import AngleOptics, Optics, optics_for
 from daskmic.io.origin import origin_kind, record
 from daskmic.tilt.angle import ANGLE_COLUMNS, estimate_tilt
 from daskmic.tilt.correlate import PAIRS
+from daskmic.tilt.optics import Optics, optics_for
 from daskmic.tilt.params import TiltParams, WindowSize
 from daskmic.tilt.screen import corner_regions, screen_windows
 from daskmic.tilt.windows import CORNER_LABELS, sub_window_px
@@ -168,7 +168,7 @@ def tilt_analysis(
         variables named in :data:`daskmic.tilt.angle.ANGLE_COLUMNS`.
     max_tilt_deg : float, optional
         With ``estimate_angle``: also discard micrographs tilted by more than this.
-    optics : daskmic.config.Optics, optional
+    optics : daskmic.tilt.optics.Optics, optional
         Voltage, spherical aberration and amplitude contrast for the angle fit; values not
         given come from the input table's optics group, else 300 kV, 2.7 mm, 0.07.
 
@@ -327,7 +327,7 @@ def _with_angles(
     screen: xr.Dataset,
     data: da.Array,
     pixel_sizes_A: np.ndarray,
-    optics: list[AngleOptics],
+    optics: list[dict[str, float]],
     max_tilt_deg: float | None,
 ) -> xr.Dataset:
     """Add the lazy tilt-angle variables (and the angle criterion) to a screen."""

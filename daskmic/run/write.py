@@ -1,7 +1,7 @@
 """``daskmic.write``: turn the notebook face's lazy results into an output folder.
 
 The lazy objects record what made them (the steps' parameters, the source files). Writing runs
-the production unit, :func:`daskmic.unit.process_micrograph`, on those files with those
+the production unit, :func:`daskmic.run.unit.process_micrograph`, on those files with those
 parameters, so a notebook's ``write`` and the command line give identical folders, resume the
 same way, and a bad micrograph fails alone. That writes what the user holds only while it is
 daskmic's own lazy result or one selection of its micrographs (see :mod:`daskmic.io.origin`):
@@ -19,12 +19,12 @@ import numpy as np
 import xarray as xr
 from distributed import Client
 
-from daskmic.config import RunConfig
 from daskmic.io.origin import origin_kind
-from daskmic.preprocess_params import PreprocessParams
-from daskmic.run import RunSummary, bind, execute, sources_from
+from daskmic.preprocessing.params import PreprocessParams
+from daskmic.run.config import RunConfig
+from daskmic.run.driver import RunSummary, bind, execute, sources_from
+from daskmic.run.unit import Row, Source
 from daskmic.tilt.params import TiltParams
-from daskmic.unit import Row, Source
 
 
 def _tilt_params(qc: xr.Dataset) -> TiltParams:

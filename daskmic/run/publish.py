@@ -14,14 +14,14 @@ from typing import Any
 
 import pandas as pd
 
-from daskmic.config import RunConfig
 from daskmic.io import optics_table, write_csv, write_results, write_star, write_xmd
 from daskmic.io.atomic import write_bytes_atomic
 from daskmic.io.tables import check_star_text
-from daskmic.manifest import Manifest
+from daskmic.run.config import RunConfig
+from daskmic.run.manifest import Manifest
+from daskmic.run.unit import Source
 from daskmic.tilt.params import TiltParams
 from daskmic.tilt.select import split
-from daskmic.unit import Source
 
 LEADING = [
     "micrograph",

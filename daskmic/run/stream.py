@@ -2,7 +2,7 @@
 
 :func:`watch` polls a folder (inotify does not work on NFS, GPFS or SMB) for files matching a
 pattern, waits until each is completely written, and feeds the complete ones to the same
-per-micrograph unit as a batch run, through the same :class:`daskmic.feeder.Feeder`: arrivals
+per-micrograph unit as a batch run, through the same :class:`daskmic.run.feeder.Feeder`: arrivals
 join its queue while others are in flight. The tables and the zarr store are rebuilt from the
 manifest after each batch of completions. The stream closes when a
 marker file appears in the folder (and everything seen is done) or when nothing new has arrived
@@ -29,15 +29,15 @@ from typing import Any
 
 from distributed import Client
 
-from daskmic.config import RunConfig
-from daskmic.feeder import Feeder
 from daskmic.io import MicrographError, open_micrographs, read_header
+from daskmic.io.ngff import COLLECTIONS
 from daskmic.io.sources import glob_root, unique_names
-from daskmic.io.zarr_store import PIXELS
-from daskmic.manifest import Manifest
-from daskmic.publish import check_source_names, publish
-from daskmic.run import RunSummary, bind, sources_from
-from daskmic.unit import ZARR_NAME, Row, Source
+from daskmic.run.config import RunConfig
+from daskmic.run.driver import RunSummary, bind, sources_from
+from daskmic.run.feeder import Feeder
+from daskmic.run.manifest import Manifest
+from daskmic.run.publish import check_source_names, publish
+from daskmic.run.unit import ZARR_NAME, Row, Source
 
 DEFAULT_SETTLE_SECONDS = 10.0
 """How long a file's size and modification time must stay unchanged before it is complete."""
@@ -180,7 +180,8 @@ def _forget(out: Path, row: Row) -> None:
     for output in outputs:
         if output:
             Path(output).unlink(missing_ok=True)
-    shutil.rmtree(out / ZARR_NAME / PIXELS / name, ignore_errors=True)
+    for collection in COLLECTIONS:
+        shutil.rmtree(out / ZARR_NAME / collection / name, ignore_errors=True)
     manifest.record_path(name).unlink(missing_ok=True)
 
 
@@ -375,13 +376,13 @@ def watch(
     idle_timeout : float, optional
         Also close once no file has arrived or changed for this many seconds.
     client : distributed.Client, optional
-        Where to run; by default a cluster is started with :func:`daskmic.cluster.connect`.
+        Where to run; by default a cluster is started with :func:`daskmic.cluster.client.connect`.
     on_row : callable, optional
         Called with each micrograph's row as it completes.
     overwrite : bool
         Restart an output folder that holds a run made with other parameters.
     **cluster_options
-        Passed to :func:`daskmic.cluster.connect` when no ``client`` is given.
+        Passed to :func:`daskmic.cluster.client.connect` when no ``client`` is given.
 
     Returns
     -------
@@ -404,7 +405,7 @@ def watch(
     stream = _Stream(arrivals, out, config, digest, batch_size=batch_size, on_row=on_row)
     closing = _Closing(watched / close_marker, idle_timeout)
     if client is None:
-        from daskmic.cluster import connect
+        from daskmic.cluster.client import connect
 
         with connect(**cluster_options) as started:
             stream.follow(started, closing, poll_seconds)

@@ -1,7 +1,7 @@
-"""The driver: feeds the per-micrograph unit (:mod:`daskmic.unit`) to a cluster.
+"""The driver: feeds the per-micrograph unit (:mod:`daskmic.run.unit`) to a cluster.
 
 Everything that writes results — the command line, :func:`daskmic.write`, resume and
-streaming — submits one function, :func:`daskmic.unit.process_micrograph`, through
+streaming — submits one function, :func:`daskmic.run.unit.process_micrograph`, through
 :func:`process_sources`, so one bad micrograph fails alone and a killed run loses at most the
 micrographs in flight.
 """
@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from distributed import Client
 
-from daskmic.cluster_progress import track
-from daskmic.config import RunConfig
-from daskmic.feeder import Feeder
+from daskmic.cluster.progress import track
 from daskmic.io.open import catalogue_micrographs
-from daskmic.manifest import Manifest, ensure_not_input
-from daskmic.publish import check_table_names, publish
-from daskmic.unit import Row, Source
+from daskmic.run.config import RunConfig
+from daskmic.run.feeder import Feeder
+from daskmic.run.manifest import Manifest, ensure_not_input
+from daskmic.run.publish import check_table_names, publish
+from daskmic.run.unit import Row, Source
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -72,7 +72,7 @@ def process_sources(
     batch_size: int = 8,
     on_row: Callable[[Row], None] | None = None,
 ) -> list[Row]:
-    """Run the unit for each source through a :class:`~daskmic.feeder.Feeder`.
+    """Run the unit for each source through a :class:`~daskmic.run.feeder.Feeder`.
 
     At most ``2 × threads`` are in flight; the tables are rebuilt after every ``batch_size``
     micrographs but the last, and the caller publishes once all are in. The driver holds
@@ -144,7 +144,7 @@ def bind(
     ------
     ValueError
         A path or name the output tables cannot hold (see
-        :func:`daskmic.publish.check_table_names`), or ``out_dir`` bound to other parameters.
+        :func:`daskmic.run.publish.check_table_names`), or ``out_dir`` bound to other parameters.
     """
     check_table_names(out_dir, sources)
     ensure_not_input(out_dir, [s.path for s in sources])
@@ -199,7 +199,7 @@ def run_batch(
     config : RunConfig
         Steps and options.
     client : distributed.Client, optional
-        Where to run; by default a cluster is started with :func:`daskmic.cluster.connect`.
+        Where to run; by default a cluster is started with :func:`daskmic.cluster.client.connect`.
     overwrite : bool
         Restart a folder that holds a run made with other parameters.
     limit : int, optional
@@ -213,7 +213,7 @@ def run_batch(
     cluster : str
         Cluster kind or scheduler address when no ``client`` is given.
     **cluster_options
-        Passed to :func:`daskmic.cluster.connect`.
+        Passed to :func:`daskmic.cluster.client.connect`.
 
     Returns
     -------
@@ -253,7 +253,7 @@ def execute(
     RunSummary
         The rows of ``sources`` after the final publish.
     """
-    from daskmic.cluster import connect
+    from daskmic.cluster.client import connect
 
     if batch_size is None:
         batch_size = max(8, math.ceil(len(sources) / 10))

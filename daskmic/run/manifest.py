@@ -4,7 +4,7 @@ A micrograph is *done* when its outputs have been renamed into place and its don
 (``.daskmic/records/<micrograph>.json``: its table row and the hash of the parameters) exists.
 Failed micrographs get a record too (``status == "failed"``) so the tables can report them, but
 a failed record does not count as done: a rerun tries that micrograph again. The tables and the
-zarr store are rebuilt from the records (:mod:`daskmic.publish`), sorted by micrograph name, so
+zarr store are rebuilt from the records (:mod:`daskmic.run.publish`), sorted by micrograph name, so
 batch, resumed and streamed runs give the same outputs.
 """
 

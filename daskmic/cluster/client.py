@@ -9,7 +9,7 @@ One entry point, :func:`connect`, for every place daskmic runs:
 - ``"kubernetes"``: dask-kubernetes' operator ``KubeCluster``.
 
 Everything not given as an argument comes from dask's own configuration: daskmic's defaults
-(``daskmic/daskmic.yaml``, merged into ``dask.config`` on import under ``daskmic.*`` and
+(``daskmic/cluster/daskmic.yaml``, merged into ``dask.config`` on import under ``daskmic.*`` and
 ``jobqueue.*``) unless the user's dask configuration says otherwise.
 """
 
@@ -26,7 +26,7 @@ from typing import Any, TextIO
 import dask.config
 from distributed import Client, LocalCluster, Worker, WorkerPlugin
 
-import daskmic.cluster_config  # noqa: F401  (daskmic's defaults in dask.config)
+import daskmic.cluster.defaults  # noqa: F401  (daskmic's defaults in dask.config)
 
 KINDS = ("local", "slurm", "pbs", "kubernetes")
 """Cluster kinds :func:`connect` starts itself; anything else must be a scheduler address."""
@@ -266,10 +266,10 @@ def _start_cluster(
         return started, 0 if wait else n_workers
     jobs = workers or int(dask.config.get("daskmic.cluster.jobs"))
     if kind in ("slurm", "pbs"):
-        from daskmic.cluster_jobqueue import start_jobqueue_cluster
+        from daskmic.cluster.jobqueue import start_jobqueue_cluster
 
         return start_jobqueue_cluster(kind, jobs, threads_per_worker, memory_limit, options), 0
-    from daskmic.cluster_kubernetes import start_kube_cluster
+    from daskmic.cluster.kubernetes import start_kube_cluster
 
     return start_kube_cluster(jobs, threads_per_worker, memory_limit, options), 0
 

@@ -27,9 +27,9 @@ from daskmic import __version__
 from daskmic.io import open_results, read_micrograph
 from daskmic.io.atomic import write_bytes_atomic
 from daskmic.io.png import grey_png
-from daskmic.plot.data import TILT_STATISTICS, as_table, thumbnail_data
-from daskmic.plot.figures import statistic_histograms, tilt_scatter
-from daskmic.plot.png import data_uri, figure_png
+from daskmic.report.plot.data import TILT_STATISTICS, as_table, thumbnail_data
+from daskmic.report.plot.figures import statistic_histograms, tilt_scatter
+from daskmic.report.plot.png import data_uri, figure_png
 from daskmic.tilt.angle_plot import plot_local_defocus
 from daskmic.tilt.defocus_map import load_defocus_map, result_from_map
 
@@ -330,7 +330,7 @@ def render_report(
         + _table_html(folder.table, shown)
         + _galleries_html(folder, galleries)
     )
-    template = resources.files("daskmic").joinpath("templates/report.html").read_text("utf-8")
+    template = resources.files(__package__).joinpath("templates/report.html").read_text("utf-8")
     return string.Template(template).substitute(
         title=_e(f"daskmic report: {out.name}"), version=_e(__version__), body=body
     )
