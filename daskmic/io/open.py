@@ -214,11 +214,13 @@ def _open_store(
     stack = open_pixels(store)
     if pixel_size_A is not None:
         sizes = np.full(stack.sizes["micrograph"], pixel_size_A)
+        _, ny, nx = stack.shape
         stack = stack.assign_coords(
-            pixel_size_A=("micrograph", sizes), **spatial_coords(*stack.shape[1:], sizes)
+            {"pixel_size_A": ("micrograph", sizes), **spatial_coords(ny, nx, sizes)}
         )
     if chunks is not None:
-        stack = stack.chunk(_check_chunks(chunks, stack.shape))
+        count, ny, nx = stack.shape
+        stack = stack.chunk(_check_chunks(chunks, (count, ny, nx)))
     return stack
 
 

@@ -22,7 +22,7 @@ from dask.highlevelgraph import HighLevelGraph
 from daskmic.io.origin import origin_kind, record
 from daskmic.tilt.angle import ANGLE_COLUMNS, estimate_tilt
 from daskmic.tilt.correlate import PAIRS
-from daskmic.tilt.optics import Optics, optics_for
+from daskmic.tilt.optics import AngleOptics, Optics, optics_for
 from daskmic.tilt.params import TiltParams, WindowSize
 from daskmic.tilt.screen import corner_regions, screen_windows
 from daskmic.tilt.windows import CORNER_LABELS, sub_window_px
@@ -327,7 +327,7 @@ def _with_angles(
     screen: xr.Dataset,
     data: da.Array,
     pixel_sizes_A: np.ndarray,
-    optics: list[dict[str, float]],
+    optics: list[AngleOptics],
     max_tilt_deg: float | None,
 ) -> xr.Dataset:
     """Add the lazy tilt-angle variables (and the angle criterion) to a screen."""
