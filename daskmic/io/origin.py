@@ -16,7 +16,7 @@ the names.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TypeVar
 
 import dask.array as da
 import numpy as np
@@ -26,6 +26,8 @@ from dask.highlevelgraph import HighLevelGraph
 ORIGIN = "daskmic_origin"
 """The attribute holding the record."""
 
+_Result = TypeVar("_Result", xr.DataArray, xr.Dataset)
+
 
 def _variables(obj: xr.DataArray | xr.Dataset) -> dict[str, xr.Variable]:
     if isinstance(obj, xr.Dataset):
@@ -33,7 +35,7 @@ def _variables(obj: xr.DataArray | xr.Dataset) -> dict[str, xr.Variable]:
     return {"": obj.variable}
 
 
-def record(obj: xr.DataArray | xr.Dataset, kind: str | None) -> Any:
+def record(obj: _Result, kind: str | None) -> _Result:
     """``obj`` with its origin recorded as ``kind``, or with no record when ``kind`` is None.
 
     Parameters

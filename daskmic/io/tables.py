@@ -1,10 +1,9 @@
 """Micrograph tables: RELION STAR, Xmipp ``.xmd`` and CSV.
 
-STAR files are read and written with ``starfile``, ``.xmd`` files written with it (read with
-:mod:`daskmic.io.xmd`). Readers return ``(micrographs, optics)`` DataFrames; writers put each
-file in place atomically. Every text value is quoted, so names that begin like STAR syntax
-(``_``, ``#``, ``$``, ``;``, ``data_``, ``loop_``) or hold blanks read back unchanged; text that
-no STAR reader can read back (see :func:`star_text_problem`) is refused.
+STAR files are read with ``starfile``; STAR and ``.xmd`` blocks are written with it too
+(:mod:`daskmic.io.star`, which also says which text they can hold); Xmipp's own ``.xmd`` files
+are read with :mod:`daskmic.io.xmd`. Readers return ``(micrographs, optics)`` DataFrames;
+writers put each file in place atomically.
 """
 
 from __future__ import annotations
@@ -12,9 +11,6 @@ from __future__ import annotations
 import csv
 import linecache
 import os
-import re
-import unicodedata
-from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +19,7 @@ import starfile
 
 from daskmic.io.atomic import write_bytes_atomic
 from daskmic.io.errors import MicrographError
+from daskmic.io.star import star_block, star_label
 from daskmic.io.xmd import read_blocks
 
 TABLE_SUFFIXES = (".star", ".xmd", ".csv")
@@ -141,108 +138,6 @@ def read_table(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, pd.DataFrame
         raise MicrographError(file, f"cannot read {suffix} table ({error})") from error
 
 
-_MISSING_TEXT = ("nan", "NaN", "<NA>")
-"""Text that ``starfile`` reads as a missing value."""
-
-
-def star_text_problem(text: str, *, fragment: bool = False) -> str | None:
-    """Why ``text`` cannot be a STAR or ``.xmd`` value that reads back unchanged, else None.
-
-    Quoted, any text reads back through ``starfile``, RELION and Xmipp except text that
-
-    - holds a quote: ``starfile`` reads every ``'`` as ``"``, and a ``"`` inside a value cannot
-      be escaped (RELION and Xmipp end a value at a quote before a blank);
-    - holds a control character (tab, newline, ...): RELION drops them or reads them as blanks,
-      and a tab or newline breaks the row;
-    - holds two blanks in a row: RELION and Xmipp read them as one;
-    - is not UTF-8 (a file name of other bytes);
-    - reads as a number or a missing value (``nan``), which ``starfile`` converts; not checked
-      for a ``fragment``, text that is only part of a value (a name inside a path).
-    """
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return "is not valid UTF-8"
-    if "'" in text or '"' in text:
-        return "holds a quote (' or \"), which starfile reads back changed"
-    if any(unicodedata.category(c) == "Cc" for c in text):
-        return "holds a control character (tab, newline, ...)"
-    if "  " in text:
-        return "holds two blanks in a row, which RELION and Xmipp read as one"
-    if not fragment and (text in _MISSING_TEXT or _is_number(text)):
-        return "reads back as a number or a missing value"
-    return None
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def check_star_text(values: Iterable[str], what: str, *, fragment: bool = False) -> None:
-    """Refuse, naming it, the first of ``values`` a STAR table cannot hold.
-
-    Parameters
-    ----------
-    values : iterable of str
-        The text to check.
-    what : str
-        What the values are, for the message (``"micrograph file"``).
-    fragment : bool
-        The values are parts of longer values (see :func:`star_text_problem`).
-
-    Raises
-    ------
-    ValueError
-        ``values`` holds text for which :func:`star_text_problem` gives a reason.
-    """
-    for value in values:
-        problem = star_text_problem(value, fragment=fragment)
-        if problem is not None:
-            raise ValueError(
-                f"{what} {value!r} cannot be written to a STAR or .xmd table: it {problem}; "
-                "rename it"
-            )
-
-
-def star_label(name: object) -> str:
-    """A column name as a STAR label: blanks become ``_``, no leading underscore."""
-    return re.sub(r"\s+", "_", str(name).strip()).lstrip("_") or "unnamed"
-
-
-def _star_column(name: str, column: pd.Series) -> pd.Series:
-    """One column as ``starfile`` should write it.
-
-    Booleans become 1/0 (RELION has no boolean type); float32 values become the float64 of
-    their shortest text (``0.1``, not ``0.10000000149011612``); missing text becomes ``""``.
-    """
-    if pd.api.types.is_bool_dtype(column):
-        return column.astype(int)
-    if pd.api.types.is_float_dtype(column) and column.dtype != np.float64:
-        return column.astype(str).astype(np.float64)
-    if pd.api.types.is_numeric_dtype(column):
-        return column
-    values = ["" if np.ndim(v) == 0 and pd.isna(v) else v for v in column]
-    check_star_text((v for v in values if isinstance(v, str)), f"column {name}: value")
-    return pd.Series(values, index=column.index, dtype=object)
-
-
-def _star_block(name: str, df: pd.DataFrame) -> str:
-    """One ``data_<name>`` loop as STAR text, written by ``starfile`` (its dated banner dropped,
-    so the same table always gives the same bytes)."""
-    columns = {star_label(c): _star_column(str(c), df[c]) for c in df.columns}
-    text = starfile.to_string(
-        {name: pd.DataFrame(columns, index=df.index)},
-        float_format=None,  # shortest text that reads back as the same float
-        na_rep="nan",
-        quote_all_strings=True,
-    )
-    return text.split("\n", 1)[1].lstrip("\n")
-
-
 def _require_columns(df: pd.DataFrame, columns: tuple[str, ...], parameter: str) -> None:
     missing = [c for c in columns if c not in df.columns]
     if missing:
@@ -268,7 +163,7 @@ def write_star(
     ------
     ValueError
         A required column is missing, a micrograph names an optics group not in ``optics``, or
-        a text value cannot be written (see :func:`star_text_problem`).
+        a text value cannot be written (see :func:`daskmic.io.star.star_text_problem`).
     """
     _require_columns(optics, OPTICS_COLUMNS, "optics")
     _require_columns(micrographs, ("rlnMicrographName", "rlnOpticsGroup"), "micrographs")
@@ -281,7 +176,7 @@ def write_star(
     if unknown:
         raise ValueError(f"micrographs use optics groups {unknown} that optics does not define")
     text = "".join(
-        f"\n# version 30001\n\n{_star_block(name, block)}"
+        f"\n# version 30001\n\n{star_block(name, block)}"
         for name, block in (("optics", optics), ("micrographs", micrographs))
     )
     write_bytes_atomic(path, text.encode("utf-8"))
@@ -354,5 +249,5 @@ def write_xmd(
         while label in out:
             label += "_"
         out[label] = df[column].to_numpy()
-    text = "# XMIPP_STAR_1 *\n#\n" + _star_block(block, pd.DataFrame(out, index=df.index))
+    text = "# XMIPP_STAR_1 *\n#\n" + star_block(block, pd.DataFrame(out, index=df.index))
     write_bytes_atomic(path, text.encode("utf-8"))

@@ -16,7 +16,7 @@ import pandas as pd
 
 from daskmic.io import optics_table, write_csv, write_results, write_star, write_xmd
 from daskmic.io.atomic import write_bytes_atomic
-from daskmic.io.tables import check_star_text
+from daskmic.io.star import check_star_text
 from daskmic.run.config import RunConfig
 from daskmic.run.manifest import Manifest
 from daskmic.run.unit import Source
@@ -66,7 +66,7 @@ def check_table_names(out_dir: str | os.PathLike[str], sources: list[Source]) ->
 
     The tables name each micrograph by its input path or ``rlnMicrographName`` and by its
     outputs' paths (in ``out_dir``, named after the micrograph), all relative to the working
-    directory; see :func:`daskmic.io.tables.star_text_problem`.
+    directory; see :func:`daskmic.io.star.star_text_problem`.
 
     Raises
     ------

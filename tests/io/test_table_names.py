@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from daskmic.io import open_micrographs, optics_table, read_table, write_csv, write_star, write_xmd
-from daskmic.io.tables import star_text_problem
+from daskmic.io.star import star_text_problem
 
 AWKWARD = [
     "#hash;semi",
