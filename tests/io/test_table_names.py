@@ -1,6 +1,6 @@
 """File names through the tables: every name the filesystem allows either reads back unchanged
-through STAR (starfile), xmd (daskmic's reader and xmippLib) and CSV, and through
-open_micrographs, or is refused with a message naming it."""
+through STAR (starfile, and Scipion's emtable), xmd (daskmic's reader and xmippLib) and CSV, and
+through open_micrographs, or is refused with a message naming it."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import starfile
+from emtable import Table
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -78,6 +79,8 @@ def _star_and_xmd_round_trip(folder: Path, name: str, path: Path) -> None:
     star = folder / "m.star"
     write_star(star, pd.DataFrame({"rlnMicrographName": [name], "rlnOpticsGroup": groups}), optics)
     assert starfile.read(star)["micrographs"]["rlnMicrographName"].tolist() == [name]
+    scipion = Table(fileName=str(star), tableName="micrographs")
+    assert [row.rlnMicrographName for row in scipion] == [name]
     assert _opened_paths(star) == [str(path)]
     xmd = folder / "m.xmd"
     write_xmd(xmd, pd.DataFrame({"path": [name], "pixel_size_A": [1.5]}))
