@@ -15,6 +15,7 @@ import starfile
 
 import daskmic
 from daskmic.cli import entry, main
+from daskmic.errors import UsageError
 from daskmic.preprocessing.params import PreprocessParams
 from daskmic.run.config import RunConfig
 from daskmic.tilt.params import TiltParams
@@ -239,7 +240,8 @@ def test_awkward_file_names_round_trip_through_the_tables_or_are_refused(
     assert inputs.path.values.tolist() == [str(raw / f"{n}.mrc") for n in names]
 
     (raw / "_lead.mrc").rename(raw / "q'uote\".mrc")
-    with pytest.raises(ValueError, match=r"""micrograph name 'q\\'uote".*it holds a quote"""):
+    refused = r"""micrograph file 'raw/q\\'uote"\.mrc' cannot be written .*: it holds a quote"""
+    with pytest.raises(UsageError, match=refused):
         daskmic.run_batch(raw, tmp_path / "refused", RunConfig(preprocess=PREPROCESS))
     assert not (tmp_path / "refused").exists()
 
@@ -289,12 +291,12 @@ def test_write_refuses_arrays_it_cannot_reproduce_from_the_files(mics, tmp_path)
         "made from changed pixels": daskmic.preprocess(opened * 2, invert=True),
     }
     for label, held in changed.items():
-        with pytest.raises(ValueError, match="not daskmic.preprocess's lazy result.*to_zarr"):
+        with pytest.raises(UsageError, match="not daskmic.preprocess's lazy result.*to_zarr"):
             daskmic.write(held, tmp_path / "refused")
         assert not (tmp_path / "refused").exists(), label
     for held in (qc.compute(), edited_qc, daskmic.tilt_analysis(out)):
-        with pytest.raises(ValueError, match="tilt screen are not daskmic.tilt_analysis's"):
+        with pytest.raises(UsageError, match="tilt screen are not daskmic.tilt_analysis's"):
             daskmic.write(None, tmp_path / "refused", tilt=held)
-    with pytest.raises(ValueError, match="hold different micrographs"):
+    with pytest.raises(UsageError, match="hold different micrographs"):
         daskmic.write(out.isel(micrograph=[0]), tmp_path / "refused", tilt=qc)
     assert not (tmp_path / "refused").exists()

@@ -15,6 +15,7 @@ import pytest
 import daskmic
 from daskmic.cli import build_parser, main
 from daskmic.datasets import synthesize_micrograph
+from daskmic.errors import UsageError
 from daskmic.io.mrc_write import write_mrc
 from daskmic.preprocessing.params import PreprocessParams
 from daskmic.run.config import RunConfig
@@ -139,7 +140,7 @@ def test_invalid_options_are_refused_naming_the_value(tmp_path, option, value, m
 
 
 def test_folders_that_cannot_work_are_refused(tmp_path):
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(UsageError, match="does not exist"):
         watch(tmp_path / "missing", tmp_path / "out", CONFIG)
     (tmp_path / "data" / "raw").mkdir(parents=True)
     with pytest.raises(ValueError, match="must not be the watched folder"):
@@ -262,7 +263,7 @@ def test_an_arriving_file_the_tables_cannot_name_fails_alone(tmp_path, client, m
     rows = {row["micrograph"]: row for row in summary.rows}
     assert rows["#good;one"]["status"] == "done"
     assert rows["it's"]["status"] == "failed"
-    assert rows["it's"]["error"].startswith("micrograph name \"it's\" cannot be written")
+    assert rows["it's"]["error"].startswith("micrograph file \"session/it's.mrc\" cannot be")
     names = daskmic.open_micrographs(out / "micrographs.star").micrograph.values.tolist()
     assert names == ["#good;one"]
 

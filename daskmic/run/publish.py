@@ -14,10 +14,12 @@ from typing import Any
 
 import pandas as pd
 
+from daskmic.errors import UsageError
 from daskmic.io import optics_table, write_csv, write_results, write_star, write_xmd
 from daskmic.io.atomic import write_bytes_atomic
 from daskmic.io.star import check_star_text
 from daskmic.run.config import RunConfig
+from daskmic.run.layout import mrc_path
 from daskmic.run.manifest import Manifest
 from daskmic.run.unit import Source
 from daskmic.tilt.params import TiltParams
@@ -62,27 +64,27 @@ def _project_path(path: str) -> str:
 
 
 def check_table_names(out_dir: str | os.PathLike[str], sources: list[Source]) -> None:
-    """Refuse, before any work, paths and names the STAR and ``.xmd`` tables cannot hold.
+    """Refuse, before any work, paths the STAR and ``.xmd`` tables could not hold.
 
     The tables name each micrograph by its input path or ``rlnMicrographName`` and by its
-    outputs' paths (in ``out_dir``, named after the micrograph), all relative to the working
-    directory; see :func:`daskmic.io.star.star_text_problem`.
+    output's path, relative to the working directory (RELION's convention); see
+    :func:`daskmic.io.star.star_text_problem`.
 
     Raises
     ------
-    ValueError
-        Naming the first path or name that cannot be written.
+    UsageError
+        Naming the first path that cannot be written.
     """
-    check_star_text([_project_path(os.fspath(out_dir))], "output folder", fragment=True)
-    check_source_names(sources)
-
-
-def check_source_names(sources: list[Source]) -> None:
-    """The part of :func:`check_table_names` about the micrographs (not the output folder)."""
-    check_star_text((s.micrograph for s in sources), "micrograph name", fragment=True)
-    check_star_text((_project_path(s.path) for s in sources), "micrograph file")
-    names = (s.columns.get("rlnMicrographName") for s in sources)
-    check_star_text((str(n) for n in names if n is not None), "rlnMicrographName")
+    try:
+        check_star_text([_project_path(os.fspath(out_dir))], "output folder", fragment=True)
+        for source in sources:
+            check_star_text([_project_path(source.path)], "micrograph file")
+            if "rlnMicrographName" in source.columns:
+                check_star_text([str(source.columns["rlnMicrographName"])], "rlnMicrographName")
+            output = mrc_path(out_dir, source.micrograph).resolve()  # as the unit records it
+            check_star_text([_project_path(str(output))], "output file")
+    except ValueError as error:
+        raise UsageError(str(error)) from None
 
 
 def _write_star(
@@ -126,7 +128,9 @@ def _write_star(
 def _publish_preprocess(
     out: Path, table: pd.DataFrame, manifest: Manifest, config: RunConfig
 ) -> None:
+    outputs = ["output_path", "output_pixel_size_A"]  # absent when every micrograph failed
     done = table[table["status"] != "failed"]
+    done = done.reindex(columns=list(dict.fromkeys([*done.columns, *outputs])))
     _write_star(out / "micrographs.star", done, done["output_path"], manifest, config, True)
     write_xmd(
         out / "micrographs.xmd",
@@ -217,10 +221,10 @@ def select(
     out = Path(out_dir)
     manifest = Manifest(out)
     if not (manifest.root / "parameters.json").exists():
-        raise ValueError(f"{out} is not a daskmic output folder (no {manifest.root.name}/)")
+        raise UsageError(f"{out} is not a daskmic output folder (no {manifest.root.name}/)")
     config = RunConfig.from_dict(manifest.parameters())
     if config.tilt is None:
-        raise ValueError(f"{out} holds no tilt analysis to re-split")
+        raise UsageError(f"{out} holds no tilt analysis to re-split")
     tilt = dataclasses.replace(
         config.tilt,
         mean_threshold=mean_threshold,

@@ -19,6 +19,7 @@ import numpy as np
 import xarray as xr
 from distributed import Client
 
+from daskmic.errors import UsageError
 from daskmic.io.origin import origin_kind
 from daskmic.preprocessing.params import PreprocessParams
 from daskmic.run.config import RunConfig
@@ -45,7 +46,7 @@ def _check_held(held: xr.DataArray | xr.Dataset, kind: str, what: str, made_by: 
     """Refuse what write cannot reproduce from the files: it would write something else."""
     if origin_kind(held) == kind:
         return
-    raise ValueError(
+    raise UsageError(
         f"write: the {what} are not {made_by}'s lazy result on micrographs opened with "
         "daskmic.open_micrographs, nor one selection of its micrographs: they were changed, "
         "computed into memory (.compute(), .load(), .values), selected twice or made from "
@@ -64,7 +65,7 @@ def _sources(micrographs: xr.DataArray | None, qc: xr.Dataset | None) -> list[So
     if qc is not None:
         ours, theirs = micrographs["micrograph"].values, qc["micrograph"].values
         if list(ours) != list(theirs):
-            raise ValueError(
+            raise UsageError(
                 f"write: the micrographs ({len(ours)}) and the tilt screen ({len(theirs)}) hold "
                 "different micrographs; select the same ones from both"
             )
@@ -113,14 +114,14 @@ def write(
 
     Raises
     ------
-    ValueError
+    UsageError
         Before any work: arrays that are no longer daskmic's own lazy results (changed or
         computed into memory), micrographs and screen of different micrographs, or unknown
         pixel sizes.
     """
     held = micrographs if micrographs is not None else tilt
     if held is None:
-        raise ValueError("write: give preprocessed micrographs, a tilt screen, or both")
+        raise UsageError("write: give preprocessed micrographs, a tilt screen, or both")
     preprocess = None
     if micrographs is not None:
         _check_held(micrographs, "preprocess", "micrographs", "daskmic.preprocess")
@@ -134,7 +135,7 @@ def write(
     )
     sources = _sources(micrographs, tilt)
     if not all(np.isfinite(s.pixel_size_A) for s in sources if not s.error):
-        raise ValueError(
+        raise UsageError(
             "write: some micrographs have no pixel size; open them with "
             "open_micrographs(..., pixel_size_A=...)"
         )
