@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -55,6 +60,61 @@ def write_micrographs(tmp_path: Path):
         return paths
 
     return write
+
+
+class Chromium:
+    """Headless Chromium, offline (host names resolve nowhere), with its network log."""
+
+    def __init__(self, executable: str) -> None:
+        self.executable = executable
+
+    def render(self, url: str, *flags: str) -> tuple[str, dict]:
+        """Run Chromium on ``url``; return its stdout and its network log."""
+        with tempfile.TemporaryDirectory() as profile:
+            netlog = Path(profile) / "net.json"
+            command = [
+                self.executable,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                f"--user-data-dir={profile}/data",
+                "--host-resolver-rules=MAP * ~NOTFOUND",
+                f"--log-net-log={netlog}",
+                *flags,
+                url,
+            ]
+            done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=True)
+            return done.stdout, json.loads(netlog.read_text())
+
+    @staticmethod
+    def page_requests(netlog: dict) -> list[str]:
+        """URLs the *page* asked the network for (Chromium's own update/time pings excluded)."""
+        names = {v: k for k, v in netlog["constants"]["logEventTypes"].items()}
+        urls = []
+        for event in netlog["events"]:
+            params = event.get("params", {})
+            if names[event["type"]] == "URL_REQUEST_START_JOB" and "url" in params:
+                if params.get("initiator") != "not an origin":
+                    urls.append(params["url"])
+        return urls
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Chromium:
+    """The machine's headless Chromium; skips without one (fails under ``CI=true``)."""
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name)
+        if found:
+            return Chromium(found)
+    reason = "headless Chromium is not installed (Debian: apt-get install chromium)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(reason)
+    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")

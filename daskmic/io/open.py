@@ -272,6 +272,19 @@ def open_micrographs(
         Nothing found, or an unusable table.
     ValueError
         Invalid ``pixel_size_A`` or ``chunks``.
+
+    Examples
+    --------
+    >>> import daskmic as dm
+    >>> from daskmic.datasets import make_dataset
+    >>> truth = make_dataset("raw", n=2, shape=(256, 256), pixel_size_A=1.5)
+    >>> mics = dm.open_micrographs("raw/*.mrc")   # headers now, pixels when computed
+    >>> mics.dims, mics.sizes["micrograph"]
+    (('micrograph', 'y', 'x'), 2)
+    >>> list(mics["micrograph"].values), float(mics["pixel_size_A"][0])
+    (['mic_000', 'mic_001'], 1.5)
+    >>> mics.attrs["failed"]
+    []
     """
     given = _check_pixel_size(pixel_size_A)
     if isinstance(source, str | os.PathLike) and _is_zarr_store(Path(source)):

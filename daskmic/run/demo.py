@@ -61,6 +61,16 @@ def demo(
     -------
     RunSummary
         Every micrograph's row; the outputs are under ``out_dir/results``.
+
+    Examples
+    --------
+    >>> import daskmic as dm
+    >>> summary = dm.demo("daskmic-demo", micrographs=2, shape=(700, 700), workers=1,
+    ...                   dashboard=False, quiet=True)
+    >>> sorted(summary.counts())[0] in ("accepted", "discarded")
+    True
+    >>> (summary.out_dir / "micrographs.star").is_file()
+    True
     """
     raw = Path(out_dir) / "raw"
     if not truth_path(out_dir).exists():

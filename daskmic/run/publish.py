@@ -217,6 +217,17 @@ def select(
     -------
     dict
         Number of micrographs per status (accepted, discarded, failed).
+
+    Examples
+    --------
+    >>> import daskmic as dm
+    >>> from daskmic.datasets import make_dataset
+    >>> truth = make_dataset("raw", n=2, shape=(700, 700), pixel_size_A=2.0, phase_std=0.3)
+    >>> qc = dm.tilt_analysis(dm.open_micrographs("raw/*.mrc"))
+    >>> dm.write(None, "screen", tilt=qc, workers=1, dashboard=False, quiet=True).counts()
+    {'accepted': 2}
+    >>> dm.select("screen", mean_threshold=0.99, std_threshold=0.1)   # no recomputation
+    {'discarded': 2}
     """
     out = Path(out_dir)
     manifest = Manifest(out)

@@ -386,7 +386,7 @@ def watch(
         Micrographs per batch: the tables and the zarr store are rebuilt after each.
     settle_seconds : float
         A file is complete once its size and modification time have not changed for this
-        long and its header matches its size (see :class:`Arrivals`).
+        long and its header matches its size (see ``Arrivals``).
     poll_seconds : float
         Time between two looks at the folder.
     close_marker : str
@@ -395,13 +395,13 @@ def watch(
     idle_timeout : float, optional
         Also close once no file has arrived or changed for this many seconds.
     client : distributed.Client, optional
-        Where to run; by default a cluster is started with :func:`daskmic.cluster.client.connect`.
+        Where to run; by default a cluster is started with :func:`daskmic.connect`.
     on_row : callable, optional
         Called with each micrograph's row as it completes.
     overwrite : bool
         Restart an output folder that holds a run made with other parameters.
     **cluster_options
-        Passed to :func:`daskmic.cluster.client.connect` when no ``client`` is given.
+        Passed to :func:`daskmic.connect` when no ``client`` is given.
 
     Returns
     -------
@@ -414,6 +414,24 @@ def watch(
         Before any work: invalid options, a ``folder`` that is not a folder, an output folder
         that contains the watched folder or leads into it (a symlink), or one bound to other
         parameters (unless ``overwrite``).
+
+    Examples
+    --------
+    Here the session is already over (its ``CLOSED`` marker is there), so ``watch`` processes what
+    it finds and returns:
+
+    >>> from pathlib import Path
+    >>> import daskmic as dm
+    >>> from daskmic.datasets import make_dataset
+    >>> from daskmic.preprocessing.params import PreprocessParams
+    >>> truth = make_dataset("session", n=2, shape=(256, 256), pixel_size_A=1.0)
+    >>> Path("session/CLOSED").touch()
+    >>> config = dm.RunConfig(preprocess=PreprocessParams.from_options(crop=True))
+    >>> summary = dm.watch("session", "live", config, settle_seconds=0.0, poll_seconds=0.1,
+    ...                    workers=1, dashboard=False, quiet=True)
+    watch: 2 seen, 2 done, 0 failed, 0 being written
+    >>> summary.counts()
+    {'done': 2}
     """
     _check_options(batch_size, settle_seconds, poll_seconds, idle_timeout, close_marker)
     watched, out = Path(folder), Path(out_dir)
