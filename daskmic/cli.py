@@ -259,7 +259,11 @@ def _watch_parser(commands: Any) -> None:
     watch = commands.add_parser(
         "watch", help="process micrographs as they arrive in a folder (streaming)"
     )
-    watch.add_argument("folder", help="the folder the microscope writes to")
+    watch.add_argument(
+        "folder",
+        help="the folder the microscope writes to, or a Scipion set (.sqlite) to follow "
+        "until it is closed",
+    )
     stream = watch.add_argument_group("stream")
     stream.add_argument(
         "--batch-size",

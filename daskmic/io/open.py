@@ -179,23 +179,34 @@ def catalogue_micrographs(
     rows = list(range(len(headers)))
     readable = {r: h for r, h in enumerate(headers) if isinstance(h, MicrographHeader)}
     sizes = dict(zip(readable, _pixel_sizes(listing, headers, list(readable), given), strict=True))
-    carried = (
-        {}
-        if listing.table is None
-        else {name: values for name, (_, values) in _carried_coords(listing.table, rows).items()}
-    )
+    columns = carried_columns(listing, rows)
     entries = [
         CatalogueEntry(
             micrograph=names[r],
             path=str(listing.paths[r]),
             shape=readable[r].shape if r in readable else None,
             pixel_size_A=float(sizes.get(r, np.nan)),
-            columns={name: _plain(values[r]) for name, values in carried.items()},
+            columns=columns[r],
             error=_problem(headers[r], None),
         )
         for r in rows
     ]
-    return entries, _jsonable(listing.optics)
+    return entries, optics_rows(listing)
+
+
+def carried_columns(listing: Listing, rows: list[int]) -> list[dict[str, Any]]:
+    """Per listed row, its table columns as a run carries them (named as coordinates)."""
+    if listing.table is None:
+        return [{} for _ in rows]
+    coords = _carried_coords(listing.table, rows)
+    return [
+        {name: _plain(values[i]) for name, (_, values) in coords.items()} for i in range(len(rows))
+    ]
+
+
+def optics_rows(listing: Listing) -> list[dict]:
+    """The listing's input optics groups as JSON-ready rows (empty without a table)."""
+    return _jsonable(listing.optics)
 
 
 def _plain(value: Any) -> Any:
@@ -242,10 +253,13 @@ def open_micrographs(
         A file, a folder (its ``.mrc``/``.mrcs``/``.tif``/``.tiff`` files), a glob (``**``
         recurses, e.g. ``"GridSquare_*/Data/*.mrc"``), a list of those, or one table: a RELION
         ``.star`` (``data_optics`` + ``data_micrographs``; ``rlnMicrographName`` relative to the
-        working directory), an Xmipp ``.xmd`` or a ``.csv`` with a ``path``,
-        ``rlnMicrographName`` or ``micrograph_path`` column. Or a daskmic results store
-        (``OUT/micrographs.zarr``): its processed micrographs, read from their OME-NGFF
-        images (:func:`daskmic.io.open_images` gives every image whatever its shape).
+        working directory), an Xmipp ``.xmd``, a ``.csv`` with a ``path``,
+        ``rlnMicrographName`` or ``micrograph_path`` column, or a Scipion ``SetOfMicrographs``
+        ``.sqlite`` (enabled items; paths relative to the project folder; sampling rate and
+        acquisition as ``optics``; item attributes as coordinates, e.g. ``scipion_id``). Or a
+        daskmic results store (``OUT/micrographs.zarr``): its processed micrographs, read from
+        their OME-NGFF images (:func:`daskmic.io.open_images` gives every image whatever its
+        shape).
     pixel_size_A : float, optional
         Pixel size in ångström for every micrograph; overrides tables and headers.
     chunks : dict, optional

@@ -55,7 +55,7 @@ def demo(
     Preprocessing with the protocol's typical settings and the tilt-analysis screen run on
     an embedded local dask cluster (or the one ``cluster_options`` name). The dataset mixes
     untilted and tilted micrographs (2 Å/px) with hot and dead pixels and an
-    illumination gradient; its truth is in :func:`truth_path`, ``out_dir/raw/truth.csv``.
+    illumination gradient; its truth is in ``out_dir/raw/truth.csv``.
 
     Returns
     -------

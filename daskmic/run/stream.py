@@ -32,6 +32,7 @@ from distributed import Client
 from daskmic.errors import UsageError
 from daskmic.io import MicrographError, open_micrographs, read_header
 from daskmic.io.ngff import COLLECTIONS
+from daskmic.io.scipion import is_set_file
 from daskmic.io.sources import glob_root, unique_names
 from daskmic.run.config import RunConfig
 from daskmic.run.driver import RunSummary, bind, sources_from
@@ -39,6 +40,7 @@ from daskmic.run.feeder import Feeder
 from daskmic.run.layout import ZARR_NAME, output_locations, overwritten_inputs
 from daskmic.run.manifest import Manifest
 from daskmic.run.publish import check_table_names, publish
+from daskmic.run.set_stream import SetArrivals, SetClosing
 from daskmic.run.unit import Row, Source
 
 DEFAULT_SETTLE_SECONDS = 10.0
@@ -159,14 +161,17 @@ class Arrivals:
             self._reported.add(path)
         return complete
 
+    def source(self, path: str, name: str, config: RunConfig) -> Source:
+        """The run's view of one file (header only), named as in a batch run on the whole set."""
+        (source,) = sources_from(open_micrographs([path], pixel_size_A=config.pixel_size_A))
+        return dataclasses.replace(source, micrograph=name)
 
-def _source(path: str, name: str, config: RunConfig, out: Path) -> Source:
-    """The run's view of one file (header only), named as in a batch run on the whole set."""
-    (source,) = sources_from(open_micrographs([path], pixel_size_A=config.pixel_size_A))
-    source = dataclasses.replace(source, micrograph=name)
+
+def _nameable(out: Path, source: Source) -> Source:
+    """``source``, failed alone if the tables could not hold its paths (the stream goes on)."""
     try:
         check_table_names(out, [source])
-    except UsageError as error:  # it fails alone, the stream goes on
+    except UsageError as error:
         return dataclasses.replace(source, error=str(error))
     return source
 
@@ -194,7 +199,11 @@ class _Closing:
     marker: Path
     idle_timeout: float | None
 
-    def due(self, marker_seen: bool, arrivals: Arrivals) -> bool:
+    def signalled(self) -> bool:
+        """Whether the marker file exists."""
+        return self.marker.exists()
+
+    def due(self, marker_seen: bool, arrivals: Arrivals | SetArrivals) -> bool:
         """Whether to stop now that nothing is ready (``marker_seen`` before the listing)."""
         if arrivals.waiting:
             return False
@@ -209,7 +218,7 @@ class _Stream:
 
     def __init__(
         self,
-        arrivals: Arrivals,
+        arrivals: Arrivals | SetArrivals,
         out: Path,
         config: RunConfig,
         digest: str,
@@ -229,7 +238,9 @@ class _Stream:
         self.submitted: dict[str, str] = {}
         self._since_count = 0
 
-    def follow(self, client: Client, closing: _Closing, poll_seconds: float) -> None:
+    def follow(
+        self, client: Client, closing: _Closing | SetClosing, poll_seconds: float
+    ) -> None:
         """Poll, name and submit as files arrive, publish per batch, until the stream closes.
 
         Micrographs are fed continuously: new arrivals join the queue while others are in
@@ -244,7 +255,7 @@ class _Stream:
             on_row=self.record,
         )
         while True:
-            marker_seen = closing.marker.exists()  # before listing: files written before count
+            marker_seen = closing.signalled()  # before listing: files written before count
             self.ready += self.arrivals.poll()
             self.rename()
             if self.ready:
@@ -254,8 +265,9 @@ class _Stream:
             elif closing.due(marker_seen, self.arrivals):
                 break
             else:
+                feeder.flush()
                 time.sleep(poll_seconds)
-        publish(self.out, self.config)
+        publish(self.out, self.config)  # closes the Scipion sets
         if self._since_count:  # record() printed after full batches
             print(self.count(), flush=True)
 
@@ -279,7 +291,8 @@ class _Stream:
         paths = list(dict.fromkeys(self.ready))
         self.ready = []
         self.submitted.update({p: self.names[p] for p in paths})
-        sources = [_source(p, self.names[p], self.config, self.out) for p in paths]
+        sources = [self.arrivals.source(p, self.names[p], self.config) for p in paths]
+        sources = [_nameable(self.out, source) for source in sources]
         # an output that is an arriving file (a hard link into OUT): that micrograph fails alone
         names = [s.micrograph for s in sources]
         clash = dict(overwritten_inputs(self.out, self.config, names, [s.path for s in sources]))
@@ -374,7 +387,10 @@ def watch(
     Parameters
     ----------
     folder : path-like
-        The folder the microscope writes to.
+        The folder the microscope writes to, or a Scipion ``SetOfMicrographs`` (``.sqlite``)
+        to follow: its new enabled items are new micrographs, and the stream ends once the
+        set's stream state is closed and they are all done (``pattern`` and ``close_marker``
+        do not apply).
     out_dir : path-like
         The output folder; it may lie inside ``folder`` (it is never read as input).
     config : RunConfig
@@ -435,11 +451,21 @@ def watch(
     """
     _check_options(batch_size, settle_seconds, poll_seconds, idle_timeout, close_marker)
     watched, out = Path(folder), Path(out_dir)
-    _check_folders(watched, out)
-    digest = bind(out, config, [], [], overwrite=overwrite)  # files carry no optics table
-    arrivals = Arrivals(watched, pattern, exclude=out, settle_seconds=settle_seconds)
+    arrivals: Arrivals | SetArrivals
+    closing: _Closing | SetClosing
+    if is_set_file(watched):
+        if not watched.is_file():
+            raise FileNotFoundError(f"followed Scipion set {watched} does not exist")
+        # optics come with the items; the set itself must not be an output
+        digest = bind(out, config, [], [], overwrite=overwrite, inputs=[os.fspath(watched)])
+        arrivals = SetArrivals(watched, out)
+        closing = SetClosing(arrivals, idle_timeout)
+    else:
+        _check_folders(watched, out)
+        digest = bind(out, config, [], [], overwrite=overwrite)  # files carry no optics table
+        arrivals = Arrivals(watched, pattern, exclude=out, settle_seconds=settle_seconds)
+        closing = _Closing(watched / close_marker, idle_timeout)
     stream = _Stream(arrivals, out, config, digest, batch_size=batch_size, on_row=on_row)
-    closing = _Closing(watched / close_marker, idle_timeout)
     if client is None:
         from daskmic.cluster.client import connect
 

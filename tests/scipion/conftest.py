@@ -1,0 +1,165 @@
+"""Scipion's own packages in their own environment, made by the tests and reused.
+
+scipion-em pins versions daskmic cannot share (mrcfile<=1.4.3, scipy<=1.10), so the set-up
+makes a separate virtual environment with scipion-pyworkflow, scipion-em and the plugin of
+``deploy/scipion`` (editable), once: it is kept under ``DASKMIC_SCIPION_VENV`` (default: a
+folder in the system's temporary directory), keyed by the plugin's ``pyproject.toml``, so the
+runs of one CI job share it. The scripts in ``pwem/`` run with that environment's python.
+
+When the environment cannot be made: under CI (``CI=true``) the tests fail; elsewhere they
+are skipped only if pip cannot reach PyPI.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+PLUGIN = REPO / "deploy" / "scipion"
+SCRIPTS = Path(__file__).resolve().parent / "pwem"
+PACKAGES = ("scipion-pyworkflow", "scipion-em")
+HOSTS = """[localhost]
+PARALLEL_COMMAND = mpirun -np %_(JOB_NODES)d %_(COMMAND)s
+NAME = localhost
+MANDATORY = False
+QUEUE_SYSTEM = False
+"""
+
+
+def _venv_folder() -> Path:
+    default = Path(tempfile.gettempdir()) / "daskmic-scipion-venv"
+    return Path(os.environ.get("DASKMIC_SCIPION_VENV", default))
+
+
+def _key() -> str:
+    text = (PLUGIN / "pyproject.toml").read_bytes() + " ".join(PACKAGES).encode()
+    return hashlib.sha256(text).hexdigest()[:12]
+
+
+def _pip(python: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(python), "-m", "pip", "--disable-pip-version-check", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def _pypi_reachable() -> bool:
+    return _pip(Path(sys.executable), "index", "versions", PACKAGES[0]).returncode == 0
+
+
+def _make_venv(folder: Path) -> Path:
+    python = folder / "bin" / "python"
+    stamp = folder / f".ready-{_key()}"
+    if stamp.exists():
+        return python
+    steps = [
+        [sys.executable, "-m", "venv", "--clear", str(folder)],
+        [str(python), "-m", "pip", "install", "--quiet", *PACKAGES],
+        [str(python), "-m", "pip", "install", "--quiet", "--no-deps", "-e", str(PLUGIN)],
+    ]
+    for step in steps:
+        done = subprocess.run(step, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            command = " ".join(step)
+            message = f"cannot make the Scipion environment: {command}\n{done.stderr[-3000:]}"
+            if os.environ.get("CI", "").lower() == "true" or _pypi_reachable():
+                pytest.fail(message)
+            pytest.skip(f"PyPI unreachable: {message}")
+    stamp.touch()
+    return python
+
+
+@dataclass(frozen=True)
+class Pwem:
+    """Runs scripts with the Scipion environment's python, configured for headless tests."""
+
+    python: Path
+    home: Path
+
+    def env(self) -> dict[str, str]:
+        """Scipion's settings for a headless run in a temporary user folder."""
+        hosts = self.home / "hosts.conf"
+        if not hosts.exists():
+            hosts.write_text(HOSTS)
+        paths = [str(SCRIPTS), *filter(None, [os.environ.get("PYTHONPATH")])]
+        return {
+            **os.environ,
+            "SCIPION_DOMAIN": "pwem",
+            "SCIPION_USER_DATA": str(self.home / "ScipionUserData"),
+            "SCIPION_HOSTS": str(hosts),
+            "SCIPION_PYTHON": str(self.python),
+            "SCIPION_LOG_LEVEL": "WARNING",
+            "DASKMIC_BIN": str(Path(sys.executable).parent / "daskmic"),
+            "PYTHONPATH": os.pathsep.join(paths),
+        }
+
+    def run(
+        self, *args: str, cwd: Path, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess:
+        """Run ``python ARGS`` in ``cwd``; fail the test with its output if it fails."""
+        done = subprocess.run(
+            [str(self.python), *args],
+            cwd=cwd,
+            env=env or self.env(),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            pytest.fail(f"pwem script {args} failed:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}")
+        return done
+
+    def make_set(self, path: Path, cwd: Path, **spec) -> None:
+        """Write a SetOfMicrographs with pwem (see ``pwem/sets.py make``)."""
+        spec_file = cwd / f".{path.name}.spec.json"
+        spec_file.write_text(json.dumps(spec))
+        self.run(str(SCRIPTS / "sets.py"), "make", str(path), str(spec_file), cwd=cwd)
+
+    def dump_sets(self, *paths: Path, cwd: Path) -> list[dict]:
+        """Sets as pwem reads them (see ``pwem/sets.py dump``), one pwem start for all."""
+        done = self.run(str(SCRIPTS / "sets.py"), "dump", *map(str, paths), cwd=cwd)
+        return list(json.loads(done.stdout.strip().splitlines()[-1]).values())
+
+
+@pytest.fixture(scope="session")
+def pwem(tmp_path_factory: pytest.TempPathFactory) -> Pwem:
+    """The Scipion environment (made on first use) and a temporary Scipion home."""
+    python = _make_venv(_venv_folder())
+    return Pwem(python=python, home=tmp_path_factory.mktemp("scipion-home"))
+
+
+ACQUISITION = {"sampling": 1.2, "voltage": 200.0, "cs": 2.0, "q0": 0.07, "magnification": 50000}
+
+
+@pytest.fixture(scope="session")
+def acquisition() -> dict[str, float]:
+    """The acquisition of the test sets (not daskmic's defaults, so carrying them is checked)."""
+    return dict(ACQUISITION)
+
+
+@pytest.fixture(scope="session")
+def raw_1024(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Three synthetic 1024² micrographs (flat, tilted 40°, flat), made once."""
+    from daskmic.datasets import make_dataset
+
+    folder = tmp_path_factory.mktemp("raw1024")
+    make_dataset(
+        folder,
+        n=3,
+        shape=(1024, 1024),
+        pixel_size_A=ACQUISITION["sampling"],
+        tilt_angles_deg=[0.0, 40.0, 0.0],
+        seed=3,
+    )
+    return sorted(folder.glob("*.mrc"))
