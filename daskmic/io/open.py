@@ -278,7 +278,7 @@ def open_micrographs(
         or ``x``). Attributes: ``source``, ``failed`` (list of ``{"micrograph", "path",
         "error"}``; ``error`` is the problem, without the path), ``optics`` (the input
         ``data_optics`` rows, possibly empty), ``daskmic_origin`` (see
-        :mod:`daskmic.io.origin`).
+        ``daskmic.io.origin``).
 
     Raises
     ------

@@ -107,7 +107,7 @@ def preprocess(
         sample's position in the input's units, and attrs ``parameters`` (JSON-able),
         ``crop_px``, ``xmipp_compat`` and, when ``mics`` holds files as opened by
         :func:`daskmic.open_micrographs` (or a selection of them), ``daskmic_origin``, which
-        :func:`daskmic.write` needs (see :mod:`daskmic.io.origin`).
+        :func:`daskmic.write` needs (see ``daskmic.io.origin``).
 
     Raises
     ------
