@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -119,47 +120,48 @@ def chromium() -> Chromium:
 
 @pytest.fixture(scope="session")
 def side_venv():
-    """Make (or reuse) a side environment: ``side_venv(name, requirements) -> python``."""
+    """Make (or reuse) a side environment: ``side_venv(name, installs, key="") -> python``."""
     return _side_venv
 
 
-def _side_venv(name: str, requirements: list[str]) -> Path:
+def _pip(python: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(python), "-m", "pip", "--disable-pip-version-check", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def _side_venv(name: str, installs: list[list[str]], key: str = "") -> Path:
     """A virtual environment of its own for tools that cannot share daskmic's (their pins).
 
-    Made once under ``.venv-side/<name>`` in the repository (kept between runs) with the
-    machine's base Python and pip from the package registry. Without a registry the test is
-    skipped, except under ``CI=true``, where it fails.
+    Made once under ``.venv-side/<name>`` in the repository (kept between runs, ignored by
+    git) by one ``pip install`` per entry of ``installs``; made anew when ``installs`` or
+    ``key`` change. When it cannot be made the test fails, unless PyPI is out of reach outside
+    CI (``CI=true``), where it is skipped.
 
     Returns
     -------
     pathlib.Path
         The environment's ``python``.
     """
-    import os
-    import subprocess
-    import sys
-
     folder = Path(__file__).resolve().parents[1] / ".venv-side" / name
     python = folder / "bin" / "python"
     stamp = folder / ".installed"
-    wanted = "\n".join(requirements)
+    wanted = json.dumps([installs, key])
     if stamp.is_file() and stamp.read_text() == wanted:
         return python
-    try:
-        base = getattr(sys, "_base_executable", sys.executable)
-        subprocess.run([base, "-m", "venv", "--clear", str(folder)], check=True)
-        subprocess.run(
-            [str(python), "-m", "pip", "install", "--quiet", *requirements],
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as error:
-        output = getattr(error, "stderr", "") or ""
-        message = f"could not make the {name} environment: {error}\n{output[-2000:]}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+    base = getattr(sys, "_base_executable", sys.executable)
+    steps = [[base, "-m", "venv", "--clear", str(folder)]]
+    steps += [[str(python), "-m", "pip", "install", "--quiet", *args] for args in installs]
+    for step in steps:
+        done = subprocess.run(step, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            message = f"cannot make the {name} environment: {' '.join(step)}\n{done.stderr[-3000:]}"
+            reachable = _pip(Path(sys.executable), "index", "versions", "pip").returncode == 0
+            if os.environ.get("CI") == "true" or reachable:
+                pytest.fail(message)
+            pytest.skip(f"PyPI unreachable: {message}")
     stamp.write_text(wanted)
     return python

@@ -67,7 +67,7 @@ class DaskmicBackendEntrypoint(BackendEntrypoint):
             "pixel_size_A": pixel_size_A,
             **spatial_coords(ny, nx, np.array([pixel_size_A])),
         }
-        attrs = {"format": header.format, "pixel_size_A": pixel_size_A}
+        attrs: dict[str, str | float] = {"format": header.format, "pixel_size_A": pixel_size_A}
         dataset = xr.Dataset({"image": image}, coords=coords, attrs=attrs)
         drop = [drop_variables] if isinstance(drop_variables, str) else drop_variables or []
         return dataset.drop_vars(drop, errors="ignore")

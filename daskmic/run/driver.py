@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from distributed import Client
 
@@ -22,12 +22,9 @@ from daskmic.run.config import RunConfig
 from daskmic.run.feeder import Feeder
 from daskmic.run.layout import refuse_overwriting_inputs
 from daskmic.run.manifest import Manifest
-from daskmic.run.publish import publish
+from daskmic.run.publish import check_table_names, publish
 from daskmic.run.sources import catalogue, check_run
 from daskmic.run.unit import Row, Source
-
-if TYPE_CHECKING:
-    pass
 
 
 def process_sources(
@@ -106,9 +103,11 @@ def bind(
     Raises
     ------
     UsageError
-        If the folder holds a run made with other parameters (unless ``overwrite``) or an
-        output would land on an input.
+        If the folder holds a run made with other parameters (unless ``overwrite``), an
+        output would land on an input, or a path or name cannot be written to the tables (see
+        :func:`daskmic.run.publish.check_table_names`).
     """
+    check_table_names(out_dir, sources)
     read = [*(s.path for s in sources), *inputs]
     refuse_overwriting_inputs(out_dir, config, [s.micrograph for s in sources], read)
     manifest = Manifest(Path(out_dir))

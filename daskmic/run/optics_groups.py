@@ -12,6 +12,9 @@ from daskmic.tilt.optics import RELION_LABELS, resolve_optics
 
 _MISSING = -1.0
 
+Values = Sequence[float] | np.ndarray | pd.Series
+"""One value per micrograph."""
+
 
 def _key(value: float) -> float:
     """A grouping key for a pixel size: rounded to 1e-6 Å, NaN mapped to a sentinel."""
@@ -32,10 +35,10 @@ def _carried_rows(carried: pd.DataFrame | Sequence[Mapping] | None) -> dict[int,
 
 
 def optics_table(
-    pixel_size_A: Sequence[float] | np.ndarray,
+    pixel_size_A: Values,
     *,
-    original_pixel_size_A: Sequence[float] | np.ndarray | None = None,
-    optics_group: Sequence[int] | np.ndarray | None = None,
+    original_pixel_size_A: Values | None = None,
+    optics_group: Values | None = None,
     carried_optics: pd.DataFrame | Sequence[Mapping] | None = None,
     voltage_kV: float | None = None,
     spherical_aberration_mm: float | None = None,
@@ -103,8 +106,8 @@ def optics_table(
         "amplitude_contrast": amplitude_contrast,
     }
     for row in rows:
-        optics = resolve_optics(given, row)
-        row.update({label: getattr(optics, name) for name, label in RELION_LABELS.items()})
+        resolved = resolve_optics(given, row)
+        row.update({label: getattr(resolved, name) for name, label in RELION_LABELS.items()})
     optics = pd.DataFrame(rows)
     optics = optics[[*OPTICS_COLUMNS, *(c for c in optics.columns if c not in OPTICS_COLUMNS)]]
     optics = optics.sort_values("rlnOpticsGroup", ignore_index=True)

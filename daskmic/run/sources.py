@@ -51,7 +51,7 @@ def catalogue(
     return sorted(sources, key=lambda s: s.micrograph), optics
 
 
-def sources_from(mics: xr.DataArray) -> list[Source]:
+def sources_from(mics: xr.DataArray | xr.Dataset) -> list[Source]:
     """The micrographs of an opened set, error rows included, sorted by name."""
     carried = [
         name
@@ -64,7 +64,7 @@ def sources_from(mics: xr.DataArray) -> list[Source]:
             micrograph=str(name),
             path=str(mics["path"].values[i]),
             pixel_size_A=float(mics["pixel_size_A"].values[i]),
-            columns={c: _plain(mics[c].values[i]) for c in carried},
+            columns={str(c): _plain(mics[c].values[i]) for c in carried},
             shape=shape,
         )
         for i, name in enumerate(mics["micrograph"].values)
@@ -96,10 +96,10 @@ def check_run(config: RunConfig, sources: list[Source]) -> None:
     UsageError
         Naming the parameter, the value given and the valid range.
     """
-    good = [s for s in sources if not s.error and s.shape is not None]
-    shapes = [s.shape for s in good]
+    good = [(s.shape, s.pixel_size_A) for s in sources if not s.error and s.shape is not None]
+    shapes = [shape for shape, _ in good]
     if config.preprocess is not None:
         for shape in sorted(set(shapes)):
             config.preprocess.validate(shape)
     if config.tilt is not None and good:
-        config.tilt.validate_for_set(shapes, [s.pixel_size_A for s in good])
+        config.tilt.validate_for_set(shapes, [pixel_size_A for _, pixel_size_A in good])

@@ -37,7 +37,7 @@ from daskmic.run.driver import RunSummary, bind
 from daskmic.run.feeder import Feeder
 from daskmic.run.layout import OutputLayout, output_locations, overwritten_inputs
 from daskmic.run.manifest import Manifest
-from daskmic.run.publish import publish
+from daskmic.run.publish import check_table_names, publish
 from daskmic.run.set_stream import SetArrivals, SetClosing
 from daskmic.run.sources import catalogue, check_run
 from daskmic.run.unit import Row, Source
@@ -160,6 +160,15 @@ class Arrivals:
         return dataclasses.replace(source, micrograph=name)
 
 
+def _nameable(out: Path, source: Source) -> Source:
+    """``source``, failed alone if the tables could not hold its paths (the stream goes on)."""
+    try:
+        check_table_names(out, [source])
+    except UsageError as error:
+        return dataclasses.replace(source, error=str(error))
+    return source
+
+
 def _forget(out: Path, name: str) -> None:
     """Remove a micrograph's outputs, then its record (so an interrupted removal is redone)."""
     for output in OutputLayout(out).outputs(name):
@@ -180,7 +189,7 @@ class _Closing:
         """Whether the marker file exists."""
         return self.marker.exists()
 
-    def due(self, marker_seen: bool, arrivals: Arrivals) -> bool:
+    def due(self, marker_seen: bool, arrivals: Arrivals | SetArrivals) -> bool:
         """Whether to stop now that nothing is ready (``marker_seen`` before the listing)."""
         if arrivals.waiting:
             return False
@@ -270,6 +279,7 @@ class _Stream:
         self.ready = []
         self.submitted.update({p: self.names[p] for p in paths})
         sources = [self.arrivals.source(p, self.names[p], self.config) for p in paths]
+        sources = [_nameable(self.out, source) for source in sources]
         if not self._checked:  # before this session submits anything: a batch run's checks
             check_run(self.config, sources)
             self._checked = True

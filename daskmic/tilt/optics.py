@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from typing import Any, Final, TypedDict
 
 from daskmic.errors import UsageError
 from daskmic.tilt.ctf import Optics
@@ -23,6 +23,14 @@ RELION_LABELS: Final = {
 
 GivenOptics = Mapping[str, float | None]
 """Optics values given by the user, by name (a missing or None value is not given)."""
+
+
+class AngleOptics(TypedDict):
+    """The optics the tilt-angle fit takes (keyword arguments of ``estimate_tilt``)."""
+
+    voltage_kV: float
+    spherical_aberration_mm: float
+    amplitude_contrast: float
 
 
 def _given(given: GivenOptics | None) -> dict[str, float]:
@@ -71,7 +79,7 @@ def resolve_optics(given: GivenOptics | None, carried: Mapping[str, Any] | None 
 
 def optics_for(
     given: GivenOptics | None, optics_group: Any, carried: Sequence[Mapping[str, Any]]
-) -> dict[str, float]:
+) -> AngleOptics:
     """The optics of one micrograph, as the tilt-angle fit takes them.
 
     Parameters
@@ -90,4 +98,8 @@ def optics_for(
     """
     group = next((row for row in carried if row.get("rlnOpticsGroup") == optics_group), None)
     optics = resolve_optics(given, group)
-    return {name: getattr(optics, name) for name in RELION_LABELS}
+    return AngleOptics(
+        voltage_kV=optics.voltage_kV,
+        spherical_aberration_mm=optics.spherical_aberration_mm,
+        amplitude_contrast=optics.amplitude_contrast,
+    )

@@ -1,13 +1,11 @@
 """Scipion's own packages in their own environment, made by the tests and reused.
 
 scipion-em pins versions daskmic cannot share (mrcfile<=1.4.3, scipy<=1.10), so the set-up
-makes a separate virtual environment with scipion-pyworkflow, scipion-em and the plugin of
-``deploy/scipion`` (editable), once: it is kept under ``DASKMIC_SCIPION_VENV`` (default: a
-folder in the system's temporary directory), keyed by the plugin's ``pyproject.toml``, so the
-runs of one CI job share it. The scripts in ``pwem/`` run with that environment's python.
-
-When the environment cannot be made: under CI (``CI=true``) the tests fail; elsewhere they
-are skipped only if pip cannot reach PyPI.
+makes a side environment (the ``side_venv`` fixture: ``.venv-side/scipion``) with
+scipion-pyworkflow, scipion-em and the plugin of ``deploy/scipion`` (editable), once, made
+anew when the plugin's ``pyproject.toml`` changes. The scripts in ``pwem/`` run with that
+environment's python. When it cannot be made the tests fail, unless PyPI is out of reach
+outside CI.
 """
 
 from __future__ import annotations
@@ -17,7 +15,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,49 +32,8 @@ QUEUE_SYSTEM = False
 """
 
 
-def _venv_folder() -> Path:
-    default = Path(tempfile.gettempdir()) / "daskmic-scipion-venv"
-    return Path(os.environ.get("DASKMIC_SCIPION_VENV", default))
-
-
 def _key() -> str:
-    text = (PLUGIN / "pyproject.toml").read_bytes() + " ".join(PACKAGES).encode()
-    return hashlib.sha256(text).hexdigest()[:12]
-
-
-def _pip(python: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [str(python), "-m", "pip", "--disable-pip-version-check", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-
-
-def _pypi_reachable() -> bool:
-    return _pip(Path(sys.executable), "index", "versions", PACKAGES[0]).returncode == 0
-
-
-def _make_venv(folder: Path) -> Path:
-    python = folder / "bin" / "python"
-    stamp = folder / f".ready-{_key()}"
-    if stamp.exists():
-        return python
-    steps = [
-        [sys.executable, "-m", "venv", "--clear", str(folder)],
-        [str(python), "-m", "pip", "install", "--quiet", *PACKAGES],
-        [str(python), "-m", "pip", "install", "--quiet", "--no-deps", "-e", str(PLUGIN)],
-    ]
-    for step in steps:
-        done = subprocess.run(step, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            command = " ".join(step)
-            message = f"cannot make the Scipion environment: {command}\n{done.stderr[-3000:]}"
-            if os.environ.get("CI", "").lower() == "true" or _pypi_reachable():
-                pytest.fail(message)
-            pytest.skip(f"PyPI unreachable: {message}")
-    stamp.touch()
-    return python
+    return hashlib.sha256((PLUGIN / "pyproject.toml").read_bytes()).hexdigest()[:12]
 
 
 @dataclass(frozen=True)
@@ -133,9 +89,10 @@ class Pwem:
 
 
 @pytest.fixture(scope="session")
-def pwem(tmp_path_factory: pytest.TempPathFactory) -> Pwem:
+def pwem(tmp_path_factory: pytest.TempPathFactory, side_venv) -> Pwem:
     """The Scipion environment (made on first use) and a temporary Scipion home."""
-    python = _make_venv(_venv_folder())
+    installs = [list(PACKAGES), ["--no-deps", "-e", str(PLUGIN)]]
+    python = side_venv("scipion", installs, key=_key())
     return Pwem(python=python, home=tmp_path_factory.mktemp("scipion-home"))
 
 
