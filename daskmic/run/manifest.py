@@ -182,6 +182,28 @@ class Manifest:
         ]
         return sorted(rows, key=lambda row: row["micrograph"])
 
+    def completed_at(self, micrographs: list[str]) -> np.ndarray:
+        """When each micrograph completed: its record's modification time (NaN without one).
+
+        A record is written once, as its micrograph completes (a resumed run keeps it, a retry
+        rewrites it), so the time lives in the file system, outside every table and record
+        text: batch, resumed and streamed outputs stay equal.
+
+        Returns
+        -------
+        numpy.ndarray
+            Seconds since the epoch, float64, in the order of ``micrographs``.
+        """
+        written: dict[str, float] = {}
+        if self.records_dir.is_dir():
+            with os.scandir(self.records_dir) as entries:
+                for entry in entries:
+                    try:
+                        written[entry.name] = entry.stat().st_mtime
+                    except OSError:  # removed since the listing
+                        continue
+        return np.array([written.get(f"{name}.json", np.nan) for name in micrographs])
+
     def remove_partial(self, depth: int = 3) -> list[Path]:
         """Delete what interrupted atomic writes left (temporary files and folders).
 

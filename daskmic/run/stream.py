@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from operator import attrgetter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from distributed import Client
 
@@ -38,6 +38,9 @@ from daskmic.run.feeder import Feeder
 from daskmic.run.manifest import Manifest
 from daskmic.run.publish import publish
 from daskmic.run.unit import ZARR_NAME, Row, Source
+
+if TYPE_CHECKING:
+    from daskmic.report.live import LiveReport
 
 DEFAULT_SETTLE_SECONDS = 10.0
 """How long a file's size and modification time must stay unchanged before it is complete."""
@@ -209,6 +212,7 @@ class _Stream:
         *,
         batch_size: int,
         on_row: Callable[[Row], None] | None,
+        live: LiveReport | None,
     ) -> None:
         self.arrivals = arrivals
         self.out = out
@@ -216,6 +220,7 @@ class _Stream:
         self.digest = digest
         self.batch_size = batch_size
         self.on_row = on_row
+        self.live = live
         self.recorded = {row["micrograph"]: row for row in Manifest(out).rows()}
         self.names: dict[str, str] = {}
         self.ready: list[str] = []
@@ -235,10 +240,15 @@ class _Stream:
             self.digest,
             batch_size=self.batch_size,
             on_row=self.record,
+            on_publish=None if self.live is None else self.live.update,
         )
         while True:
             marker_seen = closing.marker.exists()  # before listing: files written before count
-            self.ready += self.arrivals.poll()
+            arrived = self.arrivals.poll()
+            self.ready += arrived
+            if self.live is not None:
+                self.live.received(len(arrived))
+                self.live.session.waiting = self.arrivals.waiting
             self.rename()
             if self.ready:
                 feeder.add(self.batch())
@@ -247,8 +257,11 @@ class _Stream:
             elif closing.due(marker_seen, self.arrivals):
                 break
             else:
+                feeder.catch_up()
                 time.sleep(poll_seconds)
         publish(self.out, self.config)
+        if self.live is not None:
+            self.live.close()
         if self._since_count:  # record() printed after full batches
             print(self.count(), flush=True)
 
@@ -339,6 +352,8 @@ def watch(
     client: Client | None = None,
     on_row: Callable[[Row], None] | None = None,
     overwrite: bool = False,
+    report: bool = False,
+    refresh_seconds: float | None = None,
     **cluster_options: Any,
 ) -> RunSummary:
     """Process micrographs as they arrive in ``folder``, until the stream closes.
@@ -376,6 +391,13 @@ def watch(
         Called with each micrograph's row as it completes.
     overwrite : bool
         Restart an output folder that holds a run made with other parameters.
+    report : bool
+        Keep ``OUT/report.html`` live while the stream is open (rewritten after each table
+        rebuild, reloading itself every ``refresh_seconds``) and write the final QC page when
+        it closes (see :mod:`daskmic.report.live`).
+    refresh_seconds : float, optional
+        How often the open page reloads itself (default
+        :data:`daskmic.report.live.DEFAULT_REFRESH_SECONDS`).
     **cluster_options
         Passed to :func:`daskmic.cluster.client.connect` when no ``client`` is given.
 
@@ -397,7 +419,14 @@ def watch(
     _check_folders(watched, out)
     digest = bind(out, config, [], [], overwrite=overwrite)  # files carry no optics table
     arrivals = Arrivals(watched, pattern, exclude=out, settle_seconds=settle_seconds)
-    stream = _Stream(arrivals, out, config, digest, batch_size=batch_size, on_row=on_row)
+    live = None
+    if report:
+        from daskmic.report.live import LiveReport  # matplotlib: only when a page is wanted
+
+        live = LiveReport(out, "stream", refresh_seconds=refresh_seconds)
+    stream = _Stream(
+        arrivals, out, config, digest, batch_size=batch_size, on_row=on_row, live=live
+    )
     closing = _Closing(watched / close_marker, idle_timeout)
     if client is None:
         from daskmic.cluster.client import connect
@@ -408,4 +437,4 @@ def watch(
         stream.follow(client, closing, poll_seconds)
     wanted = set(stream.names.values())
     rows = [row for row in Manifest(out).rows() if row["micrograph"] in wanted]
-    return RunSummary(out, rows)
+    return RunSummary(out, rows, None if live is None else live.final)
