@@ -356,3 +356,23 @@ def test_a_long_batch_run_keeps_a_live_page_then_writes_the_final_one(tmp_path, 
     )
     assert not any(seen), "a run shorter than the threshold writes no live page"
     assert (short / "report.html").read_bytes() == write_report(short).read_bytes()
+
+
+def test_svg_bars_are_as_tall_as_their_counts_and_scatter_draws_every_finite_point():
+    from daskmic.report.plot import svg
+
+    counts = np.array([3, 0, 7, 1])
+    chart = svg.stacked_bars(
+        np.arange(5.0),
+        [svg.Series("accepted", "#1b9e4b", counts)],
+        title="t",
+        x_label="x",
+        y_label="y",
+    )
+    heights = [float(h) for h in re.findall(r'height="([0-9.]+)" fill="#1b9e4b"', chart)]
+    heights = heights[:-1]  # the last is the legend's key
+    assert len(heights) == 3  # no bar for an empty bin
+    np.testing.assert_allclose(np.array(heights) / heights[1], counts[counts > 0] / 7, atol=0.01)
+    x = svg.Series("discarded", "#e08a00", np.array([0.1, np.nan, 0.5, 0.7]))
+    y = svg.Series("discarded", "#e08a00", np.array([0.2, 0.3, np.inf, 0.1]))
+    assert svg.scatter([(x, y)], title="t", x_label="x", y_label="y").count("<circle") == 2

@@ -163,6 +163,8 @@ def _clock(epoch_s: float) -> str:
 
 def _duration(seconds: float) -> str:
     minutes = int(seconds // 60)
+    if minutes < 1:
+        return f"{int(seconds)} s"
     return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
 
 
@@ -189,9 +191,9 @@ def _timeline_html(line: Timeline, start_s: float) -> str:
 
 
 def _throughput_html(
-    session: Session, table: pd.DataFrame, completed_s: np.ndarray, now: float
+    session: Session, table: pd.DataFrame, completed_s: np.ndarray, start: float, now: float
 ) -> str:
-    start = session.started_s
+    """The completion rate (and a stream's arrival rate) over the last minutes, and the backlog."""
     done = rate_per_minute(completed_s, start, now)
     failed = int((table["status"] == "failed").sum())
     left = len(session.received_s) - len(table)
@@ -324,7 +326,7 @@ def render_live(
         + _marker_html(session, table, now, refresh_seconds)
         + counts_html(table)
         + '<h2 id="over-time">Over time</h2>'
-        + _throughput_html(session, table, completed_s, now)
+        + _throughput_html(session, table, completed_s, start, now)
         + f'<div class="plots">{_timeline_html(line, start)}</div>'
         + _latest_html(folder, completed_s)
         + _tilt_html(folder)
@@ -346,9 +348,9 @@ class LiveReport:
     refresh_seconds : float, optional
         How often the open page reloads itself (default :data:`DEFAULT_REFRESH_SECONDS`).
     after_seconds : float, optional
-        A batch run writes no live page before it has lasted this long (default
-        :data:`DEFAULT_LIVE_AFTER_SECONDS`: a short run gets only the final page); a stream's
-        page exists from the first rebuild on.
+        Write no live page before the run has lasted this long. By default a batch run waits
+        :data:`DEFAULT_LIVE_AFTER_SECONDS` (a short run gets only the final page) and a
+        stream's page exists from its first rebuild on.
     """
 
     def __init__(
@@ -360,9 +362,8 @@ class LiveReport:
         after_seconds: float | None = None,
     ) -> None:
         refresh_seconds = DEFAULT_REFRESH_SECONDS if refresh_seconds is None else refresh_seconds
-        after_seconds = DEFAULT_LIVE_AFTER_SECONDS if after_seconds is None else after_seconds
-        if kind == "stream":
-            after_seconds = 0.0
+        if after_seconds is None:
+            after_seconds = DEFAULT_LIVE_AFTER_SECONDS if kind == "batch" else 0.0
         if not refresh_seconds > 0:
             raise ValueError(f"refresh_seconds must be > 0, got {refresh_seconds!r}")
         self.out_dir = Path(out_dir)

@@ -4,7 +4,9 @@
 pattern, waits until each is completely written, and feeds the complete ones to the same
 per-micrograph unit as a batch run, through the same :class:`daskmic.run.feeder.Feeder`: arrivals
 join its queue while others are in flight. The tables and the zarr store are rebuilt from the
-manifest after each batch of completions. The stream closes when a
+manifest after each batch of completions, and while the stream waits for arrivals (so they follow
+a slow microscope); with ``report=True`` the live QC page follows each rebuild
+(:mod:`daskmic.report.live`). The stream closes when a
 marker file appears in the folder (and everything seen is done) or when nothing new has arrived
 for a while. Pending work is a list of paths: the driver never holds pixels.
 

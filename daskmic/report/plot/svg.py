@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
-WIDTH, HEIGHT = 640, 240
+WIDTH, HEIGHT = 560, 240
 LEFT, RIGHT, TOP, BOTTOM = 56, 12, 26, 40
 
 
@@ -64,8 +64,7 @@ class _Frame:
         parts = [
             f'<rect x="{LEFT}" y="{TOP}" width="{WIDTH - LEFT - RIGHT}" '
             f'height="{HEIGHT - TOP - BOTTOM}" fill="none" stroke="#999"/>',
-            f'<text x="{WIDTH / 2}" y="16" text-anchor="middle" font-weight="bold">{_e(title)}'
-            "</text>",
+            f'<text x="{LEFT}" y="16" font-weight="bold">{_e(title)}</text>',
             f'<text x="{WIDTH / 2}" y="{HEIGHT - 6}" text-anchor="middle">{_e(x_label)}</text>',
             f'<text x="12" y="{HEIGHT / 2}" text-anchor="middle" '
             f'transform="rotate(-90 12 {HEIGHT / 2})">{_e(y_label)}</text>',
@@ -103,13 +102,15 @@ class _Frame:
 
 
 def _legend(series: Sequence[Series]) -> str:
-    items = []
-    for i, s in enumerate(series):
-        x, y = LEFT + 8 + 120 * i, TOP + 12
+    """Coloured keys in the top margin, right-aligned (the title is left-aligned)."""
+    widths = [30 + 6 * len(s.label) for s in series]
+    x, items = WIDTH - RIGHT - sum(widths), []
+    for s, width in zip(series, widths, strict=True):
         items.append(
-            f'<rect x="{x}" y="{y - 8}" width="10" height="10" fill="{s.colour}"/>'
-            f'<text x="{x + 14}" y="{y + 1}">{_e(s.label)}</text>'
+            f'<rect x="{x}" y="7" width="10" height="10" fill="{s.colour}"/>'
+            f'<text x="{x + 14}" y="16">{_e(s.label)}</text>'
         )
+        x += width
     return "".join(items)
 
 
