@@ -20,6 +20,7 @@ __getattr__, __dir__, _ = lazy_loader.attach(
     __name__,
     submod_attrs={
         "cluster.client": ["connect"],
+        "errors": ["UsageError"],
         "io": ["open_micrographs"],
         "preprocessing.lazy": ["preprocess"],
         "run.config": ["RunConfig", "read_run_config"],
@@ -34,6 +35,7 @@ __getattr__, __dir__, _ = lazy_loader.attach(
 
 __all__ = [
     "RunConfig",
+    "UsageError",
     "__version__",
     "connect",
     "demo",

@@ -15,6 +15,7 @@ import pytest
 import daskmic
 from daskmic.cli import build_parser, main
 from daskmic.datasets import synthesize_micrograph
+from daskmic.errors import UsageError
 from daskmic.io.mrc_write import write_mrc
 from daskmic.preprocessing.params import PreprocessParams
 from daskmic.run.config import RunConfig
@@ -139,7 +140,7 @@ def test_invalid_options_are_refused_naming_the_value(tmp_path, option, value, m
 
 
 def test_folders_that_cannot_work_are_refused(tmp_path):
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(UsageError, match="does not exist"):
         watch(tmp_path / "missing", tmp_path / "out", CONFIG)
     (tmp_path / "data" / "raw").mkdir(parents=True)
     with pytest.raises(ValueError, match="must not be the watched folder"):

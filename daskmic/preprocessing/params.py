@@ -17,6 +17,7 @@ from typing import Any, Final
 
 import numpy as np
 
+from daskmic.errors import UsageError
 from daskmic.ops.crop import cropped_shape
 from daskmic.ops.fourier import downsampled_shape
 from daskmic.ops.kernel import Shape2D
@@ -51,8 +52,8 @@ DEFAULT_WIDTH: Final = 0.001
 """Raised-cosine width (cycles/pixel) when only a cutoff is given."""
 
 
-def _fail(name: str, value: Any, valid: str) -> ValueError:
-    return ValueError(f"{name}: got {value!r}; valid range: {valid}")
+def _fail(name: str, value: Any, valid: str) -> UsageError:
+    return UsageError(f"{name}: got {value!r}; valid range: {valid}")
 
 
 def _number(name: str, value: Any, valid: str, check: Any = None) -> float:
@@ -153,7 +154,7 @@ class PreprocessParams:
             values[name] = None if value is None else check(value)
         for band in ("highpass", "lowpass"):
             if values[band] is not None and values[f"{band}_A"] is not None:
-                raise ValueError(
+                raise UsageError(
                     f"{band} and {band}_A both given ({values[band]!r}, {values[band + '_A']!r});"
                     " give the cutoff in cycles/pixel or in ångström, not both"
                 )
@@ -232,12 +233,15 @@ class PreprocessParams:
 
         Raises
         ------
-        ValueError
+        UsageError
             Naming the parameter, the value given and the valid range.
         """
         self._normalised()
         if shape is not None:
-            pipeline_geometry(self, shape, pixel_size_A, warn=False)
+            try:
+                pipeline_geometry(self, shape, pixel_size_A, warn=False)
+            except ValueError as error:  # the kernels' own checks: a step that cannot fit
+                raise UsageError(str(error)) from error
 
 
 ANISOTROPY_TOLERANCE: Final = 1e-4

@@ -28,12 +28,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from daskmic.errors import UsageError
 from daskmic.io.atomic import write_bytes_atomic
 from daskmic.report.page import (
-    REPORT_NAME,
     OutputFolder,
     card_html,
     counts_html,
+    has_table,
     heading_html,
     page_html,
     parameters_html,
@@ -43,6 +44,7 @@ from daskmic.report.page import (
 from daskmic.report.plot import svg
 from daskmic.report.plot.figures import STATUS_COLOURS
 from daskmic.report.plot.svg import Series
+from daskmic.run.layout import REPORT_NAME
 from daskmic.run.manifest import Manifest
 
 BIN_WIDTHS_S = (10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 28800, 86400)
@@ -365,7 +367,7 @@ class LiveReport:
         if after_seconds is None:
             after_seconds = DEFAULT_LIVE_AFTER_SECONDS if kind == "batch" else 0.0
         if not refresh_seconds > 0:
-            raise ValueError(f"refresh_seconds must be > 0, got {refresh_seconds!r}")
+            raise UsageError(f"refresh_seconds must be > 0, got {refresh_seconds!r}")
         self.out_dir = Path(out_dir)
         self.session = Session(kind, time.time())
         self.refresh_seconds = refresh_seconds
@@ -384,7 +386,7 @@ class LiveReport:
         """
         if time.time() - self.session.started_s < self.after_seconds:
             return
-        if not _published(self.out_dir):
+        if not has_table(self.out_dir):
             return
         try:
             page = render_live(self.out_dir, self.session, refresh_seconds=self.refresh_seconds)
@@ -401,7 +403,7 @@ class LiveReport:
         pathlib.Path or None
             The page, or None when the run published no table (no micrograph at all).
         """
-        self.final = write_report(self.out_dir) if _published(self.out_dir) else None
+        self.final = write_report(self.out_dir) if has_table(self.out_dir) else None
         return self.final
 
 
@@ -411,8 +413,3 @@ def is_live(page: str | os.PathLike[str]) -> bool:
         return b'<div id="live"' in Path(page).read_bytes()
     except FileNotFoundError:
         return False
-
-
-def _published(out: Path) -> bool:
-    """Whether a table of the run exists (the page has something to show)."""
-    return (out / "micrographs.csv").is_file() or (out / "tilt.csv").is_file()

@@ -25,17 +25,17 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from daskmic import __version__
+from daskmic.errors import UsageError
 from daskmic.io import open_results, read_micrograph
 from daskmic.io.atomic import write_bytes_atomic
 from daskmic.io.png import grey_png
 from daskmic.report.plot.data import TILT_STATISTICS, as_table, thumbnail_data
 from daskmic.report.plot.figures import statistic_histograms, tilt_scatter
 from daskmic.report.plot.png import data_uri, figure_png
+from daskmic.run.layout import REPORT_NAME, defocus_path, psd_path
 from daskmic.run.manifest import Manifest
 from daskmic.tilt.angle_plot import plot_local_defocus
 from daskmic.tilt.defocus_map import load_defocus_map, result_from_map
-
-REPORT_NAME = "report.html"
 
 TABLE_COLUMNS = (
     "micrograph",
@@ -92,15 +92,14 @@ class OutputFolder:
 
         Raises
         ------
-        ValueError
+        UsageError
             If ``out_dir`` holds neither ``micrographs.csv`` nor ``tilt.csv``.
         """
         out = Path(out_dir)
-        tables = [out / "micrographs.csv", out / "tilt.csv"]
-        found = [p for p in tables if p.is_file()]
-        if not found:
-            raise ValueError(f"{out} is not a daskmic output folder (no micrographs.csv)")
-        table = as_table(found[0])
+        found = _table_path(out)
+        if found is None:
+            raise UsageError(f"{out} is not a daskmic output folder (no micrographs.csv)")
+        table = as_table(found)
         folder = cls(out, table, {}, live=live)
         stored = out / ".daskmic" / "parameters.json"
         if stored.is_file():
@@ -134,6 +133,17 @@ class OutputFolder:
             return thumbnail_data(read_micrograph(path))
         except Exception:  # an unreadable input is shown as "no image"
             return None
+
+
+def _table_path(out: Path) -> Path | None:
+    """The table the page shows (``micrographs.csv``, else ``tilt.csv``), None if neither."""
+    found = [p for p in (out / "micrographs.csv", out / "tilt.csv") if p.is_file()]
+    return found[0] if found else None
+
+
+def has_table(out_dir: str | os.PathLike[str]) -> bool:
+    """Whether ``out_dir`` holds a run's table (a page can be drawn)."""
+    return _table_path(Path(out_dir)) is not None
 
 
 def _parsed(value: Any) -> Any:
@@ -279,12 +289,12 @@ def card_html(folder: OutputFolder, row: pd.Series, note: str = "") -> str:
     """A micrograph's card: name, status, statistics, ``note``, image, PSD (, defocus map)."""
     name = str(row["micrograph"])
     thumb = folder.thumbnail(row)
-    psd = folder.out_dir / "psd" / f"{name}.png"
+    psd = psd_path(folder.out_dir, name).with_suffix(".png")
     psd_uri = data_uri(psd.read_bytes()) if psd.is_file() else None
     images = image_html(None if thumb is None else data_uri(grey_png(thumb)), "micrograph")
     if folder.has_tilt:
         images += image_html(psd_uri, "PSD summary")
-    defocus = folder.out_dir / "defocus" / f"{name}.json"
+    defocus = defocus_path(folder.out_dir, name)
     if defocus.is_file() and not folder.live:  # a figure per card: the final page only
         images += image_html(_defocus_map_uri(defocus), "local-defocus map")
     stats = ", ".join(

@@ -16,7 +16,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from daskmic.report.page import REPORT_NAME, write_report
+from daskmic.errors import UsageError
+from daskmic.report.page import write_report
+from daskmic.run.layout import REPORT_NAME
 
 HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -60,11 +62,11 @@ def page_server(out_dir: str | os.PathLike[str], port: int = DEFAULT_PORT) -> Th
 
     Raises
     ------
-    ValueError
+    UsageError
         If ``port`` is not in 0–65535.
     """
     if not 0 <= port <= 65535:
-        raise ValueError(f"port must be in 0-65535, got {port}")
+        raise UsageError(f"port must be in 0-65535, got {port}; give another with --serve PORT")
     handler = partial(_PageHandler, page=Path(out_dir).resolve() / REPORT_NAME)
     return ThreadingHTTPServer((HOST, port), handler)
 

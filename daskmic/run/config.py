@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from daskmic.errors import UsageError
 from daskmic.preprocessing.params import PreprocessParams
 from daskmic.tilt.optics import Optics
 from daskmic.tilt.params import TiltParams
@@ -42,11 +43,11 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         if self.preprocess is None and self.tilt is None:
-            raise ValueError("a run needs at least one step: preprocess and/or tilt")
+            raise UsageError("a run needs at least one step: preprocess and/or tilt")
         if self.pixel_size_A is not None and not self.pixel_size_A > 0:
-            raise ValueError(f"pixel_size_A must be > 0, got {self.pixel_size_A}")
+            raise UsageError(f"pixel_size_A must be > 0, got {self.pixel_size_A}")
         if self.thumbnail_px < 16:
-            raise ValueError(f"thumbnail_px must be >= 16, got {self.thumbnail_px}")
+            raise UsageError(f"thumbnail_px must be >= 16, got {self.thumbnail_px}")
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON-able parameters (what the manifest hashes)."""
@@ -87,7 +88,7 @@ class RunConfig:
             "thumbnail_px",
         }
         if unknown:
-            raise ValueError(f"unknown configuration keys: {sorted(unknown)}")
+            raise UsageError(f"unknown configuration keys: {sorted(unknown)}")
         preprocess = values.pop("preprocess", None)
         tilt = values.pop("tilt", None)
         optics = values.pop("optics", None) or {}
@@ -111,10 +112,12 @@ def read_run_config(path: str | Path) -> tuple[list[str] | None, str | None, Run
     config : RunConfig
         The steps and options.
     """
+    if not Path(path).is_file():
+        raise UsageError(f"{path}: no such configuration file")
     with open(path) as handle:
         values = yaml.safe_load(handle) or {}
     if not isinstance(values, dict):
-        raise ValueError(f"{path}: a configuration file must hold a mapping")
+        raise UsageError(f"{path}: a configuration file must hold a mapping")
     inputs = values.pop("inputs", None)
     if isinstance(inputs, str):
         inputs = [inputs]

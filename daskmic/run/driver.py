@@ -19,10 +19,12 @@ import numpy as np
 from distributed import Client
 
 from daskmic.cluster.progress import track
+from daskmic.errors import UsageError
 from daskmic.io.open import catalogue_micrographs
 from daskmic.run.config import RunConfig
 from daskmic.run.feeder import Feeder
-from daskmic.run.manifest import Manifest, ensure_not_input
+from daskmic.run.layout import refuse_overwriting_inputs
+from daskmic.run.manifest import Manifest
 from daskmic.run.publish import publish
 from daskmic.run.unit import Row, Source
 
@@ -113,11 +115,15 @@ def prepare(
 
     Raises
     ------
-    ValueError
-        On parameters the set cannot support (before any work starts) or an output folder
-        bound to other parameters.
+    UsageError
+        Inputs that cannot be listed, parameters the set cannot support, or an output folder
+        bound to other parameters or whose outputs would overwrite an input; raised before
+        any work starts.
     """
-    entries, optics = catalogue_micrographs(inputs, pixel_size_A=config.pixel_size_A)
+    try:
+        entries, optics = catalogue_micrographs(inputs, pixel_size_A=config.pixel_size_A)
+    except ValueError as error:  # nothing found, an unusable table: no run can start
+        raise UsageError(str(error)) from error
     sources = sorted(
         (Source(e.micrograph, e.path, e.pixel_size_A, e.columns, e.error) for e in entries),
         key=lambda s: s.micrograph,
@@ -133,7 +139,9 @@ def prepare(
             config.preprocess.validate(shape)
     if config.tilt is not None and good:
         config.tilt.validate_for_set(shapes, pixel_sizes)
-    digest = bind(out_dir, config, sources, optics, overwrite=overwrite)
+    items = [inputs] if isinstance(inputs, str | os.PathLike) else list(inputs)
+    read = [e.path for e in entries] + [os.fspath(i) for i in items if os.path.isfile(i)]
+    digest = bind(out_dir, config, sources, optics, overwrite=overwrite, inputs=read)
     return sources, digest
 
 
@@ -144,18 +152,31 @@ def bind(
     optics: list[dict[str, Any]],
     *,
     overwrite: bool = False,
+    inputs: Iterable[str] = (),
 ) -> str:
     """Tie ``out_dir`` to ``config`` (refusing other parameters) and keep the input optics.
+
+    Every run (batch, :func:`daskmic.write`, :func:`daskmic.watch`) passes here before any
+    work: it also refuses an output folder where the outputs of ``sources`` would overwrite
+    one of their files or of ``inputs`` (other files the run reads, such as a table).
 
     Returns
     -------
     str
         The parameters' hash the records carry.
+
+    Raises
+    ------
+    UsageError
+        If the folder holds a run made with other parameters (unless ``overwrite``) or an
+        output would land on an input.
     """
-    ensure_not_input(out_dir, [s.path for s in sources])
+    read = [*(s.path for s in sources), *inputs]
+    refuse_overwriting_inputs(out_dir, config, [s.micrograph for s in sources], read)
     manifest = Manifest(Path(out_dir))
     digest = manifest.bind(config.to_dict(), config.hashed_parameters(), overwrite=overwrite)
     manifest.remove_partial()
+    manifest.remove_unreadable()
     manifest.write_optics(optics)
     return digest
 

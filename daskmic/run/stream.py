@@ -31,15 +31,17 @@ from typing import TYPE_CHECKING, Any
 
 from distributed import Client
 
+from daskmic.errors import UsageError
 from daskmic.io import MicrographError, open_micrographs, read_header
 from daskmic.io.ngff import COLLECTIONS
 from daskmic.io.sources import glob_root, unique_names
 from daskmic.run.config import RunConfig
 from daskmic.run.driver import RunSummary, bind, sources_from
 from daskmic.run.feeder import Feeder
+from daskmic.run.layout import ZARR_NAME, output_locations, overwritten_inputs
 from daskmic.run.manifest import Manifest
 from daskmic.run.publish import publish
-from daskmic.run.unit import ZARR_NAME, Row, Source
+from daskmic.run.unit import Row, Source
 
 if TYPE_CHECKING:
     from daskmic.report.live import LiveReport
@@ -288,6 +290,15 @@ class _Stream:
         self.ready = []
         self.submitted.update({p: self.names[p] for p in paths})
         sources = [_source(p, self.names[p], self.config) for p in paths]
+        # an output that is an arriving file (a hard link into OUT): that micrograph fails alone
+        names = [s.micrograph for s in sources]
+        clash = dict(overwritten_inputs(self.out, self.config, names, [s.path for s in sources]))
+        sources = [
+            dataclasses.replace(s, error=f"{s.path}: output {clash[s.path]} is this file")
+            if s.path in clash
+            else s
+            for s in sources
+        ]
         return sorted(sources, key=attrgetter("micrograph"))
 
     def record(self, row: Row) -> None:
@@ -318,26 +329,34 @@ def _check_options(
     close_marker: str,
 ) -> None:
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        raise UsageError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     if not (math.isfinite(settle_seconds) and settle_seconds >= 0):
-        raise ValueError(f"settle_seconds must be a finite number >= 0, got {settle_seconds!r}")
+        raise UsageError(f"settle_seconds must be a finite number >= 0, got {settle_seconds!r}")
     if not (math.isfinite(poll_seconds) and poll_seconds > 0):
-        raise ValueError(f"poll_seconds must be a finite number > 0, got {poll_seconds!r}")
+        raise UsageError(f"poll_seconds must be a finite number > 0, got {poll_seconds!r}")
     if idle_timeout is not None and not idle_timeout > 0:
-        raise ValueError(f"idle_timeout must be > 0 seconds or None, got {idle_timeout!r}")
+        raise UsageError(f"idle_timeout must be > 0 seconds or None, got {idle_timeout!r}")
     if not close_marker or os.sep in close_marker:
-        raise ValueError(f"close_marker must be a file name, got {close_marker!r}")
+        raise UsageError(f"close_marker must be a file name, got {close_marker!r}")
 
 
 def _check_folders(folder: Path, out: Path) -> None:
     if not folder.is_dir():
-        raise FileNotFoundError(f"watched folder {folder} does not exist or is not a folder")
+        raise UsageError(f"watched folder {folder} does not exist or is not a folder")
     watched, output = os.path.realpath(folder), os.path.realpath(out)
     if _inside(watched, output):
-        raise ValueError(
+        raise UsageError(
             f"output folder {out} must not be the watched folder {folder} or contain it; "
             "choose another output folder (a subfolder of the watched folder is fine)"
         )
+    for location in output_locations(out):  # a symlink out of OUT into the watched folder
+        real = os.path.realpath(location)
+        if _inside(real, watched) and not _inside(real, output):
+            raise UsageError(
+                f"output {location} leads to {real}, inside the watched folder {folder}: the "
+                "outputs would land on watched files and be taken as input; choose another "
+                "output folder"
+            )
 
 
 def watch(
@@ -410,11 +429,10 @@ def watch(
 
     Raises
     ------
-    ValueError
-        Invalid options, an output folder that contains the watched folder, or one bound to
-        other parameters (unless ``overwrite``).
-    FileNotFoundError
-        If ``folder`` is not a folder.
+    UsageError
+        Before any work: invalid options, a ``folder`` that is not a folder, an output folder
+        that contains the watched folder or leads into it (a symlink), or one bound to other
+        parameters (unless ``overwrite``).
     """
     _check_options(batch_size, settle_seconds, poll_seconds, idle_timeout, close_marker)
     watched, out = Path(folder), Path(out_dir)

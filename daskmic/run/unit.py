@@ -23,6 +23,7 @@ from daskmic.io.thumbnails import make_thumbnail
 from daskmic.ops.kernel import compose
 from daskmic.preprocessing.pipeline import build_pipeline
 from daskmic.run.config import RunConfig
+from daskmic.run.layout import ZARR_NAME, defocus_path, mrc_path, psd_path
 from daskmic.run.manifest import Manifest
 from daskmic.tilt.angle import estimate_tilt
 from daskmic.tilt.defocus_map import save_defocus_map
@@ -31,7 +32,6 @@ from daskmic.tilt.screen import corner_regions, screen_windows
 from daskmic.tilt.summary import write_psd_png
 
 Row = dict[str, Any]
-ZARR_NAME = "micrographs.zarr"
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ def _preprocess_step(
     result = compose(pipeline.kernels)(image)
     if not np.isfinite(result).all():
         raise ValueError("preprocessing produced NaN/Inf pixels")
-    output = out / "mrc" / f"{micrograph}.mrc"
+    output = mrc_path(out, micrograph)
     label = _label("preprocess", config.preprocess.xmipp_compat)
     write_mrc(output, result, pipeline.output_pixel_size_A, label=label)
     if config.write_stack:
@@ -125,7 +125,7 @@ def _tilt_step(
     for window in windows:
         _check_pixels(window)
     result = screen_windows(windows, pixel_size_A, config.tilt)
-    psd = out / "psd" / f"{micrograph}.mrc"
+    psd = psd_path(out, micrograph)
     write_mrc(psd, result.psd_summary, 1.0, label=_label("tilt PSD", config.tilt.xmipp_compat))
     write_psd_png(psd.with_suffix(".png"), result.psd_summary)
     if config.write_stack:
@@ -141,7 +141,7 @@ def _angle_step(
 ) -> Row:
     optics = optics_for(config.optics, source.columns.get("rlnOpticsGroup"), Manifest(out).optics())
     result = estimate_tilt(pixels.whole(), pixel_size_A, **optics)
-    save_defocus_map(out / "defocus" / f"{source.micrograph}.json", result)
+    save_defocus_map(defocus_path(out, source.micrograph), result)
     return result.as_row()
 
 

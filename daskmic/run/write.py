@@ -17,6 +17,7 @@ import numpy as np
 import xarray as xr
 from distributed import Client
 
+from daskmic.errors import UsageError
 from daskmic.preprocessing.params import PreprocessParams
 from daskmic.run.config import RunConfig
 from daskmic.run.driver import RunSummary, bind, execute, sources_from
@@ -47,7 +48,7 @@ def _sources(micrographs: xr.DataArray | None, qc: xr.Dataset | None) -> list[So
         return sorted({s.micrograph: s for s in sources}.values(), key=lambda s: s.micrograph)
     assert micrographs is not None
     if "input_pixel_size_A" not in micrographs.coords:
-        raise ValueError(
+        raise UsageError(
             "write: the micrographs carry no 'input_pixel_size_A'; pass the "
             "result of daskmic.preprocess"
         )
@@ -89,11 +90,11 @@ def write(
         Every micrograph's row.
     """
     if micrographs is None and tilt is None:
-        raise ValueError("write: give preprocessed micrographs, a tilt screen, or both")
+        raise UsageError("write: give preprocessed micrographs, a tilt screen, or both")
     preprocess = None
     if micrographs is not None:
         if "parameters" not in micrographs.attrs:
-            raise ValueError(
+            raise UsageError(
                 "write: the micrographs record no preprocessing parameters; "
                 "pass the result of daskmic.preprocess"
             )
@@ -105,7 +106,7 @@ def write(
     )
     sources = _sources(micrographs, tilt)
     if not all(np.isfinite(s.pixel_size_A) for s in sources if not s.error):
-        raise ValueError(
+        raise UsageError(
             "write: some micrographs have no pixel size; open them with "
             "open_micrographs(..., pixel_size_A=...)"
         )

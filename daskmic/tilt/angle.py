@@ -61,7 +61,9 @@ works on ``(tiles × sectors × bins)`` profiles, a few MB.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -142,6 +144,20 @@ class TiltAngleResult:
             "angle_status": self.status,
             "angle_message": self.message,
         }
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any], **maps: Any) -> TiltAngleResult:
+        """The inverse of :meth:`as_row`; ``maps`` gives the non-scalar fields, if any.
+
+        Parameters
+        ----------
+        row : mapping
+            At least the :data:`ANGLE_COLUMNS` (other keys are ignored).
+        **maps
+            ``defocus_gradient`` and the ``patch_*`` arrays.
+        """
+        scalars = {name: row[name] for name in ANGLE_COLUMNS if not name.startswith("angle_")}
+        return cls(**scalars, status=row["angle_status"], message=row["angle_message"], **maps)
 
 
 def _auto_tile_px(shape: tuple[int, int]) -> int:
@@ -259,7 +275,7 @@ def estimate_tilt(
 
 
 def _predict(plane: PlaneFit, prof: SectorProfiles) -> np.ndarray:
-    return plane.coef[0] + prof.centers_A @ plane.coef[1:]
+    return plane.at(prof.centers_A)
 
 
 def _low_signal(prof: SectorProfiles, message: str) -> TiltAngleResult:
@@ -288,9 +304,11 @@ def _result(
         return _low_signal(prof, f"only {int(usable.sum())} of {n_tiles} tiles show Thon rings")
     g = plane.coef[1:]
     cov = plane.cov[1:, 1:]
-    g2 = float(g @ g)
-    magnitude = math.sqrt(max(g2 - float(np.trace(cov)), 0.0))
-    sigma = math.sqrt(float(g @ cov @ g) / g2) if g2 > 0 else math.sqrt(np.trace(cov) / 2)
+    g2 = float(g[0] * g[0] + g[1] * g[1])
+    trace = float(cov[0, 0] + cov[1, 1])
+    along = float(g[0] * g[0] * cov[0, 0] + 2 * g[0] * g[1] * cov[0, 1] + g[1] * g[1] * cov[1, 1])
+    magnitude = math.sqrt(max(g2 - trace, 0.0))
+    sigma = math.sqrt(along / g2) if g2 > 0 else math.sqrt(trace / 2)
     direction = math.degrees(math.atan2(g[1], g[0])) % 360.0
     half = math.hypot(*astig_ab_A)
     angle_u = 0.5 * math.degrees(math.atan2(astig_ab_A[1], astig_ab_A[0]))

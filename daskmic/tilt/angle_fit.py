@@ -85,7 +85,8 @@ def weighted_correlation(
 
     ``corr = Σ w x̃ ỹ / √(Σ w x̃² · Σ w ỹ²)`` with ``x̃, ỹ`` centred by their weighted means;
     the data rows and ``weights`` are over ``s_invA2`` (only bins with ``w > 0`` are used).
-    Returns ``(n_rows, n_defocus)`` float32.
+    Returns ``(n_rows, n_defocus)`` float64, the same bits whatever the BLAS (see
+    :func:`exact_unit_product`).
     """
     used = weights > 0
     w = weights[used] / weights[used].sum()
@@ -94,9 +95,29 @@ def weighted_correlation(
     x = (x - (x * w).sum(axis=-1, keepdims=True)) * root
     x /= np.maximum(np.sqrt((x * x).sum(axis=-1, keepdims=True)), 1e-30)
     model = ring_model(s_invA2[used], defocus_A, optics)
-    model = (model - w @ model) * root[:, None]
+    model = (model - (w[:, None] * model).sum(axis=0)) * root[:, None]
     model /= np.maximum(np.sqrt((model * model).sum(axis=0)), 1e-30)
-    return x.astype(np.float32) @ model.astype(np.float32)
+    return exact_unit_product(x, model)
+
+
+_FIXED_POINT = 2.0**26
+
+
+def exact_unit_product(rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """``rows @ columns`` for unit-norm rows and columns, bit-identical on any BLAS and CPU.
+
+    A matrix product's rounding depends on the order of its sums, which the BLAS picks by
+    kernel (CPU kind) and thread count: in float32 that moved a tilt angle by 1.5e-4° between
+    a one-thread and a two-thread run. Here both factors are rounded to multiples of
+    ``2⁻²⁶`` (an error below 1.5e-8 per element), so every product is a multiple of
+    ``2⁻⁵²`` below 1 in magnitude and, by Cauchy–Schwarz, every partial sum of a row
+    times a column is below ~1 too: it is an integer below ``2⁵³`` times ``2⁻⁵²`` and held
+    exactly in float64. Exact sums do not depend on their order, so the result does not
+    depend on the BLAS.
+    """
+    q_rows = np.round(np.asarray(rows, dtype=np.float64) * _FIXED_POINT) / _FIXED_POINT
+    q_columns = np.round(np.asarray(columns, dtype=np.float64) * _FIXED_POINT) / _FIXED_POINT
+    return q_rows @ q_columns
 
 
 def refine_peak(curve: np.ndarray, index: np.ndarray) -> np.ndarray:
@@ -109,6 +130,48 @@ def refine_peak(curve: np.ndarray, index: np.ndarray) -> np.ndarray:
     return index + np.clip(shift, -0.5, 0.5)
 
 
+def weighted_lstsq(
+    design: np.ndarray, values: np.ndarray, weights: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Minimise ``Σ w (v - D c)²``; returns ``c`` and ``(Dᵀ W D)⁻¹``, the same bits on any CPU.
+
+    Small problems (a few columns) solved by the normal equations with element-wise numpy
+    sums and Gaussian elimination (partial pivoting) instead of BLAS/LAPACK, whose rounding
+    depends on the CPU's kernels. The columns are scaled by powers of two (exactly) to unit
+    size first, which keeps the normal matrix well conditioned for centred coordinates. A
+    singular system falls back to the pseudo-inverse.
+    """
+    design = np.asarray(design, dtype=np.float64)
+    scale = np.exp2(np.ceil(np.log2(np.maximum(np.abs(design).max(axis=0), 1e-300))))
+    unit = design / scale
+    weighted = unit * np.asarray(weights, dtype=np.float64)[:, None]
+    normal = (weighted[:, :, None] * unit[:, None, :]).sum(axis=0)
+    rhs = (weighted * np.asarray(values, dtype=np.float64)[:, None]).sum(axis=0)
+    n = len(scale)
+    solved = _gauss_jordan(normal, np.column_stack([rhs, np.eye(n)]))
+    if solved is None:
+        inverse = np.linalg.pinv(normal)
+        solved = np.column_stack([inverse @ rhs, inverse])
+    return solved[:, 0] / scale, solved[:, 1:] / np.outer(scale, scale)
+
+
+def _gauss_jordan(matrix: np.ndarray, rhs: np.ndarray) -> np.ndarray | None:
+    """``matrix⁻¹ rhs`` by Gauss–Jordan elimination with partial pivoting; None if singular."""
+    a = np.column_stack([matrix, rhs]).astype(np.float64)
+    n = len(matrix)
+    tolerance = 1e-12 * max(float(np.abs(matrix).max()), 1e-300)
+    for col in range(n):
+        pivot = col + int(np.argmax(np.abs(a[col:, col])))
+        if abs(a[pivot, col]) <= tolerance:
+            return None
+        a[[col, pivot]] = a[[pivot, col]]
+        a[col] = a[col] / a[col, col]
+        for row in range(n):
+            if row != col:
+                a[row] = a[row] - a[row, col] * a[col]
+    return a[:, n:]
+
+
 @dataclass(frozen=True)
 class PlaneFit:
     """``Δf = c0 + gx·x + gy·y`` with its covariance, residuals and inliers."""
@@ -118,6 +181,16 @@ class PlaneFit:
     residuals: np.ndarray
     inliers: np.ndarray
     scale: float
+
+    def at(self, xy_A: np.ndarray) -> np.ndarray:
+        """The plane's defocus at the points ``xy_A`` (element-wise, no BLAS)."""
+        return plane_at(self.coef, xy_A)
+
+
+def plane_at(coef: np.ndarray, xy_A: np.ndarray) -> np.ndarray:
+    """``c0 + gx·x + gy·y`` at the points ``xy_A`` (element-wise: the same bits on any CPU)."""
+    xy = np.asarray(xy_A, dtype=np.float64).reshape(-1, 2)
+    return coef[0] + xy[:, 0] * coef[1] + xy[:, 1] * coef[2]
 
 
 def robust_plane(xy_A: np.ndarray, defocus_A: np.ndarray, *, iterations: int = 20) -> PlaneFit:
@@ -130,23 +203,21 @@ def robust_plane(xy_A: np.ndarray, defocus_A: np.ndarray, *, iterations: int = 2
     weights = np.ones(len(xy_A))
     coef = np.zeros(3)
     for _ in range(10):  # L1 start (IRLS on |r|)
-        sw = np.sqrt(weights)
-        coef = np.linalg.lstsq(design * sw[:, None], defocus_A * sw, rcond=None)[0]
-        weights = 1.0 / np.maximum(np.abs(defocus_A - design @ coef), 1.0)
+        coef = weighted_lstsq(design, defocus_A, weights)[0]
+        weights = 1.0 / np.maximum(np.abs(defocus_A - plane_at(coef, xy_A)), 1.0)
     scale = 1.0
     for _ in range(iterations):
-        residuals = defocus_A - design @ coef
+        residuals = defocus_A - plane_at(coef, xy_A)
         scale = max(1.4826 * float(np.median(np.abs(residuals))), 1.0)
         u = residuals / (4.685 * scale)
         weights = np.where(np.abs(u) < 1, (1 - u * u) ** 2, 0.0)
         if np.count_nonzero(weights) < 4:
             break
-        sw = np.sqrt(weights)
-        coef = np.linalg.lstsq(design * sw[:, None], defocus_A * sw, rcond=None)[0]
-    residuals = defocus_A - design @ coef
+        coef = weighted_lstsq(design, defocus_A, weights)[0]
+    residuals = defocus_A - plane_at(coef, xy_A)
     inliers = weights > 0
     dof = max(int(inliers.sum()) - 3, 1)
     sigma2 = float((residuals[inliers] ** 2).sum()) / dof
-    inlier_design = design[inliers]
-    cov = sigma2 * np.linalg.pinv(inlier_design.T @ inlier_design)
+    normal_inverse = weighted_lstsq(design, defocus_A, inliers.astype(np.float64))[1]
+    cov = sigma2 * normal_inverse
     return PlaneFit(coef=coef, cov=cov, residuals=residuals, inliers=inliers, scale=scale)

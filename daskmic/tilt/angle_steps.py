@@ -27,6 +27,7 @@ from daskmic.tilt.angle_fit import (
     refine_peak,
     robust_plane,
     weighted_correlation,
+    weighted_lstsq,
 )
 from daskmic.tilt.angle_spectra import SectorProfiles
 from daskmic.tilt.ctf import Optics
@@ -169,9 +170,10 @@ def astigmatism(
     angle = prof.sector_angle_rad
     design = np.column_stack([np.ones_like(angle), np.cos(2 * angle), np.sin(2 * angle)])
     weight = np.clip(scores.max(axis=1), 0.0, None)
-    coef = np.linalg.lstsq(design * weight[:, None], delta * weight, rcond=None)[0]
+    coef = weighted_lstsq(design, delta, weight * weight)[0]
     astig = (float(coef[1]), float(coef[2]))
-    source = phase_matched_s(s[None, :], d_ref, d_ref + design[:, 1:] @ coef[1:, None], optics)
+    offset = design[:, 1] * coef[1] + design[:, 2] * coef[2]
+    source = phase_matched_s(s[None, :], d_ref, d_ref + offset[:, None], optics)
     total = interp_matrix(s, source) @ aligned.ravel()
     return astig, ring_amplitude(total, d_ref, prof, optics), d_ref
 

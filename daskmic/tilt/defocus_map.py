@@ -43,13 +43,8 @@ def load_defocus_map(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def result_from_map(payload: dict[str, Any]) -> TiltAngleResult:
     """Rebuild the :class:`TiltAngleResult` a saved map came from (for plots)."""
-    scalars = {
-        name: payload[name] for name in TiltAngleResult.__dataclass_fields__ if name in payload
-    }
-    return TiltAngleResult(
-        **scalars,
-        status=payload["angle_status"],
-        message=payload.get("angle_message", ""),
+    return TiltAngleResult.from_row(
+        payload,
         defocus_gradient=tuple(float(g) for g in payload["defocus_gradient"]),
         patch_centers_A=np.asarray(payload["patch_centers_A"], float).reshape(-1, 2),
         patch_defocus_A=np.asarray(payload["patch_defocus_A"], float),

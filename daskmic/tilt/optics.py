@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from daskmic.errors import UsageError
+
 
 @dataclass(frozen=True)
 class Optics:
@@ -29,9 +31,9 @@ class Optics:
 
     def __post_init__(self) -> None:
         if self.voltage_kV is not None and not self.voltage_kV > 0:
-            raise ValueError(f"voltage_kV must be > 0, got {self.voltage_kV}")
+            raise UsageError(f"voltage_kV must be > 0, got {self.voltage_kV}")
         if self.amplitude_contrast is not None and not 0 <= self.amplitude_contrast <= 1:
-            raise ValueError(f"amplitude_contrast must be in [0, 1], got {self.amplitude_contrast}")
+            raise UsageError(f"amplitude_contrast must be in [0, 1], got {self.amplitude_contrast}")
 
 
 ANGLE_OPTICS_DEFAULTS = {
