@@ -371,10 +371,12 @@ def _cluster_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _report(summary: Any) -> int:
-    from daskmic.run.progress import print_summary
+def _report(summary: Any, config: RunConfig) -> int:
+    from daskmic.run.progress import print_screen, print_summary
 
     print_summary(summary)
+    if config.tilt is not None:
+        print_screen(summary, config.tilt)
     if summary.report is not None:
         print(f"report in {summary.report}")
     return EXIT_FAILED if summary.failed else EXIT_OK
@@ -415,7 +417,7 @@ def _run_batch(args: argparse.Namespace, inputs: Any, output: str, config: RunCo
             on_row=print_row,
             report=not args.no_report,
         )
-    return _report(summary)
+    return _report(summary, config)
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -467,14 +469,18 @@ def _dispatch(args: argparse.Namespace) -> int:
                 on_row=print_row,
                 report=not args.no_report,
             )
-        return _report(summary)
+        return _report(summary, config)
     if args.command == "demo":
         with _cluster(args) as client:
             summary = daskmic.demo(
                 args.output, micrographs=args.micrographs, on_row=print_row, client=client
             )
         _write_report(str(summary.out_dir), False)
-        return _report(summary)
+        from daskmic.run.demo import DEMO_CONFIG, truth_note
+
+        code = _report(summary, DEMO_CONFIG)
+        print(truth_note(args.output))
+        return code
     raise UsageError(f"unknown command {args.command}")
 
 
