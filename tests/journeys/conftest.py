@@ -70,12 +70,20 @@ def cluster_options(client) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def daskmic() -> Callable[..., subprocess.CompletedProcess]:
-    """Run the ``daskmic`` console script of this environment on this checkout, as a user."""
+def daskmic_command() -> tuple[list[str], dict[str, str]]:
+    """The ``daskmic`` console script of this environment on this checkout, and its
+    environment."""
     script = Path(sys.executable).with_name("daskmic")
     command = [str(script)] if script.exists() else [sys.executable, "-m", "daskmic.cli"]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return command, env
+
+
+@pytest.fixture(scope="session")
+def daskmic(daskmic_command) -> Callable[..., subprocess.CompletedProcess]:
+    """Run the ``daskmic`` console script of this environment on this checkout, as a user."""
+    command, env = daskmic_command
 
     def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
         return subprocess.run(
