@@ -23,10 +23,11 @@ from daskmic.tilt.params import TiltParams
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
+# One line per code, all equally indented: the terminal shows it as is, and the documentation
+# (which reads it as reStructuredText) as a definition list.
 EPILOG = """exit codes:
   0  every micrograph done
-  1  some micrographs failed: each has its reason in the tables (micrographs.csv, tilt.csv);
-     the others are written
+  1  some micrographs failed, each with its reason in the tables; the others are written
   2  usage error (invalid option, input or output folder): refused before any work
   3  internal error: the run stopped on an unexpected error, printed with its traceback
 """
@@ -262,7 +263,11 @@ def _watch_parser(commands: Any) -> None:
     watch = commands.add_parser(
         "watch", help="process micrographs as they arrive in a folder (streaming)"
     )
-    watch.add_argument("folder", help="the folder the microscope writes to")
+    watch.add_argument(
+        "folder",
+        help="the folder the microscope writes to, or a Scipion set (.sqlite) to follow "
+        "until it is closed",
+    )
     stream = watch.add_argument_group("stream")
     stream.add_argument(
         "--batch-size",
@@ -275,7 +280,7 @@ def _watch_parser(commands: Any) -> None:
         "--pattern",
         default="*.mrc",
         metavar="P",
-        help="files to take, relative to FOLDER; ** recurses (default *.mrc)",
+        help="glob of the files to take, relative to FOLDER; ** recurses (default: the .mrc files)",
     )
     stream.add_argument(
         "--close-marker",

@@ -17,6 +17,7 @@ from daskmic.cli import build_parser, main
 from daskmic.datasets import synthesize_micrograph
 from daskmic.errors import UsageError
 from daskmic.io.mrc_write import write_mrc
+from daskmic.io.scipion import read_set
 from daskmic.preprocessing.params import PreprocessParams
 from daskmic.run.config import RunConfig
 from daskmic.run.stream import Arrivals, watch
@@ -166,7 +167,11 @@ def _produce(folder: Path, files: dict[str, bytes], pieces: int, pause_s: float)
 
 
 def _table(out: Path, name: str, roots: list[Path]) -> str:
-    text = (out / name).read_text()
+    if name.endswith(".sqlite"):  # a Scipion set: its items and properties (not creation times)
+        scipion_set = read_set(out / name)
+        text = scipion_set.items.to_csv() + repr(sorted(scipion_set.properties.items()))
+    else:
+        text = (out / name).read_text()
     for root in roots:
         text = text.replace(str(root), "OUT")
     return text

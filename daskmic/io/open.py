@@ -178,23 +178,34 @@ def catalogue_micrographs(
     rows = list(range(len(headers)))
     readable = [r for r in rows if isinstance(headers[r], MicrographHeader)]
     sizes = dict(zip(readable, _pixel_sizes(listing, headers, readable, given), strict=True))
-    carried = (
-        {}
-        if listing.table is None
-        else {name: values for name, (_, values) in _carried_coords(listing.table, rows).items()}
-    )
+    columns = carried_columns(listing, rows)
     entries = [
         CatalogueEntry(
             micrograph=names[r],
             path=str(listing.paths[r]),
             shape=None if r not in sizes else tuple(headers[r].shape),
             pixel_size_A=float(sizes.get(r, np.nan)),
-            columns={name: _plain(values[r]) for name, values in carried.items()},
+            columns=columns[r],
             error=_problem(headers[r], None),
         )
         for r in rows
     ]
-    return entries, _jsonable(listing.optics)
+    return entries, optics_rows(listing)
+
+
+def carried_columns(listing: Listing, rows: list[int]) -> list[dict[str, Any]]:
+    """Per listed row, its table columns as a run carries them (named as coordinates)."""
+    if listing.table is None:
+        return [{} for _ in rows]
+    coords = _carried_coords(listing.table, rows)
+    return [
+        {name: _plain(values[i]) for name, (_, values) in coords.items()} for i in range(len(rows))
+    ]
+
+
+def optics_rows(listing: Listing) -> list[dict]:
+    """The listing's input optics groups as JSON-ready rows (empty without a table)."""
+    return _jsonable(listing.optics)
 
 
 def _plain(value: Any) -> Any:
@@ -239,10 +250,13 @@ def open_micrographs(
         A file, a folder (its ``.mrc``/``.mrcs``/``.tif``/``.tiff`` files), a glob (``**``
         recurses, e.g. ``"GridSquare_*/Data/*.mrc"``), a list of those, or one table: a RELION
         ``.star`` (``data_optics`` + ``data_micrographs``; ``rlnMicrographName`` relative to the
-        working directory), an Xmipp ``.xmd`` or a ``.csv`` with a ``path``,
-        ``rlnMicrographName`` or ``micrograph_path`` column. Or a daskmic results store
-        (``OUT/micrographs.zarr``): its processed micrographs, read from their OME-NGFF
-        images (:func:`daskmic.io.open_images` gives every image whatever its shape).
+        working directory), an Xmipp ``.xmd``, a ``.csv`` with a ``path``,
+        ``rlnMicrographName`` or ``micrograph_path`` column, or a Scipion ``SetOfMicrographs``
+        ``.sqlite`` (enabled items; paths relative to the project folder; sampling rate and
+        acquisition as ``optics``; item attributes as coordinates, e.g. ``scipion_id``). Or a
+        daskmic results store (``OUT/micrographs.zarr``): its processed micrographs, read from
+        their OME-NGFF images (:func:`daskmic.io.open_images` gives every image whatever its
+        shape).
     pixel_size_A : float, optional
         Pixel size in ångström for every micrograph; overrides tables and headers.
     chunks : dict, optional
@@ -268,6 +282,19 @@ def open_micrographs(
         Nothing found, or an unusable table.
     ValueError
         Invalid ``pixel_size_A`` or ``chunks``.
+
+    Examples
+    --------
+    >>> import daskmic as dm
+    >>> from daskmic.datasets import make_dataset
+    >>> truth = make_dataset("raw", n=2, shape=(256, 256), pixel_size_A=1.5)
+    >>> mics = dm.open_micrographs("raw/*.mrc")   # headers now, pixels when computed
+    >>> mics.dims, mics.sizes["micrograph"]
+    (('micrograph', 'y', 'x'), 2)
+    >>> list(mics["micrograph"].values), float(mics["pixel_size_A"][0])
+    (['mic_000', 'mic_001'], 1.5)
+    >>> mics.attrs["failed"]
+    []
     """
     given = _check_pixel_size(pixel_size_A)
     if isinstance(source, str | os.PathLike) and _is_zarr_store(Path(source)):

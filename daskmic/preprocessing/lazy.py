@@ -83,8 +83,8 @@ def preprocess(
     """Preprocess a stack of micrographs lazily, in the protocol's order.
 
     Each option is off when ``None``/``False``, takes the protocol's default when ``True``,
-    and otherwise its value (see :class:`PreprocessParams`). Parameters are checked against
-    the stack's shape and pixel sizes before anything runs.
+    and otherwise its value (see :class:`~daskmic.preprocessing.params.PreprocessParams`).
+    Parameters are checked against the stack's shape and pixel sizes before anything runs.
 
     Parameters
     ----------
@@ -92,7 +92,7 @@ def preprocess(
         Dims ``("micrograph", "y", "x")``, as :func:`daskmic.open_micrographs` returns, with a
         per-micrograph ``pixel_size_A`` coordinate (NaN where unknown).
     crop, log, bad_pixels, invert, downsample, denoise, gaussian, highpass, lowpass, normalize
-        The protocol's steps; see :class:`PreprocessParams`.
+        The protocol's steps; see :class:`~daskmic.preprocessing.params.PreprocessParams`.
     xmipp_compat : bool
         Reproduce the reference's quirks.
     highpass_A, lowpass_A : tuple of float or float, optional
@@ -111,6 +111,23 @@ def preprocess(
     ValueError
         For invalid parameters, parameters that do not fit the stack, no enabled step, or an
         empty stack.
+
+    Examples
+    --------
+    A stack in memory works as well as one opened from files:
+
+    >>> import numpy as np
+    >>> import xarray as xr
+    >>> import daskmic as dm
+    >>> counts = np.random.default_rng(0).poisson(100.0, (2, 256, 256)).astype(np.float32)
+    >>> coords = {"micrograph": ["a", "b"], "pixel_size_A": ("micrograph", [1.0, 1.0])}
+    >>> mics = xr.DataArray(counts, dims=("micrograph", "y", "x"), coords=coords)
+    >>> out = dm.preprocess(mics, crop=True, downsample=2.0, normalize=True)   # lazy
+    >>> out.shape, float(out["pixel_size_A"][0]), out.attrs["crop_px"]
+    ((2, 118, 118), 2.0, 10)
+    >>> first = out[0].compute()
+    >>> abs(float(first.mean())) < 1e-6, round(float(first.std()), 6)
+    (True, 1.0)
     """
     params = PreprocessParams.from_options(
         crop=crop,

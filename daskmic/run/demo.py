@@ -49,12 +49,22 @@ def demo(
     Preprocessing with the protocol's typical settings and the tilt-analysis screen run on
     an embedded local dask cluster (or the one ``cluster_options`` name). The dataset mixes
     untilted and tilted micrographs (2 Å/px) with hot and dead pixels and an
-    illumination gradient; its truth is in :func:`truth_path`, ``out_dir/raw/truth.csv``.
+    illumination gradient; its truth is in ``out_dir/raw/truth.csv``.
 
     Returns
     -------
     RunSummary
         Every micrograph's row; the outputs are under ``out_dir/results``.
+
+    Examples
+    --------
+    >>> import daskmic as dm
+    >>> summary = dm.demo("daskmic-demo", micrographs=2, shape=(700, 700), workers=1,
+    ...                   dashboard=False, quiet=True)
+    >>> sorted(summary.counts())[0] in ("accepted", "discarded")
+    True
+    >>> (summary.out_dir / "micrographs.star").is_file()
+    True
     """
     raw = Path(out_dir) / "raw"
     if not truth_path(out_dir).exists():

@@ -229,7 +229,7 @@ def run_batch(
     config : RunConfig
         Steps and options.
     client : distributed.Client, optional
-        Where to run; by default a cluster is started with :func:`daskmic.cluster.client.connect`.
+        Where to run; by default a cluster is started with :func:`daskmic.connect`.
     overwrite : bool
         Restart a folder that holds a run made with other parameters.
     limit : int, optional
@@ -249,12 +249,27 @@ def run_batch(
     cluster : str
         Cluster kind or scheduler address when no ``client`` is given.
     **cluster_options
-        Passed to :func:`daskmic.cluster.client.connect`.
+        Passed to :func:`daskmic.connect`.
 
     Returns
     -------
     RunSummary
         Every micrograph's row.
+
+    Examples
+    --------
+    >>> import daskmic as dm
+    >>> from daskmic.datasets import make_dataset
+    >>> from daskmic.preprocessing.params import PreprocessParams
+    >>> truth = make_dataset("raw", n=2, shape=(256, 256), pixel_size_A=1.0)
+    >>> config = dm.RunConfig(preprocess=PreprocessParams.from_options(crop=True, invert=True))
+    >>> summary = dm.run_batch("raw/*.mrc", "results", config, workers=1, dashboard=False,
+    ...                        quiet=True)
+    >>> summary.counts()
+    {'done': 2}
+    >>> dm.run_batch("raw/*.mrc", "results", config, workers=1, dashboard=False,
+    ...              quiet=True).counts()   # resumes: nothing left to do
+    {'done': 2}
     """
     sources, digest = prepare(inputs, out_dir, config, overwrite=overwrite, limit=limit)
     live = None

@@ -142,18 +142,18 @@ class Feeder:
             self._publish()
         return rows
 
-    def catch_up(self) -> None:
-        """Rebuild now if completions are unpublished and a rebuild is due.
+    def flush(self) -> None:
+        """Rebuild the tables (stream still open) if micrographs completed since the last time.
 
-        A stream calls it while it waits for arrivals: the workers are idle then, so the
-        tables (and the live page) follow a slow microscope at no cost to the processing.
+        Streaming calls it while waiting for arrivals, so what is done is visible downstream
+        (a follower of ``micrographs.sqlite``) without waiting for the next batch.
         """
-        if self._since_publish and monotonic() >= self._next_publish:
+        if self._since_publish and not self.busy:
             self._publish()
 
     def _publish(self) -> None:
         started = monotonic()
-        publish(Path(self.out_dir), self.config)
+        publish(Path(self.out_dir), self.config, stream_open=True)
         if self.on_publish is not None:
             self.on_publish()
         finished = monotonic()

@@ -88,6 +88,19 @@ def write(
     -------
     RunSummary
         Every micrograph's row.
+
+    Examples
+    --------
+    >>> from pathlib import Path
+    >>> import daskmic as dm
+    >>> from daskmic.datasets import make_dataset
+    >>> truth = make_dataset("raw", n=2, shape=(256, 256), pixel_size_A=1.0)
+    >>> out = dm.preprocess(dm.open_micrographs("raw/*.mrc"), crop=True, downsample=2.0)
+    >>> summary = dm.write(out, "results", workers=1, dashboard=False, quiet=True)
+    >>> summary.counts()
+    {'done': 2}
+    >>> sorted(p.name for p in Path("results/mrc").iterdir())
+    ['mic_000.mrc', 'mic_001.mrc']
     """
     if micrographs is None and tilt is None:
         raise UsageError("write: give preprocessed micrographs, a tilt screen, or both")

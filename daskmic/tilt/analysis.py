@@ -185,6 +185,23 @@ def tilt_analysis(
     ValueError
         Before any work starts, on invalid parameters or parameters that no micrograph of the
         set can support.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import xarray as xr
+    >>> import daskmic as dm
+    >>> from daskmic.datasets import synthesize_micrograph
+    >>> images = [synthesize_micrograph((1024, 1024), pixel_size_A=2.0, phase_std=0.3,
+    ...                                 tilt_angle_deg=tilt, seed=1)[0] for tilt in (0.0, 60.0)]
+    >>> mics = xr.DataArray(np.stack(images), dims=("micrograph", "y", "x"),
+    ...                     coords={"micrograph": ["flat", "tilted"],
+    ...                             "pixel_size_A": ("micrograph", [2.0, 2.0])})
+    >>> qc = dm.tilt_analysis(mics, resolution=3.0).compute()
+    >>> qc["status"].values.tolist(), qc["window_size_px"].values.tolist()
+    (['accepted', 'discarded'], [256, 256])
+    >>> bool(qc["tilt_std_corr"][0] < qc["tilt_std_corr"][1])
+    True
     """
     params = TiltParams(
         window_size=window_size,

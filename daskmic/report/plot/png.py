@@ -1,5 +1,5 @@
-"""PNG bytes of figures, for pages that embed them (no files, no pyplot); grey images are
-:func:`daskmic.io.png.grey_png`'s."""
+""""PNG bytes of figures, for pages that embed them (no files, no pyplot); grey images are
+``daskmic.io.png.grey_png``'s."""
 
 from __future__ import annotations
 
