@@ -19,6 +19,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check daskmic tests benchmarks
+	$(BIN)/mypy daskmic
 	$(BIN)/pytest
 
 docs: $(STAMP)

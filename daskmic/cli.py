@@ -12,7 +12,6 @@ import sys
 import traceback
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from functools import partial
 from typing import Any
 
 from daskmic.errors import UsageError
@@ -212,13 +211,19 @@ def _cluster_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose help ends with the exit codes (for the command and each step)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("epilog", EPILOG)
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the ``daskmic`` argument parser."""
-    with_codes = partial(
-        argparse.ArgumentParser, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser = with_codes(prog="daskmic", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=with_codes)
+    parser = _Parser(prog="daskmic", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     pre = commands.add_parser("preprocess", help="preprocess micrographs")
     pre.add_argument("inputs", nargs="+", help="files, globs, folders or a STAR/xmd/CSV table")
     _preprocess_options(pre)

@@ -373,7 +373,7 @@ def _star_name(path: Path) -> str:
 
 
 def _write_star(folder: Path, table: pd.DataFrame, optics: dict[str, float]) -> None:
-    import starfile
+    from daskmic.io.tables import write_star
 
     optics_block = pd.DataFrame(
         {
@@ -395,8 +395,7 @@ def _write_star(folder: Path, table: pd.DataFrame, optics: dict[str, float]) -> 
             "rlnDefocusAngle": table["astigmatism_angle_deg"],
         }
     )
-    with atomic_path(folder / "micrographs.star") as tmp:
-        starfile.write({"optics": optics_block, "micrographs": mics}, tmp)
+    write_star(folder / "micrographs.star", mics, optics_block)
 
 
 def make_dataset(

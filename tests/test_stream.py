@@ -255,6 +255,24 @@ def test_names_follow_the_whole_set_whatever_the_arrival_order(tmp_path, client,
         ).read_bytes()
 
 
+def test_an_arriving_file_the_tables_cannot_name_fails_alone(tmp_path, client, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "session"
+    folder.mkdir()
+    (folder / "#good;one.mrc").write_bytes(_mrc_bytes(tmp_path, 30))
+    (folder / "it's.mrc").write_bytes(_mrc_bytes(tmp_path, 31))
+    out = tmp_path / "out"
+    config = RunConfig(preprocess=PREPROCESS)
+    options = {"settle_seconds": 0.0, "poll_seconds": 0.05, "idle_timeout": 0.3, "client": client}
+    summary = watch(folder, out, config, **options)
+    rows = {row["micrograph"]: row for row in summary.rows}
+    assert rows["#good;one"]["status"] == "done"
+    assert rows["it's"]["status"] == "failed"
+    assert rows["it's"]["error"].startswith("micrograph file \"session/it's.mrc\" cannot be")
+    names = daskmic.open_micrographs(out / "micrographs.star").micrograph.values.tolist()
+    assert names == ["#good;one"]
+
+
 # --- the command line ------------------------------------------------------------------------
 
 

@@ -21,6 +21,7 @@ from dask.base import tokenize
 from daskmic.io.errors import MicrographError
 from daskmic.io.header import MicrographHeader
 from daskmic.io.lazy import LazyMicrographStack
+from daskmic.io.origin import record
 from daskmic.io.readers import read_header
 from daskmic.io.sources import Listing, Source, list_source, unique_names
 
@@ -176,14 +177,14 @@ def catalogue_micrographs(
     names = unique_names(listing.paths, listing.root)
     headers = _read_headers(listing.paths)
     rows = list(range(len(headers)))
-    readable = [r for r in rows if isinstance(headers[r], MicrographHeader)]
-    sizes = dict(zip(readable, _pixel_sizes(listing, headers, readable, given), strict=True))
+    readable = {r: h for r, h in enumerate(headers) if isinstance(h, MicrographHeader)}
+    sizes = dict(zip(readable, _pixel_sizes(listing, headers, list(readable), given), strict=True))
     columns = carried_columns(listing, rows)
     entries = [
         CatalogueEntry(
             micrograph=names[r],
             path=str(listing.paths[r]),
-            shape=None if r not in sizes else tuple(headers[r].shape),
+            shape=readable[r].shape if r in readable else None,
             pixel_size_A=float(sizes.get(r, np.nan)),
             columns=columns[r],
             error=_problem(headers[r], None),
@@ -224,11 +225,13 @@ def _open_store(
     stack = open_pixels(store)
     if pixel_size_A is not None:
         sizes = np.full(stack.sizes["micrograph"], pixel_size_A)
+        _, ny, nx = stack.shape
         stack = stack.assign_coords(
-            pixel_size_A=("micrograph", sizes), **spatial_coords(*stack.shape[1:], sizes)
+            {"pixel_size_A": ("micrograph", sizes), **spatial_coords(ny, nx, sizes)}
         )
     if chunks is not None:
-        stack = stack.chunk(_check_chunks(chunks, stack.shape))
+        count, ny, nx = stack.shape
+        stack = stack.chunk(_check_chunks(chunks, (count, ny, nx)))
     return stack
 
 
@@ -274,7 +277,8 @@ def open_micrographs(
         ``input_<name>`` for a column called ``micrograph``, ``path``, ``pixel_size_A``, ``y``
         or ``x``). Attributes: ``source``, ``failed`` (list of ``{"micrograph", "path",
         "error"}``; ``error`` is the problem, without the path), ``optics`` (the input
-        ``data_optics`` rows, possibly empty).
+        ``data_optics`` rows, possibly empty), ``daskmic_origin`` (see
+        ``daskmic.io.origin``).
 
     Raises
     ------
@@ -312,7 +316,7 @@ def open_micrographs(
             rows.append(row)
             continue
         failed.append({"micrograph": name, "path": str(listing.paths[row]), "error": problem})
-    kept = [headers[r] for r in rows]
+    kept = [h for h in (headers[r] for r in rows) if isinstance(h, MicrographHeader)]
     ny, nx = shape or (0, 0)
     dtype = np.result_type(*(h.dtype for h in kept)) if kept else np.dtype(np.float32)
     paths = [str(listing.paths[r]) for r in rows]
@@ -339,4 +343,5 @@ def open_micrographs(
         "failed": failed,
         "optics": _jsonable(listing.optics),
     }
-    return xr.DataArray(data, dims=DIMS, coords=coords, attrs=attrs, name="micrographs")
+    opened = xr.DataArray(data, dims=DIMS, coords=coords, attrs=attrs, name="micrographs")
+    return record(opened, "files")

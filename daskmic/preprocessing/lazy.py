@@ -14,6 +14,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
+from daskmic.io.origin import origin_kind, record
 from daskmic.ops.kernel import Kernel
 from daskmic.ops.lift import lift
 from daskmic.preprocessing.params import ORDER, PreprocessParams
@@ -104,7 +105,9 @@ def preprocess(
         Lazy float32 stack (whole frames per chunk after any full-frame step) with the input's
         per-micrograph coordinates, ``pixel_size_A`` updated, ``y``/``x`` giving each output
         sample's position in the input's units, and attrs ``parameters`` (JSON-able),
-        ``crop_px`` and ``xmipp_compat``.
+        ``crop_px``, ``xmipp_compat`` and, when ``mics`` holds files as opened by
+        :func:`daskmic.open_micrographs` (or a selection of them), ``daskmic_origin``, which
+        :func:`daskmic.write` needs (see ``daskmic.io.origin``).
 
     Raises
     ------
@@ -161,7 +164,7 @@ def preprocess(
     else:
         data = _apply(first.kernels, stack)
     coords: dict[str, Any] = {
-        name: coord for name, coord in mics.coords.items() if set(coord.dims) <= {"micrograph"}
+        str(name): coord for name, coord in mics.coords.items() if set(coord.dims) <= {"micrograph"}
     }
     coords["pixel_size_A"] = ("micrograph", [pipelines[k].output_pixel_size_A for k in keys])
     coords["input_pixel_size_A"] = ("micrograph", np.asarray(mics["pixel_size_A"].values, float))
@@ -176,4 +179,5 @@ def preprocess(
         "crop_px": first.crop_px,
         "xmipp_compat": params.xmipp_compat,
     }
-    return xr.DataArray(data, dims=DIMS, coords=coords, attrs=attrs, name=mics.name)
+    result = xr.DataArray(data, dims=DIMS, coords=coords, attrs=attrs, name=mics.name)
+    return record(result, "preprocess" if origin_kind(mics) == "files" else None)

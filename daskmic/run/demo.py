@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from daskmic.datasets import make_dataset
 from daskmic.preprocessing.params import TYPICAL_SETTINGS
@@ -16,13 +16,19 @@ from daskmic.tilt.params import TiltParams
 DEMO_TILTS_DEG = (0.0, 60.0, 0.0, 20.0, 0.0, 65.0, 0.0, 40.0)
 """Specimen tilts of the demo set: untilted micrographs mixed with mildly and badly tilted ones."""
 
-DEMO_MICROGRAPHS = {
-    "pixel_size_A": 2.0,
-    "phase_std": 0.3,
-    "hot_pixels": 20,
-    "dead_pixels": 20,
-    "gradient": 0.1,
-}
+class _MicrographOptions(TypedDict):
+    """The :func:`daskmic.datasets.make_dataset` options the demo sets."""
+
+    pixel_size_A: float
+    phase_std: float
+    hot_pixels: int
+    dead_pixels: int
+    gradient: float
+
+
+DEMO_MICROGRAPHS = _MicrographOptions(
+    pixel_size_A=2.0, phase_std=0.3, hot_pixels=20, dead_pixels=20, gradient=0.1
+)
 """How the demo's micrographs are made (:func:`daskmic.datasets.make_dataset` options)."""
 
 DEMO_CONFIG = RunConfig(preprocess=TYPICAL_SETTINGS, tilt=TiltParams())

@@ -25,7 +25,7 @@ from daskmic.run.config import RunConfig
 from daskmic.run.feeder import Feeder
 from daskmic.run.layout import refuse_overwriting_inputs
 from daskmic.run.manifest import Manifest
-from daskmic.run.publish import publish
+from daskmic.run.publish import check_table_names, publish
 from daskmic.run.unit import Row, Source
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from daskmic.report.live import LiveReport
 
 
-def sources_from(mics: xr.DataArray) -> list[Source]:
+def sources_from(mics: xr.DataArray | xr.Dataset) -> list[Source]:
     """List the micrographs of an opened set, error rows included, sorted by name."""
     carried = [
         name
@@ -46,7 +46,7 @@ def sources_from(mics: xr.DataArray) -> list[Source]:
             micrograph=str(name),
             path=str(mics["path"].values[i]),
             pixel_size_A=float(mics["pixel_size_A"].values[i]),
-            columns={c: _plain(mics[c].values[i]) for c in carried},
+            columns={str(c): _plain(mics[c].values[i]) for c in carried},
         )
         for i, name in enumerate(mics["micrograph"].values)
     ]
@@ -132,8 +132,8 @@ def prepare(
         sources = sources[:limit]
     wanted = {s.micrograph for s in sources}
     good = [e for e in entries if not e.error and e.micrograph in wanted]
-    shapes = [e.shape for e in good]
-    pixel_sizes = [config.pixel_size_A or e.pixel_size_A for e in good]
+    shapes = [e.shape for e in good if e.shape is not None]  # readable, so all have one
+    pixel_sizes = [config.pixel_size_A or e.pixel_size_A for e in good if e.shape is not None]
     if config.preprocess is not None:
         for shape in sorted(set(shapes)):
             config.preprocess.validate(shape)
@@ -168,9 +168,11 @@ def bind(
     Raises
     ------
     UsageError
-        If the folder holds a run made with other parameters (unless ``overwrite``) or an
-        output would land on an input.
+        If the folder holds a run made with other parameters (unless ``overwrite``), an
+        output would land on an input, or a path or name cannot be written to the tables (see
+        :func:`daskmic.run.publish.check_table_names`).
     """
+    check_table_names(out_dir, sources)
     read = [*(s.path for s in sources), *inputs]
     refuse_overwriting_inputs(out_dir, config, [s.micrograph for s in sources], read)
     manifest = Manifest(Path(out_dir))

@@ -171,9 +171,9 @@ def overwritten_inputs(
         folders[folder] = path, os.path.realpath(path), os.path.isdir(path)
     for folder, name in files:
         path, resolved, exists = folders[folder]
-        ident = _identity(os.path.join(path, name)) if exists else None
-        if ident is not None:
-            hits = by_identity.get(ident, [])
+        found = _identity(os.path.join(path, name)) if exists else None
+        if found is not None:
+            hits = by_identity.get(found, [])
         else:
             hits = by_real.get(os.path.join(resolved, name), [])
         conflicts += [(hit, os.path.join(path, name)) for hit in hits]

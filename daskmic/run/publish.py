@@ -18,11 +18,14 @@ import pandas as pd
 from daskmic.errors import UsageError
 from daskmic.io import optics_table, write_csv, write_results, write_star, write_xmd
 from daskmic.io.atomic import write_bytes_atomic
+from daskmic.io.star import check_star_text
 from daskmic.io.tables import OPTICS_COLUMNS
 from daskmic.run.config import RunConfig
-from daskmic.run.layout import SET_NAMES
+from daskmic.run.layout import SET_NAMES, mrc_path
 from daskmic.run.manifest import Manifest
 from daskmic.run.publish_sets import write_preprocess_set, write_tilt_set
+from daskmic.run.unit import Source
+from daskmic.tilt.params import TiltParams
 from daskmic.tilt.select import split
 
 LEADING = [
@@ -61,6 +64,30 @@ def _ordered(table: pd.DataFrame, leading: list[str]) -> pd.DataFrame:
 def _project_path(path: str) -> str:
     """A path relative to the working directory (RELION's project convention)."""
     return os.path.relpath(path, Path.cwd())
+
+
+def check_table_names(out_dir: str | os.PathLike[str], sources: list[Source]) -> None:
+    """Refuse, before any work, paths the STAR and ``.xmd`` tables could not hold.
+
+    The tables name each micrograph by its input path or ``rlnMicrographName`` and by its
+    output's path, relative to the working directory (RELION's convention); see
+    :func:`daskmic.io.star.star_text_problem`.
+
+    Raises
+    ------
+    UsageError
+        Naming the first path that cannot be written.
+    """
+    try:
+        check_star_text([_project_path(os.fspath(out_dir))], "output folder", fragment=True)
+        for source in sources:
+            check_star_text([_project_path(source.path)], "micrograph file")
+            if "rlnMicrographName" in source.columns:
+                check_star_text([str(source.columns["rlnMicrographName"])], "rlnMicrographName")
+            output = mrc_path(out_dir, source.micrograph).resolve()  # as the unit records it
+            check_star_text([_project_path(str(output))], "output file")
+    except ValueError as error:
+        raise UsageError(str(error)) from None
 
 
 def _optics(
@@ -125,13 +152,11 @@ def _publish_preprocess(
     )
 
 
-def _split(table: pd.DataFrame, config: RunConfig) -> pd.DataFrame:
+def _split(table: pd.DataFrame, params: TiltParams) -> pd.DataFrame:
     """Apply the tilt thresholds to the recorded statistics (the one place they act)."""
     tilt = table.reindex(columns=list(dict.fromkeys([*table.columns, *TILT_COLUMNS])))
     tilt["status"] = tilt["tilt_status"]
-    tilt = split(
-        tilt, config.tilt.mean_threshold, config.tilt.std_threshold, config.tilt.max_tilt_deg
-    )
+    tilt = split(tilt, params.mean_threshold, params.std_threshold, params.max_tilt_deg)
     tilt["tilt_status"] = tilt["status"]
     return tilt
 
@@ -180,7 +205,7 @@ def publish(out_dir: Path, config: RunConfig, *, stream_open: bool = False) -> l
         return rows
     table = _ordered(pd.DataFrame(rows), LEADING)
     if config.tilt is not None:
-        table = _split(table, config)
+        table = _split(table, config.tilt)
     write_csv(out_dir / "micrographs.csv", table)
     if config.preprocess is not None:
         _publish_preprocess(out_dir, table, manifest, config, stream_open)
@@ -245,6 +270,6 @@ def select(
     manifest.bind(config.to_dict(), config.hashed_parameters())
     rows = publish(out, config)
     counts: dict[str, int] = {}
-    for status in _split(pd.DataFrame(rows), config)["tilt_status"]:
+    for status in _split(pd.DataFrame(rows), tilt)["tilt_status"]:
         counts[status] = counts.get(status, 0) + 1
     return dict(sorted(counts.items()))

@@ -41,7 +41,7 @@ from daskmic.run.driver import RunSummary, bind, sources_from
 from daskmic.run.feeder import Feeder
 from daskmic.run.layout import ZARR_NAME, output_locations, overwritten_inputs
 from daskmic.run.manifest import Manifest
-from daskmic.run.publish import publish
+from daskmic.run.publish import check_table_names, publish
 from daskmic.run.set_stream import SetArrivals, SetClosing
 from daskmic.run.unit import Row, Source
 
@@ -172,6 +172,15 @@ class Arrivals:
         return dataclasses.replace(source, micrograph=name)
 
 
+def _nameable(out: Path, source: Source) -> Source:
+    """``source``, failed alone if the tables could not hold its paths (the stream goes on)."""
+    try:
+        check_table_names(out, [source])
+    except UsageError as error:
+        return dataclasses.replace(source, error=str(error))
+    return source
+
+
 def _forget(out: Path, row: Row) -> None:
     """Remove a micrograph's outputs, then its record (so an interrupted removal is redone)."""
     manifest = Manifest(out)
@@ -199,7 +208,7 @@ class _Closing:
         """Whether the marker file exists."""
         return self.marker.exists()
 
-    def due(self, marker_seen: bool, arrivals: Arrivals) -> bool:
+    def due(self, marker_seen: bool, arrivals: Arrivals | SetArrivals) -> bool:
         """Whether to stop now that nothing is ready (``marker_seen`` before the listing)."""
         if arrivals.waiting:
             return False
@@ -297,6 +306,7 @@ class _Stream:
         self.ready = []
         self.submitted.update({p: self.names[p] for p in paths})
         sources = [self.arrivals.source(p, self.names[p], self.config) for p in paths]
+        sources = [_nameable(self.out, source) for source in sources]
         # an output that is an arriving file (a hard link into OUT): that micrograph fails alone
         names = [s.micrograph for s in sources]
         clash = dict(overwritten_inputs(self.out, self.config, names, [s.path for s in sources]))
