@@ -26,16 +26,15 @@ import daskmic
 from daskmic.datasets import synthesize_micrograph
 from daskmic.io.atomic import write_bytes_atomic
 from daskmic.io.mrc_write import write_mrc
-from daskmic.report.live import (
+from daskmic.report.live import LiveReport, is_live
+from daskmic.report.page import render_report, write_report
+from daskmic.report.plot.timeline import (
     BIN_WIDTHS_S,
     MAX_BINS,
-    LiveReport,
     bin_width_s,
-    is_live,
     rate_per_minute,
     timeline,
 )
-from daskmic.report.page import render_report, write_report
 from daskmic.run.config import RunConfig
 from daskmic.tilt.params import TiltParams
 
