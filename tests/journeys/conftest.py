@@ -51,7 +51,34 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for path in sorted((folder / "raw").glob("*.mrc")):
         shutil.copy(path, data / path.name)
     (folder / "session" / "CLOSED").touch()
+    _scipion_project(folder)
     return folder
+
+
+SCIPION_SETS = (
+    "Runs/000002_ProtImportMicrographs/micrographs.sqlite",
+    "Runs/000042_ProtMotionCorr/outputMicrographs.sqlite",
+)
+"""The sets the README's Scipion lines name, relative to the project folder."""
+
+
+def _scipion_project(folder: Path) -> None:
+    """Make ``folder`` a Scipion project too: closed sets of ``raw/`` in the README's places."""
+    import pandas as pd
+
+    from daskmic.io.scipion_write import write_set
+
+    names = sorted(p.name for p in (folder / "raw").glob("*.mrc"))
+    items = pd.DataFrame(
+        {
+            "id": range(1, len(names) + 1),
+            "_filename": [f"raw/{name}" for name in names],
+            "_samplingRate": 1.5,
+            "_micName": names,
+        }
+    )
+    for relative in SCIPION_SETS:
+        write_set(folder / relative, items, stream_open=False, dims=(768, 768))
 
 
 @pytest.fixture

@@ -115,9 +115,10 @@ def test_readme_command_lines_run_as_written(workdir, daskmic, daskmic_command, 
         assert "Traceback" not in done.stderr, (args, done.stderr[-4000:])
         printed[args[0]] = done.stdout
     n = len(list((workdir / "raw").glob("*.mrc")))
-    for out in ("results", "screen", "both", "live", "daskmic-demo/results"):
+    for out in ("results", "screen", "both", "live", "tilt_screen", "live_qc"):
         assert (workdir / out / "report.html").is_file(), out
-    for out in ("screen", "both", "live"):
+    assert (workdir / "daskmic-demo" / "results" / "report.html").is_file()
+    for out in ("screen", "both", "live", "tilt_screen", "live_qc"):
         assert len(pd.read_csv(workdir / out / "tilt.csv")) == n, out
     screen = pd.read_csv(workdir / "screen" / "tilt.csv")  # re-split by `select`
     expected = (screen["tilt_mean_corr"] > 0.6) & (screen["tilt_std_corr"] < 0.08)
