@@ -22,7 +22,7 @@ import math
 
 import numpy as np
 
-from daskmic.tilt.angle_fit import PlaneFit, plane_design, weighted_lstsq
+from daskmic.tilt.angle_fit import PlaneFit, batched_lstsq, plane_design
 
 _REPLICATES = 200
 _BLOCK = 2
@@ -44,12 +44,12 @@ def gradient_replicates(
     blocks = _block_ids(grid_shape)
     n_blocks = int(blocks.max()) + 1
     rng = np.random.default_rng(seed)
-    inliers = plane.inliers.astype(np.float64)
-    out = np.empty((_REPLICATES, 2))
-    for b in range(_REPLICATES):
-        drawn = np.bincount(rng.integers(0, n_blocks, n_blocks), minlength=n_blocks)
-        out[b] = weighted_lstsq(design, values, inliers * drawn[blocks])[0][1:3]
-    return out
+    drawn = np.stack(
+        [np.bincount(rng.integers(0, n_blocks, n_blocks), minlength=n_blocks)
+         for _ in range(_REPLICATES)]
+    )  # fmt: skip
+    weights = drawn[:, blocks] * plane.inliers
+    return batched_lstsq(design, values, weights)[:, 1:3]
 
 
 def gradient_covariance(replicates: np.ndarray) -> np.ndarray:

@@ -149,27 +149,57 @@ def weighted_lstsq(
     rhs = (weighted * np.asarray(values, dtype=np.float64)[:, None]).sum(axis=0)
     n = len(scale)
     solved = _gauss_jordan(normal, np.column_stack([rhs, np.eye(n)]))
-    if solved is None:
+    if np.isnan(solved).any():
         inverse = np.linalg.pinv(normal)
         solved = np.column_stack([inverse @ rhs, inverse])
     return solved[:, 0] / scale, solved[:, 1:] / np.outer(scale, scale)
 
 
-def _gauss_jordan(matrix: np.ndarray, rhs: np.ndarray) -> np.ndarray | None:
-    """``matrix⁻¹ rhs`` by Gauss–Jordan elimination with partial pivoting; None if singular."""
-    a = np.column_stack([matrix, rhs]).astype(np.float64)
-    n = len(matrix)
-    tolerance = 1e-12 * max(float(np.abs(matrix).max()), 1e-300)
+def _gauss_jordan(matrix: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """``matrix⁻¹ rhs`` by Gauss–Jordan elimination with partial pivoting; NaN if singular.
+
+    ``matrix`` ``(n, n)`` and ``rhs`` ``(n, m)``, or batches of them ``(B, n, n)``,
+    ``(B, n, m)``; a singular system of the batch gives NaN, the others their solution.
+    """
+    single = matrix.ndim == 2
+    a = np.concatenate([matrix, rhs], axis=-1).astype(np.float64)
+    a = a[None] if single else a
+    n = matrix.shape[-1]
+    tolerance = 1e-12 * np.maximum(np.abs(a[:, :, :n]).max(axis=(1, 2)), 1e-300)
+    batch = np.arange(len(a))
+    singular = np.zeros(len(a), bool)
     for col in range(n):
-        pivot = col + int(np.argmax(np.abs(a[col:, col])))
-        if abs(a[pivot, col]) <= tolerance:
-            return None
-        a[[col, pivot]] = a[[pivot, col]]
-        a[col] = a[col] / a[col, col]
+        pivot = col + np.argmax(np.abs(a[:, col:, col]), axis=1)
+        singular |= np.abs(a[batch, pivot, col]) <= tolerance
+        top = a[:, col].copy()
+        a[:, col] = a[batch, pivot]
+        a[batch, pivot] = top
+        a[singular, col, col] = 1.0  # keeps the arithmetic finite; the result is NaN anyway
+        a[:, col] = a[:, col] / a[:, col, col : col + 1]
         for row in range(n):
             if row != col:
-                a[row] = a[row] - a[row, col] * a[col]
-    return a[:, n:]
+                a[:, row] = a[:, row] - a[:, row, col : col + 1] * a[:, col]
+    a[singular] = np.nan
+    return a[0, :, n:] if single else a[:, :, n:]
+
+
+def batched_lstsq(design: np.ndarray, values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Coefficients of :func:`weighted_lstsq` for each row of ``weights`` ``(B, n)`` at once.
+
+    Element-wise numpy sums and a batched Gauss–Jordan: the same bits on every CPU. A
+    singular system of the batch falls back to :func:`weighted_lstsq` (pseudo-inverse).
+    """
+    design = np.asarray(design, dtype=np.float64)
+    scale = np.exp2(np.ceil(np.log2(np.maximum(np.abs(design).max(axis=0), 1e-300))))
+    unit = design / scale
+    pairs = (unit[:, :, None] * unit[:, None, :]).reshape(len(unit), -1)
+    normal = (weights[:, :, None] * pairs[None, :, :]).sum(axis=1)
+    normal = normal.reshape(len(weights), unit.shape[1], unit.shape[1])
+    rhs = (weights[:, :, None] * (unit * np.asarray(values, np.float64)[:, None])[None]).sum(axis=1)
+    solved = _gauss_jordan(normal, rhs[:, :, None])[..., 0] / scale
+    for row in np.flatnonzero(np.isnan(solved).any(axis=1)):
+        solved[row] = weighted_lstsq(design, values, weights[row])[0]
+    return solved
 
 
 @dataclass(frozen=True)

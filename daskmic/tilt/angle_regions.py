@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from daskmic.tilt.angle_fit import robust_fit, weighted_lstsq
+from daskmic.tilt.angle_fit import batched_lstsq, robust_fit
 
 _STEP_SIGMAS = 6.0
 _TOLERANCE = 0.015
@@ -59,15 +59,13 @@ def _consensus_surface(design: np.ndarray, logs: np.ndarray) -> np.ndarray:
     """Tiles agreeing with the best of ``_TRIALS`` surfaces through 6 random tiles."""
     rng = np.random.default_rng(0)
     n, k = design.shape
-    ones = np.ones(k)
-    best = np.zeros(n, bool)
-    for _ in range(_TRIALS):
-        pick = rng.choice(n, k, replace=False)
-        coef = weighted_lstsq(design[pick], logs[pick], ones)[0]
-        agree = np.abs(logs - (design * coef).sum(axis=1)) < _TOLERANCE
-        if agree.sum() > best.sum():
-            best = agree
-    return best
+    picks = np.zeros((_TRIALS, n))
+    for trial in range(_TRIALS):
+        picks[trial, rng.choice(n, k, replace=False)] = 1.0
+    coefs = batched_lstsq(design, logs, picks)  # a degenerate draw agrees with few tiles
+    fitted = (design[None, :, :] * coefs[:, None, :]).sum(axis=2)
+    agree = np.abs(logs[None, :] - fitted) < _TOLERANCE
+    return agree[int(np.argmax(agree.sum(axis=1)))]
 
 
 def _consensus_level(residual: np.ndarray) -> np.ndarray:

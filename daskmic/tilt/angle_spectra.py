@@ -34,7 +34,8 @@ class SectorProfiles:
     centers_A : numpy.ndarray
         ``(n_tiles, 2)`` tile centres ``(x_A, y_A)`` relative to the image centre.
     mean_counts : numpy.ndarray
-        ``(n_tiles,)`` mean pixel value of each (untapered) tile, float64.
+        ``(n_tiles,)`` Hann-weighted mean pixel value of each tile (its spectrum's zero
+        frequency), float64.
     grid_shape : tuple of int
         Tiles along y and x (tile ``i`` is at row ``i // nx``, column ``i % nx``).
     tile_px : int
@@ -153,6 +154,7 @@ def sector_profiles(
     # reaches |k| <= 1 sample (below every fitted band) and need not be subtracted
     hann = np.hanning(tile_px + 1)[:-1].astype(np.float32)
     taper = hann[:, None] * hann[None, :]
+    taper_sum = float(taper.sum(dtype=np.float64))
     pixels = np.asarray(image, dtype=np.float32)
     offset = np.float32(pixels.mean(dtype=np.float64))
     pixels = pixels - offset  # keeps float32 FFTs accurate
@@ -163,10 +165,9 @@ def sector_profiles(
         chunk = origins[start : start + batch]
         tiles = buffer[: len(chunk)]
         for j, (y, x) in enumerate(chunk):
-            tile = pixels[y : y + tile_px, x : x + tile_px]
-            means[start + j] = float(offset) + float(tile.mean(dtype=np.float64))
-            np.multiply(tile, taper, out=tiles[j])
+            np.multiply(pixels[y : y + tile_px, x : x + tile_px], taper, out=tiles[j])
         spectra = scipy.fft.rfft2(tiles, axes=(1, 2), workers=workers)
+        means[start : start + len(chunk)] = offset + spectra[:, 0, 0].real / taper_sum
         spectra = spectra.reshape(len(chunk), -1)[:, inside]
         magnitude = spectra.real**2 + spectra.imag**2
         power[:, start : start + len(chunk)] = operator @ magnitude.T
