@@ -37,9 +37,9 @@ NOTES = [
     "single-threaded numpy FFT and a float32 MRC file between steps (benchmarks/contenders.py).",
     "- tilt: per micrograph over two warmed-up processes; the xmippLib path is the tilt tests' "
     "oracle (tests/tilt/test_xmipp_oracle.py) on the pixels xmippLib reads.",
-    "- throughput: `daskmic.unit.process_micrograph` (typical preprocessing + tilt screen) through "
-    "daskmic's driver on an embedded local cluster vs a `concurrent.futures` process pool; both "
-    "time opening the set to the final tables, not the cluster/pool start.",
+    "- throughput: `daskmic.run.unit.process_micrograph` (typical preprocessing + tilt screen) "
+    "through daskmic's driver on an embedded local cluster vs a `concurrent.futures` process "
+    "pool; both time opening the set to the final tables, not the cluster/pool start.",
     "- memory: worker peak resident memory (VmHWM, reset after a warm-up) above idle, with "
     "memory limits summing to less than the set.",
     "",

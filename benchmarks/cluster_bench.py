@@ -1,6 +1,6 @@
 """Benchmarks 3 and 4: dataset throughput on the embedded cluster, and worker peak memory.
 
-Throughput: the production unit (:func:`daskmic.unit.process_micrograph`, typical preprocessing
+Throughput: the production unit (:func:`daskmic.run.unit.process_micrograph`, typical preprocessing
 plus the tilt screen) over a set, on daskmic's local cluster (2 workers × 1 thread, its
 default here, and 1 worker × 2 threads) vs a plain ``concurrent.futures`` pool of 2 processes
 mapping the same function; both include opening the set and the final tables (``prepare`` …
@@ -26,13 +26,13 @@ import psutil
 from benchmarks.data import label, make_set
 from benchmarks.pool import warm_pool
 from benchmarks.table import Row
-from daskmic.cluster import connect
-from daskmic.config import RunConfig
-from daskmic.preprocess_params import PreprocessParams
-from daskmic.publish import publish
-from daskmic.run import execute, prepare
+from daskmic.cluster.client import connect
+from daskmic.preprocessing.params import PreprocessParams
+from daskmic.run.config import RunConfig
+from daskmic.run.driver import execute, prepare
+from daskmic.run.publish import publish
+from daskmic.run.unit import process_micrograph
 from daskmic.tilt.params import TiltParams
-from daskmic.unit import process_micrograph
 
 
 def typical_config() -> RunConfig:
@@ -105,9 +105,9 @@ def throughput(workdir: Path, smoke: bool) -> list[Row]:
             client = stack.enter_context(
                 connect("local", workers=workers, threads_per_worker=threads, quiet=True)
             )
-            client.run(importlib.import_module, "daskmic.unit")
+            client.run(importlib.import_module, "daskmic.run.unit")
             runners[name] = partial(on_cluster, client)
-        runners[POOL] = partial(on_pool, stack.enter_context(warm_pool(2, ("daskmic.unit",))))
+        runners[POOL] = partial(on_pool, stack.enter_context(warm_pool(2, ("daskmic.run.unit",))))
         for key, paths in inputs.items():  # contenders take turns, so load drift hits all alike
             for i, (name, runner) in enumerate(runners.items()):
                 seconds[(name, *key)] = runner(

@@ -1,4 +1,4 @@
-"""PSNR gain of the total-variation denoiser by iteration count, and its cost per micrograph.
+"""PSNR gain of the total-variation denoiser, its intensity scale by dose, and its cost.
 
 Synthetic micrographs with a known noiseless image (expected counts) are recorded with Poisson
 shot noise plus Gaussian read noise, denoised with :func:`daskmic.ops.denoise.tv_denoise`
@@ -9,11 +9,22 @@ shot noise plus Gaussian read noise, denoised with :func:`daskmic.ops.denoise.tv
 * ``particles``: soft-edged discs 8–25 px in radius, 25 % darker than a 30-count background,
   a low-contrast, cryo-EM-like scene.
 
+The scale table (markdown, the README's) scales both scenes to a mean of 0.5 to 1000
+counts/px, records them with Poisson noise alone and with 1-count Gaussian read noise added,
+and denoises them with the protocol's 50 iterations. It prints the means of the input, the
+noiseless image, the output and the reference's iterate mapped back to the input's range
+(``X (max - min) + min``, the default output before issue #14), and the PSNR of the noisy input
+and of the output after the least-squares affine fit ``a * image + b`` to the noiseless image
+(contrast and offset do not count; the output's slope ``a`` is printed too: 1 when the
+output's contrast is the noiseless image's, near 0 when the output is mostly noise), and that
+PSNR of the reference's iterate.
+
 Then one 4096² float32 micrograph is denoised once with the protocol's 50 iterations and the
 wall-clock seconds, CPU seconds and peak numpy memory are printed. Run from the repository root::
 
     .venv/bin/python benchmarks/denoise_psnr.py [--size 512] [--iterations 1,2,5,10,20,50,100]
-                                                [--timing-size 4096] [--no-timing]
+                                                [--scale-size 256] [--timing-size 4096]
+                                                [--no-timing]
 """
 
 from __future__ import annotations
@@ -27,6 +38,8 @@ import numpy as np
 from daskmic.ops.denoise import tv_denoise
 
 READ_NOISE_COUNTS = 1.0
+SCALE_MEANS_COUNTS = (0.5, 2.0, 10.0, 100.0, 1000.0)
+SCALE_ITERATIONS = 50
 
 
 def blocks_scene(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -61,9 +74,11 @@ def particles_scene(n: int, rng: np.random.Generator) -> np.ndarray:
     return background * (1.0 - contrast * darkening)
 
 
-def record(truth: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Poisson shot noise plus Gaussian read noise, as a float32 micrograph."""
-    noisy = rng.poisson(truth) + rng.normal(0.0, READ_NOISE_COUNTS, truth.shape)
+def record(
+    truth: np.ndarray, rng: np.random.Generator, read_noise: float = READ_NOISE_COUNTS
+) -> np.ndarray:
+    """Poisson shot noise plus Gaussian read noise (std in counts), as a float32 micrograph."""
+    noisy = rng.poisson(truth) + rng.normal(0.0, read_noise, truth.shape)
     return noisy.astype(np.float32)
 
 
@@ -71,6 +86,50 @@ def psnr_db(estimate: np.ndarray, truth: np.ndarray) -> float:
     """PSNR in dB with the noiseless image's range as the peak."""
     mse = np.mean((estimate.astype(np.float64) - truth) ** 2)
     return float(10.0 * np.log10((truth.max() - truth.min()) ** 2 / mse))
+
+
+def affine_fit(estimate: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    """PSNR in dB of the least-squares ``a * estimate + b`` to the noiseless image, and ``a``."""
+    design = np.stack([estimate.ravel().astype(np.float64), np.ones(estimate.size)], axis=1)
+    coefficients = np.linalg.lstsq(design, truth.ravel(), rcond=None)[0]
+    fitted = (design @ coefficients).reshape(truth.shape)
+    return psnr_db(fitted, truth), float(coefficients[0])
+
+
+def scale_table(size: int, seed: int) -> None:
+    """Print the markdown table of means and affine-fit PSNR from 0.5 to 1000 counts/px."""
+    rng = np.random.default_rng(seed)
+    scenes = {"blocks": blocks_scene(size, rng), "particles": particles_scene(size, rng)}
+    print(
+        f"Intensity scale of --denoise {SCALE_ITERATIONS} on {size}x{size} frames (means in "
+        "counts/px; PSNR in dB after the affine fit to the noiseless image)\n"
+    )
+    print(
+        "| scene | noise | mean in | noiseless | out (Δ in, Δ noiseless) | reference's "
+        "iterate, mapped back | PSNR in | PSNR out | fit slope a | PSNR, reference's iterate |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for name, scene in scenes.items():
+        for read_noise in (0.0, READ_NOISE_COUNTS):
+            noise = "Poisson" if read_noise == 0 else f"+ N(0, {read_noise:g}²)"
+            for mean_counts in SCALE_MEANS_COUNTS:
+                truth = scene * (mean_counts / scene.mean())
+                noisy = record(truth, rng, read_noise)
+                out = tv_denoise(noisy, SCALE_ITERATIONS)
+                iterate = tv_denoise(noisy, SCALE_ITERATIONS, xmipp_compat=True)
+                reference = iterate * (float(noisy.max()) - float(noisy.min())) + noisy.min()
+                mean_in, mean_out = (float(a.mean(dtype=np.float64)) for a in (noisy, out))
+                psnr_in, _ = affine_fit(noisy, truth)
+                psnr_out, contrast = affine_fit(out, truth)
+                psnr_reference, _ = affine_fit(reference, truth)
+                print(
+                    f"| {name} | {noise} | {mean_in:.4g} | {truth.mean():.4g} | {mean_out:.4g} "
+                    f"({100 * (mean_out / mean_in - 1):+.2f} %, "
+                    f"{100 * (mean_out / truth.mean() - 1):+.2f} %) | "
+                    f"{reference.mean(dtype=np.float64):.4g} | {psnr_in:.2f} | {psnr_out:.2f} | "
+                    f"{contrast:.2f} | {psnr_reference:.2f} |"
+                )
+    print()
 
 
 def psnr_table(size: int, iterations: list[int], seed: int) -> None:
@@ -111,15 +170,17 @@ def time_one(size: int, iterations: int, seed: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Parse arguments, print the PSNR table, then the timing line."""
+    """Parse arguments, print the scale table, the PSNR table, then the timing line."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", type=int, default=512, help="PSNR image size (px)")
     parser.add_argument("--iterations", default="1,2,5,10,20,50,100", help="comma list")
+    parser.add_argument("--scale-size", type=int, default=256, help="scale table size (px)")
     parser.add_argument("--timing-size", type=int, default=4096, help="timed image size (px)")
     parser.add_argument("--timing-iterations", type=int, default=50)
     parser.add_argument("--no-timing", action="store_true", help="skip the timed micrograph")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    scale_table(args.scale_size, args.seed)
     psnr_table(args.size, [int(v) for v in args.iterations.split(",")], args.seed)
     if not args.no_timing:
         time_one(args.timing_size, args.timing_iterations, args.seed)

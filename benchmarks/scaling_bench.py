@@ -17,8 +17,8 @@ from benchmarks.cluster_bench import _check, typical_config
 from benchmarks.data import label, make_set
 from benchmarks.pool import warm_pool
 from benchmarks.table import Row
-from daskmic.run import prepare
-from daskmic.unit import process_micrograph
+from daskmic.run.driver import prepare
+from daskmic.run.unit import process_micrograph
 
 
 def _n_log_n(shape: tuple[int, int]) -> float:
@@ -36,7 +36,7 @@ def run(workdir: Path, smoke: bool) -> list[Row]:
     n = 2 if smoke else 4
     config = replace(typical_config(), tilt=None)
     per_mic = {}
-    with warm_pool(2, ("daskmic.unit",)) as pool:
+    with warm_pool(2, ("daskmic.run.unit",)) as pool:
         for shape in shapes:
             paths = make_set(workdir / "inputs" / f"scale_{n}_{shape[1]}x{shape[0]}", n, shape)
             out = workdir / "out" / f"scale_{shape[1]}x{shape[0]}"

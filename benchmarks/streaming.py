@@ -33,10 +33,10 @@ from pathlib import Path
 
 import psutil
 
-from daskmic.cluster import connect
-from daskmic.config import RunConfig
-from daskmic.preprocess_params import TYPICAL_SETTINGS
-from daskmic.stream import watch
+from daskmic.cluster.client import connect
+from daskmic.preprocessing.params import TYPICAL_SETTINGS
+from daskmic.run.config import RunConfig
+from daskmic.run.stream import watch
 from daskmic.tilt.params import TiltParams
 
 TYPICAL = TYPICAL_SETTINGS

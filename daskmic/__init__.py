@@ -19,21 +19,23 @@ import lazy_loader
 __getattr__, __dir__, _ = lazy_loader.attach(
     __name__,
     submod_attrs={
-        "cluster": ["connect"],
-        "config": ["RunConfig", "read_run_config"],
-        "demonstration": ["demo"],
+        "cluster.client": ["connect"],
+        "errors": ["UsageError"],
         "io": ["open_micrographs"],
-        "preprocessing": ["preprocess"],
-        "publish": ["select"],
-        "run": ["run_batch"],
-        "stream": ["watch"],
+        "preprocessing.lazy": ["preprocess"],
+        "run.config": ["RunConfig", "read_run_config"],
+        "run.demo": ["demo"],
+        "run.driver": ["run_batch"],
+        "run.publish": ["select"],
+        "run.stream": ["watch"],
+        "run.write": ["write"],
         "tilt.analysis": ["tilt_analysis"],
-        "writer": ["write"],
     },
 )
 
 __all__ = [
     "RunConfig",
+    "UsageError",
     "__version__",
     "connect",
     "demo",

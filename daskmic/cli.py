@@ -1,7 +1,7 @@
 """``daskmic`` on the command line: argument parsing only; the work is the public API's.
 
-Exit codes: 0 all micrographs done; 1 some failed (reported, the rest written); 2 usage error,
-nothing started.
+Exit codes: 0 all micrographs done; 1 some failed (each with its reason in the tables, the rest
+written); 2 usage error, nothing started; 3 internal error (a traceback: please report it).
 """
 
 from __future__ import annotations
@@ -9,19 +9,27 @@ from __future__ import annotations
 import argparse
 import gc
 import sys
+import traceback
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
-from daskmic.config import Optics, RunConfig
-from daskmic.preprocess_params import PreprocessParams
+from daskmic.errors import UsageError
+from daskmic.preprocessing.params import PreprocessParams
+from daskmic.run.config import RunConfig
+from daskmic.tilt.optics import Optics
 from daskmic.tilt.params import TiltParams
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
-
-class UsageError(Exception):
-    """A command line that cannot start."""
+EPILOG = """exit codes:
+  0  every micrograph done
+  1  some micrographs failed: each has its reason in the tables (micrographs.csv, tilt.csv);
+     the others are written
+  2  usage error (invalid option, input or output folder): refused before any work
+  3  internal error: the run stopped on an unexpected error, printed with its traceback
+"""
 
 
 def _preprocess_options(parser: argparse.ArgumentParser) -> None:
@@ -93,7 +101,7 @@ def _preprocess_options(parser: argparse.ArgumentParser) -> None:
 
 def _tilt_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("tilt analysis")
-    group.add_argument("--window-size", default="auto", metavar="auto|N")
+    group.add_argument("--window-size", default="auto", type=_window_size, metavar="auto|N")
     group.add_argument(
         "--resolution",
         type=float,
@@ -103,6 +111,16 @@ def _tilt_options(parser: argparse.ArgumentParser) -> None:
     )
     _threshold_options(group)
     _angle_options(group)
+
+
+def _window_size(value: str) -> str | int:
+    if value == "auto":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        message = f"expected auto or a whole number, got {value!r}"
+        raise argparse.ArgumentTypeError(message) from None
 
 
 def _angle_options(group: Any) -> None:
@@ -195,8 +213,11 @@ def _cluster_options(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the ``daskmic`` argument parser."""
-    parser = argparse.ArgumentParser(prog="daskmic", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
+    with_codes = partial(
+        argparse.ArgumentParser, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser = with_codes(prog="daskmic", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=with_codes)
     pre = commands.add_parser("preprocess", help="preprocess micrographs")
     pre.add_argument("inputs", nargs="+", help="files, globs, folders or a STAR/xmd/CSV table")
     _preprocess_options(pre)
@@ -310,9 +331,8 @@ def preprocess_params(args: argparse.Namespace) -> PreprocessParams:
 
 def tilt_params(args: argparse.Namespace) -> TiltParams:
     """The tilt-analysis parameters a command line asks for."""
-    window = args.window_size if args.window_size == "auto" else int(args.window_size)
     return TiltParams(
-        window_size=window,
+        window_size=args.window_size,
         resolution_A=args.resolution,
         mean_threshold=args.mean_threshold,
         std_threshold=args.std_threshold,
@@ -343,7 +363,7 @@ def _cluster_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _report(summary: Any) -> int:
-    from daskmic.progress import print_summary
+    from daskmic.run.progress import print_summary
 
     print_summary(summary)
     return EXIT_FAILED if summary.failed else EXIT_OK
@@ -351,7 +371,7 @@ def _report(summary: Any) -> int:
 
 def _write_report(out_dir: str, skip: bool) -> None:
     if not skip:
-        from daskmic.report import write_report
+        from daskmic.report.page import write_report
 
         print(f"report in {write_report(out_dir)}")
 
@@ -363,7 +383,7 @@ def _cluster(args: argparse.Namespace) -> Iterator[Any]:
     A local cluster's workers then start while the driver imports the rest and reads the
     micrographs' headers, instead of after.
     """
-    from daskmic.cluster import connect
+    from daskmic.cluster.client import connect
 
     with connect(wait=False, **_cluster_kwargs(args)) as client:
         yield client
@@ -371,8 +391,8 @@ def _cluster(args: argparse.Namespace) -> Iterator[Any]:
 
 def _run_batch(args: argparse.Namespace, inputs: Any, output: str, config: RunConfig) -> int:
     with _cluster(args) as client:
-        from daskmic.progress import print_row
-        from daskmic.run import run_batch
+        from daskmic.run.driver import run_batch
+        from daskmic.run.progress import print_row
 
         summary = run_batch(
             inputs,
@@ -389,7 +409,7 @@ def _run_batch(args: argparse.Namespace, inputs: Any, output: str, config: RunCo
 
 def _dispatch(args: argparse.Namespace) -> int:
     import daskmic
-    from daskmic.progress import print_row
+    from daskmic.run.progress import print_row
 
     if args.command in ("preprocess", "tilt"):
         config = _config(args, preprocess=args.command == "preprocess", tilt=args.command == "tilt")
@@ -443,14 +463,27 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``daskmic`` command line; return its exit code."""
+    """Run the ``daskmic`` command line; return its exit code (see ``EPILOG``).
+
+    Only a :class:`~daskmic.errors.UsageError`, which the checks made before any work raise,
+    gives :data:`EXIT_USAGE`; any other exception is an internal error, printed with its
+    traceback.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return _dispatch(args)
-    except (UsageError, ValueError, FileNotFoundError) as exc:
+    except UsageError as exc:
         print(f"daskmic {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except Exception:
+        traceback.print_exc()
+        print(
+            f"daskmic {args.command}: internal error (exit {EXIT_INTERNAL}); the outputs "
+            "written so far are kept and a rerun resumes. Please report the traceback above.",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
 
 
 def entry() -> int:

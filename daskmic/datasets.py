@@ -1,7 +1,7 @@
 """Synthetic micrographs with known truth: CTF, tilt, astigmatism, dose, defects.
 
 A micrograph is a random weak-phase specimen (white noise plus particle-like Gaussian blobs)
-imaged through the CTF of :mod:`daskmic.ctf`, damped by a B-factor envelope, lit with an
+imaged through the CTF of :mod:`daskmic.tilt.ctf`, damped by a B-factor envelope, lit with an
 optional linear illumination gradient and recorded with Poisson shot noise; hot and dead pixels
 are added last. Everything is drawn from one seed, so a seed gives the same micrograph.
 
@@ -36,9 +36,9 @@ import numpy as np
 import pandas as pd
 import scipy.fft
 
-from daskmic.ctf import Optics
 from daskmic.io.atomic import atomic_path
 from daskmic.io.mrc_write import write_mrc
+from daskmic.tilt.ctf import Optics
 
 _STEP_PX = 256
 _MARGIN_PX = 64
@@ -237,7 +237,7 @@ def synthesize_micrograph(
     dose_e_per_A2 : float
         Electron dose, > 0; the mean count per pixel is ``dose · pixel_size_A²``.
     voltage_kV, spherical_aberration_mm, amplitude_contrast : float
-        Microscope optics (see :class:`daskmic.ctf.Optics`).
+        Microscope optics (see :class:`daskmic.tilt.ctf.Optics`).
     b_factor_A2 : float
         Envelope ``exp(-B k² / 4)`` on the CTF, >= 0.
     phase_std : float

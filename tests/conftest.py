@@ -55,3 +55,51 @@ def write_micrographs(tmp_path: Path):
         return paths
 
     return write
+
+
+@pytest.fixture(scope="session")
+def side_venv():
+    """Make (or reuse) a side environment: ``side_venv(name, requirements) -> python``."""
+    return _side_venv
+
+
+def _side_venv(name: str, requirements: list[str]) -> Path:
+    """A virtual environment of its own for tools that cannot share daskmic's (their pins).
+
+    Made once under ``.venv-side/<name>`` in the repository (kept between runs) with the
+    machine's base Python and pip from the package registry. Without a registry the test is
+    skipped, except under ``CI=true``, where it fails.
+
+    Returns
+    -------
+    pathlib.Path
+        The environment's ``python``.
+    """
+    import os
+    import subprocess
+    import sys
+
+    folder = Path(__file__).resolve().parents[1] / ".venv-side" / name
+    python = folder / "bin" / "python"
+    stamp = folder / ".installed"
+    wanted = "\n".join(requirements)
+    if stamp.is_file() and stamp.read_text() == wanted:
+        return python
+    try:
+        base = getattr(sys, "_base_executable", sys.executable)
+        subprocess.run([base, "-m", "venv", "--clear", str(folder)], check=True)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "--quiet", *requirements],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as error:
+        output = getattr(error, "stderr", "") or ""
+        message = f"could not make the {name} environment: {error}\n{output[-2000:]}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    stamp.write_text(wanted)
+    return python

@@ -12,6 +12,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # benchmarks/ is run from the repository root, not installed
     sys.path.insert(0, str(ROOT))
 
+from benchmarks import denoise_psnr  # noqa: E402
 from benchmarks.__main__ import main  # noqa: E402
 from benchmarks.table import Row, markdown  # noqa: E402
 
@@ -100,3 +101,17 @@ def test_streaming_benchmark_runs_and_leaves_no_temporary_data(tmp_path: Path) -
     assert "3 micrographs 256² float32" in done.stdout
     assert "sustained throughput:" in done.stdout
     assert not list(tmp_path.glob("daskmic-streaming-*"))  # its micrographs are removed
+
+
+def test_denoise_benchmark_prints_the_readme_scale_table(capsys):
+    """``benchmarks/denoise_psnr.py`` regenerates the README's table: a row per scene, noise
+    and dose, each output mean the input's."""
+    denoise_psnr.main(["--scale-size", "64", "--size", "64", "--iterations", "1", "--no-timing"])
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    header, body = rows[0], rows[1:]
+    assert "reference's iterate, mapped back" in header
+    assert len(body) == 2 * 2 * len(denoise_psnr.SCALE_MEANS_COUNTS)
+    for row in body:
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        assert cells[4].startswith(cells[2] + " ("), row  # output mean == input mean (4 digits)
+        assert float(cells[7]) > float(cells[6]), row  # the PSNR rises

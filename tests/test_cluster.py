@@ -24,15 +24,15 @@ import pytest
 import yaml
 from distributed import Client, LocalCluster, as_completed
 
-from daskmic.cluster import KINDS, QuickExit, connect, local_cluster_size, worker_threads
-from daskmic.cluster_config import CONFIG_PATH, load_config
-from daskmic.cluster_jobqueue import (
+from daskmic.cluster.client import KINDS, QuickExit, connect, local_cluster_size, worker_threads
+from daskmic.cluster.defaults import CONFIG_PATH, load_config
+from daskmic.cluster.jobqueue import (
     check_lifetime,
     jobqueue_options,
     slurm_memory_bytes,
     walltime_seconds,
 )
-from daskmic.cluster_progress import track
+from daskmic.cluster.progress import track
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 
@@ -140,7 +140,7 @@ def test_dashboard_can_be_left_off(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_dashboard_off_reaches_the_jobqueue_scheduler_but_not_a_users_choice() -> None:
-    from daskmic.cluster import _without_dashboard
+    from daskmic.cluster.client import _without_dashboard
 
     assert _without_dashboard("local", {}) == {"dashboard_address": None}
     assert _without_dashboard("local", {"dashboard_address": ":0"}) == {"dashboard_address": ":0"}
@@ -488,9 +488,9 @@ def _zarr_arrays(out: Path) -> dict[str, np.ndarray]:
 def test_killed_worker_mid_run_loses_and_corrupts_nothing(
     write_micrographs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from daskmic.config import RunConfig
-    from daskmic.preprocess_params import PreprocessParams
-    from daskmic.run import run_batch
+    from daskmic.preprocessing.params import PreprocessParams
+    from daskmic.run.config import RunConfig
+    from daskmic.run.driver import run_batch
 
     monkeypatch.chdir(tmp_path)
     paths = [str(p) for p in write_micrographs(n=8, shape=(384, 384))]
@@ -526,7 +526,7 @@ def test_killed_worker_mid_run_loses_and_corrupts_nothing(
     assert star == (clean_out / "micrographs.star").read_text().replace("clean/mrc/", "OUT/mrc/")
     killed_arrays, clean_arrays = _zarr_arrays(killed_out), _zarr_arrays(clean_out)
     assert sorted(killed_arrays) == sorted(clean_arrays)
-    assert {f"pixels/{name[:-4]}" for name in names} <= set(clean_arrays)
+    assert {f"micrographs/{name[:-4]}/0/image" for name in names} <= set(clean_arrays)
     for key, values in clean_arrays.items():
         if "path" in key:  # absolute output paths differ by folder only (checked in the table)
             continue

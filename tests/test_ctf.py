@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from daskmic.ctf import (
+from daskmic.tilt.ctf import (
     Optics,
     canonical_astigmatism,
     ctf_1d,

@@ -7,11 +7,11 @@ import time
 
 import pytest
 
-import daskmic.feeder
-from daskmic.config import RunConfig
-from daskmic.feeder import PUBLISH_SHARE, Feeder
-from daskmic.preprocess_params import PreprocessParams
-from daskmic.run import prepare
+import daskmic.run.feeder
+from daskmic.preprocessing.params import PreprocessParams
+from daskmic.run.config import RunConfig
+from daskmic.run.driver import prepare
+from daskmic.run.feeder import PUBLISH_SHARE, Feeder
 
 CONFIG = RunConfig(preprocess=PreprocessParams(crop=2, invert=True), write_stack=False)
 
@@ -31,7 +31,7 @@ def _publishes(monkeypatch, seconds: float) -> list[float]:
         time.sleep(seconds)
         return []
 
-    monkeypatch.setattr(daskmic.feeder, "publish", publish)
+    monkeypatch.setattr(daskmic.run.feeder, "publish", publish)
     return times
 
 

@@ -19,8 +19,8 @@ import pytest
 import yaml
 from dask.utils import parse_bytes
 
-from daskmic.cluster import connect
-from daskmic.cluster_kubernetes import daskcluster_manifest, manifest_yaml
+from daskmic.cluster.client import connect
+from daskmic.cluster.kubernetes import daskcluster_manifest, manifest_yaml
 
 REPO = Path(__file__).resolve().parents[1]
 KUBERNETES = REPO / "deploy" / "kubernetes"

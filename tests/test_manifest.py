@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from daskmic.manifest import Manifest, canonical_json, ensure_not_input, parameters_hash
+from daskmic.run.manifest import Manifest, canonical_json, parameters_hash
 
 
 def test_canonical_json_is_order_independent():
@@ -61,11 +61,3 @@ def test_thumbnails_round_trip(tmp_path):
     np.testing.assert_array_equal(found[0, :4, :4], thumb)
     assert np.isnan(found[0, 4:]).all() and np.isnan(found[1]).all()
     assert manifest.thumbnail_stack(["missing"], 6) is None
-
-
-def test_output_folder_may_not_be_an_input(tmp_path):
-    mic = tmp_path / "x.mrc"
-    mic.write_bytes(b"")
-    with pytest.raises(ValueError, match="is an input file"):
-        ensure_not_input(mic, [str(mic)])
-    ensure_not_input(tmp_path / "out", [str(mic)])

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-import daskmic.plot as dmp
-from daskmic.plot.data import downsample_factor, montage_grid
-from daskmic.plot.png import data_uri, figure_png
+import daskmic.report.plot as dmp
+from daskmic.report.plot.data import downsample_factor, montage_grid
+from daskmic.report.plot.png import data_uri, figure_png
 
 MEAN_T, STD_T = 0.5, 0.1
 

@@ -14,9 +14,9 @@ import xarray as xr
 
 from daskmic.datasets import synthesize_micrograph
 from daskmic.ops.kernel import compose
-from daskmic.pipeline import build_pipeline
-from daskmic.preprocess_params import DEFAULTS, PreprocessParams
-from daskmic.preprocessing import preprocess
+from daskmic.preprocessing.lazy import preprocess
+from daskmic.preprocessing.params import DEFAULTS, PreprocessParams
+from daskmic.preprocessing.pipeline import build_pipeline
 
 TYPICAL = dict(
     crop=True,

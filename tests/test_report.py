@@ -24,11 +24,11 @@ import pytest
 
 import daskmic
 from daskmic.cli import main
-from daskmic.config import RunConfig
 from daskmic.datasets import synthesize_micrograph
 from daskmic.io.mrc_write import write_mrc
-from daskmic.preprocess_params import PreprocessParams
-from daskmic.report import write_report
+from daskmic.preprocessing.params import PreprocessParams
+from daskmic.report.page import write_report
+from daskmic.run.config import RunConfig
 from daskmic.tilt.params import TiltParams
 
 PREPROCESS = PreprocessParams.from_options(crop=True, invert=True, downsample=True, normalize=True)

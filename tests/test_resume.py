@@ -18,12 +18,12 @@ import pytest
 import yaml
 
 import daskmic
-from daskmic.config import RunConfig
 from daskmic.datasets import synthesize_micrograph
-from daskmic.io import open_pixels, open_results
+from daskmic.io import open_images, open_pixels, open_results
 from daskmic.io.mrc_write import write_mrc
-from daskmic.manifest import PARTIAL_NAME, Manifest
-from daskmic.stream import watch
+from daskmic.run.config import RunConfig
+from daskmic.run.manifest import PARTIAL_NAME, Manifest
+from daskmic.run.stream import watch
 
 CONFIG_VALUES = {
     "preprocess": {
@@ -110,6 +110,14 @@ def snapshot(out: Path) -> dict[str, object]:
     pixels = open_pixels(out / "micrographs.zarr")
     for name in pixels["micrograph"].values:
         files[f"zarr:pixels/{name}"] = pixels.sel(micrograph=name).values.tobytes()
+    for collection in ("micrographs", "psd"):
+        for level in range(3):
+            images = open_images(out / "micrographs.zarr", collection, level=level)
+            for name, image in images.items():
+                files[f"zarr:{collection}/{name}/{level}"] = (
+                    image.values.tobytes(),
+                    image.x.values.tobytes(),
+                )
     return files
 
 
@@ -165,11 +173,11 @@ def _interrupt(out: Path) -> None:
     (records / "mic_01.json").unlink()  # outputs renamed into place, record not yet written
     (records / "mic_02.json").unlink()  # ... and its outputs only partly renamed
     (out / "psd" / "mic_02.mrc").unlink()
-    shutil.rmtree(out / "micrographs.zarr" / "pixels" / "mic_02")
+    shutil.rmtree(out / "micrographs.zarr" / "micrographs" / "mic_02")
     (out / "mrc" / ".mic_03.mrc.tmp-0123abcd").write_bytes(b"half an MRC")
     (records / ".mic_03.json.tmp-89abcdef").write_bytes(b'{"hash": ')
-    (out / "micrographs.zarr" / "pixels" / ".mic_03.tmp-01234567").mkdir()
-    (out / "micrographs.zarr" / ".results.old-76543210").mkdir()
+    (out / "micrographs.zarr" / "micrographs" / ".mic_03.tmp-01234567").mkdir()
+    (out / "micrographs.zarr" / ".table.tmp-76543210").mkdir()
     (out / "micrographs.csv").unlink()  # killed before the tables were rebuilt
     (out / "tilt.csv").write_text("half a table")
 

@@ -17,9 +17,9 @@ import yaml
 
 import daskmic
 from daskmic.cli import main
-from daskmic.config import RunConfig
 from daskmic.datasets import synthesize_micrograph
 from daskmic.io.mrc_write import write_mrc
+from daskmic.run.config import RunConfig
 
 SHAPE = (512, 512)
 CONFIG_VALUES = {

@@ -15,8 +15,8 @@ import starfile
 
 import daskmic
 from daskmic.cli import entry, main
-from daskmic.config import RunConfig
-from daskmic.preprocess_params import PreprocessParams
+from daskmic.preprocessing.params import PreprocessParams
+from daskmic.run.config import RunConfig
 from daskmic.tilt.params import TiltParams
 
 PREPROCESS = PreprocessParams.from_options(crop=True, invert=True, downsample=True, normalize=True)

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from daskmic.cluster import connect
+from daskmic.cluster.client import connect
 
 pytestmark = pytest.mark.slurm
 
@@ -185,9 +185,9 @@ def test_retiring_job_is_replaced_and_the_run_loses_nothing(
 ) -> None:
     import cloudpickle
 
-    from daskmic.config import RunConfig
-    from daskmic.preprocess_params import PreprocessParams
-    from daskmic.run import run_batch
+    from daskmic.preprocessing.params import PreprocessParams
+    from daskmic.run.config import RunConfig
+    from daskmic.run.driver import run_batch
 
     # the workers cannot import this test module: send the retiring function by value
     cloudpickle.register_pickle_by_value(sys.modules[__name__])

@@ -14,11 +14,12 @@ import pytest
 
 import daskmic
 from daskmic.cli import build_parser, main
-from daskmic.config import RunConfig
 from daskmic.datasets import synthesize_micrograph
+from daskmic.errors import UsageError
 from daskmic.io.mrc_write import write_mrc
-from daskmic.preprocess_params import PreprocessParams
-from daskmic.stream import Arrivals, watch
+from daskmic.preprocessing.params import PreprocessParams
+from daskmic.run.config import RunConfig
+from daskmic.run.stream import Arrivals, watch
 from daskmic.tilt.params import TiltParams
 
 PREPROCESS = PreprocessParams.from_options(crop=True, invert=True, downsample=True, normalize=True)
@@ -139,7 +140,7 @@ def test_invalid_options_are_refused_naming_the_value(tmp_path, option, value, m
 
 
 def test_folders_that_cannot_work_are_refused(tmp_path):
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(UsageError, match="does not exist"):
         watch(tmp_path / "missing", tmp_path / "out", CONFIG)
     (tmp_path / "data" / "raw").mkdir(parents=True)
     with pytest.raises(ValueError, match="must not be the watched folder"):
@@ -234,8 +235,9 @@ def test_names_follow_the_whole_set_whatever_the_arrival_order(tmp_path, client,
     assert [r["micrograph"] for r in both.rows] == names
     assert sorted(p.name for p in (out / "mrc").iterdir()) == [f"{n}.mrc" for n in names]
     assert sorted(p.name for p in (out / "psd").glob("*.mrc")) == [f"{n}.mrc" for n in names]
-    pixels = out / "micrographs.zarr" / "pixels"
-    assert sorted(p.name for p in pixels.iterdir() if p.is_dir()) == names
+    for collection in ("micrographs", "psd"):
+        images = out / "micrographs.zarr" / collection
+        assert sorted(p.name for p in images.iterdir() if p.is_dir()) == names
     for kept in (".daskmic/records", ".daskmic/thumbnails"):
         assert sorted(p.stem for p in (out / kept).iterdir()) == names
     assert pd.read_csv(out / "micrographs.csv")["micrograph"].tolist() == names

@@ -10,9 +10,9 @@ import pytest
 
 import daskmic
 from daskmic.cli import main
-from daskmic.config import RunConfig
 from daskmic.datasets import synthesize_micrograph
 from daskmic.io import write_mrc
+from daskmic.run.config import RunConfig
 from daskmic.tilt.angle import ANGLE_COLUMNS
 from daskmic.tilt.defocus_map import load_defocus_map, plane_defocus_A
 from daskmic.tilt.params import TiltParams

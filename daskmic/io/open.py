@@ -117,7 +117,7 @@ def _pixel_sizes(
     return np.asarray(sizes, dtype=float)
 
 
-def _spatial_coords(ny: int, nx: int, pixel_sizes: np.ndarray) -> dict[str, xr.Variable]:
+def spatial_coords(ny: int, nx: int, pixel_sizes: np.ndarray) -> dict[str, xr.Variable]:
     """y/x in ångström when the set's pixel size is uniform and known, else in pixels."""
     uniform = pixel_sizes.size > 0 and np.all(pixel_sizes == pixel_sizes[0])
     if uniform and np.isfinite(pixel_sizes[0]):
@@ -201,6 +201,26 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
+def _is_zarr_store(path: Path) -> bool:
+    return path.is_dir() and (path / "zarr.json").is_file()
+
+
+def _open_store(
+    store: Path, pixel_size_A: float | None, chunks: Mapping[str, int] | None
+) -> xr.DataArray:
+    from daskmic.io.zarr_store import open_pixels
+
+    stack = open_pixels(store)
+    if pixel_size_A is not None:
+        sizes = np.full(stack.sizes["micrograph"], pixel_size_A)
+        stack = stack.assign_coords(
+            pixel_size_A=("micrograph", sizes), **spatial_coords(*stack.shape[1:], sizes)
+        )
+    if chunks is not None:
+        stack = stack.chunk(_check_chunks(chunks, stack.shape))
+    return stack
+
+
 def open_micrographs(
     source: Source,
     *,
@@ -220,7 +240,9 @@ def open_micrographs(
         recurses, e.g. ``"GridSquare_*/Data/*.mrc"``), a list of those, or one table: a RELION
         ``.star`` (``data_optics`` + ``data_micrographs``; ``rlnMicrographName`` relative to the
         working directory), an Xmipp ``.xmd`` or a ``.csv`` with a ``path``,
-        ``rlnMicrographName`` or ``micrograph_path`` column.
+        ``rlnMicrographName`` or ``micrograph_path`` column. Or a daskmic results store
+        (``OUT/micrographs.zarr``): its processed micrographs, read from their OME-NGFF
+        images (:func:`daskmic.io.open_images` gives every image whatever its shape).
     pixel_size_A : float, optional
         Pixel size in ångström for every micrograph; overrides tables and headers.
     chunks : dict, optional
@@ -248,6 +270,10 @@ def open_micrographs(
         Invalid ``pixel_size_A`` or ``chunks``.
     """
     given = _check_pixel_size(pixel_size_A)
+    if isinstance(source, str | os.PathLike) and _is_zarr_store(Path(source)):
+        return _open_store(Path(source), given, chunks)
+    if isinstance(source, str | os.PathLike) and _is_zarr_store(Path(source)):
+        return _open_store(Path(source), given, chunks)
     listing = list_source(source)
     names = unique_names(listing.paths, listing.root)
     headers = _read_headers(listing.paths)
@@ -277,7 +303,7 @@ def open_micrographs(
         "micrograph": np.array([names[r] for r in rows], dtype=object),
         "path": ("micrograph", np.array(paths, dtype=object)),
         "pixel_size_A": ("micrograph", sizes),
-        **_spatial_coords(ny, nx, sizes),
+        **spatial_coords(ny, nx, sizes),
     }
     if listing.table is not None:
         coords.update(_carried_coords(listing.table, rows))

@@ -2,6 +2,7 @@
 
 Modules: :mod:`.crop` (borders), :mod:`.intensity` (log, invert, normalize),
 :mod:`.bad_pixels`, :mod:`.fourier` (downsample, Gaussian, high/low pass, fused into one pass;
-masks in :mod:`.fourier_masks`), :mod:`.denoise` (total variation), :mod:`.stats` (float64
-reductions). Each factory returns a :class:`daskmic.ops.kernel.Kernel`.
+masks in :mod:`.fourier_masks`), :mod:`.denoise` (total variation; its solver
+:mod:`.spg`), :mod:`.stats` (float64 reductions). Each factory returns a
+:class:`daskmic.ops.kernel.Kernel`.
 """

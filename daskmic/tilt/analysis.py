@@ -18,9 +18,9 @@ import numpy as np
 import xarray as xr
 from dask.graph_manipulation import clone
 
-from daskmic.config import Optics, optics_for
 from daskmic.tilt.angle import ANGLE_COLUMNS, estimate_tilt
 from daskmic.tilt.correlate import PAIRS
+from daskmic.tilt.optics import Optics, optics_for
 from daskmic.tilt.params import TiltParams, WindowSize
 from daskmic.tilt.screen import corner_regions, screen_windows
 from daskmic.tilt.windows import CORNER_LABELS, sub_window_px
@@ -164,7 +164,7 @@ def tilt_analysis(
         variables named in :data:`daskmic.tilt.angle.ANGLE_COLUMNS`.
     max_tilt_deg : float, optional
         With ``estimate_angle``: also discard micrographs tilted by more than this.
-    optics : daskmic.config.Optics, optional
+    optics : daskmic.tilt.optics.Optics, optional
         Voltage, spherical aberration and amplitude contrast for the angle fit; values not
         given come from the input table's optics group, else 300 kV, 2.7 mm, 0.07.
 

@@ -83,12 +83,12 @@ from typing import Any
 
 import numpy as np
 
-from daskmic.ctf import Optics, canonical_astigmatism
 from daskmic.tilt import angle_steps as steps
 from daskmic.tilt.angle_error import axis_spread_deg, gradient_covariance, gradient_replicates
 from daskmic.tilt.angle_fit import PlaneFit, robust_plane
 from daskmic.tilt.angle_regions import brightness_regions
 from daskmic.tilt.angle_spectra import SectorProfiles, sector_profiles
+from daskmic.tilt.ctf import Optics, canonical_astigmatism
 
 ANGLE_COLUMNS = (
     "tilt_angle_deg",
@@ -235,7 +235,7 @@ def estimate_tilt(
     pixel_size_A : float
         Pixel size in ångström, > 0.
     voltage_kV, spherical_aberration_mm, amplitude_contrast : float
-        Microscope optics (see :class:`daskmic.ctf.Optics`).
+        Microscope optics (see :class:`daskmic.tilt.ctf.Optics`).
     defocus_range_A : tuple of float
         Range searched for the mean defocus (underfocus, Å), ``0 < low < high``.
     resolution_A : float

@@ -13,7 +13,7 @@ import numpy as np
 import scipy.sparse
 from scipy.ndimage import uniform_filter1d
 
-from daskmic.ctf import Optics
+from daskmic.tilt.ctf import Optics
 
 
 def phase_matched_s(

@@ -18,7 +18,6 @@ import math
 import numpy as np
 from scipy.ndimage import gaussian_filter1d, uniform_filter1d
 
-from daskmic.ctf import Optics
 from daskmic.tilt.angle_fit import (
     PlaneFit,
     defocus_groups,
@@ -31,6 +30,7 @@ from daskmic.tilt.angle_fit import (
     weighted_lstsq,
 )
 from daskmic.tilt.angle_spectra import SectorProfiles
+from daskmic.tilt.ctf import Optics
 
 DEFOCUS_STEP_A = 10.0
 

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from daskmic.errors import UsageError
 from daskmic.tilt.windows import (
     MIN_SUB_WINDOW_PX,
     MIN_WINDOW_PX,
@@ -38,9 +39,9 @@ def check_thresholds(mean_threshold: float, std_threshold: float) -> None:
         Naming the parameter, the value given and the valid range.
     """
     if not (_is_real(mean_threshold) and 0.0 <= mean_threshold <= 1.0):
-        raise ValueError(f"mean_threshold must be in [0, 1], got {mean_threshold!r}")
+        raise UsageError(f"mean_threshold must be in [0, 1], got {mean_threshold!r}")
     if not (_is_real(std_threshold) and math.isfinite(std_threshold) and std_threshold > 0):
-        raise ValueError(f"std_threshold must be a finite number > 0, got {std_threshold!r}")
+        raise UsageError(f"std_threshold must be a finite number > 0, got {std_threshold!r}")
 
 
 def check_max_tilt(max_tilt_deg: float | None, estimate_angle: bool) -> None:
@@ -54,9 +55,9 @@ def check_max_tilt(max_tilt_deg: float | None, estimate_angle: bool) -> None:
     if max_tilt_deg is None:
         return
     if not (_is_real(max_tilt_deg) and 0.0 < max_tilt_deg < 90.0):
-        raise ValueError(f"max_tilt_deg must be in (0, 90) degrees, got {max_tilt_deg!r}")
+        raise UsageError(f"max_tilt_deg must be in (0, 90) degrees, got {max_tilt_deg!r}")
     if not estimate_angle:
-        raise ValueError("max_tilt_deg needs estimate_angle=True (--angle)")
+        raise UsageError("max_tilt_deg needs estimate_angle=True (--angle)")
 
 
 @dataclass(frozen=True)
@@ -104,18 +105,18 @@ class TiltParams:
                 and not isinstance(size, bool)
                 and size >= MIN_WINDOW_PX
             ):
-                raise ValueError(
+                raise UsageError(
                     f"window_size must be 'auto' or an integer >= {MIN_WINDOW_PX}, got {size!r}"
                 )
             object.__setattr__(self, "window_size", int(size))
         resolution = self.resolution_A
         if not (_is_real(resolution) and math.isfinite(resolution) and resolution > 0):
-            raise ValueError(f"resolution_A must be a finite number > 0 Å, got {resolution!r}")
+            raise UsageError(f"resolution_A must be a finite number > 0 Å, got {resolution!r}")
         check_thresholds(self.mean_threshold, self.std_threshold)
         if not isinstance(self.xmipp_compat, bool):
-            raise ValueError(f"xmipp_compat must be True or False, got {self.xmipp_compat!r}")
+            raise UsageError(f"xmipp_compat must be True or False, got {self.xmipp_compat!r}")
         if not isinstance(self.estimate_angle, bool):
-            raise ValueError(f"estimate_angle must be True or False, got {self.estimate_angle!r}")
+            raise UsageError(f"estimate_angle must be True or False, got {self.estimate_angle!r}")
         check_max_tilt(self.max_tilt_deg, self.estimate_angle)
 
     def to_dict(self) -> dict[str, Any]:
@@ -127,7 +128,7 @@ class TiltParams:
         """Build parameters from :meth:`to_dict`'s form; unknown keys are refused."""
         unknown = set(values) - {f for f in cls.__dataclass_fields__}
         if unknown:
-            raise ValueError(f"unknown tilt parameters: {sorted(unknown)}")
+            raise UsageError(f"unknown tilt parameters: {sorted(unknown)}")
         return cls(**values)
 
     def window_size_px(self, shape: Sequence[int]) -> int:
@@ -157,7 +158,7 @@ class TiltParams:
             If a given window size fits no micrograph, or the resolution suits none.
         """
         if len(shapes) != len(pixel_sizes_A):
-            raise ValueError(f"got {len(shapes)} shapes but {len(pixel_sizes_A)} pixel sizes")
+            raise UsageError(f"got {len(shapes)} shapes but {len(pixel_sizes_A)} pixel sizes")
         windows = []
         for shape, pixel_size_A in zip(shapes, pixel_sizes_A, strict=True):
             try:
@@ -167,7 +168,7 @@ class TiltParams:
         if not windows:
             if self.window_size == "auto" or not shapes:
                 return
-            raise ValueError(
+            raise UsageError(
                 f"window_size={self.window_size} px fits no micrograph of the set "
                 f"(smallest edge {min(min(s[-2:]) for s in shapes)} px)"
             )
@@ -179,7 +180,7 @@ class TiltParams:
                 reasons.add(str(error))
                 continue
             return
-        raise ValueError(
+        raise UsageError(
             f"resolution_A={self.resolution_A!r} suits no micrograph of the set (the PSD "
             f"sub-window must hold {MIN_SUB_WINDOW_PX} px to w px): " + "; ".join(sorted(reasons))
         )

@@ -13,7 +13,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from daskmic.cluster_kubernetes import daskcluster_manifest, manifest_yaml
+from daskmic.cluster.kubernetes import daskcluster_manifest, manifest_yaml
 
 DEFAULT_OUTPUT = Path(__file__).with_name("daskcluster.yaml")
 

@@ -13,7 +13,7 @@ import xarray as xr
 import zarr
 from distributed import Client, get_task_stream
 
-from daskmic.io import add_pixels, make_thumbnail, open_pixels, open_results, write_results
+from daskmic.io import make_thumbnail, open_pixels, open_results, write_image, write_results
 
 
 def _variables():
@@ -43,9 +43,14 @@ def test_results_round_trip_with_thumbnails_and_provenance(tmp_path, rng):
     assert json.loads(ds.attrs["parameters"]) == {"crop": 10, "log": None}
     assert ds.attrs["daskmic_version"] == "0.1.0"
     assert datetime.fromisoformat(ds.attrs["created"]).tzinfo is not None
-    group = zarr.open_group(store / "results", mode="r")
+    group = zarr.open_group(store, mode="r")
     assert group.metadata.zarr_format == 3
     assert group["thumbnail"].chunks == (3, 16, 16), "up to 16 thumbnails per chunk"
+    assert group["status"].chunks == (3,), "one chunk per column"
+    plain = xr.open_zarr(store)  # what a user types: the table is the store's root
+    assert plain["micrograph"].values.tolist() == ["a", "b", "c"]
+    np.testing.assert_array_equal(plain["mean"].values, _variables()["mean"].values)
+    assert plain["error"].values.tolist() == ["", "truncated", ""]
 
 
 def test_lazy_thumbnails_never_reach_a_default_cluster(tmp_path, rng, client):
@@ -57,7 +62,7 @@ def test_lazy_thumbnails_never_reach_a_default_cluster(tmp_path, rng, client):
             write_results(tmp_path / "s.zarr", variables, thumbnails=lazy)
     assert tasks.data == [], "the driver writes its own results"
     np.testing.assert_array_equal(open_results(tmp_path / "s.zarr").thumbnail.values, thumbs)
-    chunks = zarr.open_group(tmp_path / "s.zarr" / "results", mode="r")["thumbnail"].chunks
+    chunks = zarr.open_group(tmp_path / "s.zarr", mode="r")["thumbnail"].chunks
     assert chunks == (16, 8, 8)
 
 
@@ -74,17 +79,18 @@ def test_results_from_a_dataframe(tmp_path):
 def test_thumbnails_shape_is_checked(tmp_path):
     with pytest.raises(ValueError, match="thumbnails must have shape"):
         write_results(tmp_path / "s.zarr", _variables(), thumbnails=np.zeros((2, 8, 8)))
-    assert not (tmp_path / "s.zarr" / "results").exists()
+    assert not (tmp_path / "s.zarr" / "micrograph").exists()
 
 
 def test_rebuilding_results_keeps_pixels_and_is_atomic(tmp_path, rng):
     store = tmp_path / "s.zarr"
     images = {n: rng.normal(size=(24, 40)) for n in ("a", "b", "c")}
-    add_pixels(store, "a", images["a"], pixel_size_A=2.0)
-    write_results(store, _variables().isel(micrograph=[0]))
-    add_pixels(store, "b", images["b"], pixel_size_A=2.0)
-    add_pixels(store, "c", images["c"], pixel_size_A=2.0)
+    write_image(store, "micrographs", "a", images["a"], pixel_size_A=2.0)
+    write_results(store, _variables().isel(micrograph=[0]).assign(extra=("micrograph", [1])))
+    write_image(store, "micrographs", "b", images["b"], pixel_size_A=2.0)
+    write_image(store, "micrographs", "c", images["c"], pixel_size_A=2.0)
     write_results(store, _variables())
+    assert "extra" not in xr.open_zarr(store), "a column of an earlier table is gone"
     assert open_results(store).micrograph.values.tolist() == ["a", "b", "c"]
     pixels = open_pixels(store)
     assert pixels.dims == ("micrograph", "y", "x")
@@ -98,24 +104,29 @@ def test_rebuilding_results_keeps_pixels_and_is_atomic(tmp_path, rng):
     assert leftovers == []
 
 
+def _add(store, name, image):
+    write_image(store, "micrographs", name, image, pixel_size_A=None)
+    write_results(store, pd.DataFrame({"micrograph": [name]}))  # publishes the image
+
+
 def test_adding_pixels_replaces_only_that_micrograph(tmp_path):
     store = tmp_path / "s.zarr"
-    add_pixels(store, "a", np.ones((8, 8)))
-    add_pixels(store, "b", np.ones((8, 8)))
-    chunk = next((store / "pixels" / "b").rglob("c/*/*"))
+    _add(store, "a", np.ones((8, 8)))
+    _add(store, "b", np.ones((8, 8)))
+    chunk = next((store / "micrographs" / "b").rglob("c/*/*"))
     before = chunk.stat().st_mtime_ns
-    add_pixels(store, "a", np.full((8, 8), 5.0))
+    _add(store, "a", np.full((8, 8), 5.0))
     assert chunk.stat().st_mtime_ns == before
     np.testing.assert_array_equal(open_pixels(store).sel(micrograph="a").values, 5.0)
-    add_pixels(store, "odd", np.ones((4, 8)))
+    _add(store, "odd", np.ones((4, 8)))
     pixels = open_pixels(store)
     assert pixels.micrograph.values.tolist() == ["a", "b"]
     assert pixels.attrs["failed"][0]["micrograph"] == "odd"
     assert pixels.x.attrs["units"] == "px"
     with pytest.raises(ValueError, match="micrograph must be"):
-        add_pixels(store, "../x", np.ones((8, 8)))
+        write_image(store, "micrographs", "../x", np.ones((8, 8)), pixel_size_A=None)
     with pytest.raises(ValueError, match="2-D"):
-        add_pixels(store, "x", np.ones(8))
+        write_image(store, "micrographs", "x", np.ones(8), pixel_size_A=None)
 
 
 def test_open_results_of_a_missing_store(tmp_path):

@@ -17,6 +17,7 @@ import pytest
 from daskmic.ops.denoise import denoise_kernel, tv_denoise, tv_energy, tv_gradient
 from daskmic.ops.kernel import FULL_FRAME
 from daskmic.ops.lift import lift
+from daskmic.ops.spg import mean_shift
 
 LAM, SIGMA_G, Q, MU, BETA = 1.0, 5.8, 255.0, 0.03, 1e-5
 K1 = 3.0 / 8.0 * LAM**2 + SIGMA_G**2
@@ -76,6 +77,13 @@ def ref_spg(image, iterations):
 def psnr_db(estimate, truth):
     peak = truth.max() - truth.min()
     return 10.0 * np.log10(peak**2 / np.mean((estimate.astype(np.float64) - truth) ** 2))
+
+
+def affine_psnr_db(estimate, truth):
+    """PSNR of the least-squares affine map ``a * estimate + b`` of the estimate to the truth."""
+    design = np.stack([estimate.ravel().astype(np.float64), np.ones(estimate.size)], axis=1)
+    coefficients = np.linalg.lstsq(design, truth.ravel(), rcond=None)[0]
+    return psnr_db((design @ coefficients).reshape(truth.shape), truth)
 
 
 def piecewise_constant(n, rng):
@@ -186,6 +194,36 @@ def test_default_output_on_input_scale(rng):
     np.testing.assert_allclose(affine, result * 2.5 - 300.0, atol=1e-4 * flat.std() * 2.5)
 
 
+@pytest.mark.parametrize("read_noise", [0.0, 1.0], ids=["poisson", "poisson-gaussian"])
+@pytest.mark.parametrize("mean_counts", [0.5, 2.0, 10.0, 100.0, 1000.0])
+def test_output_keeps_intensity_scale_from_low_to_high_counts(rng, mean_counts, read_noise):
+    """Issue #14: at 1.97 counts/px the output mean was 4.72 (reference start + early exit)."""
+    blocks, _ = piecewise_constant(256, rng)
+    truth = blocks * (mean_counts / blocks.mean())
+    noisy = (rng.poisson(truth) + rng.normal(0.0, read_noise, truth.shape)).astype(np.float32)
+    result, energies = tv_denoise(noisy, 50, return_energies=True)
+    assert len(energies) == 51  # no early exit: the iterate is not the first step from y
+    mean_in, mean_out = noisy.mean(dtype=np.float64), result.mean(dtype=np.float64)
+    assert abs(mean_out - mean_in) <= 0.05 * mean_in
+    assert abs(mean_out - truth.mean()) <= 0.05 * truth.mean()
+    assert abs(mean_out - mean_in) <= 1e-6 * (noisy.max() - noisy.min())  # the constraint
+    assert affine_psnr_db(result, truth) > affine_psnr_db(noisy, truth)
+
+
+def test_mean_projection_shift_with_heavy_clipping(rng):
+    """The shift solves sum(clip(z - tau, 0, 1)) = total when most pixels clip (bisection)."""
+    x, grad = rng.uniform(0.0, 1.0, (37, 23)), rng.normal(0.0, 1.0, (37, 23))
+    theta = 40.0  # z = x - theta * grad spans about [-150, 150]: about 99 % of pixels clip
+    z = x - theta * grad
+    for total in [0.3, 0.5 * x.size, x.size - 0.3, 0.0 + 1e-9, 3.7]:
+        tau = mean_shift(x, grad, theta, total)
+        assert abs(np.clip(z - tau, 0.0, 1.0).sum() - total) <= 1e-9
+    # with nothing clipped the shift is the plain mean difference
+    inner = 0.1 + 0.8 * x
+    tau = mean_shift(inner, np.zeros_like(x), 1.0, inner.sum() - 0.01 * x.size)
+    assert tau == pytest.approx(0.01, abs=1e-12)
+
+
 def test_psnr_improves_on_piecewise_constant_image(rng):
     truth, noisy = piecewise_constant(192, rng)
     gain = psnr_db(tv_denoise(noisy, 50), truth) - psnr_db(noisy, truth)
@@ -254,3 +292,22 @@ def test_lifted_tiled_equals_eager(rng):
     eager = np.stack([tv_denoise(frame, 6) for frame in frames])
     assert result.dtype == np.float32
     np.testing.assert_array_equal(result, eager)
+
+
+# ---------------------------------------------------------------- the user's way
+def test_cli_denoise_keeps_a_low_dose_micrograph_on_its_scale(
+    write_micrographs, tmp_path, monkeypatch
+):
+    """Issue #14's report, as a user runs it: ``daskmic preprocess ... --denoise 50`` on a
+    2 counts/px micrograph returned mean 4.72."""
+    import mrcfile
+
+    from daskmic.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (path,) = write_micrographs(n=1, shape=(256, 256), pixel_size_A=1.0, dose_e_per_A2=2.0)
+    assert main(["preprocess", str(path), "-o", "out", "--denoise", "50", "--workers", "1"]) == 0
+    with mrcfile.open(path) as raw, mrcfile.open(tmp_path / "out" / "mrc" / path.name) as done:
+        mean_in, mean_out = (float(m.data.mean(dtype=np.float64)) for m in (raw, done))
+    assert abs(mean_out - mean_in) <= 0.05 * mean_in
+    assert abs(mean_out - 2.0) <= 0.05 * 2.0  # the noiseless mean: dose x pixel area

@@ -5,7 +5,6 @@ import math
 import numpy as np
 import pytest
 
-from daskmic.ctf import Optics
 from daskmic.tilt.angle_fit import (
     defocus_groups,
     flatten,
@@ -17,6 +16,7 @@ from daskmic.tilt.angle_fit import (
     weighted_correlation,
 )
 from daskmic.tilt.angle_steps import band_weights
+from daskmic.tilt.ctf import Optics
 
 
 def _chi(s, defocus, optics):

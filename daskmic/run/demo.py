@@ -7,10 +7,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from daskmic.config import RunConfig
 from daskmic.datasets import make_dataset
-from daskmic.preprocess_params import TYPICAL_SETTINGS
-from daskmic.run import RunSummary, run_batch
+from daskmic.preprocessing.params import TYPICAL_SETTINGS
+from daskmic.run.config import RunConfig
+from daskmic.run.driver import RunSummary, run_batch
 from daskmic.tilt.params import TiltParams
 
 DEMO_TILTS_DEG = (0.0, 60.0, 0.0, 20.0, 0.0, 65.0, 0.0, 40.0)

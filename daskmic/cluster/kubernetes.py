@@ -17,7 +17,7 @@ import dask.config
 import yaml
 from dask.utils import parse_bytes
 
-import daskmic.cluster_config  # noqa: F401  (daskmic's defaults in dask.config)
+import daskmic.cluster.defaults  # noqa: F401  (daskmic's defaults in dask.config)
 
 
 def daskcluster_manifest(

@@ -14,10 +14,11 @@ from typing import Any
 
 import pandas as pd
 
-from daskmic.config import RunConfig
+from daskmic.errors import UsageError
 from daskmic.io import optics_table, write_csv, write_results, write_star, write_xmd
 from daskmic.io.atomic import write_bytes_atomic
-from daskmic.manifest import Manifest
+from daskmic.run.config import RunConfig
+from daskmic.run.manifest import Manifest
 from daskmic.tilt.select import split
 
 LEADING = [
@@ -99,7 +100,9 @@ def _write_star(
 def _publish_preprocess(
     out: Path, table: pd.DataFrame, manifest: Manifest, config: RunConfig
 ) -> None:
+    outputs = ["output_path", "output_pixel_size_A"]  # absent when every micrograph failed
     done = table[table["status"] != "failed"]
+    done = done.reindex(columns=list(dict.fromkeys([*done.columns, *outputs])))
     _write_star(out / "micrographs.star", done, done["output_path"], manifest, config, True)
     write_xmd(
         out / "micrographs.xmd",
@@ -192,10 +195,10 @@ def select(
     out = Path(out_dir)
     manifest = Manifest(out)
     if not (manifest.root / "parameters.json").exists():
-        raise ValueError(f"{out} is not a daskmic output folder (no {manifest.root.name}/)")
+        raise UsageError(f"{out} is not a daskmic output folder (no {manifest.root.name}/)")
     config = RunConfig.from_dict(manifest.parameters())
     if config.tilt is None:
-        raise ValueError(f"{out} holds no tilt analysis to re-split")
+        raise UsageError(f"{out} holds no tilt analysis to re-split")
     tilt = dataclasses.replace(
         config.tilt,
         mean_threshold=mean_threshold,

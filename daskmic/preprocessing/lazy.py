@@ -1,7 +1,8 @@
 """The lazy face of preprocessing: :func:`preprocess` on a stack of micrographs.
 
-The kernels are :func:`daskmic.pipeline.build_pipeline`'s, the same the production face applies
-one micrograph at a time, lifted onto dask by :func:`daskmic.ops.lift.lift`.
+The kernels are :func:`daskmic.preprocessing.pipeline.build_pipeline`'s, the same the
+production face applies one micrograph at a time, lifted onto dask by
+:func:`daskmic.ops.lift.lift`.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import xarray as xr
 
 from daskmic.ops.kernel import Kernel
 from daskmic.ops.lift import lift
-from daskmic.pipeline import Pipeline, build_pipeline
-from daskmic.preprocess_params import ORDER, PreprocessParams
+from daskmic.preprocessing.params import ORDER, PreprocessParams
+from daskmic.preprocessing.pipeline import Pipeline, build_pipeline
 
 DIMS: Final = ("micrograph", "y", "x")
 

@@ -8,77 +8,10 @@ from typing import Any
 
 import yaml
 
-from daskmic.preprocess_params import PreprocessParams
+from daskmic.errors import UsageError
+from daskmic.preprocessing.params import PreprocessParams
+from daskmic.tilt.optics import Optics
 from daskmic.tilt.params import TiltParams
-
-
-@dataclass(frozen=True)
-class Optics:
-    """Microscope optics written to RELION's ``data_optics`` when the input carries none.
-
-    Parameters
-    ----------
-    voltage_kV : float, optional
-        Acceleration voltage in kV.
-    spherical_aberration_mm : float, optional
-        Spherical aberration in mm.
-    amplitude_contrast : float, optional
-        Amplitude contrast, 0–1.
-
-    A value left as None is carried from the input table's optics, or takes RELION's import
-    default (300 kV, 2.7 mm, 0.1) when the input has none.
-    """
-
-    voltage_kV: float | None = None
-    spherical_aberration_mm: float | None = None
-    amplitude_contrast: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.voltage_kV is not None and not self.voltage_kV > 0:
-            raise ValueError(f"voltage_kV must be > 0, got {self.voltage_kV}")
-        if self.amplitude_contrast is not None and not 0 <= self.amplitude_contrast <= 1:
-            raise ValueError(f"amplitude_contrast must be in [0, 1], got {self.amplitude_contrast}")
-
-
-ANGLE_OPTICS_DEFAULTS = {
-    "voltage_kV": 300.0,
-    "spherical_aberration_mm": 2.7,
-    "amplitude_contrast": 0.07,
-}
-"""Optics the tilt-angle fit assumes when neither the command line nor the input gives them."""
-
-_RELION_OPTICS = {
-    "voltage_kV": "rlnVoltage",
-    "spherical_aberration_mm": "rlnSphericalAberration",
-    "amplitude_contrast": "rlnAmplitudeContrast",
-}
-
-
-def optics_for(given: Optics, optics_group: Any, carried: list[dict[str, Any]]) -> dict[str, float]:
-    """The optics of one micrograph: given values, else its input optics group's, else defaults.
-
-    Parameters
-    ----------
-    given : Optics
-        Values from the command line or configuration (None where not given).
-    optics_group : int or None
-        The micrograph's ``rlnOpticsGroup`` in the input table.
-    carried : list of dict
-        The input table's ``data_optics`` rows.
-
-    Returns
-    -------
-    dict
-        ``voltage_kV``, ``spherical_aberration_mm``, ``amplitude_contrast``.
-    """
-    group = next((row for row in carried if row.get("rlnOpticsGroup") == optics_group), {})
-    values = {}
-    for name, default in ANGLE_OPTICS_DEFAULTS.items():
-        value = getattr(given, name)
-        if value is None:
-            value = group.get(_RELION_OPTICS[name], default)
-        values[name] = float(value)
-    return values
 
 
 @dataclass(frozen=True)
@@ -110,11 +43,11 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         if self.preprocess is None and self.tilt is None:
-            raise ValueError("a run needs at least one step: preprocess and/or tilt")
+            raise UsageError("a run needs at least one step: preprocess and/or tilt")
         if self.pixel_size_A is not None and not self.pixel_size_A > 0:
-            raise ValueError(f"pixel_size_A must be > 0, got {self.pixel_size_A}")
+            raise UsageError(f"pixel_size_A must be > 0, got {self.pixel_size_A}")
         if self.thumbnail_px < 16:
-            raise ValueError(f"thumbnail_px must be >= 16, got {self.thumbnail_px}")
+            raise UsageError(f"thumbnail_px must be >= 16, got {self.thumbnail_px}")
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON-able parameters (what the manifest hashes)."""
@@ -155,7 +88,7 @@ class RunConfig:
             "thumbnail_px",
         }
         if unknown:
-            raise ValueError(f"unknown configuration keys: {sorted(unknown)}")
+            raise UsageError(f"unknown configuration keys: {sorted(unknown)}")
         preprocess = values.pop("preprocess", None)
         tilt = values.pop("tilt", None)
         optics = values.pop("optics", None) or {}
@@ -179,10 +112,12 @@ def read_run_config(path: str | Path) -> tuple[list[str] | None, str | None, Run
     config : RunConfig
         The steps and options.
     """
+    if not Path(path).is_file():
+        raise UsageError(f"{path}: no such configuration file")
     with open(path) as handle:
         values = yaml.safe_load(handle) or {}
     if not isinstance(values, dict):
-        raise ValueError(f"{path}: a configuration file must hold a mapping")
+        raise UsageError(f"{path}: a configuration file must hold a mapping")
     inputs = values.pop("inputs", None)
     if isinstance(inputs, str):
         inputs = [inputs]

@@ -24,16 +24,16 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from daskmic import __version__
+from daskmic.errors import UsageError
 from daskmic.io import open_results, read_micrograph
 from daskmic.io.atomic import write_bytes_atomic
 from daskmic.io.png import grey_png
-from daskmic.plot.data import TILT_STATISTICS, as_table, thumbnail_data
-from daskmic.plot.figures import statistic_histograms, tilt_scatter
-from daskmic.plot.png import data_uri, figure_png
+from daskmic.report.plot.data import TILT_STATISTICS, as_table, thumbnail_data
+from daskmic.report.plot.figures import statistic_histograms, tilt_scatter
+from daskmic.report.plot.png import data_uri, figure_png
+from daskmic.run.layout import REPORT_NAME, defocus_path, psd_path
 from daskmic.tilt.angle_plot import plot_local_defocus
 from daskmic.tilt.defocus_map import load_defocus_map, result_from_map
-
-REPORT_NAME = "report.html"
 
 TABLE_COLUMNS = (
     "micrograph",
@@ -93,7 +93,7 @@ class OutputFolder:
         tables = [out / "micrographs.csv", out / "tilt.csv"]
         found = [p for p in tables if p.is_file()]
         if not found:
-            raise ValueError(f"{out} is not a daskmic output folder (no micrographs.csv)")
+            raise UsageError(f"{out} is not a daskmic output folder (no micrographs.csv)")
         table = as_table(found[0])
         folder = cls(out, table, {})
         stored = out / ".daskmic" / "parameters.json"
@@ -250,12 +250,12 @@ def _defocus_map_uri(path: Path) -> str:
 def _card_html(folder: OutputFolder, row: pd.Series) -> str:
     name = str(row["micrograph"])
     thumb = folder.thumbnail(row)
-    psd = folder.out_dir / "psd" / f"{name}.png"
+    psd = psd_path(folder.out_dir, name).with_suffix(".png")
     psd_uri = data_uri(psd.read_bytes()) if psd.is_file() else None
     images = _image_html(None if thumb is None else data_uri(grey_png(thumb)), "micrograph")
     if folder.has_tilt:
         images += _image_html(psd_uri, "PSD summary")
-    defocus = folder.out_dir / "defocus" / f"{name}.json"
+    defocus = defocus_path(folder.out_dir, name)
     if defocus.is_file():
         images += _image_html(_defocus_map_uri(defocus), "local-defocus map")
     stats = ", ".join(
@@ -330,7 +330,7 @@ def render_report(
         + _table_html(folder.table, shown)
         + _galleries_html(folder, galleries)
     )
-    template = resources.files("daskmic").joinpath("templates/report.html").read_text("utf-8")
+    template = resources.files(__package__).joinpath("templates/report.html").read_text("utf-8")
     return string.Template(template).substitute(
         title=_e(f"daskmic report: {out.name}"), version=_e(__version__), body=body
     )

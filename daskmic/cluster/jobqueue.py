@@ -17,7 +17,7 @@ from typing import Any
 import dask.config
 from dask.utils import parse_bytes, parse_timedelta
 
-import daskmic.cluster_config  # noqa: F401  (daskmic's defaults in dask.config)
+import daskmic.cluster.defaults  # noqa: F401  (daskmic's defaults in dask.config)
 
 
 def start_jobqueue_cluster(

@@ -1,7 +1,7 @@
-"""The driver: feeds the per-micrograph unit (:mod:`daskmic.unit`) to a cluster.
+"""The driver: feeds the per-micrograph unit (:mod:`daskmic.run.unit`) to a cluster.
 
 Everything that writes results — the command line, :func:`daskmic.write`, resume and
-streaming — submits one function, :func:`daskmic.unit.process_micrograph`, through
+streaming — submits one function, :func:`daskmic.run.unit.process_micrograph`, through
 :func:`process_sources`, so one bad micrograph fails alone and a killed run loses at most the
 micrographs in flight.
 """
@@ -18,13 +18,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from distributed import Client
 
-from daskmic.cluster_progress import track
-from daskmic.config import RunConfig
-from daskmic.feeder import Feeder
+from daskmic.cluster.progress import track
+from daskmic.errors import UsageError
 from daskmic.io.open import catalogue_micrographs
-from daskmic.manifest import Manifest, ensure_not_input
-from daskmic.publish import publish
-from daskmic.unit import Row, Source
+from daskmic.run.config import RunConfig
+from daskmic.run.feeder import Feeder
+from daskmic.run.layout import refuse_overwriting_inputs
+from daskmic.run.manifest import Manifest
+from daskmic.run.publish import publish
+from daskmic.run.unit import Row, Source
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -72,7 +74,7 @@ def process_sources(
     batch_size: int = 8,
     on_row: Callable[[Row], None] | None = None,
 ) -> list[Row]:
-    """Run the unit for each source through a :class:`~daskmic.feeder.Feeder`.
+    """Run the unit for each source through a :class:`~daskmic.run.feeder.Feeder`.
 
     At most ``2 × threads`` are in flight; the tables are rebuilt after every ``batch_size``
     micrographs but the last, and the caller publishes once all are in. The driver holds
@@ -101,11 +103,15 @@ def prepare(
 
     Raises
     ------
-    ValueError
-        On parameters the set cannot support (before any work starts) or an output folder
-        bound to other parameters.
+    UsageError
+        Inputs that cannot be listed, parameters the set cannot support, or an output folder
+        bound to other parameters or whose outputs would overwrite an input; raised before
+        any work starts.
     """
-    entries, optics = catalogue_micrographs(inputs, pixel_size_A=config.pixel_size_A)
+    try:
+        entries, optics = catalogue_micrographs(inputs, pixel_size_A=config.pixel_size_A)
+    except ValueError as error:  # nothing found, an unusable table: no run can start
+        raise UsageError(str(error)) from error
     sources = sorted(
         (Source(e.micrograph, e.path, e.pixel_size_A, e.columns, e.error) for e in entries),
         key=lambda s: s.micrograph,
@@ -121,7 +127,9 @@ def prepare(
             config.preprocess.validate(shape)
     if config.tilt is not None and good:
         config.tilt.validate_for_set(shapes, pixel_sizes)
-    digest = bind(out_dir, config, sources, optics, overwrite=overwrite)
+    items = [inputs] if isinstance(inputs, str | os.PathLike) else list(inputs)
+    read = [e.path for e in entries] + [os.fspath(i) for i in items if os.path.isfile(i)]
+    digest = bind(out_dir, config, sources, optics, overwrite=overwrite, inputs=read)
     return sources, digest
 
 
@@ -132,18 +140,31 @@ def bind(
     optics: list[dict[str, Any]],
     *,
     overwrite: bool = False,
+    inputs: Iterable[str] = (),
 ) -> str:
     """Tie ``out_dir`` to ``config`` (refusing other parameters) and keep the input optics.
+
+    Every run (batch, :func:`daskmic.write`, :func:`daskmic.watch`) passes here before any
+    work: it also refuses an output folder where the outputs of ``sources`` would overwrite
+    one of their files or of ``inputs`` (other files the run reads, such as a table).
 
     Returns
     -------
     str
         The parameters' hash the records carry.
+
+    Raises
+    ------
+    UsageError
+        If the folder holds a run made with other parameters (unless ``overwrite``) or an
+        output would land on an input.
     """
-    ensure_not_input(out_dir, [s.path for s in sources])
+    read = [*(s.path for s in sources), *inputs]
+    refuse_overwriting_inputs(out_dir, config, [s.micrograph for s in sources], read)
     manifest = Manifest(Path(out_dir))
     digest = manifest.bind(config.to_dict(), config.hashed_parameters(), overwrite=overwrite)
     manifest.remove_partial()
+    manifest.remove_unreadable()
     manifest.write_optics(optics)
     return digest
 
@@ -192,7 +213,7 @@ def run_batch(
     config : RunConfig
         Steps and options.
     client : distributed.Client, optional
-        Where to run; by default a cluster is started with :func:`daskmic.cluster.connect`.
+        Where to run; by default a cluster is started with :func:`daskmic.cluster.client.connect`.
     overwrite : bool
         Restart a folder that holds a run made with other parameters.
     limit : int, optional
@@ -206,7 +227,7 @@ def run_batch(
     cluster : str
         Cluster kind or scheduler address when no ``client`` is given.
     **cluster_options
-        Passed to :func:`daskmic.cluster.connect`.
+        Passed to :func:`daskmic.cluster.client.connect`.
 
     Returns
     -------
@@ -246,7 +267,7 @@ def execute(
     RunSummary
         The rows of ``sources`` after the final publish.
     """
-    from daskmic.cluster import connect
+    from daskmic.cluster.client import connect
 
     if batch_size is None:
         batch_size = max(8, math.ceil(len(sources) / 10))

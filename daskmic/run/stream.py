@@ -2,7 +2,7 @@
 
 :func:`watch` polls a folder (inotify does not work on NFS, GPFS or SMB) for files matching a
 pattern, waits until each is completely written, and feeds the complete ones to the same
-per-micrograph unit as a batch run, through the same :class:`daskmic.feeder.Feeder`: arrivals
+per-micrograph unit as a batch run, through the same :class:`daskmic.run.feeder.Feeder`: arrivals
 join its queue while others are in flight. The tables and the zarr store are rebuilt from the
 manifest after each batch of completions. The stream closes when a
 marker file appears in the folder (and everything seen is done) or when nothing new has arrived
@@ -29,15 +29,17 @@ from typing import Any
 
 from distributed import Client
 
-from daskmic.config import RunConfig
-from daskmic.feeder import Feeder
+from daskmic.errors import UsageError
 from daskmic.io import MicrographError, open_micrographs, read_header
+from daskmic.io.ngff import COLLECTIONS
 from daskmic.io.sources import glob_root, unique_names
-from daskmic.io.zarr_store import PIXELS
-from daskmic.manifest import Manifest
-from daskmic.publish import publish
-from daskmic.run import RunSummary, bind, sources_from
-from daskmic.unit import ZARR_NAME, Row, Source
+from daskmic.run.config import RunConfig
+from daskmic.run.driver import RunSummary, bind, sources_from
+from daskmic.run.feeder import Feeder
+from daskmic.run.layout import ZARR_NAME, output_locations, overwritten_inputs
+from daskmic.run.manifest import Manifest
+from daskmic.run.publish import publish
+from daskmic.run.unit import Row, Source
 
 DEFAULT_SETTLE_SECONDS = 10.0
 """How long a file's size and modification time must stay unchanged before it is complete."""
@@ -175,7 +177,8 @@ def _forget(out: Path, row: Row) -> None:
     for output in outputs:
         if output:
             Path(output).unlink(missing_ok=True)
-    shutil.rmtree(out / ZARR_NAME / PIXELS / name, ignore_errors=True)
+    for collection in COLLECTIONS:
+        shutil.rmtree(out / ZARR_NAME / collection / name, ignore_errors=True)
     manifest.record_path(name).unlink(missing_ok=True)
 
 
@@ -272,6 +275,15 @@ class _Stream:
         self.ready = []
         self.submitted.update({p: self.names[p] for p in paths})
         sources = [_source(p, self.names[p], self.config) for p in paths]
+        # an output that is an arriving file (a hard link into OUT): that micrograph fails alone
+        names = [s.micrograph for s in sources]
+        clash = dict(overwritten_inputs(self.out, self.config, names, [s.path for s in sources]))
+        sources = [
+            dataclasses.replace(s, error=f"{s.path}: output {clash[s.path]} is this file")
+            if s.path in clash
+            else s
+            for s in sources
+        ]
         return sorted(sources, key=attrgetter("micrograph"))
 
     def record(self, row: Row) -> None:
@@ -302,26 +314,34 @@ def _check_options(
     close_marker: str,
 ) -> None:
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        raise UsageError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     if not (math.isfinite(settle_seconds) and settle_seconds >= 0):
-        raise ValueError(f"settle_seconds must be a finite number >= 0, got {settle_seconds!r}")
+        raise UsageError(f"settle_seconds must be a finite number >= 0, got {settle_seconds!r}")
     if not (math.isfinite(poll_seconds) and poll_seconds > 0):
-        raise ValueError(f"poll_seconds must be a finite number > 0, got {poll_seconds!r}")
+        raise UsageError(f"poll_seconds must be a finite number > 0, got {poll_seconds!r}")
     if idle_timeout is not None and not idle_timeout > 0:
-        raise ValueError(f"idle_timeout must be > 0 seconds or None, got {idle_timeout!r}")
+        raise UsageError(f"idle_timeout must be > 0 seconds or None, got {idle_timeout!r}")
     if not close_marker or os.sep in close_marker:
-        raise ValueError(f"close_marker must be a file name, got {close_marker!r}")
+        raise UsageError(f"close_marker must be a file name, got {close_marker!r}")
 
 
 def _check_folders(folder: Path, out: Path) -> None:
     if not folder.is_dir():
-        raise FileNotFoundError(f"watched folder {folder} does not exist or is not a folder")
+        raise UsageError(f"watched folder {folder} does not exist or is not a folder")
     watched, output = os.path.realpath(folder), os.path.realpath(out)
     if _inside(watched, output):
-        raise ValueError(
+        raise UsageError(
             f"output folder {out} must not be the watched folder {folder} or contain it; "
             "choose another output folder (a subfolder of the watched folder is fine)"
         )
+    for location in output_locations(out):  # a symlink out of OUT into the watched folder
+        real = os.path.realpath(location)
+        if _inside(real, watched) and not _inside(real, output):
+            raise UsageError(
+                f"output {location} leads to {real}, inside the watched folder {folder}: the "
+                "outputs would land on watched files and be taken as input; choose another "
+                "output folder"
+            )
 
 
 def watch(
@@ -370,13 +390,13 @@ def watch(
     idle_timeout : float, optional
         Also close once no file has arrived or changed for this many seconds.
     client : distributed.Client, optional
-        Where to run; by default a cluster is started with :func:`daskmic.cluster.connect`.
+        Where to run; by default a cluster is started with :func:`daskmic.cluster.client.connect`.
     on_row : callable, optional
         Called with each micrograph's row as it completes.
     overwrite : bool
         Restart an output folder that holds a run made with other parameters.
     **cluster_options
-        Passed to :func:`daskmic.cluster.connect` when no ``client`` is given.
+        Passed to :func:`daskmic.cluster.client.connect` when no ``client`` is given.
 
     Returns
     -------
@@ -385,11 +405,10 @@ def watch(
 
     Raises
     ------
-    ValueError
-        Invalid options, an output folder that contains the watched folder, or one bound to
-        other parameters (unless ``overwrite``).
-    FileNotFoundError
-        If ``folder`` is not a folder.
+    UsageError
+        Before any work: invalid options, a ``folder`` that is not a folder, an output folder
+        that contains the watched folder or leads into it (a symlink), or one bound to other
+        parameters (unless ``overwrite``).
     """
     _check_options(batch_size, settle_seconds, poll_seconds, idle_timeout, close_marker)
     watched, out = Path(folder), Path(out_dir)
@@ -399,7 +418,7 @@ def watch(
     stream = _Stream(arrivals, out, config, digest, batch_size=batch_size, on_row=on_row)
     closing = _Closing(watched / close_marker, idle_timeout)
     if client is None:
-        from daskmic.cluster import connect
+        from daskmic.cluster.client import connect
 
         with connect(**cluster_options) as started:
             stream.follow(started, closing, poll_seconds)

@@ -1,18 +1,18 @@
 """Plots for looking at micrographs and choosing tilt thresholds by eye.
 
-Data preparation (:mod:`daskmic.plot.data`, pure functions returning arrays) is kept apart from
-drawing (:mod:`daskmic.plot.figures`, matplotlib). Images are drawn with row 0 at the bottom, as
-MRC viewers show them.
+Data preparation (:mod:`daskmic.report.plot.data`, pure functions returning arrays) is kept
+apart from drawing (:mod:`daskmic.report.plot.figures`, matplotlib). Images are drawn with row 0
+at the bottom, as MRC viewers show them.
 
 Examples
 --------
 >>> import daskmic as dm
->>> import daskmic.plot as dmp
+>>> import daskmic.report.plot as dmp
 >>> qc = dm.tilt_analysis(dm.open_micrographs("raw/*.mrc"))    # doctest: +SKIP
 >>> dmp.tilt_scatter(qc, mean_threshold=0.6, std_threshold=0.08)  # doctest: +SKIP
 """
 
-from daskmic.plot.data import (
+from daskmic.report.plot.data import (
     STATUSES,
     TILT_STATISTICS,
     as_table,
@@ -24,7 +24,7 @@ from daskmic.plot.data import (
     thumbnail_data,
     tilt_scatter_data,
 )
-from daskmic.plot.figures import (
+from daskmic.report.plot.figures import (
     STATUS_COLOURS,
     before_after,
     psd_montage,

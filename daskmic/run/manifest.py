@@ -4,7 +4,7 @@ A micrograph is *done* when its outputs have been renamed into place and its don
 (``.daskmic/records/<micrograph>.json``: its table row and the hash of the parameters) exists.
 Failed micrographs get a record too (``status == "failed"``) so the tables can report them, but
 a failed record does not count as done: a rerun tries that micrograph again. The tables and the
-zarr store are rebuilt from the records (:mod:`daskmic.publish`), sorted by micrograph name, so
+zarr store are rebuilt from the records (:mod:`daskmic.run.publish`), sorted by micrograph name, so
 batch, resumed and streamed runs give the same outputs.
 """
 
@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from daskmic.errors import UsageError
 from daskmic.io.atomic import atomic_path, write_bytes_atomic
 
 if TYPE_CHECKING:
@@ -44,6 +45,49 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"cannot serialise {type(value).__name__} to JSON")
+
+
+RECORD_FIELDS = {"micrograph": str, "status": str, "error": str}
+"""What every record's row holds, with its type: a record without them cannot be trusted."""
+
+
+def _load_record(path: Path) -> dict[str, Any] | None:
+    """The record stored at ``path``; None when there is none or it cannot be read.
+
+    A record that cannot be read (truncated, not JSON, not a record of this micrograph) is
+    reported with a warning naming it: its micrograph counts as not done.
+    """
+    try:
+        record = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as error:  # ValueError: not UTF-8, not JSON
+        problem = f"{type(error).__name__}: {error}"
+    else:
+        problem = _record_problem(record, path.stem)
+        if not problem:
+            return record
+    warnings.warn(
+        f"unreadable done-record {path} ({problem}): micrograph {path.stem!r} counts as not "
+        "done and is processed again",
+        stacklevel=3,
+    )
+    return None
+
+
+def _record_problem(record: Any, micrograph: str) -> str:
+    """What makes ``record`` unusable as the record of ``micrograph`` ("" when nothing)."""
+    if not isinstance(record, dict) or not isinstance(record.get("hash"), str):
+        return "not a record: no parameters' hash"
+    row = record.get("row")
+    if not isinstance(row, dict):
+        return "not a record: no row"
+    wrong = [k for k, kind in RECORD_FIELDS.items() if not isinstance(row.get(k), kind)]
+    if wrong:
+        return f"its row lacks {', '.join(wrong)}"
+    if row["micrograph"] != micrograph:
+        return f"its row is micrograph {row['micrograph']!r}"
+    return ""
 
 
 def parameters_hash(parameters: dict[str, Any]) -> str:
@@ -100,18 +144,22 @@ class Manifest:
 
         Raises
         ------
-        ValueError
-            If the folder holds a run made with other parameters and ``overwrite`` is false.
+        UsageError
+            If the folder holds a run made with other parameters (or parameters that cannot
+            be read) and ``overwrite`` is false.
         """
         digest = parameters_hash(hashed)
         stored = self.root / "parameters.json"
         if stored.exists():
-            previous = json.loads(stored.read_text())
-            if previous.get("hash") != digest:
+            try:
+                previous = json.loads(stored.read_bytes())["hash"]
+            except (OSError, ValueError, TypeError, KeyError):
+                previous = f"unreadable in {stored}"
+            if previous != digest:
                 if not overwrite:
-                    raise ValueError(
+                    raise UsageError(
                         f"output folder {self.out_dir} holds a run made with other parameters "
-                        f"(stored hash {previous.get('hash')}, now {digest}); choose another "
+                        f"(stored hash {previous}, now {digest}); choose another "
                         "folder or pass overwrite=True (--overwrite) to start it anew"
                     )
                 shutil.rmtree(self.records_dir, ignore_errors=True)
@@ -141,15 +189,12 @@ class Manifest:
             record is not None
             and record["hash"] == digest
             and record["row"]["error"] == ""
-            and record["row"]["path"] == path
+            and record["row"].get("path") == path
         )
 
     def read(self, micrograph: str) -> dict[str, Any] | None:
-        """Return the record of ``micrograph``, or None if it has none."""
-        path = self.record_path(micrograph)
-        if not path.exists():
-            return None
-        return json.loads(path.read_text())
+        """Return the record of ``micrograph``, or None if it has none or it cannot be read."""
+        return _load_record(self.record_path(micrograph))
 
     def write(self, row: dict[str, Any], digest: str) -> None:
         """Record ``row`` (its ``micrograph`` names it); this is what marks it done."""
@@ -175,12 +220,28 @@ class Manifest:
         """All recorded rows, sorted by micrograph name."""
         if not self.records_dir.exists():
             return []
-        rows = [
-            json.loads(path.read_text())["row"]
-            for path in self.records_dir.glob("*.json")
-            if not path.name.startswith(".")
-        ]
+        records = [_load_record(path) for path in self._record_files()]
+        rows = [record["row"] for record in records if record is not None]
         return sorted(rows, key=lambda row: row["micrograph"])
+
+    def _record_files(self) -> list[Path]:
+        return [p for p in self.records_dir.glob("*.json") if not p.name.startswith(".")]
+
+    def remove_unreadable(self) -> list[Path]:
+        """Delete the records that cannot be read, each with a warning naming it.
+
+        Their micrographs count as not done: the run processes them again. Call this only
+        while no run writes into the folder (at the start of a run).
+
+        Returns
+        -------
+        list of pathlib.Path
+            The records removed.
+        """
+        removed = [path for path in self._record_files() if _load_record(path) is None]
+        for path in removed:
+            path.unlink(missing_ok=True)
+        return removed
 
     def remove_partial(self, depth: int = 3) -> list[Path]:
         """Delete what interrupted atomic writes left (temporary files and folders).
@@ -240,17 +301,3 @@ def _load_thumbnail(path: Path, edge_px: int) -> np.ndarray:
         thumb = np.load(path)
         frame[: thumb.shape[0], : thumb.shape[1]] = thumb[:edge_px, :edge_px]
     return frame
-
-
-def ensure_not_input(out_dir: str | os.PathLike[str], inputs: list[str]) -> None:
-    """Refuse an output folder that would overwrite an input file.
-
-    Raises
-    ------
-    ValueError
-        If ``out_dir`` is an input file.
-    """
-    out = Path(out_dir).resolve()
-    for path in inputs:
-        if Path(path).resolve() == out:
-            raise ValueError(f"output folder {out} is an input file; choose another folder")

@@ -6,7 +6,7 @@ rebuilds the tables after every ``batch_size`` completions while the workers go 
 rereads every record, so its cost grows with the set; rebuilds are spaced so that they take at
 most :data:`PUBLISH_SHARE` of the driver's time, which keeps a session of thousands of
 micrographs streaming at the workers' pace. The batch
-driver (:func:`daskmic.run.process_sources`) gives it a fixed list; streaming
+driver (:func:`daskmic.run.driver.process_sources`) gives it a fixed list; streaming
 (:func:`daskmic.watch`) adds micrographs as they arrive, so the workers never wait for a batch
 to drain.
 """
@@ -23,10 +23,10 @@ from typing import Final
 
 from distributed import Client, Future
 
-from daskmic.cluster import worker_threads
-from daskmic.config import RunConfig
-from daskmic.publish import publish
-from daskmic.unit import Row, Source, process_micrograph
+from daskmic.cluster.client import worker_threads
+from daskmic.run.config import RunConfig
+from daskmic.run.publish import publish
+from daskmic.run.unit import Row, Source, process_micrograph
 
 PUBLISH_SHARE: Final = 0.1
 """Largest share of the wall-clock time spent rebuilding tables before the last one."""

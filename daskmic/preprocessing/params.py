@@ -3,20 +3,24 @@
 Order (fixed, the protocol's): crop, log, bad pixels, invert, downsample, denoise, gaussian,
 highpass, lowpass, normalize. Frequencies are in cycles/pixel of the grid at their step (after a
 downsample, the downsampled grid); ``highpass_A``/``lowpass_A`` give the cutoff as a resolution
-in ångström instead, converted with the pixel size at that step. :mod:`daskmic.pipeline` turns
-the parameters into kernels.
+in ångström instead, converted with the pixel size at that step.
+:mod:`daskmic.preprocessing.pipeline` turns the parameters into kernels; :func:`pipeline_geometry`
+says what they do to one input's shape and pixel size (what validation checks).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, fields
 from typing import Any, Final
 
 import numpy as np
 
+from daskmic.errors import UsageError
+from daskmic.ops.crop import cropped_shape
+from daskmic.ops.fourier import downsampled_shape
 from daskmic.ops.kernel import Shape2D
-from daskmic.pipeline import below_nyquist, pipeline_geometry
 
 ORDER: Final = (
     "crop",
@@ -48,8 +52,8 @@ DEFAULT_WIDTH: Final = 0.001
 """Raised-cosine width (cycles/pixel) when only a cutoff is given."""
 
 
-def _fail(name: str, value: Any, valid: str) -> ValueError:
-    return ValueError(f"{name}: got {value!r}; valid range: {valid}")
+def _fail(name: str, value: Any, valid: str) -> UsageError:
+    return UsageError(f"{name}: got {value!r}; valid range: {valid}")
 
 
 def _number(name: str, value: Any, valid: str, check: Any = None) -> float:
@@ -150,7 +154,7 @@ class PreprocessParams:
             values[name] = None if value is None else check(value)
         for band in ("highpass", "lowpass"):
             if values[band] is not None and values[f"{band}_A"] is not None:
-                raise ValueError(
+                raise UsageError(
                     f"{band} and {band}_A both given ({values[band]!r}, {values[band + '_A']!r});"
                     " give the cutoff in cycles/pixel or in ångström, not both"
                 )
@@ -229,12 +233,82 @@ class PreprocessParams:
 
         Raises
         ------
-        ValueError
+        UsageError
             Naming the parameter, the value given and the valid range.
         """
         self._normalised()
         if shape is not None:
-            pipeline_geometry(self, shape, pixel_size_A, warn=False)
+            try:
+                pipeline_geometry(self, shape, pixel_size_A, warn=False)
+            except ValueError as error:  # the kernels' own checks: a step that cannot fit
+                raise UsageError(str(error)) from error
+
+
+ANISOTROPY_TOLERANCE: Final = 1e-4
+"""Relative difference of the y and x downsampling ratios above which a warning is given."""
+
+
+def below_nyquist(value: float) -> bool:
+    """Whether a frequency in cycles/pixel lies in (0, 0.5)."""
+    return 0 < value < 0.5
+
+
+@dataclass(frozen=True)
+class PipelineGeometry:
+    """Shapes and pixel sizes along the pipeline for one input."""
+
+    cropped: Shape2D
+    output: Shape2D
+    pixel_size_A: float  # at the Fourier steps, i.e. of the output, as recorded
+    highpass: tuple[float, float] | None  # in cycles/pixel at its step
+    lowpass: tuple[float, float] | None
+
+
+def _known(pixel_size_A: float | None) -> bool:
+    return pixel_size_A is not None and math.isfinite(pixel_size_A) and pixel_size_A > 0
+
+
+def _band(params: PreprocessParams, band: str, pixel_size_A: float) -> tuple[float, float] | None:
+    in_A = getattr(params, f"{band}_A")
+    if in_A is None:
+        return getattr(params, band)
+    cutoff_A, width = in_A
+    if not _known(pixel_size_A):
+        raise ValueError(f"{band}_A: the pixel size is unknown, so {cutoff_A} Å cannot be used")
+    cutoff = pixel_size_A / cutoff_A
+    if not below_nyquist(cutoff):
+        raise ValueError(
+            f"{band}_A: cutoff {cutoff_A} Å is {cutoff:.4g} cycles/pixel at a pixel size of "
+            f"{pixel_size_A:.4g} Å; valid range: cutoff_A > {2 * pixel_size_A:.4g} Å (Nyquist)"
+        )
+    return cutoff, width
+
+
+def pipeline_geometry(
+    params: PreprocessParams, shape: Shape2D, pixel_size_A: float | None, *, warn: bool
+) -> PipelineGeometry:
+    """Shapes, pixel size and band cutoffs along the pipeline (what validation checks)."""
+    shape = (int(shape[0]), int(shape[1]))
+    cropped = cropped_shape(shape, params.crop or 0)
+    output = cropped
+    size = float("nan") if pixel_size_A is None else float(pixel_size_A)
+    if params.downsample is not None:
+        try:
+            output = downsampled_shape(cropped, params.downsample)
+        except ValueError as error:
+            raise ValueError(f"{error} (after cropping)") from None
+        ratio_y, ratio_x = cropped[0] / output[0], cropped[1] / output[1]
+        if warn and abs(ratio_y / ratio_x - 1) > ANISOTROPY_TOLERANCE:
+            warnings.warn(
+                f"downsample: {cropped[0]}×{cropped[1]} → {output[0]}×{output[1]} scales y by "
+                f"{ratio_y:.6g} and x by {ratio_x:.6g}; the recorded pixel size uses x's",
+                UserWarning,
+                stacklevel=3,
+            )
+        size *= params.downsample if params.xmipp_compat else ratio_x
+    return PipelineGeometry(
+        cropped, output, size, _band(params, "highpass", size), _band(params, "lowpass", size)
+    )
 
 
 def _positive(value: float) -> bool:

@@ -1,4 +1,4 @@
-"""daskmic's defaults in dask's own configuration system (``daskmic/daskmic.yaml``).
+"""daskmic's defaults in dask's own configuration system (``daskmic/cluster/daskmic.yaml``).
 
 Importing this module merges the defaults into ``dask.config`` once; every cluster module
 imports it, so ``dask.config.get("daskmic.cluster.jobs")`` and daskmic's ``jobqueue.*``

@@ -3,7 +3,7 @@
 :func:`process_micrograph` reads one micrograph, applies the enabled steps, writes that
 micrograph's outputs atomically, records it in the manifest and returns its row. It never
 raises for bad data: one bad micrograph fails alone, with its reason in its row. The driver
-(:mod:`daskmic.run`) submits it for every micrograph; this module imports only what the unit
+(:mod:`daskmic.run.driver`) submits it for every micrograph; this module imports only what the unit
 needs, so a worker starts quickly.
 """
 
@@ -17,20 +17,21 @@ from typing import Any
 import numpy as np
 
 from daskmic import __version__
-from daskmic.config import RunConfig, optics_for
 from daskmic.io.mrc_write import write_mrc
 from daskmic.io.readers import read_header, read_micrograph
 from daskmic.io.thumbnails import make_thumbnail
-from daskmic.manifest import Manifest
 from daskmic.ops.kernel import compose
-from daskmic.pipeline import build_pipeline
+from daskmic.preprocessing.pipeline import build_pipeline
+from daskmic.run.config import RunConfig
+from daskmic.run.layout import ZARR_NAME, defocus_path, mrc_path, psd_path
+from daskmic.run.manifest import Manifest
 from daskmic.tilt.angle import estimate_tilt
 from daskmic.tilt.defocus_map import save_defocus_map
+from daskmic.tilt.optics import optics_for
 from daskmic.tilt.screen import corner_regions, screen_windows
 from daskmic.tilt.summary import write_psd_png
 
 Row = dict[str, Any]
-ZARR_NAME = "micrographs.zarr"
 
 
 @dataclass(frozen=True)
@@ -94,13 +95,19 @@ def _preprocess_step(
     result = compose(pipeline.kernels)(image)
     if not np.isfinite(result).all():
         raise ValueError("preprocessing produced NaN/Inf pixels")
-    output = out / "mrc" / f"{micrograph}.mrc"
+    output = mrc_path(out, micrograph)
     label = _label("preprocess", config.preprocess.xmipp_compat)
     write_mrc(output, result, pipeline.output_pixel_size_A, label=label)
     if config.write_stack:
-        from daskmic.io.zarr_pixels import add_pixels  # zarr's 0.3 s import only when needed
+        from daskmic.io.ngff import MICROGRAPHS, write_image  # zarr's 0.3 s import when needed
 
-        add_pixels(out / ZARR_NAME, micrograph, result, pixel_size_A=pipeline.output_pixel_size_A)
+        write_image(
+            out / ZARR_NAME,
+            MICROGRAPHS,
+            micrograph,
+            result,
+            pixel_size_A=pipeline.output_pixel_size_A,
+        )
     Manifest(out).write_thumbnail(micrograph, make_thumbnail(result, config.thumbnail_px))
     return {
         "output_path": str(output.resolve()),
@@ -118,9 +125,14 @@ def _tilt_step(
     for window in windows:
         _check_pixels(window)
     result = screen_windows(windows, pixel_size_A, config.tilt)
-    psd = out / "psd" / f"{micrograph}.mrc"
+    psd = psd_path(out, micrograph)
     write_mrc(psd, result.psd_summary, 1.0, label=_label("tilt PSD", config.tilt.xmipp_compat))
     write_psd_png(psd.with_suffix(".png"), result.psd_summary)
+    if config.write_stack:
+        from daskmic.io.ngff import PSD, write_image
+
+        summary = result.psd_summary
+        write_image(out / ZARR_NAME, PSD, micrograph, summary, pixel_size_A=None)
     return {**result.to_row(), "psd_path": str(psd.resolve())}
 
 
@@ -129,7 +141,7 @@ def _angle_step(
 ) -> Row:
     optics = optics_for(config.optics, source.columns.get("rlnOpticsGroup"), Manifest(out).optics())
     result = estimate_tilt(pixels.whole(), pixel_size_A, **optics)
-    save_defocus_map(out / "defocus" / f"{source.micrograph}.json", result)
+    save_defocus_map(defocus_path(out, source.micrograph), result)
     return result.as_row()
 
 

@@ -1,21 +1,19 @@
 """The ordered pipeline of enabled preprocessing operations for one micrograph shape.
 
-:func:`build_pipeline` turns :class:`~daskmic.preprocess_params.PreprocessParams` into the list
+:func:`build_pipeline` turns :class:`~daskmic.preprocessing.params.PreprocessParams` into the list
 of kernels for one input shape and pixel size, adjacent Fourier steps fused into one pass. The
-production face (:mod:`daskmic.unit`) applies the kernels eagerly, one micrograph at a time; the
-lazy face (:func:`daskmic.preprocessing.preprocess`) lifts the same kernels onto a dask stack;
+production face (:mod:`daskmic.run.unit`) applies the kernels eagerly, one micrograph at a time; the
+lazy face (:func:`daskmic.preprocessing.lazy.preprocess`) lifts the same kernels onto a dask stack;
 there is no second code path.
 """
 
 from __future__ import annotations
 
-import math
-import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from daskmic.ops.bad_pixels import bad_pixels_kernel
-from daskmic.ops.crop import crop_kernel, cropped_shape
+from daskmic.ops.crop import crop_kernel
 from daskmic.ops.denoise import denoise_kernel
 from daskmic.ops.fourier import (
     Downsample,
@@ -24,84 +22,14 @@ from daskmic.ops.fourier import (
     Highpass,
     Invert,
     Lowpass,
-    downsampled_shape,
     fourier_kernel,
 )
 from daskmic.ops.intensity import invert_kernel, log_kernel, normalize_kernel
 from daskmic.ops.kernel import Kernel, Shape2D
-
-if TYPE_CHECKING:
-    from daskmic.preprocess_params import PreprocessParams
+from daskmic.preprocessing.params import PipelineGeometry, PreprocessParams, pipeline_geometry
 
 FOURIER_STEPS: Final = ("downsample", "gaussian", "highpass", "lowpass")
 """Steps applied in Fourier space, fused into one pass when adjacent."""
-
-ANISOTROPY_TOLERANCE: Final = 1e-4
-"""Relative difference of the y and x downsampling ratios above which a warning is given."""
-
-
-def below_nyquist(value: float) -> bool:
-    """Whether a frequency in cycles/pixel lies in (0, 0.5)."""
-    return 0 < value < 0.5
-
-
-@dataclass(frozen=True)
-class _Geometry:
-    """Shapes and pixel sizes along the pipeline for one input."""
-
-    cropped: Shape2D
-    output: Shape2D
-    pixel_size_A: float  # at the Fourier steps, i.e. of the output, as recorded
-    highpass: tuple[float, float] | None  # in cycles/pixel at its step
-    lowpass: tuple[float, float] | None
-
-
-def _known(pixel_size_A: float | None) -> bool:
-    return pixel_size_A is not None and math.isfinite(pixel_size_A) and pixel_size_A > 0
-
-
-def _band(params: PreprocessParams, band: str, pixel_size_A: float) -> tuple[float, float] | None:
-    in_A = getattr(params, f"{band}_A")
-    if in_A is None:
-        return getattr(params, band)
-    cutoff_A, width = in_A
-    if not _known(pixel_size_A):
-        raise ValueError(f"{band}_A: the pixel size is unknown, so {cutoff_A} Å cannot be used")
-    cutoff = pixel_size_A / cutoff_A
-    if not below_nyquist(cutoff):
-        raise ValueError(
-            f"{band}_A: cutoff {cutoff_A} Å is {cutoff:.4g} cycles/pixel at a pixel size of "
-            f"{pixel_size_A:.4g} Å; valid range: cutoff_A > {2 * pixel_size_A:.4g} Å (Nyquist)"
-        )
-    return cutoff, width
-
-
-def pipeline_geometry(
-    params: PreprocessParams, shape: Shape2D, pixel_size_A: float | None, *, warn: bool
-) -> _Geometry:
-    """Shapes, pixel size and band cutoffs along the pipeline (what validation checks)."""
-    shape = (int(shape[0]), int(shape[1]))
-    cropped = cropped_shape(shape, params.crop or 0)
-    output = cropped
-    size = float("nan") if pixel_size_A is None else float(pixel_size_A)
-    if params.downsample is not None:
-        try:
-            output = downsampled_shape(cropped, params.downsample)
-        except ValueError as error:
-            raise ValueError(f"{error} (after cropping)") from None
-        ratio_y, ratio_x = cropped[0] / output[0], cropped[1] / output[1]
-        if warn and abs(ratio_y / ratio_x - 1) > ANISOTROPY_TOLERANCE:
-            warnings.warn(
-                f"downsample: {cropped[0]}×{cropped[1]} → {output[0]}×{output[1]} scales y by "
-                f"{ratio_y:.6g} and x by {ratio_x:.6g}; the recorded pixel size uses x's",
-                UserWarning,
-                stacklevel=3,
-            )
-        size *= params.downsample if params.xmipp_compat else ratio_x
-    return _Geometry(
-        cropped, output, size, _band(params, "highpass", size), _band(params, "lowpass", size)
-    )
-
 
 @dataclass(frozen=True)
 class Pipeline:
@@ -132,7 +60,7 @@ class Pipeline:
     scale_yx: tuple[float, float]
 
 
-def _fourier_step(params: PreprocessParams, name: str, geometry: _Geometry) -> FourierStep:
+def _fourier_step(params: PreprocessParams, name: str, geometry: PipelineGeometry) -> FourierStep:
     if name == "downsample":
         return Downsample(params.downsample)
     if name == "gaussian":

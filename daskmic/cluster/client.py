@@ -9,7 +9,7 @@ One entry point, :func:`connect`, for every place daskmic runs:
 - ``"kubernetes"``: dask-kubernetes' operator ``KubeCluster``.
 
 Everything not given as an argument comes from dask's own configuration: daskmic's defaults
-(``daskmic/daskmic.yaml``, merged into ``dask.config`` on import under ``daskmic.*`` and
+(``daskmic/cluster/daskmic.yaml``, merged into ``dask.config`` on import under ``daskmic.*`` and
 ``jobqueue.*``) unless the user's dask configuration says otherwise.
 """
 
@@ -26,7 +26,8 @@ from typing import Any, TextIO
 import dask.config
 from distributed import Client, LocalCluster, Worker, WorkerPlugin
 
-import daskmic.cluster_config  # noqa: F401  (daskmic's defaults in dask.config)
+import daskmic.cluster.defaults  # noqa: F401  (daskmic's defaults in dask.config)
+from daskmic.errors import UsageError
 
 KINDS = ("local", "slurm", "pbs", "kubernetes")
 """Cluster kinds :func:`connect` starts itself; anything else must be a scheduler address."""
@@ -99,7 +100,7 @@ def connect(
 
     Raises
     ------
-    ValueError
+    UsageError
         For an unknown cluster kind or an invalid sizing option.
     ImportError
         When the package for ``"slurm"``/``"pbs"`` or ``"kubernetes"`` is not installed.
@@ -158,7 +159,7 @@ def start_client(
     elif _ADDRESS.match(kind) or kind.endswith(".json"):
         client = _connect_existing(kind, workers, threads_per_worker, memory_limit, options)
     else:
-        raise ValueError(
+        raise UsageError(
             f"cluster must be one of {', '.join(KINDS)} or a scheduler address "
             f"(tcp://host:port, tls://host:port) or a scheduler file (*.json), got {cluster!r}"
         )
@@ -224,7 +225,7 @@ def local_cluster_size(
     if memory_limit is None:
         fraction = float(dask.config.get("daskmic.cluster.memory-fraction"))
         if not 0 < fraction <= 1:
-            raise ValueError(f"daskmic.cluster.memory-fraction must be in (0, 1], got {fraction}")
+            raise UsageError(f"daskmic.cluster.memory-fraction must be in (0, 1], got {fraction}")
         memory_bytes = int(MEMORY_LIMIT * fraction) // n_workers
     else:
         memory_bytes = parse_bytes(memory_limit)
@@ -236,7 +237,7 @@ def _check_sizing(workers: int | None, threads_per_worker: int | None) -> None:
         if value is not None and (
             isinstance(value, bool) or not isinstance(value, Integral) or value < 1
         ):
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+            raise UsageError(f"{name} must be an integer >= 1, got {value!r}")
 
 
 def _without_dashboard(kind: str, options: dict[str, Any]) -> dict[str, Any]:
@@ -266,10 +267,10 @@ def _start_cluster(
         return started, 0 if wait else n_workers
     jobs = workers or int(dask.config.get("daskmic.cluster.jobs"))
     if kind in ("slurm", "pbs"):
-        from daskmic.cluster_jobqueue import start_jobqueue_cluster
+        from daskmic.cluster.jobqueue import start_jobqueue_cluster
 
         return start_jobqueue_cluster(kind, jobs, threads_per_worker, memory_limit, options), 0
-    from daskmic.cluster_kubernetes import start_kube_cluster
+    from daskmic.cluster.kubernetes import start_kube_cluster
 
     return start_kube_cluster(jobs, threads_per_worker, memory_limit, options), 0
 
@@ -284,7 +285,7 @@ def _connect_existing(
     sizing = {"workers": workers, "threads_per_worker": threads_per_worker}
     for name, value in {**sizing, "memory_limit": memory_limit}.items():
         if value is not None:
-            raise ValueError(
+            raise UsageError(
                 f"{name} cannot be set for an existing scheduler ({address}), got {value!r}: "
                 "its workers are already running"
             )

@@ -1,7 +1,7 @@
 """``daskmic.write``: turn the notebook face's lazy results into an output folder.
 
 The lazy objects record what made them (the steps' parameters, the source files). Writing runs
-the production unit, :func:`daskmic.unit.process_micrograph`, on those files with those
+the production unit, :func:`daskmic.run.unit.process_micrograph`, on those files with those
 parameters, so a notebook's ``write`` and the command line give identical folders, resume the
 same way, and a bad micrograph fails alone. Changes made to the arrays by other means than
 daskmic's own steps are not written: save such arrays with xarray's own ``to_zarr``.
@@ -17,11 +17,12 @@ import numpy as np
 import xarray as xr
 from distributed import Client
 
-from daskmic.config import RunConfig
-from daskmic.preprocess_params import PreprocessParams
-from daskmic.run import RunSummary, bind, execute, sources_from
+from daskmic.errors import UsageError
+from daskmic.preprocessing.params import PreprocessParams
+from daskmic.run.config import RunConfig
+from daskmic.run.driver import RunSummary, bind, execute, sources_from
+from daskmic.run.unit import Row, Source
 from daskmic.tilt.params import TiltParams
-from daskmic.unit import Row, Source
 
 
 def _tilt_params(qc: xr.Dataset) -> TiltParams:
@@ -47,7 +48,7 @@ def _sources(micrographs: xr.DataArray | None, qc: xr.Dataset | None) -> list[So
         return sorted({s.micrograph: s for s in sources}.values(), key=lambda s: s.micrograph)
     assert micrographs is not None
     if "input_pixel_size_A" not in micrographs.coords:
-        raise ValueError(
+        raise UsageError(
             "write: the micrographs carry no 'input_pixel_size_A'; pass the "
             "result of daskmic.preprocess"
         )
@@ -89,11 +90,11 @@ def write(
         Every micrograph's row.
     """
     if micrographs is None and tilt is None:
-        raise ValueError("write: give preprocessed micrographs, a tilt screen, or both")
+        raise UsageError("write: give preprocessed micrographs, a tilt screen, or both")
     preprocess = None
     if micrographs is not None:
         if "parameters" not in micrographs.attrs:
-            raise ValueError(
+            raise UsageError(
                 "write: the micrographs record no preprocessing parameters; "
                 "pass the result of daskmic.preprocess"
             )
@@ -105,7 +106,7 @@ def write(
     )
     sources = _sources(micrographs, tilt)
     if not all(np.isfinite(s.pixel_size_A) for s in sources if not s.error):
-        raise ValueError(
+        raise UsageError(
             "write: some micrographs have no pixel size; open them with "
             "open_micrographs(..., pixel_size_A=...)"
         )

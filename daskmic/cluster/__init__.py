@@ -1,0 +1,7 @@
+"""Where the graph runs: a ``distributed.Client`` for the user's choice of cluster.
+
+:mod:`.client` (``connect``: embedded ``LocalCluster``, an address, SLURM/PBS or Kubernetes),
+:mod:`.defaults` (daskmic's defaults in ``dask.config``, from ``daskmic.yaml``),
+:mod:`.jobqueue` (dask-jobqueue), :mod:`.kubernetes` (dask-kubernetes), :mod:`.progress` (the
+progress bar over futures). Nothing is imported here.
+"""
