@@ -49,7 +49,7 @@ import numpy as np
 import scipy.fft
 
 from daskmic import datasets as base
-from daskmic.ctf import Optics
+from daskmic.tilt.ctf import Optics
 
 _CONTAMINATION_RADIUS_A = (150.0, 700.0)
 _CONTAMINATION_TRANSMISSION = (0.15, 0.6)
