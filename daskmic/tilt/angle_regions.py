@@ -10,9 +10,10 @@ film's log-transmission step, ``e_i`` small (Poisson noise and specimen contrast
 over a tile). A film covering a third of the frame, in one corner, pulls least-squares and
 even L1 fits of ``S``; a consensus fit does not:
 
-1. **Ice** (RANSAC): ``S`` through 6 tiles drawn at random, 300 times (fixed seed); the
-   draw that the most tiles agree with (``|l - S| < τ``, ``τ = 1.5 %``) wins, and ``S`` is
-   refitted robustly (Tukey, :func:`~daskmic.tilt.angle_fit.robust_fit`) on its tiles.
+1. **Ice** (RANSAC): a plane through 3 tiles drawn at random, 300 times (fixed seed); the
+   draw that the most tiles agree with (``|l - plane| < τ``, ``τ = 1.5 %``) wins (a plane,
+   not the quadratic: a quadratic through 6 tiles can bend into a film's corner), and
+   ``S`` is fitted robustly (Tukey, :func:`~daskmic.tilt.angle_fit.robust_fit`) on them.
 2. **Film**: among the other tiles, the level ``δ`` that the most agree with (within
    ``τ``) — if at least ``max(8, 10 %)`` tiles do, they form a second region and ``S`` and
    ``δ`` are refitted together (robustly).
@@ -56,7 +57,7 @@ def _scale(residuals: np.ndarray) -> float:
 
 
 def _consensus_surface(design: np.ndarray, logs: np.ndarray) -> np.ndarray:
-    """Tiles agreeing with the best of ``_TRIALS`` surfaces through 6 random tiles."""
+    """Tiles agreeing with the best of ``_TRIALS`` fits through ``k`` random tiles."""
     rng = np.random.default_rng(0)
     n, k = design.shape
     picks = np.zeros((_TRIALS, n))
@@ -97,7 +98,7 @@ def brightness_regions(xy_A: np.ndarray, mean_counts: np.ndarray) -> tuple[np.nd
         return np.zeros(n, np.int64), np.zeros(n)
     logs = np.log(means)
     design = _design(xy_A, None)
-    ice = _consensus_surface(design, logs)
+    ice = _consensus_surface(design[:, :3], logs)
     coef, _, _ = robust_fit(design, logs, ice, min_scale=_MIN_SCALE)
     residual = logs - (design * coef).sum(axis=1)
     film = np.zeros(n, bool)
