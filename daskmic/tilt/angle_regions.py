@@ -12,8 +12,10 @@ even L1 fits of ``S``; a consensus fit does not:
 
 1. **Ice** (RANSAC): a plane through 3 tiles drawn at random, 300 times (fixed seed); the
    draw that the most tiles agree with (``|l - plane| < τ``, ``τ = 1.5 %``) wins (a plane,
-   not the quadratic: a quadratic through 6 tiles can bend into a film's corner), and
-   ``S`` is fitted robustly (Tukey, :func:`~daskmic.tilt.angle_fit.robust_fit`) on them.
+   not the quadratic: a quadratic through 6 tiles can bend into a film's corner); ``S`` is
+   fitted robustly (Tukey, :func:`~daskmic.tilt.angle_fit.robust_fit`) on them, and the
+   ice grows to every tile within ``τ`` of ``S`` (up to three rounds; vignetting bends the
+   ice's brightness by more than ``τ`` at the corners).
 2. **Film**: among the other tiles, the level ``δ`` that the most agree with (within
    ``τ``) — if at least ``max(8, 10 %)`` tiles do, they form a second region and ``S`` and
    ``δ`` are refitted together (robustly).
@@ -99,7 +101,12 @@ def brightness_regions(xy_A: np.ndarray, mean_counts: np.ndarray) -> tuple[np.nd
     logs = np.log(means)
     design = _design(xy_A, None)
     ice = _consensus_surface(design[:, :3], logs)
-    coef, _, _ = robust_fit(design, logs, ice, min_scale=_MIN_SCALE)
+    for _ in range(3):  # the quadratic through the plane's tiles reaches the ice's corners
+        coef, _, _ = robust_fit(design, logs, ice, min_scale=_MIN_SCALE)
+        grown = np.abs(logs - (design * coef).sum(axis=1)) < _TOLERANCE
+        if grown.sum() < ice.sum() or np.array_equal(grown, ice):
+            break
+        ice = grown
     residual = logs - (design * coef).sum(axis=1)
     film = np.zeros(n, bool)
     others = np.flatnonzero(~ice)
