@@ -70,3 +70,24 @@ def test_block_bootstrap_matches_least_squares_for_independent_noise():
     g = plane.coef[1:3]
     expected_axis = math.degrees(math.sqrt(reference[0, 0]) / math.hypot(*g))  # isotropic σ
     assert axis == pytest.approx(expected_axis, rel=0.35)
+
+
+@pytest.mark.slow
+def test_a_carbon_edge_over_a_third_of_a_k3_view_does_not_flatten_the_tilt():
+    """Issue 19's case: carbon over a third of the frame, 25° about 165°, read on the ice."""
+    from daskmic.datasets_realistic import synthesize_realistic
+    from daskmic.tilt.angle import estimate_tilt
+
+    image, truth = synthesize_realistic(
+        (2048, 2883), pixel_size_A=2.0, defocus_A=15000.0, astigmatism_A=300.0,
+        tilt_angle_deg=25.0, tilt_axis_deg=165.2, dose_e_per_A2=15.0, phase_std=0.1,
+        carbon_fraction=0.33, carbon_amplitude_contrast=0.2, carbon_phase_std=0.2,
+        carbon_offset_A=100.0, carbon_transmission=0.88, seed=19,
+    )  # fmt: skip
+    result = estimate_tilt(image, 2.0)
+    error = result.tilt_angle_deg - truth["tilt_angle_deg"]
+    axis_error = abs((result.tilt_axis_deg - truth["tilt_axis_deg"] + 90.0) % 180.0 - 90.0)
+    assert result.status == "ok"
+    assert "second region (film)" in result.patch_notes
+    assert abs(error) <= 0.5 and abs(error) <= 3 * result.tilt_angle_err_deg
+    assert axis_error <= 3.0 and axis_error <= 3 * result.tilt_axis_err_deg
