@@ -238,12 +238,7 @@ def synthesize_realistic(
         blob_transmission.append(float(t))
     dose_px = dose_e_per_A2 * pixel_size_A**2
     gamma = float(rng.uniform(0.0, 360.0))
-    yn = ((np.arange(ny) - (ny - 1) / 2) / ny).astype(np.float32)[:, None]
-    xn = ((np.arange(nx) - (nx - 1) / 2) / nx).astype(np.float32)[None, :]
-    cos_g, sin_g = (np.float32(f(math.radians(gamma))) for f in (math.cos, math.sin))
-    ramp = 1 + np.float32(gradient) * (xn * cos_g + yn * sin_g)
-    fall_off = 1 - np.float32(vignetting) * (xn * xn + yn * yn) / np.float32(0.5)
-    illumination = np.float32(dose_px) * ramp * fall_off
+    illumination = base.beam_intensity((ny, nx), dose_px, gradient, gamma, vignetting)
     expected = (1.0 + contrast) * illumination * transmission
     counts = rng.poisson(np.clip(expected, 0.0, None)).astype(np.float32)
     if gain_stripes > 0:
