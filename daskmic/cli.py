@@ -12,7 +12,6 @@ import sys
 import traceback
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from functools import partial
 from typing import Any
 
 from daskmic.errors import UsageError
@@ -23,10 +22,11 @@ from daskmic.tilt.params import TiltParams
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
+# One line per code, all equally indented: the terminal shows it as is, and the documentation
+# (which reads it as reStructuredText) as a definition list.
 EPILOG = """exit codes:
   0  every micrograph done
-  1  some micrographs failed: each has its reason in the tables (micrographs.csv, tilt.csv);
-     the others are written
+  1  some micrographs failed, each with its reason in the tables; the others are written
   2  usage error (invalid option, input or output folder): refused before any work
   3  internal error: the run stopped on an unexpected error, printed with its traceback
 """
@@ -211,13 +211,19 @@ def _cluster_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose help ends with the exit codes (for the command and each step)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("epilog", EPILOG)
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the ``daskmic`` argument parser."""
-    with_codes = partial(
-        argparse.ArgumentParser, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser = with_codes(prog="daskmic", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=with_codes)
+    parser = _Parser(prog="daskmic", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     pre = commands.add_parser("preprocess", help="preprocess micrographs")
     pre.add_argument("inputs", nargs="+", help="files, globs, folders or a STAR/xmd/CSV table")
     _preprocess_options(pre)
@@ -253,7 +259,11 @@ def _watch_parser(commands: Any) -> None:
     watch = commands.add_parser(
         "watch", help="process micrographs as they arrive in a folder (streaming)"
     )
-    watch.add_argument("folder", help="the folder the microscope writes to")
+    watch.add_argument(
+        "folder",
+        help="the folder the microscope writes to, or a Scipion set (.sqlite) to follow "
+        "until it is closed",
+    )
     stream = watch.add_argument_group("stream")
     stream.add_argument(
         "--batch-size",
@@ -266,7 +276,7 @@ def _watch_parser(commands: Any) -> None:
         "--pattern",
         default="*.mrc",
         metavar="P",
-        help="files to take, relative to FOLDER; ** recurses (default *.mrc)",
+        help="glob of the files to take, relative to FOLDER; ** recurses (default: the .mrc files)",
     )
     stream.add_argument(
         "--close-marker",
@@ -362,10 +372,12 @@ def _cluster_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _report(summary: Any) -> int:
-    from daskmic.run.progress import print_summary
+def _report(summary: Any, config: RunConfig) -> int:
+    from daskmic.run.progress import print_screen, print_summary
 
     print_summary(summary)
+    if config.tilt is not None:
+        print_screen(summary, config.tilt)
     return EXIT_FAILED if summary.failed else EXIT_OK
 
 
@@ -404,7 +416,7 @@ def _run_batch(args: argparse.Namespace, inputs: Any, output: str, config: RunCo
             on_row=print_row,
         )
     _write_report(output, args.no_report)
-    return _report(summary)
+    return _report(summary, config)
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -451,14 +463,18 @@ def _dispatch(args: argparse.Namespace) -> int:
                 on_row=print_row,
             )
         _write_report(args.output, args.no_report)
-        return _report(summary)
+        return _report(summary, config)
     if args.command == "demo":
         with _cluster(args) as client:
             summary = daskmic.demo(
                 args.output, micrographs=args.micrographs, on_row=print_row, client=client
             )
         _write_report(str(summary.out_dir), False)
-        return _report(summary)
+        from daskmic.run.demo import DEMO_CONFIG, truth_note
+
+        code = _report(summary, DEMO_CONFIG)
+        print(truth_note(args.output))
+        return code
     raise UsageError(f"unknown command {args.command}")
 
 

@@ -56,6 +56,13 @@ def defocus_plane(
     tuple of float
         ``(c0_A, gx, gy, tilt_direction_deg)``: ``Δf = c0_A + gx·x_A + gy·y_A`` and the
         direction in [0, 360) towards which the underfocus increases.
+
+    Examples
+    --------
+    >>> from daskmic.datasets import defocus_plane
+    >>> c0_A, gx, gy, direction_deg = defocus_plane(15000.0, 45.0, 0.0)
+    >>> round(gx, 6), round(gy, 6), direction_deg
+    (0.0, 1.0, 90.0)
     """
     if not -90.0 < tilt_angle_deg < 90.0:
         raise ValueError(f"tilt_angle_deg must be in (-90, 90), got {tilt_angle_deg}")
@@ -290,6 +297,13 @@ def synthesize_micrograph(
         ``defocus_plane_c0_A``, ``defocus_plane_gx``, ``defocus_plane_gy`` (Å per Å, coordinates
         in the module notes), ``tilt_direction_deg``, ``gradient_angle_deg`` and the defect
         positions ``hot_pixels_yx``/``dead_pixels_yx`` as ``[row, col]`` lists.
+
+    Examples
+    --------
+    >>> from daskmic.datasets import synthesize_micrograph
+    >>> image, truth = synthesize_micrograph((256, 256), pixel_size_A=1.5, hot_pixels=3, seed=0)
+    >>> image.shape, image.dtype.name, len(truth["hot_pixels_yx"])
+    ((256, 256), 'float32', 3)
     """
     ny, nx = (int(n) for n in shape)
     if ny < 16 or nx < 16:
@@ -380,7 +394,7 @@ def _star_name(path: Path) -> str:
 
 
 def _write_star(folder: Path, table: pd.DataFrame, optics: dict[str, float]) -> None:
-    import starfile
+    from daskmic.io.tables import write_star
 
     optics_block = pd.DataFrame(
         {
@@ -402,8 +416,7 @@ def _write_star(folder: Path, table: pd.DataFrame, optics: dict[str, float]) -> 
             "rlnDefocusAngle": table["astigmatism_angle_deg"],
         }
     )
-    with atomic_path(folder / "micrographs.star") as tmp:
-        starfile.write({"optics": optics_block, "micrographs": mics}, tmp)
+    write_star(folder / "micrographs.star", mics, optics_block)
 
 
 def make_dataset(
@@ -459,6 +472,13 @@ def make_dataset(
     pandas.DataFrame
         ``truth.csv``: one row per micrograph, ``micrograph``, ``path`` (relative to
         ``folder``) and the truth of :func:`synthesize_micrograph`, defect positions as JSON.
+
+    Examples
+    --------
+    >>> from daskmic.datasets import make_dataset
+    >>> truth = make_dataset("raw", n=2, shape=(256, 256), tilt_angles_deg=[0.0, 30.0])
+    >>> list(truth["micrograph"]), list(truth["tilt_angle_deg"])
+    (['mic_000', 'mic_001'], [0.0, 30.0])
     """
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")

@@ -13,4 +13,15 @@ class UsageError(ValueError):
 
     ``str(error)`` names the parameter or path, the value found and the remedy. It is a
     ``ValueError``, so code that caught invalid parameters as ``ValueError`` still does.
+
+    Examples
+    --------
+    >>> import daskmic as dm
+    >>> try:
+    ...     dm.RunConfig()
+    ... except dm.UsageError as error:
+    ...     print(error)
+    a run needs at least one step: preprocess and/or tilt
+    >>> issubclass(dm.UsageError, ValueError)
+    True
     """

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -57,49 +63,105 @@ def write_micrographs(tmp_path: Path):
     return write
 
 
+class Chromium:
+    """Headless Chromium, offline (host names resolve nowhere), with its network log."""
+
+    def __init__(self, executable: str) -> None:
+        self.executable = executable
+
+    def render(self, url: str, *flags: str) -> tuple[str, dict]:
+        """Run Chromium on ``url``; return its stdout and its network log."""
+        with tempfile.TemporaryDirectory() as profile:
+            netlog = Path(profile) / "net.json"
+            command = [
+                self.executable,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                f"--user-data-dir={profile}/data",
+                "--host-resolver-rules=MAP * ~NOTFOUND",
+                f"--log-net-log={netlog}",
+                *flags,
+                url,
+            ]
+            done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=True)
+            return done.stdout, json.loads(netlog.read_text())
+
+    @staticmethod
+    def page_requests(netlog: dict) -> list[str]:
+        """URLs the *page* asked the network for (Chromium's own update/time pings excluded)."""
+        names = {v: k for k, v in netlog["constants"]["logEventTypes"].items()}
+        urls = []
+        for event in netlog["events"]:
+            params = event.get("params", {})
+            if names[event["type"]] == "URL_REQUEST_START_JOB" and "url" in params:
+                if params.get("initiator") != "not an origin":
+                    urls.append(params["url"])
+        return urls
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Chromium:
+    """The machine's headless Chromium; skips without one (fails under ``CI=true``)."""
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name)
+        if found:
+            return Chromium(found)
+    reason = "headless Chromium is not installed (Debian: apt-get install chromium)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
 def side_venv():
-    """Make (or reuse) a side environment: ``side_venv(name, requirements) -> python``."""
+    """Make (or reuse) a side environment: ``side_venv(name, installs, key="") -> python``."""
     return _side_venv
 
 
-def _side_venv(name: str, requirements: list[str]) -> Path:
+def _pip(python: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(python), "-m", "pip", "--disable-pip-version-check", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def _side_venv(name: str, installs: list[list[str]], key: str = "") -> Path:
     """A virtual environment of its own for tools that cannot share daskmic's (their pins).
 
-    Made once under ``.venv-side/<name>`` in the repository (kept between runs) with the
-    machine's base Python and pip from the package registry. Without a registry the test is
-    skipped, except under ``CI=true``, where it fails.
+    Made once under ``.venv-side/<name>`` in the repository (kept between runs, ignored by
+    git) by one ``pip install`` per entry of ``installs``; made anew when ``installs`` or
+    ``key`` change. When it cannot be made the test fails, unless PyPI is out of reach outside
+    CI (``CI=true``), where it is skipped.
 
     Returns
     -------
     pathlib.Path
         The environment's ``python``.
     """
-    import os
-    import subprocess
-    import sys
-
     folder = Path(__file__).resolve().parents[1] / ".venv-side" / name
     python = folder / "bin" / "python"
     stamp = folder / ".installed"
-    wanted = "\n".join(requirements)
+    wanted = json.dumps([installs, key])
     if stamp.is_file() and stamp.read_text() == wanted:
         return python
-    try:
-        base = getattr(sys, "_base_executable", sys.executable)
-        subprocess.run([base, "-m", "venv", "--clear", str(folder)], check=True)
-        subprocess.run(
-            [str(python), "-m", "pip", "install", "--quiet", *requirements],
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as error:
-        output = getattr(error, "stderr", "") or ""
-        message = f"could not make the {name} environment: {error}\n{output[-2000:]}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+    base = getattr(sys, "_base_executable", sys.executable)
+    steps = [[base, "-m", "venv", "--clear", str(folder)]]
+    steps += [[str(python), "-m", "pip", "install", "--quiet", *args] for args in installs]
+    for step in steps:
+        done = subprocess.run(step, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            message = f"cannot make the {name} environment: {' '.join(step)}\n{done.stderr[-3000:]}"
+            reachable = _pip(Path(sys.executable), "index", "versions", "pip").returncode == 0
+            if os.environ.get("CI") == "true" or reachable:
+                pytest.fail(message)
+            pytest.skip(f"PyPI unreachable: {message}")
     stamp.write_text(wanted)
     return python

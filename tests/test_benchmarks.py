@@ -6,13 +6,14 @@ import math
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # benchmarks/ is run from the repository root, not installed
     sys.path.insert(0, str(ROOT))
 
-from benchmarks import denoise_psnr  # noqa: E402
+from benchmarks import denoise_psnr, screen_sensitivity  # noqa: E402
 from benchmarks.__main__ import main  # noqa: E402
 from benchmarks.table import Row, markdown  # noqa: E402
 
@@ -115,3 +116,18 @@ def test_denoise_benchmark_prints_the_readme_scale_table(capsys):
         cells = [cell.strip() for cell in row.strip("|").split("|")]
         assert cells[4].startswith(cells[2] + " ("), row  # output mean == input mean (4 digits)
         assert float(cells[7]) > float(cells[6]), row  # the PSNR rises
+
+
+def test_screen_benchmark_counts_what_the_thresholds_discard(capsys, tmp_path):
+    """``benchmarks/screen_sensitivity.py`` (the README's table of what the screen sees): a row
+    per size and tilt whose count is the micrographs that fail mean > 0.5 and std < 0.1."""
+    csv = tmp_path / "screen.csv"
+    screen_sensitivity.main(
+        ["--sizes", "768", "--tilts", "0", "60", "--per-tilt", "2", "--csv", str(csv)]
+    )
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 768")]
+    frame = pd.read_csv(csv)
+    assert len(rows) == 2 and len(frame) == 4
+    for row, (tilt, part) in zip(rows, frame.groupby("tilt_deg"), strict=True):
+        fails = (part["tilt_mean_corr"] <= 0.5) | (part["tilt_std_corr"] >= 0.1)
+        assert row.startswith(f"| 768² | {tilt:g}° | {int(fails.sum())} / 2 |"), row

@@ -26,7 +26,8 @@ def _publishes(monkeypatch, seconds: float) -> list[float]:
     """Record when the feeder rebuilds the tables, as if each rebuild took ``seconds``."""
     times: list[float] = []
 
-    def publish(out_dir, config):
+    def publish(out_dir, config, *, stream_open):
+        assert stream_open, "a rebuild during the run leaves the Scipion sets open"
         times.append(time.monotonic())
         time.sleep(seconds)
         return []

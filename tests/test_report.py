@@ -8,12 +8,7 @@ from __future__ import annotations
 
 import base64
 import io
-import json
-import os
 import re
-import shutil
-import subprocess
-import tempfile
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -239,68 +234,21 @@ def test_cli_writes_the_report_after_a_run_unless_told_not_to(raw, tmp_path, mon
 # --- rendered in a real headless Chromium -------------------------------------------------
 
 
-def _chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        found = shutil.which(name)
-        if found:
-            return found
-    reason = "headless Chromium is not installed (Debian: apt-get install chromium)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(reason)
-    pytest.skip(reason)
-
-
-def _render(url: str, *flags: str) -> tuple[str, dict]:
-    """Run Chromium on ``url`` offline; return its stdout and its network log."""
-    with tempfile.TemporaryDirectory() as profile:
-        netlog = Path(profile) / "net.json"
-        command = [
-            _chromium(),
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={profile}/data",
-            "--host-resolver-rules=MAP * ~NOTFOUND",
-            f"--log-net-log={netlog}",
-            *flags,
-            url,
-        ]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=True)
-        return done.stdout, json.loads(netlog.read_text())
-
-
-def _page_requests(netlog: dict) -> list[str]:
-    """URLs the *page* asked the network for (Chromium's own update/time pings excluded)."""
-    names = {v: k for k, v in netlog["constants"]["logEventTypes"].items()}
-    urls = []
-    for event in netlog["events"]:
-        params = event.get("params", {})
-        if names[event["type"]] == "URL_REQUEST_START_JOB" and "url" in params:
-            if params.get("initiator") != "not an origin":
-                urls.append(params["url"])
-    return urls
-
-
 @pytest.mark.browser
-def test_the_network_check_sees_a_page_that_fetches(tmp_path):
+def test_the_network_check_sees_a_page_that_fetches(chromium, tmp_path):
     page = tmp_path / "fetches.html"
     page.write_text('<html><body><img src="http://example.invalid/a.png"></body></html>')
-    _, netlog = _render(page.as_uri(), "--dump-dom")
-    assert _page_requests(netlog) == ["http://example.invalid/a.png"]
+    _, netlog = chromium.render(page.as_uri(), "--dump-dom")
+    assert chromium.page_requests(netlog) == ["http://example.invalid/a.png"]
 
 
 @pytest.mark.browser
 @pytest.mark.parametrize("kind", ["both", "preprocess"])
-def test_chromium_renders_the_report_offline(outputs, kind):
+def test_chromium_renders_the_report_offline(chromium, outputs, kind):
     path = outputs[kind] / "report.html"
     html = path.read_text()
-    dom, netlog = _render(path.as_uri(), "--dump-dom")
-    assert _page_requests(netlog) == [], "the page fetched something from the network"
+    dom, netlog = chromium.render(path.as_uri(), "--dump-dom")
+    assert chromium.page_requests(netlog) == [], "the page fetched something from the network"
     page = _parse(dom)
     n_images = html.count("<img ")
     assert n_images > 0
@@ -313,20 +261,20 @@ def test_chromium_renders_the_report_offline(outputs, kind):
 
 
 @pytest.mark.browser
-def test_chromium_sorts_the_table_by_a_column(outputs):
+def test_chromium_sorts_the_table_by_a_column(chromium, outputs):
     out = outputs["both"]
     path = out / "report.html"
-    dom, _ = _render(path.as_uri() + "#sort=-tilt_mean_corr", "--dump-dom")
+    dom, _ = chromium.render(path.as_uri() + "#sort=-tilt_mean_corr", "--dump-dom")
     table = pd.read_csv(out / "micrographs.csv", keep_default_na=False, na_values=[""])
     want = table.sort_values("tilt_mean_corr", ascending=False, na_position="last")
     assert [r["cells"][0] for r in _parse(dom).rows] == list(want["micrograph"])
 
 
 @pytest.mark.browser
-def test_chromium_screenshot_shows_the_page(outputs, tmp_path):
+def test_chromium_screenshot_shows_the_page(chromium, outputs, tmp_path):
     path = outputs["both"] / "report.html"
     shot = tmp_path / "report.png"
-    _render(path.as_uri(), f"--screenshot={shot}", "--window-size=1200,5000")
+    chromium.render(path.as_uri(), f"--screenshot={shot}", "--window-size=1200,5000")
     pixels = matplotlib.image.imread(shot)[..., :3]
     assert pixels.shape[:2] == (5000, 1200)
     assert pixels.std() > 0.1, "the page is not blank"

@@ -21,6 +21,7 @@ import daskmic
 from daskmic.datasets import synthesize_micrograph
 from daskmic.io import open_images, open_pixels, open_results
 from daskmic.io.mrc_write import write_mrc
+from daskmic.io.scipion import read_set
 from daskmic.run.config import RunConfig
 from daskmic.run.manifest import PARTIAL_NAME, Manifest
 from daskmic.run.stream import watch
@@ -95,6 +96,10 @@ def snapshot(out: Path) -> dict[str, object]:
             files[relative] = "zarr file"  # listed; compared as arrays below
         elif path.suffix in TEXT_SUFFIXES:
             files[relative] = _normalised(path.read_text(), out)
+        elif path.suffix == ".sqlite":  # a Scipion set: items and properties, not creation times
+            scipion_set = read_set(path)
+            text = scipion_set.items.to_csv() + repr(sorted(scipion_set.properties.items()))
+            files[relative] = _normalised(text, out)
         else:
             files[relative] = path.read_bytes()
     results = open_results(out / "micrographs.zarr").load()

@@ -15,6 +15,7 @@ import starfile
 
 import daskmic
 from daskmic.cli import entry, main
+from daskmic.errors import UsageError
 from daskmic.preprocessing.params import PreprocessParams
 from daskmic.run.config import RunConfig
 from daskmic.tilt.params import TiltParams
@@ -213,3 +214,89 @@ def test_micrographs_of_different_sizes_are_each_processed(write_micrographs, tm
     table = pd.read_csv(tmp_path / "out" / "micrographs.csv").set_index("micrograph")
     assert table.loc["mic_000", "output_ny"] == (512 - 20) // 2
     assert table.loc["other", "output_nx"] == (448 - 20) // 2
+
+
+def test_awkward_file_names_round_trip_through_the_tables_or_are_refused(
+    write_micrographs, tmp_path, client, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    names = sorted(["#hash;semi", "_lead", "data_x", "$x ;y", "ünï cødé"])
+    raw = tmp_path / "raw"
+    for path, name in zip(write_micrographs(n=len(names), shape=(256, 256)), names, strict=True):
+        path.rename(raw / f"{name}.mrc")
+    out = tmp_path / "out"
+    summary = daskmic.run_batch(raw, out, RunConfig(preprocess=PREPROCESS), client=client)
+    assert summary.counts() == {"done": len(names)}
+
+    star = starfile.read(out / "micrographs.star")["micrographs"]
+    assert star["rlnMicrographName"].tolist() == [f"out/mrc/{n}.mrc" for n in names]
+    for table in ("micrographs.star", "micrographs.xmd"):
+        mics = daskmic.open_micrographs(out / table)
+        assert mics.micrograph.values.tolist() == names
+        for name, pixels in zip(names, mics.values, strict=True):
+            with mrcfile.open(out / "mrc" / f"{name}.mrc") as mrc:
+                np.testing.assert_array_equal(pixels, mrc.data)
+    inputs = daskmic.open_micrographs(out / "micrographs.csv")
+    assert inputs.path.values.tolist() == [str(raw / f"{n}.mrc") for n in names]
+
+    (raw / "_lead.mrc").rename(raw / "q'uote\".mrc")
+    refused = r"""micrograph file 'raw/q\\'uote"\.mrc' cannot be written .*: it holds a quote"""
+    with pytest.raises(UsageError, match=refused):
+        daskmic.run_batch(raw, tmp_path / "refused", RunConfig(preprocess=PREPROCESS))
+    assert not (tmp_path / "refused").exists()
+
+
+def test_write_writes_the_selection_the_user_holds(mics, tmp_path, client):
+    opened = daskmic.open_micrographs([str(p) for p in mics])
+    out = daskmic.preprocess(opened, crop=True, invert=True, downsample=True, normalize=True)
+    qc = daskmic.tilt_analysis(opened)
+    names = out.micrograph.values.tolist()
+    selections = {
+        "isel": (out.isel(micrograph=[0, 2]), qc.isel(micrograph=[0, 2])),
+        "sel": (out.sel(micrograph=[names[1]]), None),
+        "slice": (out.isel(micrograph=slice(1, None)), qc.isel(micrograph=slice(1, None))),
+    }
+    for label, (held, screen) in selections.items():
+        summary = daskmic.write(held, tmp_path / label, tilt=screen, client=client)
+        kept = held.micrograph.values.tolist()
+        assert [row["micrograph"] for row in summary.rows] == kept
+        assert sorted(p.stem for p in (tmp_path / label / "mrc").iterdir()) == kept
+        assert pd.read_csv(tmp_path / label / "micrographs.csv")["micrograph"].tolist() == kept
+        computed = held.compute()
+        for name in kept:
+            with mrcfile.open(tmp_path / label / "mrc" / f"{name}.mrc") as mrc:
+                pixels = mrc.data
+            tolerance = 1e-5 * float(pixels.std())  # lazy == production, as for the whole set
+            assert np.abs(computed.sel(micrograph=name).values - pixels).max() <= tolerance
+        if screen is not None:
+            tilt = pd.read_csv(tmp_path / label / "tilt.csv")
+            assert tilt["micrograph"].tolist() == kept
+            np.testing.assert_allclose(
+                tilt["tilt_mean_corr"], screen["tilt_mean_corr"].values, rtol=0, atol=1e-9
+            )
+
+
+def test_write_refuses_arrays_it_cannot_reproduce_from_the_files(mics, tmp_path):
+    opened = daskmic.open_micrographs([str(p) for p in mics])
+    out = daskmic.preprocess(opened, crop=True, invert=True, downsample=True, normalize=True)
+    qc = daskmic.tilt_analysis(opened)
+    edited_qc = qc.assign(tilt_mean_corr=qc["tilt_mean_corr"] + 0.1)
+    changed = {
+        "times two": out * 2,
+        "plus one, attributes kept": (out + 1).assign_attrs(out.attrs),
+        "computed": out.compute(),
+        "flipped in place of the data": out.copy(data=out.data[:, :, ::-1]),
+        "selected twice": out.isel(micrograph=[0, 1]).isel(micrograph=[1]),
+        "cropped": out.isel(x=slice(0, 100)),
+        "made from changed pixels": daskmic.preprocess(opened * 2, invert=True),
+    }
+    for label, held in changed.items():
+        with pytest.raises(UsageError, match="not daskmic.preprocess's lazy result.*to_zarr"):
+            daskmic.write(held, tmp_path / "refused")
+        assert not (tmp_path / "refused").exists(), label
+    for held in (qc.compute(), edited_qc, daskmic.tilt_analysis(out)):
+        with pytest.raises(UsageError, match="tilt screen are not daskmic.tilt_analysis's"):
+            daskmic.write(None, tmp_path / "refused", tilt=held)
+    with pytest.raises(UsageError, match="hold different micrographs"):
+        daskmic.write(out.isel(micrograph=[0]), tmp_path / "refused", tilt=qc)
+    assert not (tmp_path / "refused").exists()

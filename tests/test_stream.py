@@ -17,6 +17,7 @@ from daskmic.cli import build_parser, main
 from daskmic.datasets import synthesize_micrograph
 from daskmic.errors import UsageError
 from daskmic.io.mrc_write import write_mrc
+from daskmic.io.scipion import read_set
 from daskmic.preprocessing.params import PreprocessParams
 from daskmic.run.config import RunConfig
 from daskmic.run.stream import Arrivals, watch
@@ -166,7 +167,11 @@ def _produce(folder: Path, files: dict[str, bytes], pieces: int, pause_s: float)
 
 
 def _table(out: Path, name: str, roots: list[Path]) -> str:
-    text = (out / name).read_text()
+    if name.endswith(".sqlite"):  # a Scipion set: its items and properties (not creation times)
+        scipion_set = read_set(out / name)
+        text = scipion_set.items.to_csv() + repr(sorted(scipion_set.properties.items()))
+    else:
+        text = (out / name).read_text()
     for root in roots:
         text = text.replace(str(root), "OUT")
     return text
@@ -248,6 +253,24 @@ def test_names_follow_the_whole_set_whatever_the_arrival_order(tmp_path, client,
         assert (out / "mrc" / f"{name}.mrc").read_bytes() == (
             tmp_path / "batch" / "mrc" / f"{name}.mrc"
         ).read_bytes()
+
+
+def test_an_arriving_file_the_tables_cannot_name_fails_alone(tmp_path, client, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "session"
+    folder.mkdir()
+    (folder / "#good;one.mrc").write_bytes(_mrc_bytes(tmp_path, 30))
+    (folder / "it's.mrc").write_bytes(_mrc_bytes(tmp_path, 31))
+    out = tmp_path / "out"
+    config = RunConfig(preprocess=PREPROCESS)
+    options = {"settle_seconds": 0.0, "poll_seconds": 0.05, "idle_timeout": 0.3, "client": client}
+    summary = watch(folder, out, config, **options)
+    rows = {row["micrograph"]: row for row in summary.rows}
+    assert rows["#good;one"]["status"] == "done"
+    assert rows["it's"]["status"] == "failed"
+    assert rows["it's"]["error"].startswith("micrograph file \"session/it's.mrc\" cannot be")
+    names = daskmic.open_micrographs(out / "micrographs.star").micrograph.values.tolist()
+    assert names == ["#good;one"]
 
 
 # --- the command line ------------------------------------------------------------------------

@@ -104,6 +104,13 @@ def connect(
         For an unknown cluster kind or an invalid sizing option.
     ImportError
         When the package for ``"slurm"``/``"pbs"`` or ``"kubernetes"`` is not installed.
+
+    Examples
+    --------
+    >>> import daskmic as dm
+    >>> with dm.connect("local", workers=1, dashboard=False, quiet=True) as client:
+    ...     print(len(client.nthreads()), "worker")
+    1 worker
     """
     client = start_client(
         cluster,

@@ -61,7 +61,7 @@ class DaskmicBackendEntrypoint(BackendEntrypoint):
             d: xr.Variable(d, np.arange(n) * step, attrs={"units": units})
             for d, n in (("y", ny), ("x", nx))
         }
-        attrs = {"path": header.path, "format": header.format}
+        attrs: dict[str, str | float] = {"path": header.path, "format": header.format}
         attrs["pixel_size_A"] = np.nan if header.pixel_size_A is None else header.pixel_size_A
         dataset = xr.Dataset({"image": image}, coords=coords, attrs=attrs)
         drop = [drop_variables] if isinstance(drop_variables, str) else drop_variables or []

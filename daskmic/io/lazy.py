@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import cast
 
 import numpy as np
 
 from daskmic.io import readers
 
+AxisKey = int | np.integer | slice | np.ndarray | list[int]
+"""An index along one axis: an integer, a slice, or integer or boolean positions."""
 
-def _axis_plan(key: object, size: int) -> tuple[slice, object]:
+
+def _axis_plan(key: AxisKey, size: int) -> tuple[slice, AxisKey]:
     """Split an index along one axis into a contiguous read and an index into what was read."""
     if isinstance(key, slice):
         return key, slice(None)
@@ -33,7 +37,7 @@ def _axis_plan(key: object, size: int) -> tuple[slice, object]:
     return slice(low, int(indices.max()) + 1), indices - low
 
 
-def _expand_key(key: object) -> tuple[object, object, object]:
+def _expand_key(key: object) -> tuple[AxisKey, AxisKey, AxisKey]:
     """Normalise an index into one entry per axis (``...`` and missing axes become ``:``)."""
     key = key if isinstance(key, tuple) else (key,)
     if any(k is None for k in key):
@@ -45,7 +49,7 @@ def _expand_key(key: object) -> tuple[object, object, object]:
         key = key[:at] + fill + key[at + 1 :]
     if len(key) > 3:
         raise IndexError(f"too many indices for a 3-D stack: {len(key)}")
-    return key + (slice(None),) * (3 - len(key))
+    return cast(tuple[AxisKey, AxisKey, AxisKey], key + (slice(None),) * (3 - len(key)))
 
 
 class LazyMicrographStack:
@@ -98,7 +102,7 @@ class LazyMicrographStack:
         return frames[0] if np.ndim(selected) == 0 else np.stack(frames)
 
     def _read(
-        self, index: int, region: tuple[slice, slice], y_post: object, x_post: object
+        self, index: int, region: tuple[slice, slice], y_post: AxisKey, x_post: AxisKey
     ) -> np.ndarray:
         frame = readers.read_micrograph(self.paths[index], region)
         return frame[y_post][..., x_post].astype(self.dtype, copy=False)

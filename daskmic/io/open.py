@@ -21,6 +21,7 @@ from dask.base import tokenize
 from daskmic.io.errors import MicrographError
 from daskmic.io.header import MicrographHeader
 from daskmic.io.lazy import LazyMicrographStack
+from daskmic.io.origin import record
 from daskmic.io.readers import read_header
 from daskmic.io.sources import Listing, Source, list_source, unique_names
 
@@ -176,25 +177,36 @@ def catalogue_micrographs(
     names = unique_names(listing.paths, listing.root)
     headers = _read_headers(listing.paths)
     rows = list(range(len(headers)))
-    readable = [r for r in rows if isinstance(headers[r], MicrographHeader)]
-    sizes = dict(zip(readable, _pixel_sizes(listing, headers, readable, given), strict=True))
-    carried = (
-        {}
-        if listing.table is None
-        else {name: values for name, (_, values) in _carried_coords(listing.table, rows).items()}
-    )
+    readable = {r: h for r, h in enumerate(headers) if isinstance(h, MicrographHeader)}
+    sizes = dict(zip(readable, _pixel_sizes(listing, headers, list(readable), given), strict=True))
+    columns = carried_columns(listing, rows)
     entries = [
         CatalogueEntry(
             micrograph=names[r],
             path=str(listing.paths[r]),
-            shape=None if r not in sizes else tuple(headers[r].shape),
+            shape=readable[r].shape if r in readable else None,
             pixel_size_A=float(sizes.get(r, np.nan)),
-            columns={name: _plain(values[r]) for name, values in carried.items()},
+            columns=columns[r],
             error=_problem(headers[r], None),
         )
         for r in rows
     ]
-    return entries, _jsonable(listing.optics)
+    return entries, optics_rows(listing)
+
+
+def carried_columns(listing: Listing, rows: list[int]) -> list[dict[str, Any]]:
+    """Per listed row, its table columns as a run carries them (named as coordinates)."""
+    if listing.table is None:
+        return [{} for _ in rows]
+    coords = _carried_coords(listing.table, rows)
+    return [
+        {name: _plain(values[i]) for name, (_, values) in coords.items()} for i in range(len(rows))
+    ]
+
+
+def optics_rows(listing: Listing) -> list[dict]:
+    """The listing's input optics groups as JSON-ready rows (empty without a table)."""
+    return _jsonable(listing.optics)
 
 
 def _plain(value: Any) -> Any:
@@ -213,11 +225,13 @@ def _open_store(
     stack = open_pixels(store)
     if pixel_size_A is not None:
         sizes = np.full(stack.sizes["micrograph"], pixel_size_A)
+        _, ny, nx = stack.shape
         stack = stack.assign_coords(
-            pixel_size_A=("micrograph", sizes), **spatial_coords(*stack.shape[1:], sizes)
+            {"pixel_size_A": ("micrograph", sizes), **spatial_coords(ny, nx, sizes)}
         )
     if chunks is not None:
-        stack = stack.chunk(_check_chunks(chunks, stack.shape))
+        count, ny, nx = stack.shape
+        stack = stack.chunk(_check_chunks(chunks, (count, ny, nx)))
     return stack
 
 
@@ -239,10 +253,13 @@ def open_micrographs(
         A file, a folder (its ``.mrc``/``.mrcs``/``.tif``/``.tiff`` files), a glob (``**``
         recurses, e.g. ``"GridSquare_*/Data/*.mrc"``), a list of those, or one table: a RELION
         ``.star`` (``data_optics`` + ``data_micrographs``; ``rlnMicrographName`` relative to the
-        working directory), an Xmipp ``.xmd`` or a ``.csv`` with a ``path``,
-        ``rlnMicrographName`` or ``micrograph_path`` column. Or a daskmic results store
-        (``OUT/micrographs.zarr``): its processed micrographs, read from their OME-NGFF
-        images (:func:`daskmic.io.open_images` gives every image whatever its shape).
+        working directory), an Xmipp ``.xmd``, a ``.csv`` with a ``path``,
+        ``rlnMicrographName`` or ``micrograph_path`` column, or a Scipion ``SetOfMicrographs``
+        ``.sqlite`` (enabled items; paths relative to the project folder; sampling rate and
+        acquisition as ``optics``; item attributes as coordinates, e.g. ``scipion_id``). Or a
+        daskmic results store (``OUT/micrographs.zarr``): its processed micrographs, read from
+        their OME-NGFF images (:func:`daskmic.io.open_images` gives every image whatever its
+        shape).
     pixel_size_A : float, optional
         Pixel size in ångström for every micrograph; overrides tables and headers.
     chunks : dict, optional
@@ -260,7 +277,8 @@ def open_micrographs(
         ``input_<name>`` for a column called ``micrograph``, ``path``, ``pixel_size_A``, ``y``
         or ``x``). Attributes: ``source``, ``failed`` (list of ``{"micrograph", "path",
         "error"}``; ``error`` is the problem, without the path), ``optics`` (the input
-        ``data_optics`` rows, possibly empty).
+        ``data_optics`` rows, possibly empty), ``daskmic_origin`` (see
+        ``daskmic.io.origin``).
 
     Raises
     ------
@@ -268,6 +286,19 @@ def open_micrographs(
         Nothing found, or an unusable table.
     ValueError
         Invalid ``pixel_size_A`` or ``chunks``.
+
+    Examples
+    --------
+    >>> import daskmic as dm
+    >>> from daskmic.datasets import make_dataset
+    >>> truth = make_dataset("raw", n=2, shape=(256, 256), pixel_size_A=1.5)
+    >>> mics = dm.open_micrographs("raw/*.mrc")   # headers now, pixels when computed
+    >>> mics.dims, mics.sizes["micrograph"]
+    (('micrograph', 'y', 'x'), 2)
+    >>> list(mics["micrograph"].values), float(mics["pixel_size_A"][0])
+    (['mic_000', 'mic_001'], 1.5)
+    >>> mics.attrs["failed"]
+    []
     """
     given = _check_pixel_size(pixel_size_A)
     if isinstance(source, str | os.PathLike) and _is_zarr_store(Path(source)):
@@ -285,7 +316,7 @@ def open_micrographs(
             rows.append(row)
             continue
         failed.append({"micrograph": name, "path": str(listing.paths[row]), "error": problem})
-    kept = [headers[r] for r in rows]
+    kept = [h for h in (headers[r] for r in rows) if isinstance(h, MicrographHeader)]
     ny, nx = shape or (0, 0)
     dtype = np.result_type(*(h.dtype for h in kept)) if kept else np.dtype(np.float32)
     paths = [str(listing.paths[r]) for r in rows]
@@ -312,4 +343,5 @@ def open_micrographs(
         "failed": failed,
         "optics": _jsonable(listing.optics),
     }
-    return xr.DataArray(data, dims=DIMS, coords=coords, attrs=attrs, name="micrographs")
+    opened = xr.DataArray(data, dims=DIMS, coords=coords, attrs=attrs, name="micrographs")
+    return record(opened, "files")

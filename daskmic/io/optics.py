@@ -117,10 +117,10 @@ def optics_table(
     return optics, np.array([number[k] for k in keys], dtype=int)
 
 
-def _choose(given: float | None, carried: object, default: float) -> float:
+def _choose(given: float | None, carried: float | str | None, default: float) -> float:
     if given is not None:
         return float(given)
-    return float(carried) if _known(carried) else default
+    return float(carried) if carried is not None and _known(carried) else default
 
 
 def _optics_row(number: int, key: tuple, carried: dict, keep_name: bool) -> dict:

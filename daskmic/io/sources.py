@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from daskmic.io.errors import MicrographError
+from daskmic.io.scipion import is_set_file, project_folder, read_set, resolve_item_path, set_tables
 from daskmic.io.tables import PATH_COLUMNS, is_table, read_table, split_table_path
 
 MICROGRAPH_SUFFIXES = (".mrc", ".mrcs", ".tif", ".tiff")
@@ -114,6 +115,27 @@ def _table_listing(source: str | os.PathLike[str]) -> Listing:
     )
 
 
+def set_root(set_file: str | os.PathLike[str]) -> Path:
+    """The folder a Scipion set's micrograph names are relative to: its project, else cwd."""
+    return project_folder(set_file) or Path.cwd()
+
+
+def _set_listing(source: str | os.PathLike[str]) -> Listing:
+    """A Scipion ``SetOfMicrographs``: its enabled items, optics from sampling and acquisition."""
+    micrographs, optics = set_tables(read_set(source))
+    if "_filename" not in micrographs.columns:
+        raise MicrographError(source, "Scipion set has no _filename attribute")
+    paths = [resolve_item_path(str(name), source) for name in micrographs["_filename"]]
+    return Listing(
+        paths=paths,
+        root=set_root(source),
+        description=f"Scipion set {os.fspath(source)}",
+        table=micrographs,
+        optics=optics,
+        table_pixel_size_A=_table_pixel_sizes(micrographs, optics, ".star"),
+    )
+
+
 def _table_pixel_sizes(
     micrographs: pd.DataFrame, optics: pd.DataFrame | None, suffix: str
 ) -> np.ndarray:
@@ -142,7 +164,8 @@ def list_source(source: Source) -> Listing:
     ----------
     source : path-like or sequence of path-like
         A file, a folder (its ``.mrc``/``.mrcs``/``.tif``/``.tiff`` files, not recursive), a
-        glob (``**`` recurses), a list of those, or one table (``.star``, ``.xmd``, ``.csv``).
+        glob (``**`` recurses), a list of those, or one table (``.star``, ``.xmd``, ``.csv``,
+        or a Scipion ``SetOfMicrographs`` ``.sqlite``; its disabled items are skipped).
 
     Raises
     ------
@@ -154,10 +177,10 @@ def list_source(source: Source) -> Listing:
     items = [source] if isinstance(source, str | os.PathLike) else list(source)
     if not items:
         raise ValueError("source must name at least one file, folder, glob or table, got []")
-    if any(is_table(item) for item in items):
+    if any(is_table(item) or is_set_file(item) for item in items):
         if len(items) > 1:
             raise ValueError(f"a table must be the only source, got {len(items)} items")
-        return _table_listing(items[0])
+        return _set_listing(items[0]) if is_set_file(items[0]) else _table_listing(items[0])
     paths: list[Path] = []
     roots, descriptions = [], []
     for item in items:

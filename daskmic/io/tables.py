@@ -1,10 +1,15 @@
-"""Micrograph tables: RELION STAR (read with ``starfile``), Xmipp ``.xmd`` and CSV.
+"""Micrograph tables: RELION STAR, Xmipp ``.xmd`` and CSV.
 
-Readers return ``(micrographs, optics)`` DataFrames; writers put each file in place atomically.
+STAR files are read with ``starfile``; STAR and ``.xmd`` blocks are written with it too
+(:mod:`daskmic.io.star`, which also says which text they can hold); Xmipp's own ``.xmd`` files
+are read with :mod:`daskmic.io.xmd`. Readers return ``(micrographs, optics)`` DataFrames;
+writers put each file in place atomically.
 """
 
 from __future__ import annotations
 
+import csv
+import linecache
 import os
 from pathlib import Path
 
@@ -14,7 +19,8 @@ import starfile
 
 from daskmic.io.atomic import write_bytes_atomic
 from daskmic.io.errors import MicrographError
-from daskmic.io.star_syntax import format_loop, read_blocks, star_label
+from daskmic.io.star import star_block, star_label
+from daskmic.io.xmd import read_blocks
 
 TABLE_SUFFIXES = (".star", ".xmd", ".csv")
 
@@ -118,6 +124,7 @@ def read_table(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, pd.DataFrame
         raise MicrographError(file, "no such table file")
     try:
         if suffix == ".star":
+            linecache.checkcache(str(file))  # starfile reads through linecache; drop stale text
             blocks = starfile.read(file, always_dict=True)
             optics = blocks.get("optics")
             return _pick_block(blocks, block, file, "rlnMicrographName"), optics
@@ -155,7 +162,8 @@ def write_star(
     Raises
     ------
     ValueError
-        A required column is missing, or a micrograph names an optics group not in ``optics``.
+        A required column is missing, a micrograph names an optics group not in ``optics``, or
+        a text value cannot be written (see :func:`daskmic.io.star.star_text_problem`).
     """
     _require_columns(optics, OPTICS_COLUMNS, "optics")
     _require_columns(micrographs, ("rlnMicrographName", "rlnOpticsGroup"), "micrographs")
@@ -167,16 +175,21 @@ def write_star(
     unknown = sorted(set(micrographs["rlnOpticsGroup"]) - set(optics["rlnOpticsGroup"]))
     if unknown:
         raise ValueError(f"micrographs use optics groups {unknown} that optics does not define")
-    text = "\n# version 30001\n\n" + format_loop("optics", optics, quote='"', numbered=True)
-    text += "\n# version 30001\n\n" + format_loop(
-        "micrographs", micrographs, quote='"', numbered=True
+    text = "".join(
+        f"\n# version 30001\n\n{star_block(name, block)}"
+        for name, block in (("optics", optics), ("micrographs", micrographs))
     )
     write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def write_csv(path: str | os.PathLike[str], df: pd.DataFrame) -> None:
-    """Write ``df`` as CSV (no index column), atomically."""
-    write_bytes_atomic(path, df.to_csv(index=False).encode("utf-8"))
+    """Write ``df`` as CSV (no index column), atomically.
+
+    Text is always quoted: Python's CSV writer leaves a carriage return in a value unquoted,
+    which every reader takes for the end of a row.
+    """
+    text = df.to_csv(index=False, quoting=csv.QUOTE_NONNUMERIC)
+    write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def _enabled(df: pd.DataFrame) -> np.ndarray:
@@ -236,7 +249,5 @@ def write_xmd(
         while label in out:
             label += "_"
         out[label] = df[column].to_numpy()
-    text = "# XMIPP_STAR_1 *\n#\n" + format_loop(
-        block, pd.DataFrame(out), quote="'", numbered=False
-    )
+    text = "# XMIPP_STAR_1 *\n#\n" + star_block(block, pd.DataFrame(out, index=df.index))
     write_bytes_atomic(path, text.encode("utf-8"))

@@ -34,6 +34,7 @@ from collections import Counter
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any
 from xml.sax.saxutils import quoteattr
 
 import dask
@@ -294,12 +295,17 @@ def open_images(
     root = _open_root(Path(store))
     if collection not in root:
         return {}
+    members = root[collection]
+    if not isinstance(members, zarr.Group):
+        raise ValueError(f"{store}: {collection!r} is an array, not a group of images")
     images = {}
-    for name, group in sorted(root[collection].groups()):
-        attributes = dict(group.attrs)
+    for name, group in sorted(members.groups()):
+        attributes: dict[str, Any] = dict(group.attrs)  # OME-NGFF metadata, parsed JSON
         datasets = attributes["ome"]["multiscales"][0]["datasets"]
         chosen = datasets[min(level, len(datasets) - 1)]
         array = group[chosen["path"]]
+        if not isinstance(array, zarr.Array):
+            raise ValueError(f"{store}: {collection}/{name}/{chosen['path']} is not an array")
         transforms = {t["type"]: t for t in chosen["coordinateTransformations"]}
         step = float(transforms["scale"]["scale"][-1])
         shift = transforms.get("translation", {"translation": [0.0, 0.0]})["translation"]
@@ -349,7 +355,7 @@ def open_pixels(store: str | os.PathLike[str]) -> xr.DataArray:
         "micrograph": np.array(kept, dtype=object),
         "path": ("micrograph", np.array([str(folder / MICROGRAPHS / n) for n in kept], object)),
         "pixel_size_A": ("micrograph", sizes),
-        **spatial_coords(*shape, sizes),
+        **spatial_coords(shape[0], shape[1], sizes),
     }
     attrs = {"source": f"zarr store {store}", "failed": failed, "optics": []}
     return xr.DataArray(

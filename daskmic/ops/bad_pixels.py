@@ -42,9 +42,10 @@ def outlier_mask(image: np.ndarray, k: float) -> np.ndarray:
     comparison runs in row blocks (one pass over the image).
     """
     mean, std = mean_std(image)
-    low, high = np.float64(mean - k * std), np.float64(mean + k * std)
+    low: np.floating = np.float64(mean - k * std)
+    high: np.floating = np.float64(mean + k * std)
     if image.dtype == np.float32:
-        low, high = _float32_bounds(low, high)
+        low, high = _float32_bounds(float(low), float(high))
     bad = np.empty(image.shape, dtype=bool)
     step = max(1, BLOCK_ELEMENTS // max(1, image.shape[1]))
     for start in range(0, image.shape[0], step):

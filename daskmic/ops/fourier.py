@@ -142,7 +142,7 @@ def downsampled_shape(shape: Shape2D, factor: float) -> Shape2D:
     return out
 
 
-def _mask(step: FourierStep, shape: Shape2D) -> np.ndarray:
+def _mask(step: Gaussian | Highpass | Lowpass, shape: Shape2D) -> np.ndarray:
     if isinstance(step, Gaussian):
         return build_gaussian(shape, step.sigma_px, step.xmipp_compat)
     if isinstance(step, Highpass):
@@ -166,7 +166,7 @@ def _plan(steps: tuple[FourierStep, ...], shape: Shape2D, precision: str) -> _Pl
         output_shape = downsampled_shape(shape, steps[0].factor)
     mask = np.full(half_plane_shape(output_shape), 1.0 / (shape[0] * shape[1]))
     for step in steps:
-        if not isinstance(step, Downsample):
+        if isinstance(step, Gaussian | Highpass | Lowpass):  # an Invert comes first, stripped
             mask *= _mask(step, output_shape)
     dc_gain = float(mask[0, 0] * shape[0] * shape[1])
     mask = mask.astype(precision)

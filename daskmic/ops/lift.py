@@ -43,7 +43,7 @@ def lift(kernel: Kernel, stack: da.Array) -> da.Array:
     if stack.ndim != 3:
         raise ValueError(f"expected a (micrograph, y, x) stack, got {stack.ndim} dimensions")
     if kernel.halo == 0:
-        return stack.map_blocks(_apply_stack, kernel, dtype=np.float32, token=kernel.name)
+        return da.map_blocks(_apply_stack, stack, kernel, dtype=np.float32, token=kernel.name)
     if kernel.halo > 0:
         return stack.map_overlap(
             functools.partial(_apply_stack, kernel=kernel),

@@ -58,7 +58,7 @@ def mean_std(image: np.ndarray) -> tuple[float, float]:
 
 
 def map_float64(
-    func: Callable[[np.ndarray], np.ndarray], image: np.ndarray, *args: float
+    func: Callable[..., np.ndarray], image: np.ndarray, *args: float
 ) -> np.ndarray:
     """Apply a pointwise ``func(x_float64, *args)`` block by block; return float32.
 

@@ -14,6 +14,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
+from daskmic.io.origin import origin_kind, record
 from daskmic.ops.kernel import Kernel
 from daskmic.ops.lift import lift
 from daskmic.preprocessing.params import ORDER, PreprocessParams
@@ -83,8 +84,8 @@ def preprocess(
     """Preprocess a stack of micrographs lazily, in the protocol's order.
 
     Each option is off when ``None``/``False``, takes the protocol's default when ``True``,
-    and otherwise its value (see :class:`PreprocessParams`). Parameters are checked against
-    the stack's shape and pixel sizes before anything runs.
+    and otherwise its value (see :class:`~daskmic.preprocessing.params.PreprocessParams`).
+    Parameters are checked against the stack's shape and pixel sizes before anything runs.
 
     Parameters
     ----------
@@ -92,7 +93,7 @@ def preprocess(
         Dims ``("micrograph", "y", "x")``, as :func:`daskmic.open_micrographs` returns, with a
         per-micrograph ``pixel_size_A`` coordinate (NaN where unknown).
     crop, log, bad_pixels, invert, downsample, denoise, gaussian, highpass, lowpass, normalize
-        The protocol's steps; see :class:`PreprocessParams`.
+        The protocol's steps; see :class:`~daskmic.preprocessing.params.PreprocessParams`.
     xmipp_compat : bool
         Reproduce the reference's quirks.
     highpass_A, lowpass_A : tuple of float or float, optional
@@ -104,13 +105,32 @@ def preprocess(
         Lazy float32 stack (whole frames per chunk after any full-frame step) with the input's
         per-micrograph coordinates, ``pixel_size_A`` updated, ``y``/``x`` giving each output
         sample's position in the input's units, and attrs ``parameters`` (JSON-able),
-        ``crop_px`` and ``xmipp_compat``.
+        ``crop_px``, ``xmipp_compat`` and, when ``mics`` holds files as opened by
+        :func:`daskmic.open_micrographs` (or a selection of them), ``daskmic_origin``, which
+        :func:`daskmic.write` needs (see ``daskmic.io.origin``).
 
     Raises
     ------
     ValueError
         For invalid parameters, parameters that do not fit the stack, no enabled step, or an
         empty stack.
+
+    Examples
+    --------
+    A stack in memory works as well as one opened from files:
+
+    >>> import numpy as np
+    >>> import xarray as xr
+    >>> import daskmic as dm
+    >>> counts = np.random.default_rng(0).poisson(100.0, (2, 256, 256)).astype(np.float32)
+    >>> coords = {"micrograph": ["a", "b"], "pixel_size_A": ("micrograph", [1.0, 1.0])}
+    >>> mics = xr.DataArray(counts, dims=("micrograph", "y", "x"), coords=coords)
+    >>> out = dm.preprocess(mics, crop=True, downsample=2.0, normalize=True)   # lazy
+    >>> out.shape, float(out["pixel_size_A"][0]), out.attrs["crop_px"]
+    ((2, 118, 118), 2.0, 10)
+    >>> first = out[0].compute()
+    >>> abs(float(first.mean())) < 1e-6, round(float(first.std()), 6)
+    (True, 1.0)
     """
     params = PreprocessParams.from_options(
         crop=crop,
@@ -144,7 +164,7 @@ def preprocess(
     else:
         data = _apply(first.kernels, stack)
     coords: dict[str, Any] = {
-        name: coord for name, coord in mics.coords.items() if set(coord.dims) <= {"micrograph"}
+        str(name): coord for name, coord in mics.coords.items() if set(coord.dims) <= {"micrograph"}
     }
     coords["pixel_size_A"] = ("micrograph", [pipelines[k].output_pixel_size_A for k in keys])
     coords["input_pixel_size_A"] = ("micrograph", np.asarray(mics["pixel_size_A"].values, float))
@@ -159,4 +179,5 @@ def preprocess(
         "crop_px": first.crop_px,
         "xmipp_compat": params.xmipp_compat,
     }
-    return xr.DataArray(data, dims=DIMS, coords=coords, attrs=attrs, name=mics.name)
+    result = xr.DataArray(data, dims=DIMS, coords=coords, attrs=attrs, name=mics.name)
+    return record(result, "preprocess" if origin_kind(mics) == "files" else None)

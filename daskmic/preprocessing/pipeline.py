@@ -10,7 +10,7 @@ there is no second code path.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, TypeVar
 
 from daskmic.ops.bad_pixels import bad_pixels_kernel
 from daskmic.ops.crop import crop_kernel
@@ -30,6 +30,8 @@ from daskmic.preprocessing.params import PipelineGeometry, PreprocessParams, pip
 
 FOURIER_STEPS: Final = ("downsample", "gaussian", "highpass", "lowpass")
 """Steps applied in Fourier space, fused into one pass when adjacent."""
+
+_T = TypeVar("_T")
 
 @dataclass(frozen=True)
 class Pipeline:
@@ -60,27 +62,34 @@ class Pipeline:
     scale_yx: tuple[float, float]
 
 
+def _on(value: _T | None, name: str) -> _T:
+    """An enabled step's value (steps are built only when enabled)."""
+    if value is None:
+        raise ValueError(f"{name} is not enabled")
+    return value
+
+
 def _fourier_step(params: PreprocessParams, name: str, geometry: PipelineGeometry) -> FourierStep:
     if name == "downsample":
-        return Downsample(params.downsample)
+        return Downsample(_on(params.downsample, name))
     if name == "gaussian":
-        return Gaussian(params.gaussian, params.xmipp_compat)
+        return Gaussian(_on(params.gaussian, name), params.xmipp_compat)
     if name == "highpass":
-        return Highpass(*geometry.highpass)
-    return Lowpass(*geometry.lowpass)
+        return Highpass(*_on(geometry.highpass, name))
+    return Lowpass(*_on(geometry.lowpass, name))
 
 
 def _single_kernel(params: PreprocessParams, name: str) -> Kernel:
     if name == "crop":
-        return crop_kernel(params.crop)
+        return crop_kernel(_on(params.crop, name))
     if name == "log":
-        return log_kernel(*params.log)
+        return log_kernel(*_on(params.log, name))
     if name == "bad_pixels":
-        return bad_pixels_kernel(params.bad_pixels)
+        return bad_pixels_kernel(_on(params.bad_pixels, name))
     if name == "invert":
         return invert_kernel()
     if name == "denoise":
-        return denoise_kernel(params.denoise, xmipp_compat=params.xmipp_compat)
+        return denoise_kernel(_on(params.denoise, name), xmipp_compat=params.xmipp_compat)
     return normalize_kernel()
 
 

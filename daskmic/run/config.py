@@ -32,6 +32,16 @@ class RunConfig:
         Store the processed pixels in ``micrographs.zarr`` too (doubles disk use).
     thumbnail_px : int
         Edge of the thumbnails stored in the zarr store and shown in the report.
+
+    Examples
+    --------
+    >>> import daskmic as dm
+    >>> from daskmic.preprocessing.params import PreprocessParams
+    >>> from daskmic.tilt.params import TiltParams
+    >>> config = dm.RunConfig(preprocess=PreprocessParams.from_options(crop=True, downsample=2.0),
+    ...                       tilt=TiltParams(resolution_A=4.0))
+    >>> config.to_dict()["preprocess"]["crop"], config.to_dict()["tilt"]["resolution_A"]
+    (10, 4.0)
     """
 
     preprocess: PreprocessParams | None = None
@@ -111,6 +121,17 @@ def read_run_config(path: str | Path) -> tuple[list[str] | None, str | None, Run
         The output folder.
     config : RunConfig
         The steps and options.
+
+    Examples
+    --------
+    >>> from pathlib import Path
+    >>> import daskmic as dm
+    >>> lines = ["inputs: raw/*.mrc", "output: results", "preprocess:", "  crop: 10",
+    ...          "  invert: true"]
+    >>> _ = Path("run.yaml").write_text("\\n".join(lines))
+    >>> inputs, output, config = dm.read_run_config("run.yaml")
+    >>> inputs, output, config.preprocess.enabled()
+    (['raw/*.mrc'], 'results', ['crop', 'invert'])
     """
     if not Path(path).is_file():
         raise UsageError(f"{path}: no such configuration file")

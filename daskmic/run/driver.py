@@ -25,14 +25,14 @@ from daskmic.run.config import RunConfig
 from daskmic.run.feeder import Feeder
 from daskmic.run.layout import refuse_overwriting_inputs
 from daskmic.run.manifest import Manifest
-from daskmic.run.publish import publish
+from daskmic.run.publish import check_table_names, publish
 from daskmic.run.unit import Row, Source
 
 if TYPE_CHECKING:
     import xarray as xr
 
 
-def sources_from(mics: xr.DataArray) -> list[Source]:
+def sources_from(mics: xr.DataArray | xr.Dataset) -> list[Source]:
     """List the micrographs of an opened set, error rows included, sorted by name."""
     carried = [
         name
@@ -44,7 +44,7 @@ def sources_from(mics: xr.DataArray) -> list[Source]:
             micrograph=str(name),
             path=str(mics["path"].values[i]),
             pixel_size_A=float(mics["pixel_size_A"].values[i]),
-            columns={c: _plain(mics[c].values[i]) for c in carried},
+            columns={str(c): _plain(mics[c].values[i]) for c in carried},
         )
         for i, name in enumerate(mics["micrograph"].values)
     ]
@@ -120,8 +120,8 @@ def prepare(
         sources = sources[:limit]
     wanted = {s.micrograph for s in sources}
     good = [e for e in entries if not e.error and e.micrograph in wanted]
-    shapes = [e.shape for e in good]
-    pixel_sizes = [config.pixel_size_A or e.pixel_size_A for e in good]
+    shapes = [e.shape for e in good if e.shape is not None]  # readable, so all have one
+    pixel_sizes = [config.pixel_size_A or e.pixel_size_A for e in good if e.shape is not None]
     if config.preprocess is not None:
         for shape in sorted(set(shapes)):
             config.preprocess.validate(shape)
@@ -156,9 +156,11 @@ def bind(
     Raises
     ------
     UsageError
-        If the folder holds a run made with other parameters (unless ``overwrite``) or an
-        output would land on an input.
+        If the folder holds a run made with other parameters (unless ``overwrite``), an
+        output would land on an input, or a path or name cannot be written to the tables (see
+        :func:`daskmic.run.publish.check_table_names`).
     """
+    check_table_names(out_dir, sources)
     read = [*(s.path for s in sources), *inputs]
     refuse_overwriting_inputs(out_dir, config, [s.micrograph for s in sources], read)
     manifest = Manifest(Path(out_dir))
@@ -213,7 +215,7 @@ def run_batch(
     config : RunConfig
         Steps and options.
     client : distributed.Client, optional
-        Where to run; by default a cluster is started with :func:`daskmic.cluster.client.connect`.
+        Where to run; by default a cluster is started with :func:`daskmic.connect`.
     overwrite : bool
         Restart a folder that holds a run made with other parameters.
     limit : int, optional
@@ -227,12 +229,27 @@ def run_batch(
     cluster : str
         Cluster kind or scheduler address when no ``client`` is given.
     **cluster_options
-        Passed to :func:`daskmic.cluster.client.connect`.
+        Passed to :func:`daskmic.connect`.
 
     Returns
     -------
     RunSummary
         Every micrograph's row.
+
+    Examples
+    --------
+    >>> import daskmic as dm
+    >>> from daskmic.datasets import make_dataset
+    >>> from daskmic.preprocessing.params import PreprocessParams
+    >>> truth = make_dataset("raw", n=2, shape=(256, 256), pixel_size_A=1.0)
+    >>> config = dm.RunConfig(preprocess=PreprocessParams.from_options(crop=True, invert=True))
+    >>> summary = dm.run_batch("raw/*.mrc", "results", config, workers=1, dashboard=False,
+    ...                        quiet=True)
+    >>> summary.counts()
+    {'done': 2}
+    >>> dm.run_batch("raw/*.mrc", "results", config, workers=1, dashboard=False,
+    ...              quiet=True).counts()   # resumes: nothing left to do
+    {'done': 2}
     """
     sources, digest = prepare(inputs, out_dir, config, overwrite=overwrite, limit=limit)
     return execute(

@@ -138,9 +138,18 @@ class Feeder:
             self._publish()
         return rows
 
+    def flush(self) -> None:
+        """Rebuild the tables (stream still open) if micrographs completed since the last time.
+
+        Streaming calls it while waiting for arrivals, so what is done is visible downstream
+        (a follower of ``micrographs.sqlite``) without waiting for the next batch.
+        """
+        if self._since_publish and not self.busy:
+            self._publish()
+
     def _publish(self) -> None:
         started = monotonic()
-        publish(Path(self.out_dir), self.config)
+        publish(Path(self.out_dir), self.config, stream_open=True)
         finished = monotonic()
         self._next_publish = finished + (finished - started) * (1 - PUBLISH_SHARE) / PUBLISH_SHARE
         self._since_publish = 0

@@ -2,10 +2,10 @@
 
 A run writes, for each micrograph, ``mrc/<name>.mrc`` (preprocessing), ``psd/<name>.mrc`` and
 ``.png`` (tilt screen), ``defocus/<name>.json`` (tilt angle) and its record and thumbnail in
-``.daskmic/``; for the folder, the tables, ``report.html``, ``micrographs.zarr`` and
-``.daskmic/``'s own files. :func:`overwritten_inputs` compares that set with the inputs, by
-inode for files that exist and by resolved path for those to be created, so that no output
-(through a symlink or a hard link either) ever lands on an input.
+``.daskmic/``; for the folder, the tables and Scipion sets, ``report.html``,
+``micrographs.zarr`` and ``.daskmic/``'s own files. :func:`overwritten_inputs` compares that
+set with the inputs, by inode for files that exist and by resolved path for those to be
+created, so that no output (through a symlink or a hard link either) ever lands on an input.
 """
 
 from __future__ import annotations
@@ -20,6 +20,12 @@ from daskmic.run.manifest import MANIFEST_DIR, Manifest
 
 ZARR_NAME = "micrographs.zarr"
 REPORT_NAME = "report.html"
+SET_NAMES = {
+    "micrographs": "micrographs.sqlite",
+    "accepted": "accepted.sqlite",
+    "discarded": "discarded.sqlite",
+}
+"""The Scipion sets a run writes: the preprocessed micrographs, the tilt screen's split."""
 TABLE_NAMES = (
     "micrographs.csv",
     "micrographs.star",
@@ -29,6 +35,7 @@ TABLE_NAMES = (
     "discarded.star",
     "accepted.txt",
     "rejected.txt",
+    *SET_NAMES.values(),
 )
 """The tables a run rebuilds from its records (those of its steps)."""
 
@@ -164,9 +171,9 @@ def overwritten_inputs(
         folders[folder] = path, os.path.realpath(path), os.path.isdir(path)
     for folder, name in files:
         path, resolved, exists = folders[folder]
-        ident = _identity(os.path.join(path, name)) if exists else None
-        if ident is not None:
-            hits = by_identity.get(ident, [])
+        found = _identity(os.path.join(path, name)) if exists else None
+        if found is not None:
+            hits = by_identity.get(found, [])
         else:
             hits = by_real.get(os.path.join(resolved, name), [])
         conflicts += [(hit, os.path.join(path, name)) for hit in hits]

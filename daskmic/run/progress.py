@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from daskmic.tilt.params import TiltParams
 
 
 def format_row(row: dict[str, Any]) -> str:
@@ -33,3 +36,19 @@ def print_summary(summary: Any, stream: TextIO | None = None) -> None:
     print(f"results in {summary.out_dir.resolve()}", file=stream)
     for row in summary.failed:
         print(f"  failed {row['micrograph']}: {row['error']}", file=stream)
+
+
+def print_screen(summary: Any, params: TiltParams, stream: TextIO | None = None) -> None:
+    """Print the tilt screen's acceptance rule and why each discarded micrograph failed it."""
+    rule = f"mean correlation > {params.mean_threshold:g} and std < {params.std_threshold:g}"
+    if params.max_tilt_deg is not None:
+        rule += f" and tilt <= {params.max_tilt_deg:g}°"
+    from daskmic.tilt.select import discard_reasons
+
+    print(f"tilt screen: accepted when {rule}", file=stream)
+    for row in summary.rows:
+        if row["status"] == "discarded":
+            reasons = discard_reasons(
+                row, params.mean_threshold, params.std_threshold, params.max_tilt_deg
+            )
+            print(f"  discarded {row['micrograph']}: {'; '.join(reasons)}", file=stream)

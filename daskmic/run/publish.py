@@ -12,13 +12,20 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from daskmic.errors import UsageError
 from daskmic.io import optics_table, write_csv, write_results, write_star, write_xmd
 from daskmic.io.atomic import write_bytes_atomic
+from daskmic.io.star import check_star_text
+from daskmic.io.tables import OPTICS_COLUMNS
 from daskmic.run.config import RunConfig
+from daskmic.run.layout import SET_NAMES, mrc_path
 from daskmic.run.manifest import Manifest
+from daskmic.run.publish_sets import write_preprocess_set, write_tilt_set
+from daskmic.run.unit import Source
+from daskmic.tilt.params import TiltParams
 from daskmic.tilt.select import split
 
 LEADING = [
@@ -59,13 +66,50 @@ def _project_path(path: str) -> str:
     return os.path.relpath(path, Path.cwd())
 
 
+def check_table_names(out_dir: str | os.PathLike[str], sources: list[Source]) -> None:
+    """Refuse, before any work, paths the STAR and ``.xmd`` tables could not hold.
+
+    The tables name each micrograph by its input path or ``rlnMicrographName`` and by its
+    output's path, relative to the working directory (RELION's convention); see
+    :func:`daskmic.io.star.star_text_problem`.
+
+    Raises
+    ------
+    UsageError
+        Naming the first path that cannot be written.
+    """
+    try:
+        check_star_text([_project_path(os.fspath(out_dir))], "output folder", fragment=True)
+        for source in sources:
+            check_star_text([_project_path(source.path)], "micrograph file")
+            if "rlnMicrographName" in source.columns:
+                check_star_text([str(source.columns["rlnMicrographName"])], "rlnMicrographName")
+            output = mrc_path(out_dir, source.micrograph).resolve()  # as the unit records it
+            check_star_text([_project_path(str(output))], "output file")
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+
+
+def _optics(
+    table: pd.DataFrame, manifest: Manifest, config: RunConfig, output_pixel_size: bool
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """The optics groups of ``table``'s rows (see :func:`daskmic.io.optics_table`)."""
+    if table.empty:
+        return pd.DataFrame(columns=list(OPTICS_COLUMNS)), np.zeros(0, dtype=int)
+    groups = table["rlnOpticsGroup"] if "rlnOpticsGroup" in table.columns else None
+    return optics_table(
+        table["output_pixel_size_A" if output_pixel_size else "pixel_size_A"],
+        original_pixel_size_A=table["pixel_size_A"],
+        optics_group=groups,
+        carried_optics=manifest.optics() or None,
+        voltage_kV=config.optics.voltage_kV,
+        spherical_aberration_mm=config.optics.spherical_aberration_mm,
+        amplitude_contrast=config.optics.amplitude_contrast,
+    )
+
+
 def _write_star(
-    path: Path,
-    table: pd.DataFrame,
-    names: pd.Series,
-    manifest: Manifest,
-    config: RunConfig,
-    output_pixel_size: bool,
+    path: Path, table: pd.DataFrame, names: pd.Series, optics: pd.DataFrame, groups: np.ndarray
 ) -> None:
     """A RELION STAR of ``table``'s rows, named ``names``, keeping the input's columns.
 
@@ -75,35 +119,27 @@ def _write_star(
     if table.empty:
         path.unlink(missing_ok=True)
         return
-    groups = table["rlnOpticsGroup"] if "rlnOpticsGroup" in table.columns else None
-    optics, numbers = optics_table(
-        table["output_pixel_size_A" if output_pixel_size else "pixel_size_A"],
-        original_pixel_size_A=table["pixel_size_A"],
-        optics_group=groups,
-        carried_optics=manifest.optics() or None,
-        voltage_kV=config.optics.voltage_kV,
-        spherical_aberration_mm=config.optics.spherical_aberration_mm,
-        amplitude_contrast=config.optics.amplitude_contrast,
-    )
     carried = [
         c
         for c in table.columns
         if c.startswith("rln") and c not in ("rlnMicrographName", "rlnOpticsGroup")
     ]
     star = pd.DataFrame(
-        {"rlnMicrographName": names.map(_project_path).to_numpy(), "rlnOpticsGroup": numbers}
+        {"rlnMicrographName": names.map(_project_path).to_numpy(), "rlnOpticsGroup": groups}
     )
     star = pd.concat([star, table[carried].reset_index(drop=True)], axis=1)
     write_star(path, star, optics)
 
 
 def _publish_preprocess(
-    out: Path, table: pd.DataFrame, manifest: Manifest, config: RunConfig
+    out: Path, table: pd.DataFrame, manifest: Manifest, config: RunConfig, stream_open: bool
 ) -> None:
     outputs = ["output_path", "output_pixel_size_A"]  # absent when every micrograph failed
     done = table[table["status"] != "failed"]
     done = done.reindex(columns=list(dict.fromkeys([*done.columns, *outputs])))
-    _write_star(out / "micrographs.star", done, done["output_path"], manifest, config, True)
+    optics, groups = _optics(done, manifest, config, True)
+    _write_star(out / "micrographs.star", done, done["output_path"], optics, groups)
+    write_preprocess_set(out, done, optics, groups, stream_open=stream_open)
     write_xmd(
         out / "micrographs.xmd",
         pd.DataFrame(
@@ -116,18 +152,18 @@ def _publish_preprocess(
     )
 
 
-def _split(table: pd.DataFrame, config: RunConfig) -> pd.DataFrame:
+def _split(table: pd.DataFrame, params: TiltParams) -> pd.DataFrame:
     """Apply the tilt thresholds to the recorded statistics (the one place they act)."""
     tilt = table.reindex(columns=list(dict.fromkeys([*table.columns, *TILT_COLUMNS])))
     tilt["status"] = tilt["tilt_status"]
-    tilt = split(
-        tilt, config.tilt.mean_threshold, config.tilt.std_threshold, config.tilt.max_tilt_deg
-    )
+    tilt = split(tilt, params.mean_threshold, params.std_threshold, params.max_tilt_deg)
     tilt["tilt_status"] = tilt["status"]
     return tilt
 
 
-def _publish_tilt(out: Path, table: pd.DataFrame, manifest: Manifest, config: RunConfig) -> None:
+def _publish_tilt(
+    out: Path, table: pd.DataFrame, manifest: Manifest, config: RunConfig, stream_open: bool
+) -> None:
     tilt = table.copy()
     write_csv(out / "tilt.csv", _ordered(tilt, TILT_COLUMNS).drop(columns=["tilt_status"]))
     for status, star, listing in (
@@ -136,13 +172,27 @@ def _publish_tilt(out: Path, table: pd.DataFrame, manifest: Manifest, config: Ru
     ):
         part = tilt[tilt["status"] == status]
         names = part["rlnMicrographName"] if "rlnMicrographName" in part else part["path"]
-        _write_star(out / star, part, names, manifest, config, False)
+        optics, groups = _optics(part, manifest, config, False)
+        _write_star(out / star, part, names, optics, groups)
+        write_tilt_set(
+            out / SET_NAMES[status], part, names, optics, groups, stream_open=stream_open
+        )
         text = "".join(f"{path}\n" for path in part["path"])
         write_bytes_atomic(out / listing, text.encode())
 
 
-def publish(out_dir: Path, config: RunConfig) -> list[dict[str, Any]]:
+def publish(out_dir: Path, config: RunConfig, *, stream_open: bool = False) -> list[dict[str, Any]]:
     """Rewrite every table and the zarr store of ``out_dir`` from its records.
+
+    Parameters
+    ----------
+    out_dir : pathlib.Path
+        The output folder.
+    config : RunConfig
+        The run's steps and options.
+    stream_open : bool
+        Whether the run is still going (more micrographs may come): the Scipion sets are
+        written with their stream state open; the last rebuild of a run closes them.
 
     Returns
     -------
@@ -155,12 +205,12 @@ def publish(out_dir: Path, config: RunConfig) -> list[dict[str, Any]]:
         return rows
     table = _ordered(pd.DataFrame(rows), LEADING)
     if config.tilt is not None:
-        table = _split(table, config)
+        table = _split(table, config.tilt)
     write_csv(out_dir / "micrographs.csv", table)
     if config.preprocess is not None:
-        _publish_preprocess(out_dir, table, manifest, config)
+        _publish_preprocess(out_dir, table, manifest, config, stream_open)
     if config.tilt is not None:
-        _publish_tilt(out_dir, table, manifest, config)
+        _publish_tilt(out_dir, table, manifest, config, stream_open)
     stack = manifest.thumbnail_stack(list(table["micrograph"]), config.thumbnail_px)
     write_results(
         out_dir / "micrographs.zarr", table, thumbnails=stack, parameters=config.to_dict()
@@ -191,6 +241,17 @@ def select(
     -------
     dict
         Number of micrographs per status (accepted, discarded, failed).
+
+    Examples
+    --------
+    >>> import daskmic as dm
+    >>> from daskmic.datasets import make_dataset
+    >>> truth = make_dataset("raw", n=2, shape=(700, 700), pixel_size_A=2.0, phase_std=0.3)
+    >>> qc = dm.tilt_analysis(dm.open_micrographs("raw/*.mrc"))
+    >>> dm.write(None, "screen", tilt=qc, workers=1, dashboard=False, quiet=True).counts()
+    {'accepted': 2}
+    >>> dm.select("screen", mean_threshold=0.99, std_threshold=0.1)   # no recomputation
+    {'discarded': 2}
     """
     out = Path(out_dir)
     manifest = Manifest(out)
@@ -209,6 +270,6 @@ def select(
     manifest.bind(config.to_dict(), config.hashed_parameters())
     rows = publish(out, config)
     counts: dict[str, int] = {}
-    for status in _split(pd.DataFrame(rows), config)["tilt_status"]:
+    for status in _split(pd.DataFrame(rows), tilt)["tilt_status"]:
         counts[status] = counts.get(status, 0) + 1
     return dict(sorted(counts.items()))

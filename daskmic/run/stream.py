@@ -32,13 +32,15 @@ from distributed import Client
 from daskmic.errors import UsageError
 from daskmic.io import MicrographError, open_micrographs, read_header
 from daskmic.io.ngff import COLLECTIONS
+from daskmic.io.scipion import is_set_file
 from daskmic.io.sources import glob_root, unique_names
 from daskmic.run.config import RunConfig
 from daskmic.run.driver import RunSummary, bind, sources_from
 from daskmic.run.feeder import Feeder
 from daskmic.run.layout import ZARR_NAME, output_locations, overwritten_inputs
 from daskmic.run.manifest import Manifest
-from daskmic.run.publish import publish
+from daskmic.run.publish import check_table_names, publish
+from daskmic.run.set_stream import SetArrivals, SetClosing
 from daskmic.run.unit import Row, Source
 
 DEFAULT_SETTLE_SECONDS = 10.0
@@ -159,11 +161,19 @@ class Arrivals:
             self._reported.add(path)
         return complete
 
+    def source(self, path: str, name: str, config: RunConfig) -> Source:
+        """The run's view of one file (header only), named as in a batch run on the whole set."""
+        (source,) = sources_from(open_micrographs([path], pixel_size_A=config.pixel_size_A))
+        return dataclasses.replace(source, micrograph=name)
 
-def _source(path: str, name: str, config: RunConfig) -> Source:
-    """The run's view of one file (header only), named as in a batch run on the whole set."""
-    (source,) = sources_from(open_micrographs([path], pixel_size_A=config.pixel_size_A))
-    return dataclasses.replace(source, micrograph=name)
+
+def _nameable(out: Path, source: Source) -> Source:
+    """``source``, failed alone if the tables could not hold its paths (the stream goes on)."""
+    try:
+        check_table_names(out, [source])
+    except UsageError as error:
+        return dataclasses.replace(source, error=str(error))
+    return source
 
 
 def _forget(out: Path, row: Row) -> None:
@@ -189,7 +199,11 @@ class _Closing:
     marker: Path
     idle_timeout: float | None
 
-    def due(self, marker_seen: bool, arrivals: Arrivals) -> bool:
+    def signalled(self) -> bool:
+        """Whether the marker file exists."""
+        return self.marker.exists()
+
+    def due(self, marker_seen: bool, arrivals: Arrivals | SetArrivals) -> bool:
         """Whether to stop now that nothing is ready (``marker_seen`` before the listing)."""
         if arrivals.waiting:
             return False
@@ -204,7 +218,7 @@ class _Stream:
 
     def __init__(
         self,
-        arrivals: Arrivals,
+        arrivals: Arrivals | SetArrivals,
         out: Path,
         config: RunConfig,
         digest: str,
@@ -224,7 +238,9 @@ class _Stream:
         self.submitted: dict[str, str] = {}
         self._since_count = 0
 
-    def follow(self, client: Client, closing: _Closing, poll_seconds: float) -> None:
+    def follow(
+        self, client: Client, closing: _Closing | SetClosing, poll_seconds: float
+    ) -> None:
         """Poll, name and submit as files arrive, publish per batch, until the stream closes.
 
         Micrographs are fed continuously: new arrivals join the queue while others are in
@@ -239,7 +255,7 @@ class _Stream:
             on_row=self.record,
         )
         while True:
-            marker_seen = closing.marker.exists()  # before listing: files written before count
+            marker_seen = closing.signalled()  # before listing: files written before count
             self.ready += self.arrivals.poll()
             self.rename()
             if self.ready:
@@ -249,8 +265,9 @@ class _Stream:
             elif closing.due(marker_seen, self.arrivals):
                 break
             else:
+                feeder.flush()
                 time.sleep(poll_seconds)
-        publish(self.out, self.config)
+        publish(self.out, self.config)  # closes the Scipion sets
         if self._since_count:  # record() printed after full batches
             print(self.count(), flush=True)
 
@@ -274,7 +291,8 @@ class _Stream:
         paths = list(dict.fromkeys(self.ready))
         self.ready = []
         self.submitted.update({p: self.names[p] for p in paths})
-        sources = [_source(p, self.names[p], self.config) for p in paths]
+        sources = [self.arrivals.source(p, self.names[p], self.config) for p in paths]
+        sources = [_nameable(self.out, source) for source in sources]
         # an output that is an arriving file (a hard link into OUT): that micrograph fails alone
         names = [s.micrograph for s in sources]
         clash = dict(overwritten_inputs(self.out, self.config, names, [s.path for s in sources]))
@@ -369,7 +387,10 @@ def watch(
     Parameters
     ----------
     folder : path-like
-        The folder the microscope writes to.
+        The folder the microscope writes to, or a Scipion ``SetOfMicrographs`` (``.sqlite``)
+        to follow: its new enabled items are new micrographs, and the stream ends once the
+        set's stream state is closed and they are all done (``pattern`` and ``close_marker``
+        do not apply).
     out_dir : path-like
         The output folder; it may lie inside ``folder`` (it is never read as input).
     config : RunConfig
@@ -381,7 +402,7 @@ def watch(
         Micrographs per batch: the tables and the zarr store are rebuilt after each.
     settle_seconds : float
         A file is complete once its size and modification time have not changed for this
-        long and its header matches its size (see :class:`Arrivals`).
+        long and its header matches its size (see ``Arrivals``).
     poll_seconds : float
         Time between two looks at the folder.
     close_marker : str
@@ -390,13 +411,13 @@ def watch(
     idle_timeout : float, optional
         Also close once no file has arrived or changed for this many seconds.
     client : distributed.Client, optional
-        Where to run; by default a cluster is started with :func:`daskmic.cluster.client.connect`.
+        Where to run; by default a cluster is started with :func:`daskmic.connect`.
     on_row : callable, optional
         Called with each micrograph's row as it completes.
     overwrite : bool
         Restart an output folder that holds a run made with other parameters.
     **cluster_options
-        Passed to :func:`daskmic.cluster.client.connect` when no ``client`` is given.
+        Passed to :func:`daskmic.connect` when no ``client`` is given.
 
     Returns
     -------
@@ -409,14 +430,42 @@ def watch(
         Before any work: invalid options, a ``folder`` that is not a folder, an output folder
         that contains the watched folder or leads into it (a symlink), or one bound to other
         parameters (unless ``overwrite``).
+
+    Examples
+    --------
+    Here the session is already over (its ``CLOSED`` marker is there), so ``watch`` processes what
+    it finds and returns:
+
+    >>> from pathlib import Path
+    >>> import daskmic as dm
+    >>> from daskmic.datasets import make_dataset
+    >>> from daskmic.preprocessing.params import PreprocessParams
+    >>> truth = make_dataset("session", n=2, shape=(256, 256), pixel_size_A=1.0)
+    >>> Path("session/CLOSED").touch()
+    >>> config = dm.RunConfig(preprocess=PreprocessParams.from_options(crop=True))
+    >>> summary = dm.watch("session", "live", config, settle_seconds=0.0, poll_seconds=0.1,
+    ...                    workers=1, dashboard=False, quiet=True)
+    watch: 2 seen, 2 done, 0 failed, 0 being written
+    >>> summary.counts()
+    {'done': 2}
     """
     _check_options(batch_size, settle_seconds, poll_seconds, idle_timeout, close_marker)
     watched, out = Path(folder), Path(out_dir)
-    _check_folders(watched, out)
-    digest = bind(out, config, [], [], overwrite=overwrite)  # files carry no optics table
-    arrivals = Arrivals(watched, pattern, exclude=out, settle_seconds=settle_seconds)
+    arrivals: Arrivals | SetArrivals
+    closing: _Closing | SetClosing
+    if is_set_file(watched):
+        if not watched.is_file():
+            raise FileNotFoundError(f"followed Scipion set {watched} does not exist")
+        # optics come with the items; the set itself must not be an output
+        digest = bind(out, config, [], [], overwrite=overwrite, inputs=[os.fspath(watched)])
+        arrivals = SetArrivals(watched, out)
+        closing = SetClosing(arrivals, idle_timeout)
+    else:
+        _check_folders(watched, out)
+        digest = bind(out, config, [], [], overwrite=overwrite)  # files carry no optics table
+        arrivals = Arrivals(watched, pattern, exclude=out, settle_seconds=settle_seconds)
+        closing = _Closing(watched / close_marker, idle_timeout)
     stream = _Stream(arrivals, out, config, digest, batch_size=batch_size, on_row=on_row)
-    closing = _Closing(watched / close_marker, idle_timeout)
     if client is None:
         from daskmic.cluster.client import connect
 

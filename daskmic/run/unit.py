@@ -90,13 +90,16 @@ class _Pixels:
 def _preprocess_step(
     micrograph: str, pixels: _Pixels, pixel_size_A: float, config: RunConfig, out: Path
 ) -> Row:
+    params = config.preprocess
+    if params is None:
+        raise ValueError("the run has no preprocessing step")
     image = pixels.whole()
-    pipeline = build_pipeline(config.preprocess, image.shape, pixel_size_A)
+    pipeline = build_pipeline(params, image.shape, pixel_size_A)
     result = compose(pipeline.kernels)(image)
     if not np.isfinite(result).all():
         raise ValueError("preprocessing produced NaN/Inf pixels")
     output = mrc_path(out, micrograph)
-    label = _label("preprocess", config.preprocess.xmipp_compat)
+    label = _label("preprocess", params.xmipp_compat)
     write_mrc(output, result, pipeline.output_pixel_size_A, label=label)
     if config.write_stack:
         from daskmic.io.ngff import MICROGRAPHS, write_image  # zarr's 0.3 s import when needed
@@ -121,12 +124,15 @@ def _preprocess_step(
 def _tilt_step(
     micrograph: str, pixels: _Pixels, pixel_size_A: float, config: RunConfig, out: Path
 ) -> Row:
-    windows = [pixels.region(region) for region in corner_regions(pixels.shape, config.tilt)]
+    params = config.tilt
+    if params is None:
+        raise ValueError("the run has no tilt step")
+    windows = [pixels.region(region) for region in corner_regions(pixels.shape, params)]
     for window in windows:
         _check_pixels(window)
-    result = screen_windows(windows, pixel_size_A, config.tilt)
+    result = screen_windows(windows, pixel_size_A, params)
     psd = psd_path(out, micrograph)
-    write_mrc(psd, result.psd_summary, 1.0, label=_label("tilt PSD", config.tilt.xmipp_compat))
+    write_mrc(psd, result.psd_summary, 1.0, label=_label("tilt PSD", params.xmipp_compat))
     write_psd_png(psd.with_suffix(".png"), result.psd_summary)
     if config.write_stack:
         from daskmic.io.ngff import PSD, write_image
@@ -169,7 +175,9 @@ def process_micrograph(source: Source, config: RunConfig, out_dir: str, digest: 
     out = Path(out_dir)
     manifest = Manifest(out)
     if manifest.is_done(source.micrograph, digest, source.path):
-        return manifest.read(source.micrograph)["row"]
+        record = manifest.read(source.micrograph)
+        if record is not None:  # else removed since (watch forgets renamed micrographs)
+            return record["row"]
     row: Row = {
         "micrograph": source.micrograph,
         "path": source.path,

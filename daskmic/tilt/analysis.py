@@ -17,10 +17,12 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 from dask.graph_manipulation import clone
+from dask.highlevelgraph import HighLevelGraph
 
+from daskmic.io.origin import origin_kind, record
 from daskmic.tilt.angle import ANGLE_COLUMNS, estimate_tilt
 from daskmic.tilt.correlate import PAIRS
-from daskmic.tilt.optics import Optics, optics_for
+from daskmic.tilt.optics import AngleOptics, Optics, optics_for
 from daskmic.tilt.params import TiltParams, WindowSize
 from daskmic.tilt.screen import corner_regions, screen_windows
 from daskmic.tilt.windows import CORNER_LABELS, sub_window_px
@@ -109,8 +111,10 @@ def _take(packed: np.ndarray, k: int, dtype: Any) -> np.ndarray:
 
 def _reads_only(data: da.Array) -> bool:
     """Whether ``data``'s graph only reads (a source, its chunks and ``getitem`` selections)."""
+    graph = data.__dask_graph__()
+    if not isinstance(graph, HighLevelGraph):
+        return False
     try:
-        graph = data.__dask_graph__()
         dependencies = graph.dependencies
         for name in graph.layers:
             if name.startswith("getitem-"):
@@ -118,7 +122,7 @@ def _reads_only(data: da.Array) -> bool:
             if any(dependencies[parent] for parent in dependencies[name]):
                 return False
         return True
-    except (AttributeError, KeyError, TypeError):
+    except (KeyError, TypeError):
         return False
 
 
@@ -185,6 +189,23 @@ def tilt_analysis(
     ValueError
         Before any work starts, on invalid parameters or parameters that no micrograph of the
         set can support.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import xarray as xr
+    >>> import daskmic as dm
+    >>> from daskmic.datasets import synthesize_micrograph
+    >>> images = [synthesize_micrograph((1024, 1024), pixel_size_A=2.0, phase_std=0.3,
+    ...                                 tilt_angle_deg=tilt, seed=1)[0] for tilt in (0.0, 60.0)]
+    >>> mics = xr.DataArray(np.stack(images), dims=("micrograph", "y", "x"),
+    ...                     coords={"micrograph": ["flat", "tilted"],
+    ...                             "pixel_size_A": ("micrograph", [2.0, 2.0])})
+    >>> qc = dm.tilt_analysis(mics, resolution=3.0).compute()
+    >>> qc["status"].values.tolist(), qc["window_size_px"].values.tolist()
+    (['accepted', 'discarded'], [256, 256])
+    >>> bool(qc["tilt_std_corr"][0] < qc["tilt_std_corr"][1])
+    True
     """
     params = TiltParams(
         window_size=window_size,
@@ -214,8 +235,20 @@ def tilt_analysis(
     attrs["tilt_estimate_angle"] = int(params.estimate_angle)
     attrs["tilt_max_tilt_deg"] = "" if max_tilt_deg is None else float(max_tilt_deg)
     screen = xr.Dataset(_variables(packed, summary_px), coords=coords, attrs=attrs)
-    if not params.estimate_angle:
-        return screen
+    if params.estimate_angle:
+        screen = _angles(screen, mics, data, pixel_sizes, optics, max_tilt_deg)
+    return record(screen, "tilt" if origin_kind(mics) == "files" else None)
+
+
+def _angles(
+    screen: xr.Dataset,
+    mics: xr.DataArray,
+    data: da.Array,
+    pixel_sizes: np.ndarray,
+    optics: Optics | None,
+    max_tilt_deg: float | None,
+) -> xr.Dataset:
+    """The screen with the angle variables, each micrograph fitted with its optics group's."""
     groups = mics.coords.get("rlnOpticsGroup")
     per_micrograph = [
         optics_for(
@@ -268,20 +301,19 @@ def _variables(packed: da.Array, summary_px: int) -> dict[str, tuple[tuple[str, 
     """Turn the packed results into lazy variables (one small task each per chunk)."""
     rows = packed.chunks[0]
     n_pairs = len(PAIR_LABELS)
-    variables = {
-        "tilt_correlations": (
-            ("micrograph", "pair"),
-            packed.map_blocks(
-                _take, 0, np.float64, dtype=np.float64, new_axis=1, chunks=(rows, (n_pairs,))
-            ),
-        )
+    correlations = da.map_blocks(
+        _take, packed, 0, np.float64, dtype=np.float64, new_axis=1, chunks=(rows, (n_pairs,))
+    )
+    variables: dict[str, tuple[tuple[str, ...], da.Array]] = {
+        "tilt_correlations": (("micrograph", "pair"), correlations)
     }
     for k, (name, dtype) in enumerate(_SCALARS, start=1):
-        variables[name] = (("micrograph",), packed.map_blocks(_take, k, dtype, dtype=dtype))
+        variables[name] = (("micrograph",), da.map_blocks(_take, packed, k, dtype, dtype=dtype))
     variables["psd_summary"] = (
         ("micrograph", "v", "u"),
-        packed.map_blocks(
+        da.map_blocks(
             _take,
+            packed,
             _SUMMARY,
             np.float32,
             dtype=np.float32,
@@ -312,7 +344,7 @@ def _with_angles(
     screen: xr.Dataset,
     data: da.Array,
     pixel_sizes_A: np.ndarray,
-    optics: list[dict[str, float]],
+    optics: list[AngleOptics],
     max_tilt_deg: float | None,
 ) -> xr.Dataset:
     """Add the lazy tilt-angle variables (and the angle criterion) to a screen."""

@@ -24,7 +24,7 @@ Method
    else 256 px), mean-subtracted and Hann-tapered; each periodogram is averaged in 24 angular
    sectors × bins of ``s = k²`` (1/Å², where the Thon rings are periodic with period
    ``1/(λΔf)`` and every bin holds the same number of pixels), up to ``resolution_A``
-   (:mod:`~daskmic.tilt.angle_spectra`).
+   (``daskmic.tilt.angle_spectra``).
 2. **Ring correlation.** A profile ``P(s)`` is flattened to ``P̃ = P / box(P) - 1`` (``box``
    one ring period wide) and compared with ``sin² χ(s, Δf)``,
    ``χ = πλΔf s - (π/2) C_s λ³ s² + asin(w)``, on a 10 Å grid of ``Δf``, by a *weighted*
@@ -106,7 +106,7 @@ ANGLE_COLUMNS = (
     "angle_status",
     "angle_message",
 )
-"""Columns that :meth:`TiltAngleResult.as_row` gives, in table order."""
+"""Columns that :meth:`~daskmic.tilt.angle.TiltAngleResult.as_row` gives, in table order."""
 
 _SECTORS = 24
 _WINDOW_A = 800.0

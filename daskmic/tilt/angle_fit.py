@@ -17,7 +17,10 @@ from daskmic.tilt.ctf import Optics
 
 
 def phase_matched_s(
-    s_invA2: np.ndarray, defocus_to_A: np.ndarray, defocus_from_A: np.ndarray, optics: Optics
+    s_invA2: np.ndarray,
+    defocus_to_A: np.ndarray | float,
+    defocus_from_A: np.ndarray | float,
+    optics: Optics,
 ) -> np.ndarray:
     """Where a spectrum at ``defocus_from_A`` has the CTF phase that ``defocus_to_A`` has at ``s``.
 

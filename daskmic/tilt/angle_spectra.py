@@ -74,9 +74,11 @@ def _fill_matrix(counts: np.ndarray) -> scipy.sparse.csr_matrix:
         if len(full) == 0:
             continue
         for b in range(n_bins):
-            right = np.searchsorted(full, b)
+            right = int(np.searchsorted(full, b))
             if right < len(full) and full[right] == b:
-                rows.append(base + b), cols.append(base + b), vals.append(1.0)
+                rows.append(base + b)
+                cols.append(base + b)
+                vals.append(1.0)
                 continue
             lo = full[max(right - 1, 0)]
             hi = full[min(right, len(full) - 1)]

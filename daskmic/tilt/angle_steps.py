@@ -131,7 +131,10 @@ def neighbourhood_sum(curves: np.ndarray, grid_shape: tuple[int, int]) -> np.nda
     """Sum of each tile's curve with those of its (up to 8) neighbours on the tile grid."""
     ny, nx = grid_shape
     padded = np.pad(curves.reshape(ny, nx, -1), ((1, 1), (1, 1), (0, 0)))
-    total = sum(padded[i : i + ny, j : j + nx] for i in range(3) for j in range(3))
+    total = np.zeros_like(padded[:ny, :nx])
+    for i in range(3):
+        for j in range(3):
+            total += padded[i : i + ny, j : j + nx]
     return total.reshape(ny * nx, -1)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 from daskmic.errors import UsageError
 
@@ -50,7 +50,15 @@ _RELION_OPTICS = {
 }
 
 
-def optics_for(given: Optics, optics_group: Any, carried: list[dict[str, Any]]) -> dict[str, float]:
+class AngleOptics(TypedDict):
+    """The optics the tilt-angle fit takes (keyword arguments of ``estimate_tilt``)."""
+
+    voltage_kV: float
+    spherical_aberration_mm: float
+    amplitude_contrast: float
+
+
+def optics_for(given: Optics, optics_group: Any, carried: list[dict[str, Any]]) -> AngleOptics:
     """The optics of one micrograph: given values, else its input optics group's, else defaults.
 
     Parameters
@@ -64,14 +72,19 @@ def optics_for(given: Optics, optics_group: Any, carried: list[dict[str, Any]]) 
 
     Returns
     -------
-    dict
+    AngleOptics
         ``voltage_kV``, ``spherical_aberration_mm``, ``amplitude_contrast``.
     """
     group = next((row for row in carried if row.get("rlnOpticsGroup") == optics_group), {})
-    values = {}
-    for name, default in ANGLE_OPTICS_DEFAULTS.items():
-        value = getattr(given, name)
-        if value is None:
-            value = group.get(_RELION_OPTICS[name], default)
-        values[name] = float(value)
-    return values
+
+    def value(name: str) -> float:
+        chosen = getattr(given, name)
+        if chosen is None:
+            chosen = group.get(_RELION_OPTICS[name], ANGLE_OPTICS_DEFAULTS[name])
+        return float(chosen)
+
+    return AngleOptics(
+        voltage_kV=value("voltage_kV"),
+        spherical_aberration_mm=value("spherical_aberration_mm"),
+        amplitude_contrast=value("amplitude_contrast"),
+    )

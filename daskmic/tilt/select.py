@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -64,3 +67,38 @@ def split(
     out["accepted"] = accepted
     out["status"] = np.where(failed, "failed", np.where(accepted, "accepted", "discarded"))
     return out
+
+
+def discard_reasons(
+    row: Mapping[str, Any],
+    mean_threshold: float,
+    std_threshold: float,
+    max_tilt_deg: float | None = None,
+) -> list[str]:
+    """Why one micrograph's statistics fail the acceptance rule of :func:`split`.
+
+    Parameters
+    ----------
+    row : mapping
+        ``tilt_mean_corr`` and ``tilt_std_corr``; ``tilt_angle_deg`` with ``max_tilt_deg``.
+    mean_threshold, std_threshold, max_tilt_deg : float
+        As in :func:`split`.
+
+    Returns
+    -------
+    list of str
+        One phrase per condition that fails, with the value and the threshold (empty for an
+        accepted micrograph, or one without statistics).
+    """
+    mean, std = float(row["tilt_mean_corr"]), float(row["tilt_std_corr"])
+    if np.isnan(mean) or np.isnan(std):
+        return []
+    reasons = []
+    if not mean > mean_threshold:
+        reasons.append(f"mean correlation {mean:.3f} <= {mean_threshold:g}")
+    if not std < std_threshold:
+        reasons.append(f"std of the correlations {std:.3f} >= {std_threshold:g}")
+    angle = float(row.get("tilt_angle_deg", np.nan))
+    if max_tilt_deg is not None and angle > max_tilt_deg:
+        reasons.append(f"tilt {angle:.1f}° > {max_tilt_deg:g}°")
+    return reasons

@@ -176,7 +176,7 @@ def validate_with_ngff_tools(python, store) -> dict:
 
 
 def test_validators_and_napari_reader_accept_the_store(tmp_path, rng, side_venv):
-    python = side_venv("ngff", NGFF_TOOLS)
+    python = side_venv("ngff", [NGFF_TOOLS])
     store, images = _published(tmp_path, rng, [(1100, 1300), (600, 700)])
     found = validate_with_ngff_tools(python, store)
     assert found["series"] == [*(f"micrographs/{n}" for n in images), *(f"psd/{n}" for n in images)]
@@ -194,7 +194,7 @@ def test_a_run_on_two_frame_sizes_gives_a_store_every_tool_opens(
     NGFF images that napari opens at the output pixel size."""
     from daskmic.cli import main
 
-    python = side_venv("ngff", NGFF_TOOLS)
+    python = side_venv("ngff", [NGFF_TOOLS])
     monkeypatch.chdir(tmp_path)
     (large,) = write_micrographs(n=1, shape=(1100, 1200), pixel_size_A=1.2, folder="raw", seed=7)
     large.rename(large.with_name("wide.mrc"))

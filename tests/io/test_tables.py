@@ -57,7 +57,9 @@ def test_star_round_trip_through_starfile(project):
         optics,
     )
     text = (root / "out/micrographs.star").read_text()
-    assert "\t" not in text and " 3.5 " in text and " 0.1\n" in text  # float32 kept short
+    # starfile separates values by tabs (RELION reads a tab as a blank); text is quoted
+    assert "\t3.5\t" in text and "\t0.1\n" in text  # float32 kept short
+    assert '"MotionCorr/job002/mic_0.mrc"\t1\t' in text
     assert text.index("data_optics") < text.index("data_micrographs")
     assert "# version 30001" in text
     blocks = starfile.read(root / "out/micrographs.star", always_dict=True)

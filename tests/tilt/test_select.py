@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from daskmic.tilt.select import split
+from daskmic.tilt.select import discard_reasons, split
 
 
 def _table() -> pd.DataFrame:
@@ -56,3 +56,15 @@ def test_split_validates():
         split(_table(), 1.5, 0.1)
     with pytest.raises(ValueError, match="tilt_std_corr"):
         split(_table().drop(columns="tilt_std_corr"), 0.5, 0.1)
+
+
+def test_discard_reasons_name_each_failed_condition_as_split_decides():
+    table = _table().assign(tilt_angle_deg=[10.0, 40.0, 35.5, 5.0, np.nan, 1.0])
+    decided = split(table, 0.5, 0.1, max_tilt_deg=30.0)
+    reasons = [discard_reasons(row, 0.5, 0.1, 30.0) for row in table.to_dict("records")]
+    assert [bool(r) for r in reasons] == (decided["status"] == "discarded").tolist()
+    assert reasons[0] == []
+    assert reasons[1] == ["mean correlation 0.500 <= 0.5", "tilt 40.0° > 30°"]
+    assert reasons[2] == ["std of the correlations 0.100 >= 0.1", "tilt 35.5° > 30°"]
+    assert reasons[3] == ["mean correlation 0.300 <= 0.5"]
+    assert reasons[5] == []  # no statistics: failed, not discarded

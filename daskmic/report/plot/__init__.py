@@ -1,7 +1,7 @@
 """Plots for looking at micrographs and choosing tilt thresholds by eye.
 
-Data preparation (:mod:`daskmic.report.plot.data`, pure functions returning arrays) is kept
-apart from drawing (:mod:`daskmic.report.plot.figures`, matplotlib). Images are drawn with row 0
+Data preparation (``daskmic.report.plot.data``, pure functions returning arrays) is kept
+apart from drawing (``daskmic.report.plot.figures``, matplotlib). Images are drawn with row 0
 at the bottom, as MRC viewers show them.
 
 Examples

@@ -234,7 +234,7 @@ def _statistic(table: pd.DataFrame, column: str) -> np.ndarray:
 
 
 def classify(table: TableLike, mean_threshold: float, std_threshold: float) -> pd.DataFrame:
-    """The table re-split with these thresholds (see :func:`daskmic.tilt.select.split`)."""
+    """The table re-split with these thresholds (the rule of :func:`daskmic.select`)."""
     return split(as_table(table), mean_threshold, std_threshold)
 
 

@@ -81,7 +81,7 @@ def show_image(
     title : str, optional
         Axes title.
     max_px, percentiles
-        See :func:`daskmic.report.plot.data.thumbnail_data`.
+        See :func:`daskmic.report.plot.thumbnail_data`.
 
     Returns
     -------
@@ -128,7 +128,7 @@ def before_after(
     titles : tuple of str
         Titles of the two panels.
     max_px, percentiles
-        See :func:`daskmic.report.plot.data.thumbnail_data`.
+        See :func:`daskmic.report.plot.thumbnail_data`.
 
     Returns
     -------
@@ -227,7 +227,7 @@ def tilt_scatter(
     ----------
     table : table-like
         A tilt-analysis Dataset, an output folder or a table (see
-        :func:`daskmic.report.plot.data.as_table`).
+        :func:`daskmic.report.plot.as_table`).
     mean_threshold, std_threshold : float, optional
         Thresholds to draw and classify with (default: the Dataset's or the folder's run's).
     ax : matplotlib.axes.Axes, optional
@@ -274,7 +274,7 @@ def statistic_histograms(
     Parameters
     ----------
     table : table-like
-        Per-micrograph statistics (see :func:`daskmic.report.plot.data.as_table`).
+        Per-micrograph statistics (see :func:`daskmic.report.plot.as_table`).
     columns : sequence of str, optional
         Statistics to draw (default: the tilt statistics the table has).
     bins : int

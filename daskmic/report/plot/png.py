@@ -1,18 +1,18 @@
-"""PNG bytes of figures, for pages that embed them (no files, no pyplot); grey images are
-:func:`daskmic.io.png.grey_png`'s."""
+""""PNG bytes of figures, for pages that embed them (no files, no pyplot); grey images are
+``daskmic.io.png.grey_png``'s."""
 
 from __future__ import annotations
 
 import base64
 import io
 
-from matplotlib.figure import Figure
+from matplotlib.figure import Figure, SubFigure
 
 
-def figure_png(fig: Figure, *, dpi: float = 90.0) -> bytes:
-    """Render a figure as PNG (without matplotlib's software tag)."""
+def figure_png(fig: Figure | SubFigure, *, dpi: float = 90.0) -> bytes:
+    """Render a figure (the whole figure of a subfigure) as PNG, without the software tag."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi, metadata={"Software": None})
+    fig.get_figure(root=True).savefig(buffer, format="png", dpi=dpi, metadata={"Software": None})
     return buffer.getvalue()
 
 

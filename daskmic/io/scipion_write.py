@@ -1,0 +1,172 @@
+"""Writing Scipion ``SetOfMicrographs`` files (layout in :mod:`daskmic.io.scipion`)."""
+
+from __future__ import annotations
+
+import math
+import os
+import sqlite3
+import time
+from collections.abc import Mapping
+from contextlib import closing
+from typing import Any
+
+import pandas as pd
+
+from daskmic.io.atomic import atomic_path
+from daskmic.io.scipion import (
+    ACQUISITION,
+    IMAGE_SCHEMA,
+    MICROGRAPH_SCHEMA,
+    STREAM_CLOSED,
+    STREAM_OPEN,
+    number,
+)
+
+_SQL_TYPES = {"Integer": "INTEGER", "Float": "REAL", "Boolean": "INTEGER"}
+_BASIC_COLUMNS = ("id", "enabled", "label", "comment", "creation")
+
+
+def _class_of(label: str, values: pd.Series, schema: Mapping[str, str]) -> str:
+    if label in schema:
+        return schema[label]
+    if pd.api.types.is_bool_dtype(values):
+        return "Boolean"
+    if pd.api.types.is_integer_dtype(values):
+        return "Integer"
+    if pd.api.types.is_numeric_dtype(values):
+        return "Float"
+    return "String"
+
+
+def _sql_value(value: Any, kind: str) -> Any:
+    """A cell as stored: NULL for missing values (NaN, None, "") and for composites."""
+    if value is None or value == "" or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if kind == "String":
+        return str(value)
+    if kind not in _SQL_TYPES:
+        return None  # a composite (Acquisition, Image): its attributes carry the values
+    value = number(value)
+    if math.isnan(value):
+        return None
+    return value if kind == "Float" else int(value)
+
+
+def _properties(
+    items: pd.DataFrame, stream_open: bool, dims: tuple[int, int] | None
+) -> dict[str, str | None]:
+    first = items.iloc[0] if len(items) else pd.Series(dtype=object)
+
+    def text(label: str) -> str | None:
+        value = first.get(label)
+        return None if value is None or value == "" or pd.isna(value) else str(value)
+
+    properties: dict[str, str | None] = {
+        "self": "SetOfMicrographs",
+        "_size": str(len(items)),
+        "_streamState": str(STREAM_OPEN if stream_open else STREAM_CLOSED),
+        "_samplingRate": text("_samplingRate"),
+        "_hasCtf": "False",
+        "_alignment": "None",
+        "_isPhaseFlipped": "False",
+        "_isAmplitudeCorrected": "False",
+        "_acquisition": None,
+    }
+    properties |= {f"_acquisition.{a}": text(f"_acquisition.{a}") for a in ACQUISITION}
+    properties["_firstDim"] = "" if dims is None else f"{dims[1]},{dims[0]},1"
+    properties["_scannedPixelSize"] = None
+    return properties
+
+
+def write_set(
+    path: str | os.PathLike[str],
+    items: pd.DataFrame,
+    *,
+    stream_open: bool,
+    dims: tuple[int, int] | None = None,
+    creation: list[str] | None = None,
+) -> None:
+    """Write a ``SetOfMicrographs`` file that pwem reads, atomically.
+
+    Parameters
+    ----------
+    path : path-like
+        Destination (``.sqlite``); it appears only once complete.
+    items : pandas.DataFrame
+        One row per micrograph: ``id`` (positive, unique) and one column per attribute label.
+        Labels of :data:`MICROGRAPH_SCHEMA` and :data:`IMAGE_SCHEMA` (under an image
+        attribute such as ``_tilt_psds_image``) take pwem's classes; other columns take
+        ``Float``, ``Integer``, ``Boolean`` or ``String`` from their dtype. A composite
+        attribute (``_acquisition``, ``_tilt_psds_image``) is declared before its parts.
+    stream_open : bool
+        ``_streamState`` 1 (a producer may still append) or 2 (complete).
+    dims : tuple of int, optional
+        ``(ny, nx)`` of the first micrograph, for ``_firstDim``.
+    creation : list of str, optional
+        Per item, its creation time (``YYYY-MM-DD HH:MM:SS``).
+    """
+    if "id" not in items.columns or items["id"].duplicated().any():
+        raise ValueError("items must have a unique 'id' column")
+    kinds = _classes([c for c in items.columns if c != "id"], items)
+    columns = {label: f"c{i:02d}" for i, label in enumerate(kinds, 1)}
+    times = creation or [time.strftime("%Y-%m-%d %H:%M:%S")] * len(items)
+    rows = [
+        (int(r["id"]), 1, "", "", stamp)
+        + tuple(_sql_value(r.get(label), kind) for label, kind in kinds.items())
+        for r, stamp in zip(items.to_dict("records"), times, strict=True)
+    ]
+    insert_class = "INSERT INTO Classes (label_property, column_name, class_name) VALUES (?, ?, ?)"
+    with atomic_path(path) as tmp, closing(sqlite3.connect(tmp)) as db:
+        _create_tables(db, kinds, columns)
+        db.executemany(
+            "INSERT INTO Properties (key, value) VALUES (?, ?)",
+            list(_properties(items, stream_open, dims).items()),
+        )
+        db.execute(insert_class, ("self", "c00", "Micrograph"))
+        db.executemany(insert_class, [(k, columns[k], kind) for k, kind in kinds.items()])
+        marks = ", ".join("?" * (len(_BASIC_COLUMNS) + len(kinds)))
+        db.executemany(f"INSERT INTO Objects VALUES ({marks})", rows)
+        db.commit()
+
+
+def _classes(labels: list[str], items: pd.DataFrame) -> dict[str, str]:
+    """Each attribute's class, in the order pwem stores them (composites before parts)."""
+    schema = dict(MICROGRAPH_SCHEMA)
+    for parent in sorted(_parents(labels) - set(MICROGRAPH_SCHEMA)):
+        schema[parent] = "Image"
+        schema |= {f"{parent}.{name}": kind for name, kind in IMAGE_SCHEMA.items()}
+    ordered = [label for label in MICROGRAPH_SCHEMA if label in labels]
+    ordered = _parents_first(ordered + [label for label in labels if label not in ordered])
+    empty = pd.Series(dtype=object)
+    return {label: _class_of(label, items.get(label, empty), schema) for label in ordered}
+
+
+def _parents(labels: list[str]) -> set[str]:
+    return {label.split(".")[0] for label in labels if "." in label}
+
+
+def _parents_first(labels: list[str]) -> list[str]:
+    """Each composite label right before its first part."""
+    out: list[str] = []
+    for label in labels:
+        parent = label.split(".")[0]
+        if "." in label and parent not in out:
+            out.append(parent)
+        if label not in out:
+            out.append(label)
+    return out
+
+
+def _create_tables(db: sqlite3.Connection, kinds: dict[str, str], columns: dict[str, str]) -> None:
+    attributes = "".join(
+        f", {columns[label]} {_SQL_TYPES.get(kind, 'TEXT')} DEFAULT NULL"
+        for label, kind in kinds.items()
+    )
+    db.executescript(
+        "CREATE TABLE Properties (key TEXT UNIQUE, value TEXT DEFAULT NULL);"
+        "CREATE TABLE Classes (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+        "label_property TEXT UNIQUE, column_name TEXT UNIQUE, class_name TEXT DEFAULT NULL);"
+        "CREATE TABLE Objects (id INTEGER PRIMARY KEY, enabled INTEGER DEFAULT 1, "
+        "label TEXT DEFAULT NULL, comment TEXT DEFAULT NULL, creation DATE"
+        f"{attributes});"
+    )

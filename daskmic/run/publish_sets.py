@@ -1,0 +1,154 @@
+"""Scipion sets of a run: ``micrographs.sqlite``, ``accepted.sqlite`` and ``discarded.sqlite``.
+
+Built from the same rows and optics groups as the STAR files, so both agree. Each micrograph
+keeps its input set's ``id``, ``_micName`` and acquisition when it came from a Scipion set (as
+the Xmipp protocols' outputs do); paths are relative to the working directory, which is the
+project folder when Scipion runs daskmic. The tilt sets list the input micrographs with the
+screen's ``_tilt_*`` attributes, as Xmipp's tilt analysis does, and the angle estimate's
+columns as ``_tilt_angle_deg``, ``_tilt_axis_deg``, ``_tilt_defocus_mean_A``, ...
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from daskmic.io.readers import read_header
+from daskmic.io.scipion import ACQUISITION
+from daskmic.io.scipion_write import write_set
+from daskmic.run.layout import SET_NAMES
+from daskmic.run.manifest import Manifest
+from daskmic.tilt.angle import ANGLE_COLUMNS
+
+TILT_ATTRIBUTES = {
+    "tilt_mean_corr": "_tilt_mean_corr",
+    "tilt_std_corr": "_tilt_std_corr",
+    "tilt_min_corr": "_tilt_min_corr",
+    "tilt_max_corr": "_tilt_max_corr",
+}
+"""tilt.csv columns and the attributes Xmipp's tilt analysis gives them."""
+
+_OPTICS = {
+    "_acquisition._voltage": "rlnVoltage",
+    "_acquisition._sphericalAberration": "rlnSphericalAberration",
+    "_acquisition._amplitudeContrast": "rlnAmplitudeContrast",
+}
+
+
+def set_path(path: str) -> str:
+    """A path as a set stores it: relative to the working directory when under it."""
+    absolute = os.path.abspath(path)
+    relative = os.path.relpath(absolute, Path.cwd())
+    return absolute if relative.startswith("..") else relative
+
+
+def angle_attribute(column: str) -> str:
+    """The set attribute of an angle-estimate column (``tilt_angle_deg`` -> ``_tilt_angle_deg``)."""
+    return f"_{column}" if column.startswith("tilt_") else f"_tilt_{column}"
+
+
+def _ids(table: pd.DataFrame) -> np.ndarray:
+    """The input set's ids when every micrograph has one, else 1..N in table order."""
+    if "scipion_id" in table.columns:
+        ids = pd.to_numeric(table["scipion_id"], errors="coerce")
+        if ids.notna().all() and not ids.duplicated().any():
+            return ids.to_numpy(dtype=int)
+    return np.arange(1, len(table) + 1)
+
+
+def _carried(table: pd.DataFrame, label: str) -> pd.Series:
+    if label in table.columns:
+        return table[label].reset_index(drop=True)
+    return pd.Series([None] * len(table), dtype=object)
+
+
+def _items(
+    table: pd.DataFrame,
+    paths: pd.Series,
+    pixel_size_A: pd.Series,
+    optics: pd.DataFrame,
+    groups: np.ndarray,
+) -> pd.DataFrame:
+    """The pwem ``Micrograph`` attributes of ``table``'s rows."""
+    by_group = optics.set_index("rlnOpticsGroup")
+    items = pd.DataFrame(
+        {
+            "id": _ids(table),
+            "_index": 0,
+            "_filename": [set_path(p) for p in paths],
+            "_samplingRate": pixel_size_A.to_numpy(dtype=float),
+        }
+    )
+    for name in ACQUISITION:
+        label = f"_acquisition.{name}"
+        if label in _OPTICS:
+            items[label] = by_group.loc[groups, _OPTICS[label]].to_numpy(dtype=float)
+        else:
+            items[label] = _carried(table, label).to_numpy()
+    names = _carried(table, "_micName")
+    fallback = pd.Series([os.path.basename(p) for p in table["path"]])
+    items["_micName"] = names.where(names.notna() & (names != ""), fallback).to_numpy()
+    return items
+
+
+def _creation(manifest: Manifest, names: pd.Series) -> list[str]:
+    """Per micrograph, when its record was written (local time, as sqlite's ``datetime``)."""
+    return [
+        time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(manifest.record_path(n).stat().st_mtime))
+        for n in names
+    ]
+
+
+def _dims(path: str) -> tuple[int, int] | None:
+    try:
+        return read_header(path).shape
+    except Exception:  # noqa: BLE001 - dimensions are informative only
+        return None
+
+
+def write_preprocess_set(
+    out: Path,
+    done: pd.DataFrame,
+    optics: pd.DataFrame,
+    groups: np.ndarray,
+    *,
+    stream_open: bool,
+) -> None:
+    """``micrographs.sqlite``: the preprocessed micrographs, at their output sampling."""
+    done = done.reset_index(drop=True)
+    items = _items(done, done["output_path"], done["output_pixel_size_A"], optics, groups)
+    dims = None
+    if len(done):
+        dims = (int(done["output_ny"].iloc[0]), int(done["output_nx"].iloc[0]))
+    creation = _creation(Manifest(out), done["micrograph"])
+    path = out / SET_NAMES["micrographs"]
+    write_set(path, items, stream_open=stream_open, dims=dims, creation=creation)
+
+
+def write_tilt_set(
+    path: Path,
+    part: pd.DataFrame,
+    names: pd.Series,
+    optics: pd.DataFrame,
+    groups: np.ndarray,
+    *,
+    stream_open: bool,
+) -> None:
+    """``accepted.sqlite`` or ``discarded.sqlite``: input micrographs with the tilt attributes."""
+    part = part.reset_index(drop=True)
+    items = _items(part, names.reset_index(drop=True), part["pixel_size_A"], optics, groups)
+    for column, label in TILT_ATTRIBUTES.items():
+        items[label] = pd.to_numeric(part[column], errors="coerce").to_numpy(dtype=float)
+    items["_tilt_psds_image._index"] = 0
+    items["_tilt_psds_image._filename"] = [set_path(p) for p in part["psd_path"]]
+    items["_tilt_psds_image._samplingRate"] = np.nan
+    for column in ANGLE_COLUMNS:
+        if column in part.columns:
+            items[angle_attribute(column)] = part[column].to_numpy()
+    dims = _dims(str(part["path"].iloc[0])) if len(part) else None
+    creation = _creation(Manifest(path.parent), part["micrograph"])
+    write_set(path, items, stream_open=stream_open, dims=dims, creation=creation)
