@@ -13,7 +13,7 @@ even L1 fits of ``S``; a consensus fit does not:
 1. **Ice** (RANSAC): a plane through 3 tiles drawn at random, 300 times (fixed seed); the
    draw that the most tiles agree with (``|l - plane| < τ``, ``τ = 1.5 %``) wins (a plane,
    not the quadratic: a quadratic through 6 tiles can bend into a film's corner); ``S`` is
-   fitted robustly (Tukey, :func:`~daskmic.tilt.angle_fit.robust_fit`) on them, and the
+   fitted robustly (Tukey, ``daskmic.tilt.angle_fit.robust_fit``) on them, and the
    ice grows to every tile within ``τ`` of ``S`` (up to three rounds; vignetting bends the
    ice's brightness by more than ``τ`` at the corners).
 2. **Film**: among the other tiles, the level ``δ`` that the most agree with (within
