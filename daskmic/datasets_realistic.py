@@ -220,7 +220,7 @@ def synthesize_realistic(
             carbon_area_fraction=float(np.mean(inside > 0.5)),
         )
     else:
-        contrast, transmission = 0.0, np.ones((ny, nx), np.float32)
+        contrast, transmission = np.zeros((ny, nx), np.float32), np.ones((ny, nx), np.float32)
     contrast = contrast + _image(phi, transfer_args, Optics(300.0, 2.7, amplitude_contrast),
                                  (c0, gx, gy), *image_args)  # fmt: skip
     del phi

@@ -98,7 +98,7 @@ def serve(
     if not is_live(page):
         write_report(out_dir)
     with page_server(out_dir, port) as server:
-        host, bound = server.server_address[:2]
+        host, bound = str(server.server_address[0]), int(server.server_address[1])
         announce(f"serving {page} at http://{host}:{bound}/ (Ctrl-C to stop)")
         try:
             server.serve_forever()
