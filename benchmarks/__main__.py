@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks import cluster_bench, preprocess_bench, scaling_bench, tilt_bench
+from benchmarks import cluster_bench, live_bench, preprocess_bench, scaling_bench, tilt_bench
 from benchmarks.machine import describe
 from benchmarks.table import Row, markdown
 
@@ -21,6 +21,7 @@ BENCHMARKS: dict[str, Callable[[Path, bool], list[Row]]] = {
     "throughput": cluster_bench.throughput,
     "memory": cluster_bench.memory,
     "scaling": scaling_bench.run,
+    "live": live_bench.run,
 }
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 NOTES = [
@@ -42,6 +43,9 @@ NOTES = [
     "pool; both time opening the set to the final tables, not the cluster/pool start.",
     "- memory: worker peak resident memory (VmHWM, reset after a warm-up) above idle, with "
     "memory limits summing to less than the set.",
+    "- live: one update of the live QC page (`daskmic.report.live`) of a tilt-screen output "
+    "folder of N micrographs (10 % discarded, 2 % failed), best of three, against the table "
+    "rebuild it follows (benchmarks/live_bench.py).",
     "",
 ]
 

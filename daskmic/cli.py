@@ -282,6 +282,15 @@ def build_parser() -> argparse.ArgumentParser:
     _cluster_options(run)
     report = commands.add_parser("report", help="write OUT/report.html, the QC page of a run")
     report.add_argument("output", help="output folder of a run")
+    report.add_argument(
+        "--serve",
+        nargs="?",
+        type=int,
+        const=8000,
+        metavar="PORT",
+        help="then serve the page on 127.0.0.1:PORT (default 8000) until Ctrl-C, for an SSH "
+        "tunnel; a page a running run keeps live is served as it is",
+    )
     _watch_parser(commands)
     demo = commands.add_parser("demo", help="synthesize a small dataset and run everything")
     demo.add_argument("-o", "--output", default="daskmic-demo")
@@ -420,6 +429,8 @@ def _report(summary: Any, config: RunConfig) -> int:
     print_summary(summary)
     if config.tilt is not None:
         print_screen(summary, config.tilt)
+    if summary.report is not None:
+        print(f"report in {summary.report}")
     return EXIT_FAILED if summary.failed else EXIT_OK
 
 
@@ -451,8 +462,8 @@ def _run_batch(args: argparse.Namespace, inputs: Any, output: str, config: RunCo
             limit=args.limit,
             overwrite=args.overwrite,
             on_row=print_row,
+            report=not args.no_report,
         )
-    _write_report(output, args.no_report)
     return _report(summary, config)
 
 
@@ -466,7 +477,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         inputs, output, config = daskmic.read_run_config(args.config)
         return _run_batch(args, args.inputs or inputs, args.output or output, config)
     if args.command == "report":
-        _write_report(args.output, False)
+        if args.serve is None:
+            _write_report(args.output, False)
+        else:
+            from daskmic.report.serve import serve
+
+            serve(args.output, args.serve, announce=lambda line: print(line, flush=True))
         return EXIT_OK
     if args.command == "select":
         counts = daskmic.select(
@@ -497,8 +513,8 @@ def _dispatch(args: argparse.Namespace) -> int:
                 idle_timeout=args.idle_timeout,
                 overwrite=args.overwrite,
                 on_row=print_row,
+                report=not args.no_report,
             )
-        _write_report(args.output, args.no_report)
         return _report(summary, config)
     if args.command == "demo":
         with _cluster(args) as client:

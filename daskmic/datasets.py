@@ -180,6 +180,34 @@ def _image_tilted(
     return out[t + 2 * p : t + ny, t + 2 * p : t + nx]
 
 
+def beam_intensity(
+    shape: tuple[int, int],
+    dose_px: float,
+    gradient: float,
+    gradient_angle_deg: float,
+    vignetting: float = 0.0,
+) -> np.ndarray:
+    """Mean counts per pixel of the beam: a linear gradient times a radial fall-off (float32).
+
+    ``dose_px · (1 + gradient · (x̂ cos γ + ŷ sin γ)) · (1 - vignetting · 2 (x̂² + ŷ²))`` with
+    ``x̂, ŷ`` the pixel position over the frame size from the centre (±½ at the edges), so
+    the gradient changes the intensity by ``±gradient/2`` at the edges and the fall-off
+    reaches ``vignetting`` at the corners.
+    """
+    ny, nx = shape
+    yn = ((np.arange(ny) - (ny - 1) / 2) / ny).astype(np.float32)[:, None]
+    xn = ((np.arange(nx) - (nx - 1) / 2) / nx).astype(np.float32)[None, :]
+    gamma = math.radians(gradient_angle_deg)
+    intensity = np.float32(dose_px) * (
+        1
+        + np.float32(gradient)
+        * (xn * np.float32(math.cos(gamma)) + yn * np.float32(math.sin(gamma)))
+    )
+    if vignetting:
+        intensity *= 1 - np.float32(vignetting) * (xn * xn + yn * yn) / np.float32(0.5)
+    return intensity
+
+
 def _check_range(name: str, value: float, low: float, high: float) -> None:
     if not low <= value <= high:
         raise ValueError(f"{name} must be in [{low}, {high}], got {value}")
@@ -309,14 +337,7 @@ def synthesize_micrograph(
     del phi
     gradient_angle_deg = float(rng.uniform(0.0, 360.0))
     dose_px = dose_e_per_A2 * pixel_size_A**2
-    yn = ((np.arange(ny) - (ny - 1) / 2) / ny).astype(np.float32)[:, None]
-    xn = ((np.arange(nx) - (nx - 1) / 2) / nx).astype(np.float32)[None, :]
-    gamma = math.radians(gradient_angle_deg)
-    illumination = np.float32(dose_px) * (
-        1
-        + np.float32(gradient)
-        * (xn * np.float32(math.cos(gamma)) + yn * np.float32(math.sin(gamma)))
-    )
+    illumination = beam_intensity((ny, nx), dose_px, gradient, gradient_angle_deg)
     contrast += np.float32(1.0)
     contrast *= illumination
     expected = np.clip(contrast, 0.0, None, out=contrast)

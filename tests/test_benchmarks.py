@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # benchmarks/ is run from the repository root, not installed
     sys.path.insert(0, str(ROOT))
 
-from benchmarks import denoise_psnr, screen_sensitivity  # noqa: E402
+from benchmarks import denoise_psnr, live_bench, screen_sensitivity  # noqa: E402
 from benchmarks.__main__ import main  # noqa: E402
 from benchmarks.table import Row, markdown  # noqa: E402
 
@@ -31,6 +31,8 @@ EXPECTED = {
     ("memory", "daskmic worker (max over workers)"): 1,
     ("scaling", "daskmic unit"): 2,
     ("scaling", "local cluster 2 workers x 1 thread"): 1,
+    ("live", "table rebuild (publish)"): 3,
+    ("live", "live page update"): 3,
 }
 
 
@@ -116,6 +118,21 @@ def test_denoise_benchmark_prints_the_readme_scale_table(capsys):
         cells = [cell.strip() for cell in row.strip("|").split("|")]
         assert cells[4].startswith(cells[2] + " ("), row  # output mean == input mean (4 digits)
         assert float(cells[7]) > float(cells[6]), row  # the PSNR rises
+
+
+def test_live_benchmark_has_a_row_per_set_size_in_ms_per_update(tmp_path, capsys):
+    """``benchmarks/live_bench.py``: the cost of one live-page update at each set size (tiny
+    sets here), against the table rebuild it follows."""
+    rows = live_bench.run(tmp_path, smoke=True)
+    updates = [row for row in rows if row.contender == "live page update"]
+    assert [row.case.split()[0] for row in updates] == [str(n) for n in live_bench.SMOKE_SIZES]
+    for row in rows:
+        assert row.benchmark == "live" and row.unit == "ms" and row.value > 0, row
+    assert all(row.ratio > 0 and row.ratio_of == "/rebuild" for row in updates)
+    printed = capsys.readouterr().out
+    assert all(f"live page: {n} micrographs," in printed for n in live_bench.SMOKE_SIZES)
+    assert "ms per update" in printed
+    assert list(tmp_path.iterdir()) == []  # each set's folder is removed
 
 
 def test_screen_benchmark_counts_what_the_thresholds_discard(capsys, tmp_path):

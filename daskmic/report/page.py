@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import os
 import string
 from dataclasses import dataclass, field
@@ -68,6 +69,9 @@ class OutputFolder:
         Attributes of the results store (version, creation time, ...), if any.
     thumbnails : xarray.DataArray or None
         The results store's ``thumbnail`` stack, lazily, if any.
+    live : bool
+        Read only what a running run has published (the table, parameters, the manifest's
+        thumbnails and the PSD images), never the results store or an input micrograph.
     """
 
     out_dir: Path
@@ -75,6 +79,7 @@ class OutputFolder:
     parameters: dict[str, Any]
     provenance: dict[str, Any] = field(default_factory=dict)
     thumbnails: Any = None
+    live: bool = False
 
     @property
     def has_tilt(self) -> bool:
@@ -82,27 +87,26 @@ class OutputFolder:
         return "tilt_mean_corr" in self.table.columns
 
     @classmethod
-    def load(cls, out_dir: str | os.PathLike[str]) -> OutputFolder:
-        """Read an output folder's table, parameters and results store.
+    def load(cls, out_dir: str | os.PathLike[str], *, live: bool = False) -> OutputFolder:
+        """Read an output folder's table, parameters and (unless ``live``) results store.
 
         Raises
         ------
-        ValueError
+        UsageError
             If ``out_dir`` holds neither ``micrographs.csv`` nor ``tilt.csv``.
         """
         out = Path(out_dir)
-        layout = OutputLayout(out)
-        tables = [layout.micrographs_csv, layout.tilt_csv]
-        found = [p for p in tables if p.is_file()]
-        if not found:
-            raise UsageError(f"{out} is not a daskmic output folder (no {tables[0].name})")
-        table = as_table(found[0])
-        folder = cls(out, table, {})
+        found = _table_path(out)
+        if found is None:
+            raise UsageError(f"{out} is not a daskmic output folder (no micrographs.csv)")
+        table = as_table(found)
+        folder = cls(out, table, {}, live=live)
         manifest = Manifest(out)
         if manifest.is_bound():
             folder.parameters = manifest.parameters()
-        if layout.zarr.is_dir():
-            results = open_results(layout.zarr)
+        zarr = OutputLayout(out).zarr
+        if not live and zarr.is_dir():
+            results = open_results(zarr)
             folder.provenance = dict(results.attrs)
             if "thumbnail" in results:
                 folder.thumbnails = results["thumbnail"]
@@ -111,8 +115,14 @@ class OutputFolder:
         return folder
 
     def thumbnail(self, row: pd.Series) -> np.ndarray | None:
-        """The stored thumbnail of a micrograph, else one made from its input file, else None."""
+        """The stored thumbnail of a micrograph, else one made from its input file, else None.
+
+        A live folder shows the manifest's thumbnail only (what the run published).
+        """
         name = str(row["micrograph"])
+        if self.live:
+            stored_path = Manifest(self.out_dir).thumbnail_path(name)
+            return thumbnail_data(np.load(stored_path)) if stored_path.is_file() else None
         if self.thumbnails is not None and name in self.thumbnails["micrograph"].values:
             stored = np.asarray(self.thumbnails.sel(micrograph=name).values)
             if np.isfinite(stored).any():
@@ -124,6 +134,18 @@ class OutputFolder:
             return thumbnail_data(read_micrograph(path))
         except Exception:  # an unreadable input is shown as "no image"
             return None
+
+
+def _table_path(out: Path) -> Path | None:
+    """The table the page shows (``micrographs.csv``, else ``tilt.csv``), None if neither."""
+    layout = OutputLayout(out)
+    found = [p for p in (layout.micrographs_csv, layout.tilt_csv) if p.is_file()]
+    return found[0] if found else None
+
+
+def has_table(out_dir: str | os.PathLike[str]) -> bool:
+    """Whether ``out_dir`` holds a run's table (a page can be drawn)."""
+    return _table_path(Path(out_dir)) is not None
 
 
 def _parsed(value: Any) -> Any:
@@ -167,7 +189,7 @@ def _counts(table: pd.DataFrame) -> dict[str, int]:
     }
 
 
-def _counts_html(table: pd.DataFrame) -> str:
+def counts_html(table: pd.DataFrame) -> str:
     cards = [f'<div class="count"><b>{len(table)}</b>micrographs</div>']
     for status, n in _counts(table).items():
         cards.append(f'<div class="count status-{_e(status)}"><b>{n}</b>{_e(status)}</div>')
@@ -183,7 +205,7 @@ def _flatten(values: Any, prefix: str = "") -> list[tuple[str, Any]]:
     return [(prefix, values)]
 
 
-def _parameters_html(folder: OutputFolder) -> str:
+def parameters_html(folder: OutputFolder) -> str:
     rows = "".join(
         f"<tr><td>{_e(k)}</td><td>{_e(json.dumps(v))}</td></tr>"
         for k, v in _flatten(folder.parameters)
@@ -205,7 +227,7 @@ def _thresholds(folder: OutputFolder) -> tuple[float, float] | None:
     return None
 
 
-def _plots_html(folder: OutputFolder) -> str:
+def plots_html(folder: OutputFolder) -> str:
     thresholds = _thresholds(folder)
     if not folder.has_tilt or thresholds is None:
         return ""
@@ -219,14 +241,30 @@ def _plots_html(folder: OutputFolder) -> str:
     return f'<h2 id="plots">Plots</h2><div class="plots">{images}</div>'
 
 
-def _table_html(table: pd.DataFrame, linked: set[str]) -> str:
+def _column_cells(column: str, values: pd.Series, linked: set[str]) -> list[str]:
+    """The cells of one column, as :func:`_cell` makes them, typed once per column."""
+    if column != "micrograph" and pd.api.types.is_float_dtype(values.dtype):
+        spec = ".4f" if column in TILT_STATISTICS else ".4g"
+        return [
+            f'<td class="num" data-value="{v!r}">{format(v, spec)}</td>'
+            if math.isfinite(v)
+            else '<td data-value=""></td>'
+            for v in values.tolist()
+        ]
+    if pd.api.types.is_integer_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values):
+        return [f'<td class="num">{v}</td>' for v in values.tolist()]
+    return [_cell(column, v, str(v) in linked) for v in values.tolist()]
+
+
+def table_html(table: pd.DataFrame, linked: set[str]) -> str:
+    """The sortable table of every micrograph, ``linked`` ones linking to their card."""
     columns = [c for c in TABLE_COLUMNS if c in table.columns]
     head = "".join(f'<th data-column="{_e(c)}">{_e(c)}</th>' for c in columns)
+    cells = [_column_cells(c, table[c], linked) for c in columns]
+    statuses = [_e(status) for status in table["status"].tolist()]
     body = "".join(
-        f'<tr data-status="{_e(row["status"])}">'
-        + "".join(_cell(c, row[c], str(row["micrograph"]) in linked) for c in columns)
-        + "</tr>"
-        for _, row in table.iterrows()
+        f'<tr data-status="{status}">{"".join(row)}</tr>'
+        for status, row in zip(statuses, zip(*cells, strict=True), strict=True)
     )
     return (
         '<h2 id="table">Micrographs</h2><p class="note">Click a column to sort.</p>'
@@ -235,7 +273,7 @@ def _table_html(table: pd.DataFrame, linked: set[str]) -> str:
     )
 
 
-def _image_html(uri: str | None, alt: str) -> str:
+def image_html(uri: str | None, alt: str) -> str:
     if uri is None:
         return f'<div class="none">no {_e(alt)}</div>'
     return f'<img alt="{_e(alt)}" src="{uri}">'
@@ -249,18 +287,19 @@ def _defocus_map_uri(path: Path) -> str:
     return data_uri(figure_png(figure))
 
 
-def _card_html(folder: OutputFolder, row: pd.Series) -> str:
+def card_html(folder: OutputFolder, row: pd.Series, note: str = "") -> str:
+    """A micrograph's card: name, status, statistics, ``note``, image, PSD (, defocus map)."""
     name = str(row["micrograph"])
     thumb = folder.thumbnail(row)
     layout = OutputLayout(folder.out_dir)
     psd = layout.psd_png(name)
     psd_uri = data_uri(psd.read_bytes()) if psd.is_file() else None
-    images = _image_html(None if thumb is None else data_uri(grey_png(thumb)), "micrograph")
+    images = image_html(None if thumb is None else data_uri(grey_png(thumb)), "micrograph")
     if folder.has_tilt:
-        images += _image_html(psd_uri, "PSD summary")
+        images += image_html(psd_uri, "PSD summary")
     defocus = layout.defocus_map(name)
-    if defocus.is_file():
-        images += _image_html(_defocus_map_uri(defocus), "local-defocus map")
+    if defocus.is_file() and not folder.live:  # a figure per card: the final page only
+        images += image_html(_defocus_map_uri(defocus), "local-defocus map")
     stats = ", ".join(
         f"{c[5:-5]} {row[c]:.3f}" for c in TILT_STATISTICS[:2] if not _is_missing(row.get(c))
     )
@@ -269,7 +308,8 @@ def _card_html(folder: OutputFolder, row: pd.Series) -> str:
     return (
         f'<div class="card" id="mic-{_e(name)}"><b>{_e(name)}</b> '
         f'<span class="status-{_e(row["status"])}">{_e(row["status"])}</span> {_e(stats)}'
-        f'<div class="images">{images}</div>{error_html}</div>'
+        + (f'<div class="reason">{_e(note)}</div>' if note else "")
+        +         f'<div class="images">{images}</div>{error_html}</div>'
     )
 
 
@@ -299,10 +339,38 @@ def _galleries_html(folder: OutputFolder, galleries: list[tuple[str, pd.DataFram
     sections = []
     for title, part, total in galleries:
         note = f'<p class="note">{len(part)} of {total} shown.</p>' if len(part) < total else ""
-        cards = "".join(_card_html(folder, row) for _, row in part.iterrows())
+        cards = "".join(card_html(folder, row) for _, row in part.iterrows())
         anchor = title.split()[0].lower()
         sections.append(f'<h2 id="{anchor}">{title}</h2>{note}<div class="gallery">{cards}</div>')
     return "".join(sections)
+
+
+def heading_html(folder: OutputFolder, what: str = "QC report") -> str:
+    """The page's title line and what it shows (folder, steps, results time, version)."""
+    out = folder.out_dir.resolve()
+    created = folder.provenance.get("created", "")
+    kind = " and ".join(
+        k
+        for k, on in (("preprocess", "output_path" in folder.table), ("tilt", folder.has_tilt))
+        if on
+    )
+    results = f" · results of {_e(created)}" if not folder.live else ""
+    return (
+        f"<h1>daskmic {_e(what)}: {_e(out.name)}</h1>"
+        f'<p class="meta">{_e(out)} · {_e(kind or "run")}{results} · '
+        f"daskmic {_e(__version__)}</p>"
+    )
+
+
+def page_html(folder: OutputFolder, body: str, script: str = "") -> str:
+    """The whole page: the template around ``body``, with an extra inline ``script``."""
+    template = resources.files(__package__).joinpath("templates/report.html").read_text("utf-8")
+    return string.Template(template).substitute(
+        title=_e(f"daskmic report: {folder.out_dir.resolve().name}"),
+        version=_e(__version__),
+        body=body,
+        script=script,
+    )
 
 
 def render_report(
@@ -316,27 +384,15 @@ def render_report(
     folder = OutputFolder.load(out_dir)
     galleries = _galleries(folder.table, sample_size, max_images)
     shown = {str(n) for _, part, _ in galleries for n in part["micrograph"]}
-    out = folder.out_dir.resolve()
-    created = folder.provenance.get("created", "")
-    kind = " and ".join(
-        k
-        for k, on in (("preprocess", "output_path" in folder.table), ("tilt", folder.has_tilt))
-        if on
-    )
     body = (
-        f"<h1>daskmic QC report: {_e(out.name)}</h1>"
-        f'<p class="meta">{_e(out)} · {_e(kind or "run")} · results of {_e(created)} · '
-        f"daskmic {_e(__version__)}</p>"
-        + _counts_html(folder.table)
-        + _parameters_html(folder)
-        + _plots_html(folder)
-        + _table_html(folder.table, shown)
+        heading_html(folder)
+        + counts_html(folder.table)
+        + parameters_html(folder)
+        + plots_html(folder)
+        + table_html(folder.table, shown)
         + _galleries_html(folder, galleries)
     )
-    template = resources.files(__package__).joinpath("templates/report.html").read_text("utf-8")
-    return string.Template(template).substitute(
-        title=_e(f"daskmic report: {out.name}"), version=_e(__version__), body=body
-    )
+    return page_html(folder, body)
 
 
 def write_report(

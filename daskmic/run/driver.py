@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from distributed import Client
 
@@ -26,6 +26,10 @@ from daskmic.run.publish import check_table_names, publish
 from daskmic.run.sources import catalogue, check_run
 from daskmic.run.unit import Row, Source
 
+if TYPE_CHECKING:
+    from daskmic.report.live import LiveReport
+
+
 
 def process_sources(
     client: Client,
@@ -36,12 +40,14 @@ def process_sources(
     *,
     batch_size: int = 8,
     on_row: Callable[[Row], None] | None = None,
+    on_publish: Callable[[], None] | None = None,
 ) -> list[Row]:
     """Run the unit for each source through a :class:`~daskmic.run.feeder.Feeder`.
 
     At most ``2 × threads`` are in flight; the tables are rebuilt after every ``batch_size``
-    micrographs but the last, and the caller publishes once all are in. The driver holds
-    paths only, never pixels: workers read, process and write.
+    micrographs but the last (calling ``on_publish`` after each), and the caller publishes
+    once all are in. The driver holds paths only, never pixels: workers read, process and
+    write.
 
     Returns
     -------
@@ -49,7 +55,15 @@ def process_sources(
         The rows, in completion order.
     """
     pending = list(sources)
-    feeder = Feeder(client, out_dir, config, digest, batch_size=batch_size, on_row=on_row)
+    feeder = Feeder(
+        client,
+        out_dir,
+        config,
+        digest,
+        batch_size=batch_size,
+        on_row=on_row,
+        on_publish=on_publish,
+    )
     feeder.add(pending)
     return list(track(feeder.rows(), total=len(pending)))
 
@@ -124,6 +138,8 @@ class RunSummary:
 
     out_dir: Path
     rows: list[Row]
+    report: Path | None = None
+    """The QC page written at the end, if the run was asked for one."""
 
     @property
     def failed(self) -> list[Row]:
@@ -148,6 +164,8 @@ def run_batch(
     limit: int | None = None,
     batch_size: int | None = None,
     on_row: Callable[[Row], None] | None = None,
+    report: bool = False,
+    live_after_seconds: float | None = None,
     cluster: str = "local",
     **cluster_options: Any,
 ) -> RunSummary:
@@ -173,6 +191,12 @@ def run_batch(
         could use).
     on_row : callable, optional
         Called with each micrograph's row as it completes.
+    report : bool
+        Write ``OUT/report.html`` at the end; a run that lasts longer than
+        ``live_after_seconds`` keeps a live page there meanwhile (see
+        :mod:`daskmic.report.live`).
+    live_after_seconds : float, optional
+        Default :data:`daskmic.report.live.DEFAULT_LIVE_AFTER_SECONDS` (a minute).
     cluster : str
         Cluster kind or scheduler address when no ``client`` is given.
     **cluster_options
@@ -199,6 +223,11 @@ def run_batch(
     {'done': 2}
     """
     sources, digest = prepare(inputs, out_dir, config, overwrite=overwrite, limit=limit)
+    live = None
+    if report:
+        from daskmic.report.live import LiveReport  # matplotlib: only when a page is wanted
+
+        live = LiveReport(out_dir, "batch", after_seconds=live_after_seconds)
     return execute(
         sources,
         out_dir,
@@ -207,6 +236,7 @@ def run_batch(
         client=client,
         batch_size=batch_size,
         on_row=on_row,
+        live=live,
         cluster=cluster,
         **cluster_options,
     )
@@ -221,10 +251,13 @@ def execute(
     client: Client | None = None,
     batch_size: int | None = None,
     on_row: Callable[[Row], None] | None = None,
+    live: LiveReport | None = None,
     cluster: str = "local",
     **cluster_options: Any,
 ) -> RunSummary:
     """Run the unit for ``sources`` on ``client`` (or a cluster started for the purpose).
+
+    With ``live``, the report is kept live after each rebuild and made final at the end.
 
     Returns
     -------
@@ -235,15 +268,17 @@ def execute(
 
     if batch_size is None:
         batch_size = max(8, math.ceil(len(sources) / 10))
+    options: dict[str, Any] = {"batch_size": batch_size, "on_row": on_row}
+    if live is not None:
+        live.received(len(sources))
+        options["on_publish"] = live.update
     if client is None:
         with connect(cluster, **cluster_options) as started:
-            process_sources(
-                started, sources, out_dir, config, digest, batch_size=batch_size, on_row=on_row
-            )
+            process_sources(started, sources, out_dir, config, digest, **options)
     else:
-        process_sources(
-            client, sources, out_dir, config, digest, batch_size=batch_size, on_row=on_row
-        )
+        process_sources(client, sources, out_dir, config, digest, **options)
     rows = publish(Path(out_dir), config)
+    page = None if live is None else live.close()
     wanted = {s.micrograph for s in sources}
-    return RunSummary(Path(out_dir), [row for row in rows if row["micrograph"] in wanted])
+    rows = [row for row in rows if row["micrograph"] in wanted]
+    return RunSummary(Path(out_dir), rows, page)

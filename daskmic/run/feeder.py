@@ -51,6 +51,8 @@ class Feeder:
         that another would take more than :data:`PUBLISH_SHARE` of the time.
     on_row : callable, optional
         Called with each micrograph's row as it completes.
+    on_publish : callable, optional
+        Called after each rebuild (the live report); its time counts as the rebuild's.
     """
 
     def __init__(
@@ -62,6 +64,7 @@ class Feeder:
         *,
         batch_size: int,
         on_row: Callable[[Row], None] | None = None,
+        on_publish: Callable[[], None] | None = None,
     ) -> None:
         self.client = client
         self.out_dir = os.path.abspath(out_dir)  # workers may run in another directory
@@ -69,6 +72,7 @@ class Feeder:
         self.digest = digest
         self.batch_size = batch_size
         self.on_row = on_row
+        self.on_publish = on_publish
         self._queue: deque[Source] = deque()
         self._futures: set[Future] = set()
         self._done: SimpleQueue[Future] = SimpleQueue()
@@ -150,6 +154,8 @@ class Feeder:
     def _publish(self) -> None:
         started = monotonic()
         publish(Path(self.out_dir), self.config, stream_open=True)
+        if self.on_publish is not None:
+            self.on_publish()
         finished = monotonic()
         self._next_publish = finished + (finished - started) * (1 - PUBLISH_SHARE) / PUBLISH_SHARE
         self._since_publish = 0

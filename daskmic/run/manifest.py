@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 import warnings
@@ -233,6 +234,28 @@ class Manifest:
         records = [_load_record(path) for path in self._record_files()]
         rows = [record["row"] for record in records if record is not None]
         return sorted(rows, key=lambda row: row["micrograph"])
+
+    def completed_at(self, micrographs: list[str]) -> np.ndarray:
+        """When each micrograph completed: its record's modification time (NaN without one).
+
+        A record is written once, as its micrograph completes (a resumed run keeps it, a retry
+        rewrites it), so the time lives in the file system, outside every table and record
+        text: batch, resumed and streamed outputs stay equal.
+
+        Returns
+        -------
+        numpy.ndarray
+            Seconds since the epoch, float64, in the order of ``micrographs``.
+        """
+        written: dict[str, float] = {}
+        if self.records_dir.is_dir():
+            with os.scandir(self.records_dir) as entries:
+                for entry in entries:
+                    try:
+                        written[entry.name] = entry.stat().st_mtime
+                    except OSError:  # removed since the listing
+                        continue
+        return np.array([written.get(f"{name}.json", np.nan) for name in micrographs])
 
     def _record_files(self) -> list[Path]:
         return [p for p in self.records_dir.glob("*.json") if not p.name.startswith(".")]

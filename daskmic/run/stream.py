@@ -4,7 +4,9 @@
 pattern, waits until each is completely written, and feeds the complete ones to the same
 per-micrograph unit as a batch run, through the same :class:`daskmic.run.feeder.Feeder`: arrivals
 join its queue while others are in flight. The tables and the zarr store are rebuilt from the
-manifest after each batch of completions. The stream closes when a
+manifest after each batch of completions, and while the stream waits for arrivals (so they follow
+a slow microscope); with ``report=True`` the live QC page follows each rebuild
+(:mod:`daskmic.report.live`). The stream closes when a
 marker file appears in the folder (and everything seen is done) or when nothing new has arrived
 for a while. Pending work is a list of paths: the driver never holds pixels.
 
@@ -24,7 +26,7 @@ import time
 from collections.abc import Callable
 from operator import attrgetter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from distributed import Client
 
@@ -41,6 +43,10 @@ from daskmic.run.publish import check_table_names, publish
 from daskmic.run.set_stream import SetArrivals, SetClosing
 from daskmic.run.sources import catalogue, check_run
 from daskmic.run.unit import Row, Source
+
+if TYPE_CHECKING:
+    from daskmic.report.live import LiveReport
+
 
 
 def _signature(path: str) -> tuple[int, int]:
@@ -211,6 +217,7 @@ class _Stream:
         *,
         batch_size: int,
         on_row: Callable[[Row], None] | None,
+        live: LiveReport | None,
     ) -> None:
         self.arrivals = arrivals
         self.out = out
@@ -218,6 +225,7 @@ class _Stream:
         self.digest = digest
         self.batch_size = batch_size
         self.on_row = on_row
+        self.live = live
         self.recorded = {row["micrograph"]: row for row in Manifest(out).rows()}
         self.names: dict[str, str] = {}
         self.ready: list[str] = []
@@ -240,10 +248,15 @@ class _Stream:
             self.digest,
             batch_size=self.batch_size,
             on_row=self.record,
+            on_publish=None if self.live is None else self.live.update,
         )
         while True:
             marker_seen = closing.signalled()  # before listing: files written before count
-            self.ready += self.arrivals.poll()
+            arrived = self.arrivals.poll()
+            self.ready += arrived
+            if self.live is not None:
+                self.live.received(len(arrived))
+                self.live.session.waiting = self.arrivals.waiting
             self.rename()
             if self.ready:
                 feeder.add(self.batch())
@@ -255,6 +268,8 @@ class _Stream:
                 feeder.flush()
                 time.sleep(poll_seconds)
         publish(self.out, self.config)  # closes the Scipion sets
+        if self.live is not None:
+            self.live.close()
         if self._since_count:  # record() printed after full batches
             print(self.count(), flush=True)
 
@@ -347,6 +362,8 @@ def watch(
     client: Client | None = None,
     on_row: Callable[[Row], None] | None = None,
     overwrite: bool = False,
+    report: bool = False,
+    refresh_seconds: float | None = None,
     **cluster_options: Any,
 ) -> RunSummary:
     """Process micrographs as they arrive in ``folder``, until the stream closes.
@@ -375,6 +392,13 @@ def watch(
         Called with each micrograph's row as it completes.
     overwrite : bool
         Restart an output folder that holds a run made with other parameters.
+    report : bool
+        Keep ``OUT/report.html`` live while the stream is open (rewritten after each table
+        rebuild, reloading itself every ``refresh_seconds``) and write the final QC page when
+        it closes (see :mod:`daskmic.report.live`).
+    refresh_seconds : float, optional
+        How often the open page reloads itself (default
+        :data:`daskmic.report.live.DEFAULT_REFRESH_SECONDS`).
     **cluster_options
         Passed to :func:`daskmic.connect` when no ``client`` is given.
 
@@ -426,7 +450,14 @@ def watch(
         digest = bind(out, config, [], [], overwrite=overwrite)  # files carry no optics table
         arrivals = Arrivals(watched, pattern, exclude=out, settle_seconds=options.settle_seconds)
         closing = _Closing(watched / close_marker, options.idle_timeout)
-    stream = _Stream(arrivals, out, config, digest, batch_size=batch_size, on_row=on_row)
+    live = None
+    if report:
+        from daskmic.report.live import LiveReport  # matplotlib: only when a page is wanted
+
+        live = LiveReport(out, "stream", refresh_seconds=refresh_seconds)
+    stream = _Stream(
+        arrivals, out, config, digest, batch_size=batch_size, on_row=on_row, live=live
+    )
     if client is None:
         from daskmic.cluster.client import connect
 
@@ -436,4 +467,4 @@ def watch(
         stream.follow(client, closing, poll_seconds)
     wanted = set(stream.names.values())
     rows = [row for row in Manifest(out).rows() if row["micrograph"] in wanted]
-    return RunSummary(out, rows)
+    return RunSummary(out, rows, None if live is None else live.final)

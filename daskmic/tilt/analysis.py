@@ -343,7 +343,7 @@ def _angle_block(frames: np.ndarray, pixel_sizes_A: np.ndarray, optics: np.ndarr
             out[m] = estimate_tilt(frame, float(pixel_sizes_A[m]), **optics[m]).as_row()
         except Exception as error:  # one micrograph fails alone, with its reason
             out[m] = {name: np.nan for name in ANGLE_COLUMNS}
-            out[m].update(angle_status="failed", angle_message=str(error))
+            out[m].update(patch_notes="", angle_status="failed", angle_message=str(error))
     return out
 
 
@@ -377,7 +377,7 @@ def _with_angles(
         meta=np.empty((0,), dtype=object),
     )
     for name in ANGLE_COLUMNS:
-        dtype = object if name in ("angle_status", "angle_message") else np.float64
+        dtype = object if name in ("patch_notes", "angle_status", "angle_message") else np.float64
         screen[name] = ("micrograph", rows.map_blocks(_field, name, dtype, dtype=dtype))
     return screen
 

@@ -152,42 +152,83 @@ def weighted_lstsq(
     rhs = (weighted * np.asarray(values, dtype=np.float64)[:, None]).sum(axis=0)
     n = len(scale)
     solved = _gauss_jordan(normal, np.column_stack([rhs, np.eye(n)]))
-    if solved is None:
+    if np.isnan(solved).any():
         inverse = np.linalg.pinv(normal)
         solved = np.column_stack([inverse @ rhs, inverse])
     return solved[:, 0] / scale, solved[:, 1:] / np.outer(scale, scale)
 
 
-def _gauss_jordan(matrix: np.ndarray, rhs: np.ndarray) -> np.ndarray | None:
-    """``matrix⁻¹ rhs`` by Gauss–Jordan elimination with partial pivoting; None if singular."""
-    a = np.column_stack([matrix, rhs]).astype(np.float64)
-    n = len(matrix)
-    tolerance = 1e-12 * max(float(np.abs(matrix).max()), 1e-300)
+def _gauss_jordan(matrix: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """``matrix⁻¹ rhs`` by Gauss–Jordan elimination with partial pivoting; NaN if singular.
+
+    ``matrix`` ``(n, n)`` and ``rhs`` ``(n, m)``, or batches of them ``(B, n, n)``,
+    ``(B, n, m)``; a singular system of the batch gives NaN, the others their solution.
+    """
+    single = matrix.ndim == 2
+    a = np.concatenate([matrix, rhs], axis=-1).astype(np.float64)
+    a = a[None] if single else a
+    n = matrix.shape[-1]
+    tolerance = 1e-12 * np.maximum(np.abs(a[:, :, :n]).max(axis=(1, 2)), 1e-300)
+    batch = np.arange(len(a))
+    singular = np.zeros(len(a), bool)
     for col in range(n):
-        pivot = col + int(np.argmax(np.abs(a[col:, col])))
-        if abs(a[pivot, col]) <= tolerance:
-            return None
-        a[[col, pivot]] = a[[pivot, col]]
-        a[col] = a[col] / a[col, col]
+        pivot = col + np.argmax(np.abs(a[:, col:, col]), axis=1)
+        singular |= np.abs(a[batch, pivot, col]) <= tolerance
+        top = a[:, col].copy()
+        a[:, col] = a[batch, pivot]
+        a[batch, pivot] = top
+        a[singular, col, col] = 1.0  # keeps the arithmetic finite; the result is NaN anyway
+        a[:, col] = a[:, col] / a[:, col, col : col + 1]
         for row in range(n):
             if row != col:
-                a[row] = a[row] - a[row, col] * a[col]
-    return a[:, n:]
+                a[:, row] = a[:, row] - a[:, row, col : col + 1] * a[:, col]
+    a[singular] = np.nan
+    return a[0, :, n:] if single else a[:, :, n:]
+
+
+def batched_lstsq(design: np.ndarray, values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Coefficients of :func:`weighted_lstsq` for each row of ``weights`` ``(B, n)`` at once.
+
+    Element-wise numpy sums and a batched Gauss–Jordan: the same bits on every CPU. A
+    singular system of the batch falls back to :func:`weighted_lstsq` (pseudo-inverse).
+    """
+    design = np.asarray(design, dtype=np.float64)
+    scale = np.exp2(np.ceil(np.log2(np.maximum(np.abs(design).max(axis=0), 1e-300))))
+    unit = design / scale
+    pairs = (unit[:, :, None] * unit[:, None, :]).reshape(len(unit), -1)
+    normal = (weights[:, :, None] * pairs[None, :, :]).sum(axis=1)
+    normal = normal.reshape(len(weights), unit.shape[1], unit.shape[1])
+    rhs = (weights[:, :, None] * (unit * np.asarray(values, np.float64)[:, None])[None]).sum(axis=1)
+    solved = _gauss_jordan(normal, rhs[:, :, None])[..., 0] / scale
+    for row in np.flatnonzero(np.isnan(solved).any(axis=1)):
+        solved[row] = weighted_lstsq(design, values, weights[row])[0]
+    return solved
 
 
 @dataclass(frozen=True)
 class PlaneFit:
-    """``Δf = c0 + gx·x + gy·y`` with its covariance, residuals and inliers."""
+    """``Δf = c0 + gx·x + gy·y (+ o_k in region k)`` with covariance, residuals and inliers.
+
+    ``coef`` is ``(c0, gx, gy, o_1, …)``; ``labels`` the region of each point (0: the
+    specimen plane itself, k ≥ 1: a region with its own offset ``o_k``, −1: left out);
+    ``weights`` the final Tukey weights (0 for outliers and left-out points).
+    """
 
     coef: np.ndarray
     cov: np.ndarray
     residuals: np.ndarray
     inliers: np.ndarray
     scale: float
+    labels: np.ndarray
+    weights: np.ndarray
 
-    def at(self, xy_A: np.ndarray) -> np.ndarray:
-        """The plane's defocus at the points ``xy_A`` (element-wise, no BLAS)."""
-        return plane_at(self.coef, xy_A)
+    def at(self, xy_A: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
+        """The fitted defocus at ``xy_A`` (with region offsets when ``labels`` is given)."""
+        plane = plane_at(self.coef, xy_A)
+        if labels is None or len(self.coef) == 3:
+            return plane
+        offsets = np.concatenate([[0.0], self.coef[3:]])
+        return plane + offsets[np.clip(labels, 0, None)]
 
 
 def plane_at(coef: np.ndarray, xy_A: np.ndarray) -> np.ndarray:
@@ -196,31 +237,68 @@ def plane_at(coef: np.ndarray, xy_A: np.ndarray) -> np.ndarray:
     return coef[0] + xy[:, 0] * coef[1] + xy[:, 1] * coef[2]
 
 
-def robust_plane(xy_A: np.ndarray, defocus_A: np.ndarray, *, iterations: int = 20) -> PlaneFit:
-    """Plane through ``defocus_A`` at ``xy_A`` by iteratively reweighted least squares (Tukey).
+def plane_design(xy_A: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
+    """Columns ``1, x, y`` and one indicator per region ``k ≥ 1`` of ``labels``."""
+    xy = np.asarray(xy_A, dtype=np.float64).reshape(-1, 2)
+    columns = [np.ones(len(xy)), xy[:, 0], xy[:, 1]]
+    if labels is not None:
+        columns += [(labels == k).astype(np.float64) for k in range(1, int(labels.max()) + 1)]
+    return np.column_stack(columns)
+
+
+def robust_fit(
+    design: np.ndarray,
+    values: np.ndarray,
+    use: np.ndarray,
+    *,
+    iterations: int = 20,
+    min_scale: float = 1.0,
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Linear model by iteratively reweighted least squares (L1 start, then Tukey).
 
     Starts from a least-absolute-deviations fit, then applies Tukey's biweight with a
-    scale of 1.4826 · MAD (tuning constant 4.685); points with weight 0 are outliers.
+    scale of 1.4826 · MAD, at least ``min_scale`` (tuning constant 4.685). Only rows with
+    ``use`` take part. Returns the coefficients, the final weights (0: outlier or unused)
+    and the scale.
     """
-    design = np.column_stack([np.ones(len(xy_A)), xy_A])
-    weights = np.ones(len(xy_A))
-    coef = np.zeros(3)
+    weights = use.astype(np.float64)
+    coef = np.zeros(design.shape[1])
     for _ in range(10):  # L1 start (IRLS on |r|)
-        coef = weighted_lstsq(design, defocus_A, weights)[0]
-        weights = 1.0 / np.maximum(np.abs(defocus_A - plane_at(coef, xy_A)), 1.0)
+        coef = weighted_lstsq(design, values, weights)[0]
+        residuals = values - (design * coef).sum(axis=1)
+        weights = np.where(use, 1.0 / np.maximum(np.abs(residuals), min_scale), 0.0)
     scale = 1.0
     for _ in range(iterations):
-        residuals = defocus_A - plane_at(coef, xy_A)
-        scale = max(1.4826 * float(np.median(np.abs(residuals))), 1.0)
+        residuals = values - (design * coef).sum(axis=1)
+        scale = max(1.4826 * float(np.median(np.abs(residuals[use]))), min_scale)
         u = residuals / (4.685 * scale)
-        weights = np.where(np.abs(u) < 1, (1 - u * u) ** 2, 0.0)
-        if np.count_nonzero(weights) < 4:
+        new = np.where(use & (np.abs(u) < 1), (1 - u * u) ** 2, 0.0)
+        if np.count_nonzero(new) < design.shape[1] + 1:
             break
-        coef = weighted_lstsq(design, defocus_A, weights)[0]
-    residuals = defocus_A - plane_at(coef, xy_A)
+        weights = new
+        coef = weighted_lstsq(design, values, weights)[0]
+    return coef, weights, scale
+
+
+def robust_plane(
+    xy_A: np.ndarray,
+    defocus_A: np.ndarray,
+    labels: np.ndarray | None = None,
+    *,
+    iterations: int = 20,
+) -> PlaneFit:
+    """Plane through ``defocus_A`` at ``xy_A`` by a robust fit (:func:`robust_fit`).
+
+    With ``labels``, points of region ``k ≥ 1`` share the plane's gradient but have their
+    own offset (a support film at another height, or read with another amplitude contrast),
+    and points labelled −1 are left out. The covariance is ``σ² (Dᵀ D)⁻¹`` over the inliers.
+    """
+    labels = np.zeros(len(defocus_A), np.int64) if labels is None else np.asarray(labels)
+    design = plane_design(xy_A, labels)
+    coef, weights, scale = robust_fit(design, defocus_A, labels >= 0, iterations=iterations)
+    residuals = defocus_A - (design * coef).sum(axis=1)
     inliers = weights > 0
-    dof = max(int(inliers.sum()) - 3, 1)
+    dof = max(int(inliers.sum()) - design.shape[1], 1)
     sigma2 = float((residuals[inliers] ** 2).sum()) / dof
-    normal_inverse = weighted_lstsq(design, defocus_A, inliers.astype(np.float64))[1]
-    cov = sigma2 * normal_inverse
-    return PlaneFit(coef=coef, cov=cov, residuals=residuals, inliers=inliers, scale=scale)
+    cov = sigma2 * weighted_lstsq(design, defocus_A, inliers.astype(np.float64))[1]
+    return PlaneFit(coef, cov, residuals, inliers, scale, labels, weights)

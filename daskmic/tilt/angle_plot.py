@@ -54,7 +54,8 @@ def plot_local_defocus(result: TiltAngleResult, ax=None, *, title: str | None = 
     extent = (x[0] - step_x / 2, x[-1] + step_x / 2, y[0] - step_y / 2, y[-1] + step_y / 2)
     shown = ax.imshow(values, origin="lower", extent=extent, cmap="viridis")
     ax.figure.colorbar(shown, ax=ax, label="local defocus (Å)")
-    if result.status == "ok":
+    answered = math.isfinite(result.tilt_angle_deg)
+    if answered:
         gx, gy = result.defocus_gradient
         grid_x, grid_y = np.meshgrid(np.linspace(*extent[:2], 50), np.linspace(*extent[2:], 50))
         plane = result.defocus_mean_A + gx * grid_x + gy * grid_y
@@ -71,10 +72,12 @@ def plot_local_defocus(result: TiltAngleResult, ax=None, *, title: str | None = 
     if title is None:
         title = (
             f"tilt {result.tilt_angle_deg:.1f}° ± {result.tilt_angle_err_deg:.1f}°, "
-            f"axis {result.tilt_axis_deg:.0f}°"
-            if result.status == "ok"
+            f"axis {result.tilt_axis_deg:.0f}° ± {result.tilt_axis_err_deg:.0f}°"
+            if answered
             else f"{result.status}: {result.message}"
         )
+        if answered and result.status != "ok":
+            title = f"{result.status}: {title}"
     ax.set_title(title, fontsize=9)
     ax.set_xlabel("x (Å)")
     ax.set_ylabel("y (Å)")

@@ -33,6 +33,9 @@ class SectorProfiles:
         Centre angle of each sector, counter-clockwise from +x, in [0, π).
     centers_A : numpy.ndarray
         ``(n_tiles, 2)`` tile centres ``(x_A, y_A)`` relative to the image centre.
+    mean_counts : numpy.ndarray
+        ``(n_tiles,)`` Hann-weighted mean pixel value of each tile (its spectrum's zero
+        frequency), float64.
     grid_shape : tuple of int
         Tiles along y and x (tile ``i`` is at row ``i // nx``, column ``i % nx``).
     tile_px : int
@@ -45,6 +48,7 @@ class SectorProfiles:
     s_invA2: np.ndarray
     sector_angle_rad: np.ndarray
     centers_A: np.ndarray
+    mean_counts: np.ndarray
     grid_shape: tuple[int, int]
     tile_px: int
     pixel_size_A: float
@@ -152,8 +156,11 @@ def sector_profiles(
     # reaches |k| <= 1 sample (below every fitted band) and need not be subtracted
     hann = np.hanning(tile_px + 1)[:-1].astype(np.float32)
     taper = hann[:, None] * hann[None, :]
+    taper_sum = float(taper.sum(dtype=np.float64))
     pixels = np.asarray(image, dtype=np.float32)
-    pixels = pixels - np.float32(pixels.mean(dtype=np.float64))  # keeps float32 FFTs accurate
+    offset = np.float32(pixels.mean(dtype=np.float64))
+    pixels = pixels - offset  # keeps float32 FFTs accurate
+    means = np.empty(len(origins))
     power = np.empty((operator.shape[0], len(origins)), dtype=np.float32)
     buffer = np.empty((batch, tile_px, tile_px), dtype=np.float32)
     for start in range(0, len(origins), batch):
@@ -162,6 +169,7 @@ def sector_profiles(
         for j, (y, x) in enumerate(chunk):
             np.multiply(pixels[y : y + tile_px, x : x + tile_px], taper, out=tiles[j])
         spectra = scipy.fft.rfft2(tiles, axes=(1, 2), workers=workers)
+        means[start : start + len(chunk)] = offset + spectra[:, 0, 0].real / taper_sum
         spectra = spectra.reshape(len(chunk), -1)[:, inside]
         magnitude = spectra.real**2 + spectra.imag**2
         power[:, start : start + len(chunk)] = operator @ magnitude.T
@@ -171,6 +179,7 @@ def sector_profiles(
         s_invA2=0.5 * (s_edges[1:] + s_edges[:-1]),
         sector_angle_rad=(np.arange(n_sectors) + 0.5) * np.pi / n_sectors,
         centers_A=centers_px[:, ::-1] * pixel_size_A,
+        mean_counts=means,
         grid_shape=(len(ys), len(xs)),
         tile_px=tile_px,
         pixel_size_A=float(pixel_size_A),

@@ -138,22 +138,35 @@ def neighbourhood_sum(curves: np.ndarray, grid_shape: tuple[int, int]) -> np.nda
     return total.reshape(ny * nx, -1)
 
 
-def initial_plane(curves: np.ndarray, grid_A: np.ndarray, prof: SectorProfiles) -> PlaneFit:
-    """Robust plane through the best defocus of each tile's 3 × 3 neighbourhood."""
+def initial_plane(
+    curves: np.ndarray, grid_A: np.ndarray, prof: SectorProfiles, regions: np.ndarray
+) -> PlaneFit:
+    """Robust plane through the best defocus of each tile's 3 × 3 neighbourhood.
+
+    ``regions`` labels the tiles as in :func:`~daskmic.tilt.angle_fit.robust_plane`.
+    """
     smooth = neighbourhood_sum(curves, prof.grid_shape)
-    return robust_plane(prof.centers_A, grid_A[np.argmax(smooth, axis=1)])
+    return robust_plane(prof.centers_A, grid_A[np.argmax(smooth, axis=1)], regions)
 
 
 def astigmatism(
     prof: SectorProfiles, defocus_A: np.ndarray, optics: Optics, max_half_A: float
-) -> tuple[tuple[float, float], np.ndarray, float]:
-    """Astigmatism ``(A, B)``, ring amplitude and ``Δf_ref``: offsets ``A cos 2α + B sin 2α``.
+) -> tuple[tuple[float, float], np.ndarray, float, np.ndarray]:
+    """Astigmatism ``(A, B)``, ring amplitude, ``Δf_ref`` and sector weights.
+
+    Offsets ``A cos 2α + B sin 2α`` per sector.
 
     Each tile's sector profiles are moved from its own defocus to a common one (the harmonic
     mean, so the offsets keep their scale on average) and summed; each summed sector gives its
     offset from the common defocus, and a least-squares fit of ``c + A cos 2α + B sin 2α``
     weighted by the sector's peak correlation gives ``A, B``. The sectors, moved onto
-    ``Δf_ref`` once more with that astigmatism and summed, give the ring amplitude.
+    ``Δf_ref`` once more with that astigmatism and summed, give the ring amplitude. The
+    sector weights let sectors whose rings are faded (drift blurs the image along one
+    direction, and with it the rings of the sectors along it) count less, as a matched
+    filter would: the sectors' peak correlations ``c_σ`` (0 when negative) are fitted by
+    ``a + b cos 2α + c sin 2α`` (the form of a directional fade) and the weights are that
+    fit over its maximum, squared. A fit of three numbers to all sectors, not the sectors'
+    own values, so that noise alone cannot pick the sectors that happen to match.
     """
     s = prof.s_invA2
     d_ref = len(defocus_A) / float(np.sum(1.0 / defocus_A))
@@ -178,13 +191,19 @@ def astigmatism(
     offset = design[:, 1] * coef[1] + design[:, 2] * coef[2]
     source = phase_matched_s(s[None, :], d_ref, d_ref + offset[:, None], optics)
     total = interp_matrix(s, source) @ aligned.ravel()
-    return astig, ring_amplitude(total, d_ref, prof, optics), d_ref
+    smooth = (design * weighted_lstsq(design, weight, np.ones_like(weight))[0]).sum(axis=1)
+    sector_weights = np.clip(smooth / max(float(smooth.max()), 1e-12), 0.0, 1.0) ** 2
+    return astig, ring_amplitude(total, d_ref, prof, optics), d_ref, sector_weights
 
 
 def corrected_profiles(
-    prof: SectorProfiles, defocus_A: np.ndarray, astig_ab_A: tuple[float, float], optics: Optics
+    prof: SectorProfiles,
+    defocus_A: np.ndarray,
+    astig_ab_A: tuple[float, float],
+    optics: Optics,
+    sector_weights: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Per tile, the sum over sectors of each sector read where its rings match the tile mean.
+    """Per tile, the weighted sum over sectors of each sector read where its rings match.
 
     Sector ``σ`` of a tile at defocus ``Δf`` has its rings at ``Δf + a_σ``; reading it at
     ``s'`` with ``χ(s', Δf + a_σ) = χ(s, Δf)`` puts them where ``Δf`` would (astigmatism-
@@ -195,6 +214,8 @@ def corrected_profiles(
     a_sector = astig_ab_A[0] * np.cos(2 * angle) + astig_ab_A[1] * np.sin(2 * angle)
     n_tiles, n_sectors, n_bins = prof.power.shape
     flat_power = prof.power.reshape(n_tiles, n_sectors * n_bins)
+    if sector_weights is not None:
+        flat_power = flat_power * np.repeat(sector_weights, n_bins).astype(np.float32)
     out = np.empty((n_tiles, n_bins), dtype=np.float32)
     for group in defocus_groups(defocus_A, relative_step=0.01):
         d = float(np.mean(defocus_A[group]))

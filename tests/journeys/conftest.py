@@ -51,7 +51,34 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for path in sorted((folder / "raw").glob("*.mrc")):
         shutil.copy(path, data / path.name)
     (folder / "session" / "CLOSED").touch()
+    _scipion_project(folder)
     return folder
+
+
+SCIPION_SETS = (
+    "Runs/000002_ProtImportMicrographs/micrographs.sqlite",
+    "Runs/000042_ProtMotionCorr/outputMicrographs.sqlite",
+)
+"""The sets the README's Scipion lines name, relative to the project folder."""
+
+
+def _scipion_project(folder: Path) -> None:
+    """Make ``folder`` a Scipion project too: closed sets of ``raw/`` in the README's places."""
+    import pandas as pd
+
+    from daskmic.io.scipion_write import write_set
+
+    names = sorted(p.name for p in (folder / "raw").glob("*.mrc"))
+    items = pd.DataFrame(
+        {
+            "id": range(1, len(names) + 1),
+            "_filename": [f"raw/{name}" for name in names],
+            "_samplingRate": 1.5,
+            "_micName": names,
+        }
+    )
+    for relative in SCIPION_SETS:
+        write_set(folder / relative, items, stream_open=False, dims=(768, 768))
 
 
 @pytest.fixture
@@ -70,12 +97,20 @@ def cluster_options(client) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def daskmic() -> Callable[..., subprocess.CompletedProcess]:
-    """Run the ``daskmic`` console script of this environment on this checkout, as a user."""
+def daskmic_command() -> tuple[list[str], dict[str, str]]:
+    """The ``daskmic`` console script of this environment on this checkout, and its
+    environment."""
     script = Path(sys.executable).with_name("daskmic")
     command = [str(script)] if script.exists() else [sys.executable, "-m", "daskmic.cli"]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return command, env
+
+
+@pytest.fixture(scope="session")
+def daskmic(daskmic_command) -> Callable[..., subprocess.CompletedProcess]:
+    """Run the ``daskmic`` console script of this environment on this checkout, as a user."""
+    command, env = daskmic_command
 
     def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
         return subprocess.run(

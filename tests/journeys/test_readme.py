@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import re
 import shlex
+import signal
+import subprocess
+import urllib.request
 from pathlib import Path
 
 import pandas as pd
@@ -78,20 +81,44 @@ def test_readme_python_tour_runs_as_written(workdir):
     assert (table["accepted"] == expected).all()
 
 
-def test_readme_command_lines_run_as_written(workdir, daskmic, cluster_options):
+def _serve_once(args: list[str], daskmic_command, cwd: Path) -> None:
+    """A ``report --serve PORT`` line, on a free port: one GET of the page, then Ctrl-C."""
+    command, env = daskmic_command
+    port = args.index("--serve") + 1
+    args = [*args[:port], "0", *args[port + 1 :]]
+    with subprocess.Popen(
+        command + args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as server:
+        try:
+            url = re.search(r"http://127\.0\.0\.1:\d+/", server.stdout.readline())
+            assert url, (args, server.stderr.read() if server.poll() is not None else "")
+            with urllib.request.urlopen(url.group(0), timeout=60) as answer:
+                assert b"daskmic" in answer.read()
+            server.send_signal(signal.SIGINT)
+            assert server.wait(60) == 0, args
+        finally:
+            if server.poll() is None:
+                server.kill()
+
+
+def test_readme_command_lines_run_as_written(workdir, daskmic, daskmic_command, cluster_options):
     lines = _command_lines()
     assert {args[0] for args in lines} >= COMMANDS
     _config(workdir)
     printed = {}
     for args in lines:
+        if "--serve" in args:  # serves until Ctrl-C
+            _serve_once(args, daskmic_command, workdir)
+            continue
         done = daskmic(_small(args, cluster_options), cwd=workdir)
         assert done.returncode == 0, (args, done.stdout[-2000:], done.stderr[-4000:])
         assert "Traceback" not in done.stderr, (args, done.stderr[-4000:])
         printed[args[0]] = done.stdout
     n = len(list((workdir / "raw").glob("*.mrc")))
-    for out in ("results", "screen", "both", "live", "daskmic-demo/results"):
+    for out in ("results", "screen", "both", "live", "tilt_screen", "live_qc"):
         assert (workdir / out / "report.html").is_file(), out
-    for out in ("screen", "both", "live"):
+    assert (workdir / "daskmic-demo" / "results" / "report.html").is_file()
+    for out in ("screen", "both", "live", "tilt_screen", "live_qc"):
         assert len(pd.read_csv(workdir / out / "tilt.csv")) == n, out
     screen = pd.read_csv(workdir / "screen" / "tilt.csv")  # re-split by `select`
     expected = (screen["tilt_mean_corr"] > 0.6) & (screen["tilt_std_corr"] < 0.08)

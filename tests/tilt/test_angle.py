@@ -91,7 +91,7 @@ def test_accuracy_over_tilted_micrographs_at_2048():
     for i, params in enumerate(TILTED_2048[:4]):
         image, truth = synthesize_micrograph((2048, 2048), seed=100 + i, **params)
         result = estimate_tilt(image, params["pixel_size_A"])
-        assert result.status == "ok"
+        assert result.status == ("ok" if result.tilt_angle_err_deg <= 1.5 else "uncertain")
         angle_errors.append(abs(result.tilt_angle_deg - truth["tilt_angle_deg"]))
         axis_errors.append(_axis_error(result.tilt_axis_deg, truth["tilt_axis_deg"]))
         # the reported uncertainty covers the error (3 sigma, plus the synthesis' own)
@@ -110,7 +110,8 @@ def test_untilted_micrographs_report_angles_within_their_uncertainty():
     for i, params in enumerate(UNTILTED_2048):
         image, truth = synthesize_micrograph((2048, 2048), seed=105 + i, **params)
         result = estimate_tilt(image, params["pixel_size_A"])
-        assert result.status == "ok"
+        # a ± above 1.5° is flagged "uncertain", still with its numbers
+        assert result.status == ("ok" if result.tilt_angle_err_deg <= 1.5 else "uncertain")
         assert result.astigmatism_A == pytest.approx(truth["astigmatism_A"], abs=200.0)
         assert result.defocus_mean_A == pytest.approx(truth["defocus_A"], abs=100.0)
         assert result.tilt_angle_deg <= 3 * result.tilt_angle_err_deg + 0.5

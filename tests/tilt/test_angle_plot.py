@@ -1,5 +1,6 @@
 """The local-defocus map and its plot, from a result built by hand."""
 
+import dataclasses
 import math
 
 import matplotlib
@@ -46,16 +47,20 @@ def test_defocus_map_puts_each_tile_on_its_grid_cell():
     np.testing.assert_array_equal(values, expected)
 
 
-@pytest.mark.parametrize("status", ["ok", "low_signal"])
+@pytest.mark.parametrize("status", ["ok", "uncertain", "low_signal"])
 def test_plot_shows_the_map_and_the_plane(status):
     import matplotlib.pyplot as plt
 
     result = _result(status)
+    if status == "low_signal":  # no angle: NaN, as the estimator gives it
+        result = dataclasses.replace(result, tilt_angle_deg=math.nan, message="no rings")
     ax = plot_local_defocus(result)
     shown = ax.images[0].get_array()
     np.testing.assert_array_equal(np.ma.filled(shown, np.nan), defocus_map(result)[2])
-    assert (len(ax.collections) > 0) == (status == "ok")  # the plane's contours
-    assert ("tilt" in ax.get_title()) == (status == "ok")
+    answered = status != "low_signal"
+    assert (len(ax.collections) > 0) == answered  # the plane's contours
+    assert ("tilt" in ax.get_title()) == answered
+    assert ax.get_title().startswith(status) == (status != "ok")
     plt.close(ax.figure)
 
 
