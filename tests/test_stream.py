@@ -19,8 +19,9 @@ from daskmic.errors import UsageError
 from daskmic.io.mrc_write import write_mrc
 from daskmic.io.scipion import read_set
 from daskmic.preprocessing.params import PreprocessParams
+from daskmic.run.arrivals import Arrivals
 from daskmic.run.config import RunConfig
-from daskmic.run.stream import Arrivals, watch
+from daskmic.run.stream import watch
 from daskmic.tilt.params import TiltParams
 
 PREPROCESS = PreprocessParams.from_options(crop=True, invert=True, downsample=True, normalize=True)

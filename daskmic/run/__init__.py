@@ -8,6 +8,7 @@ publishes between batches), :mod:`.layout` (the only module that knows output pa
 on an input), :mod:`.manifest` (the done-records, the single source of truth),
 :mod:`.publish` (tables and zarr rebuilt from the manifest; ``select``), :mod:`.optics_groups`
 (the STAR tables' optics groups), :mod:`.write` (``write``: from the lazy face to the same
-outputs), :mod:`.stream` (``watch``), :mod:`.progress` (per-row lines), :mod:`.demo`. Nothing
-is imported here.
+outputs), :mod:`.stream` (``watch``: :mod:`.arrivals` for a folder, :mod:`.set_stream` for a Scipion
+set), :mod:`.publish_sets` (the Scipion sets), :mod:`.progress` (per-row lines), :mod:`.demo`.
+Nothing is imported here.
 """

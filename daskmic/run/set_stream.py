@@ -14,18 +14,15 @@ import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from daskmic.io import MicrographError, read_header
 from daskmic.io.open import carried_columns, optics_rows
 from daskmic.io.scipion import read_set
 from daskmic.io.sources import list_source
+from daskmic.run.arrivals import Progress
 from daskmic.run.config import RunConfig
 from daskmic.run.manifest import Manifest
 from daskmic.run.unit import Source
-
-if TYPE_CHECKING:
-    from daskmic.run.stream import Arrivals
 
 
 class SetArrivals:
@@ -107,7 +104,7 @@ class SetClosing:
         """Whether the producer has closed the set (as of the last poll)."""
         return self.arrivals.closed
 
-    def due(self, signalled: bool, arrivals: Arrivals | SetArrivals) -> bool:
+    def due(self, signalled: bool, arrivals: Progress) -> bool:
         """Whether to stop now that nothing is ready."""
         if signalled:
             return True

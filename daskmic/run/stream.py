@@ -1,8 +1,9 @@
 """Streaming: find new, completely written micrographs in a folder and feed them to the run.
 
 :func:`watch` polls a folder (inotify does not work on NFS, GPFS or SMB) for files matching a
-pattern, waits until each is completely written, and feeds the complete ones to the same
-per-micrograph unit as a batch run, through the same :class:`daskmic.run.feeder.Feeder`: arrivals
+pattern, waits until each is completely written (:mod:`daskmic.run.arrivals`), and feeds the
+complete ones to the same per-micrograph unit as a batch run, through the same
+:class:`daskmic.run.feeder.Feeder`: arrivals
 join its queue while others are in flight. The tables and the zarr store are rebuilt from the
 manifest after each batch of completions, and while the stream waits for arrivals (so they follow
 a slow microscope); with ``report=True`` the live QC page follows each rebuild
@@ -19,7 +20,6 @@ record and outputs are removed and it is processed again under its new name.
 from __future__ import annotations
 
 import dataclasses
-import glob
 import os
 import shutil
 import time
@@ -31,9 +31,9 @@ from typing import TYPE_CHECKING, Any
 from distributed import Client
 
 from daskmic.errors import UsageError
-from daskmic.io import MicrographError, read_header
 from daskmic.io.scipion import is_set_file
-from daskmic.io.sources import glob_root, unique_names
+from daskmic.io.sources import unique_names
+from daskmic.run.arrivals import Arrivals, FolderClosing, inside
 from daskmic.run.config import RunConfig, StreamOptions
 from daskmic.run.driver import RunSummary, bind
 from daskmic.run.feeder import Feeder
@@ -41,129 +41,12 @@ from daskmic.run.layout import OutputLayout, output_locations, overwritten_input
 from daskmic.run.manifest import Manifest
 from daskmic.run.publish import check_table_names, publish
 from daskmic.run.set_stream import SetArrivals, SetClosing
-from daskmic.run.sources import catalogue, check_run
+from daskmic.run.sources import check_run
 from daskmic.run.unit import Row, Source
 
 if TYPE_CHECKING:
     from daskmic.report.live import LiveReport
 
-
-
-def _signature(path: str) -> tuple[int, int]:
-    """Size and modification time of ``path`` (of the link itself when it dangles)."""
-    try:
-        stat = os.stat(path)
-    except OSError:
-        stat = os.lstat(path)
-    return stat.st_size, stat.st_mtime_ns
-
-
-def _header_complete(path: str) -> bool:
-    """Whether the file's header can be read and its size matches what the header implies."""
-    try:
-        read_header(path)
-    except MicrographError:
-        return False
-    return True
-
-
-def _inside(path: str, folder: str) -> bool:
-    return os.path.commonpath([path, folder]) == folder
-
-
-class Arrivals:
-    """The files of a watched folder that are completely written, each reported once.
-
-    A file is complete when its size and modification time have not changed for
-    ``settle_seconds`` and its header is readable and consistent with its size (a truncated MRC
-    is still being written). A file still unreadable after twice the settle time is reported
-    anyway, so that the run records why it cannot be used instead of waiting for ever.
-    Directories, hidden names (``.*``, temporary files) and anything inside ``exclude`` are
-    never reported.
-
-    Parameters
-    ----------
-    folder : path-like
-        The watched folder.
-    pattern : str
-        Glob relative to ``folder``; ``**`` recurses (e.g. ``"GridSquare_*/Data/*.mrc"``).
-    exclude : path-like
-        A folder whose contents are never input (the output folder).
-    settle_seconds : float
-        Quiet time before a file counts as complete, >= 0.
-    """
-
-    def __init__(
-        self,
-        folder: str | os.PathLike[str],
-        pattern: str,
-        *,
-        exclude: str | os.PathLike[str],
-        settle_seconds: float,
-    ) -> None:
-        self.folder = os.path.abspath(folder)
-        self.pattern = pattern
-        self.root = os.path.abspath(glob_root(os.path.join(self.folder, pattern)))
-        self._exclude = [os.path.abspath(exclude), os.path.realpath(exclude)]
-        self.settle_seconds = settle_seconds
-        self._waiting: dict[str, tuple[tuple[int, int], float]] = {}
-        self._reported: set[str] = set()
-        self.last_change = time.monotonic()
-
-    def _candidate(self, path: str) -> bool:
-        relative = os.path.relpath(path, self.folder)
-        if any(part.startswith(".") for part in Path(relative).parts) or os.path.isdir(path):
-            return False
-        real = os.path.realpath(path)
-        return not any(_inside(p, ex) for p in (path, real) for ex in self._exclude)
-
-    def scan(self) -> list[str]:
-        """Every matching input path in the folder now (absolute, sorted)."""
-        found = glob.glob(self.pattern, root_dir=self.folder, recursive=True)
-        paths = (os.path.join(self.folder, name) for name in found)
-        # a reported path was a candidate already: only new names pay the checks (lstat, ...)
-        return sorted(p for p in paths if p in self._reported or self._candidate(p))
-
-    @property
-    def seen(self) -> list[str]:
-        """Every path reported or waiting, sorted."""
-        return sorted(self._reported | set(self._waiting))
-
-    @property
-    def waiting(self) -> int:
-        """Number of files seen but not yet complete."""
-        return len(self._waiting)
-
-    def poll(self, now: float | None = None) -> list[str]:
-        """Look at the folder; return the paths that became complete since the last poll."""
-        now = time.monotonic() if now is None else now
-        complete = []
-        for path in self.scan():
-            if path in self._reported:
-                continue
-            try:
-                signature = _signature(path)
-            except OSError:  # vanished between the listing and the look
-                continue
-            previous = self._waiting.get(path)
-            if previous is None or previous[0] != signature:
-                self._waiting[path] = (signature, now)
-                self.last_change = now
-                continue
-            quiet = now - previous[1]
-            if quiet >= self.settle_seconds and (
-                quiet >= 2 * self.settle_seconds or _header_complete(path)
-            ):
-                complete.append(path)
-        for path in complete:
-            del self._waiting[path]
-            self._reported.add(path)
-        return complete
-
-    def source(self, path: str, name: str, config: RunConfig) -> Source:
-        """The run's view of one file (header only), named as in a batch run on the whole set."""
-        (source,), _ = catalogue([path], config.pixel_size_A)
-        return dataclasses.replace(source, micrograph=name)
 
 
 def _nameable(out: Path, source: Source) -> Source:
@@ -182,27 +65,6 @@ def _forget(out: Path, name: str) -> None:
             shutil.rmtree(output, ignore_errors=True)
         else:
             output.unlink(missing_ok=True)
-
-
-@dataclasses.dataclass(frozen=True)
-class _Closing:
-    """When the stream ends: a marker file exists, or nothing happened for a while."""
-
-    marker: Path
-    idle_timeout: float | None
-
-    def signalled(self) -> bool:
-        """Whether the marker file exists."""
-        return self.marker.exists()
-
-    def due(self, marker_seen: bool, arrivals: Arrivals | SetArrivals) -> bool:
-        """Whether to stop now that nothing is ready (``marker_seen`` before the listing)."""
-        if arrivals.waiting:
-            return False
-        if marker_seen:
-            return True
-        quiet = time.monotonic() - arrivals.last_change
-        return self.idle_timeout is not None and quiet >= self.idle_timeout
 
 
 class _Stream:
@@ -234,7 +96,7 @@ class _Stream:
         self._checked = False
 
     def follow(
-        self, client: Client, closing: _Closing | SetClosing, poll_seconds: float
+        self, client: Client, closing: FolderClosing | SetClosing, poll_seconds: float
     ) -> None:
         """Poll, name and submit as files arrive, publish per batch, until the stream closes.
 
@@ -333,14 +195,14 @@ def _check_folders(folder: Path, out: Path) -> None:
     if not folder.is_dir():
         raise UsageError(f"watched folder {folder} does not exist or is not a folder")
     watched, output = os.path.realpath(folder), os.path.realpath(out)
-    if _inside(watched, output):
+    if inside(watched, output):
         raise UsageError(
             f"output folder {out} must not be the watched folder {folder} or contain it; "
             "choose another output folder (a subfolder of the watched folder is fine)"
         )
     for location in output_locations(out):  # a symlink out of OUT into the watched folder
         real = os.path.realpath(location)
-        if _inside(real, watched) and not _inside(real, output):
+        if inside(real, watched) and not inside(real, output):
             raise UsageError(
                 f"output {location} leads to {real}, inside the watched folder {folder}: the "
                 "outputs would land on watched files and be taken as input; choose another "
@@ -437,7 +299,7 @@ def watch(
     )
     watched, out = Path(folder), Path(out_dir)
     arrivals: Arrivals | SetArrivals
-    closing: _Closing | SetClosing
+    closing: FolderClosing | SetClosing
     if is_set_file(watched):
         if not watched.is_file():
             raise FileNotFoundError(f"followed Scipion set {watched} does not exist")
@@ -449,7 +311,7 @@ def watch(
         _check_folders(watched, out)
         digest = bind(out, config, [], [], overwrite=overwrite)  # files carry no optics table
         arrivals = Arrivals(watched, pattern, exclude=out, settle_seconds=options.settle_seconds)
-        closing = _Closing(watched / close_marker, options.idle_timeout)
+        closing = FolderClosing(watched / close_marker, options.idle_timeout)
     live = None
     if report:
         from daskmic.report.live import LiveReport  # matplotlib: only when a page is wanted
