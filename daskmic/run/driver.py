@@ -194,9 +194,9 @@ def run_batch(
     report : bool
         Write ``OUT/report.html`` at the end; a run that lasts longer than
         ``live_after_seconds`` keeps a live page there meanwhile (see
-        :mod:`daskmic.report.live`).
+        ``daskmic.report.live``).
     live_after_seconds : float, optional
-        Default :data:`daskmic.report.live.DEFAULT_LIVE_AFTER_SECONDS` (a minute).
+        Default ``daskmic.report.live.DEFAULT_LIVE_AFTER_SECONDS`` (a minute).
     cluster : str
         Cluster kind or scheduler address when no ``client`` is given.
     **cluster_options

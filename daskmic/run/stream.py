@@ -7,7 +7,7 @@ complete ones to the same per-micrograph unit as a batch run, through the same
 join its queue while others are in flight. The tables and the zarr store are rebuilt from the
 manifest after each batch of completions, and while the stream waits for arrivals (so they follow
 a slow microscope); with ``report=True`` the live QC page follows each rebuild
-(:mod:`daskmic.report.live`). The stream closes when a
+(``daskmic.report.live``). The stream closes when a
 marker file appears in the folder (and everything seen is done) or when nothing new has arrived
 for a while. Pending work is a list of paths: the driver never holds pixels.
 
@@ -257,10 +257,10 @@ def watch(
     report : bool
         Keep ``OUT/report.html`` live while the stream is open (rewritten after each table
         rebuild, reloading itself every ``refresh_seconds``) and write the final QC page when
-        it closes (see :mod:`daskmic.report.live`).
+        it closes (see ``daskmic.report.live``).
     refresh_seconds : float, optional
         How often the open page reloads itself (default
-        :data:`daskmic.report.live.DEFAULT_REFRESH_SECONDS`).
+        ``daskmic.report.live.DEFAULT_REFRESH_SECONDS``).
     **cluster_options
         Passed to :func:`daskmic.connect` when no ``client`` is given.
 

@@ -1,7 +1,7 @@
 """Counts over time: completions per status and arrivals in time bins, and rates per minute.
 
 Pure functions of timestamps (seconds since the epoch), for the live QC page
-(:mod:`daskmic.report.live`); tested against plain counting.
+(``daskmic.report.live``); tested against plain counting.
 """
 
 from __future__ import annotations
