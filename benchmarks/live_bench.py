@@ -27,7 +27,7 @@ from daskmic.io.mrc_write import write_mrc
 from daskmic.report.live import LiveReport
 from daskmic.run.config import RunConfig
 from daskmic.run.driver import prepare
-from daskmic.run.layout import psd_path
+from daskmic.run.layout import OutputLayout
 from daskmic.run.manifest import Manifest
 from daskmic.run.publish import publish
 from daskmic.run.unit import process_micrograph
@@ -64,7 +64,7 @@ def make_folder(out: Path, n: int, seed: int = 0) -> Path:
             row.update(tilt_min_corr=mean - std, tilt_max_corr=mean + std)
         if 0.02 <= kind < 0.12:
             manifest.write_thumbnail(name, thumbnail)
-            shutil.copyfile(psd_png, psd_path(out, name).with_suffix(".png"))
+            shutil.copyfile(psd_png, OutputLayout(out).psd_png(name))
         manifest.write(row, digest)
     manifest.record_path(template["micrograph"]).unlink()
     return out
