@@ -252,6 +252,21 @@ def publish_metadata(store: str | os.PathLike[str], attributes: dict | None = No
         warnings.filterwarnings("ignore", "Consolidated metadata is currently not part")
         warnings.filterwarnings("ignore", "Object at METADATA.ome.xml is not recognized")
         zarr.consolidate_metadata(str(store), zarr_format=3)
+    _drop_partial_nodes(store)
+
+
+def _drop_partial_nodes(store: Path) -> None:
+    """Keep writes still under a temporary name (``.<name>.tmp-…``) out of what readers see.
+
+    zarr consolidates every node it finds, so an image a worker was writing when the table was
+    rebuilt (or was killed writing) would be listed; readers must see only what is whole.
+    """
+    root = json.loads((store / "zarr.json").read_bytes())
+    listed = root.get("consolidated_metadata", {}).get("metadata", {})
+    whole = {k: v for k, v in listed.items() if not any(p.startswith(".") for p in k.split("/"))}
+    if len(whole) != len(listed):
+        root["consolidated_metadata"]["metadata"] = whole
+        write_bytes_atomic(store / "zarr.json", json.dumps(root).encode())
 
 
 def _open_root(store: Path) -> zarr.Group:

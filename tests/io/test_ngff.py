@@ -111,6 +111,14 @@ def test_consolidated_metadata_lists_only_what_was_published(tmp_path, rng):
     assert "micrographs/late" not in root["consolidated_metadata"]["metadata"]
     series = zarr.open_group(store / "OME", mode="r").attrs["ome"]["series"]
     assert series == ["micrographs/mic_0", "psd/mic_0"]
+    # a worker killed while writing leaves a group under a temporary name: never listed
+    partial = store / "micrographs" / ".late2.tmp-0123abcd"
+    zarr.open_group(str(partial), mode="w", zarr_format=3)
+    write_results(store, pd.DataFrame({"micrograph": ["mic_0", "late"]}))
+    listed = json.loads((store / "zarr.json").read_text())["consolidated_metadata"]["metadata"]
+    assert "micrographs/late" in listed
+    assert not [key for key in listed if ".tmp-" in key]
+    assert list(open_images(store)) == ["late", "mic_0"]
 
 
 @pytest.fixture
