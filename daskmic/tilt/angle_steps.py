@@ -172,11 +172,14 @@ def astigmatism(
     d_ref = len(defocus_A) / float(np.sum(1.0 / defocus_A))
     n_sectors, n_bins = prof.power.shape[1:]
     aligned = np.zeros((n_sectors, n_bins))
+    count = np.zeros(n_bins)
     for group in defocus_groups(defocus_A):
         source = phase_matched_s(s, d_ref, float(np.mean(defocus_A[group])), optics)
         block = prof.power[group].sum(axis=0, dtype=np.float64)
         for sector in range(n_sectors):
             aligned[sector] += np.interp(source, s, block[sector], left=0.0, right=0.0)
+        count += len(group) * ((source >= s[0]) & (source <= s[-1]))
+    aligned *= np.where(count > 0, 1.0 / np.maximum(count, 1.0), 0.0)  # mean of the tiles there
     offsets = np.arange(-max_half_A, max_half_A + DEFOCUS_STEP_A / 2, DEFOCUS_STEP_A)
     weights = band_weights(s, d_ref, prof.tile_px, prof.pixel_size_A, optics)
     flat = flatten(aligned, _period_bins(s, d_ref, optics))
@@ -190,7 +193,9 @@ def astigmatism(
     astig = (float(coef[1]), float(coef[2]))
     offset = design[:, 1] * coef[1] + design[:, 2] * coef[2]
     source = phase_matched_s(s[None, :], d_ref, d_ref + offset[:, None], optics)
-    total = interp_matrix(s, source) @ aligned.ravel()
+    matrix = interp_matrix(s, source)
+    coverage = matrix @ np.ones(n_sectors * n_bins)
+    total = (matrix @ aligned.ravel()) / np.maximum(coverage, 1e-12) * (coverage > 0)
     smooth = (design * weighted_lstsq(design, weight, np.ones_like(weight))[0]).sum(axis=1)
     sector_weights = np.clip(smooth / max(float(smooth.max()), 1e-12), 0.0, 1.0) ** 2
     return astig, ring_amplitude(total, d_ref, prof, optics), d_ref, sector_weights
@@ -208,19 +213,32 @@ def corrected_profiles(
     Sector ``σ`` of a tile at defocus ``Δf`` has its rings at ``Δf + a_σ``; reading it at
     ``s'`` with ``χ(s', Δf + a_σ) = χ(s, Δf)`` puts them where ``Δf`` would (astigmatism-
     corrected radial average). Tiles are grouped by defocus (1 % bins) to share the map.
+
+    A sector whose rings are sparser (``a_σ < 0``) is read at ``s' > s`` and runs off the
+    measured grid before the others do, from ``s ≈ s_max (Δf + a_σ)/Δf`` on. A plain sum
+    would drop by that sector's share there: a step at an ``s`` that moves with the tile's
+    defocus, which the ring correlation then follows (it gave a gain of ~1.2 on the defocus
+    differences, +1° on a 5.7° tilt, at 0.57 µm defocus with 0.16 µm astigmatism). The sum is
+    therefore divided, bin by bin, by the weight of the sectors that reach it: a weighted
+    *mean* over the sectors available at each ``s``.
     """
     s = prof.s_invA2
     angle = prof.sector_angle_rad
     a_sector = astig_ab_A[0] * np.cos(2 * angle) + astig_ab_A[1] * np.sin(2 * angle)
     n_tiles, n_sectors, n_bins = prof.power.shape
     flat_power = prof.power.reshape(n_tiles, n_sectors * n_bins)
+    weight = np.ones(n_sectors) if sector_weights is None else np.asarray(sector_weights)
+    weight_bins = np.repeat(weight, n_bins)
     if sector_weights is not None:
-        flat_power = flat_power * np.repeat(sector_weights, n_bins).astype(np.float32)
+        flat_power = flat_power * weight_bins.astype(np.float32)
     out = np.empty((n_tiles, n_bins), dtype=np.float32)
     for group in defocus_groups(defocus_A, relative_step=0.01):
         d = float(np.mean(defocus_A[group]))
         source = phase_matched_s(s[None, :], d, d + a_sector[:, None], optics)
-        out[group] = (interp_matrix(s, source) @ flat_power[group].T).T
+        matrix = interp_matrix(s, source)
+        coverage = matrix @ weight_bins
+        share = np.where(coverage > 0, 1.0 / np.maximum(coverage, 1e-12), 0.0)
+        out[group] = (matrix @ flat_power[group].T).T * share.astype(np.float32)
     return out
 
 
