@@ -293,11 +293,10 @@ def estimate_tilt(
     astig_ab = (0.0, 0.0)
     for _ in range(2):
         predicted = np.clip(plane.at(prof.centers_A, regions), grid[0], grid[-1])
-        astig_ab, amplitude, d_ref, sector_weights = steps.astigmatism(
-            prof, predicted, optics, 0.5 * max_astigmatism_A
-        )
-        profiles = steps.corrected_profiles(prof, predicted, astig_ab, optics, sector_weights)
-        curves = steps.tile_curves(profiles, d_ref, grid, prof, optics, amplitude)
+        model = steps.astigmatism(prof, predicted, optics, 0.5 * max_astigmatism_A)
+        astig_ab = model.astig_ab_A
+        profiles = steps.corrected_profiles(prof, predicted, astig_ab, optics, model.weights)
+        curves = steps.tile_curves(profiles, model.d_ref_A, grid, prof, optics, model.envelope)
         local, z_score = steps.local_defocus(curves, grid, predicted, _WINDOW_A)
         plane = robust_plane(prof.centers_A, local, np.where(z_score >= _TILE_Z, regions, -1))
     return _result(prof, plane, local, z_score, astig_ab, regions)
