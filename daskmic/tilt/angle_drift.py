@@ -25,7 +25,12 @@ largest sector ring amplitude at each ``s``: the rings where the drift does not 
 Since ``f_σ`` depends on ``(L, θ)`` only through ``u_σ = L |cos(α_σ - θ)|``, both sums are
 tabulated per sector on a grid of ``u`` (0.25 Å) and the grid of ``(L, θ)`` (0–40 Å by
 0.5 Å, 0–178° by 2°) is read from the tables by linear interpolation. ``L = 0`` (no drift)
-is one of the candidates. All sums are element-wise numpy: the same bits on every BLAS.
+is one of the candidates, and the answer unless the best drift raises ``S`` by more than 3
+noise units, the noise being the rms of the flattened profiles themselves (rings included,
+so the test is conservative); ``S`` is linear in the data, so white noise of that rms moves
+it by about one unit. On frames of pure noise the best drift gained at most 2.4 units, on
+frames with 5–20 Å of drift 10–30 (seed 8301 of the benchmark's frames).
+All sums are element-wise numpy: the same bits on every BLAS.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ _MAX_LENGTH_A = 40.0
 _LENGTH_STEP_A = 0.5
 _ANGLE_STEP_DEG = 2.0
 _SUBSECTORS = (-0.75, -0.25, 0.25, 0.75)
+_MIN_GAIN = 3.0
 
 
 def drift_fade(
@@ -113,6 +119,7 @@ def find_drift(
 
     score = table(numerator) / np.sqrt(np.maximum(table(energy), 1e-300))
     i, j = np.unravel_index(int(np.argmax(score)), score.shape)
-    if lengths[i] == 0.0:
+    noise = math.sqrt(float((w * flat[:, used] ** 2).sum()) / (float(w.sum()) * len(flat)))
+    if not score[i, j] - score[0, 0] > _MIN_GAIN * noise:
         return 0.0, 0.0
     return float(lengths[i]), float(angles[j])
