@@ -25,11 +25,13 @@ largest sector ring amplitude at each ``s``: the rings where the drift does not 
 Since ``f_σ`` depends on ``(L, θ)`` only through ``u_σ = L |cos(α_σ - θ)|``, both sums are
 tabulated per sector on a grid of ``u`` (0.25 Å) and the grid of ``(L, θ)`` (0–40 Å by
 0.5 Å, 0–178° by 2°) is read from the tables by linear interpolation. ``L = 0`` (no drift)
-is one of the candidates, and the answer unless the best drift raises ``S`` by more than 3
-noise units, the noise being the rms of the flattened profiles themselves (rings included,
-so the test is conservative); ``S`` is linear in the data, so white noise of that rms moves
-it by about one unit. On frames of pure noise the best drift gained at most 2.4 units, on
-frames with 5–20 Å of drift 10–30 (seed 8301 of the benchmark's frames).
+is one of the candidates, and the answer unless the best drift raises ``S`` by more than 4
+noise units. The noise unit is the rms of the flattened profiles themselves (rings
+included, so the test is conservative) times the square root of the mean number of ``s``
+bins that share one (Hann-widened) frequency sample, ``4 k / (T Δs)`` at least 1, since
+such bins share their noise; ``S`` is linear in the data, so noise of that size moves it by
+about one unit. On frames of pure noise (1024² and 2048 × 2883) the best drift gained at
+most 2.8 units, on 2048 × 2883 frames with 8–15 Å of drift 10–15.
 All sums are element-wise numpy: the same bits on every BLAS.
 """
 
@@ -47,7 +49,7 @@ _MAX_LENGTH_A = 40.0
 _LENGTH_STEP_A = 0.5
 _ANGLE_STEP_DEG = 2.0
 _SUBSECTORS = (-0.75, -0.25, 0.25, 0.75)
-_MIN_GAIN = 3.0
+_MIN_GAIN = 4.0
 
 
 def drift_fade(
@@ -74,6 +76,7 @@ def find_drift(
     sector_angle_rad: np.ndarray,
     s_invA2: np.ndarray,
     optics: Optics,
+    tile_size_A: float,
 ) -> tuple[float, float]:
     """Drift length (Å) and direction (radians, [0, π)) that best explain the sectors' fade.
 
@@ -91,6 +94,8 @@ def find_drift(
         Sector centres and ``s`` bins.
     optics : Optics
         Microscope optics.
+    tile_size_A : float
+        Tile side in Å (sets the frequency sampling).
 
     Returns
     -------
@@ -119,7 +124,11 @@ def find_drift(
 
     score = table(numerator) / np.sqrt(np.maximum(table(energy), 1e-300))
     i, j = np.unravel_index(int(np.argmax(score)), score.shape)
-    noise = math.sqrt(float((w * flat[:, used] ** 2).sum()) / (float(w.sum()) * len(flat)))
+    # bins narrower than the (Hann-widened) frequency samples share their noise
+    samples_per_bin = (s_invA2[1] - s_invA2[0]) * tile_size_A / (4.0 * k)
+    shared = float((w / np.minimum(samples_per_bin, 1.0)).sum() / w.sum())
+    rms2 = float((w * flat[:, used] ** 2).sum()) / (float(w.sum()) * len(flat))
+    noise = math.sqrt(rms2 * shared)
     if not score[i, j] - score[0, 0] > _MIN_GAIN * noise:
         return 0.0, 0.0
     return float(lengths[i]), float(angles[j])

@@ -251,13 +251,14 @@ def astigmatism(
     angle = prof.sector_angle_rad
     design = np.column_stack([np.ones_like(angle), np.cos(2 * angle), np.sin(2 * angle)])
     envelopes, drift = None, (0.0, 0.0)
+    tile_A = prof.tile_px * prof.pixel_size_A
     for _ in range(2):
         delta, peak = _sector_offsets(flat, d_ref, offsets, band, prof, optics, envelopes)
         weight = np.clip(peak, 0.0, None)
         coef = weighted_lstsq(design, delta, weight * weight)[0]
         offset = design[:, 1] * coef[1] + design[:, 2] * coef[2]
         amplitude0 = sector_envelopes(aligned, d_ref, offset, prof, optics).max(axis=0)
-        drift = find_drift(flat, band, amplitude0, d_ref + offset, angle, s, optics)
+        drift = find_drift(flat, band, amplitude0, d_ref + offset, angle, s, optics, tile_A)
         envelopes = amplitude0[None, :] * drift_fade(angle, s, *drift)
     fade = drift_fade(angle, s, *drift)
     source = phase_matched_s(s[None, :], d_ref, d_ref + offset[:, None], optics)
