@@ -6,7 +6,8 @@
 3. :func:`initial_plane` — per tile, the best defocus of the curves summed over its 3 × 3
    neighbourhood, then a robust plane;
 4. :func:`astigmatism` — sector profiles of all tiles aligned to one defocus, one defocus
-   offset per sector, a ``cos 2α`` fit;
+   offset per sector, a ``cos 2α`` fit, and the drift's fade of the rings
+   (:mod:`~daskmic.tilt.angle_drift`);
 5. :func:`corrected_profiles` — each tile's sectors moved onto its own mean defocus and summed;
 6. :func:`local_defocus` — per tile, the best defocus near the plane, refined to sub-step.
 """
