@@ -96,6 +96,7 @@ import numpy as np
 from daskmic.tilt import angle_steps as steps
 from daskmic.tilt.angle_error import axis_spread_deg, gradient_covariance, gradient_replicates
 from daskmic.tilt.angle_fit import PlaneFit, robust_plane
+from daskmic.tilt.angle_model import spectrum_model
 from daskmic.tilt.angle_regions import brightness_regions
 from daskmic.tilt.angle_spectra import SectorProfiles, sector_profiles
 from daskmic.tilt.ctf import Optics, canonical_astigmatism
@@ -303,7 +304,7 @@ def estimate_tilt(
     astig_ab = (0.0, 0.0)
     for _ in range(2):
         predicted = np.clip(plane.at(prof.centers_A, regions), grid[0], grid[-1])
-        model = steps.astigmatism(prof, predicted, optics, 0.5 * max_astigmatism_A)
+        model = spectrum_model(prof, predicted, optics, 0.5 * max_astigmatism_A)
         astig_ab = model.astig_ab_A
         profiles = steps.corrected_profiles(prof, predicted, astig_ab, optics, model.weights)
         curves = steps.tile_curves(profiles, model.d_ref_A, grid, prof, optics, model.envelope)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from daskmic.datasets_realistic import _drift_blur, synthesize_realistic
-from daskmic.tilt import angle_steps as steps
 from daskmic.tilt.angle import _s_edges, estimate_tilt
 from daskmic.tilt.angle_drift import drift_fade
+from daskmic.tilt.angle_model import spectrum_model
 from daskmic.tilt.angle_spectra import sector_profiles
 from daskmic.tilt.ctf import Optics
 
@@ -38,7 +38,7 @@ def test_drift_fade_is_the_power_that_the_blur_passes():
 def _drift_found(shape, seed, **params):
     image, truth = synthesize_realistic(shape, seed=seed, **params)
     prof = _profiles(image, params["pixel_size_A"], tile_px=512)
-    model = steps.astigmatism(prof, np.full(len(prof.centers_A), truth["defocus_A"]), OPTICS, 1500)
+    model = spectrum_model(prof, np.full(len(prof.centers_A), truth["defocus_A"]), OPTICS, 1500)
     return model.drift_A, model.drift_angle_deg
 
 
