@@ -29,8 +29,8 @@ import json
 import os
 import shutil
 import uuid
-import warnings
 from collections import Counter
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -53,10 +53,13 @@ from daskmic.io.ngff import (
     ensure_group,
     image_scale_A,
 )
+from daskmic.io.thumbnails import THUMBNAIL_DTYPE, decode_thumbnails, encode_thumbnail
 
 OME = "OME"
-THUMBNAILS_PER_CHUNK = 16
-"""Thumbnails per zarr chunk of ``thumbnail`` (4 MiB of 256² float32 previews)."""
+THUMBNAIL = "thumbnail"
+"""The root's ``(micrograph, thumb_y, thumb_x)`` uint8 previews, one chunk (raw levels) each."""
+THUMBNAIL_MAPPING = ("thumbnail_low", "thumbnail_high")
+"""The root's columns giving each thumbnail's grey values of levels 0 and 255."""
 _OME_XML_NS = "http://www.openmicroscopy.org/Schemas/OME/2016-06"
 
 
@@ -100,20 +103,99 @@ def _storable(variables: xr.Dataset | pd.DataFrame) -> xr.Dataset:
     return ds
 
 
-def _with_thumbnails(ds: xr.Dataset, thumbnails, encoding: dict) -> xr.Dataset:
-    thumbs = thumbnails if isinstance(thumbnails, da.Array) else np.asarray(thumbnails)
-    thumbs = thumbs.astype(np.float32)
-    count = ds.sizes.get("micrograph", 0)
-    if thumbs.ndim != 3 or thumbs.shape[0] != count:
-        raise ValueError(
-            f"thumbnails must have shape (micrograph={count}, t, t), got {thumbs.shape}"
-        )
-    chunks = (min(count, THUMBNAILS_PER_CHUNK) or 1, *thumbs.shape[1:])
-    if isinstance(thumbs, da.Array):
-        thumbs = thumbs.rechunk(chunks)
-    ds["thumbnail"] = (("micrograph", "thumb_y", "thumb_x"), thumbs)
-    encoding["thumbnail"] = {"chunks": chunks} if count else {}
-    return ds
+@dataclass(frozen=True)
+class Thumbnails:
+    """The 8-bit thumbnails of a table's rows (:func:`daskmic.io.thumbnails.encode_thumbnail`).
+
+    Parameters
+    ----------
+    edge_px : int
+        Their side.
+    low, high : numpy.ndarray
+        Per row, the grey values of levels 0 and 255 (NaN: the row has no thumbnail).
+    chunks : dict of int to pathlib.Path, bytes or None
+        The rows whose stored thumbnail is new or changed: a file of raw levels to link into
+        the store, the levels' bytes, or None (the row has none). The others are in the store
+        already, at their row.
+    """
+
+    edge_px: int
+    low: np.ndarray
+    high: np.ndarray
+    chunks: dict[int, Path | bytes | None]
+
+    @classmethod
+    def from_array(cls, thumbnails: Any) -> Thumbnails:
+        """Encode a ``(micrograph, t, t)`` stack (numpy or dask, read one frame at a time)."""
+        if getattr(thumbnails, "ndim", 0) != 3 or thumbnails.shape[1] != thumbnails.shape[2]:
+            raise ValueError(
+                "thumbnails must have shape (micrograph, t, t), got "
+                f"{getattr(thumbnails, 'shape', None)}"
+            )
+        count = thumbnails.shape[0]
+        low, high = np.full(count, np.nan), np.full(count, np.nan)
+        chunks: dict[int, Path | bytes | None] = {}
+        for index in range(count):
+            with dask.config.set(scheduler="synchronous"):  # never a default cluster's
+                frame = np.asarray(thumbnails[index])
+            levels, low[index], high[index] = encode_thumbnail(frame)
+            chunks[index] = levels.tobytes() if np.isfinite(low[index]) else None
+        return cls(int(thumbnails.shape[1]), low, high, chunks)
+
+
+def _thumbnail_array(store: Path, count: int, edge_px: int) -> zarr.Array:
+    """The store's ``thumbnail`` array sized for ``count`` rows (kept chunks stay in place)."""
+    shape = (count, edge_px, edge_px)
+    if (store / THUMBNAIL / "zarr.json").is_file():
+        array = zarr.open_array(str(store / THUMBNAIL), mode="r+", zarr_format=3)
+        if array.shape[1:] == shape[1:] and array.dtype == THUMBNAIL_DTYPE:
+            if array.shape != shape:
+                array.resize(shape)
+            return array
+    return zarr.create_array(
+        str(store),
+        name=THUMBNAIL,
+        shape=shape,
+        chunks=(1, edge_px, edge_px),
+        dtype=THUMBNAIL_DTYPE,
+        compressors=None,
+        fill_value=0,
+        dimension_names=("micrograph", "thumb_y", "thumb_x"),
+        overwrite=True,
+    )
+
+
+def _thumbnail_chunk(store: Path, index: int) -> Path:
+    return store / THUMBNAIL / "c" / str(index) / "0" / "0"
+
+
+def _write_thumbnails(store: Path, thumbnails: Thumbnails) -> None:
+    """Size the ``thumbnail`` array and put the new or changed rows' chunks in place.
+
+    A file of levels is hard-linked in (stored once; copied where the file system cannot link).
+    Each chunk replaces the old one whole.
+    """
+    _thumbnail_array(store, len(thumbnails.low), thumbnails.edge_px)
+    size = thumbnails.edge_px**2 * THUMBNAIL_DTYPE.itemsize
+    made: set[Path] = set()
+    for index, source in thumbnails.chunks.items():
+        chunk = _thumbnail_chunk(store, index)
+        if source is None:
+            chunk.unlink(missing_ok=True)
+            continue
+        if chunk.parent not in made:
+            chunk.parent.mkdir(parents=True, exist_ok=True)
+            made.add(chunk.parent)
+        if isinstance(source, bytes):
+            if len(source) != size:
+                raise ValueError(f"thumbnail {index}: {len(source)} bytes, not {size}")
+            write_bytes_atomic(chunk, source)
+            continue
+        with atomic_path(chunk) as tmp:
+            try:
+                os.link(source, tmp)
+            except OSError:  # no hard links here (or across devices): a copy
+                shutil.copyfile(source, tmp)
 
 
 def _node_type(folder: Path) -> str | None:
@@ -131,17 +213,17 @@ def _root_arrays(store: Path) -> list[str]:
     )
 
 
-def _swap_arrays(built: Path, store: Path) -> dict:
+def _swap_arrays(built: Path, store: Path, keep: set[str]) -> dict:
     """Move the arrays of the group at ``built`` into ``store``'s root, replacing the table's.
 
     Each array is renamed into place whole; root arrays of an earlier table that the new one
-    lacks are removed. Returns the attributes of the built group.
+    lacks are removed, but for ``keep``. Returns the attributes of the built group.
     """
     fresh = _root_arrays(built)
     for name in fresh:
         with atomic_path(store / name) as tmp:
             (built / name).rename(tmp)
-    for name in set(_root_arrays(store)) - set(fresh):
+    for name in set(_root_arrays(store)) - set(fresh) - keep:
         shutil.rmtree(store / name, ignore_errors=True)
     return json.loads((built / "zarr.json").read_bytes()).get("attributes", {})
 
@@ -150,8 +232,9 @@ def write_results(
     store: str | os.PathLike[str],
     variables: xr.Dataset | pd.DataFrame,
     *,
-    thumbnails: np.ndarray | xr.DataArray | da.Array | None = None,
+    thumbnails: Thumbnails | np.ndarray | xr.DataArray | da.Array | None = None,
     parameters: dict | None = None,
+    images: ImageIndex | None = None,
 ) -> None:
     """Write (or replace) the per-micrograph table at the store's root, then its metadata.
 
@@ -161,12 +244,17 @@ def write_results(
         The store folder (e.g. ``OUT/micrographs.zarr``); created if missing.
     variables : xarray.Dataset or pandas.DataFrame
         Variables along ``micrograph`` (a DataFrame needs a ``micrograph`` column).
-    thumbnails : array-like, optional
-        ``(micrograph, t, t)`` previews in the order of ``variables`` (see
-        :func:`daskmic.io.thumbnails.make_thumbnail`), stored as float32 ``thumbnail``. A dask
-        array is written chunk by chunk, so a large set's previews never sit in memory whole.
+    thumbnails : Thumbnails or array-like, optional
+        The rows' previews: :class:`Thumbnails` (what changed since the store's last table),
+        or a ``(micrograph, t, t)`` float stack in the order of ``variables`` (see
+        :func:`daskmic.io.thumbnails.make_thumbnail`; a dask array is read frame by frame).
+        Stored as uint8 ``thumbnail`` with ``thumbnail_low``/``thumbnail_high`` (its mapping);
+        :func:`open_results` gives them back as float32 ``thumbnail``.
     parameters : dict, optional
         The run's parameters, stored as JSON in the provenance attributes.
+    images : ImageIndex, optional
+        What the caller knows of the store's images, kept up to date across calls so that the
+        metadata costs only what changed (:func:`publish_metadata`).
 
     Notes
     -----
@@ -175,41 +263,98 @@ def write_results(
     """
     store = Path(store)
     ds = _storable(variables)
+    if thumbnails is not None and not isinstance(thumbnails, Thumbnails):
+        thumbnails = Thumbnails.from_array(thumbnails)
+    if thumbnails is not None:
+        count = ds.sizes.get("micrograph", 0)
+        if len(thumbnails.low) != count:
+            raise ValueError(
+                f"thumbnails must have shape (micrograph={count}, t, t), got "
+                f"{len(thumbnails.low)} thumbnails"
+            )
+        for name, values in zip(THUMBNAIL_MAPPING, (thumbnails.low, thumbnails.high), strict=True):
+            ds[name] = ("micrograph", np.asarray(values, dtype=np.float64))
     encoding: dict = {
         name: {"chunks": ds[name].shape}
         for name in ds.variables
         if ds[name].ndim == 1 and ds[name].size
     }
-    if thumbnails is not None:
-        ds = _with_thumbnails(ds, thumbnails, encoding)
     ds.attrs.update(provenance(parameters))
     ensure_group(store)
     built = store / f".table.tmp-{uuid.uuid4().hex[:8]}"
     try:
-        # In this thread, chunk after chunk: never on a cluster the caller happens to have as
-        # dask's default (its workers may not see these files, and have micrographs to
-        # process), nor in a thread pool (CPython 3.11's ast, which np.load uses, is not
-        # thread-safe).
+        # In this thread: never on a cluster the caller happens to have as dask's default.
         with dask.config.set(scheduler="synchronous"):
             ds.to_zarr(built, mode="w", zarr_format=3, consolidated=False, encoding=encoding)
-        attributes = _swap_arrays(built, store)
+        if thumbnails is not None:
+            _write_thumbnails(store, thumbnails)
+        attributes = _swap_arrays(built, store, {THUMBNAIL} if thumbnails is not None else set())
     finally:
         shutil.rmtree(built, ignore_errors=True)
-    publish_metadata(store, attributes)
+    publish_metadata(store, attributes, images=images)
 
 
-def _series(store: Path) -> list[str]:
-    """Paths of the complete images, collection by collection, sorted by name."""
-    paths = []
-    for collection in COLLECTIONS:
-        folder = store / collection
-        if folder.is_dir():
-            paths += [
-                f"{collection}/{entry.name}"
-                for entry in sorted(folder.iterdir())
-                if not entry.name.startswith(".") and (entry / "zarr.json").is_file()
-            ]
-    return paths
+_EMPTY_CONSOLIDATED = {"kind": "inline", "must_understand": False, "metadata": {}}
+
+
+def _node_metadata(folder: Path) -> dict[str, dict]:
+    """Every node's metadata under ``folder`` (itself included), by path relative to it.
+
+    Groups are walked; arrays' chunks are not. Writes still under a temporary name
+    (``.<name>.tmp-…``) are left out: readers see only what is whole.
+    """
+    try:
+        metadata = json.loads((folder / "zarr.json").read_bytes())
+    except (OSError, ValueError):
+        return {}
+    nodes = {"": metadata}
+    if metadata.get("node_type") == "group":
+        metadata["consolidated_metadata"] = dict(_EMPTY_CONSOLIDATED)  # as zarr lists groups
+        with os.scandir(folder) as entries:
+            names = sorted(e.name for e in entries if e.is_dir() and not e.name.startswith("."))
+        for name in names:
+            for key, value in _node_metadata(folder / name).items():
+                nodes[f"{name}/{key}" if key else name] = value
+    return nodes
+
+
+@dataclass
+class ImageIndex:
+    """The metadata of a store's complete images, kept across rebuilds of its root metadata.
+
+    An image, once whole, is read once; later rebuilds read only the images that are new or
+    named in :meth:`forget` (rewritten), so a rebuild costs what changed, not the set.
+    """
+
+    nodes: dict[str, dict[str, dict]] = field(default_factory=dict)
+    """Per image path (``micrographs/<name>``), its nodes' metadata by path inside it."""
+
+    def forget(self, names: list[str]) -> None:
+        """Read these micrographs' images again at the next rebuild (they were rewritten)."""
+        for collection in COLLECTIONS:
+            for name in names:
+                self.nodes.pop(f"{collection}/{name}", None)
+
+    def refresh(self, store: Path) -> list[str]:
+        """Bring the index up to the store's images; return their paths, sorted by collection."""
+        paths = []
+        for collection in COLLECTIONS:
+            try:
+                with os.scandir(store / collection) as entries:
+                    names = sorted(e.name for e in entries if not e.name.startswith("."))
+            except OSError:  # no such collection
+                continue
+            for name in names:
+                path = f"{collection}/{name}"
+                if path not in self.nodes:
+                    nodes = _node_metadata(store / path)
+                    if not nodes:
+                        continue  # not an image (yet)
+                    self.nodes[path] = nodes
+                paths.append(path)
+        for path in set(self.nodes) - set(paths):
+            del self.nodes[path]
+        return paths
 
 
 def _ome_xml(series: list[str]) -> bytes:
@@ -221,7 +366,12 @@ def _ome_xml(series: list[str]) -> bytes:
     ).encode()
 
 
-def publish_metadata(store: str | os.PathLike[str], attributes: dict | None = None) -> None:
+def publish_metadata(
+    store: str | os.PathLike[str],
+    attributes: dict | None = None,
+    *,
+    images: ImageIndex | None = None,
+) -> None:
     """Rebuild the collection's series list and then the root's consolidated metadata.
 
     Parameters
@@ -230,43 +380,56 @@ def publish_metadata(store: str | os.PathLike[str], attributes: dict | None = No
         The store folder.
     attributes : dict, optional
         The root's own attributes (the table's provenance); the current ones when omitted.
+    images : ImageIndex, optional
+        The images' metadata read by earlier rebuilds (updated here); without it every image
+        is read.
+
+    Notes
+    -----
+    The consolidated metadata lists every node as zarr's own consolidation does (each group
+    with an empty ``consolidated_metadata`` of its own), images still under a temporary name
+    left out. Zarr v3 does not specify consolidation yet; xarray, zarr-python and the NGFF
+    tools read it.
     """
     store = Path(store)
+    images = ImageIndex() if images is None else images
     root = json.loads((store / "zarr.json").read_bytes()) if (store / "zarr.json").is_file() else {}
     attributes = dict(root.get("attributes", {}) if attributes is None else attributes)
     attributes["ome"] = {"version": NGFF_VERSION, "bioformats2raw.layout": 3}
-    series = _series(store)
+    series = images.refresh(store)
     ome = {"zarr_format": 3, "node_type": "group"}
     ome["attributes"] = {"ome": {"version": NGFF_VERSION, "series": series}}
     write_bytes_atomic(store / OME / "METADATA.ome.xml", _ome_xml(series))
     write_bytes_atomic(store / OME / "zarr.json", json.dumps(ome).encode())
-    write_bytes_atomic(
-        store / "zarr.json",
-        json.dumps({"zarr_format": 3, "node_type": "group", "attributes": attributes}).encode(),
-    )
-    # Consolidation reads every node's metadata and writes the root's zarr.json (atomically:
-    # zarr's local store writes under a temporary name and renames). It warns that v3 does not
-    # specify consolidation yet (xarray, zarr-python and the NGFF tools read it) and about the
-    # OME-XML beside the OME group, which the collection layout requires.
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "Consolidated metadata is currently not part")
-        warnings.filterwarnings("ignore", "Object at METADATA.ome.xml is not recognized")
-        zarr.consolidate_metadata(str(store), zarr_format=3)
-    _drop_partial_nodes(store)
+    listed: dict[str, dict] = {}
+    with os.scandir(store) as entries:
+        names = sorted(e.name for e in entries if e.is_dir() and not e.name.startswith("."))
+    for name in names:
+        if name in COLLECTIONS:
+            group = _node_metadata_shallow(store / name)
+            if group is not None:
+                listed[name] = group
+            continue
+        listed.update(
+            {f"{name}/{key}" if key else name: v for key, v in _node_metadata(store / name).items()}
+        )
+    for path in series:
+        listed.update({f"{path}/{k}" if k else path: v for k, v in images.nodes[path].items()})
+    consolidated = {**_EMPTY_CONSOLIDATED, "metadata": listed}
+    root = {"zarr_format": 3, "node_type": "group", "attributes": attributes}
+    root["consolidated_metadata"] = consolidated
+    write_bytes_atomic(store / "zarr.json", json.dumps(root).encode())
 
 
-def _drop_partial_nodes(store: Path) -> None:
-    """Keep writes still under a temporary name (``.<name>.tmp-…``) out of what readers see.
-
-    zarr consolidates every node it finds, so an image a worker was writing when the table was
-    rebuilt (or was killed writing) would be listed; readers must see only what is whole.
-    """
-    root = json.loads((store / "zarr.json").read_bytes())
-    listed = root.get("consolidated_metadata", {}).get("metadata", {})
-    whole = {k: v for k, v in listed.items() if not any(p.startswith(".") for p in k.split("/"))}
-    if len(whole) != len(listed):
-        root["consolidated_metadata"]["metadata"] = whole
-        write_bytes_atomic(store / "zarr.json", json.dumps(root).encode())
+def _node_metadata_shallow(folder: Path) -> dict | None:
+    """A group's own metadata, as consolidation lists it (its members not walked)."""
+    try:
+        metadata = json.loads((folder / "zarr.json").read_bytes())
+    except (OSError, ValueError):
+        return None
+    if metadata.get("node_type") == "group":
+        metadata["consolidated_metadata"] = dict(_EMPTY_CONSOLIDATED)
+    return metadata
 
 
 def _open_root(store: Path) -> zarr.Group:
@@ -276,7 +439,8 @@ def _open_root(store: Path) -> zarr.Group:
 def open_results(store: str | os.PathLike[str]) -> xr.Dataset:
     """Read a store's table back as a (lazy) Dataset; strings come back as Python objects.
 
-    The same as ``xr.open_zarr(store)``, with the strings as objects.
+    The same as ``xr.open_zarr(store)``, with the strings as objects and ``thumbnail`` as
+    float32 grey values (:func:`daskmic.io.thumbnails.decode_thumbnails`, lazily).
     """
     store = Path(store)
     if "micrograph" not in _root_arrays(store):
@@ -285,6 +449,11 @@ def open_results(store: str | os.PathLike[str]) -> xr.Dataset:
     for name, variable in ds.variables.items():
         if variable.dtype.kind in "UST":
             ds[name] = variable.copy(data=_strings_as_objects(np.asarray(variable.values)))
+    if THUMBNAIL in ds and all(name in ds for name in THUMBNAIL_MAPPING):
+        low, high = (ds[name] for name in THUMBNAIL_MAPPING)
+        levels = ds[THUMBNAIL]
+        values = decode_thumbnails(levels.astype(np.float64), low, high)
+        ds[THUMBNAIL] = values.astype(np.float32).transpose(*levels.dims)
     return ds
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +21,11 @@ from daskmic.io import write_csv, write_results, write_star, write_xmd
 from daskmic.io.atomic import write_bytes_atomic
 from daskmic.io.star import check_star_text
 from daskmic.io.tables import OPTICS_COLUMNS
+from daskmic.io.thumbnails import THUMBNAIL_DTYPE
+from daskmic.io.zarr_store import ImageIndex, Thumbnails
 from daskmic.run.config import RunConfig
 from daskmic.run.layout import OutputLayout
-from daskmic.run.manifest import Manifest
+from daskmic.run.manifest import Manifest, canonical_json
 from daskmic.run.optics_groups import optics_table
 from daskmic.run.publish_sets import write_preprocess_set, write_tilt_set
 from daskmic.run.unit import Source
@@ -133,6 +136,7 @@ def _write_star(
 def _publish_preprocess(
     out: OutputLayout,
     table: pd.DataFrame,
+    written: pd.Series,
     manifest: Manifest,
     config: RunConfig,
     stream_open: bool,
@@ -143,7 +147,7 @@ def _publish_preprocess(
     optics, groups = _optics(done, manifest, config, True)
     _write_star(out.micrographs_star, done, done["output_path"], optics, groups)
     write_preprocess_set(
-        out.scipion_set("micrographs"), done, optics, groups, stream_open=stream_open
+        out.scipion_set("micrographs"), done, optics, groups, written, stream_open=stream_open
     )
     write_xmd(
         out.micrographs_xmd,
@@ -169,6 +173,7 @@ def _split(table: pd.DataFrame, params: TiltParams) -> pd.DataFrame:
 def _publish_tilt(
     out: OutputLayout,
     table: pd.DataFrame,
+    written: pd.Series,
     manifest: Manifest,
     config: RunConfig,
     stream_open: bool,
@@ -181,14 +186,155 @@ def _publish_tilt(
         optics, groups = _optics(part, manifest, config, False)
         _write_star(out.split_star(status), part, names, optics, groups)
         write_tilt_set(
-            out.scipion_set(status), part, names, optics, groups, stream_open=stream_open
+            out.scipion_set(status), part, names, optics, groups, written, stream_open=stream_open
         )
         text = "".join(f"{path}\n" for path in part["path"])
         write_bytes_atomic(out.split_list(status), text.encode())
 
 
+class Publisher:
+    """Keeps an output folder's tables and zarr store equal to its records, at the cost of
+    what changed.
+
+    It remembers what it published: the rows (a record is read once, again only when its file
+    changes), the thumbnails' order in the store (only new, moved or rewritten ones are linked
+    in) and the images' metadata (:class:`daskmic.io.zarr_store.ImageIndex`). The tables are
+    written whole from the remembered rows, sorted by micrograph name, so every publish gives
+    the files a single publish of the same records gives. When the store changed behind its
+    back (another process published), it starts over from the records.
+
+    Parameters
+    ----------
+    out_dir : pathlib.Path
+        The output folder.
+    config : RunConfig
+        The run's steps and options.
+    """
+
+    def __init__(self, out_dir: Path, config: RunConfig) -> None:
+        self.manifest = Manifest(Path(out_dir))
+        self.config = config
+        self._rows: dict[str, dict[str, Any]] = {}
+        self._stamps: dict[str, tuple[int, int]] = {}
+        self._written: dict[str, float] = {}
+        self._published: list[str] | None = None
+        self._store_stamp: tuple[int, int] | None = None
+        self._stream_open: bool | None = None
+        self._images = ImageIndex()
+        self._mappings: dict[str, tuple[float, float, Path | bytes | None]] = {}
+
+    def _scan(self) -> set[str]:
+        """Read the records written since the last scan; the micrographs whose row changed."""
+        changed: set[str] = set()
+        seen: set[str] = set()
+        folder = self.manifest.records_dir
+        with os.scandir(folder) if folder.is_dir() else nullcontext(iter(())) as entries:
+            for entry in entries:
+                if entry.name.startswith(".") or not entry.name.endswith(".json"):
+                    continue
+                name = entry.name[: -len(".json")]
+                try:
+                    info = entry.stat()
+                except OSError:  # removed since the listing
+                    continue
+                seen.add(name)
+                stamp = (info.st_ino, info.st_mtime_ns)
+                if self._stamps.get(name) == stamp:
+                    continue
+                self._stamps[name] = stamp
+                self._written[name] = info.st_mtime
+                record = self.manifest.read(name)
+                if record is not None:
+                    self._rows[name] = record["row"]
+                elif self._rows.pop(name, None) is None:
+                    continue  # unreadable, and never published
+                changed.add(name)
+        for name in set(self._stamps) - seen:
+            del self._stamps[name]
+            self._written.pop(name, None)
+            if self._rows.pop(name, None) is not None:
+                changed.add(name)
+        return changed
+
+    def _stamp(self) -> tuple[int, int] | None:
+        try:
+            info = os.stat(self.manifest.layout.zarr / "zarr.json")
+        except OSError:
+            return None
+        return (info.st_ino, info.st_mtime_ns)
+
+    def _thumbnails(self, names: list[str], changed: set[str]) -> Thumbnails:
+        """The thumbnails of ``names``; chunks for those not already in the store at their row."""
+        published = self._published if self._stamp() == self._store_stamp else None
+        edge_px = self.config.thumbnail_px
+        low, high = np.full(len(names), np.nan), np.full(len(names), np.nan)
+        chunks: dict[int, Path | bytes | None] = {}
+        for index, name in enumerate(names):
+            stays = (
+                published is not None
+                and index < len(published)
+                and published[index] == name
+                and name not in changed
+            )
+            mapping = self._mappings.get(name) if stays else None
+            if mapping is None:
+                mapping = self._mapping(name, edge_px)
+                chunks[index] = mapping[2]
+            low[index], high[index] = mapping[0], mapping[1]
+        return Thumbnails(edge_px, low, high, chunks)
+
+    def _mapping(self, name: str, edge_px: int) -> tuple[float, float, Path | bytes | None]:
+        """A stored thumbnail's mapping and what to put in the store (NaN, None: none)."""
+        stored = self.manifest.thumbnail(name)
+        if stored is None:
+            found: tuple[float, float, Path | bytes | None] = (np.nan, np.nan, None)
+        elif stored.levels.shape == (edge_px, edge_px):
+            found = (stored.low, stored.high, stored.path)
+        else:  # made with another thumbnail size: cropped or padded with level 0
+            frame = np.zeros((edge_px, edge_px), THUMBNAIL_DTYPE)
+            part = stored.levels[:edge_px, :edge_px]
+            frame[: part.shape[0], : part.shape[1]] = part
+            found = (stored.low, stored.high, frame.tobytes())
+        self._mappings[name] = found
+        return found
+
+    def publish(self, *, stream_open: bool = False) -> list[dict[str, Any]]:
+        """Bring the tables and the zarr store up to the records; see :func:`publish`."""
+        changed = self._scan()
+        rows = [self._rows[name] for name in sorted(self._rows)]
+        current = self._stamp() == self._store_stamp and self._published is not None
+        if not rows or (not changed and current and stream_open == self._stream_open):
+            return rows
+        out, config = self.manifest.layout, self.config
+        table = _ordered(pd.DataFrame(rows), LEADING)
+        if config.tilt is not None:
+            table = _split(table, config.tilt)
+        written = pd.Series(self._written)
+        write_csv(out.micrographs_csv, table)
+        if config.preprocess is not None:
+            _publish_preprocess(out, table, written, self.manifest, config, stream_open)
+        if config.tilt is not None:
+            _publish_tilt(out, table, written, self.manifest, config, stream_open)
+        names = list(table["micrograph"])
+        thumbnails = self._thumbnails(names, changed) if config.preprocess is not None else None
+        self._images.forget(sorted(changed))
+        write_results(
+            out.zarr, table, thumbnails=thumbnails, parameters=config.to_dict(), images=self._images
+        )
+        self._published, self._store_stamp, self._stream_open = names, self._stamp(), stream_open
+        return rows
+
+
+_PUBLISHERS: dict[tuple[str, str], Publisher] = {}
+"""This process's publishers, by output folder and parameters: what each has published."""
+
+
 def publish(out_dir: Path, config: RunConfig, *, stream_open: bool = False) -> list[dict[str, Any]]:
-    """Rewrite every table and the zarr store of ``out_dir`` from its records.
+    """Bring every table and the zarr store of ``out_dir`` up to its records.
+
+    The files are those a single rebuild from all the records gives (sorted by micrograph
+    name); the work is what changed since this process last published the folder with the same
+    parameters (:class:`Publisher`), and nothing when nothing did.
 
     Parameters
     ----------
@@ -205,22 +351,12 @@ def publish(out_dir: Path, config: RunConfig, *, stream_open: bool = False) -> l
     list of dict
         The recorded rows, sorted by micrograph name.
     """
-    manifest = Manifest(out_dir)
-    rows = manifest.rows()
-    if not rows:
-        return rows
-    out = manifest.layout
-    table = _ordered(pd.DataFrame(rows), LEADING)
-    if config.tilt is not None:
-        table = _split(table, config.tilt)
-    write_csv(out.micrographs_csv, table)
-    if config.preprocess is not None:
-        _publish_preprocess(out, table, manifest, config, stream_open)
-    if config.tilt is not None:
-        _publish_tilt(out, table, manifest, config, stream_open)
-    stack = manifest.thumbnail_stack(list(table["micrograph"]), config.thumbnail_px)
-    write_results(out.zarr, table, thumbnails=stack, parameters=config.to_dict())
-    return rows
+    key = (os.path.abspath(out_dir), canonical_json(config.to_dict()))
+    publisher = _PUBLISHERS.pop(key, None) or Publisher(Path(key[0]), config)
+    _PUBLISHERS[key] = publisher  # the most recent last
+    while len(_PUBLISHERS) > 4:
+        del _PUBLISHERS[next(iter(_PUBLISHERS))]
+    return publisher.publish(stream_open=stream_open)
 
 
 def select(

@@ -20,7 +20,6 @@ import pandas as pd
 from daskmic.io.readers import read_header
 from daskmic.io.scipion import ACQUISITION
 from daskmic.io.scipion_write import write_set
-from daskmic.run.manifest import Manifest
 from daskmic.tilt.angle import ANGLE_COLUMNS
 
 TILT_ATTRIBUTES = {
@@ -94,12 +93,12 @@ def _items(
     return items
 
 
-def _creation(manifest: Manifest, names: pd.Series) -> list[str]:
-    """Per micrograph, when its record was written (local time, as sqlite's ``datetime``)."""
-    return [
-        time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(manifest.record_path(n).stat().st_mtime))
-        for n in names
-    ]
+def _creation(written: pd.Series, names: pd.Series) -> list[str]:
+    """Per micrograph, when its record was written (local time, as sqlite's ``datetime``).
+
+    ``written`` gives the records' modification times (seconds since the epoch) by micrograph.
+    """
+    return [time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(written[n])) for n in names]
 
 
 def _dims(path: str) -> tuple[int, int] | None:
@@ -114,6 +113,7 @@ def write_preprocess_set(
     done: pd.DataFrame,
     optics: pd.DataFrame,
     groups: np.ndarray,
+    written: pd.Series,
     *,
     stream_open: bool,
 ) -> None:
@@ -123,7 +123,7 @@ def write_preprocess_set(
     dims = None
     if len(done):
         dims = (int(done["output_ny"].iloc[0]), int(done["output_nx"].iloc[0]))
-    creation = _creation(Manifest(path.parent), done["micrograph"])
+    creation = _creation(written, done["micrograph"])
     write_set(path, items, stream_open=stream_open, dims=dims, creation=creation)
 
 
@@ -133,6 +133,7 @@ def write_tilt_set(
     names: pd.Series,
     optics: pd.DataFrame,
     groups: np.ndarray,
+    written: pd.Series,
     *,
     stream_open: bool,
 ) -> None:
@@ -148,5 +149,5 @@ def write_tilt_set(
         if column in part.columns:
             items[angle_attribute(column)] = part[column].to_numpy()
     dims = _dims(str(part["path"].iloc[0])) if len(part) else None
-    creation = _creation(Manifest(path.parent), part["micrograph"])
+    creation = _creation(written, part["micrograph"])
     write_set(path, items, stream_open=stream_open, dims=dims, creation=creation)
