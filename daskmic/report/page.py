@@ -121,12 +121,12 @@ class OutputFolder:
         """
         name = str(row["micrograph"])
         if self.live:
-            stored_path = Manifest(self.out_dir).thumbnail_path(name)
-            return thumbnail_data(np.load(stored_path)) if stored_path.is_file() else None
+            stored = Manifest(self.out_dir).thumbnail(name)
+            return None if stored is None else thumbnail_data(stored.values())
         if self.thumbnails is not None and name in self.thumbnails["micrograph"].values:
-            stored = np.asarray(self.thumbnails.sel(micrograph=name).values)
-            if np.isfinite(stored).any():
-                return thumbnail_data(stored)
+            values = np.asarray(self.thumbnails.sel(micrograph=name).values)
+            if np.isfinite(values).any():
+                return thumbnail_data(values)
         path = row.get("path")
         if not isinstance(path, str) or not Path(path).is_file():
             return None
