@@ -326,8 +326,9 @@ class ImageIndex:
     named in :meth:`forget` (rewritten), so a rebuild costs what changed, not the set.
     """
 
-    nodes: dict[str, dict[str, dict]] = field(default_factory=dict)
-    """Per image path (``micrographs/<name>``), its nodes' metadata by path inside it."""
+    nodes: dict[str, str] = field(default_factory=dict)
+    """Per image path (``micrographs/<name>``), its nodes' metadata as consolidated JSON
+    members (``"micrographs/<name>": {…}, "micrographs/<name>/0": {…}, …``), serialised once."""
 
     def forget(self, names: list[str]) -> None:
         """Read these micrographs' images again at the next rebuild (they were rewritten)."""
@@ -350,7 +351,9 @@ class ImageIndex:
                     nodes = _node_metadata(store / path)
                     if not nodes:
                         continue  # not an image (yet)
-                    self.nodes[path] = nodes
+                    self.nodes[path] = _members_json(
+                        {f"{path}/{key}" if key else path: v for key, v in nodes.items()}
+                    )
                 paths.append(path)
         for path in set(self.nodes) - set(paths):
             del self.nodes[path]
@@ -393,9 +396,9 @@ def publish_metadata(
     """
     store = Path(store)
     images = ImageIndex() if images is None else images
-    root = json.loads((store / "zarr.json").read_bytes()) if (store / "zarr.json").is_file() else {}
-    attributes = dict(root.get("attributes", {}) if attributes is None else attributes)
-    attributes["ome"] = {"version": NGFF_VERSION, "bioformats2raw.layout": 3}
+    if attributes is None:
+        attributes = json.loads((store / "zarr.json").read_bytes()).get("attributes", {})
+    attributes = {**attributes, "ome": {"version": NGFF_VERSION, "bioformats2raw.layout": 3}}
     series = images.refresh(store)
     ome = {"zarr_format": 3, "node_type": "group"}
     ome["attributes"] = {"ome": {"version": NGFF_VERSION, "series": series}}
@@ -413,12 +416,21 @@ def publish_metadata(
         listed.update(
             {f"{name}/{key}" if key else name: v for key, v in _node_metadata(store / name).items()}
         )
-    for path in series:
-        listed.update({f"{path}/{k}" if k else path: v for k, v in images.nodes[path].items()})
-    consolidated = {**_EMPTY_CONSOLIDATED, "metadata": listed}
-    root = {"zarr_format": 3, "node_type": "group", "attributes": attributes}
-    root["consolidated_metadata"] = consolidated
-    write_bytes_atomic(store / "zarr.json", json.dumps(root).encode())
+    members = [_members_json(listed), *(images.nodes[path] for path in series)]
+    # The root's JSON is assembled from the images' members serialised once: at thousands of
+    # images it is megabytes, and re-encoding it at every publish would cost the set's size.
+    root = json.dumps({"zarr_format": 3, "node_type": "group", "attributes": attributes})
+    consolidated = json.dumps({k: v for k, v in _EMPTY_CONSOLIDATED.items() if k != "metadata"})
+    text = (
+        f'{root[:-1]}, "consolidated_metadata": {consolidated[:-1]}, '
+        f'"metadata": {{{", ".join(m for m in members if m)}}}}}}}'
+    )
+    write_bytes_atomic(store / "zarr.json", text.encode())
+
+
+def _members_json(nodes: dict[str, dict]) -> str:
+    """``nodes`` as the members of a JSON object (no braces)."""
+    return json.dumps(nodes)[1:-1]
 
 
 def _node_metadata_shallow(folder: Path) -> dict | None:

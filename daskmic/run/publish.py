@@ -27,7 +27,7 @@ from daskmic.run.config import RunConfig
 from daskmic.run.layout import OutputLayout
 from daskmic.run.manifest import Manifest, canonical_json
 from daskmic.run.optics_groups import optics_table
-from daskmic.run.publish_sets import write_preprocess_set, write_tilt_set
+from daskmic.run.publish_sets import relative_path, write_preprocess_set, write_tilt_set
 from daskmic.run.unit import Source
 from daskmic.tilt.params import TiltParams
 from daskmic.tilt.select import split
@@ -67,7 +67,7 @@ def _ordered(table: pd.DataFrame, leading: list[str]) -> pd.DataFrame:
 
 def _project_path(path: str) -> str:
     """A path relative to the working directory (RELION's project convention)."""
-    return os.path.relpath(path, Path.cwd())
+    return relative_path(path, os.getcwd())
 
 
 def check_table_names(out_dir: str | os.PathLike[str], sources: list[Source]) -> None:

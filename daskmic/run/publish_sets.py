@@ -10,6 +10,7 @@ columns as ``_tilt_angle_deg``, ``_tilt_axis_deg``, ``_tilt_defocus_mean_A``, ..
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from pathlib import Path
@@ -37,10 +38,16 @@ _OPTICS = {
 }
 
 
+@functools.lru_cache(maxsize=2**17)
+def relative_path(path: str, start: str) -> str:
+    """``os.path.relpath(path, start)``, remembered: every publish names every micrograph."""
+    return os.path.relpath(path, start)
+
+
 def set_path(path: str) -> str:
     """A path as a set stores it: relative to the working directory when under it."""
     absolute = os.path.abspath(path)
-    relative = os.path.relpath(absolute, Path.cwd())
+    relative = relative_path(absolute, os.getcwd())
     return absolute if relative.startswith("..") else relative
 
 
@@ -98,7 +105,12 @@ def _creation(written: pd.Series, names: pd.Series) -> list[str]:
 
     ``written`` gives the records' modification times (seconds since the epoch) by micrograph.
     """
-    return [time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(written[n])) for n in names]
+    return [_local_time(written[n]) for n in names]
+
+
+@functools.lru_cache(maxsize=2**17)
+def _local_time(seconds: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds))
 
 
 def _dims(path: str) -> tuple[int, int] | None:
