@@ -30,7 +30,8 @@ from typing import Any
 import numpy as np
 import zarr
 
-from daskmic.io.atomic import atomic_path, write_bytes_atomic
+from daskmic.io.atomic import atomic_path
+from daskmic.io.storage import Location, write_whole
 
 NGFF_VERSION = "0.5"
 PYRAMID_MIN_PX = 512
@@ -46,10 +47,10 @@ COLLECTIONS = (MICROGRAPHS, PSD)
 _GROUP_JSON = b'{"zarr_format": 3, "node_type": "group", "attributes": {}}'
 
 
-def ensure_group(path: Path) -> None:
-    """Create the zarr v3 group metadata at ``path`` if missing (atomic, race-safe)."""
+def ensure_group(path: Location) -> None:
+    """Create the zarr v3 group metadata at ``path`` if missing (whole, race-safe)."""
     if not (path / "zarr.json").is_file():
-        write_bytes_atomic(path / "zarr.json", _GROUP_JSON)
+        write_whole(path / "zarr.json", _GROUP_JSON)
 
 
 def check_name(name: str) -> None:

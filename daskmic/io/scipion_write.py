@@ -5,9 +5,11 @@ from __future__ import annotations
 import math
 import os
 import sqlite3
+import tempfile
 import time
 from collections.abc import Mapping
 from contextlib import closing
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -21,6 +23,7 @@ from daskmic.io.scipion import (
     STREAM_OPEN,
     number,
 )
+from daskmic.io.storage import Location, is_local, location, write_whole
 
 _SQL_TYPES = {"Integer": "INTEGER", "Float": "REAL", "Boolean": "INTEGER"}
 _BASIC_COLUMNS = ("id", "enabled", "label", "comment", "creation")
@@ -79,7 +82,7 @@ def _properties(
 
 
 def write_set(
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | Location,
     items: pd.DataFrame,
     *,
     stream_open: bool,
@@ -116,7 +119,14 @@ def write_set(
         for r, stamp in zip(items.to_dict("records"), times, strict=True)
     ]
     insert_class = "INSERT INTO Classes (label_property, column_name, class_name) VALUES (?, ?, ?)"
-    with atomic_path(path) as tmp, closing(sqlite3.connect(tmp)) as db:
+    destination = location(path)
+    if not is_local(destination):  # sqlite needs a file: built here, then uploaded whole
+        with tempfile.TemporaryDirectory() as folder:
+            built = Path(folder, "set.sqlite")
+            write_set(built, items, stream_open=stream_open, dims=dims, creation=creation)
+            write_whole(destination, built.read_bytes())
+        return
+    with atomic_path(destination) as tmp, closing(sqlite3.connect(tmp)) as db:
         _create_tables(db, kinds, columns)
         db.executemany(
             "INSERT INTO Properties (key, value) VALUES (?, ?)",

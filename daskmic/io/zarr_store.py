@@ -33,7 +33,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
@@ -43,8 +43,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 import zarr
+from zarr.storage import FsspecStore
 
-from daskmic.io.atomic import atomic_path, write_bytes_atomic
+from daskmic.io.atomic import atomic_path
 from daskmic.io.contract import spatial_coords
 from daskmic.io.ngff import (
     COLLECTIONS,
@@ -53,6 +54,7 @@ from daskmic.io.ngff import (
     ensure_group,
     image_scale_A,
 )
+from daskmic.io.storage import Location, StorageOptions, is_local, location, write_whole
 from daskmic.io.thumbnails import THUMBNAIL_DTYPE, decode_thumbnails, encode_thumbnail
 
 OME = "OME"
@@ -143,17 +145,50 @@ class Thumbnails:
         return cls(int(thumbnails.shape[1]), low, high, chunks)
 
 
-def _thumbnail_array(store: Path, count: int, edge_px: int) -> zarr.Array:
+def _zarr_target(loc: Location) -> str | FsspecStore:
+    """What zarr and xarray open for ``loc``: a local folder's path, or an fsspec store."""
+    if is_local(loc):
+        return str(loc)
+    return FsspecStore.from_url(str(loc), storage_options=dict(loc.storage_options))
+
+
+def _folders(loc: Location) -> list[str]:
+    """Names of the folders (prefixes) right under ``loc``, sorted; hidden ones left out."""
+    if is_local(loc):
+        try:
+            with os.scandir(loc) as entries:
+                names = [e.name for e in entries if e.is_dir()]
+        except OSError:  # not there (yet)
+            return []
+    else:
+        loc.fs.invalidate_cache(loc.path)  # a listing from an earlier publish is stale
+        try:
+            entries = loc.fs.ls(loc.path, detail=True)
+        except FileNotFoundError:
+            return []
+        names = [PurePosixPath(e["name"]).name for e in entries if e["type"] == "directory"]
+    return sorted(name for name in names if not name.startswith("."))
+
+
+def _remove(loc: Location) -> None:
+    """Remove a folder (prefix) and everything under it, if there."""
+    if is_local(loc):
+        shutil.rmtree(loc, ignore_errors=True)
+    elif loc.fs.exists(loc.path):
+        loc.fs.rm(loc.path, recursive=True)
+
+
+def _thumbnail_array(store: Location, count: int, edge_px: int) -> zarr.Array:
     """The store's ``thumbnail`` array sized for ``count`` rows (kept chunks stay in place)."""
     shape = (count, edge_px, edge_px)
-    if (store / THUMBNAIL / "zarr.json").is_file():
-        array = zarr.open_array(str(store / THUMBNAIL), mode="r+", zarr_format=3)
+    if _node_type(store / THUMBNAIL) == "array":
+        array = zarr.open_array(_zarr_target(store / THUMBNAIL), mode="r+", zarr_format=3)
         if array.shape[1:] == shape[1:] and array.dtype == THUMBNAIL_DTYPE:
             if array.shape != shape:
                 array.resize(shape)
             return array
     return zarr.create_array(
-        str(store),
+        _zarr_target(store),
         name=THUMBNAIL,
         shape=shape,
         chunks=(1, edge_px, edge_px),
@@ -165,71 +200,84 @@ def _thumbnail_array(store: Path, count: int, edge_px: int) -> zarr.Array:
     )
 
 
-def _thumbnail_chunk(store: Path, index: int) -> Path:
+def _thumbnail_chunk(store: Location, index: int) -> Location:
     return store / THUMBNAIL / "c" / str(index) / "0" / "0"
 
 
-def _write_thumbnails(store: Path, thumbnails: Thumbnails) -> None:
+def _write_thumbnails(store: Location, thumbnails: Thumbnails) -> None:
     """Size the ``thumbnail`` array and put the new or changed rows' chunks in place.
 
-    A file of levels is hard-linked in (stored once; copied where the file system cannot link).
-    Each chunk replaces the old one whole.
+    A file of levels is hard-linked in (stored once; copied where the file system cannot link;
+    on an object store, copied by the store itself). Each chunk replaces the old one whole.
     """
     _thumbnail_array(store, len(thumbnails.low), thumbnails.edge_px)
     size = thumbnails.edge_px**2 * THUMBNAIL_DTYPE.itemsize
-    made: set[Path] = set()
     for index, source in thumbnails.chunks.items():
         chunk = _thumbnail_chunk(store, index)
         if source is None:
             chunk.unlink(missing_ok=True)
-            continue
-        if chunk.parent not in made:
-            chunk.parent.mkdir(parents=True, exist_ok=True)
-            made.add(chunk.parent)
-        if isinstance(source, bytes):
+        elif isinstance(source, bytes):
             if len(source) != size:
                 raise ValueError(f"thumbnail {index}: {len(source)} bytes, not {size}")
-            write_bytes_atomic(chunk, source)
-            continue
-        with atomic_path(chunk) as tmp:
-            try:
-                os.link(source, tmp)
-            except OSError:  # no hard links here (or across devices): a copy
-                shutil.copyfile(source, tmp)
+            write_whole(chunk, source)
+        elif is_local(chunk):
+            _link(Path(source), chunk)
+        elif type(source) is type(chunk) and source.fs is chunk.fs:
+            chunk.fs.copy(source.path, chunk.path)  # one server-side copy
+        else:
+            write_whole(chunk, source.read_bytes())
 
 
-def _node_type(folder: Path) -> str | None:
+def _link(source: Path, chunk: Path) -> None:
+    """Put ``source`` at ``chunk`` by a hard link (a copy where none can be made), whole."""
+    chunk.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(chunk) as tmp:
+        try:
+            os.link(source, tmp)
+        except OSError:  # no hard links here (or across devices)
+            shutil.copyfile(source, tmp)
+
+
+def _read_json(loc: Location) -> dict | None:
     try:
-        return json.loads((folder / "zarr.json").read_bytes()).get("node_type")
+        found = json.loads(loc.read_bytes())
     except (OSError, ValueError):
         return None
+    return found if isinstance(found, dict) else None
 
 
-def _root_arrays(store: Path) -> list[str]:
-    return sorted(
-        entry.name
-        for entry in (store.iterdir() if store.is_dir() else ())
-        if not entry.name.startswith(".") and _node_type(entry) == "array"
-    )
+def _node_type(folder: Location) -> str | None:
+    return (_read_json(folder / "zarr.json") or {}).get("node_type")
 
 
-def _swap_arrays(built: Path, store: Path, keep: set[str]) -> dict:
+def _root_arrays(store: Location) -> list[str]:
+    return [name for name in _folders(store) if _node_type(store / name) == "array"]
+
+
+def _swap_arrays(built: Location, store: Location, keep: set[str]) -> dict:
     """Move the arrays of the group at ``built`` into ``store``'s root, replacing the table's.
 
-    Each array is renamed into place whole; root arrays of an earlier table that the new one
-    lacks are removed, but for ``keep``. Returns the attributes of the built group.
+    Locally each array is renamed into place whole; on an object store each object is copied
+    over the old one by the store (whole; readers go by the consolidated metadata, rebuilt
+    after). Root arrays of an earlier table that the new one lacks are removed, but for
+    ``keep``. Returns the attributes of the built group.
     """
     fresh = _root_arrays(built)
     for name in fresh:
-        with atomic_path(store / name) as tmp:
-            (built / name).rename(tmp)
+        if is_local(store):
+            with atomic_path(store / name) as tmp:
+                (built / name).rename(tmp)
+        else:
+            source, target = (built / name).path, (store / name).path
+            objects = store.fs.find(source)  # one to one: a folder copy would nest in target
+            store.fs.copy(objects, [target + key[len(source) :] for key in objects])
     for name in set(_root_arrays(store)) - set(fresh) - keep:
-        shutil.rmtree(store / name, ignore_errors=True)
-    return json.loads((built / "zarr.json").read_bytes()).get("attributes", {})
+        _remove(store / name)
+    return (_read_json(built / "zarr.json") or {}).get("attributes", {})
 
 
 def write_results(
-    store: str | os.PathLike[str],
+    store: str | os.PathLike[str] | Location,
     variables: xr.Dataset | pd.DataFrame,
     *,
     thumbnails: Thumbnails | np.ndarray | xr.DataArray | da.Array | None = None,
@@ -240,8 +288,9 @@ def write_results(
 
     Parameters
     ----------
-    store : path-like
-        The store folder (e.g. ``OUT/micrographs.zarr``); created if missing.
+    store : path-like, URL or Location
+        The store folder (e.g. ``OUT/micrographs.zarr``), or a URL as a Location carrying its
+        storage options; created if missing.
     variables : xarray.Dataset or pandas.DataFrame
         Variables along ``micrograph`` (a DataFrame needs a ``micrograph`` column).
     thumbnails : Thumbnails or array-like, optional
@@ -261,7 +310,7 @@ def write_results(
     Images already in the store are kept; the collection's series list and the consolidated
     metadata are rebuilt last (:func:`publish_metadata`), so they list exactly what is whole.
     """
-    store = Path(store)
+    store = location(store)
     ds = _storable(variables)
     if thumbnails is not None and not isinstance(thumbnails, Thumbnails):
         thumbnails = Thumbnails.from_array(thumbnails)
@@ -285,34 +334,33 @@ def write_results(
     try:
         # In this thread: never on a cluster the caller happens to have as dask's default.
         with dask.config.set(scheduler="synchronous"):
-            ds.to_zarr(built, mode="w", zarr_format=3, consolidated=False, encoding=encoding)
+            ds.to_zarr(
+                _zarr_target(built), mode="w", zarr_format=3, consolidated=False, encoding=encoding
+            )
         if thumbnails is not None:
             _write_thumbnails(store, thumbnails)
         attributes = _swap_arrays(built, store, {THUMBNAIL} if thumbnails is not None else set())
     finally:
-        shutil.rmtree(built, ignore_errors=True)
+        _remove(built)
     publish_metadata(store, attributes, images=images)
 
 
 _EMPTY_CONSOLIDATED = {"kind": "inline", "must_understand": False, "metadata": {}}
 
 
-def _node_metadata(folder: Path) -> dict[str, dict]:
+def _node_metadata(folder: Location) -> dict[str, dict]:
     """Every node's metadata under ``folder`` (itself included), by path relative to it.
 
     Groups are walked; arrays' chunks are not. Writes still under a temporary name
     (``.<name>.tmp-…``) are left out: readers see only what is whole.
     """
-    try:
-        metadata = json.loads((folder / "zarr.json").read_bytes())
-    except (OSError, ValueError):
+    metadata = _read_json(folder / "zarr.json")
+    if metadata is None:
         return {}
     nodes = {"": metadata}
     if metadata.get("node_type") == "group":
         metadata["consolidated_metadata"] = dict(_EMPTY_CONSOLIDATED)  # as zarr lists groups
-        with os.scandir(folder) as entries:
-            names = sorted(e.name for e in entries if e.is_dir() and not e.name.startswith("."))
-        for name in names:
+        for name in _folders(folder):
             for key, value in _node_metadata(folder / name).items():
                 nodes[f"{name}/{key}" if key else name] = value
     return nodes
@@ -336,16 +384,11 @@ class ImageIndex:
             for name in names:
                 self.nodes.pop(f"{collection}/{name}", None)
 
-    def refresh(self, store: Path) -> list[str]:
+    def refresh(self, store: Location) -> list[str]:
         """Bring the index up to the store's images; return their paths, sorted by collection."""
         paths = []
         for collection in COLLECTIONS:
-            try:
-                with os.scandir(store / collection) as entries:
-                    names = sorted(e.name for e in entries if not e.name.startswith("."))
-            except OSError:  # no such collection
-                continue
-            for name in names:
+            for name in _folders(store / collection):
                 path = f"{collection}/{name}"
                 if path not in self.nodes:
                     nodes = _node_metadata(store / path)
@@ -370,7 +413,7 @@ def _ome_xml(series: list[str]) -> bytes:
 
 
 def publish_metadata(
-    store: str | os.PathLike[str],
+    store: str | os.PathLike[str] | Location,
     attributes: dict | None = None,
     *,
     images: ImageIndex | None = None,
@@ -394,20 +437,18 @@ def publish_metadata(
     left out. Zarr v3 does not specify consolidation yet; xarray, zarr-python and the NGFF
     tools read it.
     """
-    store = Path(store)
+    store = location(store)
     images = ImageIndex() if images is None else images
     if attributes is None:
-        attributes = json.loads((store / "zarr.json").read_bytes()).get("attributes", {})
+        attributes = (_read_json(store / "zarr.json") or {}).get("attributes", {})
     attributes = {**attributes, "ome": {"version": NGFF_VERSION, "bioformats2raw.layout": 3}}
     series = images.refresh(store)
     ome = {"zarr_format": 3, "node_type": "group"}
     ome["attributes"] = {"ome": {"version": NGFF_VERSION, "series": series}}
-    write_bytes_atomic(store / OME / "METADATA.ome.xml", _ome_xml(series))
-    write_bytes_atomic(store / OME / "zarr.json", json.dumps(ome).encode())
+    write_whole(store / OME / "METADATA.ome.xml", _ome_xml(series))
+    write_whole(store / OME / "zarr.json", json.dumps(ome).encode())
     listed: dict[str, dict] = {}
-    with os.scandir(store) as entries:
-        names = sorted(e.name for e in entries if e.is_dir() and not e.name.startswith("."))
-    for name in names:
+    for name in _folders(store):
         if name in COLLECTIONS:
             group = _node_metadata_shallow(store / name)
             if group is not None:
@@ -425,7 +466,7 @@ def publish_metadata(
         f'{root[:-1]}, "consolidated_metadata": {consolidated[:-1]}, '
         f'"metadata": {{{", ".join(m for m in members if m)}}}}}}}'
     )
-    write_bytes_atomic(store / "zarr.json", text.encode())
+    write_whole(store / "zarr.json", text.encode())
 
 
 def _members_json(nodes: dict[str, dict]) -> str:
@@ -433,31 +474,37 @@ def _members_json(nodes: dict[str, dict]) -> str:
     return json.dumps(nodes)[1:-1]
 
 
-def _node_metadata_shallow(folder: Path) -> dict | None:
+def _node_metadata_shallow(folder: Location) -> dict | None:
     """A group's own metadata, as consolidation lists it (its members not walked)."""
-    try:
-        metadata = json.loads((folder / "zarr.json").read_bytes())
-    except (OSError, ValueError):
-        return None
-    if metadata.get("node_type") == "group":
+    metadata = _read_json(folder / "zarr.json")
+    if metadata is not None and metadata.get("node_type") == "group":
         metadata["consolidated_metadata"] = dict(_EMPTY_CONSOLIDATED)
     return metadata
 
 
-def _open_root(store: Path) -> zarr.Group:
-    return zarr.open_group(str(store), mode="r", zarr_format=3, use_consolidated=True)
+def _open_root(store: Location) -> zarr.Group:
+    return zarr.open_group(_zarr_target(store), mode="r", zarr_format=3, use_consolidated=True)
 
 
-def open_results(store: str | os.PathLike[str]) -> xr.Dataset:
+def open_results(
+    store: str | os.PathLike[str] | Location, storage_options: StorageOptions | None = None
+) -> xr.Dataset:
     """Read a store's table back as a (lazy) Dataset; strings come back as Python objects.
 
     The same as ``xr.open_zarr(store)``, with the strings as objects and ``thumbnail`` as
     float32 grey values (:func:`daskmic.io.thumbnails.decode_thumbnails`, lazily).
+
+    Parameters
+    ----------
+    store : path-like, URL or Location
+        The store folder, or its URL (``s3://bucket/run/micrographs.zarr``).
+    storage_options : dict, optional
+        For a URL: its filesystem's options (credentials, endpoint).
     """
-    store = Path(store)
-    if "micrograph" not in _root_arrays(store):
+    store = location(store, storage_options)
+    if _node_type(store / "micrograph") != "array":
         raise FileNotFoundError(f"{store}: not a daskmic results store (no table at its root)")
-    ds = xr.open_zarr(store, zarr_format=3, consolidated=True)
+    ds = xr.open_zarr(_zarr_target(store), zarr_format=3, consolidated=True)
     for name, variable in ds.variables.items():
         if variable.dtype.kind in "UST":
             ds[name] = variable.copy(data=_strings_as_objects(np.asarray(variable.values)))

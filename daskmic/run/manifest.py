@@ -25,6 +25,7 @@ import numpy as np
 
 from daskmic.errors import UsageError
 from daskmic.io.atomic import write_bytes_atomic
+from daskmic.io.storage import write_whole
 from daskmic.io.thumbnails import THUMBNAIL_DTYPE, decode_thumbnails, encode_thumbnail
 from daskmic.run.layout import OutputLayout
 
@@ -236,8 +237,8 @@ class Manifest:
         """
         levels, low, high = encode_thumbnail(thumbnail)
         mapping = {"low": low, "high": high, "shape": list(levels.shape)}
-        write_bytes_atomic(self.layout.thumbnail_mapping(micrograph), json.dumps(mapping).encode())
-        write_bytes_atomic(self.thumbnail_path(micrograph), levels.tobytes())
+        write_whole(self.layout.thumbnail_mapping(micrograph), json.dumps(mapping).encode())
+        write_whole(self.thumbnail_path(micrograph), levels.tobytes())
 
     def thumbnail(self, micrograph: str) -> StoredThumbnail | None:
         """The stored thumbnail of ``micrograph``, or None when it has none (or half of one)."""

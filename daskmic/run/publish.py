@@ -18,9 +18,8 @@ import pandas as pd
 
 from daskmic.errors import UsageError
 from daskmic.io import write_csv, write_results, write_star, write_xmd
-from daskmic.io.atomic import write_bytes_atomic
 from daskmic.io.star import check_star_text
-from daskmic.io.storage import is_url
+from daskmic.io.storage import is_url, write_whole
 from daskmic.io.tables import OPTICS_COLUMNS
 from daskmic.io.thumbnails import THUMBNAIL_DTYPE
 from daskmic.io.zarr_store import ImageIndex, Thumbnails
@@ -190,7 +189,7 @@ def _publish_tilt(
             out.scipion_set(status), part, names, optics, groups, written, stream_open=stream_open
         )
         text = "".join(f"{path}\n" for path in part["path"])
-        write_bytes_atomic(out.split_list(status), text.encode())
+        write_whole(out.split_list(status), text.encode())
 
 
 class Publisher:
