@@ -43,6 +43,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 import zarr
+from upath import UPath
 from zarr.storage import FsspecStore
 
 from daskmic.io.atomic import atomic_path
@@ -115,7 +116,7 @@ class Thumbnails:
         Their side.
     low, high : numpy.ndarray
         Per row, the grey values of levels 0 and 255 (NaN: the row has no thumbnail).
-    chunks : dict of int to pathlib.Path, bytes or None
+    chunks : dict of int to Location, bytes or None
         The rows whose stored thumbnail is new or changed: a file of raw levels to link into
         the store, the levels' bytes, or None (the row has none). The others are in the store
         already, at their row.
@@ -124,7 +125,7 @@ class Thumbnails:
     edge_px: int
     low: np.ndarray
     high: np.ndarray
-    chunks: dict[int, Path | bytes | None]
+    chunks: dict[int, Location | bytes | None]
 
     @classmethod
     def from_array(cls, thumbnails: Any) -> Thumbnails:
@@ -136,7 +137,7 @@ class Thumbnails:
             )
         count = thumbnails.shape[0]
         low, high = np.full(count, np.nan), np.full(count, np.nan)
-        chunks: dict[int, Path | bytes | None] = {}
+        chunks: dict[int, Location | bytes | None] = {}
         for index in range(count):
             with dask.config.set(scheduler="synchronous"):  # never a default cluster's
                 frame = np.asarray(thumbnails[index])
@@ -168,6 +169,11 @@ def _folders(loc: Location) -> list[str]:
             return []
         names = [PurePosixPath(e["name"]).name for e in entries if e["type"] == "directory"]
     return sorted(name for name in names if not name.startswith("."))
+
+
+def _key(loc: Location) -> str:
+    """``loc``'s path as its filesystem names it."""
+    return loc.path if isinstance(loc, UPath) else str(loc)
 
 
 def _remove(loc: Location) -> None:
@@ -220,9 +226,9 @@ def _write_thumbnails(store: Location, thumbnails: Thumbnails) -> None:
             if len(source) != size:
                 raise ValueError(f"thumbnail {index}: {len(source)} bytes, not {size}")
             write_whole(chunk, source)
-        elif is_local(chunk):
-            _link(Path(source), chunk)
-        elif type(source) is type(chunk) and source.fs is chunk.fs:
+        elif isinstance(chunk, Path) and isinstance(source, Path):
+            _link(source, chunk)
+        elif isinstance(chunk, UPath) and isinstance(source, UPath) and source.fs is chunk.fs:
             chunk.fs.copy(source.path, chunk.path)  # one server-side copy
         else:
             write_whole(chunk, source.read_bytes())
@@ -264,11 +270,11 @@ def _swap_arrays(built: Location, store: Location, keep: set[str]) -> dict:
     """
     fresh = _root_arrays(built)
     for name in fresh:
-        if is_local(store):
+        if isinstance(store, Path):
             with atomic_path(store / name) as tmp:
                 (built / name).rename(tmp)
         else:
-            source, target = (built / name).path, (store / name).path
+            source, target = _key(built / name), _key(store / name)
             objects = store.fs.find(source)  # one to one: a folder copy would nest in target
             store.fs.copy(objects, [target + key[len(source) :] for key in objects])
     for name in set(_root_arrays(store)) - set(fresh) - keep:

@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from contextlib import nullcontext
-from pathlib import Path
-from typing import Any
+from pathlib import Path, PurePosixPath
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
+from upath import UPath
 
 from daskmic.errors import UsageError
 from daskmic.io import write_csv, write_results, write_star, write_xmd
 from daskmic.io.star import check_star_text
-from daskmic.io.storage import is_url, write_whole
+from daskmic.io.storage import Location, is_url, write_whole
 from daskmic.io.tables import OPTICS_COLUMNS
 from daskmic.io.thumbnails import THUMBNAIL_DTYPE
 from daskmic.io.zarr_store import ImageIndex, Thumbnails
@@ -205,50 +205,43 @@ class Publisher:
 
     Parameters
     ----------
-    out_dir : pathlib.Path
-        The output folder.
+    out_dir : Location
+        The output folder (a URL as a Location carrying its storage options).
     config : RunConfig
         The run's steps and options.
     """
 
-    def __init__(self, out_dir: Path, config: RunConfig) -> None:
-        self.manifest = Manifest(Path(out_dir))
+    def __init__(self, out_dir: Location, config: RunConfig) -> None:
+        self.manifest = Manifest(cast(Any, out_dir))  # a URL once the manifest takes one (#15)
         self.config = config
         self._rows: dict[str, dict[str, Any]] = {}
-        self._stamps: dict[str, tuple[int, int]] = {}
+        self._stamps: dict[str, object] = {}
         self._written: dict[str, float] = {}
         self._published: list[str] | None = None
-        self._store_stamp: tuple[int, int] | None = None
+        self._store_stamp: object = None
         self._stream_open: bool | None = None
         self._images = ImageIndex()
-        self._mappings: dict[str, tuple[float, float, Path | bytes | None]] = {}
+        self._mappings: dict[str, tuple[float, float, Location | bytes | None]] = {}
 
     def _scan(self) -> set[str]:
         """Read the records written since the last scan; the micrographs whose row changed."""
         changed: set[str] = set()
         seen: set[str] = set()
-        folder = self.manifest.records_dir
-        with os.scandir(folder) if folder.is_dir() else nullcontext(iter(())) as entries:
-            for entry in entries:
-                if entry.name.startswith(".") or not entry.name.endswith(".json"):
-                    continue
-                name = entry.name[: -len(".json")]
-                try:
-                    info = entry.stat()
-                except OSError:  # removed since the listing
-                    continue
-                seen.add(name)
-                stamp = (info.st_ino, info.st_mtime_ns)
-                if self._stamps.get(name) == stamp:
-                    continue
-                self._stamps[name] = stamp
-                self._written[name] = info.st_mtime
-                record = self.manifest.read(name)
-                if record is not None:
-                    self._rows[name] = record["row"]
-                elif self._rows.pop(name, None) is None:
-                    continue  # unreadable, and never published
-                changed.add(name)
+        for file, (stamp, written) in _listing(self.manifest.records_dir).items():
+            if file.startswith(".") or not file.endswith(".json"):
+                continue
+            name = file[: -len(".json")]
+            seen.add(name)
+            if self._stamps.get(name) == stamp:
+                continue
+            self._stamps[name] = stamp
+            self._written[name] = written
+            record = self.manifest.read(name)
+            if record is not None:
+                self._rows[name] = record["row"]
+            elif self._rows.pop(name, None) is None:
+                continue  # unreadable, and never published
+            changed.add(name)
         for name in set(self._stamps) - seen:
             del self._stamps[name]
             self._written.pop(name, None)
@@ -256,19 +249,17 @@ class Publisher:
                 changed.add(name)
         return changed
 
-    def _stamp(self) -> tuple[int, int] | None:
-        try:
-            info = os.stat(self.manifest.layout.zarr / "zarr.json")
-        except OSError:
-            return None
-        return (info.st_ino, info.st_mtime_ns)
+    def _stamp(self) -> object:
+        """What identifies the store's root metadata as written (None when there is none)."""
+        root = self.manifest.layout.zarr / "zarr.json"
+        return _listing(root.parent).get(root.name, (None, 0.0))[0]
 
     def _thumbnails(self, names: list[str], changed: set[str]) -> Thumbnails:
         """The thumbnails of ``names``; chunks for those not already in the store at their row."""
         published = self._published if self._stamp() == self._store_stamp else None
         edge_px = self.config.thumbnail_px
         low, high = np.full(len(names), np.nan), np.full(len(names), np.nan)
-        chunks: dict[int, Path | bytes | None] = {}
+        chunks: dict[int, Location | bytes | None] = {}
         for index, name in enumerate(names):
             stays = (
                 published is not None
@@ -283,11 +274,11 @@ class Publisher:
             low[index], high[index] = mapping[0], mapping[1]
         return Thumbnails(edge_px, low, high, chunks)
 
-    def _mapping(self, name: str, edge_px: int) -> tuple[float, float, Path | bytes | None]:
+    def _mapping(self, name: str, edge_px: int) -> tuple[float, float, Location | bytes | None]:
         """A stored thumbnail's mapping and what to put in the store (NaN, None: none)."""
         stored = self.manifest.thumbnail(name)
         if stored is None:
-            found: tuple[float, float, Path | bytes | None] = (np.nan, np.nan, None)
+            found: tuple[float, float, Location | bytes | None] = (np.nan, np.nan, None)
         elif stored.levels.shape == (edge_px, edge_px):
             found = (stored.low, stored.high, stored.path)
         else:  # made with another thumbnail size: cropped or padded with level 0
@@ -329,7 +320,39 @@ _PUBLISHERS: dict[tuple[str, str], Publisher] = {}
 """This process's publishers, by output folder and parameters: what each has published."""
 
 
-def publish(out_dir: Path, config: RunConfig, *, stream_open: bool = False) -> list[dict[str, Any]]:
+def _listing(folder: Location) -> dict[str, tuple[object, float]]:
+    """The files in ``folder`` (one listing): what identifies each one's current content (a
+    local file's inode and modification time, an object's ETag) and when it was written."""
+    found: dict[str, tuple[object, float]] = {}
+    if isinstance(folder, Path):
+        try:
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    try:
+                        info = entry.stat()
+                    except OSError:  # removed since the listing
+                        continue
+                    found[entry.name] = ((info.st_ino, info.st_mtime_ns), info.st_mtime)
+        except OSError:  # no such folder (yet)
+            pass
+        return found
+    folder.fs.invalidate_cache(folder.path)
+    try:
+        entries = folder.fs.ls(folder.path, detail=True)
+    except FileNotFoundError:
+        return found
+    for entry in entries:
+        if entry.get("type") == "file":
+            modified = entry.get("LastModified") or entry.get("mtime") or entry.get("created")
+            seconds = modified.timestamp() if hasattr(modified, "timestamp") else float("nan")
+            stamp = (entry.get("ETag"), str(modified), entry.get("size"))
+            found[PurePosixPath(entry["name"]).name] = (stamp, seconds)
+    return found
+
+
+def publish(
+    out_dir: Location, config: RunConfig, *, stream_open: bool = False
+) -> list[dict[str, Any]]:
     """Bring every table and the zarr store of ``out_dir`` up to its records.
 
     The files are those a single rebuild from all the records gives (sorted by micrograph
@@ -338,8 +361,8 @@ def publish(out_dir: Path, config: RunConfig, *, stream_open: bool = False) -> l
 
     Parameters
     ----------
-    out_dir : pathlib.Path
-        The output folder.
+    out_dir : Location
+        The output folder (a URL as a Location carrying its storage options).
     config : RunConfig
         The run's steps and options.
     stream_open : bool
@@ -351,8 +374,9 @@ def publish(out_dir: Path, config: RunConfig, *, stream_open: bool = False) -> l
     list of dict
         The recorded rows, sorted by micrograph name.
     """
-    key = (os.path.abspath(out_dir), canonical_json(config.to_dict()))
-    publisher = _PUBLISHERS.pop(key, None) or Publisher(Path(key[0]), config)
+    out = out_dir if isinstance(out_dir, UPath) else Path(os.path.abspath(out_dir))
+    key = (str(out), canonical_json(config.to_dict()))
+    publisher = _PUBLISHERS.pop(key, None) or Publisher(out, config)
     _PUBLISHERS[key] = publisher  # the most recent last
     while len(_PUBLISHERS) > 4:
         del _PUBLISHERS[next(iter(_PUBLISHERS))]
