@@ -123,6 +123,24 @@ def test_a_publish_touches_only_what_changed(run):
     assert len(list((store / "thumbnail").rglob("c/*/*/*"))) == 6
 
 
+def test_a_new_process_publishes_only_what_changed_since(run):
+    out, sources, digest = run
+    _process(out, sources, digest, [0, 2, 3, 6])
+    publish(out, CONFIG, stream_open=True)
+    store = OutputLayout(out).zarr
+    chunks = {p: p.stat().st_mtime_ns for p in (store / "thumbnail").rglob("c/*/*/*")}
+    daskmic.run.publish._PUBLISHERS.clear()  # a new process, e.g. resuming
+    _process(out, sources, digest, [7, 2])  # one new after the others, one retried
+    publish(out, CONFIG)
+    kept = {p: t for p, t in chunks.items() if p.parts[-3] != "1"}  # row 1: mic_002, retried
+    assert {p: p.stat().st_mtime_ns for p in kept} == kept, "nothing published is redone"
+    resumed = _snapshot(out)
+    _unpublish(out)
+    daskmic.run.publish._PUBLISHERS.clear()
+    publish(out, CONFIG)
+    assert _snapshot(out) == resumed
+
+
 def test_thumbnails_are_stored_once(run):
     out, sources, digest = run
     _process(out, sources, digest, range(3))

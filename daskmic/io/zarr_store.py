@@ -206,7 +206,8 @@ def _thumbnail_array(store: Location, count: int, edge_px: int) -> zarr.Array:
     )
 
 
-def _thumbnail_chunk(store: Location, index: int) -> Location:
+def thumbnail_chunk(store: Location, index: int) -> Location:
+    """Where row ``index``'s thumbnail is (raw levels: one chunk, uncompressed)."""
     return store / THUMBNAIL / "c" / str(index) / "0" / "0"
 
 
@@ -219,7 +220,7 @@ def _write_thumbnails(store: Location, thumbnails: Thumbnails) -> None:
     _thumbnail_array(store, len(thumbnails.low), thumbnails.edge_px)
     size = thumbnails.edge_px**2 * THUMBNAIL_DTYPE.itemsize
     for index, source in thumbnails.chunks.items():
-        chunk = _thumbnail_chunk(store, index)
+        chunk = thumbnail_chunk(store, index)
         if source is None:
             chunk.unlink(missing_ok=True)
         elif isinstance(source, bytes):
@@ -389,6 +390,31 @@ class ImageIndex:
         for collection in COLLECTIONS:
             for name in names:
                 self.nodes.pop(f"{collection}/{name}", None)
+
+    def adopt(self, store: Path) -> dict[str, np.ndarray]:
+        """Take the images' metadata from the store's root (what the last rebuild listed).
+
+        Returns the root's table as it was published: ``micrograph`` and, when stored, the
+        thumbnails' mapping (:data:`THUMBNAIL_MAPPING`), as numpy arrays; empty when the
+        store has no consolidated table.
+        """
+        root = _read_json(store / "zarr.json") or {}
+        listed = (root.get("consolidated_metadata") or {}).get("metadata") or {}
+        if listed.get("micrograph", {}).get("node_type") != "array":
+            return {}
+        images: dict[str, dict[str, dict]] = {}
+        for key, metadata in listed.items():
+            parts = key.split("/")
+            if len(parts) >= 2 and parts[0] in COLLECTIONS:
+                path = "/".join(parts[:2])
+                images.setdefault(path, {})[key] = metadata
+        self.nodes = {path: _members_json(nodes) for path, nodes in images.items()}
+        names = ["micrograph", *THUMBNAIL_MAPPING]
+        return {
+            name: np.asarray(zarr.open_array(str(store / name), mode="r", zarr_format=3)[...])
+            for name in names
+            if name in listed
+        }
 
     def refresh(self, store: Location) -> list[str]:
         """Bring the index up to the store's images; return their paths, sorted by collection."""

@@ -22,7 +22,7 @@ from daskmic.io.star import check_star_text
 from daskmic.io.storage import Location, is_url, write_whole
 from daskmic.io.tables import OPTICS_COLUMNS
 from daskmic.io.thumbnails import THUMBNAIL_DTYPE
-from daskmic.io.zarr_store import ImageIndex, Thumbnails
+from daskmic.io.zarr_store import THUMBNAIL_MAPPING, ImageIndex, Thumbnails, thumbnail_chunk
 from daskmic.run.config import RunConfig
 from daskmic.run.layout import OutputLayout
 from daskmic.run.manifest import Manifest, canonical_json
@@ -289,9 +289,46 @@ class Publisher:
         self._mappings[name] = found
         return found
 
+    def _adopt(self, changed: set[str]) -> set[str]:
+        """Take over what an earlier process published in this (local) store; the micrographs
+        it published as they are now.
+
+        Those whose record is older than the store's root metadata keep their images'
+        metadata and, when their thumbnail chunk is still the manifest's file (a hard link to
+        it), their thumbnail: a new process on a published folder reads and links only what
+        changed since.
+        """
+        store = self.manifest.layout.zarr
+        if not isinstance(store, Path) or not (store / "zarr.json").is_file():
+            return set()
+        published = self._images.adopt(store)
+        if "micrograph" not in published:
+            return set()
+        names = [str(name) for name in published["micrograph"]]
+        root_ns = (store / "zarr.json").stat().st_mtime_ns
+        index = {name: i for i, name in enumerate(names)}
+        kept = set()
+        for name in changed & set(index):
+            stamp = self._stamps[name]
+            if not (isinstance(stamp, tuple) and stamp[1] < root_ns):
+                continue  # recorded since that rebuild (or not known when)
+            if set(THUMBNAIL_MAPPING) <= set(published):
+                low, high = (float(published[k][index[name]]) for k in THUMBNAIL_MAPPING)
+                thumbnail = self.manifest.thumbnail_path(name)
+                if not np.isnan(low):
+                    if not _same_file(thumbnail, thumbnail_chunk(store, index[name])):
+                        continue
+                    self._mappings[name] = (low, high, thumbnail)
+            kept.add(name)
+        self._published, self._store_stamp = names, self._stamp()
+        return kept
+
     def publish(self, *, stream_open: bool = False) -> list[dict[str, Any]]:
         """Bring the tables and the zarr store up to the records; see :func:`publish`."""
+        first = self._published is None
         changed = self._scan()
+        if first:
+            changed -= self._adopt(changed)
         rows = [self._rows[name] for name in sorted(self._rows)]
         current = self._stamp() == self._store_stamp and self._published is not None
         if not rows or (not changed and current and stream_open == self._stream_open):
@@ -318,6 +355,14 @@ class Publisher:
 
 _PUBLISHERS: dict[tuple[str, str], Publisher] = {}
 """This process's publishers, by output folder and parameters: what each has published."""
+
+
+def _same_file(a: Location, b: Location) -> bool:
+    """Whether ``a`` and ``b`` are one local file (hard links of it)."""
+    try:
+        return isinstance(a, Path) and isinstance(b, Path) and os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def _listing(folder: Location) -> dict[str, tuple[object, float]]:
