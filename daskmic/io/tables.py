@@ -20,6 +20,7 @@ import starfile
 from daskmic.io.atomic import write_bytes_atomic
 from daskmic.io.errors import MicrographError
 from daskmic.io.star import star_block, star_label
+from daskmic.io.storage import Location
 from daskmic.io.xmd import read_blocks
 
 TABLE_SUFFIXES = (".star", ".xmd", ".csv")
@@ -145,7 +146,7 @@ def _require_columns(df: pd.DataFrame, columns: tuple[str, ...], parameter: str)
 
 
 def write_star(
-    path: str | os.PathLike[str], micrographs: pd.DataFrame, optics: pd.DataFrame
+    path: str | os.PathLike[str] | Location, micrographs: pd.DataFrame, optics: pd.DataFrame
 ) -> None:
     """Write a RELION 3.1+ micrograph STAR file (``data_optics`` + ``data_micrographs``).
 
@@ -182,7 +183,7 @@ def write_star(
     write_bytes_atomic(path, text.encode("utf-8"))
 
 
-def write_csv(path: str | os.PathLike[str], df: pd.DataFrame) -> None:
+def write_csv(path: str | os.PathLike[str] | Location, df: pd.DataFrame) -> None:
     """Write ``df`` as CSV (no index column), atomically.
 
     Text is always quoted: Python's CSV writer leaves a carriage return in a value unquoted,
@@ -206,7 +207,7 @@ def _enabled(df: pd.DataFrame) -> np.ndarray:
 
 
 def write_xmd(
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | Location,
     df: pd.DataFrame,
     *,
     path_column: str | None = None,
