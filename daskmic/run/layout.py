@@ -279,11 +279,17 @@ def _overwritten_urls(
     for name in OWNED_FOLDERS:
         owned = f"{out}/{name}"
         conflicts += [(given, owned) for url, given in urls.items() if _inside(url, owned, "/")]
-    files = [f"{out}/{name}" for name in (*TABLE_NAMES, REPORT_NAME)]
-    kinds = _micrograph_kinds(config)
-    files += [f"{out}/{folder}/{file.format(m)}" for m in micrographs for folder, file in kinds]
-    conflicts += [(urls[file], file) for file in files if file in urls]
+    for folder, name in _planned(config, micrographs):
+        file = "/".join(part for part in (out, folder, name) if part)
+        conflicts += [(urls[file], file)] if file in urls else []
     return list(dict.fromkeys(conflicts))
+
+
+def _planned(config: RunConfig, micrographs: Iterable[str]) -> list[tuple[str, str]]:
+    """``(folder, file name)`` of every file a run writes (folder "" for the output folder)."""
+    files = [("", name) for name in (*TABLE_NAMES, REPORT_NAME)]
+    kinds = _micrograph_kinds(config)
+    return files + [(folder, file.format(m)) for m in micrographs for folder, file in kinds]
 
 
 def _identity(path: str | os.PathLike[str]) -> tuple[int, int] | None:
@@ -362,9 +368,7 @@ def overwritten_inputs(
     for name in OWNED_FOLDERS:
         owned = os.path.realpath(out / name)
         conflicts += [(p, str(out / name)) for p, r in real.items() if _inside(r, owned)]
-    files = [("", name) for name in (*TABLE_NAMES, REPORT_NAME)]
-    kinds = _micrograph_kinds(config)
-    files += [(folder, file.format(m)) for m in micrographs for folder, file in kinds]
+    files = _planned(config, micrographs)
     folders = {}
     for folder in {folder for folder, _ in files}:
         path = os.path.join(out, folder)
