@@ -10,18 +10,25 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
+import yaml
 import zarr
 
 from daskmic.datasets import synthesize_micrograph
 from daskmic.errors import UsageError
 from daskmic.io import write_csv
 from daskmic.io.mrc_write import mrc_bytes, write_mrc
-from daskmic.io.storage import location, write_whole, zarr_store
+from daskmic.io.storage import list_files, location, write_whole, zarr_store
 from daskmic.preprocessing.params import PreprocessParams
 from daskmic.report.page import write_report
 from daskmic.run.config import RunConfig
@@ -243,3 +250,51 @@ def test_the_report_of_an_s3_folder_is_one_object_without_the_storage_options(ra
     assert text.count("data:image/png;base64") >= 2, "the PSD images, read from S3"
     for data in _objects(layout.root).values():
         assert s3.url.encode() not in data and b'"secret"' not in data
+
+
+@pytest.mark.slow
+def test_a_cli_run_killed_midway_on_s3_and_resumed_equals_an_uninterrupted_one(
+    tmp_path, s3, client
+):
+    """SIGKILL a ``daskmic run -o s3://…`` (its config holds the endpoint) once records appear."""
+    raw = tmp_path / "raw"
+    for seed in range(8):
+        image, _ = synthesize_micrograph((512, 512), pixel_size_A=1.0, seed=seed, hot_pixels=3)
+        write_mrc(raw / f"mic_{seed}.mrc", image, 1.0)
+    values = {**TILT.to_dict(), "storage_options": s3.storage_options}
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(values))
+    out = s3.bucket() + "/out"
+    command = [sys.executable, "-m", "daskmic.cli", "run", str(tmp_path / "run.yaml"),
+               str(raw / "*.mrc"), "-o", out, "--no-report", "--workers", "1",
+               "--threads-per-worker", "1"]
+    records = location(out, s3.storage_options) / ".daskmic" / "records"
+    run = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           env={**os.environ, "PYTHONPATH": str(Path.cwd())})
+    try:
+        deadline = time.monotonic() + 120
+        while not list_files(records):
+            assert time.monotonic() < deadline and run.poll() is None, "no record appeared"
+            time.sleep(0.05)
+        children = psutil.Process(run.pid).children(recursive=True)
+        run.send_signal(signal.SIGKILL)
+        run.wait(60)
+        psutil.wait_procs(children, timeout=30)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    config = _with_s3(TILT, s3)
+    at_kill = set(Manifest(location(out, s3.storage_options)).done(
+        prepare(str(raw / "*.mrc"), out, config)[1]))
+    assert 1 <= len(at_kill) < 8, "the kill came in the middle"
+
+    sources, digest = prepare(str(raw / "*.mrc"), out, config)
+    process_sources(client, sources, out, config, digest, batch_size=100)
+    whole = s3.bucket() + "/out"
+    sources, digest = prepare(str(raw / "*.mrc"), whole, config)
+    process_sources(client, sources, whole, config, digest, batch_size=100)
+    ours = _objects(location(out, s3.storage_options))
+    theirs = _objects(location(whole, s3.storage_options))
+    assert set(ours) == set(theirs)
+    assert _comparable(ours, out) == _comparable(theirs, whole)
+    zarr_objects = [name for name in ours if name.startswith("micrographs.zarr/")]
+    assert zarr_objects and all(ours[name] == theirs[name] for name in zarr_objects)
