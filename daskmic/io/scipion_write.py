@@ -5,11 +5,9 @@ from __future__ import annotations
 import math
 import os
 import sqlite3
-import tempfile
 import time
 from collections.abc import Mapping
 from contextlib import closing
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -23,7 +21,7 @@ from daskmic.io.scipion import (
     STREAM_OPEN,
     number,
 )
-from daskmic.io.storage import Location, is_local, location, write_whole
+from daskmic.io.storage import Location
 
 _SQL_TYPES = {"Integer": "INTEGER", "Float": "REAL", "Boolean": "INTEGER"}
 _BASIC_COLUMNS = ("id", "enabled", "label", "comment", "creation")
@@ -119,14 +117,7 @@ def write_set(
         for r, stamp in zip(items.to_dict("records"), times, strict=True)
     ]
     insert_class = "INSERT INTO Classes (label_property, column_name, class_name) VALUES (?, ?, ?)"
-    destination = location(path)
-    if not is_local(destination):  # sqlite needs a file: built here, then uploaded whole
-        with tempfile.TemporaryDirectory() as folder:
-            built = Path(folder, "set.sqlite")
-            write_set(built, items, stream_open=stream_open, dims=dims, creation=creation)
-            write_whole(destination, built.read_bytes())
-        return
-    with atomic_path(destination) as tmp, closing(sqlite3.connect(tmp)) as db:
+    with atomic_path(path) as tmp, closing(sqlite3.connect(tmp)) as db:
         _create_tables(db, kinds, columns)
         db.executemany(
             "INSERT INTO Properties (key, value) VALUES (?, ?)",

@@ -44,7 +44,6 @@ import pandas as pd
 import xarray as xr
 import zarr
 from upath import UPath
-from zarr.storage import FsspecStore
 
 from daskmic.io.atomic import atomic_path
 from daskmic.io.contract import spatial_coords
@@ -55,7 +54,15 @@ from daskmic.io.ngff import (
     ensure_group,
     image_scale_A,
 )
-from daskmic.io.storage import Location, StorageOptions, is_local, location, write_whole
+from daskmic.io.storage import (
+    Location,
+    StorageOptions,
+    is_local,
+    location,
+    remove,
+    write_whole,
+    zarr_store,
+)
 from daskmic.io.thumbnails import THUMBNAIL_DTYPE, decode_thumbnails, encode_thumbnail
 
 OME = "OME"
@@ -146,13 +153,6 @@ class Thumbnails:
         return cls(int(thumbnails.shape[1]), low, high, chunks)
 
 
-def _zarr_target(loc: Location) -> str | FsspecStore:
-    """What zarr and xarray open for ``loc``: a local folder's path, or an fsspec store."""
-    if is_local(loc):
-        return str(loc)
-    return FsspecStore.from_url(str(loc), storage_options=dict(loc.storage_options))
-
-
 def _folders(loc: Location) -> list[str]:
     """Names of the folders (prefixes) right under ``loc``, sorted; hidden ones left out."""
     if is_local(loc):
@@ -176,25 +176,17 @@ def _key(loc: Location) -> str:
     return loc.path if isinstance(loc, UPath) else str(loc)
 
 
-def _remove(loc: Location) -> None:
-    """Remove a folder (prefix) and everything under it, if there."""
-    if is_local(loc):
-        shutil.rmtree(loc, ignore_errors=True)
-    elif loc.fs.exists(loc.path):
-        loc.fs.rm(loc.path, recursive=True)
-
-
 def _thumbnail_array(store: Location, count: int, edge_px: int) -> zarr.Array:
     """The store's ``thumbnail`` array sized for ``count`` rows (kept chunks stay in place)."""
     shape = (count, edge_px, edge_px)
     if _node_type(store / THUMBNAIL) == "array":
-        array = zarr.open_array(_zarr_target(store / THUMBNAIL), mode="r+", zarr_format=3)
+        array = zarr.open_array(zarr_store(store / THUMBNAIL), mode="r+", zarr_format=3)
         if array.shape[1:] == shape[1:] and array.dtype == THUMBNAIL_DTYPE:
             if array.shape != shape:
                 array.resize(shape)
             return array
     return zarr.create_array(
-        _zarr_target(store),
+        zarr_store(store),
         name=THUMBNAIL,
         shape=shape,
         chunks=(1, edge_px, edge_px),
@@ -279,7 +271,7 @@ def _swap_arrays(built: Location, store: Location, keep: set[str]) -> dict:
             objects = store.fs.find(source)  # one to one: a folder copy would nest in target
             store.fs.copy(objects, [target + key[len(source) :] for key in objects])
     for name in set(_root_arrays(store)) - set(fresh) - keep:
-        _remove(store / name)
+        remove(store / name)
     return (_read_json(built / "zarr.json") or {}).get("attributes", {})
 
 
@@ -342,13 +334,13 @@ def write_results(
         # In this thread: never on a cluster the caller happens to have as dask's default.
         with dask.config.set(scheduler="synchronous"):
             ds.to_zarr(
-                _zarr_target(built), mode="w", zarr_format=3, consolidated=False, encoding=encoding
+                zarr_store(built), mode="w", zarr_format=3, consolidated=False, encoding=encoding
             )
         if thumbnails is not None:
             _write_thumbnails(store, thumbnails)
         attributes = _swap_arrays(built, store, {THUMBNAIL} if thumbnails is not None else set())
     finally:
-        _remove(built)
+        remove(built)
     publish_metadata(store, attributes, images=images)
 
 
@@ -515,7 +507,7 @@ def _node_metadata_shallow(folder: Location) -> dict | None:
 
 
 def _open_root(store: Location) -> zarr.Group:
-    return zarr.open_group(_zarr_target(store), mode="r", zarr_format=3, use_consolidated=True)
+    return zarr.open_group(zarr_store(store), mode="r", zarr_format=3, use_consolidated=True)
 
 
 def open_results(
@@ -536,7 +528,7 @@ def open_results(
     store = location(store, storage_options)
     if _node_type(store / "micrograph") != "array":
         raise FileNotFoundError(f"{store}: not a daskmic results store (no table at its root)")
-    ds = xr.open_zarr(_zarr_target(store), zarr_format=3, consolidated=True)
+    ds = xr.open_zarr(zarr_store(store), zarr_format=3, consolidated=True)
     for name, variable in ds.variables.items():
         if variable.dtype.kind in "UST":
             ds[name] = variable.copy(data=_strings_as_objects(np.asarray(variable.values)))

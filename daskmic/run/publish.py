@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path, PurePosixPath
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,7 +19,7 @@ from upath import UPath
 from daskmic.errors import UsageError
 from daskmic.io import write_csv, write_results, write_star, write_xmd
 from daskmic.io.star import check_star_text
-from daskmic.io.storage import Location, is_url, write_whole
+from daskmic.io.storage import Location, StorageOptions, is_url, location, write_whole
 from daskmic.io.tables import OPTICS_COLUMNS
 from daskmic.io.thumbnails import THUMBNAIL_DTYPE
 from daskmic.io.zarr_store import THUMBNAIL_MAPPING, ImageIndex, Thumbnails, thumbnail_chunk
@@ -111,7 +111,7 @@ def _optics(
 
 
 def _write_star(
-    path: Path, table: pd.DataFrame, names: pd.Series, optics: pd.DataFrame, groups: np.ndarray
+    path: Location, table: pd.DataFrame, names: pd.Series, optics: pd.DataFrame, groups: np.ndarray
 ) -> None:
     """A RELION STAR of ``table``'s rows, named ``names``, keeping the input's columns.
 
@@ -212,7 +212,7 @@ class Publisher:
     """
 
     def __init__(self, out_dir: Location, config: RunConfig) -> None:
-        self.manifest = Manifest(cast(Any, out_dir))  # a URL once the manifest takes one (#15)
+        self.manifest = Manifest(out_dir)
         self.config = config
         self._rows: dict[str, dict[str, Any]] = {}
         self._stamps: dict[str, object] = {}
@@ -434,6 +434,7 @@ def select(
     mean_threshold: float,
     std_threshold: float,
     max_tilt_deg: float | None = None,
+    storage_options: StorageOptions | None = None,
 ) -> dict[str, int]:
     """Re-split a tilt run's micrographs with new thresholds, without recomputing.
 
@@ -446,6 +447,8 @@ def select(
     max_tilt_deg : float, optional
         Also discard micrographs whose estimated ``tilt_angle_deg`` is above it (runs made
         with angle estimation only).
+    storage_options : dict, optional
+        For an output folder given by URL: its filesystem's options (credentials, endpoint).
 
     Returns
     -------
@@ -463,7 +466,7 @@ def select(
     >>> dm.select("screen", mean_threshold=0.99, std_threshold=0.1)   # no recomputation
     {'discarded': 2}
     """
-    out = Path(out_dir)
+    out = location(out_dir, storage_options)
     manifest = Manifest(out)
     if not manifest.is_bound():
         raise UsageError(f"{out} is not a daskmic output folder (no {manifest.root.name}/)")
