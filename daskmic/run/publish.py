@@ -196,8 +196,7 @@ class Publisher:
             return rows
         out, config = self.manifest.layout, self.config
         table = table_of(rows, config)
-        written = pd.Series(self._written)
-        write_tables(out, table, written, self.manifest, config, stream_open=stream_open)
+        write_tables(out, table, self._written, self.manifest, config, stream_open=stream_open)
         names = list(table["micrograph"])
         thumbnails = self._thumbnails(names, changed) if config.preprocess is not None else None
         self._images.forget(sorted(changed))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import os
 import time
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -46,10 +47,15 @@ def relative_path(path: str, start: str) -> str:
 
 def set_path(path: str) -> str:
     """A path as a set stores it: relative to the working directory when under it; a URL as is."""
+    return _set_path(path, os.getcwd())
+
+
+@functools.lru_cache(maxsize=2**17)  # every publish names every micrograph
+def _set_path(path: str, cwd: str) -> str:
     if is_url(path):
         return path
     absolute = os.path.abspath(path)
-    relative = relative_path(absolute, os.getcwd())
+    relative = relative_path(absolute, cwd)
     return absolute if relative.startswith("..") else relative
 
 
@@ -102,7 +108,7 @@ def _items(
     return items
 
 
-def _creation(written: pd.Series, names: pd.Series) -> list[str]:
+def _creation(written: Mapping[str, float], names: pd.Series) -> list[str]:
     """Per micrograph, when its record was written (local time, as sqlite's ``datetime``).
 
     ``written`` gives the records' modification times (seconds since the epoch) by micrograph.
@@ -127,7 +133,7 @@ def write_preprocess_set(
     done: pd.DataFrame,
     optics: pd.DataFrame,
     groups: np.ndarray,
-    written: pd.Series,
+    written: Mapping[str, float],
     *,
     stream_open: bool,
 ) -> None:
@@ -147,7 +153,7 @@ def write_tilt_set(
     names: pd.Series,
     optics: pd.DataFrame,
     groups: np.ndarray,
-    written: pd.Series,
+    written: Mapping[str, float],
     *,
     stream_open: bool,
 ) -> None:

@@ -8,6 +8,7 @@ micrograph name), so every publish (:mod:`daskmic.run.publish`) gives the same b
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -103,7 +104,7 @@ def _write_star(
 def _publish_preprocess(
     out: OutputLayout,
     table: pd.DataFrame,
-    written: pd.Series,
+    written: Mapping[str, float],
     manifest: Manifest,
     config: RunConfig,
     stream_open: bool,
@@ -140,7 +141,7 @@ def split_tilt(table: pd.DataFrame, params: TiltParams) -> pd.DataFrame:
 def _publish_tilt(
     out: OutputLayout,
     table: pd.DataFrame,
-    written: pd.Series,
+    written: Mapping[str, float],
     manifest: Manifest,
     config: RunConfig,
     stream_open: bool,
@@ -169,7 +170,7 @@ def table_of(rows: list[dict], config: RunConfig) -> pd.DataFrame:
 def write_tables(
     out: OutputLayout,
     table: pd.DataFrame,
-    written: pd.Series,
+    written: Mapping[str, float],
     manifest: Manifest,
     config: RunConfig,
     *,
