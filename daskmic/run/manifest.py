@@ -288,7 +288,7 @@ class Manifest:
         """Store a micrograph's thumbnail once, as 8-bit grey levels and their mapping.
 
         The levels file is raw bytes, exactly the thumbnail's zarr chunk, so the results
-        store links it rather than copying it (:func:`daskmic.io.zarr_store.link_thumbnails`);
+        store links it rather than copying it (:class:`daskmic.io.zarr_store.Thumbnails`);
         the mapping (:func:`daskmic.io.thumbnails.encode_thumbnail`) goes first, the levels,
         which mark the thumbnail complete, last. Each file is written whole.
         """
