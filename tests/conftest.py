@@ -165,3 +165,163 @@ def _side_venv(name: str, installs: list[list[str]], key: str = "") -> Path:
             pytest.skip(f"PyPI unreachable: {message}")
     stamp.write_text(wanted)
     return python
+
+
+# --- object storage and HTTP, for real, on 127.0.0.1 -----------------------------------------
+
+
+class Traffic:
+    """What a test server answered: one ``(method, path, range header, bytes sent)`` per request.
+
+    A WSGI middleware records each request, so tests can count the requests and bytes a read
+    cost, as the client saw them on the wire.
+    """
+
+    def __init__(self, app) -> None:
+        self.app = app
+        self.requests: list[tuple[str, str, str, int]] = []
+
+    def __call__(self, environ, start_response):
+        entry = [environ["REQUEST_METHOD"], environ.get("PATH_INFO", ""),
+                 environ.get("HTTP_RANGE", ""), 0]
+        self.requests.append(entry)  # type: ignore[arg-type]
+        for chunk in self.app(environ, start_response):
+            entry[3] += len(chunk)
+            yield chunk
+
+    def clear(self) -> None:
+        self.requests.clear()
+
+    def bytes_sent(self, path_part: str = "") -> int:
+        """Bytes of the bodies of the responses to requests whose path holds ``path_part``."""
+        return sum(sent for _, path, _, sent in self.requests if path_part in path)
+
+    def count(self, path_part: str = "", method: str = "") -> int:
+        """Requests whose path holds ``path_part`` (and with ``method``, when given)."""
+        return sum(
+            1 for m, path, _, _ in self.requests if path_part in path and method in ("", m)
+        )
+
+
+class S3Endpoint:
+    """A real S3 API (moto's server) on 127.0.0.1, as zarr-python and s3fs test themselves.
+
+    ``storage_options`` is what daskmic's ``storage_options=`` / ``--storage-options`` take;
+    ``env`` the environment for a subprocess that should find the endpoint on its own;
+    :meth:`bucket` makes a fresh, empty bucket and returns its ``s3://`` URL.
+    """
+
+    def __init__(self, url: str, traffic: Traffic) -> None:
+        self.url = url
+        self.traffic = traffic
+        self.storage_options = {
+            "key": "testing",
+            "secret": "testing",
+            "client_kwargs": {"endpoint_url": url},
+        }
+        self.env = {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL": url,
+        }
+        self._made = 0
+
+    def filesystem(self):
+        import s3fs
+
+        return s3fs.S3FileSystem(**self.storage_options, skip_instance_cache=True)
+
+    def bucket(self, prefix: str = "daskmic") -> str:
+        import uuid
+
+        self._made += 1
+        name = f"{prefix}-{self._made}-{uuid.uuid4().hex[:8]}"
+        self.filesystem().mkdir(name)
+        return f"s3://{name}"
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator[S3Endpoint]:
+    """A session's S3 endpoint on 127.0.0.1 (moto's server, threaded, in this process)."""
+    import threading
+
+    pytest.importorskip("s3fs")
+    moto_app = pytest.importorskip("moto.moto_server.werkzeug_app")
+    from werkzeug.serving import make_server
+
+    for name, value in S3Endpoint("", Traffic(None)).env.items():
+        if name != "AWS_ENDPOINT_URL":
+            os.environ.setdefault(name, value)
+    traffic = Traffic(moto_app.DomainDispatcherApplication(moto_app.create_backend_app))
+    server = make_server(
+        "127.0.0.1", 0, traffic, threaded=True, request_handler=moto_app.MotoRequestHandler
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield S3Endpoint(f"http://127.0.0.1:{server.server_port}", traffic)
+    finally:
+        server.shutdown()
+        thread.join()
+
+
+class HTTPFolder:
+    """A local folder served over HTTP on 127.0.0.1 (with byte ranges, no listing)."""
+
+    def __init__(self, root: Path, url: str, traffic: Traffic) -> None:
+        self.root = root
+        self.url = url
+        self.traffic = traffic
+
+
+@pytest.fixture
+def http_folder(tmp_path: Path) -> Iterator[HTTPFolder]:
+    """Serve a fresh folder at ``http_folder.url`` (files: ``http_folder.root``).
+
+    Answers GET and HEAD, honours one ``Range: bytes=a-b`` per request (206) as object stores
+    and web servers do, and lists nothing: as EMPIAR's and the data portal's HTTPS servers
+    behave for a client that has only URLs.
+    """
+    import threading
+    from socketserver import ThreadingMixIn
+    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+    root = tmp_path / "served"
+    root.mkdir()
+
+    def app(environ, start_response):
+        path = root / environ.get("PATH_INFO", "/").lstrip("/")
+        if not path.is_file() or root not in path.resolve().parents:
+            start_response("404 Not Found", [("Content-Length", "0")])
+            return [b""]
+        data = path.read_bytes()
+        size, status = len(data), "200 OK"
+        headers = [("Accept-Ranges", "bytes"), ("Content-Type", "application/octet-stream")]
+        wanted = environ.get("HTTP_RANGE", "")
+        if wanted.startswith("bytes="):
+            first, _, last = wanted[len("bytes="):].partition("-")
+            start = int(first) if first else max(0, size - int(last))
+            end = min(size - 1, int(last)) if first and last else size - 1
+            data, status = data[start : end + 1], "206 Partial Content"
+            headers.append(("Content-Range", f"bytes {start}-{end}/{size}"))
+        headers.append(("Content-Length", str(len(data))))
+        start_response(status, headers)
+        return [b"" if environ["REQUEST_METHOD"] == "HEAD" else data]
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    class Threading(ThreadingMixIn, WSGIServer):
+        daemon_threads = True
+
+    traffic = Traffic(app)
+    server = make_server("127.0.0.1", 0, traffic, server_class=Threading, handler_class=Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield HTTPFolder(root, f"http://127.0.0.1:{server.server_port}", traffic)
+    finally:
+        server.shutdown()
+        thread.join()

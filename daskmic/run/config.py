@@ -38,6 +38,12 @@ class RunConfig:
         Store the processed pixels in ``micrographs.zarr`` too (doubles disk use).
     thumbnail_px : int
         Edge of the thumbnails stored in the zarr store and shown in the report.
+    storage_options : dict
+        For every URL the run reads or writes (``s3://``, ``gs://``, ``https://`` …): passed to
+        its fsspec filesystem (``key``, ``secret``, ``client_kwargs={"endpoint_url": …}``,
+        ``anon`` …); see :func:`daskmic.io.storage.location`. Empty: each backend finds its
+        credentials itself (environment, config files, workload identity). They never change
+        the results, so they are neither hashed nor written anywhere (they may hold secrets).
 
     Examples
     --------
@@ -54,6 +60,7 @@ class RunConfig:
     optics: dict[str, float] = field(default_factory=dict)
     write_stack: bool = True
     thumbnail_px: int = 256
+    storage_options: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.preprocess is None and self.tilt is None:
@@ -65,7 +72,7 @@ class RunConfig:
             raise UsageError(f"thumbnail_px must be >= 16, got {self.thumbnail_px}")
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the JSON-able parameters (what the manifest hashes)."""
+        """Return the JSON-able parameters (what the manifest hashes; no storage options)."""
         return {
             "preprocess": None if self.preprocess is None else self.preprocess.to_dict(),
             "tilt": None if self.tilt is None else self.tilt.to_dict(),
@@ -101,6 +108,7 @@ class RunConfig:
             "optics",
             "write_stack",
             "thumbnail_px",
+            "storage_options",
         }
         if unknown:
             raise UsageError(f"unknown configuration keys: {sorted(unknown)}")
@@ -110,6 +118,7 @@ class RunConfig:
             preprocess=None if preprocess is None else PreprocessParams.from_dict(preprocess),
             tilt=None if tilt is None else TiltParams.from_dict(tilt),
             optics=values.pop("optics", None) or {},
+            storage_options=values.pop("storage_options", None) or {},
             **values,
         )
 
