@@ -34,7 +34,24 @@ Method
    towards one defocus and flattens the plane). For the tiles (step 6) the model is the
    matched filter ``E(s) (sin² χ - ½)``, ``E`` the ring amplitude measured on the aligned
    mean of all tiles (step 5; smoothed over 4 ring periods, times drift's fade lobes).
-3. **Global defocus** from the mean profile of all tiles (search ``defocus_range_A``).
+3. **Global defocus, several hypotheses.** The mean profile of all tiles gives, per band of
+   ×1.5 of ``defocus_range_A``, its best defocus (``angle_steps.defocus_candidates``). The
+   best band is the mean defocus unless the field spans a large defocus range: a 40° tilt
+   at 0.55 µm puts the tiles between ~0.27 and ~0.85 µm, the mean profile mixes ring periods
+   a factor 3 apart, and a band holding none of the tiles may match it better. So steps 4–6
+   start from the best band; a start is judged by its **support**, per tile of the
+   specimen's regions its peak z-score (step 8) if it is an inlier of the final plane, else
+   0, and its score, the mean support. Tiles whose rings are visible have z ≳ 2; when the
+   score falls below 2 the other bands are tried too (each from its own start: it costs
+   ~0.5 s per band at 4092 × 5760), and the one of highest score wins. A start whose
+   fitted plane leaves its defocus grid (``start ± half-diagonal · tan(search_max_tilt)``)
+   could not represent it and scores 0. Another start is a **rival** when the tiles do not
+   prefer the winner clearly: the mean of the tile-wise support differences is below 2
+   standard errors, ``2 · sd · √(4/n)`` (half-overlapping tiles share their pixels with
+   about 4 others). The rivals' largest angle and axis differences from the winner are
+   added in quadrature to ``tilt_angle_err_deg`` and ``tilt_axis_err_deg``: a frame whose
+   answer depends on where the search starts reports a ± as large as that dependence (and
+   the message says so).
 4. **Regions and first plane.** Tiles are told apart by their brightness over a smooth
    illumination (:mod:`~daskmic.tilt.angle_regions`): a support film (carbon) passes
    another fraction of the beam than the ice, so its tiles form a second region whose
@@ -126,6 +143,9 @@ _MEDIAN_Z = 1.4
 _MIN_USABLE_FRACTION = 0.3
 _MAX_ERR_DEG = 1.5
 _FLOOR_ERR_DEG = 0.15
+_CONFIDENT_SCORE = 2.0
+_RIVAL_Z = 2.0
+_TILES_PER_AREA = 4.0
 
 
 def _empty_xy() -> np.ndarray:
@@ -291,15 +311,69 @@ def estimate_tilt(
     prof = sector_profiles(
         image, pixel_size_A, tile_px=tile, s_edges=edges, n_sectors=_SECTORS, workers=workers
     )
-    d_global, global_score = steps.global_defocus(prof, optics, (lo, hi))
-    if not math.isfinite(d_global):
+    candidates = steps.defocus_candidates(prof, optics, (lo, hi))
+    if not candidates:
         return _low_signal(prof, "no Thon rings found in the defocus range")
     half_diagonal_A = 0.5 * math.hypot(*image.shape) * pixel_size_A
     span = half_diagonal_A * math.tan(math.radians(search_max_tilt_deg))
-    step = steps.DEFOCUS_STEP_A
-    grid = np.arange(max(d_global - span, 0.5 * lo), d_global + span + step, step)
     regions = brightness_regions(prof.centers_A, prof.mean_counts)[0]
-    curves = steps.tile_curves(prof.power.mean(axis=1), d_global, grid, prof, optics)
+    fits = []
+    for start, _ in candidates:
+        fits.append(_fit_from(prof, start, regions, optics, (0.5 * lo, span), max_astigmatism_A))
+        if fits[0].score >= _CONFIDENT_SCORE:
+            break
+    best = max(fits, key=lambda fit: fit.score)  # the first of equals: the best global match
+    best = best if best.score > 0 else fits[0]
+    if best.plane is None:
+        n = int((best.z_score >= _TILE_Z).sum())
+        return _low_signal(prof, f"only {n} of {len(best.z_score)} tiles show Thon rings")
+    rivals = [f for f in fits if f is not best and f.plane and _is_rival(best, f)]
+    return _result(prof, best, rivals, regions)
+
+
+@dataclass(frozen=True)
+class _Fit:
+    """The local defocus and plane reached from one starting mean defocus (step 3)."""
+
+    plane: PlaneFit | None  # None: fewer than 6 tiles with rings
+    local_A: np.ndarray
+    z_score: np.ndarray
+    astig_ab_A: tuple[float, float]
+    support: np.ndarray  # per tile of the specimen's regions: its z-score if an inlier, else 0
+
+    @property
+    def score(self) -> float:
+        return float(self.support.mean()) if len(self.support) else 0.0
+
+
+def _is_rival(best: _Fit, other: _Fit) -> bool:
+    """Whether the tiles prefer ``best`` to ``other`` by less than ``_RIVAL_Z`` standard errors.
+
+    The tile-wise differences of support have a standard error ``sd · √(4 / n)``: half-
+    overlapping tiles share their pixels with about 4 others (:mod:`~daskmic.tilt.angle_error`).
+    """
+    diff = best.support - other.support
+    standard_error = float(diff.std()) * math.sqrt(_TILES_PER_AREA / max(len(diff), 1))
+    return float(diff.mean()) < _RIVAL_Z * standard_error
+
+
+def _fit_from(
+    prof: SectorProfiles,
+    start_A: float,
+    regions: np.ndarray,
+    optics: Optics,
+    limits_A: tuple[float, float],
+    max_astigmatism_A: float,
+) -> _Fit:
+    """Steps 4–6 from the mean defocus ``start_A``; ``limits_A`` the grid's floor and half-span.
+
+    The score is the sum of the inlier tiles' peak z-scores over the number of tiles on the
+    specimen's regions (step 3 of the module notes).
+    """
+    floor, span = limits_A
+    step = steps.DEFOCUS_STEP_A
+    grid = np.arange(max(start_A - span, floor), start_A + span + step, step)
+    curves = steps.tile_curves(prof.power.mean(axis=1), start_A, grid, prof, optics)
     plane = steps.initial_plane(curves, grid, prof, regions)
     astig_ab = (0.0, 0.0)
     for _ in range(2):
@@ -309,8 +383,15 @@ def estimate_tilt(
         profiles = steps.corrected_profiles(prof, predicted, astig_ab, optics, model.weights)
         curves = steps.tile_curves(profiles, model.d_ref_A, grid, prof, optics, model.envelope)
         local, z_score = steps.local_defocus(curves, grid, predicted, _WINDOW_A)
-        plane = robust_plane(prof.centers_A, local, np.where(z_score >= _TILE_Z, regions, -1))
-    return _result(prof, plane, local, z_score, astig_ab, regions)
+        labels = np.where(z_score >= _TILE_Z, regions, -1)
+        if (labels >= 0).sum() < 6:  # no rings near this plane: nothing to fit
+            return _Fit(None, local, z_score, astig_ab, np.zeros(int((regions >= 0).sum())))
+        plane = robust_plane(prof.centers_A, local, labels)
+    reached = plane.at(prof.centers_A, regions)[regions >= 0]
+    support = np.where(plane.inliers, z_score, 0.0)[regions >= 0]
+    if reached.min() < grid[0] or reached.max() > grid[-1]:  # its grid cannot hold the plane
+        support = np.zeros_like(support)
+    return _Fit(plane, local, z_score, astig_ab, support)
 
 
 def _low_signal(prof: SectorProfiles, message: str) -> TiltAngleResult:
@@ -339,14 +420,23 @@ def _patch_notes(plane: PlaneFit, regions: np.ndarray, z_score: np.ndarray) -> s
     return "; ".join(parts) + ("; left out: " + ", ".join(reasons) if reasons else "")
 
 
+def _rival_spread_deg(best: PlaneFit, rivals: list[_Fit]) -> tuple[float, float]:
+    """Largest angle and axis differences between the best plane and its rivals' (step 3)."""
+    angle, axis = 0.0, 0.0
+    tilt = math.degrees(math.atan(math.hypot(*best.coef[1:3])))
+    direction = math.degrees(math.atan2(best.coef[2], best.coef[1]))
+    for rival in rivals:
+        gx, gy = rival.plane.coef[1:3]
+        angle = max(angle, abs(math.degrees(math.atan(math.hypot(gx, gy))) - tilt))
+        turn = abs((math.degrees(math.atan2(gy, gx)) - direction + 90.0) % 180.0 - 90.0)
+        axis = max(axis, turn)
+    return angle, axis
+
+
 def _result(
-    prof: SectorProfiles,
-    plane: PlaneFit,
-    local_A: np.ndarray,
-    z_score: np.ndarray,
-    astig_ab_A: tuple[float, float],
-    regions: np.ndarray,
+    prof: SectorProfiles, fit: _Fit, rivals: list[_Fit], regions: np.ndarray
 ) -> TiltAngleResult:
+    plane, local_A, z_score, astig_ab_A = fit.plane, fit.local_A, fit.z_score, fit.astig_ab_A
     usable = plane.inliers
     n_tiles = len(local_A)
     median_z = float(np.median(z_score))
@@ -368,6 +458,9 @@ def _result(
     magnitude = math.sqrt(max(g2 - trace, 0.0))
     sigma = math.sqrt(along / g2) if g2 > 0 else math.sqrt(trace / 2)
     err_deg = math.hypot(math.degrees(sigma / (1.0 + magnitude**2)), _FLOOR_ERR_DEG)
+    rival_angle, rival_axis = _rival_spread_deg(plane, rivals)
+    err_deg = math.hypot(err_deg, rival_angle)
+    axis_err = math.hypot(axis_spread_deg(replicates), rival_axis)
     direction = math.degrees(math.atan2(g[1], g[0])) % 360.0
     half = math.hypot(*astig_ab_A)
     angle_u = 0.5 * math.degrees(math.atan2(astig_ab_A[1], astig_ab_A[0]))
@@ -376,12 +469,17 @@ def _result(
     if err_deg > _MAX_ERR_DEG:
         status = "uncertain"
         message = f"the tiles disagree: ± {err_deg:.2f}° exceeds {_MAX_ERR_DEG}°"
+        if rival_angle > 0:
+            message += (
+                f" ({len(rivals)} other starting defocus value(s) fit almost as well, "
+                f"their angles {rival_angle:.1f}° apart)"
+            )
     return TiltAngleResult(
         tilt_angle_deg=math.degrees(math.atan(magnitude)),
         tilt_axis_deg=(direction - 90.0) % 180.0,
         tilt_direction_deg=direction,
         tilt_angle_err_deg=err_deg,
-        tilt_axis_err_deg=axis_spread_deg(replicates),
+        tilt_axis_err_deg=min(axis_err, 90.0),
         defocus_mean_A=float(plane.coef[0]),
         astigmatism_A=u - v,
         astigmatism_angle_deg=angle,

@@ -1,6 +1,7 @@
 """The steps of the tilt estimator, in order (the maths is in :mod:`daskmic.tilt.angle`).
 
-1. :func:`global_defocus` — mean defocus from the profile of all tiles together;
+1. :func:`defocus_candidates` — mean defocus from the profile of all tiles together, one
+   candidate per band;
 2. :func:`tile_curves` — per tile, the correlation of its flattened profile with ``sin² χ``
    over a grid of defocus values;
 3. :func:`initial_plane` — per tile, the best defocus of the curves summed over its 3 × 3
@@ -63,15 +64,21 @@ def period_bins(s_invA2: np.ndarray, defocus_A: float, optics: Optics) -> float:
     return 1.0 / (optics.wavelength_A * defocus_A) / (s_invA2[1] - s_invA2[0])
 
 
-def global_defocus(
+def defocus_candidates(
     prof: SectorProfiles, optics: Optics, defocus_range_A: tuple[float, float]
-) -> tuple[float, float]:
-    """Best mean defocus of the whole micrograph and its correlation (bands of ×1.5)."""
+) -> list[tuple[float, float]]:
+    """Best mean defocus of the whole micrograph in each band (×1.5) and its correlation.
+
+    Sorted by correlation, best first; candidates within 2 % of a better one are dropped.
+    The best is the mean defocus unless the field spans a large defocus range (a steep tilt
+    at low defocus): the mean profile then mixes ring periods a factor 2 apart and a band
+    that holds none of the tiles may match better (:mod:`daskmic.tilt.angle`, step 3).
+    """
     s = prof.s_invA2
     profile = prof.power.mean(axis=(0, 1), dtype=np.float64)
     lo, hi = defocus_range_A
     edges = np.geomspace(lo, hi, max(math.ceil(math.log(hi / lo) / math.log(1.5)), 1) + 1)
-    best, best_score = math.nan, -math.inf
+    found: list[tuple[float, float]] = []
     for d_lo, d_hi in zip(edges[:-1], edges[1:], strict=True):
         weights = band_weights(s, math.sqrt(d_lo * d_hi), prof.tile_px, prof.pixel_size_A, optics)
         if np.count_nonzero(weights) < 8:
@@ -80,9 +87,12 @@ def global_defocus(
         grid = np.arange(d_lo, d_hi, 2 * DEFOCUS_STEP_A)
         score = weighted_correlation(flat[None, :], s, grid, optics, weights)[0]
         i = int(np.argmax(score))
-        if score[i] > best_score:
-            best, best_score = float(grid[i]), float(score[i])
-    return best, best_score
+        found.append((float(grid[i]), float(score[i])))
+    kept: list[tuple[float, float]] = []
+    for d, score in sorted(found, key=lambda pair: -pair[1]):
+        if all(abs(d - other) > 0.02 * other for other, _ in kept):
+            kept.append((d, score))
+    return kept
 
 
 def tile_curves(
