@@ -208,3 +208,74 @@ def test_kubernetes_without_a_cluster_says_so(
     with pytest.raises(RuntimeError, match="no Kubernetes cluster is configured"):
         with connect("kubernetes"):
             pass
+
+
+# --- data in a bucket: no shared volume, credentials from a Secret or workload identity -------
+
+
+def _containers(manifest: dict) -> dict[str, dict]:
+    return {
+        role: manifest["spec"][role]["spec"]["containers"][0] for role in ("scheduler", "worker")
+    }
+
+
+def test_the_committed_recipe_needs_a_bucket_and_no_volume(
+    validator: jsonschema.Draft7Validator,
+) -> None:
+    manifest = yaml.safe_load((KUBERNETES / "daskcluster.yaml").read_text())
+    secret = yaml.safe_load((KUBERNETES / "storage-secret.yaml").read_text())
+    assert secret["kind"] == "Secret" and secret["apiVersion"] == "v1"
+    for role, container in _containers(manifest).items():
+        pod = manifest["spec"][role]["spec"]
+        assert "volumes" not in pod and "volumeMounts" not in container, role
+        reference = {"secretRef": {"name": secret["metadata"]["name"], "optional": True}}
+        assert container["envFrom"] == [reference], role
+    assert _errors(validator, manifest) == []
+    assert _pruned_fields(_raw_crd_schema(), manifest) == []
+
+
+def test_the_secret_s_keys_are_what_s3_clients_read(s3, tmp_path: Path) -> None:
+    """The Secret's keys, as the pods' environment, reach a bucket with no storage options."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    secret = yaml.safe_load((KUBERNETES / "storage-secret.yaml").read_text())
+    names = set(secret["stringData"])
+    assert names == set(s3.env), "the Secret holds exactly what an S3 client needs"
+    bucket = s3.bucket()
+    s3.filesystem().pipe_file(f"{bucket.removeprefix('s3://')}/raw/key.bin", b"in the bucket")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env |= {"HOME": str(tmp_path), **{name: s3.env[name] for name in names}}  # the pod's env
+    code = (
+        "import json, sys; from daskmic.io.storage import location; "
+        "print(json.dumps(location(sys.argv[1]).read_bytes().decode()))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, f"{bucket}/raw/key.bin"],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout) == "in the bucket"
+
+
+def test_workload_identity_and_a_shared_volume_are_options(
+    validator: jsonschema.Draft7Validator,
+) -> None:
+    identity = daskcluster_manifest(service_account="daskmic-s3", storage_secret=None)
+    for role, container in _containers(identity).items():
+        assert identity["spec"][role]["spec"]["serviceAccountName"] == "daskmic-s3"
+        assert "envFrom" not in container
+    assert _errors(validator, identity) == []
+    onprem = daskcluster_manifest(volume_claim="cryoem-data", mount_path="/data")
+    worker = onprem["spec"]["worker"]["spec"]
+    assert worker["volumes"] == [
+        {"name": "data", "persistentVolumeClaim": {"claimName": "cryoem-data"}}
+    ]
+    assert worker["containers"][0]["volumeMounts"] == [{"name": "data", "mountPath": "/data"}]
+    assert "volumes" not in onprem["spec"]["scheduler"]["spec"]
+    assert _errors(validator, onprem) == []
+    assert _pruned_fields(_raw_crd_schema(), onprem) == []
+    with pytest.raises(ValueError, match="mount_path must be an absolute path, got 'data'"):
+        daskcluster_manifest(volume_claim="x", mount_path="data")
