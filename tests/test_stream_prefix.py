@@ -6,6 +6,7 @@ import threading
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from daskmic.datasets import synthesize_micrograph
@@ -99,23 +100,32 @@ def _upload_over_time(fs, prefix: str, files: dict[str, bytes], pause: float) ->
     fs.pipe_file(f"{prefix}/CLOSED", b"")
 
 
-def _rows(fs, table: str) -> list[dict]:
-    """A CSV table's rows without its path columns (they name the run's own prefix)."""
-    import pandas as pd
+def _outputs(fs, out: str) -> dict[str, bytes]:
+    """Every MRC under ``out`` (a local folder or a bucket's prefix) by its relative name."""
+    if "://" not in out:
+        return {str(p.relative_to(out)): p.read_bytes() for p in Path(out).rglob("*.mrc")}
+    base = out.removeprefix("s3://")
+    keys = fs.find(base, refresh=True)
+    return {k.removeprefix(f"{base}/"): fs.cat_file(k) for k in keys if k.endswith(".mrc")}
 
-    with fs.open(table) as handle:
+
+def _rows(fs, table: str) -> pd.DataFrame:
+    """A CSV table's rows without its path columns (they name the run's own places)."""
+    with fs.open(table) if "://" in table else open(table) as handle:
         frame = pd.read_csv(handle)
-    return frame.drop(columns=[c for c in frame.columns if "path" in c]).to_dict("records")
+    return frame.drop(columns=[c for c in frame.columns if "path" in c])
 
 
 @pytest.mark.timeout(240)
-def test_watching_a_prefix_gives_a_batch_runs_outputs(s3, client, tmp_path: Path):
+@pytest.mark.parametrize("into", ["s3", "local"])
+def test_watching_a_prefix_gives_a_batch_runs_outputs(s3, client, tmp_path: Path, into: str):
     import daskmic as dm
 
     config = RunConfig(preprocess=CONFIG.preprocess, storage_options=s3.storage_options)
     bucket = s3.bucket()
     fs = s3.filesystem()
     base = bucket.removeprefix("s3://")
+    outputs = bucket if into == "s3" else str(tmp_path)
     files = {f"mic_{i}.mrc": _mrc_bytes(tmp_path, 30 + i) for i in range(4)}
     uploader = threading.Thread(
         target=_upload_over_time, args=(fs, f"{base}/incoming", files, 0.4)
@@ -125,7 +135,7 @@ def test_watching_a_prefix_gives_a_batch_runs_outputs(s3, client, tmp_path: Path
     try:
         summary = watch(
             f"{bucket}/incoming",
-            f"{bucket}/live",
+            f"{outputs}/live",
             config,
             poll_seconds=0.1,
             batch_size=2,
@@ -139,13 +149,11 @@ def test_watching_a_prefix_gives_a_batch_runs_outputs(s3, client, tmp_path: Path
     assert [row["micrograph"] for row in summary.rows] == names and summary.failed == []
     assert {row["path"] for row in summary.rows} == {f"{bucket}/incoming/{n}.mrc" for n in names}
 
-    batch = dm.run_batch(f"{bucket}/incoming/*.mrc", f"{bucket}/batch", config, client=client)
+    batch = dm.run_batch(f"{bucket}/incoming/*.mrc", f"{outputs}/batch", config, client=client)
     assert [row["micrograph"] for row in batch.rows] == names
-    for name in names:
-        assert fs.cat_file(f"{base}/live/mrc/{name}.mrc") == fs.cat_file(
-            f"{base}/batch/mrc/{name}.mrc"
-        )
-    assert _rows(fs, f"{base}/live/micrographs.csv") == _rows(fs, f"{base}/batch/micrographs.csv")
-    live = sorted(k.removeprefix(f"{base}/live/") for k in fs.find(f"{base}/live"))
-    made = sorted(k.removeprefix(f"{base}/batch/") for k in fs.find(f"{base}/batch"))
-    assert live == made, "the same objects"
+    live, made = _outputs(fs, f"{outputs}/live"), _outputs(fs, f"{outputs}/batch")
+    assert sorted(live) == [f"mrc/{name}.mrc" for name in names]
+    assert live == made, "every MRC the same, byte for byte"
+    pd.testing.assert_frame_equal(
+        _rows(fs, f"{outputs}/live/micrographs.csv"), _rows(fs, f"{outputs}/batch/micrographs.csv")
+    )

@@ -126,7 +126,7 @@ def _local_outputs(out: Path) -> tuple[dict[str, bytes], list[str]]:
     return _files(lambda k: (out / k).read_bytes(), keys), keys
 
 
-def _rows(text: str, name: str, places: list[str]) -> list:
+def _rows(text: str, name: str, places: list[str]) -> pd.DataFrame | list[str]:
     """A table's rows with each run's own places (its output, its inputs) named alike.
 
     ``places``: the output and input locations as the run wrote them (absolute; then, for a
@@ -135,8 +135,7 @@ def _rows(text: str, name: str, places: list[str]) -> list:
     for place, alias in zip(places, ("OUT", "IN", "OUT", "IN"), strict=False):
         text = re.sub(rf"(?<![\w/.:-]){re.escape(place)}/", f"{alias}/", text)
     if name.endswith(".csv"):
-        frame = pd.read_csv(io.StringIO(text))
-        return frame.to_dict("records")
+        return pd.read_csv(io.StringIO(text))
     blocks = re.split(r"^(data_\S*)\s*$", text, flags=re.M)
     return [block.strip() for block in blocks if block.strip()]
 
@@ -152,7 +151,11 @@ def _same_outputs(
     for key, data in mrc_one.items():
         assert data == mrc_other[key], f"{key} differs"
     for name, (text_one, text_other) in tables.items():
-        assert _rows(text_one, name, places[0]) == _rows(text_other, name, places[1]), name
+        rows, expected = _rows(text_one, name, places[0]), _rows(text_other, name, places[1])
+        if isinstance(rows, pd.DataFrame):
+            pd.testing.assert_frame_equal(rows, expected, obj=name)
+        else:
+            assert rows == expected, name
 
 
 def _tables_s3(bucket: Bucket, prefix: str, names: list[str]) -> list[str]:
