@@ -38,9 +38,9 @@ pytestmark = pytest.mark.slow  # end to end, as a user runs daskmic (still in CI
 README = Path(__file__).resolve().parents[2] / "README.md"
 N = 5
 PREPROCESS = ["--crop", "--bad-pixels", "--invert", "--downsample", "2", "--lowpass", "--normalize"]
-TILT = ["--resolution", "3", "--angle"]
+TILT = ["--resolution", "3", "--angle", "--window-size", "256"]  # 512² micrographs: small windows
 TABLES = ("micrographs.csv", "tilt.csv", "micrographs.star", "accepted.star", "discarded.star",
-          "micrographs.xmd")  # fmt: skip
+          "micrographs.xmd", "accepted.txt", "rejected.txt")  # fmt: skip
 
 
 # --- the data, the bucket, the command --------------------------------------------------------
@@ -48,7 +48,8 @@ TABLES = ("micrographs.csv", "tilt.csv", "micrographs.star", "accepted.star", "d
 
 @pytest.fixture(scope="module")
 def held_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``raw/mic_00N.mrc``: five micrographs of 512² at 1.5 Å/px, two of them tilted."""
+    """``raw/mic_00N.mrc``: five micrographs of 512² at 1.5 Å/px, two of them tilted (the
+    screen accepts some and discards others)."""
     from daskmic.datasets import make_dataset
 
     folder = tmp_path_factory.mktemp("held_out")
@@ -59,6 +60,7 @@ def held_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pixel_size_A=1.5,
         tilt_angles_deg=(0.0, 35.0, 0.0, 50.0, 0.0),
         hot_pixels=3,
+        phase_std=0.3,
         seed=151,
     )
     return folder
@@ -341,6 +343,7 @@ def test_the_readme_object_storage_lines_run_as_written(bucket, held_out, run, s
     for args in lines:
         args = [w.replace("s3://my-lab/session1", bucket.url).replace(
             "https://s3.example.org", s3.url) for w in args]  # fmt: skip
-        _ok(run(args, held_out))
+        small = ["--window-size", "256"] if args[0] == "tilt" else []  # 512² micrographs
+        _ok(run([*args, *small], held_out))
     assert "micrographs.zarr/zarr.json" in bucket.keys("results")
     assert "tilt.csv" in bucket.keys("screen")
