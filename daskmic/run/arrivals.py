@@ -24,7 +24,7 @@ from upath import UPath
 
 from daskmic.io import MicrographError, read_header
 from daskmic.io.sources import glob_root
-from daskmic.io.storage import Location, is_url
+from daskmic.io.storage import Location
 from daskmic.run.config import RunConfig
 from daskmic.run.sources import catalogue
 from daskmic.run.unit import Source
@@ -159,12 +159,7 @@ class Arrivals:
 
 def _source(path: str, name: str, config: RunConfig) -> Source:
     """The run's view of one arrived file or object (header only), named ``name``."""
-    if is_url(path):
-        (source,), _ = catalogue(
-            [path], config.pixel_size_A, storage_options=config.storage_options
-        )
-    else:
-        (source,), _ = catalogue([path], config.pixel_size_A)
+    (source,), _ = catalogue([path], config.pixel_size_A, config.storage_options)
     return dataclasses.replace(source, micrograph=name)
 
 
