@@ -24,7 +24,7 @@ from upath import UPath
 
 from daskmic.io import MicrographError, read_header
 from daskmic.io.sources import glob_root
-from daskmic.io.storage import Location
+from daskmic.io.storage import Location, is_local
 from daskmic.run.config import RunConfig
 from daskmic.run.sources import catalogue
 from daskmic.run.unit import Source
@@ -197,7 +197,7 @@ class KeyArrivals:
         self._depth = None if "**" in pattern else len(pattern.split("/"))
         self._marker = f"{self._base}/{marker}"
         self._exclude = None
-        if isinstance(exclude, UPath) and exclude.protocol == folder.protocol:
+        if not is_local(exclude) and exclude.protocol == folder.protocol:
             self._exclude = f"{exclude.path.rstrip('/')}/"
         self._reported: set[str] = set()
         self.marker_listed = False

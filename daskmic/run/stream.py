@@ -35,7 +35,7 @@ from upath import UPath
 from daskmic.errors import UsageError
 from daskmic.io.scipion import SET_SUFFIX, is_set_file
 from daskmic.io.sources import unique_names
-from daskmic.io.storage import Location, is_url, location
+from daskmic.io.storage import Location, is_local, is_url, location
 from daskmic.run.arrivals import Arrivals, FolderClosing, KeyArrivals, PrefixClosing, inside
 from daskmic.run.config import RunConfig, StreamOptions
 from daskmic.run.driver import RunSummary, bind
@@ -67,7 +67,7 @@ def _nameable(out: Location, source: Source) -> Source:
 def _forget(out: Location, name: str) -> None:
     """Remove a micrograph's outputs, then its record (so an interrupted removal is redone)."""
     for output in OutputLayout(out).outputs(name):
-        if isinstance(output, UPath):  # an object store: a "folder" is the keys under a prefix
+        if not is_local(output):  # an object store: a "folder" is the keys under a prefix
             if output.is_dir():
                 output.fs.rm(output.path, recursive=True)
             else:
@@ -207,7 +207,7 @@ class _Stream:
 def _check_folders(folder: Path, out: Location) -> None:
     if not folder.is_dir():
         raise UsageError(f"watched folder {folder} does not exist or is not a folder")
-    if not isinstance(out, Path):  # an object store's prefix cannot contain a local folder
+    if not is_local(out):  # an object store's prefix cannot contain a local folder
         return
     watched, output = os.path.realpath(folder), os.path.realpath(out)
     if inside(watched, output):
@@ -237,7 +237,7 @@ def _check_prefix(folder: UPath, out: Location) -> None:
     bucket = folder.path.split("/")[0]
     if not folder.fs.exists(bucket):
         raise UsageError(f"watched {folder}: bucket {bucket!r} does not exist (or is not yours)")
-    if isinstance(out, UPath) and out.protocol == folder.protocol:
+    if not is_local(out) and out.protocol == folder.protocol:
         watched, output = folder.path.rstrip("/") + "/", out.path.rstrip("/") + "/"
         if watched.startswith(output):
             raise UsageError(
@@ -250,7 +250,7 @@ def _following(
     watched: Location, out: Location, config: RunConfig, options: StreamOptions, overwrite: bool
 ) -> tuple[Following, FolderClosing | SetClosing, str]:
     """What ``watch`` follows, how it closes, and the digest ``out`` is bound to."""
-    if not isinstance(watched, Path):
+    if not is_local(watched):
         _check_prefix(watched, out)
         digest = bind(out, config, [], [], overwrite=overwrite)  # files carry no optics table
         keys = KeyArrivals(watched, options.pattern, exclude=out, marker=options.close_marker)
