@@ -235,8 +235,12 @@ def _check_prefix(folder: UPath, out: Location) -> None:
     if folder.suffix.lower() == SET_SUFFIX:
         raise UsageError(f"{folder}: a Scipion set to follow must be a local file")
     bucket = folder.path.split("/")[0]
-    if not folder.fs.exists(bucket):
-        raise UsageError(f"watched {folder}: bucket {bucket!r} does not exist (or is not yours)")
+    try:  # one listing of the bucket's top level: it exists and may be listed
+        folder.fs.ls(bucket, detail=False, refresh=True)
+    except FileNotFoundError as error:
+        raise UsageError(f"watched {folder}: bucket {bucket!r} does not exist") from error
+    except PermissionError as error:
+        raise UsageError(f"watched {folder}: listing is denied ({error})") from error
     if not is_local(out) and out.protocol == folder.protocol:
         watched, output = folder.path.rstrip("/") + "/", out.path.rstrip("/") + "/"
         if watched.startswith(output):
