@@ -1,15 +1,16 @@
 """Data in object storage, as a user runs daskmic: the bar of #15, against S3 on 127.0.0.1.
 
 A small held-out set (``daskmic.datasets``) is uploaded to moto's S3 server and kept as local
-files too. ``daskmic preprocess`` and ``daskmic tilt`` run on it as subprocesses, with
-``--storage-options`` (the endpoint) and the credentials in the environment, once on the
-bucket and once on the local copies: every MRC is the same byte for byte and every table row
-the same (path columns aside, which name each run's own places). The outputs on s3 open with
-``xr.open_zarr(url, storage_options=...)`` and ``starfile`` (through ``fsspec``). A run killed
-by SIGKILL once its first micrograph is recorded and started again ends as the uninterrupted
-one; ``watch`` on a prefix equals the batch run; an HTTP set (a STAR table with relative
-names) works; a missing bucket, a denied key and a vanished object each give one failed row,
-and an output location that cannot be written is a usage error (exit 2) before any work.
+files too. ``daskmic preprocess`` and ``daskmic tilt`` run on it as subprocesses, as the
+README's "Data in object storage" lines say (``--storage-options`` with the endpoint, the
+credentials in the environment), and the same commands on the local copies: every MRC is the
+same byte for byte and every table row the same (path columns aside, which name each run's own
+places). The outputs on s3 open with ``xr.open_zarr(url, storage_options=...)`` and
+``starfile`` (through ``fsspec``). A run killed by SIGKILL once its first micrograph is
+recorded and started again ends as the uninterrupted one; ``watch`` on a prefix equals the
+batch run; an HTTP set (a STAR table with relative names) works; a missing bucket, a denied
+key and a vanished object each give one failed row, and an output location that cannot be
+written is a usage error (exit 2) before any work.
 """
 
 from __future__ import annotations
@@ -37,8 +38,9 @@ pytestmark = pytest.mark.slow  # end to end, as a user runs daskmic (still in CI
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 N = 5
-PREPROCESS = ["--crop", "--bad-pixels", "--invert", "--downsample", "2", "--lowpass", "--normalize"]
-TILT = ["--resolution", "3", "--angle", "--window-size", "256"]  # 512² micrographs: small windows
+SMALL = {"tilt": ["--window-size", "256"]}
+"""Added to the README's lines for the held-out set's 512² micrographs (as test_readme.py does
+with its small inputs)."""
 TABLES = ("micrographs.csv", "tilt.csv", "micrographs.star", "accepted.star", "discarded.star",
           "micrographs.xmd", "accepted.txt", "rejected.txt")  # fmt: skip
 
@@ -175,23 +177,62 @@ def _compare_s3_to_s3(bucket: Bucket, prefix: str, reference: str, inputs: str =
     _same_outputs(*outputs, dict(zip(names, texts, strict=True)), (here, there))
 
 
-# --- the bar: s3 == local, and the outputs open from s3 -----------------------------------------
+# --- the bar: the README's lines on s3 == on local files; the outputs open from s3 -------------
+
+
+def _readme_lines() -> dict[str, list[str]]:
+    """The ``daskmic`` lines of the README's "Data in object storage" section, by command."""
+    text = README.read_text()
+    section = text.split("## Data in object storage", 1)[1].split("\n## ", 1)[0]
+    lines = {}
+    for block in re.findall(r"^```bash\n(.*?)^```", section, flags=re.M | re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            words = shlex.split(line, comments=True)
+            if words and words[0] == "daskmic":
+                lines[words[1]] = words[1:]
+    assert set(lines) >= {"preprocess", "tilt"}, "the README shows both commands on s3"
+    return lines
+
+
+README_LINES = _readme_lines()
+OUT = {command: args[args.index("-o") + 1].rsplit("/", 1)[1] for command, args in
+       README_LINES.items()}  # fmt: skip
+"""Each command's output, named as in the README (``results``, ``screen``)."""
+
+
+def _options(command: str) -> list[str]:
+    """The README line's step options: its words after ``-o OUT``, storage options aside."""
+    args = README_LINES[command]
+    options = args[args.index("-o") + 2 :]
+    if "--storage-options" in options:
+        at = options.index("--storage-options")
+        del options[at : at + 2]
+    return [*options, *SMALL.get(command, [])]
+
+
+PREPROCESS = _options("preprocess")
 
 
 @pytest.fixture(scope="module")
-def batch_runs(bucket: Bucket, held_out: Path, run) -> dict[str, str]:
-    """``preprocess`` and ``tilt`` on the bucket and on the local copies, as a user types them."""
-    storage = ["--storage-options", bucket.options_json]
-    for command, options, out in (("preprocess", PREPROCESS, "pre"), ("tilt", TILT, "tilt")):
-        _ok(run([command, f"{bucket.url}/raw/*.mrc", "-o", f"{bucket.url}/{out}", *options,
-                 *storage], held_out))  # fmt: skip
-        _ok(run([command, "raw/*.mrc", "-o", out, *options], held_out))
-    return {"pre": "pre", "tilt": "tilt"}
+def local_runs(held_out: Path, run) -> None:
+    """The README's ``preprocess`` and ``tilt`` on the local copies (``raw/*.mrc``)."""
+    for command in ("preprocess", "tilt"):
+        _ok(run([command, "raw/*.mrc", "-o", OUT[command], *_options(command)], held_out))
+
+
+@pytest.fixture(scope="module")
+def batch_runs(bucket: Bucket, held_out: Path, run, s3, local_runs) -> None:
+    """The README's lines as written, on the bucket and its endpoint."""
+    for command in ("preprocess", "tilt"):
+        args = [word.replace("s3://my-lab/session1", bucket.url).replace(
+            "https://s3.example.org", s3.url) for word in README_LINES[command]]  # fmt: skip
+        _ok(run([*args, *SMALL.get(command, [])], held_out))
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize("out", ["pre", "tilt"])
-def test_a_run_on_s3_equals_the_run_on_local_files(bucket, held_out, batch_runs, out):
+@pytest.mark.parametrize("command", ["preprocess", "tilt"])
+def test_a_run_on_s3_equals_the_run_on_local_files(bucket, held_out, batch_runs, command):
+    out = OUT[command]
     on_s3 = _s3_outputs(bucket, out)
     local = _local_outputs(held_out / out)
     assert len([k for k in on_s3[0] if k.startswith(("mrc/", "psd/"))]) == N
@@ -207,24 +248,22 @@ def test_a_run_on_s3_equals_the_run_on_local_files(bucket, held_out, batch_runs,
 
 @pytest.mark.timeout(120)
 def test_xarray_and_starfile_read_the_outputs_from_s3(bucket, held_out, batch_runs):
-    store = xr.open_zarr(f"{bucket.url}/pre/micrographs.zarr",
-                         storage_options=bucket.storage_options)  # fmt: skip
-    local = xr.open_zarr(held_out / "pre" / "micrographs.zarr")
+    results, screen = (f"{bucket.url}/{OUT[command]}" for command in ("preprocess", "tilt"))
+    options = bucket.storage_options
+    store = xr.open_zarr(f"{results}/micrographs.zarr", storage_options=options)
+    local = xr.open_zarr(held_out / OUT["preprocess"] / "micrographs.zarr")
     assert store["micrograph"].values.tolist() == [f"mic_{i:03d}" for i in range(N)]
     for name, variable in local.data_vars.items():
         if np.issubdtype(variable.dtype, np.number):
             np.testing.assert_array_equal(store[name].values, variable.values, err_msg=name)
-    cached = fsspec.open_local(f"simplecache::{bucket.url}/tilt/tilt.csv",
-                               s3=bucket.storage_options)  # fmt: skip
-    assert len(pd.read_csv(cached)) == N
-    star = fsspec.open_local(f"simplecache::{bucket.url}/pre/micrographs.star",
-                             s3=bucket.storage_options)  # fmt: skip
+    assert len(pd.read_csv(fsspec.open_local(f"simplecache::{screen}/tilt.csv", s3=options))) == N
+    star = fsspec.open_local(f"simplecache::{results}/micrographs.star", s3=options)
     blocks = starfile.read(star, always_dict=True)
     assert len(blocks["micrographs"]) == N
-    assert blocks["micrographs"]["rlnMicrographName"].str.startswith(f"{bucket.url}/pre/").all()
-    with fsspec.open(f"{bucket.url}/pre/mrc/mic_000.mrc", **bucket.storage_options) as handle:
+    assert blocks["micrographs"]["rlnMicrographName"].str.startswith(f"{results}/mrc/").all()
+    with fsspec.open(f"{results}/mrc/mic_000.mrc", **options) as handle:
         mrc = MrcInterpreter(iostream=io.BytesIO(handle.read()))
-    assert mrc.data.shape == ((512 - 20) // 2, (512 - 20) // 2)
+    assert mrc.data.shape == ((512 - 20) // 2, (512 - 20) // 2)  # cropped 10 px, binned 2
 
 
 # --- killed and run again; watch; HTTP ----------------------------------------------------------
@@ -249,7 +288,7 @@ def test_a_run_killed_midway_and_rerun_equals_an_uninterrupted_one(
         assert first.wait(60) == -signal.SIGKILL
     _ok(subprocess.run([*command, *args], cwd=held_out, env=env, capture_output=True,
                        text=True, timeout=240, check=False))  # fmt: skip
-    _compare_s3_to_s3(bucket, "killed", "pre")
+    _compare_s3_to_s3(bucket, "killed", OUT["preprocess"])
 
 
 def _upload_over_time(bucket: Bucket, held_out: Path, prefix: str) -> None:
@@ -270,11 +309,11 @@ def test_watching_a_prefix_equals_the_batch_run(bucket, held_out, batch_runs, ru
     finally:
         uploader.join()
     _ok(done)
-    _compare_s3_to_s3(bucket, "live", "pre", inputs="incoming")
+    _compare_s3_to_s3(bucket, "live", OUT["preprocess"], inputs="incoming")
 
 
 @pytest.mark.timeout(300)
-def test_an_http_set_with_relative_names_works(bucket, held_out, batch_runs, run, http_folder):
+def test_an_http_set_with_relative_names_works(held_out, local_runs, run, http_folder):
     for path in sorted((held_out / "raw").glob("*.mrc")):
         (http_folder.root / "set" / "frames").mkdir(parents=True, exist_ok=True)
         (http_folder.root / "set" / "frames" / path.name).write_bytes(path.read_bytes())
@@ -282,11 +321,10 @@ def test_an_http_set_with_relative_names_works(bucket, held_out, batch_runs, run
     starfile.write({"micrographs": pd.DataFrame({"rlnMicrographName": names})},
                    http_folder.root / "set" / "micrographs.star")  # fmt: skip
     table = f"{http_folder.url}/set/micrographs.star"
-    storage = ["--storage-options", bucket.options_json]
-    _ok(run(["preprocess", table, "-o", f"{bucket.url}/from_http", *PREPROCESS, *storage],
-            held_out))  # fmt: skip
-    on_s3, reference = _s3_outputs(bucket, "from_http"), _s3_outputs(bucket, "pre")
-    assert on_s3[0] == reference[0], "every MRC as the run on the bucket's copies"
+    _ok(run(["preprocess", table, "-o", "from_http", *PREPROCESS], held_out))
+    from_http = _local_outputs(held_out / "from_http")
+    reference = _local_outputs(held_out / OUT["preprocess"])
+    assert from_http[0] == reference[0], "every MRC as the run on the local files"
     assert http_folder.traffic.count("/set/frames/", "GET") >= N
 
 
@@ -302,10 +340,9 @@ def test_a_missing_bucket_a_denied_key_and_a_vanished_object_fail_alone(bucket, 
     bucket.fs.rm(f"{bucket.name}/bad/vanished.mrc")
     inputs = [f"{bucket.url}/raw/mic_000.mrc", "s3://daskmic-no-such-bucket/raw/lost.mrc",
               f"{bucket.url}/bad/denied.mrc", f"{bucket.url}/bad/vanished.mrc"]  # fmt: skip
-    done = _ok(run(["preprocess", *inputs, "-o", f"{bucket.url}/failing", *PREPROCESS,
+    done = _ok(run(["preprocess", *inputs, "-o", "failing", *PREPROCESS,
                     "--storage-options", bucket.options_json], held_out), code=1)  # fmt: skip
-    with bucket.fs.open(f"{bucket.name}/failing/micrographs.csv") as handle:
-        table = pd.read_csv(handle).set_index("micrograph")
+    table = pd.read_csv(held_out / "failing" / "micrographs.csv").set_index("micrograph")
     assert table["status"].to_dict() == {
         "mic_000": "done", "lost": "failed", "denied": "failed", "vanished": "failed"
     }, done.stdout  # fmt: skip
@@ -318,32 +355,3 @@ def test_an_unwritable_output_location_is_a_usage_error_before_work(bucket, held
                 *PREPROCESS, "--storage-options", bucket.options_json], held_out)  # fmt: skip
     assert done.returncode == 2, (done.stdout[-2000:], done.stderr[-3000:])
     assert "Traceback" not in done.stderr and "daskmic-no-such-bucket" in done.stderr
-
-
-# --- the README's lines -------------------------------------------------------------------------
-
-
-def _readme_object_storage_lines() -> list[list[str]]:
-    """The ``daskmic`` lines of the README's "Data in object storage" section."""
-    text = README.read_text()
-    section = text.split("## Data in object storage", 1)[1].split("\n## ", 1)[0]
-    lines = []
-    for block in re.findall(r"^```bash\n(.*?)^```", section, flags=re.M | re.S):
-        for line in block.replace("\\\n", " ").splitlines():
-            words = shlex.split(line, comments=True)
-            if words and words[0] == "daskmic":
-                lines.append(words[1:])
-    return lines
-
-
-@pytest.mark.timeout(300)
-def test_the_readme_object_storage_lines_run_as_written(bucket, held_out, run, s3):
-    lines = _readme_object_storage_lines()
-    assert {args[0] for args in lines} >= {"preprocess", "tilt"}
-    for args in lines:
-        args = [w.replace("s3://my-lab/session1", bucket.url).replace(
-            "https://s3.example.org", s3.url) for w in args]  # fmt: skip
-        small = ["--window-size", "256"] if args[0] == "tilt" else []  # 512² micrographs
-        _ok(run([*args, *small], held_out))
-    assert "micrographs.zarr/zarr.json" in bucket.keys("results")
-    assert "tilt.csv" in bucket.keys("screen")
