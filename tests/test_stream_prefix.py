@@ -68,7 +68,9 @@ def test_recursive_patterns_on_a_prefix(s3):
     session = location(f"{bucket}/session", s3.storage_options)
     out = location(f"{bucket}/out", s3.storage_options)
     epu = KeyArrivals(session, "GridSquare_*/Data/*.mrc", exclude=out, marker="CLOSED")
+    s3.traffic.clear()
     assert epu.poll() == [f"{bucket}/session/{key}" for key in wanted]
+    assert _listings(s3, bucket) == s3.traffic.count() == 1, "one listing, however deep"
     assert epu.root == f"{bucket}/session"
     every = KeyArrivals(session, "**/*.mrc", exclude=out, marker="CLOSED")
     assert len(every.poll()) == 4

@@ -24,7 +24,7 @@ from upath import UPath
 
 from daskmic.io import MicrographError, read_header
 from daskmic.io.sources import glob_root
-from daskmic.io.storage import Location, is_local
+from daskmic.io.storage import Location, is_local, location
 from daskmic.run.config import RunConfig
 from daskmic.run.sources import catalogue
 from daskmic.run.unit import Source
@@ -95,8 +95,8 @@ class Arrivals:
         self.pattern = pattern
         self.root = os.path.abspath(glob_root(os.path.join(self.folder, pattern)))
         self._exclude = []
-        if not isinstance(exclude, UPath) or isinstance(exclude, Path):  # a URL is elsewhere
-            self._exclude = [os.path.abspath(exclude), os.path.realpath(exclude)]
+        if is_local(out := location(exclude)):  # a URL is elsewhere
+            self._exclude = [os.path.abspath(out), os.path.realpath(out)]
         self.settle_seconds = settle_seconds
         self._waiting: dict[str, tuple[tuple[int, int], float]] = {}
         self._reported: set[str] = set()
@@ -168,10 +168,10 @@ class KeyArrivals:
 
     An object store writes an object in one request (a PUT, or a multipart upload that
     completes or aborts): a key that is listed is complete, so no settle time applies. Each
-    :meth:`poll` makes one listing of the prefix (as deep as ``pattern`` reaches; ``**``:
-    all of it) and no request per key; the listing also tells whether the close marker is
-    there. Hidden names (``.*``) and keys under ``exclude`` (the output prefix) are never
-    reported.
+    :meth:`poll` makes one listing (paged) and no request per key: of the prefix's top level
+    when ``pattern`` has one level, else of every key under the prefix. The listing also
+    tells whether the close marker is there. Hidden names (``.*``) and keys under
+    ``exclude`` (the output prefix) are never reported.
 
     Parameters
     ----------
@@ -194,7 +194,7 @@ class KeyArrivals:
         self.root = str(folder.joinpath(*glob_root(pattern).parts))
         self._base = folder.path.rstrip("/")
         self._match = re.compile(glob_translate(pattern))
-        self._depth = None if "**" in pattern else len(pattern.split("/"))
+        self._top_level = "/" not in pattern and "**" not in pattern
         self._marker = f"{self._base}/{marker}"
         self._exclude = None
         if not is_local(exclude) and exclude.protocol == folder.protocol:
@@ -215,7 +215,7 @@ class KeyArrivals:
         """Every matching key under the prefix now, as URLs, sorted (one listing)."""
         fs = self.folder.fs
         try:  # refresh: a listing cached by an earlier poll would hide new keys
-            keys = fs.find(self._base, maxdepth=self._depth, refresh=True)
+            keys = fs.find(self._base, maxdepth=1 if self._top_level else None, refresh=True)
         except FileNotFoundError:  # an empty prefix, on some stores
             keys = []
         self.marker_listed = self._marker in keys
