@@ -12,12 +12,12 @@ import math
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from distributed import Client
 
 from daskmic.cluster.progress import track
+from daskmic.io.storage import Location, location
 from daskmic.run.config import RunConfig
 from daskmic.run.feeder import Feeder
 from daskmic.run.layout import refuse_overwriting_inputs
@@ -124,7 +124,7 @@ def bind(
     check_table_names(out_dir, sources)
     read = [*(s.path for s in sources), *inputs]
     refuse_overwriting_inputs(out_dir, config, [s.micrograph for s in sources], read)
-    manifest = Manifest(Path(out_dir))
+    manifest = Manifest(location(out_dir, config.storage_options))
     digest = manifest.bind(config.to_dict(), config.hashed_parameters(), overwrite=overwrite)
     manifest.remove_partial()
     manifest.remove_unreadable()
@@ -136,9 +136,9 @@ def bind(
 class RunSummary:
     """What a run did: its rows (sorted by micrograph) and where the outputs are."""
 
-    out_dir: Path
+    out_dir: Location
     rows: list[Row]
-    report: Path | None = None
+    report: Location | None = None
     """The QC page written at the end, if the run was asked for one."""
 
     @property
@@ -227,7 +227,8 @@ def run_batch(
     if report:
         from daskmic.report.live import LiveReport  # matplotlib: only when a page is wanted
 
-        live = LiveReport(out_dir, "batch", after_seconds=live_after_seconds)
+        out = location(out_dir, config.storage_options)
+        live = LiveReport(out, "batch", after_seconds=live_after_seconds)
     return execute(
         sources,
         out_dir,
@@ -277,8 +278,9 @@ def execute(
             process_sources(started, sources, out_dir, config, digest, **options)
     else:
         process_sources(client, sources, out_dir, config, digest, **options)
-    rows = publish(Path(out_dir), config)
+    out = location(out_dir, config.storage_options)
+    rows = publish(out, config)
     page = None if live is None else live.close()
     wanted = {s.micrograph for s in sources}
     rows = [row for row in rows if row["micrograph"] in wanted]
-    return RunSummary(Path(out_dir), rows, page)
+    return RunSummary(out, rows, page)

@@ -24,6 +24,7 @@ from typing import Final
 from distributed import Client, Future
 
 from daskmic.cluster.client import worker_threads
+from daskmic.io.storage import is_url
 from daskmic.run.config import RunConfig
 from daskmic.run.publish import publish
 from daskmic.run.unit import Row, Source, process_micrograph
@@ -67,7 +68,8 @@ class Feeder:
         on_publish: Callable[[], None] | None = None,
     ) -> None:
         self.client = client
-        self.out_dir = os.path.abspath(out_dir)  # workers may run in another directory
+        # workers may run in another directory; a URL is where it is
+        self.out_dir = str(out_dir) if is_url(out_dir) else os.path.abspath(out_dir)
         self.config = config
         self.digest = digest
         self.batch_size = batch_size

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import time
 from collections.abc import Callable
 from operator import attrgetter
@@ -35,7 +34,7 @@ from upath import UPath
 from daskmic.errors import UsageError
 from daskmic.io.scipion import SET_SUFFIX, is_set_file
 from daskmic.io.sources import unique_names
-from daskmic.io.storage import Location, is_local, is_url, location
+from daskmic.io.storage import Location, absolute, is_local, is_url, location, remove
 from daskmic.run.arrivals import Arrivals, FolderClosing, KeyArrivals, PrefixClosing, inside
 from daskmic.run.config import RunConfig, StreamOptions
 from daskmic.run.driver import RunSummary, bind
@@ -58,7 +57,7 @@ Following = Arrivals | KeyArrivals | SetArrivals
 def _nameable(out: Location, source: Source) -> Source:
     """``source``, failed alone if the tables could not hold its paths (the stream goes on)."""
     try:
-        check_table_names(out, [source])
+        check_table_names(absolute(out), [source])
     except UsageError as error:
         return dataclasses.replace(source, error=str(error))
     return source
@@ -67,15 +66,7 @@ def _nameable(out: Location, source: Source) -> Source:
 def _forget(out: Location, name: str) -> None:
     """Remove a micrograph's outputs, then its record (so an interrupted removal is redone)."""
     for output in OutputLayout(out).outputs(name):
-        if not is_local(output):  # an object store: a "folder" is the keys under a prefix
-            if output.is_dir():
-                output.fs.rm(output.path, recursive=True)
-            else:
-                output.unlink(missing_ok=True)
-        elif output.is_dir() and not output.is_symlink():
-            shutil.rmtree(output, ignore_errors=True)
-        else:
-            output.unlink(missing_ok=True)
+        remove(output)
 
 
 class _Stream:
@@ -116,7 +107,7 @@ class _Stream:
         """
         feeder = Feeder(
             client,
-            self.out,
+            absolute(self.out),
             self.config,
             self.digest,
             batch_size=self.batch_size,
@@ -175,7 +166,8 @@ class _Stream:
             self._checked = True
         # an output that is an arriving file (a hard link into OUT): that micrograph fails alone
         names = [s.micrograph for s in sources]
-        clash = dict(overwritten_inputs(self.out, self.config, names, [s.path for s in sources]))
+        paths = [s.path for s in sources]
+        clash = dict(overwritten_inputs(absolute(self.out), self.config, names, paths))
         sources = [
             dataclasses.replace(s, error=f"{s.path}: output {clash[s.path]} is this file")
             if s.path in clash
@@ -256,7 +248,7 @@ def _following(
     """What ``watch`` follows, how it closes, and the digest ``out`` is bound to."""
     if not is_local(watched):
         _check_prefix(watched, out)
-        digest = bind(out, config, [], [], overwrite=overwrite)  # files carry no optics table
+        digest = bind(absolute(out), config, [], [], overwrite=overwrite)  # no optics table
         keys = KeyArrivals(watched, options.pattern, exclude=out, marker=options.close_marker)
         closing = PrefixClosing(watched / options.close_marker, options.idle_timeout, keys)
         return keys, closing, digest
@@ -264,11 +256,13 @@ def _following(
         if not watched.is_file():
             raise FileNotFoundError(f"followed Scipion set {watched} does not exist")
         # optics come with the items; the set itself must not be an output
-        digest = bind(out, config, [], [], overwrite=overwrite, inputs=[os.fspath(watched)])
-        items = SetArrivals(watched, out)
+        digest = bind(
+            absolute(out), config, [], [], overwrite=overwrite, inputs=[os.fspath(watched)]
+        )
+        items = SetArrivals(watched, absolute(out))
         return items, SetClosing(items, options.idle_timeout), digest
     _check_folders(watched, out)
-    digest = bind(out, config, [], [], overwrite=overwrite)  # files carry no optics table
+    digest = bind(absolute(out), config, [], [], overwrite=overwrite)  # no optics table
     files = Arrivals(watched, options.pattern, exclude=out, settle_seconds=options.settle_seconds)
     return files, FolderClosing(watched / options.close_marker, options.idle_timeout), digest
 
