@@ -281,3 +281,26 @@ def test_workload_identity_and_a_shared_volume_are_options(
     assert _pruned_fields(_raw_crd_schema(), onprem) == []
     with pytest.raises(ValueError, match="mount_path must be an absolute path, got 'data'"):
         daskcluster_manifest(volume_claim="x", mount_path="data")
+
+
+@pytest.mark.parametrize(
+    ("options", "worker_has", "worker_lacks"),
+    [
+        (["--service-account", "daskmic-s3", "--storage-secret", "none"],
+         {"serviceAccountName": "daskmic-s3"}, "envFrom"),
+        (["--volume-claim", "cryoem-data", "--mount-path", "/data"],
+         {"volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "cryoem-data"}}]},
+         "serviceAccountName"),
+    ],
+)  # fmt: skip
+def test_the_generator_script_makes_the_other_recipes(
+    validator: jsonschema.Draft7Validator, tmp_path: Path, options, worker_has, worker_lacks
+) -> None:
+    out = tmp_path / "site.yaml"
+    script = runpy.run_path(str(KUBERNETES / "make_daskcluster.py"), run_name="make_daskcluster")
+    assert script["main"]([*options, "-o", str(out)]) == 0
+    manifest = yaml.safe_load(out.read_text())
+    worker = manifest["spec"]["worker"]["spec"]
+    assert worker.items() >= worker_has.items()
+    assert worker_lacks not in worker and worker_lacks not in worker["containers"][0]
+    assert _errors(validator, manifest) == []
