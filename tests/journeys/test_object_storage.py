@@ -82,6 +82,7 @@ class Bucket:
 
     def keys(self, prefix: str) -> list[str]:
         """The keys under ``prefix`` (relative to it), sorted; a fresh listing."""
+        self.fs.invalidate_cache()  # s3fs answers reads of unknown keys from its listings
         found = self.fs.find(f"{self.name}/{prefix}", refresh=True)
         return sorted(k.removeprefix(f"{self.name}/{prefix}/") for k in found)
 
