@@ -287,6 +287,8 @@ def test_a_run_killed_midway_and_rerun_equals_an_uninterrupted_one(
             time.sleep(0.05)
         first.send_signal(signal.SIGKILL)
         assert first.wait(60) == -signal.SIGKILL
+    recorded = [k for k in bucket.keys("killed") if "records/" in k]
+    assert 1 <= len(recorded) < N, "killed midway"
     _ok(subprocess.run([*command, *args], cwd=held_out, env=env, capture_output=True,
                        text=True, timeout=240, check=False))  # fmt: skip
     _compare_s3_to_s3(bucket, "killed", OUT["preprocess"])
