@@ -41,7 +41,7 @@ class RunConfig:
     storage_options : dict
         For every URL the run reads or writes (``s3://``, ``gs://``, ``https://`` …): passed to
         its fsspec filesystem (``key``, ``secret``, ``client_kwargs={"endpoint_url": …}``,
-        ``anon`` …); see ``daskmic.io.storage.location``. Empty: each backend finds its
+        ``anon`` …); see :func:`daskmic.io.storage.location`. Empty: each backend finds its
         credentials itself (environment, config files, workload identity). They never change
         the results, so they are neither hashed nor written anywhere (they may hold secrets).
 
