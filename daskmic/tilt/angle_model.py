@@ -119,7 +119,8 @@ def spectrum_model(
     sectors (the fade of the weighted mean) and ``Ē`` that smoothed alike.
 
     Sums over tiles (or sectors) read at shifted ``s`` are divided bin by bin by the weight
-    of those that reach that bin (see ``angle_steps.corrected_profiles``): no step where one runs off.
+    of those that reach that bin (see ``angle_steps.corrected_profiles``): no step where one
+    runs off.
     """
     s = prof.s_invA2
     n_sectors = prof.power.shape[1]
