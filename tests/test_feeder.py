@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-import daskmic.run.feeder
+import daskmic.run.publish
 from daskmic.preprocessing.params import PreprocessParams
 from daskmic.run.config import RunConfig
 from daskmic.run.driver import prepare
@@ -32,7 +32,7 @@ def _publishes(monkeypatch, seconds: float) -> list[float]:
         time.sleep(seconds)
         return []
 
-    monkeypatch.setattr(daskmic.run.feeder, "publish", publish)
+    monkeypatch.setattr(daskmic.run.publish, "publish", publish)  # imported when used
     return times
 
 

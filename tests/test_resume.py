@@ -24,6 +24,7 @@ from daskmic.io.mrc_write import write_mrc
 from daskmic.io.scipion import read_set
 from daskmic.run.config import RunConfig
 from daskmic.run.manifest import PARTIAL_NAME, Manifest
+from daskmic.run.resume import PUBLISHED_NAME
 from daskmic.run.stream import watch
 
 CONFIG_VALUES = {
@@ -92,6 +93,8 @@ def snapshot(out: Path) -> dict[str, object]:
     files: dict[str, object] = {}
     for path in sorted(p for p in out.rglob("*") if p.is_file()):
         relative = path.relative_to(out).as_posix()
+        if path.name == PUBLISHED_NAME:  # when the outputs were last rebuilt: like ``created``
+            continue
         if relative.startswith("micrographs.zarr/"):
             files[relative] = "zarr file"  # listed; compared as arrays below
         elif path.suffix in TEXT_SUFFIXES:
