@@ -1,5 +1,6 @@
-"""The feeder on a real cluster: everything completes, at most 2 x threads in flight, and
-rebuilding the tables takes at most its share of the time."""
+"""The feeder on a real cluster: everything completes, at most 2 x threads in flight, small
+micrographs travel in groups (each failing alone), and rebuilding the tables takes at most its
+share of the time."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from daskmic.preprocessing.params import PreprocessParams
 from daskmic.run.config import RunConfig
 from daskmic.run.driver import prepare
 from daskmic.run.feeder import PUBLISH_SHARE, Feeder
+from daskmic.run.manifest import Manifest
 
 CONFIG = RunConfig(preprocess=PreprocessParams(crop=2, invert=True), write_stack=False)
 
@@ -74,3 +76,29 @@ def test_slow_rebuilds_are_spaced_to_their_share_of_the_time(
     gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
     assert times, "the first batch is still published"
     assert all(gap >= seconds / PUBLISH_SHARE * 0.99 for gap in gaps), gaps
+
+
+def test_small_micrographs_travel_in_groups_and_a_bad_one_fails_alone(
+    client, write_micrographs, tmp_path, monkeypatch
+):
+    paths = write_micrographs(n=40, shape=(32, 32), folder="small")
+    paths[7].write_bytes(paths[7].read_bytes()[:-100])  # truncated: its pixels cannot be read
+    found, digest = prepare([str(p) for p in paths], tmp_path / "grouped", CONFIG)
+    groups, submit = [], client.submit
+
+    def counting_submit(function, sources, *args, **kwargs):
+        groups.append([s.micrograph for s in sources])
+        return submit(function, sources, *args, **kwargs)
+
+    monkeypatch.setattr(client, "submit", counting_submit)
+    feeder = Feeder(client, tmp_path / "grouped", CONFIG, digest, batch_size=100)
+    feeder.add(found)
+    rows = {row["micrograph"]: row for row in feeder.rows()}
+    names = [f"mic_{i:03d}" for i in range(40)]
+    assert sorted(name for group in groups for name in group) == names, "each sent once"
+    assert len(groups) < len(names) and max(map(len, groups)) > 1
+    assert sorted(rows) == names
+    assert rows["mic_007"]["status"] == "failed" and rows["mic_007"]["error"]
+    assert {rows[n]["status"] for n in names if n != "mic_007"} == {"done"}
+    records = Manifest(tmp_path / "grouped").rows()
+    assert [r["micrograph"] for r in records] == names, "a record per micrograph"

@@ -309,3 +309,57 @@ def test_batch_run_killed_and_rerun_equals_an_uninterrupted_run(
     daskmic.run_batch(str(raw / "*.mrc"), tmp_path / "reference", CONFIG, client=client)
     assert done_at_kill < 8, "the kill came before the end"
     assert_same_outputs(out, tmp_path / "reference")
+
+
+# --- resume from the manifest: nothing submitted or rebuilt for a finished set (#16) ---------
+
+SMALL = RunConfig.from_dict({"preprocess": {"crop": True, "invert": True}, "write_stack": False})
+
+
+def _stamps(out: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.is_file()}
+
+
+def test_a_finished_set_is_recognised_from_the_manifest_without_a_cluster(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _write_inputs(tmp_path / "raw", 3, shape=(128, 128))
+    inputs, out = str(tmp_path / "raw" / "*.mrc"), tmp_path / "out"
+    first = daskmic.run_batch(inputs, out, SMALL, quiet=True)  # 3 micrographs: in-process
+    published = _stamps(out)
+    # no scheduler listens there: the rerun would fail if it tried to start or reach one
+    again = daskmic.run_batch(inputs, out, SMALL, cluster="tcp://127.0.0.1:9", quiet=True)
+    assert again.rows == first.rows and again.counts() == {"done": 3}
+    assert _stamps(out) == published, "nothing is rebuilt when nothing changed"
+
+
+def test_a_changed_record_or_table_is_published_again(tmp_path, monkeypatch, client):
+    monkeypatch.chdir(tmp_path)
+    _write_inputs(tmp_path / "raw", 3, shape=(128, 128))
+    inputs, out = str(tmp_path / "raw" / "*.mrc"), tmp_path / "out"
+    daskmic.run_batch(inputs, out, SMALL, client=client)
+    csv = (out / "micrographs.csv").read_text()
+    (out / "micrographs.csv").write_text("damaged")
+    daskmic.run_batch(inputs, out, SMALL, cluster="tcp://127.0.0.1:9")  # nothing to submit
+    assert (out / "micrographs.csv").read_text() == csv
+    (Manifest(out).records_dir / "mic_01.json").unlink()
+    submitted, submit = [], client.submit
+
+    def counting_submit(function, sources, *args, **kwargs):
+        submitted.append([s.micrograph for s in sources])
+        return submit(function, sources, *args, **kwargs)
+
+    monkeypatch.setattr(client, "submit", counting_submit)
+    summary = daskmic.run_batch(inputs, out, SMALL, client=client)
+    assert submitted == [["mic_01"]], "only the micrograph without a record is sent"
+    assert summary.counts() == {"done": 3} and (out / "micrographs.csv").read_text() == csv
+
+
+def test_a_small_set_in_process_equals_a_cluster_run(tmp_path, monkeypatch, client):
+    """The same unit, feeder and tables on this process's threads as on a cluster."""
+    monkeypatch.chdir(tmp_path)
+    raw = tmp_path / "raw"
+    _write_inputs(raw, 3)
+    reference, out = tmp_path / "reference", tmp_path / "out"
+    daskmic.run_batch(str(raw / "*.mrc"), reference, CONFIG, client=client)
+    daskmic.run_batch(str(raw / "*.mrc"), out, CONFIG, quiet=True)  # no cluster options
+    assert_same_outputs(out, reference)

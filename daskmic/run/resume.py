@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from daskmic.run.config import RunConfig
 from daskmic.run.layout import OutputLayout
@@ -76,46 +77,50 @@ def _published(out_dir: Path) -> Path:
     return OutputLayout(out_dir).manifest / PUBLISHED_NAME
 
 
-def _stamps(out_dir: Path, report: bool) -> list[list[int]] | None:
-    """Size and modification time of the main table (and the page): None if one is missing.
+def _stamps(out_dir: Path) -> list[list[Any]] | None:
+    """Name, size and modification time of each table and of the page that are there.
 
-    Any other rebuild since (``select``, ``watch``, ``write_report``) changes them.
+    None without the main table. Any other rebuild since (``select``, ``watch``,
+    ``write_report``) or a damaged or removed output changes them.
     """
     layout = OutputLayout(out_dir)
     stamps = []
-    for path in [layout.micrographs_csv, *([layout.report] if report else [])]:
+    for path in [*layout.tables(), layout.report]:
         try:
             stat = path.stat()
         except OSError:
-            return None
-        stamps.append([stat.st_size, stat.st_mtime_ns])
+            if path == layout.micrographs_csv:
+                return None
+            continue
+        stamps.append([path.name, stat.st_size, stat.st_mtime_ns])
     return stamps
 
 
 def is_current(out_dir: str | os.PathLike[str], config: RunConfig, *, report: bool) -> bool:
     """Whether the tables (and, with ``report``, the QC page) already show what is recorded.
 
-    True only when the last full rebuild was made from the state now, with the page if
-    ``report``, and nothing rebuilt its outputs since.
+    True only when the last full rebuild was made from the state now (with the page, if
+    ``report``) and no output was rebuilt, changed or removed since.
     """
     out = Path(out_dir)
     try:
         stored = json.loads(_published(out).read_bytes())
     except (OSError, ValueError):
         return False
-    stamps = _stamps(out, report)
+    stamps = _stamps(out)
     return (
         isinstance(stored, dict)
         and stamps is not None
-        and stored.get("stamps", [])[: len(stamps)] == stamps
+        and stored.get("stamps") == stamps
+        and (stored.get("report") is True or not report)
         and stored.get("state") == _state(out, config)
     )
 
 
 def mark_published(out_dir: str | os.PathLike[str], config: RunConfig, *, report: bool) -> None:
-    """Keep the state the outputs were just fully rebuilt from (and the page, if written)."""
+    """Keep the state the outputs were just fully rebuilt from, and whether the page was too."""
     from daskmic.io.atomic import write_bytes_atomic
 
     out = Path(out_dir)
-    state = {"state": _state(out, config), "stamps": _stamps(out, report)}
+    state = {"state": _state(out, config), "stamps": _stamps(out), "report": report}
     write_bytes_atomic(_published(out), canonical_json(state).encode())
