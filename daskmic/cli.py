@@ -10,7 +10,9 @@ written); 2 usage error, nothing started; 3 internal error (a traceback: please 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
+import json
 import sys
 import traceback
 from collections.abc import Iterator, Sequence
@@ -210,8 +212,31 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="restart an output folder made with other parameters",
     )
+    _storage_option(parser)
     _report_option(parser)
     _cluster_options(parser)
+
+
+def _storage_options(text: str) -> dict[str, Any]:
+    """``--storage-options``: a JSON object (argparse reports anything else as a usage error)."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({error})") from error
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"a JSON object is expected, got {text!r}")
+    return value
+
+
+def _storage_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--storage-options",
+        type=_storage_options,
+        metavar="JSON",
+        help='fsspec options for every URL (s3://, gs://, https:// ...) read or written, e.g. '
+        '\'{"anon": true}\' or \'{"client_kwargs": {"endpoint_url": "http://..."}}\' '
+        "(default: each backend's environment and config files)",
+    )
 
 
 def _limit_option(parser: argparse.ArgumentParser) -> None:
@@ -278,6 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-o", "--output", help="output folder (else the config's `output`)")
     _limit_option(run)
     run.add_argument("--overwrite", action="store_true")
+    _storage_option(run)
     _report_option(run)
     _cluster_options(run)
     report = commands.add_parser("report", help="write OUT/report.html, the QC page of a run")
@@ -410,7 +436,16 @@ def _config(args: argparse.Namespace, *, preprocess: bool, tilt: bool) -> RunCon
             "amplitude_contrast": args.amplitude_contrast,
         },
         write_stack=not args.no_stack,
+        storage_options=args.storage_options or {},
     )
+
+
+def _config_file(args: argparse.Namespace) -> tuple[Any, Any, RunConfig]:
+    """``daskmic.read_run_config(args.config)``; ``--storage-options`` replace the file's."""
+    inputs, output, config = daskmic.read_run_config(args.config)
+    if args.storage_options is not None:
+        config = dataclasses.replace(config, storage_options=args.storage_options)
+    return inputs, output, config
 
 
 def _cluster_kwargs(args: argparse.Namespace) -> dict[str, Any]:
@@ -473,7 +508,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         config = _config(args, preprocess=args.command == "preprocess", tilt=args.command == "tilt")
         return _run_batch(args, args.inputs, args.output, config)
     if args.command == "run":
-        inputs, output, config = daskmic.read_run_config(args.config)
+        inputs, output, config = _config_file(args)
         return _run_batch(args, args.inputs or inputs, args.output or output, config)
     if args.command == "report":
         if args.serve is None:
@@ -494,7 +529,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.command == "watch":
         if args.config:
-            config = daskmic.read_run_config(args.config)[2]
+            config = _config_file(args)[2]
         else:
             steps = preprocess_params(args).enabled()
             config = _config(args, preprocess=bool(steps), tilt=args.tilt)

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from upath import UPath
 
 
 class MicrographError(ValueError):
@@ -13,13 +17,13 @@ class MicrographError(ValueError):
 
     Parameters
     ----------
-    path : path-like
-        The offending file, as the user named it (or its absolute path).
+    path : path-like or URL
+        The offending file, as the user named it (or its absolute path, or its URL).
     problem : str
         What is wrong with it, in plain words.
     """
 
-    def __init__(self, path: str | os.PathLike[str], problem: str) -> None:
+    def __init__(self, path: str | os.PathLike[str] | UPath, problem: str) -> None:
         super().__init__(str(path), problem)
         self.path = str(path)
         self.problem = problem

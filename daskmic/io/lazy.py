@@ -1,6 +1,7 @@
 """A picklable, lazy ``(micrograph, y, x)`` array-like over a list of micrograph files.
 
-It holds paths, never open files, so it pickles to dask workers and is thread-safe. Indexing
+It holds paths or URLs (with the storage options that reach them), never open files or pixels,
+so it pickles to dask workers and is thread-safe; the workers read. Indexing
 reads only the requested region of each requested micrograph; wrapped with
 ``dask.array.from_array(..., asarray=False)``, dask's slice fusion hands the region of a sliced
 chunk straight to :meth:`LazyMicrographStack.__getitem__`, so a corner of one micrograph costs
@@ -16,6 +17,7 @@ from typing import cast
 import numpy as np
 
 from daskmic.io import readers
+from daskmic.io.storage import StorageOptions
 
 AxisKey = int | np.integer | slice | np.ndarray | list[int]
 """An index along one axis: an integer, a slice, or integer or boolean positions."""
@@ -64,7 +66,11 @@ class LazyMicrographStack:
     dtype : numpy.dtype
         Dtype of the stack; each file's pixels are cast to it (a no-op when all files share it).
     stamps : sequence of tuple, optional
-        Per-file ``(size, mtime_ns)``, part of the dask token so rewritten files get new keys.
+        Per-file ``(size, mtime_ns)`` (at a URL ``(size, version)``), part of the dask token
+        so rewritten files get new keys.
+    storage_options : dict, optional
+        For the URLs among ``paths`` (see :func:`daskmic.io.storage.location`); not part of
+        the token.
     """
 
     def __init__(
@@ -72,13 +78,15 @@ class LazyMicrographStack:
         paths: Sequence[str | os.PathLike[str]],
         shape_yx: tuple[int, int],
         dtype: np.dtype,
-        stamps: Sequence[tuple[int, int]] = (),
+        stamps: Sequence[tuple[int, int | str]] = (),
+        storage_options: StorageOptions | None = None,
     ) -> None:
         self.paths = tuple(str(p) for p in paths)
         self.shape = (len(self.paths), int(shape_yx[0]), int(shape_yx[1]))
         self.dtype = np.dtype(dtype)
         self.ndim = 3
         self.stamps = tuple(tuple(s) for s in stamps)
+        self.storage_options = dict(storage_options or {})
 
     def __dask_tokenize__(self) -> tuple:
         return ("daskmic.LazyMicrographStack", self.paths, self.shape, self.dtype.str, self.stamps)
@@ -104,5 +112,5 @@ class LazyMicrographStack:
     def _read(
         self, index: int, region: tuple[slice, slice], y_post: AxisKey, x_post: AxisKey
     ) -> np.ndarray:
-        frame = readers.read_micrograph(self.paths[index], region)
+        frame = readers.read_micrograph(self.paths[index], region, self.storage_options)
         return frame[y_post][..., x_post].astype(self.dtype, copy=False)

@@ -1,36 +1,39 @@
-"""MRC headers (strict, then permissive) and region reads through a memory map."""
+"""MRC headers (strict, then permissive) from the file's first KiB, and region reads.
+
+The header is parsed from the first 1024 bytes the reader already holds (one read locally,
+one ranged request at a URL); the extended header, which daskmic does not use, is never read,
+so a header costs 1 KiB whatever the file. Pixels come through :func:`daskmic.io.raster.
+read_raster` (a memory map locally, a ranged request of the rows at a URL).
+"""
 
 from __future__ import annotations
 
-import os
+import io
 import warnings
-from pathlib import Path
 
-import mrcfile
 import mrcfile.dtypes
 import mrcfile.utils
 import numpy as np
+from mrcfile.mrcinterpreter import MrcInterpreter
 
 from daskmic.io.errors import MicrographError
 from daskmic.io.header import MicrographHeader
+from daskmic.io.raster import Region, read_raster
+from daskmic.io.storage import Location, absolute
 
 MRC_HEADER_BYTES = 1024
 SUPPORTED_MODES = {0: "int8", 1: "int16", 2: "float32", 6: "uint16", 12: "float16"}
 
 
-def _precheck(path: Path) -> None:
-    """Refuse files whose first 1024 bytes cannot be an MRC header, before mrcfile sees them.
-
-    mrcfile allocates the extended header (``nsymbt`` bytes) before reading it, so a text
-    file read permissively could ask for gigabytes; this check costs one 1 KiB read.
-    """
-    with open(path, "rb") as handle:
-        raw = handle.read(MRC_HEADER_BYTES)
+def _precheck(path: Location, raw: bytes, size: int) -> None:
+    """Refuse files whose first 1024 bytes (``raw``) cannot be an MRC header of a ``size``-byte
+    file, before mrcfile sees them (a text file read permissively could announce gigabytes of
+    extended header)."""
     if len(raw) < MRC_HEADER_BYTES:
         raise MicrographError(
             path, f"not an MRC file ({len(raw)} bytes; an MRC header alone has 1024)"
         )
-    room = os.path.getsize(path) - MRC_HEADER_BYTES
+    room = size - MRC_HEADER_BYTES
     fitting = []
     for order in "<>":
         fields = np.frombuffer(raw, mrcfile.dtypes.HEADER_DTYPE.newbyteorder(order), count=1)[0]
@@ -52,31 +55,41 @@ def _precheck(path: Path) -> None:
         raise MicrographError(path, "corrupt MRC header: extended header larger than the file")
 
 
-def _raw_header(path: Path) -> tuple[np.recarray, str | None]:
-    """Read the 1024-byte header; return it and the strict-mode complaint, if any.
+class _MainHeader(MrcInterpreter):
+    """mrcfile's reading and checks of the 1024-byte main header, without the extended header.
+
+    daskmic uses no extended header field; not reading it keeps a header at 1 KiB (one request
+    at a URL) and :func:`_precheck` has already checked that it fits in the file.
+    """
+
+    def _read_extended_header(self) -> None:
+        self._extended_header = None
+
+
+def _raw_header(path: Location, raw: bytes, size: int) -> tuple[np.recarray, str | None]:
+    """Parse the 1024-byte header; return it and the strict-mode complaint, if any.
 
     MotionCor2 and some detectors write headers that mrcfile accepts only with
     ``permissive=True`` (e.g. no ``MAP`` ID, zero machine stamp). Strict reading is tried first;
     the permissive retry is silenced, and the header is validated by :func:`_layout` instead.
     """
-    _precheck(path)
+    _precheck(path, raw, size)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            with mrcfile.open(path, header_only=True) as mrc:
-                return mrc.header.copy(), None
+            return _MainHeader(io.BytesIO(raw), header_only=True).header.copy(), None
         except ValueError as strict_error:
             complaint = str(strict_error)
         try:
-            with mrcfile.open(path, header_only=True, permissive=True) as mrc:
-                return mrc.header.copy(), complaint
+            mrc = _MainHeader(io.BytesIO(raw), permissive=True, header_only=True)
+            return mrc.header.copy(), complaint
         except ValueError as error:
             raise MicrographError(path, f"not an MRC file ({error})") from error
 
 
-def _layout(path: Path) -> tuple[np.recarray, np.dtype, int]:
+def _layout(path: Location, raw: bytes, size: int) -> tuple[np.recarray, np.dtype, int]:
     """Validate an MRC header; return it, the stored pixel dtype and the data offset in bytes."""
-    header, complaint = _raw_header(path)
+    header, complaint = _raw_header(path, raw, size)
     mode = int(header.mode)
     not_mrc = f"not an MRC file ({complaint})" if complaint else None
     if mode not in SUPPORTED_MODES:
@@ -92,7 +105,6 @@ def _layout(path: Path) -> tuple[np.recarray, np.dtype, int]:
     dtype = mrcfile.utils.data_dtype_from_header(header)
     offset = MRC_HEADER_BYTES + nsymbt
     expected = offset + nx * ny * dtype.itemsize
-    size = os.path.getsize(path)
     if size < expected:
         raise MicrographError(
             path,
@@ -112,11 +124,11 @@ def _voxel_size_A(header: np.recarray) -> float | None:
     return round(cella_x / mx, 6)
 
 
-def mrc_header(path: Path) -> MicrographHeader:
-    """Read and validate the header of a 2-D MRC file."""
-    header, dtype, _ = _layout(path)
+def mrc_header(path: Location, raw: bytes, size: int) -> MicrographHeader:
+    """Validate the header of a 2-D MRC file of ``size`` bytes from its first KiB ``raw``."""
+    header, dtype, _ = _layout(path, raw, size)
     return MicrographHeader(
-        path=os.path.abspath(path),
+        path=absolute(path),
         shape=(int(header.ny), int(header.nx)),
         dtype=dtype.newbyteorder("="),
         pixel_size_A=_voxel_size_A(header),
@@ -124,12 +136,7 @@ def mrc_header(path: Path) -> MicrographHeader:
     )
 
 
-def read_mrc(path: Path, region: tuple[slice, slice]) -> np.ndarray:
-    """Read ``region`` of a 2-D MRC file; only the pages holding it are touched."""
-    header, dtype, offset = _layout(path)
-    shape = (int(header.ny), int(header.nx))
-    mapped = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
-    try:
-        return np.array(mapped[region], dtype=dtype.newbyteorder("="))
-    finally:
-        del mapped
+def read_mrc(path: Location, raw: bytes, size: int, region: Region) -> np.ndarray:
+    """Read ``region`` of a 2-D MRC file (first KiB ``raw``); only the rows holding it."""
+    header, dtype, offset = _layout(path, raw, size)
+    return read_raster(path, offset, (int(header.ny), int(header.nx)), dtype, region)

@@ -25,26 +25,32 @@ from daskmic.io.lazy import LazyMicrographStack
 from daskmic.io.origin import record
 from daskmic.io.readers import read_header
 from daskmic.io.sources import Listing, Source, list_source, unique_names
+from daskmic.io.storage import Location, StorageOptions, absolute, is_local, is_url
 
 
-def _read_headers(paths: list[Path]) -> list[MicrographHeader | MicrographError]:
+def _read_headers(paths: list[Location]) -> list[MicrographHeader | MicrographError]:
     """Each file's header, or the error that makes it unusable, read by a thread pool."""
     with ThreadPoolExecutor(max_workers=max(1, min(16, len(paths)))) as pool:
         return list(pool.map(_header_or_error, paths))
 
 
-def _header_or_error(path: Path) -> MicrographHeader | MicrographError:
+def _header_or_error(path: Location) -> MicrographHeader | MicrographError:
     try:
         return read_header(path)
     except MicrographError as error:
         return error
 
 
-def _stamp(path: str) -> tuple[int, int]:
-    """``(size, mtime_ns)`` of a file for the dask token; ``(-1, -1)`` if it just vanished."""
+def _stamp(path: Location) -> tuple[int, int | str]:
+    """``(size, mtime_ns)`` of a file for the dask token (at a URL ``(size, version)``, from
+    the store's listing cache when it has one); ``(-1, -1)`` if it just vanished."""
     try:
+        if not is_local(path):
+            info = path.fs.info(path.path)
+            version = info.get("ETag") or info.get("mtime") or info.get("LastModified") or ""
+            return (int(info.get("size") or -1), str(version))
         stat = os.stat(path)
-    except OSError:
+    except Exception:  # vanished, or unreachable: its read will say why
         return (-1, -1)
     return (stat.st_size, stat.st_mtime_ns)
 
@@ -141,13 +147,16 @@ class CatalogueEntry:
 
 
 def catalogue_micrographs(
-    source: Source, *, pixel_size_A: float | None = None
+    source: Source,
+    *,
+    pixel_size_A: float | None = None,
+    storage_options: StorageOptions | None = None,
 ) -> tuple[list[CatalogueEntry], list[dict]]:
     """List every input micrograph with its header, pixel size and table columns.
 
     Unlike :func:`open_micrographs`, micrographs of different shapes are all kept (each is
     processed on its own by the production unit); unreadable files carry their ``error``.
-    Names, pixel sizes and carried columns follow the same rules.
+    Names, pixel sizes and carried columns follow the same rules; ``storage_options`` too.
 
     Returns
     -------
@@ -157,7 +166,7 @@ def catalogue_micrographs(
         The input table's ``data_optics`` rows (possibly empty).
     """
     given = _check_pixel_size(pixel_size_A)
-    listing = list_source(source)
+    listing = list_source(source, storage_options)
     names = unique_names(listing.paths, listing.root)
     headers = _read_headers(listing.paths)
     rows = list(range(len(headers)))
@@ -167,7 +176,7 @@ def catalogue_micrographs(
     entries = [
         CatalogueEntry(
             micrograph=names[r],
-            path=str(listing.paths[r]),
+            path=absolute(listing.paths[r]),
             shape=readable[r].shape if r in readable else None,
             pixel_size_A=float(sizes.get(r, np.nan)),
             columns=columns[r],
@@ -224,6 +233,7 @@ def open_micrographs(
     *,
     pixel_size_A: float | None = None,
     chunks: Mapping[str, int] | None = None,
+    storage_options: StorageOptions | None = None,
 ) -> xr.DataArray:
     """Open micrographs as a lazy ``(micrograph, y, x)`` DataArray (daskmic's data contract).
 
@@ -233,7 +243,7 @@ def open_micrographs(
 
     Parameters
     ----------
-    source : path-like or sequence of path-like
+    source : path-like, URL, or a sequence of them
         A file, a folder (its ``.mrc``/``.mrcs``/``.tif``/``.tiff`` files), a glob (``**``
         recurses, e.g. ``"GridSquare_*/Data/*.mrc"``), a list of those, or one table: a RELION
         ``.star`` (``data_optics`` + ``data_micrographs``; ``rlnMicrographName`` relative to the
@@ -243,25 +253,33 @@ def open_micrographs(
         acquisition as ``optics``; item attributes as coordinates, e.g. ``scipion_id``). Or a
         daskmic results store (``OUT/micrographs.zarr``): its processed micrographs, read from
         their OME-NGFF images (:func:`daskmic.io.open_images` gives every image whatever its
-        shape).
+        shape). Any of them may be a URL of an fsspec filesystem (``"s3://bucket/raw/*.mrc"``,
+        ``"https://host/set/micrographs.star"``; HTTP(S) lists nothing, so there files and
+        tables only, whose relative names resolve against the table's URL): headers are read
+        with two small requests each (size, first KiB), pixels later by byte range, on the
+        workers.
     pixel_size_A : float, optional
         Pixel size in ångström for every micrograph; overrides tables and headers.
     chunks : dict, optional
         Dask chunk sizes by dimension, e.g. ``{"y": 512, "x": 512}``; by default one whole
         micrograph per chunk.
+    storage_options : dict, optional
+        For the URLs' filesystems (``key``, ``secret``, ``client_kwargs={"endpoint_url": ...}``,
+        ``anon`` ...), as in dask, xarray and zarr; without them each backend finds its
+        credentials itself (environment, config files).
 
     Returns
     -------
     xarray.DataArray
         Dims ``("micrograph", "y", "x")``, dtype as stored (the common type if files differ).
         Coordinates: ``micrograph`` (unique names: file stems, or root-relative paths when
-        stems collide), ``path`` (absolute), ``pixel_size_A`` (per micrograph; NaN if unknown),
-        ``y``/``x`` (ångström when the pixel size is uniform and known, else pixels; see their
-        ``units`` attribute) and every column of an input table (named as in the table;
-        ``input_<name>`` for a column called ``micrograph``, ``path``, ``pixel_size_A``, ``y``
-        or ``x``). Attributes: ``source``, ``failed`` (list of ``{"micrograph", "path",
-        "error"}``; ``error`` is the problem, without the path), ``optics`` (the input
-        ``data_optics`` rows, possibly empty), ``daskmic_origin`` (see
+        stems collide), ``path`` (absolute, or the URL), ``pixel_size_A`` (per micrograph; NaN
+        if unknown), ``y``/``x`` (ångström when the pixel size is uniform and known, else
+        pixels; see their ``units`` attribute) and every column of an input table (named as in
+        the table; ``input_<name>`` for a column called ``micrograph``, ``path``,
+        ``pixel_size_A``, ``y`` or ``x``). Attributes: ``source``, ``failed`` (list of
+        ``{"micrograph", "path", "error"}``; ``error`` is the problem, without the path),
+        ``optics`` (the input ``data_optics`` rows, possibly empty), ``daskmic_origin`` (see
         ``daskmic.io.origin``).
 
     Raises
@@ -285,9 +303,10 @@ def open_micrographs(
     []
     """
     given = _check_pixel_size(pixel_size_A)
-    if isinstance(source, str | os.PathLike) and _is_zarr_store(Path(source)):
-        return _open_store(Path(source), given, chunks)
-    listing = list_source(source)
+    local = isinstance(source, str | os.PathLike) and not is_url(source)
+    if local and _is_zarr_store(Path(source)):  # type: ignore[arg-type]
+        return _open_store(Path(source), given, chunks)  # type: ignore[arg-type]
+    listing = list_source(source, storage_options)
     names = unique_names(listing.paths, listing.root)
     headers = _read_headers(listing.paths)
     shape = _majority_shape([h for h in headers if isinstance(h, MicrographHeader)])
@@ -297,12 +316,13 @@ def open_micrographs(
         if not problem:
             rows.append(row)
             continue
-        failed.append({"micrograph": name, "path": str(listing.paths[row]), "error": problem})
+        failed.append({"micrograph": name, "path": absolute(listing.paths[row]), "error": problem})
     kept = [h for h in (headers[r] for r in rows) if isinstance(h, MicrographHeader)]
     ny, nx = shape or (0, 0)
     dtype = np.result_type(*(h.dtype for h in kept)) if kept else np.dtype(np.float32)
-    paths = [str(listing.paths[r]) for r in rows]
-    lazy = LazyMicrographStack(paths, (ny, nx), dtype, [_stamp(p) for p in paths])
+    paths = [absolute(listing.paths[r]) for r in rows]
+    stamps = [_stamp(listing.paths[r]) for r in rows]
+    lazy = LazyMicrographStack(paths, (ny, nx), dtype, stamps, storage_options)
     dask_chunks = _check_chunks(chunks, lazy.shape)
     data = da.from_array(
         lazy,

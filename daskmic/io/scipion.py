@@ -27,8 +27,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from upath import UPath
 
 from daskmic.io.errors import MicrographError
+from daskmic.io.storage import Location, StorageOptions, fetched, is_local, is_url, location
 
 SET_SUFFIX = ".sqlite"
 STREAM_OPEN, STREAM_CLOSED = 1, 2
@@ -62,6 +64,8 @@ IMAGE_SCHEMA = {"_index": "Integer", "_filename": "String", "_samplingRate": "Fl
 
 def is_set_file(source: object) -> bool:
     """Whether ``source`` names a Scipion set file (by its ``.sqlite`` suffix)."""
+    if isinstance(source, UPath):
+        return source.suffix.lower() == SET_SUFFIX
     return isinstance(source, str | os.PathLike) and Path(source).suffix.lower() == SET_SUFFIX
 
 
@@ -98,42 +102,61 @@ def number(value: object) -> float:
         return math.nan
 
 
-def read_set(path: str | os.PathLike[str], *, retries: int = 20) -> ScipionSet:
+def read_set(
+    path: str | os.PathLike[str] | Location,
+    *,
+    retries: int = 20,
+    storage_options: StorageOptions | None = None,
+) -> ScipionSet:
     """Read a set file's enabled items and its properties (read-only; never modifies it).
 
     Parameters
     ----------
-    path : path-like
-        A ``SetOfMicrographs`` (or other flat set) sqlite file.
+    path : path-like, URL or Location
+        A ``SetOfMicrographs`` (or other flat set) sqlite file; at a URL it is copied whole
+        to a temporary file first (sqlite reads files).
     retries : int
         Attempts, 0.1 s apart, while a producer holds a write lock on the file.
+    storage_options : dict, optional
+        For a URL's filesystem (see :func:`daskmic.io.storage.location`).
 
     Raises
     ------
     MicrographError
         The file is missing or is not a Scipion set.
     """
-    file = Path(path)
-    if not file.is_file():
-        raise MicrographError(file, "no such Scipion set file")
+    where = location(path, storage_options)
+    try:
+        if not where.is_file():
+            raise MicrographError(where, "no such Scipion set file")
+        with fetched(where) as file:
+            return _read_retrying(file, retries, where)
+    except (MicrographError, sqlite3.Error):
+        raise
+    except Exception as error:  # the store's own errors (network, credentials, bucket)
+        raise MicrographError(where, f"cannot read Scipion set ({error})") from error
+
+
+def _read_retrying(file: Path, retries: int, where: Location) -> ScipionSet:
+    """Read the local set ``file`` (``where``'s bytes), retrying while it is locked."""
     for attempt in range(retries + 1):
         try:
-            return _read(file)
+            return _read(file, where)
         except sqlite3.OperationalError as error:
             if "locked" not in str(error) or attempt == retries:
-                raise MicrographError(file, f"cannot read Scipion set ({error})") from error
+                raise MicrographError(where, f"cannot read Scipion set ({error})") from error
             time.sleep(0.1)
         except sqlite3.DatabaseError as error:
-            raise MicrographError(file, f"cannot read Scipion set ({error})") from error
+            raise MicrographError(where, f"cannot read Scipion set ({error})") from error
     raise AssertionError("unreachable")
 
 
-def _read(file: Path) -> ScipionSet:
+def _read(file: Path, where: Location) -> ScipionSet:
     uri = f"{file.resolve().as_uri()}?mode=ro"
     with closing(sqlite3.connect(uri, uri=True, timeout=5.0)) as db:
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
         if not {"Properties", "Classes", "Objects"} <= tables:
-            raise MicrographError(file, "not a Scipion set (needs Properties, Classes, Objects)")
+            raise MicrographError(where, "not a Scipion set (needs Properties, Classes, Objects)")
         properties = dict(db.execute("SELECT key, value FROM Properties").fetchall())
         mapping = db.execute(
             "SELECT label_property, column_name FROM Classes WHERE label_property != 'self' "
@@ -149,25 +172,33 @@ def _read(file: Path) -> ScipionSet:
     return ScipionSet(items=items, properties=properties, disabled=int((~enabled).sum()))
 
 
-def project_folder(set_file: str | os.PathLike[str]) -> Path | None:
+def project_folder(set_file: str | os.PathLike[str] | Location) -> Location | None:
     """The Scipion project holding ``set_file``: the folder above its ``Runs`` ancestor."""
-    parents = Path(os.path.abspath(set_file)).parents
-    return next((p.parent for p in parents if p.name == "Runs"), None)
+    where = set_file if isinstance(set_file, UPath) else Path(os.path.abspath(set_file))
+    return next((p.parent for p in where.parents if p.name == "Runs"), None)
 
 
-def resolve_item_path(name: str, set_file: str | os.PathLike[str]) -> Path:
+def resolve_item_path(name: str, set_file: str | os.PathLike[str] | Location) -> Location:
     """An item's file: absolute as is; else under the project, the working folder or the set's.
 
     Scipion stores paths relative to the project folder and runs its protocols there; a set
-    outside a project is read relative to the working directory, then to its own folder.
+    outside a project is read relative to the working directory, then to its own folder. A set
+    at a URL names its files relative to its project there, else to its own folder (a URL
+    too), and may name them by URL.
     """
+    if is_url(name):
+        options = set_file.storage_options if isinstance(set_file, UPath) else None
+        return location(name, options)
     path = Path(name)
     if path.is_absolute():
         return path
-    project = project_folder(set_file)
-    bases = [b for b in (project, Path.cwd(), Path(os.path.abspath(set_file)).parent) if b]
+    if isinstance(set_file, UPath) and not is_local(set_file):
+        return (project_folder(set_file) or set_file.parent) / name
+    set_path = Path(set_file)
+    project = project_folder(set_path)
+    bases = [b for b in (project, Path.cwd(), Path(os.path.abspath(set_path)).parent) if b]
     found = next((b / path for b in bases if (b / path).exists()), bases[0] / path)
-    return Path(os.path.abspath(found))
+    return Path(os.path.abspath(str(found)))
 
 
 def _item_optics(items: pd.DataFrame, properties: Mapping[str, Any]) -> pd.DataFrame:

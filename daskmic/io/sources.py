@@ -1,5 +1,9 @@
 """From what the user typed (files, globs, folders, a table) to a list of micrograph files.
 
+Each may be a local path or a URL (``s3://b/raw/*.mrc``, ``https://host/set.star`` …): a URL
+glob or folder is listed by its filesystem (HTTP lists nothing, so there only files and tables
+work), and a table's relative names resolve against the table's own URL.
+
 Also the naming rule: a micrograph is called by its file stem; when stems collide, by its path
 relative to the source root. Names depend only on the set of paths, never on listing order.
 """
@@ -9,15 +13,19 @@ from __future__ import annotations
 import glob
 import os
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
+from upath import UPath
 
+from daskmic.errors import UsageError
 from daskmic.io.errors import MicrographError
 from daskmic.io.scipion import is_set_file, project_folder, read_set, resolve_item_path, set_tables
+from daskmic.io.storage import Location, StorageOptions, absolute, is_local, is_url, location
 from daskmic.io.tables import PATH_COLUMNS, is_table, read_table, split_table_path
 
 MICROGRAPH_SUFFIXES = (".mrc", ".mrcs", ".tif", ".tiff")
@@ -30,15 +38,19 @@ PIXEL_SIZE_COLUMNS = {
 }
 """Per table format, the columns that may give the pixel size (ångström), by preference."""
 
-Source = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
+Item = str | os.PathLike[str] | UPath
+Source = Item | Sequence[Item]
+
+UNLISTED = ("http", "https")
+"""URL schemes whose servers list no folder: only files and tables can be named there."""
 
 
 @dataclass
 class Listing:
     """The micrograph files of a source, with the table rows they came from (if any)."""
 
-    paths: list[Path]
-    root: Path
+    paths: list[Location]
+    root: Location
     description: str
     table: pd.DataFrame | None = None
     optics: pd.DataFrame | None = None
@@ -60,43 +72,103 @@ def glob_root(pattern: str) -> Path:
     return Path(*fixed) if fixed else Path(".")
 
 
-def _expand_item(item: str | os.PathLike[str]) -> tuple[list[Path], Path | None, str]:
+def _expand_item(
+    item: Item, storage_options: StorageOptions | None
+) -> tuple[list[Location], Location | None, str]:
     """Files of one source item, the root it implies (None for a plain file), a description."""
-    text = os.fspath(item)
-    path = Path(text)
-    if path.is_dir():
-        return _folder_files(path), path, f"folder {text}"
-    if glob.has_magic(text) and not path.exists():
+    where = location(item, storage_options)
+    if not is_local(where):
+        return _expand_url(where, str(item))
+    text = str(item)
+    if where.is_dir():
+        return list(_folder_files(where)), where, f"folder {text}"
+    if glob.has_magic(text) and not where.exists():
         matches = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
-        matches = [p for p in matches if not p.name.startswith(".")]
-        return matches, glob_root(text), f"glob {text!r}"
-    return [path], None, f"file {text}"
+        return [p for p in matches if not p.name.startswith(".")], glob_root(text), f"glob {text!r}"
+    return [where], None, f"file {text}"
+
+
+def _expand_url(loc: UPath, text: str) -> tuple[list[Location], Location | None, str]:
+    """As :func:`_expand_item`, for a URL: its filesystem lists the glob or the folder."""
+    unlisted = loc.protocol in UNLISTED
+    if glob.has_magic(loc.path.partition("?")[0] if unlisted else loc.path):
+        if unlisted:
+            raise UsageError(
+                f"{text}: an {loc.protocol}:// server lists no folder, so a glob cannot be "
+                "expanded there; name the files, or give a table (STAR, xmd, CSV) of them"
+            )
+        parts = text.split("/")
+        fixed = "/".join(parts[: next(i for i, p in enumerate(parts) if glob.has_magic(p))])
+        found = _listed(loc, text, lambda: loc.fs.glob(loc.path, detail=True))
+        return found, location(fixed, loc.storage_options), f"glob {text!r}"
+    if loc.suffix.lower() in MICROGRAPH_SUFFIXES:
+        return [loc], None, f"file {text}"
+    if unlisted:
+        if text.endswith("/"):
+            raise UsageError(
+                f"{text}: an {loc.protocol}:// server lists no folder; name the files, or "
+                "give a table (STAR, xmd, CSV) of them"
+            )
+        return [loc], None, f"file {text}"
+    if loc.fs.isdir(loc.path):
+        found = _listed(loc, text, lambda: loc.fs.ls(loc.path, detail=True))
+        found = [p for p in found if p.suffix.lower() in MICROGRAPH_SUFFIXES]
+        return found, loc, f"folder {text}"
+    return [loc], None, f"file {text}"
+
+
+def _listed(loc: UPath, text: str, listing: Callable[[], Any]) -> list[Location]:
+    """The files (not folders, not hidden) a listing of ``loc``'s filesystem gives, sorted."""
+    try:
+        entries = listing()
+    except FileNotFoundError:
+        return []
+    except Exception as error:  # the store's own errors: denied, no such bucket, network
+        raise MicrographError(text, f"cannot list ({type(error).__name__}: {error})") from error
+    infos = entries.values() if isinstance(entries, dict) else entries
+    names = sorted(
+        loc.fs.unstrip_protocol(info["name"])
+        for info in infos
+        if info.get("type") == "file" and not info["name"].rsplit("/", 1)[-1].startswith(".")
+    )
+    return [location(name, loc.storage_options) for name in names]
 
 
 def _under(path: Path, root: Path) -> bool:
     return path.is_relative_to(root)
 
 
-def _common_root(paths: list[Path]) -> Path:
+def _common_root(paths: list[Location]) -> Location:
+    if not all(is_local(p) for p in paths):
+        common = os.path.commonprefix([absolute(p.parent) + "/" for p in paths])
+        return location(common.rpartition("/")[0] or "/")
+    local = [p for p in paths if is_local(p)]
     cwd = Path.cwd()
-    if all(_under(p, cwd) for p in paths):
+    if all(_under(p, cwd) for p in local):
         return cwd
-    return Path(os.path.commonpath([str(p.parent) for p in paths]))
+    return Path(os.path.commonpath([str(p.parent) for p in local]))
 
 
-def _resolve_table_path(name: str, table_file: Path) -> Path:
-    """Table paths are relative to the working directory (RELION), else to the table's folder."""
+def _resolve_table_path(name: str, table_file: Location) -> Location:
+    """Table paths are relative to the working directory (RELION), else to the table's folder.
+
+    A table at a URL names its files relative to its own URL (or by URL).
+    """
+    if is_url(name):
+        return location(name, getattr(table_file, "storage_options", None))
     path = Path(name)
     if path.is_absolute():
         return path
+    if not is_local(table_file):
+        return table_file.parent / name
     if not (Path.cwd() / path).exists() and (table_file.parent / path).exists():
         return Path(os.path.abspath(table_file.parent / path))
     return Path(os.path.abspath(path))
 
 
-def _table_listing(source: str | os.PathLike[str]) -> Listing:
-    micrographs, optics = read_table(source)
-    _, file = split_table_path(source)
+def _table_listing(source: Item, storage_options: StorageOptions | None) -> Listing:
+    micrographs, optics = read_table(source, storage_options)
+    _, file = split_table_path(source, storage_options)
     suffix = file.suffix.lower()
     column = next((c for c in PATH_COLUMNS[suffix] if c in micrographs.columns), None)
     if column is None:
@@ -107,29 +179,33 @@ def _table_listing(source: str | os.PathLike[str]) -> Listing:
     paths = [_resolve_table_path(str(n), file) for n in micrographs[column]]
     return Listing(
         paths=paths,
-        root=Path.cwd(),
-        description=f"table {os.fspath(source)}",
+        root=Path.cwd() if is_local(file) else file.parent,
+        description=f"table {source}",
         table=micrographs,
         optics=optics,
         table_pixel_size_A=_table_pixel_sizes(micrographs, optics, suffix),
     )
 
 
-def set_root(set_file: str | os.PathLike[str]) -> Path:
-    """The folder a Scipion set's micrograph names are relative to: its project, else cwd."""
+def set_root(set_file: Item) -> Location:
+    """The folder a Scipion set's micrograph names are relative to: its project, else cwd
+    (for a set at a URL: its project, else its own folder)."""
+    if isinstance(set_file, UPath) and not is_local(set_file):
+        return project_folder(set_file) or set_file.parent
     return project_folder(set_file) or Path.cwd()
 
 
-def _set_listing(source: str | os.PathLike[str]) -> Listing:
+def _set_listing(source: Item, storage_options: StorageOptions | None) -> Listing:
     """A Scipion ``SetOfMicrographs``: its enabled items, optics from sampling and acquisition."""
-    micrographs, optics = set_tables(read_set(source))
+    where = location(source, storage_options)
+    micrographs, optics = set_tables(read_set(where))
     if "_filename" not in micrographs.columns:
-        raise MicrographError(source, "Scipion set has no _filename attribute")
-    paths = [resolve_item_path(str(name), source) for name in micrographs["_filename"]]
+        raise MicrographError(where, "Scipion set has no _filename attribute")
+    paths = [resolve_item_path(str(name), where) for name in micrographs["_filename"]]
     return Listing(
         paths=paths,
-        root=set_root(source),
-        description=f"Scipion set {os.fspath(source)}",
+        root=set_root(where),
+        description=f"Scipion set {source}",
         table=micrographs,
         optics=optics,
         table_pixel_size_A=_table_pixel_sizes(micrographs, optics, ".star"),
@@ -157,55 +233,71 @@ def _table_pixel_sizes(
     return sizes
 
 
-def list_source(source: Source) -> Listing:
-    """Expand a source into micrograph files (absolute paths, duplicates removed).
+def list_source(source: Source, storage_options: StorageOptions | None = None) -> Listing:
+    """Expand a source into micrograph files (absolute paths or URLs, duplicates removed).
 
     Parameters
     ----------
-    source : path-like or sequence of path-like
+    source : path-like, URL, or a sequence of them
         A file, a folder (its ``.mrc``/``.mrcs``/``.tif``/``.tiff`` files, not recursive), a
         glob (``**`` recurses), a list of those, or one table (``.star``, ``.xmd``, ``.csv``,
-        or a Scipion ``SetOfMicrographs`` ``.sqlite``; its disabled items are skipped).
+        or a Scipion ``SetOfMicrographs`` ``.sqlite``; its disabled items are skipped). Any of
+        them may be a URL (``s3://bucket/raw/*.mrc``); over HTTP(S), which lists nothing,
+        files and tables only.
+    storage_options : dict, optional
+        For the URLs' filesystems (see :func:`daskmic.io.storage.location`).
 
     Raises
     ------
     MicrographError
-        Nothing found, or a table that cannot be used.
+        Nothing found, a listing refused by the store, or a table that cannot be used.
+    UsageError
+        A glob or folder over HTTP(S).
     ValueError
         A table mixed with other items, or an empty list.
     """
-    items = [source] if isinstance(source, str | os.PathLike) else list(source)
+    items = [source] if isinstance(source, str | os.PathLike | UPath) else list(source)
     if not items:
         raise ValueError("source must name at least one file, folder, glob or table, got []")
     if any(is_table(item) or is_set_file(item) for item in items):
         if len(items) > 1:
             raise ValueError(f"a table must be the only source, got {len(items)} items")
-        return _set_listing(items[0]) if is_set_file(items[0]) else _table_listing(items[0])
-    paths: list[Path] = []
+        if is_set_file(items[0]):
+            return _set_listing(items[0], storage_options)
+        return _table_listing(items[0], storage_options)
+    found: list[Location] = []
     roots, descriptions = [], []
     for item in items:
-        found, root, description = _expand_item(item)
-        paths += found
+        files, root, description = _expand_item(item, storage_options)
+        found += files
         roots.append(root)
         descriptions.append(description)
-    paths = list(dict.fromkeys(Path(os.path.abspath(p)) for p in paths))
+    unique: dict[str, Location] = {}
+    for p in found:
+        unique.setdefault(absolute(p), Path(absolute(p)) if is_local(p) else p)
+    paths = list(unique.values())
     description = "; ".join(descriptions)
     if not paths:
         raise MicrographError(description, "no micrograph files found")
-    if len(items) == 1 and roots[0] is not None:
-        root = Path(os.path.abspath(roots[0]))
+    first = roots[0]
+    if len(items) == 1 and first is not None:
+        root = Path(os.path.abspath(first)) if is_local(first) else first
     else:
         root = _common_root(paths)
     return Listing(paths=paths, root=root, description=description)
 
 
-def _relative_name(path: Path, root: Path, keep_suffix: bool) -> str:
-    relative = path.relative_to(root) if _under(path, root) else Path(*path.parts[1:])
+def _relative_name(path: Location, root: Location, keep_suffix: bool) -> str:
+    if is_local(path) and is_local(root):
+        relative = path.relative_to(root) if _under(path, root) else Path(*path.parts[1:])
+    else:
+        text, base = absolute(path), absolute(root).rstrip("/") + "/"
+        relative = Path(text[len(base) :] if text.startswith(base) else text.partition("://")[2])
     relative = relative if keep_suffix else relative.with_suffix("")
     return "__".join(relative.parts)
 
 
-def unique_names(paths: Sequence[Path], root: Path) -> list[str]:
+def unique_names(paths: Sequence[Location], root: Location) -> list[str]:
     """One unique name per path: the stem, or the root-relative path when stems collide.
 
     Colliding stems become the path relative to ``root`` without suffix, folders joined by

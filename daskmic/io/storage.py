@@ -17,6 +17,7 @@ What pathlib cannot say, this module does, once:
   link without overwrite locally): what binds an output prefix to its parameters when two
   runs race.
 - :func:`read_range` — bytes ``[start, end)`` by one ranged request.
+- :func:`fetched` — a local copy of a small object, for parsers that need a file.
 - :func:`location` — parse a path or URL, naming the pip extra when its filesystem's package
   is missing.
 """
@@ -25,11 +26,15 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final
 
 import fsspec
+from typing_extensions import TypeIs
 from upath import UPath
 
 from daskmic.errors import UsageError
@@ -55,7 +60,7 @@ EXTRAS: Final = {
 """URL scheme → (the package fsspec needs for it, the daskmic extra that installs it)."""
 
 
-def is_url(value: str | os.PathLike[str]) -> bool:
+def is_url(value: str | os.PathLike[str] | UPath) -> bool:
     """Whether ``value`` names a location by URL (``scheme://…``) rather than a local path."""
     if isinstance(value, UPath):
         return not isinstance(value, Path)
@@ -63,7 +68,7 @@ def is_url(value: str | os.PathLike[str]) -> bool:
 
 
 def location(
-    value: str | os.PathLike[str], storage_options: StorageOptions | None = None
+    value: str | os.PathLike[str] | UPath, storage_options: Mapping[str, Any] | None = None
 ) -> Location:
     """The :class:`Location` of a local path or a URL.
 
@@ -89,10 +94,13 @@ def location(
         The URL's filesystem needs a package that is not installed (the message names the
         ``daskmic[...]`` extra that installs it), or its scheme is unknown to fsspec.
     """
-    if isinstance(value, Path) or not is_url(value):
+    if isinstance(value, UPath):
+        if isinstance(value, Path):  # universal_pathlib's local paths
+            return Path(value)
+        if not storage_options:
+            return value
+    elif isinstance(value, Path) or not is_url(value):
         return Path(value)
-    if isinstance(value, UPath) and not storage_options:
-        return value
     text = str(value)
     scheme = text.partition("://")[0].lower()
     if scheme in ("file", "local"):
@@ -108,7 +116,7 @@ def location(
         raise UsageError(f"{text}: {exc}") from exc
 
 
-def is_local(loc: Location) -> bool:
+def is_local(loc: Location) -> TypeIs[Path]:
     """Whether ``loc`` is on the local filesystem (then it is a :class:`pathlib.Path`)."""
     return isinstance(loc, Path)
 
@@ -163,3 +171,24 @@ def read_range(loc: Location, start: int, end: int) -> bytes:
             return os.pread(handle.fileno(), end - start, start)
     data: bytes = loc.fs.cat_file(loc.path, start=start, end=end)
     return data
+
+
+def absolute(loc: Location) -> str:
+    """``loc`` as daskmic records it (``path`` columns): an absolute local path, or the URL."""
+    return os.path.abspath(loc) if isinstance(loc, Path) else str(loc)
+
+
+@contextmanager
+def fetched(loc: Location) -> Iterator[Path]:
+    """A local file holding ``loc``'s bytes, for parsers that need one (starfile, sqlite3).
+
+    A local ``loc`` is itself; at a URL the object is copied whole (one ``GET``) to a
+    temporary folder removed afterwards. Meant for small objects: tables, Scipion sets.
+    """
+    if isinstance(loc, Path):  # local
+        yield loc
+        return
+    with tempfile.TemporaryDirectory(prefix="daskmic-") as folder:
+        copy = Path(folder) / (loc.name or "object")
+        copy.write_bytes(loc.read_bytes())
+        yield copy

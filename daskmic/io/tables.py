@@ -16,10 +16,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import starfile
+from upath import UPath
 
 from daskmic.io.atomic import write_bytes_atomic
 from daskmic.io.errors import MicrographError
 from daskmic.io.star import star_block, star_label
+from daskmic.io.storage import Location, StorageOptions, fetched, location
 from daskmic.io.xmd import read_blocks
 
 TABLE_SUFFIXES = (".star", ".xmd", ".csv")
@@ -60,23 +62,27 @@ XMIPP_LABELS = {
 """Column names written under Xmipp's metadata labels by :func:`write_xmd`."""
 
 
-def split_table_path(source: str | os.PathLike[str]) -> tuple[str | None, Path]:
-    """Split Xmipp's ``block@file`` notation; ``(None, path)`` for a plain path."""
+def split_table_path(
+    source: str | os.PathLike[str] | Location, storage_options: StorageOptions | None = None
+) -> tuple[str | None, Location]:
+    """Split Xmipp's ``block@file`` notation; ``(None, location)`` for a plain path or URL."""
+    if isinstance(source, UPath):
+        return None, location(source, storage_options)
     text = os.fspath(source)
-    if "@" in text and not Path(text).exists():
-        block, _, name = text.partition("@")
-        return block, Path(name)
-    return None, Path(text)
+    block, at, name = text.partition("@")
+    if at and "/" not in block and ":" not in block and not Path(text).exists():
+        return block, location(name, storage_options)
+    return None, location(text, storage_options)
 
 
 def is_table(source: object) -> bool:
     """Whether ``source`` names a STAR, xmd or CSV table (by suffix)."""
-    if not isinstance(source, str | os.PathLike):
+    if not isinstance(source, str | os.PathLike | UPath):
         return False
     return split_table_path(source)[1].suffix.lower() in TABLE_SUFFIXES
 
 
-def _pick_block(blocks: dict, wanted: str | None, path: Path, label: str) -> pd.DataFrame:
+def _pick_block(blocks: dict, wanted: str | None, path: Location, label: str) -> pd.DataFrame:
     """The micrograph block: by name, ``micrographs``, one with ``label``, or the only one."""
     frames = {k: (pd.DataFrame([v]) if isinstance(v, dict) else v) for k, v in blocks.items()}
     if wanted is not None:
@@ -93,14 +99,18 @@ def _pick_block(blocks: dict, wanted: str | None, path: Path, label: str) -> pd.
     raise MicrographError(path, f"no data_micrographs block (blocks: {sorted(frames)})")
 
 
-def read_table(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+def read_table(
+    path: str | os.PathLike[str] | Location, storage_options: StorageOptions | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """Read a micrograph table.
 
     Parameters
     ----------
-    path : path-like
+    path : path-like, URL or Location
         A RELION ``.star`` file (``data_optics`` + ``data_micrographs``, or a single block), an
         Xmipp ``.xmd`` file (``block@file.xmd`` picks a block) or a ``.csv`` file.
+    storage_options : dict, optional
+        For a URL's filesystem (see :func:`daskmic.io.storage.location`).
 
     Returns
     -------
@@ -116,26 +126,34 @@ def read_table(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, pd.DataFrame
     ValueError
         A suffix other than ``.star``, ``.xmd``, ``.csv``.
     """
-    block, file = split_table_path(path)
-    suffix = file.suffix.lower()
+    block, where = split_table_path(path, storage_options)
+    suffix = where.suffix.lower()
     if suffix not in TABLE_SUFFIXES:
-        raise ValueError(f"path must end in .star, .xmd or .csv, got {os.fspath(path)!r}")
-    if not file.is_file():
-        raise MicrographError(file, "no such table file")
+        raise ValueError(f"path must end in .star, .xmd or .csv, got {str(path)!r}")
     try:
-        if suffix == ".star":
-            linecache.checkcache(str(file))  # starfile reads through linecache; drop stale text
-            blocks = starfile.read(file, always_dict=True)
-            optics = blocks.get("optics")
-            return _pick_block(blocks, block, file, "rlnMicrographName"), optics
-        if suffix == ".xmd":
-            with open(file, encoding="utf-8") as handle:
-                return _pick_block(read_blocks(handle), block, file, "micrograph"), None
-        return pd.read_csv(file), None
+        if not where.is_file():
+            raise MicrographError(where, "no such table file")
+        with fetched(where) as file:
+            return _parse_table(file, suffix, block, where)
     except MicrographError:
         raise
-    except Exception as error:  # any parser failure means the table is unusable
-        raise MicrographError(file, f"cannot read {suffix} table ({error})") from error
+    except Exception as error:  # any parser or storage failure means the table is unusable
+        raise MicrographError(where, f"cannot read {suffix} table ({error})") from error
+
+
+def _parse_table(
+    file: Path, suffix: str, block: str | None, where: Location
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """The micrograph and optics blocks of the local table ``file`` (a copy of ``where``)."""
+    if suffix == ".star":
+        linecache.checkcache(str(file))  # starfile reads through linecache; drop stale text
+        blocks = starfile.read(file, always_dict=True)
+        optics = blocks.get("optics")
+        return _pick_block(blocks, block, where, "rlnMicrographName"), optics
+    if suffix == ".xmd":
+        with open(file, encoding="utf-8") as handle:
+            return _pick_block(read_blocks(handle), block, where, "micrograph"), None
+    return pd.read_csv(file), None
 
 
 def _require_columns(df: pd.DataFrame, columns: tuple[str, ...], parameter: str) -> None:

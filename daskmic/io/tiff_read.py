@@ -1,15 +1,25 @@
-"""TIFF headers (pixel size from the resolution tags) and region reads."""
+"""TIFF headers (pixel size from the resolution tags) and region reads.
+
+At a URL tifffile reads through an fsspec file with a block cache of :data:`TIFF_BLOCK_BYTES`:
+a header costs the blocks holding the image file directory (usually one), an uncompressed
+image's region its rows (one ranged request), a compressed one its strips or tiles.
+"""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import tifffile
 
 from daskmic.io.errors import MicrographError
 from daskmic.io.header import MicrographHeader
+from daskmic.io.raster import Region, read_raster
+from daskmic.io.storage import Location, absolute, is_local
+
+TIFF_BLOCK_BYTES = 2**15
+"""Bytes per request when tifffile reads a TIFF at a URL (it reads small pieces at offsets)."""
 
 _A_PER_UNIT = {2: 2.54e8, 3: 1.0e8}  # TIFF ResolutionUnit: 2 inch, 3 centimetre
 _A_PER_IMAGEJ_UNIT = {"micron": 1e4, "um": 1e4, "\u00b5m": 1e4, "nm": 10.0, "A": 1.0}
@@ -33,7 +43,20 @@ def _pixel_size_A(tif: tifffile.TiffFile, page: tifffile.TiffPage) -> float | No
     return None
 
 
-def _check_page(path: Path, tif: tifffile.TiffFile) -> tifffile.TiffPage:
+@contextmanager
+def _opened(path: Location, size: int) -> Iterator[tifffile.TiffFile]:
+    """The TIFF file, local or at a URL (read through a block cache; its size already known)."""
+    if is_local(path):
+        with tifffile.TiffFile(path) as tif:
+            yield tif
+        return
+    with path.fs.open(
+        path.path, "rb", block_size=TIFF_BLOCK_BYTES, cache_type="blockcache", size=size
+    ) as handle, tifffile.TiffFile(handle, name=path.name) as tif:
+        yield tif
+
+
+def _check_page(path: Location, tif: tifffile.TiffFile, size: int) -> tifffile.TiffPage:
     """Return the micrograph page, refusing stacks, colour images and truncated files."""
     series = tif.series[0]
     if len(series.shape) != 2:
@@ -44,7 +67,6 @@ def _check_page(path: Path, tif: tifffile.TiffFile) -> tifffile.TiffPage:
         )
     page = tif.pages.first
     end = max(o + n for o, n in zip(page.dataoffsets, page.databytecounts, strict=True))
-    size = os.path.getsize(path)
     if end > size:
         raise MicrographError(
             path, f"truncated: image data end at byte {end} but the file has {size} bytes"
@@ -52,12 +74,12 @@ def _check_page(path: Path, tif: tifffile.TiffFile) -> tifffile.TiffPage:
     return page
 
 
-def tiff_header(path: Path) -> MicrographHeader:
-    """Read and validate the first image of a TIFF file."""
-    with tifffile.TiffFile(path) as tif:
-        page = _check_page(path, tif)
+def tiff_header(path: Location, size: int) -> MicrographHeader:
+    """Read and validate the first image of a TIFF file of ``size`` bytes."""
+    with _opened(path, size) as tif:
+        page = _check_page(path, tif, size)
         return MicrographHeader(
-            path=os.path.abspath(path),
+            path=absolute(path),
             shape=(int(page.shape[0]), int(page.shape[1])),
             dtype=np.dtype(page.dtype).newbyteorder("="),
             pixel_size_A=_pixel_size_A(tif, page),
@@ -65,20 +87,17 @@ def tiff_header(path: Path) -> MicrographHeader:
         )
 
 
-def read_tiff(path: Path, region: tuple[slice, slice]) -> np.ndarray:
-    """Read ``region`` of a TIFF micrograph.
+def read_tiff(path: Location, size: int, region: Region) -> np.ndarray:
+    """Read ``region`` of a TIFF micrograph of ``size`` bytes.
 
-    Uncompressed contiguous images are memory-mapped, so only ``region`` is touched;
+    Uncompressed contiguous images are read as a raster (only the rows holding ``region``);
     compressed ones are decoded whole, then cut.
     """
-    with tifffile.TiffFile(path) as tif:
-        page = _check_page(path, tif)
+    with _opened(path, size) as tif:
+        page = _check_page(path, tif, size)
         dtype = np.dtype(page.dtype).newbyteorder(tif.byteorder)
         if page.is_contiguous:
-            offset = page.dataoffsets[0]
-            mapped = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=page.shape)
-            try:
-                return np.array(mapped[region], dtype=dtype.newbyteorder("="))
-            finally:
-                del mapped
-        return np.array(page.asarray()[region], dtype=dtype.newbyteorder("="))
+            offset, shape = page.dataoffsets[0], (int(page.shape[0]), int(page.shape[1]))
+        else:
+            return np.array(page.asarray()[region], dtype=dtype.newbyteorder("="))
+    return read_raster(path, offset, shape, dtype, region)

@@ -101,7 +101,7 @@ def prepare(
         bound to other parameters or whose outputs would overwrite an input; raised before
         any work starts.
     """
-    listed, optics = catalogue(inputs, config.pixel_size_A)
+    listed, optics = catalogue(inputs, config.pixel_size_A, config.storage_options)
     sources = listed if limit is None else listed[:limit]
     check_run(config, sources)
     items = [inputs] if isinstance(inputs, str | os.PathLike) else list(inputs)

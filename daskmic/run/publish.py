@@ -19,6 +19,7 @@ from daskmic.errors import UsageError
 from daskmic.io import write_csv, write_results, write_star, write_xmd
 from daskmic.io.atomic import write_bytes_atomic
 from daskmic.io.star import check_star_text
+from daskmic.io.storage import is_url
 from daskmic.io.tables import OPTICS_COLUMNS
 from daskmic.run.config import RunConfig
 from daskmic.run.layout import OutputLayout
@@ -63,8 +64,8 @@ def _ordered(table: pd.DataFrame, leading: list[str]) -> pd.DataFrame:
 
 
 def _project_path(path: str) -> str:
-    """A path relative to the working directory (RELION's project convention)."""
-    return os.path.relpath(path, Path.cwd())
+    """A path relative to the working directory (RELION's project convention); a URL as is."""
+    return path if is_url(path) else os.path.relpath(path, Path.cwd())
 
 
 def check_table_names(out_dir: str | os.PathLike[str], sources: list[Source]) -> None:

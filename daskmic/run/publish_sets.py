@@ -20,6 +20,7 @@ import pandas as pd
 from daskmic.io.readers import read_header
 from daskmic.io.scipion import ACQUISITION
 from daskmic.io.scipion_write import write_set
+from daskmic.io.storage import is_url
 from daskmic.run.manifest import Manifest
 from daskmic.tilt.angle import ANGLE_COLUMNS
 
@@ -39,7 +40,9 @@ _OPTICS = {
 
 
 def set_path(path: str) -> str:
-    """A path as a set stores it: relative to the working directory when under it."""
+    """A path as a set stores it: relative to the working directory when under it; a URL as is."""
+    if is_url(path):
+        return path
     absolute = os.path.abspath(path)
     relative = os.path.relpath(absolute, Path.cwd())
     return absolute if relative.startswith("..") else relative

@@ -16,6 +16,7 @@ import numpy as np
 
 from daskmic.errors import UsageError
 from daskmic.io.open import catalogue_micrographs
+from daskmic.io.storage import StorageOptions
 from daskmic.run.config import RunConfig
 from daskmic.run.unit import Source
 
@@ -24,16 +25,21 @@ if TYPE_CHECKING:
 
 
 def catalogue(
-    inputs: str | os.PathLike[str] | list[str], pixel_size_A: float | None = None
+    inputs: str | os.PathLike[str] | list[str],
+    pixel_size_A: float | None = None,
+    storage_options: StorageOptions | None = None,
 ) -> tuple[list[Source], list[dict[str, Any]]]:
     """The micrographs of ``inputs``, sorted by name, and the input table's optics.
 
     Parameters
     ----------
     inputs : path, glob, folder, table or list of them
-        As for :func:`daskmic.open_micrographs`.
+        As for :func:`daskmic.open_micrographs`: local paths or URLs. Each source's ``path``
+        is then the absolute path or the URL (the workers read it, the driver never does).
     pixel_size_A : float, optional
         The pixel size of every micrograph, overriding tables and headers.
+    storage_options : dict, optional
+        For the URLs' filesystems (a run's :attr:`RunConfig.storage_options`).
 
     Raises
     ------
@@ -41,7 +47,9 @@ def catalogue(
         Nothing found, or an unusable table: no run can start.
     """
     try:
-        entries, optics = catalogue_micrographs(inputs, pixel_size_A=pixel_size_A)
+        entries, optics = catalogue_micrographs(
+            inputs, pixel_size_A=pixel_size_A, storage_options=storage_options
+        )
     except ValueError as error:
         raise UsageError(str(error)) from error
     sources = [

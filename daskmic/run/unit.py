@@ -72,25 +72,28 @@ class _Pixels:
     from it when it is there, else reads only those regions from the file.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, storage_options: dict[str, Any]) -> None:
         self.path = path
+        self.storage_options = storage_options
         self._image: np.ndarray | None = None
 
     def whole(self) -> np.ndarray:
         if self._image is None:
-            image = read_micrograph(self.path)
+            image = read_micrograph(self.path, storage_options=self.storage_options)
             _check_pixels(image)
             self._image = image
         return self._image
 
     def region(self, region: tuple[slice, slice]) -> np.ndarray:
         if self._image is None:
-            return read_micrograph(self.path, region)
+            return read_micrograph(self.path, region, self.storage_options)
         return self._image[region]
 
     @property
     def shape(self) -> tuple[int, int]:
-        return self._image.shape if self._image is not None else read_header(self.path).shape
+        if self._image is not None:
+            return self._image.shape
+        return read_header(self.path, self.storage_options).shape
 
 
 def _preprocess_step(
@@ -208,7 +211,7 @@ def process_micrograph(source: Source, config: RunConfig, out_dir: str, digest: 
         pixel_size_A = source.pixel_size_A
         if not np.isfinite(pixel_size_A) or pixel_size_A <= 0:
             raise ValueError("unknown pixel size: give it with --pixel-size (pixel_size_A)")
-        pixels, name = _Pixels(source.path), source.micrograph
+        pixels, name = _Pixels(source.path, config.storage_options), source.micrograph
         if config.preprocess is not None:
             step = "preprocess"
             row.update(_preprocess_step(name, pixels, pixel_size_A, config, out))

@@ -81,6 +81,7 @@ def write(
     tilt: xr.Dataset | None = None,
     write_stack: bool = True,
     overwrite: bool = False,
+    storage_options: dict[str, Any] | None = None,
     client: Client | None = None,
     batch_size: int | None = None,
     on_row: Callable[[Row], None] | None = None,
@@ -105,6 +106,8 @@ def write(
         selection of its micrographs; the same micrographs as ``micrographs``.
     write_stack : bool
         Store the processed pixels in ``micrographs.zarr`` too.
+    storage_options : dict, optional
+        For the URLs the workers read (and write): those the micrographs were opened with.
     overwrite, client, batch_size, on_row, cluster, **cluster_options
         As in :func:`daskmic.run_batch`.
 
@@ -146,6 +149,7 @@ def write(
         preprocess=preprocess,
         tilt=None if tilt is None else _tilt_params(tilt),
         write_stack=write_stack,
+        storage_options=storage_options or {},
     )
     sources = _sources(micrographs, tilt)
     if not all(np.isfinite(s.pixel_size_A) for s in sources if not s.error):

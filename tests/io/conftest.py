@@ -38,9 +38,9 @@ def count_reads(monkeypatch: pytest.MonkeyPatch) -> list:
     calls: list = []
     original = readers.read_micrograph
 
-    def counting(path, region=None):
+    def counting(path, region=None, storage_options=None):
         calls.append((str(path), region))
-        return original(path, region)
+        return original(path, region, storage_options)
 
     monkeypatch.setattr(readers, "read_micrograph", counting)
     return calls
