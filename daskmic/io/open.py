@@ -10,22 +10,21 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import dask.array as da
 import numpy as np
 import pandas as pd
-import xarray as xr
-from dask.base import tokenize
 
 from daskmic.io.contract import DIMS, RESERVED, spatial_coords
 from daskmic.io.errors import MicrographError
 from daskmic.io.header import MicrographHeader
 from daskmic.io.lazy import LazyMicrographStack
-from daskmic.io.origin import record
 from daskmic.io.readers import read_header
 from daskmic.io.sources import Listing, Source, list_source, unique_names
 from daskmic.io.storage import Location, StorageOptions, absolute, is_local, is_url
+
+if TYPE_CHECKING:  # dask.array and xarray only when a stack is opened, not for a run's catalogue
+    import xarray as xr
 
 
 def _read_headers(paths: list[Location]) -> list[MicrographHeader | MicrographError]:
@@ -302,6 +301,12 @@ def open_micrographs(
     >>> mics.attrs["failed"]
     []
     """
+    import dask.array as da
+    import xarray as xr
+    from dask.base import tokenize
+
+    from daskmic.io.origin import record
+
     given = _check_pixel_size(pixel_size_A)
     local = isinstance(source, str | os.PathLike) and not is_url(source)
     if local and _is_zarr_store(Path(source)):  # type: ignore[arg-type]

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from importlib import import_module
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -81,6 +82,7 @@ def process_sources(
         on_publish=on_publish,
     )
     feeder.add(pending)
+    import_module("daskmic.run.publish")  # the end's imports (pandas, zarr) while they compute
     return list(track(feeder.rows(), total=len(pending)))
 
 
