@@ -1,26 +1,36 @@
-"""Outputs appear whole or not at all: write under a temporary name, then rename."""
+"""Outputs appear whole or not at all: write under a temporary name, then rename.
+
+On an object store (a URL :data:`~daskmic.io.storage.Location`) there is no rename: the file
+is made in a local temporary folder and goes up whole in one request
+(:func:`daskmic.io.storage.write_whole`), so every writer of a file (tables, Scipion sets)
+works on both.
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from daskmic.io.storage import Location, location, write_whole
+
 
 @contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike[str] | Location) -> Iterator[Path]:
     """Yield a temporary sibling of ``path``; rename it onto ``path`` if the block succeeds.
 
     The temporary name starts with ``.`` and ends in ``.tmp-<random>`` so that a reader
     globbing for outputs never sees a partial file. Works for files and for directories
-    (e.g. a zarr store); an existing directory at ``path`` is replaced.
+    (e.g. a zarr store); an existing directory at ``path`` is replaced. For a URL the block
+    writes one file in a local temporary folder, uploaded whole when it succeeds.
 
     Parameters
     ----------
-    path : path-like
+    path : path-like or Location
         Final location of the output.
 
     Yields
@@ -28,7 +38,15 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     pathlib.Path
         Where to write. Removed if the block raises.
     """
-    final = Path(path)
+    final = location(path)
+    if not isinstance(final, Path):  # an object store
+        with tempfile.TemporaryDirectory(prefix="daskmic-") as folder:
+            tmp = Path(folder, final.name)
+            yield tmp
+            if tmp.is_dir():
+                raise ValueError(f"{final}: a folder cannot be written whole to an object store")
+            write_whole(final, tmp.read_bytes())
+        return
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(f".{final.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
@@ -47,9 +65,13 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
             tmp.unlink()
 
 
-def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (fsync before the rename)."""
-    with atomic_path(path) as tmp:
+def write_bytes_atomic(path: str | os.PathLike[str] | Location, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (fsync before the rename; one request to a URL)."""
+    final = location(path)
+    if not isinstance(final, Path):
+        write_whole(final, data)
+        return
+    with atomic_path(final) as tmp:
         with open(tmp, "wb") as handle:
             handle.write(data)
             handle.flush()

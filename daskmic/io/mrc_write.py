@@ -1,17 +1,49 @@
-"""Writing float32 MRC files with their voxel size, atomically."""
+"""Writing float32 MRC files with their voxel size, atomically, locally or to a URL."""
 
 from __future__ import annotations
 
+import io
 import os
+from pathlib import Path
 
 import mrcfile
 import numpy as np
+from mrcfile.mrcinterpreter import MrcInterpreter
 
 from daskmic.io.atomic import atomic_path
+from daskmic.io.storage import Location, location, write_whole
+
+
+def _fill(mrc: MrcInterpreter, image: np.ndarray, pixel_size_A: float, label: str) -> None:
+    """Give a new MRC object its data, voxel size, statistics and only label."""
+    mrc.set_data(np.ascontiguousarray(image, dtype=np.float32))
+    mrc.voxel_size = float(pixel_size_A)
+    mrc.update_header_stats()
+    mrc.header.label[0] = label.encode("ascii", "replace")[:80]
+    mrc.header.nlabl = 1 if label else 0
+
+
+def mrc_bytes(image: np.ndarray, pixel_size_A: float, *, label: str = "") -> bytes:
+    """The bytes of the MRC file :func:`write_mrc` writes (for a store written in one request).
+
+    mrcfile builds the header and writes header, extended header and data to an in-memory
+    stream, exactly as it does to a file.
+    """
+    stream = io.BytesIO()
+    mrc = MrcInterpreter()
+    mrc._create_default_attributes()  # mrcfile's documented way to make one without a stream
+    mrc._iostream = stream
+    _fill(mrc, image, pixel_size_A, label)
+    mrc.flush()
+    return stream.getvalue()
 
 
 def write_mrc(
-    path: str | os.PathLike[str], image: np.ndarray, pixel_size_A: float, *, label: str = ""
+    path: str | os.PathLike[str] | Location,
+    image: np.ndarray,
+    pixel_size_A: float,
+    *,
+    label: str = "",
 ) -> None:
     """Write one 2-D image as a float32 MRC file (mode 2) with its pixel size in the header.
 
@@ -21,8 +53,9 @@ def write_mrc(
 
     Parameters
     ----------
-    path : path-like
-        Destination; it appears only once completely written.
+    path : path-like or Location
+        Destination; it appears only once completely written: locally through a temporary
+        sibling renamed into place, on an object store as one whole object (one request).
     image : numpy.ndarray
         Two-dimensional image, rows = y.
     pixel_size_A : float
@@ -33,10 +66,10 @@ def write_mrc(
     image = np.asarray(image)
     if image.ndim != 2:
         raise ValueError(f"write_mrc expects a 2-D image, got shape {image.shape}")
-    with atomic_path(path) as tmp:
+    target = location(path)
+    if not isinstance(target, Path):  # an object store: one request
+        write_whole(target, mrc_bytes(image, pixel_size_A, label=label))
+        return
+    with atomic_path(target) as tmp:
         with mrcfile.new(tmp, overwrite=True) as mrc:
-            mrc.set_data(np.ascontiguousarray(image, dtype=np.float32))
-            mrc.voxel_size = float(pixel_size_A)
-            mrc.update_header_stats()
-            mrc.header.label[0] = label.encode("ascii", "replace")[:80]
-            mrc.header.nlabl = 1 if label else 0
+            _fill(mrc, image, pixel_size_A, label)

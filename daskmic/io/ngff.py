@@ -17,8 +17,12 @@ Level ``k`` has scale ``pixel_size_A * 2**k`` and translation ``pixel_size_A * (
 Each level is one shard (one object) of ``CHUNK_PX``-square inner chunks: a whole micrograph
 is one read per level, a viewer's tile a ranged read.
 
-The group is written under a temporary name and renamed into place, so a reader never sees a
-partial image and workers add different images concurrently. Imports zarr and numpy only.
+Locally the group is written under a temporary name and renamed into place, so a reader never
+sees a partial image and workers add different images concurrently. An object store has no
+rename: there each object (a level's shard, a ``zarr.json``) is written whole in one request,
+an earlier image of the name removed first; the store's consolidated metadata, rebuilt after
+the micrographs' records, is what makes an image visible to readers that trust it. Imports
+zarr and numpy only.
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ from typing import Any
 import numpy as np
 import zarr
 
-from daskmic.io.atomic import atomic_path, write_bytes_atomic
+from daskmic.io.atomic import atomic_path
+from daskmic.io.storage import Location, location, write_whole, zarr_store
 
 NGFF_VERSION = "0.5"
 PYRAMID_MIN_PX = 512
@@ -46,10 +51,10 @@ COLLECTIONS = (MICROGRAPHS, PSD)
 _GROUP_JSON = b'{"zarr_format": 3, "node_type": "group", "attributes": {}}'
 
 
-def ensure_group(path: Path) -> None:
-    """Create the zarr v3 group metadata at ``path`` if missing (atomic, race-safe)."""
+def ensure_group(path: Location) -> None:
+    """Create the zarr v3 group metadata at ``path`` if missing (whole, race-safe)."""
     if not (path / "zarr.json").is_file():
-        write_bytes_atomic(path / "zarr.json", _GROUP_JSON)
+        write_whole(path / "zarr.json", _GROUP_JSON)
 
 
 def check_name(name: str) -> None:
@@ -116,12 +121,12 @@ def multiscales(
     }
 
 
-def _write_level(group: Path, level: np.ndarray) -> None:
+def _write_level(group: Location, level: np.ndarray) -> None:
     ny, nx = level.shape
     chunks = (min(ny, CHUNK_PX), min(nx, CHUNK_PX))
     shards = (-(-ny // chunks[0]) * chunks[0], -(-nx // chunks[1]) * chunks[1])
     array = zarr.create_array(
-        store=str(group / LEVEL_ARRAY),
+        store=zarr_store(group / LEVEL_ARRAY),
         shape=level.shape,
         dtype=np.float32,
         chunks=chunks,
@@ -134,21 +139,36 @@ def _write_level(group: Path, level: np.ndarray) -> None:
     array[...] = level
 
 
+def _write_group(
+    group: Location, name: str, levels: list[np.ndarray], scale: float, unit: str | None
+) -> None:
+    """The image group at ``group``: its ``ome`` attributes, then one child group per level.
+
+    Opening the group with ``mode="w"`` removes whatever was under it (an earlier image).
+    """
+    ome = multiscales(name, scale, len(levels), unit)
+    zarr.open_group(zarr_store(group), mode="w", zarr_format=3, attributes={"ome": ome})
+    for index, level in enumerate(levels):
+        write_whole(group / str(index) / "zarr.json", _GROUP_JSON)
+        _write_level(group / str(index), level)
+
+
 def write_image(
-    store: str | os.PathLike[str],
+    store: str | os.PathLike[str] | Location,
     collection: str,
     name: str,
     image: np.ndarray,
     *,
     pixel_size_A: float | None,
     unit: str = "angstrom",
-) -> Path:
+) -> Location:
     """Write ``image`` as the OME-NGFF image ``<store>/<collection>/<name>``, atomically.
 
     Parameters
     ----------
-    store : path-like
-        The zarr store folder; created if missing.
+    store : path-like or Location
+        The zarr store folder (local, or a URL as a Location carrying its options); created
+        if missing.
     collection : str
         The group holding images of one kind (``"micrographs"``, ``"psd"``).
     name : str
@@ -163,7 +183,7 @@ def write_image(
 
     Returns
     -------
-    pathlib.Path
+    Location
         The image group's folder. An earlier image of the same name is replaced; other images
         are not touched.
     """
@@ -171,19 +191,18 @@ def write_image(
     image = np.asarray(image)
     if image.ndim != 2:
         raise ValueError(f"image must be 2-D, got shape {image.shape}")
-    root = Path(store)
+    root = location(store)
     ensure_group(root)
     ensure_group(root / collection)
     levels = pyramid(image)
     final = root / collection / name
+    known = pixel_size_A is not None and bool(np.isfinite(pixel_size_A))
+    scale, axes_unit = (float(pixel_size_A or 1.0), unit) if known else (1.0, None)
+    if not isinstance(final, Path):  # no rename on an object store: each object is whole
+        _write_group(final, name, levels, scale, axes_unit)
+        return final
     with atomic_path(final) as tmp:
-        known = pixel_size_A is not None and bool(np.isfinite(pixel_size_A))
-        scale, axes_unit = (pixel_size_A, unit) if known else (1.0, None)
-        ome = multiscales(name, float(scale or 1.0), len(levels), axes_unit)
-        zarr.open_group(str(tmp), mode="w", zarr_format=3).attrs.update({"ome": ome})
-        for index, level in enumerate(levels):
-            ensure_group(tmp / str(index))
-            _write_level(tmp / str(index), level)
+        _write_group(tmp, name, levels, scale, axes_unit)
     return final
 
 

@@ -21,6 +21,7 @@ from daskmic.io.scipion import (
     STREAM_OPEN,
     number,
 )
+from daskmic.io.storage import Location
 
 _SQL_TYPES = {"Integer": "INTEGER", "Float": "REAL", "Boolean": "INTEGER"}
 _BASIC_COLUMNS = ("id", "enabled", "label", "comment", "creation")
@@ -79,7 +80,7 @@ def _properties(
 
 
 def write_set(
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | Location,
     items: pd.DataFrame,
     *,
     stream_open: bool,

@@ -20,24 +20,34 @@ What pathlib cannot say, this module does, once:
 - :func:`fetched` — a local copy of a small object, for parsers that need a file.
 - :func:`location` — parse a path or URL, naming the pip extra when its filesystem's package
   is missing.
+- :func:`remove` — a file or a whole folder (prefix).
+- :func:`list_files` — a folder's files and their modification times in one listing;
+  :func:`read_all` — many small objects fetched concurrently.
+- :func:`zarr_store` — what zarr opens for a location (a path, or an fsspec store with the
+  location's options).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import fsspec
 from typing_extensions import TypeIs
 from upath import UPath
 
 from daskmic.errors import UsageError
+
+if TYPE_CHECKING:
+    from zarr.storage import FsspecStore
 
 Location = Path | UPath
 """A local :class:`pathlib.Path`, or a URL as a ``upath.UPath`` with its storage options."""
@@ -64,7 +74,7 @@ def is_url(value: str | os.PathLike[str] | UPath) -> bool:
     """Whether ``value`` names a location by URL (``scheme://…``) rather than a local path."""
     if isinstance(value, UPath):
         return not isinstance(value, Path)
-    return _URL.match(os.fspath(value)) is not None
+    return _URL.match(str(value) if isinstance(value, UPath) else os.fspath(value)) is not None
 
 
 def location(
@@ -192,3 +202,108 @@ def fetched(loc: Location) -> Iterator[Path]:
         copy = Path(folder) / (loc.name or "object")
         copy.write_bytes(loc.read_bytes())
         yield copy
+
+
+def zarr_store(loc: Location, *, read_only: bool = False) -> str | FsspecStore:
+    """What zarr opens for ``loc``: a local path as text, else an fsspec store with its options.
+
+    The store's filesystem is made asynchronous, as zarr wants it (one per options, cached by
+    fsspec); zarr is imported only here.
+    """
+    if isinstance(loc, Path):  # local
+        return str(loc)
+    from zarr.storage import FsspecStore
+
+    options = dict(loc.storage_options)
+    return FsspecStore.from_url(str(loc), storage_options=options, read_only=read_only)
+
+
+def remove(loc: Location) -> None:
+    """Remove a file, or a folder (prefix) with everything in it; nothing when absent.
+
+    A local symlink is removed itself, never what it leads to.
+    """
+    if isinstance(loc, Path):  # local
+        if loc.is_dir() and not loc.is_symlink():
+            shutil.rmtree(loc, ignore_errors=True)
+        else:
+            loc.unlink(missing_ok=True)
+        return
+    try:
+        loc.fs.rm(loc.path, recursive=True)
+    except FileNotFoundError:
+        pass
+
+
+def list_files(folder: Location) -> dict[str, float]:
+    """The files directly in ``folder``: name → modification time (seconds since the epoch).
+
+    One listing (one ``scandir`` locally, one paged LIST request on an object store), never a
+    request per file; empty when the folder does not exist. The listing is not cached: a
+    later read or listing sees what other processes wrote since.
+    """
+    found: dict[str, float] = {}
+    if isinstance(folder, Path):  # local
+        try:
+            with os.scandir(folder) as scan:
+                for item in scan:
+                    try:
+                        if item.is_file():
+                            found[item.name] = item.stat().st_mtime
+                    except OSError:  # removed since the listing
+                        continue
+        except (FileNotFoundError, NotADirectoryError):
+            pass
+        return found
+    fs = folder.fs
+    try:
+        entries: list[dict[str, Any]] = fs.ls(folder.path, detail=True, refresh=True)
+    except FileNotFoundError:
+        entries = []
+    finally:
+        fs.invalidate_cache(folder.path)
+    for entry in entries:
+        if entry.get("type") == "file":
+            found[entry["name"].rstrip("/").rsplit("/", 1)[-1]] = _modified(entry)
+    return found
+
+
+def _modified(entry: dict[str, Any]) -> float:
+    """A listing entry's modification time (each backend names it its own way); NaN if none."""
+    for key in ("LastModified", "last_modified", "mtime", "updated", "created"):
+        value = entry.get(key)
+        if isinstance(value, datetime):
+            return value.timestamp()
+        if isinstance(value, int | float):
+            return float(value)
+        if isinstance(value, str):
+            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    return float("nan")
+
+
+def read_all(locs: list[Location]) -> list[bytes | OSError]:
+    """The bytes of each of ``locs`` (all on one filesystem), or the error reading it gave.
+
+    On an object store the objects are fetched concurrently (one GET each, in one call);
+    locally read one by one. A missing object gives :class:`FileNotFoundError`.
+    """
+    if not locs:
+        return []
+    first = locs[0]
+    if isinstance(first, Path):  # local
+        found: list[bytes | OSError] = []
+        for loc in locs:
+            try:
+                found.append(loc.read_bytes())
+            except OSError as error:
+                found.append(error)
+        return found
+    paths = [loc.path for loc in locs if not isinstance(loc, Path)]
+    fetched = first.fs.cat(paths, on_error="return")
+    return [_as_result(fetched.get(path, FileNotFoundError(path))) for path in paths]
+
+
+def _as_result(value: Any) -> bytes | OSError:
+    if isinstance(value, bytes | OSError):
+        return value
+    return OSError(str(value))

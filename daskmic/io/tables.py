@@ -163,7 +163,7 @@ def _require_columns(df: pd.DataFrame, columns: tuple[str, ...], parameter: str)
 
 
 def write_star(
-    path: str | os.PathLike[str], micrographs: pd.DataFrame, optics: pd.DataFrame
+    path: str | os.PathLike[str] | Location, micrographs: pd.DataFrame, optics: pd.DataFrame
 ) -> None:
     """Write a RELION 3.1+ micrograph STAR file (``data_optics`` + ``data_micrographs``).
 
@@ -200,7 +200,7 @@ def write_star(
     write_bytes_atomic(path, text.encode("utf-8"))
 
 
-def write_csv(path: str | os.PathLike[str], df: pd.DataFrame) -> None:
+def write_csv(path: str | os.PathLike[str] | Location, df: pd.DataFrame) -> None:
     """Write ``df`` as CSV (no index column), atomically.
 
     Text is always quoted: Python's CSV writer leaves a carriage return in a value unquoted,
@@ -224,7 +224,7 @@ def _enabled(df: pd.DataFrame) -> np.ndarray:
 
 
 def write_xmd(
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | Location,
     df: pd.DataFrame,
     *,
     path_column: str | None = None,

@@ -22,14 +22,13 @@ import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from daskmic.errors import UsageError
-from daskmic.io.atomic import write_bytes_atomic
+from daskmic.io.storage import Location, location, write_whole
 from daskmic.report.page import (
     OutputFolder,
     card_html,
@@ -247,7 +246,7 @@ def _tilt_html(folder: OutputFolder) -> str:
 
 
 def render_live(
-    out_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str] | Location,
     session: Session,
     *,
     refresh_seconds: float = DEFAULT_REFRESH_SECONDS,
@@ -300,7 +299,7 @@ class LiveReport:
 
     def __init__(
         self,
-        out_dir: str | os.PathLike[str],
+        out_dir: str | os.PathLike[str] | Location,
         kind: str,
         *,
         refresh_seconds: float | None = None,
@@ -311,11 +310,11 @@ class LiveReport:
             after_seconds = DEFAULT_LIVE_AFTER_SECONDS if kind == "batch" else 0.0
         if not refresh_seconds > 0:
             raise UsageError(f"refresh_seconds must be > 0, got {refresh_seconds!r}")
-        self.out_dir = Path(out_dir)
+        self.out_dir = location(out_dir)
         self.session = Session(kind, time.time())
         self.refresh_seconds = refresh_seconds
         self.after_seconds = after_seconds
-        self.final: Path | None = None
+        self.final: Location | None = None
 
     def received(self, count: int) -> None:
         """Note that ``count`` micrographs were received now."""
@@ -336,23 +335,23 @@ class LiveReport:
         except Exception as exc:  # the page must never stop the run
             print(f"daskmic: live report not updated: {exc!r}", file=sys.stderr, flush=True)
             return
-        write_bytes_atomic(OutputLayout(self.out_dir).report, page.encode("utf-8"))
+        write_whole(OutputLayout(self.out_dir).report, page.encode("utf-8"))
 
-    def close(self) -> Path | None:
+    def close(self) -> Location | None:
         """Write the final page (:func:`~daskmic.report.page.write_report`), kept in ``final``.
 
         Returns
         -------
-        pathlib.Path or None
+        Location or None
             The page, or None when the run published no table (no micrograph at all).
         """
         self.final = write_report(self.out_dir) if has_table(self.out_dir) else None
         return self.final
 
 
-def is_live(page: str | os.PathLike[str]) -> bool:
+def is_live(page: str | os.PathLike[str] | Location) -> bool:
     """Whether ``page`` is a live page (a run keeps it current), not a final one."""
     try:
-        return b'<div id="live"' in Path(page).read_bytes()
+        return b'<div id="live"' in location(page).read_bytes()
     except FileNotFoundError:
         return False

@@ -11,6 +11,7 @@ combined output folders.
 from __future__ import annotations
 
 import html
+import io
 import json
 import math
 import os
@@ -27,8 +28,8 @@ from matplotlib.figure import Figure
 from daskmic import __version__
 from daskmic.errors import UsageError
 from daskmic.io import open_results, read_micrograph
-from daskmic.io.atomic import write_bytes_atomic
 from daskmic.io.png import grey_png
+from daskmic.io.storage import Location, StorageOptions, location, write_whole
 from daskmic.report.plot.data import TILT_STATISTICS, as_table, thumbnail_data
 from daskmic.report.plot.figures import statistic_histograms, tilt_scatter
 from daskmic.report.plot.png import data_uri, figure_png
@@ -59,8 +60,8 @@ class OutputFolder:
 
     Parameters
     ----------
-    out_dir : pathlib.Path
-        The folder.
+    out_dir : Location
+        The folder (local, or a URL carrying its storage options).
     table : pandas.DataFrame
         One row per micrograph (``micrographs.csv``).
     parameters : dict
@@ -74,7 +75,7 @@ class OutputFolder:
         thumbnails and the PSD images), never the results store or an input micrograph.
     """
 
-    out_dir: Path
+    out_dir: Location
     table: pd.DataFrame
     parameters: dict[str, Any]
     provenance: dict[str, Any] = field(default_factory=dict)
@@ -87,7 +88,9 @@ class OutputFolder:
         return "tilt_mean_corr" in self.table.columns
 
     @classmethod
-    def load(cls, out_dir: str | os.PathLike[str], *, live: bool = False) -> OutputFolder:
+    def load(
+        cls, out_dir: str | os.PathLike[str] | Location, *, live: bool = False
+    ) -> OutputFolder:
         """Read an output folder's table, parameters and (unless ``live``) results store.
 
         Raises
@@ -95,7 +98,7 @@ class OutputFolder:
         UsageError
             If ``out_dir`` holds neither ``micrographs.csv`` nor ``tilt.csv``.
         """
-        out = Path(out_dir)
+        out = location(out_dir)
         found = _table_path(out)
         if found is None:
             raise UsageError(f"{out} is not a daskmic output folder (no micrographs.csv)")
@@ -122,7 +125,10 @@ class OutputFolder:
         name = str(row["micrograph"])
         if self.live:
             stored_path = Manifest(self.out_dir).thumbnail_path(name)
-            return thumbnail_data(np.load(stored_path)) if stored_path.is_file() else None
+            try:
+                return thumbnail_data(np.load(io.BytesIO(stored_path.read_bytes())))
+            except FileNotFoundError:
+                return None
         if self.thumbnails is not None and name in self.thumbnails["micrograph"].values:
             stored = np.asarray(self.thumbnails.sel(micrograph=name).values)
             if np.isfinite(stored).any():
@@ -136,16 +142,16 @@ class OutputFolder:
             return None
 
 
-def _table_path(out: Path) -> Path | None:
+def _table_path(out: Location) -> Location | None:
     """The table the page shows (``micrographs.csv``, else ``tilt.csv``), None if neither."""
     layout = OutputLayout(out)
     found = [p for p in (layout.micrographs_csv, layout.tilt_csv) if p.is_file()]
     return found[0] if found else None
 
 
-def has_table(out_dir: str | os.PathLike[str]) -> bool:
+def has_table(out_dir: str | os.PathLike[str] | Location) -> bool:
     """Whether ``out_dir`` holds a run's table (a page can be drawn)."""
-    return _table_path(Path(out_dir)) is not None
+    return _table_path(location(out_dir)) is not None
 
 
 def _parsed(value: Any) -> Any:
@@ -279,7 +285,7 @@ def image_html(uri: str | None, alt: str) -> str:
     return f'<img alt="{_e(alt)}" src="{uri}">'
 
 
-def _defocus_map_uri(path: Path) -> str:
+def _defocus_map_uri(path: Location) -> str:
     """The local-defocus map with its fitted plane, drawn for the page."""
     figure = Figure(figsize=(4.2, 3.6))
     plot_local_defocus(result_from_map(load_defocus_map(path)), figure.add_subplot())
@@ -374,7 +380,7 @@ def page_html(folder: OutputFolder, body: str, script: str = "") -> str:
 
 
 def render_report(
-    out_dir: str | os.PathLike[str], *, sample_size: int = 12, max_images: int = 200
+    out_dir: str | os.PathLike[str] | Location, *, sample_size: int = 12, max_images: int = 200
 ) -> str:
     """The report page of an output folder, as HTML text (see :func:`write_report`)."""
     if sample_size < 0 or max_images < 0:
@@ -396,23 +402,30 @@ def render_report(
 
 
 def write_report(
-    out_dir: str | os.PathLike[str], *, sample_size: int = 12, max_images: int = 200
-) -> Path:
-    """Write ``OUT/report.html``, the self-contained QC page of an output folder, atomically.
+    out_dir: str | os.PathLike[str] | Location,
+    *,
+    sample_size: int = 12,
+    max_images: int = 200,
+    storage_options: StorageOptions | None = None,
+) -> Location:
+    """Write ``OUT/report.html``, the self-contained QC page of an output folder, whole.
 
     Parameters
     ----------
-    out_dir : path-like
-        An output folder of ``daskmic preprocess``, ``tilt`` or ``run``.
+    out_dir : path-like, URL or Location
+        An output folder of ``daskmic preprocess``, ``tilt`` or ``run``; on an object store
+        the page is written as one object.
     sample_size : int
         How many of the accepted (or, without tilt analysis, processed) micrographs to show.
     max_images : int
         At most this many failed and this many discarded micrographs are shown (evenly spaced
         by name beyond that); the table always lists every micrograph.
+    storage_options : dict, optional
+        For an output folder given by URL: its filesystem's options (credentials, endpoint).
 
     Returns
     -------
-    pathlib.Path
+    Location
         The page written.
 
     Raises
@@ -430,7 +443,8 @@ def write_report(
     >>> dm.write_report("screen").name
     'report.html'
     """
-    page = render_report(out_dir, sample_size=sample_size, max_images=max_images)
-    path = OutputLayout(out_dir).report
-    write_bytes_atomic(path, page.encode("utf-8"))
+    out = location(out_dir, storage_options)
+    page = render_report(out, sample_size=sample_size, max_images=max_images)
+    path = OutputLayout(out).report
+    write_whole(path, page.encode("utf-8"))
     return path

@@ -17,6 +17,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from daskmic.errors import UsageError
+from daskmic.io.storage import Location
 from daskmic.report.page import write_report
 from daskmic.run.layout import REPORT_NAME, OutputLayout
 
@@ -27,7 +28,7 @@ DEFAULT_PORT = 8000
 class _PageHandler(BaseHTTPRequestHandler):
     """GET/HEAD of the page; anything else is 404."""
 
-    def __init__(self, *args: object, page: Path, **kwargs: object) -> None:
+    def __init__(self, *args: object, page: Location, **kwargs: object) -> None:
         self.page = page
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
 

@@ -15,15 +15,15 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import import_module
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from daskmic.cluster.progress import track
+from daskmic.io.storage import Location, location
 from daskmic.run.config import RunConfig
 from daskmic.run.feeder import Feeder
 from daskmic.run.layout import OutputLayout, refuse_overwriting_inputs
 from daskmic.run.manifest import Manifest
-from daskmic.run.resume import is_current, mark_published, unfinished
+from daskmic.run.resume import is_current, mark_published, split_finished
 from daskmic.run.sources import catalogue, check_run
 from daskmic.run.unit import Row, Source
 
@@ -144,7 +144,7 @@ def bind(
     check_table_names(out_dir, sources)
     read = [*(s.path for s in sources), *inputs]
     refuse_overwriting_inputs(out_dir, config, [s.micrograph for s in sources], read)
-    manifest = Manifest(Path(out_dir))
+    manifest = Manifest(location(out_dir, config.storage_options))
     digest = manifest.bind(config.to_dict(), config.hashed_parameters(), overwrite=overwrite)
     manifest.remove_partial()
     manifest.remove_unreadable()
@@ -156,9 +156,9 @@ def bind(
 class RunSummary:
     """What a run did: its rows (sorted by micrograph) and where the outputs are."""
 
-    out_dir: Path
+    out_dir: Location
     rows: list[Row]
-    report: Path | None = None
+    report: Location | None = None
     """The QC page written at the end, if the run was asked for one."""
 
     @property
@@ -250,7 +250,8 @@ def run_batch(
     if report:
         from daskmic.report.live import LiveReport  # matplotlib: only when a page is wanted
 
-        live = LiveReport(out_dir, "batch", after_seconds=live_after_seconds)
+        out = location(out_dir, config.storage_options)
+        live = LiveReport(out, "batch", after_seconds=live_after_seconds)
     return execute(
         sources,
         out_dir,
@@ -331,13 +332,11 @@ def execute(
     RunSummary
         The rows of ``sources`` after the final publish.
     """
-    pending = unfinished(out_dir, sources, digest)
+    out = location(out_dir, config.storage_options)
+    pending, finished = split_finished(out, sources, digest)
     report = live is not None
-    wanted = {s.micrograph for s in sources}
-    layout = OutputLayout(Path(out_dir))
-    if not pending and is_current(out_dir, config, report=report):
-        rows = [row for row in Manifest(Path(out_dir)).rows() if row["micrograph"] in wanted]
-        return RunSummary(Path(out_dir), rows, layout.report if report else None)
+    if not pending and is_current(out, config, report=report):
+        return RunSummary(out, finished, OutputLayout(out).report if report else None)
     if batch_size is None:
         batch_size = max(8, math.ceil(len(pending) / 10))
     options: dict[str, Any] = {"batch_size": batch_size, "on_row": on_row}
@@ -349,8 +348,9 @@ def execute(
             process_sources(where, pending, out_dir, config, digest, **options)
     from daskmic.run.publish import publish
 
-    rows = publish(Path(out_dir), config)
+    rows = publish(out, config)
     page = None if live is None else live.close()
-    mark_published(out_dir, config, report=page is not None)
+    mark_published(out, config, report=page is not None)
+    wanted = {s.micrograph for s in sources}
     rows = [row for row in rows if row["micrograph"] in wanted]
-    return RunSummary(Path(out_dir), rows, page)
+    return RunSummary(out, rows, page)

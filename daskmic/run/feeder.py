@@ -21,12 +21,12 @@ import math
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from pathlib import Path
 from queue import Empty, SimpleQueue
 from time import monotonic
 from typing import Any, Final
 
 from daskmic.cluster.threads import worker_threads
+from daskmic.io.storage import is_url, location
 from daskmic.run.config import RunConfig
 from daskmic.run.unit import Row, Source, process_micrograph
 
@@ -102,7 +102,8 @@ class Feeder:
         on_publish: Callable[[], None] | None = None,
     ) -> None:
         self.client = client
-        self.out_dir = os.path.abspath(out_dir)  # workers may run in another directory
+        # workers may run in another directory; a URL is where it is
+        self.out_dir = str(out_dir) if is_url(out_dir) else os.path.abspath(out_dir)
         self.config = config
         self.digest = digest
         self.batch_size = batch_size
@@ -205,7 +206,8 @@ class Feeder:
         from daskmic.run.publish import publish  # pandas, zarr: not before the first task
 
         started = monotonic()
-        publish(Path(self.out_dir), self.config, stream_open=True)
+        out = location(self.out_dir, self.config.storage_options)
+        publish(out, self.config, stream_open=True)
         if self.on_publish is not None:
             self.on_publish()
         finished = monotonic()

@@ -1,8 +1,11 @@
 """The run manifest: the single source of truth of what an output folder holds.
 
-A micrograph is *done* when its outputs have been renamed into place and its done-record
+A micrograph is *done* when its outputs are in place (each written whole) and its done-record
 (:meth:`daskmic.run.layout.OutputLayout.record`: its table row and the hash of the parameters)
-exists.
+exists: the record is written last, so outputs without a record are simply made again. The
+folder may be local or a URL prefix (``s3://bucket/run``): every file is written whole
+(:func:`daskmic.io.storage.write_whole`), the folder is bound to its parameters by an exclusive
+create, and the records are found by one listing.
 Failed micrographs get a record too (``status == "failed"``) so the tables can report them, but
 a failed record does not count as done: a rerun tries that micrograph again. The tables and the
 zarr store are rebuilt from the records (:mod:`daskmic.run.publish`), sorted by micrograph name, so
@@ -12,10 +15,9 @@ batch, resumed and streamed runs give the same outputs.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
-import os
 import re
-import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +26,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from daskmic.errors import UsageError
-from daskmic.io.atomic import atomic_path, write_bytes_atomic
+from daskmic.io.storage import (
+    Location,
+    create_exclusive,
+    is_local,
+    list_files,
+    location,
+    read_all,
+    remove,
+    write_whole,
+)
 from daskmic.run.layout import OutputLayout
 
 if TYPE_CHECKING:
@@ -53,14 +64,15 @@ RECORD_FIELDS = {"micrograph": str, "status": str, "error": str}
 """What every record's row holds, with its type: a record without them cannot be trusted."""
 
 
-def _load_record(path: Path) -> dict[str, Any] | None:
-    """The record stored at ``path``; None when there is none or it cannot be read.
+def _load_record(path: Location, data: bytes | OSError | None = None) -> dict[str, Any] | None:
+    """The record stored at ``path`` (or its bytes ``data``, already read); None when there is
+    none or it cannot be read.
 
     A record that cannot be read (truncated, not JSON, not a record of this micrograph) is
     reported with a warning naming it: its micrograph counts as not done.
     """
     try:
-        record = json.loads(path.read_bytes())
+        record = json.loads(path.read_bytes() if data is None else _raised(data))
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as error:  # ValueError: not UTF-8, not JSON
@@ -75,6 +87,12 @@ def _load_record(path: Path) -> dict[str, Any] | None:
         stacklevel=3,
     )
     return None
+
+
+def _raised(data: bytes | OSError) -> bytes:
+    if isinstance(data, OSError):
+        raise data
+    return data
 
 
 def _record_problem(record: Any, micrograph: str) -> str:
@@ -103,11 +121,15 @@ class Manifest:
 
     Parameters
     ----------
-    out_dir : pathlib.Path
-        The output folder.
+    out_dir : path-like, URL or Location
+        The output folder: a local path, or a URL prefix as a Location carrying its storage
+        options (a URL given as text uses the backend's own credentials).
     """
 
-    out_dir: Path
+    out_dir: Location
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "out_dir", location(self.out_dir))
 
     @property
     def layout(self) -> OutputLayout:
@@ -115,17 +137,17 @@ class Manifest:
         return OutputLayout(self.out_dir)
 
     @property
-    def root(self) -> Path:
+    def root(self) -> Location:
         """Folder holding the manifest (hidden inside the output folder)."""
         return self.layout.manifest
 
     @property
-    def records_dir(self) -> Path:
+    def records_dir(self) -> Location:
         """Folder of the per-micrograph records."""
         return self.layout.records
 
     @property
-    def thumbnails_dir(self) -> Path:
+    def thumbnails_dir(self) -> Location:
         """Folder of the per-micrograph thumbnails (``.npy``)."""
         return self.layout.thumbnails
 
@@ -133,6 +155,10 @@ class Manifest:
         self, parameters: dict[str, Any], hashed: dict[str, Any], *, overwrite: bool = False
     ) -> str:
         """Tie the folder to ``parameters``; refuse a folder made with other parameters.
+
+        The first run creates ``parameters.json`` exclusively (``If-None-Match`` on an object
+        store, a hard link locally), so of two runs racing into one new folder with other
+        parameters exactly one binds it and the other is refused.
 
         Parameters
         ----------
@@ -153,29 +179,41 @@ class Manifest:
         ------
         UsageError
             If the folder holds a run made with other parameters (or parameters that cannot
-            be read) and ``overwrite`` is false.
+            be read) and ``overwrite`` is false, or it cannot be written (a missing bucket,
+            access denied, a file in the way).
         """
         digest = parameters_hash(hashed)
         stored = self.layout.parameters
-        if stored.exists():
-            try:
-                previous = json.loads(stored.read_bytes())["hash"]
-            except (OSError, ValueError, TypeError, KeyError):
-                previous = f"unreadable in {stored}"
-            if previous != digest:
-                if not overwrite:
-                    raise UsageError(
-                        f"output folder {self.out_dir} holds a run made with other parameters "
-                        f"(stored hash {previous}, now {digest}); choose another "
-                        "folder or pass overwrite=True (--overwrite) to start it anew"
-                    )
-                shutil.rmtree(self.records_dir, ignore_errors=True)
-                shutil.rmtree(self.thumbnails_dir, ignore_errors=True)
-        self.records_dir.mkdir(parents=True, exist_ok=True)
-        self.thumbnails_dir.mkdir(parents=True, exist_ok=True)
-        payload = {"hash": digest, "parameters": parameters}
-        write_bytes_atomic(stored, canonical_json(payload).encode())
+        payload = canonical_json({"hash": digest, "parameters": parameters}).encode()
+        try:
+            if not create_exclusive(stored, payload):
+                self._rebind(stored, payload, digest, overwrite)
+        except OSError as error:
+            raise UsageError(
+                f"cannot write to the output folder {self.out_dir}: {type(error).__name__}: "
+                f"{error}"
+            ) from None
+        if is_local(self.out_dir):
+            self.records_dir.mkdir(parents=True, exist_ok=True)
+            self.thumbnails_dir.mkdir(parents=True, exist_ok=True)
         return digest
+
+    def _rebind(self, stored: Location, payload: bytes, digest: str, overwrite: bool) -> None:
+        """Bind a folder already bound: same hash (new thresholds) or, if allowed, anew."""
+        try:
+            previous = json.loads(stored.read_bytes())["hash"]
+        except (OSError, ValueError, TypeError, KeyError):
+            previous = f"unreadable in {stored}"
+        if previous != digest:
+            if not overwrite:
+                raise UsageError(
+                    f"output folder {self.out_dir} holds a run made with other parameters "
+                    f"(stored hash {previous}, now {digest}); choose another "
+                    "folder or pass overwrite=True (--overwrite) to start it anew"
+                )
+            remove(self.records_dir)
+            remove(self.thumbnails_dir)
+        write_whole(stored, payload)
 
     def is_bound(self) -> bool:
         """Whether the folder has been bound to parameters (it is a daskmic output folder)."""
@@ -183,84 +221,104 @@ class Manifest:
 
     def parameters(self) -> dict[str, Any]:
         """Return the parameters the folder is bound to."""
-        return json.loads(self.layout.parameters.read_text())["parameters"]
+        return json.loads(self.layout.parameters.read_bytes())["parameters"]
 
-    def record_path(self, micrograph: str) -> Path:
+    def record_path(self, micrograph: str) -> Location:
         """Where the record of ``micrograph`` lives."""
         return self.layout.record(micrograph)
 
-    def thumbnail_path(self, micrograph: str) -> Path:
+    def thumbnail_path(self, micrograph: str) -> Location:
         """Where the thumbnail of ``micrograph`` lives."""
         return self.layout.thumbnail(micrograph)
 
     def is_done(self, micrograph: str, digest: str, path: str) -> bool:
         """Whether ``micrograph`` has a successful record made from ``path`` with ``digest``."""
         record = self.read(micrograph)
-        return (
-            record is not None
-            and record["hash"] == digest
-            and record["row"]["error"] == ""
-            and record["row"].get("path") == path
-        )
+        return record is not None and _succeeded(record, digest, path)
 
     def read(self, micrograph: str) -> dict[str, Any] | None:
         """Return the record of ``micrograph``, or None if it has none or it cannot be read."""
         return _load_record(self.record_path(micrograph))
 
+    def records(self) -> dict[str, dict[str, Any]]:
+        """Every readable record, by micrograph: one listing, then the records' reads.
+
+        On an object store the reads go concurrently; an unreadable record is left out with
+        a warning (see :meth:`remove_unreadable`).
+        """
+        return {
+            path.stem: record
+            for path, record in self._loaded().items()
+            if record is not None
+        }
+
+    def done(self, digest: str) -> dict[str, dict[str, Any]]:
+        """The records of the micrographs done with ``digest``, by micrograph.
+
+        A micrograph counts as done for a source when its record is here and its row's
+        ``path`` is the source's (see :meth:`is_done`); failed records are left out, so their
+        micrographs are tried again. One listing and the records' reads, never a request per
+        micrograph of the input set.
+        """
+        return {
+            name: record
+            for name, record in self.records().items()
+            if _succeeded(record, digest, record["row"].get("path"))
+        }
+
     def write(self, row: dict[str, Any], digest: str) -> None:
         """Record ``row`` (its ``micrograph`` names it); this is what marks it done."""
         record = {"hash": digest, "row": row}
-        write_bytes_atomic(self.record_path(row["micrograph"]), canonical_json(record).encode())
+        write_whole(self.record_path(row["micrograph"]), canonical_json(record).encode())
 
     def write_thumbnail(self, micrograph: str, thumbnail: np.ndarray) -> None:
-        """Store a micrograph's thumbnail, atomically."""
-        with atomic_path(self.thumbnail_path(micrograph)) as tmp:
-            with open(tmp, "wb") as handle:
-                np.save(handle, np.asarray(thumbnail, dtype=np.float32))
+        """Store a micrograph's thumbnail, whole or not at all."""
+        buffer = io.BytesIO()
+        np.save(buffer, np.asarray(thumbnail, dtype=np.float32))
+        write_whole(self.thumbnail_path(micrograph), buffer.getvalue())
 
     def write_optics(self, optics: list[dict[str, Any]]) -> None:
         """Keep the input table's optics groups for the STAR outputs."""
-        write_bytes_atomic(self.layout.optics, canonical_json(optics).encode())
+        write_whole(self.layout.optics, canonical_json(optics).encode())
 
     def optics(self) -> list[dict[str, Any]]:
         """The input table's optics groups (empty when the input had none)."""
-        path = self.layout.optics
-        return json.loads(path.read_text()) if path.exists() else []
+        try:
+            return json.loads(self.layout.optics.read_bytes())
+        except FileNotFoundError:
+            return []
 
     def rows(self) -> list[dict[str, Any]]:
         """All recorded rows, sorted by micrograph name."""
-        if not self.records_dir.exists():
-            return []
-        records = [_load_record(path) for path in self._record_files()]
-        rows = [record["row"] for record in records if record is not None]
-        return sorted(rows, key=lambda row: row["micrograph"])
+        return sorted((r["row"] for r in self.records().values()), key=lambda r: r["micrograph"])
 
     def completed_at(self, micrographs: list[str]) -> np.ndarray:
         """When each micrograph completed: its record's modification time (NaN without one).
 
         A record is written once, as its micrograph completes (a resumed run keeps it, a retry
-        rewrites it), so the time lives in the file system, outside every table and record
-        text: batch, resumed and streamed outputs stay equal.
+        rewrites it), so the time lives in the file system (or the object's last-modified
+        time), outside every table and record text: batch, resumed and streamed outputs stay
+        equal. One listing.
 
         Returns
         -------
         numpy.ndarray
             Seconds since the epoch, float64, in the order of ``micrographs``.
         """
-        written: dict[str, float] = {}
-        if self.records_dir.is_dir():
-            with os.scandir(self.records_dir) as entries:
-                for entry in entries:
-                    try:
-                        written[entry.name] = entry.stat().st_mtime
-                    except OSError:  # removed since the listing
-                        continue
+        written = list_files(self.records_dir)
         return np.array([written.get(f"{name}.json", np.nan) for name in micrographs])
 
-    def _record_files(self) -> list[Path]:
-        return [p for p in self.records_dir.glob("*.json") if not p.name.startswith(".")]
+    def _record_files(self) -> list[Location]:
+        names = [n for n in list_files(self.records_dir) if n.endswith(".json")]
+        return [self.records_dir / name for name in sorted(names) if not name.startswith(".")]
 
-    def remove_unreadable(self) -> list[Path]:
+    def _loaded(self) -> dict[Location, dict[str, Any] | None]:
+        """Each record file and its record (None when unreadable)."""
+        paths = self._record_files()
+        found = read_all(paths)
+        return {path: _load_record(path, data) for path, data in zip(paths, found, strict=True)}
+
+    def remove_unreadable(self) -> list[Location]:
         """Delete the records that cannot be read, each with a warning naming it.
 
         Their micrographs count as not done: the run processes them again. Call this only
@@ -268,10 +326,10 @@ class Manifest:
 
         Returns
         -------
-        list of pathlib.Path
+        list of Location
             The records removed.
         """
-        removed = [path for path in self._record_files() if _load_record(path) is None]
+        removed = [path for path, record in self._loaded().items() if record is None]
         for path in removed:
             path.unlink(missing_ok=True)
         return removed
@@ -283,23 +341,23 @@ class Manifest:
         of outputs that never got renamed into place. Call this only while no run writes into
         the folder (at the start of a run). Looks ``depth`` levels down (``OUT/mrc``,
         ``OUT/.daskmic/records``, ``OUT/micrographs.zarr/micrographs``, ...), not into the images.
+        On an object store there is nothing to remove: every object is written whole in one
+        request (outputs whose record is missing are made again).
 
         Returns
         -------
         list of pathlib.Path
             What was removed.
         """
-        removed = []
-        level = [self.out_dir] if self.out_dir.is_dir() else []
+        removed: list[Path] = []
+        out = self.out_dir
+        level = [out] if isinstance(out, Path) and out.is_dir() else []
         for _ in range(depth):
             below = []
             for folder in level:
                 for entry in folder.iterdir():
                     if PARTIAL_NAME.match(entry.name):
-                        if entry.is_dir() and not entry.is_symlink():
-                            shutil.rmtree(entry, ignore_errors=True)
-                        else:
-                            entry.unlink(missing_ok=True)
+                        remove(entry)
                         removed.append(entry)
                     elif entry.is_dir() and not entry.is_symlink():
                         below.append(entry)
@@ -310,13 +368,17 @@ class Manifest:
         """The thumbnails of ``micrographs`` as a lazy ``(micrograph, edge, edge)`` stack.
 
         Missing ones are NaN; None when no micrograph has one. Lazy, so the driver never
-        holds a large set's previews at once.
+        holds a large set's previews at once; which exist is one listing.
         """
         import dask  # the driver's only: workers record, they never stack
         import dask.array as da
 
-        paths = [self.thumbnail_path(name) for name in micrographs]
-        if not any(path.exists() for path in paths):
+        stored = list_files(self.thumbnails_dir)
+        paths = [
+            self.thumbnail_path(name) if f"{name}.npy" in stored else None
+            for name in micrographs
+        ]
+        if not any(path is not None for path in paths):
             return None
         frames = [
             da.from_delayed(
@@ -327,10 +389,20 @@ class Manifest:
         return da.stack(frames)
 
 
-def _load_thumbnail(path: Path, edge_px: int) -> np.ndarray:
+def _succeeded(record: dict[str, Any], digest: str, path: str | None) -> bool:
+    """Whether ``record`` is a success made with ``digest`` from the file ``path``."""
+    row = record["row"]
+    return record["hash"] == digest and row["error"] == "" and row.get("path") == path
+
+
+def _load_thumbnail(path: Location | None, edge_px: int) -> np.ndarray:
     """A stored thumbnail padded with NaN to ``edge_px`` square (all NaN when missing)."""
     frame = np.full((edge_px, edge_px), np.nan, dtype=np.float32)
-    if path.exists():
-        thumb = np.load(path)
-        frame[: thumb.shape[0], : thumb.shape[1]] = thumb[:edge_px, :edge_px]
+    if path is None:
+        return frame
+    try:
+        thumb = np.load(io.BytesIO(path.read_bytes()))
+    except FileNotFoundError:  # removed since the listing
+        return frame
+    frame[: thumb.shape[0], : thumb.shape[1]] = thumb[:edge_px, :edge_px]
     return frame

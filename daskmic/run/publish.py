@@ -19,7 +19,7 @@ from daskmic.errors import UsageError
 from daskmic.io import write_csv, write_results, write_star, write_xmd
 from daskmic.io.atomic import write_bytes_atomic
 from daskmic.io.star import check_star_text
-from daskmic.io.storage import is_url
+from daskmic.io.storage import Location, StorageOptions, is_url, location
 from daskmic.io.tables import OPTICS_COLUMNS
 from daskmic.run.config import RunConfig
 from daskmic.run.layout import OutputLayout
@@ -109,7 +109,7 @@ def _optics(
 
 
 def _write_star(
-    path: Path, table: pd.DataFrame, names: pd.Series, optics: pd.DataFrame, groups: np.ndarray
+    path: Location, table: pd.DataFrame, names: pd.Series, optics: pd.DataFrame, groups: np.ndarray
 ) -> None:
     """A RELION STAR of ``table``'s rows, named ``names``, keeping the input's columns.
 
@@ -188,13 +188,15 @@ def _publish_tilt(
         write_bytes_atomic(out.split_list(status), text.encode())
 
 
-def publish(out_dir: Path, config: RunConfig, *, stream_open: bool = False) -> list[dict[str, Any]]:
+def publish(
+    out_dir: Location, config: RunConfig, *, stream_open: bool = False
+) -> list[dict[str, Any]]:
     """Rewrite every table and the zarr store of ``out_dir`` from its records.
 
     Parameters
     ----------
-    out_dir : pathlib.Path
-        The output folder.
+    out_dir : Location
+        The output folder (a URL as a Location carrying its storage options).
     config : RunConfig
         The run's steps and options.
     stream_open : bool
@@ -230,6 +232,7 @@ def select(
     mean_threshold: float,
     std_threshold: float,
     max_tilt_deg: float | None = None,
+    storage_options: StorageOptions | None = None,
 ) -> dict[str, int]:
     """Re-split a tilt run's micrographs with new thresholds, without recomputing.
 
@@ -242,6 +245,8 @@ def select(
     max_tilt_deg : float, optional
         Also discard micrographs whose estimated ``tilt_angle_deg`` is above it (runs made
         with angle estimation only).
+    storage_options : dict, optional
+        For an output folder given by URL: its filesystem's options (credentials, endpoint).
 
     Returns
     -------
@@ -259,7 +264,7 @@ def select(
     >>> dm.select("screen", mean_threshold=0.99, std_threshold=0.1)   # no recomputation
     {'discarded': 2}
     """
-    out = Path(out_dir)
+    out = location(out_dir, storage_options)
     manifest = Manifest(out)
     if not manifest.is_bound():
         raise UsageError(f"{out} is not a daskmic output folder (no {manifest.root.name}/)")

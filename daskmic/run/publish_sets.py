@@ -20,7 +20,7 @@ import pandas as pd
 from daskmic.io.readers import read_header
 from daskmic.io.scipion import ACQUISITION
 from daskmic.io.scipion_write import write_set
-from daskmic.io.storage import is_url
+from daskmic.io.storage import Location, is_url
 from daskmic.run.manifest import Manifest
 from daskmic.tilt.angle import ANGLE_COLUMNS
 
@@ -113,7 +113,7 @@ def _dims(path: str) -> tuple[int, int] | None:
 
 
 def write_preprocess_set(
-    path: Path,
+    path: Location,
     done: pd.DataFrame,
     optics: pd.DataFrame,
     groups: np.ndarray,
@@ -131,7 +131,7 @@ def write_preprocess_set(
 
 
 def write_tilt_set(
-    path: Path,
+    path: Location,
     part: pd.DataFrame,
     names: pd.Series,
     optics: pd.DataFrame,

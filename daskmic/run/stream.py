@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import time
 from collections.abc import Callable
 from operator import attrgetter
@@ -33,6 +32,7 @@ from distributed import Client
 from daskmic.errors import UsageError
 from daskmic.io.scipion import is_set_file
 from daskmic.io.sources import unique_names
+from daskmic.io.storage import remove
 from daskmic.run.arrivals import Arrivals, FolderClosing, inside
 from daskmic.run.config import RunConfig, StreamOptions
 from daskmic.run.driver import RunSummary, bind
@@ -61,10 +61,7 @@ def _nameable(out: Path, source: Source) -> Source:
 def _forget(out: Path, name: str) -> None:
     """Remove a micrograph's outputs, then its record (so an interrupted removal is redone)."""
     for output in OutputLayout(out).outputs(name):
-        if output.is_dir() and not output.is_symlink():
-            shutil.rmtree(output, ignore_errors=True)
-        else:
-            output.unlink(missing_ok=True)
+        remove(output)
 
 
 class _Stream:

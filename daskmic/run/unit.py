@@ -1,7 +1,8 @@
 """The per-micrograph unit of work: what a worker does with one micrograph.
 
 :func:`process_micrograph` reads one micrograph, applies the enabled steps, writes that
-micrograph's outputs atomically, records it in the manifest and returns its row. It never
+micrograph's outputs (each whole: renamed into place locally, one request to an object store),
+records it in the manifest last and returns its row. It never
 raises for bad data: one bad micrograph fails alone, with its reason in its row. The driver
 (:mod:`daskmic.run.driver`) submits it for every micrograph; this module imports only what the unit
 needs, so a worker starts quickly.
@@ -18,11 +19,12 @@ import numpy as np
 from daskmic import __version__
 from daskmic.io.mrc_write import write_mrc
 from daskmic.io.readers import read_header, read_micrograph
+from daskmic.io.storage import Location
 from daskmic.io.thumbnails import make_thumbnail
 from daskmic.ops.kernel import compose
 from daskmic.preprocessing.pipeline import build_pipeline
 from daskmic.run.config import RunConfig
-from daskmic.run.layout import OutputLayout
+from daskmic.run.layout import OutputLayout, recorded_path
 from daskmic.run.manifest import Manifest
 from daskmic.tilt.angle import estimate_tilt
 from daskmic.tilt.decision import decide
@@ -118,7 +120,7 @@ def _preprocess_step(
         )
     Manifest(out.root).write_thumbnail(micrograph, make_thumbnail(result, config.thumbnail_px))
     return {
-        "output_path": str(output.resolve()),
+        "output_path": recorded_path(output),
         "output_pixel_size_A": pipeline.output_pixel_size_A,
         "output_ny": result.shape[0],
         "output_nx": result.shape[1],
@@ -143,7 +145,7 @@ def _tilt_step(
         from daskmic.io.ngff import PSD, write_image
 
         write_image(out.zarr, PSD, micrograph, result.psd_summary, pixel_size_A=None)
-    return {**result.to_row(), "psd_path": str(psd.resolve())}
+    return {**result.to_row(), "psd_path": recorded_path(psd)}
 
 
 def _angle_step(
@@ -169,7 +171,9 @@ def _decision(row: Row, params: TiltParams) -> Row:
     return {"accepted": bool(accepted), "tilt_status": str(status), "discard_reason": str(reason)}
 
 
-def process_micrograph(source: Source, config: RunConfig, out_dir: str, digest: str) -> Row:
+def process_micrograph(
+    source: Source, config: RunConfig, out_dir: str | Location, digest: str
+) -> Row:
     """Process one micrograph end to end and record it; never raises for bad data.
 
     Parameters
@@ -178,8 +182,8 @@ def process_micrograph(source: Source, config: RunConfig, out_dir: str, digest: 
         The micrograph to process.
     config : RunConfig
         The run's steps and options.
-    out_dir : str
-        The output folder.
+    out_dir : str or Location
+        The output folder: a local path, or a URL (opened with ``config.storage_options``).
     digest : str
         The hash of ``config`` the output folder is bound to.
 
@@ -190,7 +194,7 @@ def process_micrograph(source: Source, config: RunConfig, out_dir: str, digest: 
         paths and the tilt statistics. ``status`` is ``"failed"`` with a reason in ``error``
         when anything about this micrograph is wrong.
     """
-    out = OutputLayout(out_dir)
+    out = OutputLayout(out_dir, config.storage_options)
     manifest = Manifest(out.root)
     if manifest.is_done(source.micrograph, digest, source.path):
         record = manifest.read(source.micrograph)

@@ -8,17 +8,17 @@ from typing import Any
 
 import numpy as np
 
-from daskmic.io.atomic import write_bytes_atomic
+from daskmic.io.storage import Location, location, write_whole
 from daskmic.tilt.angle import TiltAngleResult
 
 
-def save_defocus_map(path: str | os.PathLike[str], result: TiltAngleResult) -> None:
-    """Write the patches' local defocus and the fitted plane as JSON, atomically.
+def save_defocus_map(path: str | os.PathLike[str] | Location, result: TiltAngleResult) -> None:
+    """Write the patches' local defocus and the fitted plane as JSON, whole or not at all.
 
     Parameters
     ----------
-    path : path-like
-        Destination (``OUT/defocus/<micrograph>.json``).
+    path : path-like or Location
+        Destination (``OUT/defocus/<micrograph>.json``), local or a URL.
     result : TiltAngleResult
         The estimate; its ``patch_*`` arrays hold the map.
     """
@@ -30,12 +30,12 @@ def save_defocus_map(path: str | os.PathLike[str], result: TiltAngleResult) -> N
         "patch_usable": np.asarray(result.patch_usable, bool).tolist(),
     }
     text = json.dumps(payload, allow_nan=True, default=float)
-    write_bytes_atomic(path, text.encode())
+    write_whole(location(path), text.encode())
 
 
-def load_defocus_map(path: str | os.PathLike[str]) -> dict[str, Any]:
+def load_defocus_map(path: str | os.PathLike[str] | Location) -> dict[str, Any]:
     """Read a map written by :func:`save_defocus_map` (arrays as numpy arrays)."""
-    payload = json.loads(open(path).read())
+    payload = json.loads(location(path).read_bytes())
     for key in ("patch_centers_A", "patch_defocus_A", "patch_usable", "defocus_gradient"):
         payload[key] = np.asarray(payload[key])
     return payload

@@ -6,8 +6,8 @@ import os
 
 import numpy as np
 
-from daskmic.io.atomic import atomic_path
 from daskmic.io.png import grey_png
+from daskmic.io.storage import Location, location, write_whole
 
 
 def psd_summary(filtered: np.ndarray) -> np.ndarray:
@@ -38,15 +38,15 @@ def psd_summary(filtered: np.ndarray) -> np.ndarray:
     return summary
 
 
-def write_psd_png(path: str | os.PathLike[str], summary: np.ndarray) -> None:
-    """Write a PSD summary image as a greyscale PNG, atomically.
+def write_psd_png(path: str | os.PathLike[str] | Location, summary: np.ndarray) -> None:
+    """Write a PSD summary image as a greyscale PNG, whole or not at all (local or URL).
 
     Row 0 is drawn at the bottom, as MRC viewers show the ``.mrc`` twin, so both look alike.
     Grey levels span the finite values' range; NaN padding is drawn black.
 
     Parameters
     ----------
-    path : path-like
+    path : path-like or Location
         Destination ``.png`` file.
     summary : numpy.ndarray
         Two-dimensional image (as returned by :func:`psd_summary`).
@@ -59,5 +59,4 @@ def write_psd_png(path: str | os.PathLike[str], summary: np.ndarray) -> None:
     if not high > low:
         high = low + 1.0
     grey = np.where(finite, (image - low) / (high - low), 0.0)
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(grey_png(grey, compress_level=1))
+    write_whole(location(path), grey_png(grey, compress_level=1))

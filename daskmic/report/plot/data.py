@@ -7,16 +7,17 @@ thumbnail stacks) stay NaN and are drawn as background.
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
+from daskmic.io.storage import Location, location
 from daskmic.run.layout import OutputLayout
 from daskmic.tilt.select import split
 
@@ -26,7 +27,7 @@ STATUSES = ("accepted", "discarded", "failed")
 TILT_STATISTICS = ("tilt_mean_corr", "tilt_std_corr", "tilt_min_corr", "tilt_max_corr")
 """The per-micrograph statistics of the tilt screen."""
 
-TableLike = pd.DataFrame | xr.Dataset | str | os.PathLike[str]
+TableLike = pd.DataFrame | xr.Dataset | str | os.PathLike[str] | Location
 
 
 def as_table(source: TableLike) -> pd.DataFrame:
@@ -50,13 +51,17 @@ def as_table(source: TableLike) -> pd.DataFrame:
         table = source[names].compute().to_dataframe()
         keep = [c for c in table.columns if c in names or c == "pixel_size_A"]
         return table[keep].reset_index()
-    path = Path(source)
+    path = location(source)
     if path.is_dir():
         layout = OutputLayout(path)
         path = layout.tilt_csv if layout.tilt_csv.exists() else layout.micrographs_csv
-    if not path.exists():
-        raise ValueError(f"no table at {path}: give a DataFrame, a Dataset or an output folder")
-    return pd.read_csv(path, keep_default_na=False, na_values=["", "NaN", "nan"])
+    try:
+        text = path.read_bytes()
+    except FileNotFoundError:
+        raise ValueError(
+            f"no table at {path}: give a DataFrame, a Dataset or an output folder"
+        ) from None
+    return pd.read_csv(io.BytesIO(text), keep_default_na=False, na_values=["", "NaN", "nan"])
 
 
 def _finite_values(image: np.ndarray) -> np.ndarray:
