@@ -54,8 +54,9 @@ NOTES = [
     "- live: one update of the live QC page (`daskmic.report.live`) of a tilt-screen output "
     "folder of N micrographs (10 % discarded, 2 % failed), best of three, against the table "
     "rebuild it follows (benchmarks/live_bench.py).",
-    "- overhead: 128² micrographs through `daskmic preprocess --crop 10 --normalize "
-    "--no-report --no-dashboard` (MRC files, tables, zarr store) at several set sizes against "
+    "- overhead: 128² micrographs through `daskmic preprocess --crop 10 --normalize --no-stack "
+    "--no-report --no-dashboard` (MRC files, tables, zarr table and thumbnails) at several set "
+    "sizes against "
     "the floor on the same files: end to end, CPU time of the command and its workers, a rerun "
     "of the finished set, one full table rebuild, the driver's peak memory, and the time per "
     "micrograph relative to the smallest set (1 = linear growth); the fixed start-up is one "
