@@ -12,13 +12,13 @@ import math
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
 from importlib import import_module
 from typing import TYPE_CHECKING, Any, Final
 
 from daskmic.cluster.progress import track
-from daskmic.io.storage import Location, location
+from daskmic.io.storage import Location, list_files, location
 from daskmic.run.config import RunConfig
 from daskmic.run.feeder import Feeder
 from daskmic.run.layout import OutputLayout, refuse_overwriting_inputs
@@ -93,8 +93,12 @@ def prepare(
     *,
     overwrite: bool = False,
     limit: int | None = None,
+    on_listed: Callable[[list[Source]], None] | None = None,
 ) -> tuple[list[Source], str]:
     """Open the inputs' headers, validate the run against them and bind the output folder.
+
+    ``on_listed`` is called with the sources once the headers are read, before the checks
+    and the binding (the batch run starts its cluster there).
 
     Raises
     ------
@@ -105,6 +109,8 @@ def prepare(
     """
     listed, optics = catalogue(inputs, config.pixel_size_A, config.storage_options)
     sources = listed if limit is None else listed[:limit]
+    if on_listed is not None:
+        on_listed(sources)
     check_run(config, sources)
     items = [inputs] if isinstance(inputs, str | os.PathLike) else list(inputs)
     read = [s.path for s in listed] + [os.fspath(i) for i in items if os.path.isfile(i)]
@@ -245,25 +251,37 @@ def run_batch(
     ...              quiet=True).counts()   # resumes: nothing left to do
     {'done': 2}
     """
-    sources, digest = prepare(inputs, out_dir, config, overwrite=overwrite, limit=limit)
-    live = None
-    if report:
-        from daskmic.report.live import LiveReport  # matplotlib: only when a page is wanted
+    with ExitStack() as started:
+
+        def warm(sources: list[Source]) -> None:
+            """Start a new folder's cluster now: its workers start while the driver binds."""
+            nonlocal client
+            fresh = not list_files(OutputLayout(out).records)
+            small = runs_in_process(len(sources), cluster, cluster_options)
+            if client is None and fresh and not small:
+                client = started.enter_context(_cluster(cluster, cluster_options))
 
         out = location(out_dir, config.storage_options)
-        live = LiveReport(out, "batch", after_seconds=live_after_seconds)
-    return execute(
-        sources,
-        out_dir,
-        config,
-        digest,
-        client=client,
-        batch_size=batch_size,
-        on_row=on_row,
-        live=live,
-        cluster=cluster,
-        **cluster_options,
-    )
+        sources, digest = prepare(
+            inputs, out_dir, config, overwrite=overwrite, limit=limit, on_listed=warm
+        )
+        live = None
+        if report:
+            from daskmic.report.live import LiveReport  # matplotlib: only when a page is wanted
+
+            live = LiveReport(out, "batch", after_seconds=live_after_seconds)
+        return execute(
+            sources,
+            out_dir,
+            config,
+            digest,
+            client=client,
+            batch_size=batch_size,
+            on_row=on_row,
+            live=live,
+            cluster=cluster,
+            **cluster_options,
+        )
 
 
 def runs_in_process(pending: int, cluster: str, cluster_options: dict[str, Any]) -> bool:
@@ -300,10 +318,15 @@ def runner(
                 )
             yield threads
     else:
-        from daskmic.cluster.client import connect
-
-        with connect(cluster, **{"wait": False, **cluster_options}) as started:
+        with _cluster(cluster, cluster_options) as started:
             yield started
+
+
+def _cluster(cluster: str, cluster_options: dict[str, Any]) -> AbstractContextManager[Client]:
+    """A cluster started for a run: returns once its scheduler is up, its workers join."""
+    from daskmic.cluster.client import connect  # distributed: only when a cluster is wanted
+
+    return connect(cluster, **{"wait": False, **cluster_options})
 
 
 def execute(
