@@ -46,7 +46,7 @@ nitpicky = True
 # Types from other libraries are named in docstrings but not linked: fetching their
 # inventories would need the network.
 nitpick_ignore_regex = [
-    (r"py:.*", r"(numpy|np|xarray|xr|pandas|pd|dask|distributed|matplotlib|fsspec|zarr)(\..*)?"),
+    (r"py:.*", r"(numpy|np|xarray|xr|pandas|pd|dask|distributed|matplotlib|fsspec|zarr|upath|s3fs)(\..*)?"),
     (r"py:.*", r"(os|pathlib|collections|typing|concurrent)\..*"),
     (r"py:class", r"(array[-_]like|path-like|optional|callable|mapping|sequence|iterable)"),
     (r"py:class", r"(int|float|str|bool|dict|list|tuple|object|bytes|None)"),

@@ -50,14 +50,20 @@ def test_rebinding_other_parameters_is_refused_unless_overwrite(tmp_path):
     assert manifest.rows() == []
 
 
-def test_thumbnails_round_trip(tmp_path):
+def test_thumbnails_are_stored_once_as_8_bit_levels(tmp_path):
+    rng = np.random.default_rng(0)
     manifest = Manifest(tmp_path)
     manifest.bind({}, {})
-    thumb = np.arange(16, dtype=np.float32).reshape(4, 4)
+    thumb = rng.normal(size=(32, 32)).astype(np.float32)
     manifest.write_thumbnail("a", thumb)
-    stack = manifest.thumbnail_stack(["a", "missing"], 6)
-    assert stack.shape == (2, 6, 6)
-    found = stack.compute()
-    np.testing.assert_array_equal(found[0, :4, :4], thumb)
-    assert np.isnan(found[0, 4:]).all() and np.isnan(found[1]).all()
-    assert manifest.thumbnail_stack(["missing"], 6) is None
+    stored = manifest.thumbnail("a")
+    assert stored.levels.dtype == np.uint8 and stored.levels.shape == (32, 32)
+    assert stored.path.stat().st_size == 32 * 32, "raw levels: the zarr chunk as it is"
+    low, high = np.percentile(thumb.astype(float), [0.1, 99.9])
+    assert (stored.low, stored.high) == pytest.approx((low, high))
+    got = stored.values()
+    assert got.dtype == np.float32
+    assert np.abs(got - np.clip(thumb, low, high)).max() <= (high - low) / 510 * 1.001
+    assert manifest.thumbnail("missing") is None
+    stored.path.unlink()
+    assert manifest.thumbnail("a") is None, "a mapping without its levels is no thumbnail"

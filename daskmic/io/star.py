@@ -7,6 +7,7 @@ text that none can read back (:func:`star_text_problem`) is refused, naming it.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Iterable
@@ -19,6 +20,7 @@ _MISSING_TEXT = ("nan", "NaN", "<NA>")
 """Text that ``starfile`` reads as a missing value."""
 
 
+@functools.lru_cache(maxsize=2**17)  # every publish checks every micrograph's names
 def star_text_problem(text: str, *, fragment: bool = False) -> str | None:
     """Why ``text`` cannot be a STAR or ``.xmd`` value that reads back unchanged, else None.
 

@@ -1,6 +1,6 @@
 """Where data lives: local paths and URLs (``s3://``, ``gs://``, ``az://``, ``https://`` …).
 
-Every input and output location in daskmic is a :data:`Location`: a local path stays a plain
+Every input and output location in daskmic is a ``Location``: a local path stays a plain
 :class:`pathlib.Path`, so local runs keep today's behaviour and speed; a URL becomes a
 :class:`upath.UPath` from `universal_pathlib <https://github.com/fsspec/universal_pathlib>`_,
 which gives one pathlib-like face to every fsspec filesystem and carries its
@@ -80,13 +80,13 @@ def is_url(value: str | os.PathLike[str] | UPath) -> bool:
 def location(
     value: str | os.PathLike[str] | UPath, storage_options: Mapping[str, Any] | None = None
 ) -> Location:
-    """The :class:`Location` of a local path or a URL.
+    """The ``Location`` of a local path or a URL.
 
     Parameters
     ----------
     value : str or path-like
         A local path, ``file://`` URL, or any fsspec URL (``s3://bucket/key``,
-        ``https://host/file.mrc`` …). An existing :class:`Location` is returned as is when no
+        ``https://host/file.mrc`` …). An existing ``Location`` is returned as is when no
         ``storage_options`` are given.
     storage_options : dict, optional
         Passed to the filesystem (``key``, ``secret``, ``client_kwargs={"endpoint_url": …}``,
@@ -94,7 +94,7 @@ def location(
 
     Returns
     -------
-    Location
+    pathlib.Path or upath.UPath
         A plain :class:`pathlib.Path` for local paths (and ``file://`` URLs), else a ``UPath``
         carrying the options.
 

@@ -18,10 +18,9 @@ import pandas as pd
 import starfile
 from upath import UPath
 
-from daskmic.io.atomic import write_bytes_atomic
 from daskmic.io.errors import MicrographError
 from daskmic.io.star import star_block, star_label
-from daskmic.io.storage import Location, StorageOptions, fetched, location
+from daskmic.io.storage import Location, StorageOptions, fetched, location, write_whole
 from daskmic.io.xmd import read_blocks
 
 TABLE_SUFFIXES = (".star", ".xmd", ".csv")
@@ -197,7 +196,7 @@ def write_star(
         f"\n# version 30001\n\n{star_block(name, block)}"
         for name, block in (("optics", optics), ("micrographs", micrographs))
     )
-    write_bytes_atomic(path, text.encode("utf-8"))
+    write_whole(location(path), text.encode("utf-8"))
 
 
 def write_csv(path: str | os.PathLike[str] | Location, df: pd.DataFrame) -> None:
@@ -207,7 +206,7 @@ def write_csv(path: str | os.PathLike[str] | Location, df: pd.DataFrame) -> None
     which every reader takes for the end of a row.
     """
     text = df.to_csv(index=False, quoting=csv.QUOTE_NONNUMERIC)
-    write_bytes_atomic(path, text.encode("utf-8"))
+    write_whole(location(path), text.encode("utf-8"))
 
 
 def _enabled(df: pd.DataFrame) -> np.ndarray:
@@ -268,4 +267,4 @@ def write_xmd(
             label += "_"
         out[label] = df[column].to_numpy()
     text = "# XMIPP_STAR_1 *\n#\n" + star_block(block, pd.DataFrame(out, index=df.index))
-    write_bytes_atomic(path, text.encode("utf-8"))
+    write_whole(location(path), text.encode("utf-8"))

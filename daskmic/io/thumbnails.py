@@ -1,6 +1,8 @@
-"""Small float32 previews of micrographs: block-average, then Fourier-resample to size."""
+"""Small previews of micrographs: block-average, then Fourier-resample to size; 8-bit storage."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 import scipy.fft
@@ -61,3 +63,54 @@ def make_thumbnail(image: np.ndarray, size: int = 256) -> np.ndarray:
         raise ValueError(f"image must be a non-empty 2-D array, got shape {image.shape}")
     factors = (max(1, image.shape[0] // size), max(1, image.shape[1] // size))
     return fourier_resize(_block_mean(image, factors), (size, size)).astype(np.float32)
+
+
+THUMBNAIL_DTYPE = np.dtype(np.uint8)
+"""How thumbnails are stored: 8-bit grey levels with a per-thumbnail intensity mapping."""
+THUMBNAIL_RANGE_PCT = (0.1, 99.9)
+"""The grey levels 0 and 255 are these percentiles of a thumbnail; beyond them it is clipped.
+
+Wider than any contrast the report draws with (1–99 % and 0.5–99.5 %), so a stored thumbnail
+looks like the float one within about one grey level of an 8-bit image.
+"""
+THUMBNAIL_LEVELS = int(np.iinfo(THUMBNAIL_DTYPE).max)
+"""The highest stored level (the grey value ``high``)."""
+
+
+def encode_thumbnail(thumbnail: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """A float thumbnail as 8-bit grey levels and the mapping that gives them back.
+
+    Parameters
+    ----------
+    thumbnail : numpy.ndarray
+        A 2-D float image (:func:`make_thumbnail`).
+
+    Returns
+    -------
+    levels : numpy.ndarray
+        uint8, same shape: ``round((x - low) / (high - low) * 255)``, clipped to 0–255.
+    low, high : float
+        The grey values of levels 0 and 255 (:data:`THUMBNAIL_RANGE_PCT` of the finite
+        pixels; ``high > low``); NaN when no pixel is finite.
+    """
+    image = np.asarray(thumbnail, dtype=np.float64)
+    finite = image[np.isfinite(image)]
+    if finite.size == 0:
+        return np.zeros(image.shape, THUMBNAIL_DTYPE), float("nan"), float("nan")
+    low, high = (float(v) for v in np.percentile(finite, THUMBNAIL_RANGE_PCT))
+    if not high > low:
+        high = low + 1.0
+    with np.errstate(invalid="ignore"):
+        scaled = np.nan_to_num((image - low) / (high - low), nan=0.0)
+    levels = np.rint(np.clip(scaled, 0.0, 1.0) * THUMBNAIL_LEVELS).astype(THUMBNAIL_DTYPE)
+    return levels, low, high
+
+
+def decode_thumbnails(levels: Any, low: Any, high: Any) -> Any:
+    """Grey values of stored thumbnails: ``low + levels * (high - low) / 255``, in float64.
+
+    Plain arithmetic, so numpy arrays (``low``/``high`` shaped to broadcast, e.g.
+    ``low[:, None, None]``), scalars and lazy xarray objects (aligned by dimension) all work;
+    a thumbnail whose ``low`` is NaN (none stored) comes back all NaN.
+    """
+    return low + levels * ((high - low) / THUMBNAIL_LEVELS)

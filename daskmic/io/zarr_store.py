@@ -29,11 +29,11 @@ import json
 import os
 import shutil
 import uuid
-import warnings
 from collections import Counter
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
@@ -43,8 +43,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 import zarr
+from upath import UPath
 
-from daskmic.io.atomic import atomic_path, write_bytes_atomic
+from daskmic.io.atomic import atomic_path
 from daskmic.io.contract import spatial_coords
 from daskmic.io.ngff import (
     COLLECTIONS,
@@ -53,10 +54,22 @@ from daskmic.io.ngff import (
     ensure_group,
     image_scale_A,
 )
+from daskmic.io.storage import (
+    Location,
+    StorageOptions,
+    is_local,
+    location,
+    remove,
+    write_whole,
+    zarr_store,
+)
+from daskmic.io.thumbnails import THUMBNAIL_DTYPE, decode_thumbnails, encode_thumbnail
 
 OME = "OME"
-THUMBNAILS_PER_CHUNK = 16
-"""Thumbnails per zarr chunk of ``thumbnail`` (4 MiB of 256² float32 previews)."""
+THUMBNAIL = "thumbnail"
+"""The root's ``(micrograph, thumb_y, thumb_x)`` uint8 previews, one chunk (raw levels) each."""
+THUMBNAIL_MAPPING = ("thumbnail_low", "thumbnail_high")
+"""The root's columns giving each thumbnail's grey values of levels 0 and 255."""
 _OME_XML_NS = "http://www.openmicroscopy.org/Schemas/OME/2016-06"
 
 
@@ -100,116 +113,318 @@ def _storable(variables: xr.Dataset | pd.DataFrame) -> xr.Dataset:
     return ds
 
 
-def _with_thumbnails(ds: xr.Dataset, thumbnails, encoding: dict) -> xr.Dataset:
-    thumbs = thumbnails if isinstance(thumbnails, da.Array) else np.asarray(thumbnails)
-    thumbs = thumbs.astype(np.float32)
-    count = ds.sizes.get("micrograph", 0)
-    if thumbs.ndim != 3 or thumbs.shape[0] != count:
-        raise ValueError(
-            f"thumbnails must have shape (micrograph={count}, t, t), got {thumbs.shape}"
-        )
-    chunks = (min(count, THUMBNAILS_PER_CHUNK) or 1, *thumbs.shape[1:])
-    if isinstance(thumbs, da.Array):
-        thumbs = thumbs.rechunk(chunks)
-    ds["thumbnail"] = (("micrograph", "thumb_y", "thumb_x"), thumbs)
-    encoding["thumbnail"] = {"chunks": chunks} if count else {}
-    return ds
+@dataclass(frozen=True)
+class Thumbnails:
+    """The 8-bit thumbnails of a table's rows (:func:`daskmic.io.thumbnails.encode_thumbnail`).
+
+    Parameters
+    ----------
+    edge_px : int
+        Their side.
+    low, high : numpy.ndarray
+        Per row, the grey values of levels 0 and 255 (NaN: the row has no thumbnail).
+    chunks : dict of int to Location, bytes or None
+        The rows whose stored thumbnail is new or changed: a file of raw levels to link into
+        the store, the levels' bytes, or None (the row has none). The others are in the store
+        already, at their row.
+    """
+
+    edge_px: int
+    low: np.ndarray
+    high: np.ndarray
+    chunks: dict[int, Location | bytes | None]
+
+    @classmethod
+    def from_array(cls, thumbnails: Any) -> Thumbnails:
+        """Encode a ``(micrograph, t, t)`` stack (numpy or dask, read one frame at a time)."""
+        if getattr(thumbnails, "ndim", 0) != 3 or thumbnails.shape[1] != thumbnails.shape[2]:
+            raise ValueError(
+                "thumbnails must have shape (micrograph, t, t), got "
+                f"{getattr(thumbnails, 'shape', None)}"
+            )
+        count = thumbnails.shape[0]
+        low, high = np.full(count, np.nan), np.full(count, np.nan)
+        chunks: dict[int, Location | bytes | None] = {}
+        for index in range(count):
+            with dask.config.set(scheduler="synchronous"):  # never a default cluster's
+                frame = np.asarray(thumbnails[index])
+            levels, low[index], high[index] = encode_thumbnail(frame)
+            chunks[index] = levels.tobytes() if np.isfinite(low[index]) else None
+        return cls(int(thumbnails.shape[1]), low, high, chunks)
 
 
-def _node_type(folder: Path) -> str | None:
-    try:
-        return json.loads((folder / "zarr.json").read_bytes()).get("node_type")
-    except (OSError, ValueError):
-        return None
+def _folders(loc: Location) -> list[str]:
+    """Names of the folders (prefixes) right under ``loc``, sorted; hidden ones left out."""
+    if is_local(loc):
+        try:
+            with os.scandir(loc) as entries:
+                names = [e.name for e in entries if e.is_dir()]
+        except OSError:  # not there (yet)
+            return []
+    else:
+        loc.fs.invalidate_cache(loc.path)  # a listing from an earlier publish is stale
+        try:
+            entries = loc.fs.ls(loc.path, detail=True)
+        except FileNotFoundError:
+            return []
+        names = [PurePosixPath(e["name"]).name for e in entries if e["type"] == "directory"]
+    return sorted(name for name in names if not name.startswith("."))
 
 
-def _root_arrays(store: Path) -> list[str]:
-    return sorted(
-        entry.name
-        for entry in (store.iterdir() if store.is_dir() else ())
-        if not entry.name.startswith(".") and _node_type(entry) == "array"
+def _key(loc: Location) -> str:
+    """``loc``'s path as its filesystem names it."""
+    return loc.path if isinstance(loc, UPath) else str(loc)
+
+
+def _thumbnail_array(store: Location, count: int, edge_px: int) -> zarr.Array:
+    """The store's ``thumbnail`` array sized for ``count`` rows (kept chunks stay in place)."""
+    shape = (count, edge_px, edge_px)
+    if _node_type(store / THUMBNAIL) == "array":
+        array = zarr.open_array(zarr_store(store / THUMBNAIL), mode="r+", zarr_format=3)
+        if array.shape[1:] == shape[1:] and array.dtype == THUMBNAIL_DTYPE:
+            if array.shape != shape:
+                array.resize(shape)
+            return array
+    return zarr.create_array(
+        zarr_store(store),
+        name=THUMBNAIL,
+        shape=shape,
+        chunks=(1, edge_px, edge_px),
+        dtype=THUMBNAIL_DTYPE,
+        compressors=None,
+        fill_value=0,
+        dimension_names=("micrograph", "thumb_y", "thumb_x"),
+        overwrite=True,
     )
 
 
-def _swap_arrays(built: Path, store: Path) -> dict:
+def thumbnail_chunk(store: Location, index: int) -> Location:
+    """Where row ``index``'s thumbnail is (raw levels: one chunk, uncompressed)."""
+    return store / THUMBNAIL / "c" / str(index) / "0" / "0"
+
+
+def _write_thumbnails(store: Location, thumbnails: Thumbnails) -> None:
+    """Size the ``thumbnail`` array and put the new or changed rows' chunks in place.
+
+    A file of levels is hard-linked in (stored once; copied where the file system cannot link;
+    on an object store, copied by the store itself). Each chunk replaces the old one whole.
+    """
+    _thumbnail_array(store, len(thumbnails.low), thumbnails.edge_px)
+    size = thumbnails.edge_px**2 * THUMBNAIL_DTYPE.itemsize
+    for index, source in thumbnails.chunks.items():
+        chunk = thumbnail_chunk(store, index)
+        if source is None:
+            chunk.unlink(missing_ok=True)
+        elif isinstance(source, bytes):
+            if len(source) != size:
+                raise ValueError(f"thumbnail {index}: {len(source)} bytes, not {size}")
+            write_whole(chunk, source)
+        elif isinstance(chunk, Path) and isinstance(source, Path):
+            _link(source, chunk)
+        elif isinstance(chunk, UPath) and isinstance(source, UPath) and source.fs is chunk.fs:
+            chunk.fs.copy(source.path, chunk.path)  # one server-side copy
+        else:
+            write_whole(chunk, source.read_bytes())
+
+
+def _link(source: Path, chunk: Path) -> None:
+    """Put ``source`` at ``chunk`` by a hard link (a copy where none can be made), whole."""
+    chunk.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(chunk) as tmp:
+        try:
+            os.link(source, tmp)
+        except OSError:  # no hard links here (or across devices)
+            shutil.copyfile(source, tmp)
+
+
+def _read_json(loc: Location) -> dict | None:
+    try:
+        found = json.loads(loc.read_bytes())
+    except (OSError, ValueError):
+        return None
+    return found if isinstance(found, dict) else None
+
+
+def _node_type(folder: Location) -> str | None:
+    return (_read_json(folder / "zarr.json") or {}).get("node_type")
+
+
+def _root_arrays(store: Location) -> list[str]:
+    return [name for name in _folders(store) if _node_type(store / name) == "array"]
+
+
+def _swap_arrays(built: Location, store: Location, keep: set[str]) -> dict:
     """Move the arrays of the group at ``built`` into ``store``'s root, replacing the table's.
 
-    Each array is renamed into place whole; root arrays of an earlier table that the new one
-    lacks are removed. Returns the attributes of the built group.
+    Locally each array is renamed into place whole; on an object store each object is copied
+    over the old one by the store (whole; readers go by the consolidated metadata, rebuilt
+    after). Root arrays of an earlier table that the new one lacks are removed, but for
+    ``keep``. Returns the attributes of the built group.
     """
     fresh = _root_arrays(built)
     for name in fresh:
-        with atomic_path(store / name) as tmp:
-            (built / name).rename(tmp)
-    for name in set(_root_arrays(store)) - set(fresh):
-        shutil.rmtree(store / name, ignore_errors=True)
-    return json.loads((built / "zarr.json").read_bytes()).get("attributes", {})
+        if isinstance(store, Path):
+            with atomic_path(store / name) as tmp:
+                (built / name).rename(tmp)
+        else:
+            source, target = _key(built / name), _key(store / name)
+            objects = store.fs.find(source)  # one to one: a folder copy would nest in target
+            store.fs.copy(objects, [target + key[len(source) :] for key in objects])
+    for name in set(_root_arrays(store)) - set(fresh) - keep:
+        remove(store / name)
+    return (_read_json(built / "zarr.json") or {}).get("attributes", {})
 
 
 def write_results(
-    store: str | os.PathLike[str],
+    store: str | os.PathLike[str] | Location,
     variables: xr.Dataset | pd.DataFrame,
     *,
-    thumbnails: np.ndarray | xr.DataArray | da.Array | None = None,
+    thumbnails: Thumbnails | np.ndarray | xr.DataArray | da.Array | None = None,
     parameters: dict | None = None,
+    images: ImageIndex | None = None,
 ) -> None:
     """Write (or replace) the per-micrograph table at the store's root, then its metadata.
 
     Parameters
     ----------
-    store : path-like
-        The store folder (e.g. ``OUT/micrographs.zarr``); created if missing.
+    store : path-like, URL or Location
+        The store folder (e.g. ``OUT/micrographs.zarr``), or a URL as a Location carrying its
+        storage options; created if missing.
     variables : xarray.Dataset or pandas.DataFrame
         Variables along ``micrograph`` (a DataFrame needs a ``micrograph`` column).
-    thumbnails : array-like, optional
-        ``(micrograph, t, t)`` previews in the order of ``variables`` (see
-        :func:`daskmic.io.thumbnails.make_thumbnail`), stored as float32 ``thumbnail``. A dask
-        array is written chunk by chunk, so a large set's previews never sit in memory whole.
+    thumbnails : Thumbnails or array-like, optional
+        The rows' previews: :class:`Thumbnails` (what changed since the store's last table),
+        or a ``(micrograph, t, t)`` float stack in the order of ``variables`` (see
+        :func:`daskmic.io.thumbnails.make_thumbnail`; a dask array is read frame by frame).
+        Stored as uint8 ``thumbnail`` with ``thumbnail_low``/``thumbnail_high`` (its mapping);
+        :func:`open_results` gives them back as float32 ``thumbnail``.
     parameters : dict, optional
         The run's parameters, stored as JSON in the provenance attributes.
+    images : ImageIndex, optional
+        What the caller knows of the store's images, kept up to date across calls so that the
+        metadata costs only what changed (:func:`publish_metadata`).
 
     Notes
     -----
     Images already in the store are kept; the collection's series list and the consolidated
     metadata are rebuilt last (:func:`publish_metadata`), so they list exactly what is whole.
     """
-    store = Path(store)
+    store = location(store)
     ds = _storable(variables)
+    if thumbnails is not None and not isinstance(thumbnails, Thumbnails):
+        thumbnails = Thumbnails.from_array(thumbnails)
+    if thumbnails is not None:
+        count = ds.sizes.get("micrograph", 0)
+        if len(thumbnails.low) != count:
+            raise ValueError(
+                f"thumbnails must have shape (micrograph={count}, t, t), got "
+                f"{len(thumbnails.low)} thumbnails"
+            )
+        for name, values in zip(THUMBNAIL_MAPPING, (thumbnails.low, thumbnails.high), strict=True):
+            ds[name] = ("micrograph", np.asarray(values, dtype=np.float64))
     encoding: dict = {
         name: {"chunks": ds[name].shape}
         for name in ds.variables
         if ds[name].ndim == 1 and ds[name].size
     }
-    if thumbnails is not None:
-        ds = _with_thumbnails(ds, thumbnails, encoding)
     ds.attrs.update(provenance(parameters))
     ensure_group(store)
     built = store / f".table.tmp-{uuid.uuid4().hex[:8]}"
     try:
-        # In this thread, chunk after chunk: never on a cluster the caller happens to have as
-        # dask's default (its workers may not see these files, and have micrographs to
-        # process), nor in a thread pool (CPython 3.11's ast, which np.load uses, is not
-        # thread-safe).
+        # In this thread: never on a cluster the caller happens to have as dask's default.
         with dask.config.set(scheduler="synchronous"):
-            ds.to_zarr(built, mode="w", zarr_format=3, consolidated=False, encoding=encoding)
-        attributes = _swap_arrays(built, store)
+            ds.to_zarr(
+                zarr_store(built), mode="w", zarr_format=3, consolidated=False, encoding=encoding
+            )
+        if thumbnails is not None:
+            _write_thumbnails(store, thumbnails)
+        attributes = _swap_arrays(built, store, {THUMBNAIL} if thumbnails is not None else set())
     finally:
-        shutil.rmtree(built, ignore_errors=True)
-    publish_metadata(store, attributes)
+        remove(built)
+    publish_metadata(store, attributes, images=images)
 
 
-def _series(store: Path) -> list[str]:
-    """Paths of the complete images, collection by collection, sorted by name."""
-    paths = []
-    for collection in COLLECTIONS:
-        folder = store / collection
-        if folder.is_dir():
-            paths += [
-                f"{collection}/{entry.name}"
-                for entry in sorted(folder.iterdir())
-                if not entry.name.startswith(".") and (entry / "zarr.json").is_file()
-            ]
-    return paths
+_EMPTY_CONSOLIDATED = {"kind": "inline", "must_understand": False, "metadata": {}}
+
+
+def _node_metadata(folder: Location) -> dict[str, dict]:
+    """Every node's metadata under ``folder`` (itself included), by path relative to it.
+
+    Groups are walked; arrays' chunks are not. Writes still under a temporary name
+    (``.<name>.tmp-…``) are left out: readers see only what is whole.
+    """
+    metadata = _read_json(folder / "zarr.json")
+    if metadata is None:
+        return {}
+    nodes = {"": metadata}
+    if metadata.get("node_type") == "group":
+        metadata["consolidated_metadata"] = dict(_EMPTY_CONSOLIDATED)  # as zarr lists groups
+        for name in _folders(folder):
+            for key, value in _node_metadata(folder / name).items():
+                nodes[f"{name}/{key}" if key else name] = value
+    return nodes
+
+
+@dataclass
+class ImageIndex:
+    """The metadata of a store's complete images, kept across rebuilds of its root metadata.
+
+    An image, once whole, is read once; later rebuilds read only the images that are new or
+    named in :meth:`forget` (rewritten), so a rebuild costs what changed, not the set.
+    """
+
+    nodes: dict[str, str] = field(default_factory=dict)
+    """Per image path (``micrographs/<name>``), its nodes' metadata as consolidated JSON
+    members (``"micrographs/<name>": {…}, "micrographs/<name>/0": {…}, …``), serialised once."""
+
+    def forget(self, names: list[str]) -> None:
+        """Read these micrographs' images again at the next rebuild (they were rewritten)."""
+        for collection in COLLECTIONS:
+            for name in names:
+                self.nodes.pop(f"{collection}/{name}", None)
+
+    def adopt(self, store: Path) -> dict[str, np.ndarray]:
+        """Take the images' metadata from the store's root (what the last rebuild listed).
+
+        Returns the root's table as it was published: ``micrograph`` and, when stored, the
+        thumbnails' mapping (:data:`THUMBNAIL_MAPPING`), as numpy arrays; empty when the
+        store has no consolidated table.
+        """
+        root = _read_json(store / "zarr.json") or {}
+        listed = (root.get("consolidated_metadata") or {}).get("metadata") or {}
+        if listed.get("micrograph", {}).get("node_type") != "array":
+            return {}
+        images: dict[str, dict[str, dict]] = {}
+        for key, metadata in listed.items():
+            parts = key.split("/")
+            if len(parts) >= 2 and parts[0] in COLLECTIONS:
+                path = "/".join(parts[:2])
+                images.setdefault(path, {})[key] = metadata
+        self.nodes = {path: _members_json(nodes) for path, nodes in images.items()}
+        names = ["micrograph", *THUMBNAIL_MAPPING]
+        return {
+            name: np.asarray(zarr.open_array(str(store / name), mode="r", zarr_format=3)[...])
+            for name in names
+            if name in listed
+        }
+
+    def refresh(self, store: Location) -> list[str]:
+        """Bring the index up to the store's images; return their paths, sorted by collection."""
+        paths = []
+        for collection in COLLECTIONS:
+            for name in _folders(store / collection):
+                path = f"{collection}/{name}"
+                if path not in self.nodes:
+                    nodes = _node_metadata(store / path)
+                    if not nodes:
+                        continue  # not an image (yet)
+                    self.nodes[path] = _members_json(
+                        {f"{path}/{key}" if key else path: v for key, v in nodes.items()}
+                    )
+                paths.append(path)
+        for path in set(self.nodes) - set(paths):
+            del self.nodes[path]
+        return paths
 
 
 def _ome_xml(series: list[str]) -> bytes:
@@ -221,7 +436,12 @@ def _ome_xml(series: list[str]) -> bytes:
     ).encode()
 
 
-def publish_metadata(store: str | os.PathLike[str], attributes: dict | None = None) -> None:
+def publish_metadata(
+    store: str | os.PathLike[str] | Location,
+    attributes: dict | None = None,
+    *,
+    images: ImageIndex | None = None,
+) -> None:
     """Rebuild the collection's series list and then the root's consolidated metadata.
 
     Parameters
@@ -230,61 +450,93 @@ def publish_metadata(store: str | os.PathLike[str], attributes: dict | None = No
         The store folder.
     attributes : dict, optional
         The root's own attributes (the table's provenance); the current ones when omitted.
+    images : ImageIndex, optional
+        The images' metadata read by earlier rebuilds (updated here); without it every image
+        is read.
+
+    Notes
+    -----
+    The consolidated metadata lists every node as zarr's own consolidation does (each group
+    with an empty ``consolidated_metadata`` of its own), images still under a temporary name
+    left out. Zarr v3 does not specify consolidation yet; xarray, zarr-python and the NGFF
+    tools read it.
     """
-    store = Path(store)
-    root = json.loads((store / "zarr.json").read_bytes()) if (store / "zarr.json").is_file() else {}
-    attributes = dict(root.get("attributes", {}) if attributes is None else attributes)
-    attributes["ome"] = {"version": NGFF_VERSION, "bioformats2raw.layout": 3}
-    series = _series(store)
+    store = location(store)
+    images = ImageIndex() if images is None else images
+    if attributes is None:
+        attributes = (_read_json(store / "zarr.json") or {}).get("attributes", {})
+    attributes = {**attributes, "ome": {"version": NGFF_VERSION, "bioformats2raw.layout": 3}}
+    series = images.refresh(store)
     ome = {"zarr_format": 3, "node_type": "group"}
     ome["attributes"] = {"ome": {"version": NGFF_VERSION, "series": series}}
-    write_bytes_atomic(store / OME / "METADATA.ome.xml", _ome_xml(series))
-    write_bytes_atomic(store / OME / "zarr.json", json.dumps(ome).encode())
-    write_bytes_atomic(
-        store / "zarr.json",
-        json.dumps({"zarr_format": 3, "node_type": "group", "attributes": attributes}).encode(),
+    write_whole(store / OME / "METADATA.ome.xml", _ome_xml(series))
+    write_whole(store / OME / "zarr.json", json.dumps(ome).encode())
+    listed: dict[str, dict] = {}
+    for name in _folders(store):
+        if name in COLLECTIONS:
+            group = _node_metadata_shallow(store / name)
+            if group is not None:
+                listed[name] = group
+            continue
+        listed.update(
+            {f"{name}/{key}" if key else name: v for key, v in _node_metadata(store / name).items()}
+        )
+    members = [_members_json(listed), *(images.nodes[path] for path in series)]
+    # The root's JSON is assembled from the images' members serialised once: at thousands of
+    # images it is megabytes, and re-encoding it at every publish would cost the set's size.
+    root = json.dumps({"zarr_format": 3, "node_type": "group", "attributes": attributes})
+    consolidated = json.dumps({k: v for k, v in _EMPTY_CONSOLIDATED.items() if k != "metadata"})
+    text = (
+        f'{root[:-1]}, "consolidated_metadata": {consolidated[:-1]}, '
+        f'"metadata": {{{", ".join(m for m in members if m)}}}}}}}'
     )
-    # Consolidation reads every node's metadata and writes the root's zarr.json (atomically:
-    # zarr's local store writes under a temporary name and renames). It warns that v3 does not
-    # specify consolidation yet (xarray, zarr-python and the NGFF tools read it) and about the
-    # OME-XML beside the OME group, which the collection layout requires.
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "Consolidated metadata is currently not part")
-        warnings.filterwarnings("ignore", "Object at METADATA.ome.xml is not recognized")
-        zarr.consolidate_metadata(str(store), zarr_format=3)
-    _drop_partial_nodes(store)
+    write_whole(store / "zarr.json", text.encode())
 
 
-def _drop_partial_nodes(store: Path) -> None:
-    """Keep writes still under a temporary name (``.<name>.tmp-…``) out of what readers see.
-
-    zarr consolidates every node it finds, so an image a worker was writing when the table was
-    rebuilt (or was killed writing) would be listed; readers must see only what is whole.
-    """
-    root = json.loads((store / "zarr.json").read_bytes())
-    listed = root.get("consolidated_metadata", {}).get("metadata", {})
-    whole = {k: v for k, v in listed.items() if not any(p.startswith(".") for p in k.split("/"))}
-    if len(whole) != len(listed):
-        root["consolidated_metadata"]["metadata"] = whole
-        write_bytes_atomic(store / "zarr.json", json.dumps(root).encode())
+def _members_json(nodes: dict[str, dict]) -> str:
+    """``nodes`` as the members of a JSON object (no braces)."""
+    return json.dumps(nodes)[1:-1]
 
 
-def _open_root(store: Path) -> zarr.Group:
-    return zarr.open_group(str(store), mode="r", zarr_format=3, use_consolidated=True)
+def _node_metadata_shallow(folder: Location) -> dict | None:
+    """A group's own metadata, as consolidation lists it (its members not walked)."""
+    metadata = _read_json(folder / "zarr.json")
+    if metadata is not None and metadata.get("node_type") == "group":
+        metadata["consolidated_metadata"] = dict(_EMPTY_CONSOLIDATED)
+    return metadata
 
 
-def open_results(store: str | os.PathLike[str]) -> xr.Dataset:
+def _open_root(store: Location) -> zarr.Group:
+    return zarr.open_group(zarr_store(store), mode="r", zarr_format=3, use_consolidated=True)
+
+
+def open_results(
+    store: str | os.PathLike[str] | Location, storage_options: StorageOptions | None = None
+) -> xr.Dataset:
     """Read a store's table back as a (lazy) Dataset; strings come back as Python objects.
 
-    The same as ``xr.open_zarr(store)``, with the strings as objects.
+    The same as ``xr.open_zarr(store)``, with the strings as objects and ``thumbnail`` as
+    float32 grey values (:func:`daskmic.io.thumbnails.decode_thumbnails`, lazily).
+
+    Parameters
+    ----------
+    store : path-like, URL or Location
+        The store folder, or its URL (``s3://bucket/run/micrographs.zarr``).
+    storage_options : dict, optional
+        For a URL: its filesystem's options (credentials, endpoint).
     """
-    store = Path(store)
-    if "micrograph" not in _root_arrays(store):
+    store = location(store, storage_options)
+    if _node_type(store / "micrograph") != "array":
         raise FileNotFoundError(f"{store}: not a daskmic results store (no table at its root)")
-    ds = xr.open_zarr(store, zarr_format=3, consolidated=True)
+    ds = xr.open_zarr(zarr_store(store), zarr_format=3, consolidated=True)
     for name, variable in ds.variables.items():
         if variable.dtype.kind in "UST":
             ds[name] = variable.copy(data=_strings_as_objects(np.asarray(variable.values)))
+    if THUMBNAIL in ds and all(name in ds for name in THUMBNAIL_MAPPING):
+        low, high = (ds[name] for name in THUMBNAIL_MAPPING)
+        levels = ds[THUMBNAIL]
+        values = decode_thumbnails(levels.astype(np.float64), low, high)
+        ds[THUMBNAIL] = values.astype(np.float32).transpose(*levels.dims)
     return ds
 
 

@@ -11,7 +11,6 @@ combined output folders.
 from __future__ import annotations
 
 import html
-import io
 import json
 import math
 import os
@@ -124,15 +123,12 @@ class OutputFolder:
         """
         name = str(row["micrograph"])
         if self.live:
-            stored_path = Manifest(self.out_dir).thumbnail_path(name)
-            try:
-                return thumbnail_data(np.load(io.BytesIO(stored_path.read_bytes())))
-            except FileNotFoundError:
-                return None
+            stored = Manifest(self.out_dir).thumbnail(name)
+            return None if stored is None else thumbnail_data(stored.values())
         if self.thumbnails is not None and name in self.thumbnails["micrograph"].values:
-            stored = np.asarray(self.thumbnails.sel(micrograph=name).values)
-            if np.isfinite(stored).any():
-                return thumbnail_data(stored)
+            values = np.asarray(self.thumbnails.sel(micrograph=name).values)
+            if np.isfinite(values).any():
+                return thumbnail_data(values)
         path = row.get("path")
         if not isinstance(path, str) or not Path(path).is_file():
             return None

@@ -14,7 +14,8 @@
       accepted.sqlite, discarded.sqlite
       report.html                   the QC page
       .daskmic/                     the manifest: parameters.json, optics.json,
-                                    records/<micrograph>.json, thumbnails/<micrograph>.npy
+                                    records/<micrograph>.json, thumbnails/<micrograph>.u8
+                                    (8-bit grey levels) and .json (their mapping)
 
 ``OUT`` may be a local folder or a URL prefix (``s3://bucket/run``): every path the layout
 gives is a :data:`daskmic.io.storage.Location` under its root, carrying the run's storage
@@ -50,7 +51,8 @@ _PSD = (PSD_DIR, "{}.mrc")
 _PSD_PNG = (PSD_DIR, "{}.png")
 _DEFOCUS = (DEFOCUS_DIR, "{}.json")
 _RECORD = (f"{MANIFEST_DIR}/records", "{}.json")
-_THUMBNAIL = (f"{MANIFEST_DIR}/thumbnails", "{}.npy")
+_THUMBNAIL = (f"{MANIFEST_DIR}/thumbnails", "{}.u8")
+_THUMBNAIL_MAPPING = (f"{MANIFEST_DIR}/thumbnails", "{}.json")
 """Per-micrograph files: (folder in the output folder, file name with ``{}`` for the name)."""
 
 _SPLIT = {
@@ -114,8 +116,12 @@ class OutputLayout:
         return _path(self.root, _RECORD, name)
 
     def thumbnail(self, name: str) -> Location:
-        """The micrograph's thumbnail (``.npy``)."""
+        """The micrograph's thumbnail: its 8-bit grey levels, raw (a zarr chunk as it is)."""
         return _path(self.root, _THUMBNAIL, name)
+
+    def thumbnail_mapping(self, name: str) -> Location:
+        """The grey values of the thumbnail's levels 0 and 255, and its shape (JSON)."""
+        return _path(self.root, _THUMBNAIL_MAPPING, name)
 
     def store_images(self, name: str) -> list[Location]:
         """The micrograph's images inside the results store (processed pixels, PSD summary).
@@ -135,6 +141,7 @@ class OutputLayout:
             self.defocus_map(name),
             *self.store_images(name),
             self.thumbnail(name),
+            self.thumbnail_mapping(name),
             self.record(name),
         ]
 

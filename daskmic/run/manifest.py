@@ -15,13 +15,12 @@ batch, resumed and streamed runs give the same outputs.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -36,10 +35,8 @@ from daskmic.io.storage import (
     remove,
     write_whole,
 )
+from daskmic.io.thumbnails import THUMBNAIL_DTYPE, decode_thumbnails, encode_thumbnail
 from daskmic.run.layout import OutputLayout
-
-if TYPE_CHECKING:
-    import dask.array as da
 
 PARTIAL_NAME = re.compile(r"^\..+\.(tmp|old)-[0-9a-f]{8}$")
 """Names :func:`daskmic.io.atomic.atomic_path` gives outputs that are not complete yet."""
@@ -116,6 +113,22 @@ def parameters_hash(parameters: dict[str, Any]) -> str:
 
 
 @dataclass(frozen=True)
+class StoredThumbnail:
+    """A micrograph's stored thumbnail: its file, 8-bit levels and their mapping."""
+
+    path: Location
+    levels: np.ndarray
+    low: float
+    high: float
+
+    def values(self) -> np.ndarray:
+        """The thumbnail's grey values (float32)."""
+        return decode_thumbnails(self.levels.astype(np.float64), self.low, self.high).astype(
+            np.float32
+        )
+
+
+@dataclass(frozen=True)
 class Manifest:
     """The records of one output folder.
 
@@ -148,7 +161,7 @@ class Manifest:
 
     @property
     def thumbnails_dir(self) -> Location:
-        """Folder of the per-micrograph thumbnails (``.npy``)."""
+        """Folder of the per-micrograph thumbnails (8-bit levels and their mapping)."""
         return self.layout.thumbnails
 
     def bind(
@@ -272,10 +285,32 @@ class Manifest:
         write_whole(self.record_path(row["micrograph"]), canonical_json(record).encode())
 
     def write_thumbnail(self, micrograph: str, thumbnail: np.ndarray) -> None:
-        """Store a micrograph's thumbnail, whole or not at all."""
-        buffer = io.BytesIO()
-        np.save(buffer, np.asarray(thumbnail, dtype=np.float32))
-        write_whole(self.thumbnail_path(micrograph), buffer.getvalue())
+        """Store a micrograph's thumbnail once, as 8-bit grey levels and their mapping.
+
+        The levels file is raw bytes, exactly the thumbnail's zarr chunk, so the results
+        store links it rather than copying it (:class:`daskmic.io.zarr_store.Thumbnails`);
+        the mapping (:func:`daskmic.io.thumbnails.encode_thumbnail`) goes first, the levels,
+        which mark the thumbnail complete, last. Each file is written whole.
+        """
+        levels, low, high = encode_thumbnail(thumbnail)
+        mapping = {"low": low, "high": high, "shape": list(levels.shape)}
+        write_whole(self.layout.thumbnail_mapping(micrograph), json.dumps(mapping).encode())
+        write_whole(self.thumbnail_path(micrograph), levels.tobytes())
+
+    def thumbnail(self, micrograph: str) -> StoredThumbnail | None:
+        """The stored thumbnail of ``micrograph``, or None when it has none (or half of one)."""
+        try:
+            mapping = json.loads(self.layout.thumbnail_mapping(micrograph).read_bytes())
+            levels = np.frombuffer(self.thumbnail_path(micrograph).read_bytes(), THUMBNAIL_DTYPE)
+            shape = tuple(mapping["shape"])
+            return StoredThumbnail(
+                self.thumbnail_path(micrograph),
+                levels.reshape(shape),
+                float(mapping["low"]),
+                float(mapping["high"]),
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
 
     def write_optics(self, optics: list[dict[str, Any]]) -> None:
         """Keep the input table's optics groups for the STAR outputs."""
@@ -364,45 +399,8 @@ class Manifest:
             level = below
         return removed
 
-    def thumbnail_stack(self, micrographs: list[str], edge_px: int) -> da.Array | None:
-        """The thumbnails of ``micrographs`` as a lazy ``(micrograph, edge, edge)`` stack.
-
-        Missing ones are NaN; None when no micrograph has one. Lazy, so the driver never
-        holds a large set's previews at once; which exist is one listing.
-        """
-        import dask  # the driver's only: workers record, they never stack
-        import dask.array as da
-
-        stored = list_files(self.thumbnails_dir)
-        paths = [
-            self.thumbnail_path(name) if f"{name}.npy" in stored else None
-            for name in micrographs
-        ]
-        if not any(path is not None for path in paths):
-            return None
-        frames = [
-            da.from_delayed(
-                dask.delayed(_load_thumbnail)(path, edge_px), (edge_px, edge_px), dtype=np.float32
-            )
-            for path in paths
-        ]
-        return da.stack(frames)
-
 
 def _succeeded(record: dict[str, Any], digest: str, path: str | None) -> bool:
     """Whether ``record`` is a success made with ``digest`` from the file ``path``."""
     row = record["row"]
     return record["hash"] == digest and row["error"] == "" and row.get("path") == path
-
-
-def _load_thumbnail(path: Location | None, edge_px: int) -> np.ndarray:
-    """A stored thumbnail padded with NaN to ``edge_px`` square (all NaN when missing)."""
-    frame = np.full((edge_px, edge_px), np.nan, dtype=np.float32)
-    if path is None:
-        return frame
-    try:
-        thumb = np.load(io.BytesIO(path.read_bytes()))
-    except FileNotFoundError:  # removed since the listing
-        return frame
-    frame[: thumb.shape[0], : thumb.shape[1]] = thumb[:edge_px, :edge_px]
-    return frame

@@ -1,71 +1,34 @@
-"""Rebuild an output folder's tables and zarr store from its manifest.
+"""Keep an output folder's tables and zarr store equal to its manifest, at the cost of what
+changed.
 
 Called after each batch and at the end of every run. The outputs depend only on the records
 (sorted by micrograph name) and the parameters, so batch, resumed and streamed runs give the
-same files.
+same files; :class:`Publisher` remembers what it published, so each publish reads and writes
+what is new (the tables, :mod:`daskmic.run.publish_tables`, are rewritten from remembered rows).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from upath import UPath
 
 from daskmic.errors import UsageError
-from daskmic.io import write_csv, write_results, write_star, write_xmd
-from daskmic.io.atomic import write_bytes_atomic
+from daskmic.io import write_results
 from daskmic.io.star import check_star_text
-from daskmic.io.storage import Location, StorageOptions, is_url, location
-from daskmic.io.tables import OPTICS_COLUMNS
+from daskmic.io.storage import Location, StorageOptions, location
+from daskmic.io.thumbnails import THUMBNAIL_DTYPE
+from daskmic.io.zarr_store import THUMBNAIL_MAPPING, ImageIndex, Thumbnails, thumbnail_chunk
 from daskmic.run.config import RunConfig
 from daskmic.run.layout import OutputLayout
-from daskmic.run.manifest import Manifest
-from daskmic.run.optics_groups import optics_table
-from daskmic.run.publish_sets import write_preprocess_set, write_tilt_set
+from daskmic.run.manifest import Manifest, canonical_json
+from daskmic.run.publish_tables import project_path, split_tilt, table_of, write_tables
 from daskmic.run.unit import Source
-from daskmic.tilt.params import TiltParams
-from daskmic.tilt.select import split
-
-LEADING = [
-    "micrograph",
-    "status",
-    "error",
-    "path",
-    "pixel_size_A",
-    "output_path",
-    "output_pixel_size_A",
-    "crop_px",
-]
-TILT_COLUMNS = [
-    "micrograph",
-    "status",
-    "tilt_mean_corr",
-    "tilt_std_corr",
-    "tilt_min_corr",
-    "tilt_max_corr",
-    "accepted",
-    "error",
-    "window_size_px",
-    "sub_window_px",
-    "band_limit_A",
-    "pixel_size_A",
-    "path",
-    "psd_path",
-]
-
-
-def _ordered(table: pd.DataFrame, leading: list[str]) -> pd.DataFrame:
-    first = [c for c in leading if c in table.columns]
-    return table[first + [c for c in table.columns if c not in first]]
-
-
-def _project_path(path: str) -> str:
-    """A path relative to the working directory (RELION's project convention); a URL as is."""
-    return path if is_url(path) else os.path.relpath(path, Path.cwd())
 
 
 def check_table_names(out_dir: str | os.PathLike[str], sources: list[Source]) -> None:
@@ -81,117 +44,219 @@ def check_table_names(out_dir: str | os.PathLike[str], sources: list[Source]) ->
         Naming the first path that cannot be written.
     """
     try:
-        check_star_text([_project_path(os.fspath(out_dir))], "output folder", fragment=True)
+        check_star_text([project_path(os.fspath(out_dir))], "output folder", fragment=True)
         for source in sources:
-            check_star_text([_project_path(source.path)], "micrograph file")
+            check_star_text([project_path(source.path)], "micrograph file")
             if "rlnMicrographName" in source.columns:
                 check_star_text([str(source.columns["rlnMicrographName"])], "rlnMicrographName")
             output = OutputLayout(out_dir).micrograph(source.micrograph).resolve()  # as recorded
-            check_star_text([_project_path(str(output))], "output file")
+            check_star_text([project_path(str(output))], "output file")
     except ValueError as error:
         raise UsageError(str(error)) from None
 
 
-def _optics(
-    table: pd.DataFrame, manifest: Manifest, config: RunConfig, output_pixel_size: bool
-) -> tuple[pd.DataFrame, np.ndarray]:
-    """The optics groups of ``table``'s rows (:func:`daskmic.run.optics_groups.optics_table`)."""
-    if table.empty:
-        return pd.DataFrame(columns=list(OPTICS_COLUMNS)), np.zeros(0, dtype=int)
-    groups = table["rlnOpticsGroup"] if "rlnOpticsGroup" in table.columns else None
-    return optics_table(
-        table["output_pixel_size_A" if output_pixel_size else "pixel_size_A"],
-        original_pixel_size_A=table["pixel_size_A"],
-        optics_group=groups,
-        carried_optics=manifest.optics() or None,
-        **config.optics,
-    )
+class Publisher:
+    """Keeps an output folder's tables and zarr store equal to its records, at the cost of
+    what changed.
 
+    It remembers what it published: the rows (a record is read once, again only when its file
+    changes), the thumbnails' order in the store (only new, moved or rewritten ones are linked
+    in) and the images' metadata (:class:`daskmic.io.zarr_store.ImageIndex`). The tables are
+    written whole from the remembered rows, sorted by micrograph name, so every publish gives
+    the files a single publish of the same records gives. When the store changed behind its
+    back (another process published), it starts over from the records.
 
-def _write_star(
-    path: Location, table: pd.DataFrame, names: pd.Series, optics: pd.DataFrame, groups: np.ndarray
-) -> None:
-    """A RELION STAR of ``table``'s rows, named ``names``, keeping the input's columns.
-
-    Like the reference's output sets, a STAR with no micrograph is not written (a stale one
-    from an earlier split is removed).
+    Parameters
+    ----------
+    out_dir, config
+        As :func:`publish` takes them.
     """
-    if table.empty:
-        path.unlink(missing_ok=True)
-        return
-    carried = [
-        c
-        for c in table.columns
-        if c.startswith("rln") and c not in ("rlnMicrographName", "rlnOpticsGroup")
-    ]
-    star = pd.DataFrame(
-        {"rlnMicrographName": names.map(_project_path).to_numpy(), "rlnOpticsGroup": groups}
-    )
-    star = pd.concat([star, table[carried].reset_index(drop=True)], axis=1)
-    write_star(path, star, optics)
 
+    def __init__(self, out_dir: Location, config: RunConfig) -> None:
+        self.manifest = Manifest(out_dir)
+        self.config = config
+        self._rows: dict[str, dict[str, Any]] = {}
+        self._stamps: dict[str, object] = {}
+        self._written: dict[str, float] = {}
+        self._published: list[str] | None = None
+        self._store_stamp: object = None
+        self._stream_open: bool | None = None
+        self._images = ImageIndex()
+        self._mappings: dict[str, tuple[float, float, Location | bytes | None]] = {}
 
-def _publish_preprocess(
-    out: OutputLayout,
-    table: pd.DataFrame,
-    manifest: Manifest,
-    config: RunConfig,
-    stream_open: bool,
-) -> None:
-    outputs = ["output_path", "output_pixel_size_A"]  # absent when every micrograph failed
-    done = table[table["status"] != "failed"]
-    done = done.reindex(columns=list(dict.fromkeys([*done.columns, *outputs])))
-    optics, groups = _optics(done, manifest, config, True)
-    _write_star(out.micrographs_star, done, done["output_path"], optics, groups)
-    write_preprocess_set(
-        out.scipion_set("micrographs"), done, optics, groups, stream_open=stream_open
-    )
-    write_xmd(
-        out.micrographs_xmd,
-        pd.DataFrame(
-            {
-                "micrograph": done["output_path"].map(_project_path),
-                "enabled": 1,
-                "samplingRate": done["output_pixel_size_A"],
-            }
-        ),
-    )
+    def _scan(self) -> set[str]:
+        """Read the records written since the last scan; the micrographs whose row changed."""
+        changed: set[str] = set()
+        seen: set[str] = set()
+        for file, (stamp, written) in _listing(self.manifest.records_dir).items():
+            if file.startswith(".") or not file.endswith(".json"):
+                continue
+            name = file[: -len(".json")]
+            seen.add(name)
+            if self._stamps.get(name) == stamp:
+                continue
+            self._stamps[name] = stamp
+            self._written[name] = written
+            record = self.manifest.read(name)
+            if record is not None:
+                self._rows[name] = record["row"]
+            elif self._rows.pop(name, None) is None:
+                continue  # unreadable, and never published
+            changed.add(name)
+        for name in set(self._stamps) - seen:
+            del self._stamps[name]
+            self._written.pop(name, None)
+            if self._rows.pop(name, None) is not None:
+                changed.add(name)
+        return changed
 
+    def _stamp(self) -> object:
+        """What identifies the store's root metadata as written (None when there is none)."""
+        root = self.manifest.layout.zarr / "zarr.json"
+        return _listing(root.parent).get(root.name, (None, 0.0))[0]
 
-def _split(table: pd.DataFrame, params: TiltParams) -> pd.DataFrame:
-    """Apply the tilt thresholds to the recorded statistics (the one place they act)."""
-    tilt = table.reindex(columns=list(dict.fromkeys([*table.columns, *TILT_COLUMNS])))
-    tilt["status"] = tilt["tilt_status"]
-    tilt = split(tilt, params.mean_threshold, params.std_threshold, params.max_tilt_deg)
-    tilt["tilt_status"] = tilt["status"]
-    return tilt
+    def _thumbnails(self, names: list[str], changed: set[str]) -> Thumbnails:
+        """The thumbnails of ``names``; chunks for those not already in the store at their row."""
+        published = self._published if self._stamp() == self._store_stamp else None
+        edge_px = self.config.thumbnail_px
+        low, high = np.full(len(names), np.nan), np.full(len(names), np.nan)
+        chunks: dict[int, Location | bytes | None] = {}
+        for index, name in enumerate(names):
+            stays = (
+                published is not None
+                and index < len(published)
+                and published[index] == name
+                and name not in changed
+            )
+            mapping = self._mappings.get(name) if stays else None
+            if mapping is None:
+                mapping = self._mapping(name, edge_px)
+                chunks[index] = mapping[2]
+            low[index], high[index] = mapping[0], mapping[1]
+        return Thumbnails(edge_px, low, high, chunks)
 
+    def _mapping(self, name: str, edge_px: int) -> tuple[float, float, Location | bytes | None]:
+        """A stored thumbnail's mapping and what to put in the store (NaN, None: none)."""
+        stored = self.manifest.thumbnail(name)
+        if stored is None:
+            found: tuple[float, float, Location | bytes | None] = (np.nan, np.nan, None)
+        elif stored.levels.shape == (edge_px, edge_px):
+            found = (stored.low, stored.high, stored.path)
+        else:  # made with another thumbnail size: cropped or padded with level 0
+            frame = np.zeros((edge_px, edge_px), THUMBNAIL_DTYPE)
+            part = stored.levels[:edge_px, :edge_px]
+            frame[: part.shape[0], : part.shape[1]] = part
+            found = (stored.low, stored.high, frame.tobytes())
+        self._mappings[name] = found
+        return found
 
-def _publish_tilt(
-    out: OutputLayout,
-    table: pd.DataFrame,
-    manifest: Manifest,
-    config: RunConfig,
-    stream_open: bool,
-) -> None:
-    tilt = table.copy()
-    write_csv(out.tilt_csv, _ordered(tilt, TILT_COLUMNS).drop(columns=["tilt_status"]))
-    for status in ("accepted", "discarded"):
-        part = tilt[tilt["status"] == status]
-        names = part["rlnMicrographName"] if "rlnMicrographName" in part else part["path"]
-        optics, groups = _optics(part, manifest, config, False)
-        _write_star(out.split_star(status), part, names, optics, groups)
-        write_tilt_set(
-            out.scipion_set(status), part, names, optics, groups, stream_open=stream_open
+    def _adopt(self, changed: set[str]) -> set[str]:
+        """Take over what an earlier process published in this (local) store; the micrographs
+        it published as they are now.
+
+        Those whose record is older than the store's root metadata keep their images'
+        metadata and, when their thumbnail chunk is still the manifest's file (a hard link to
+        it), their thumbnail: a new process on a published folder reads and links only what
+        changed since.
+        """
+        store = self.manifest.layout.zarr
+        if not isinstance(store, Path) or not (store / "zarr.json").is_file():
+            return set()
+        published = self._images.adopt(store)
+        if "micrograph" not in published:
+            return set()
+        names = [str(name) for name in published["micrograph"]]
+        root_ns = (store / "zarr.json").stat().st_mtime_ns
+        index = {name: i for i, name in enumerate(names)}
+        kept = set()
+        for name in changed & set(index):
+            stamp = self._stamps[name]
+            if not (isinstance(stamp, tuple) and stamp[1] < root_ns):
+                continue  # recorded since that rebuild (or not known when)
+            if set(THUMBNAIL_MAPPING) <= set(published):
+                low, high = (float(published[k][index[name]]) for k in THUMBNAIL_MAPPING)
+                thumbnail = self.manifest.thumbnail_path(name)
+                if not np.isnan(low):
+                    if not _same_file(thumbnail, thumbnail_chunk(store, index[name])):
+                        continue
+                    self._mappings[name] = (low, high, thumbnail)
+            kept.add(name)
+        self._published, self._store_stamp = names, self._stamp()
+        return kept
+
+    def publish(self, *, stream_open: bool = False) -> list[dict[str, Any]]:
+        """Bring the tables and the zarr store up to the records; see :func:`publish`."""
+        first = self._published is None
+        changed = self._scan()
+        if first:
+            changed -= self._adopt(changed)
+        rows = [self._rows[name] for name in sorted(self._rows)]
+        current = self._stamp() == self._store_stamp and self._published is not None
+        if not rows or (not changed and current and stream_open == self._stream_open):
+            return rows
+        out, config = self.manifest.layout, self.config
+        table = table_of(rows, config)
+        write_tables(out, table, self._written, self.manifest, config, stream_open=stream_open)
+        names = list(table["micrograph"])
+        thumbnails = self._thumbnails(names, changed) if config.preprocess is not None else None
+        self._images.forget(sorted(changed))
+        write_results(
+            out.zarr, table, thumbnails=thumbnails, parameters=config.to_dict(), images=self._images
         )
-        text = "".join(f"{path}\n" for path in part["path"])
-        write_bytes_atomic(out.split_list(status), text.encode())
+        self._published, self._store_stamp, self._stream_open = names, self._stamp(), stream_open
+        return rows
+
+
+_PUBLISHERS: dict[tuple[str, str], Publisher] = {}
+"""This process's publishers, by output folder and parameters: what each has published."""
+
+
+def _same_file(a: Location, b: Location) -> bool:
+    """Whether ``a`` and ``b`` are one local file (hard links of it)."""
+    try:
+        return isinstance(a, Path) and isinstance(b, Path) and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _listing(folder: Location) -> dict[str, tuple[object, float]]:
+    """The files in ``folder`` (one listing): what identifies each one's current content (a
+    local file's inode and modification time, an object's ETag) and when it was written."""
+    found: dict[str, tuple[object, float]] = {}
+    if isinstance(folder, Path):
+        try:
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    try:
+                        info = entry.stat()
+                    except OSError:  # removed since the listing
+                        continue
+                    found[entry.name] = ((info.st_ino, info.st_mtime_ns), info.st_mtime)
+        except OSError:  # no such folder (yet)
+            pass
+        return found
+    folder.fs.invalidate_cache(folder.path)
+    try:
+        entries = folder.fs.ls(folder.path, detail=True)
+    except FileNotFoundError:
+        return found
+    for entry in entries:
+        if entry.get("type") == "file":
+            modified = entry.get("LastModified") or entry.get("mtime") or entry.get("created")
+            seconds = modified.timestamp() if hasattr(modified, "timestamp") else float("nan")
+            stamp = (entry.get("ETag"), str(modified), entry.get("size"))
+            found[PurePosixPath(entry["name"]).name] = (stamp, seconds)
+    return found
 
 
 def publish(
     out_dir: Location, config: RunConfig, *, stream_open: bool = False
 ) -> list[dict[str, Any]]:
-    """Rewrite every table and the zarr store of ``out_dir`` from its records.
+    """Bring every table and the zarr store of ``out_dir`` up to its records.
+
+    The files are those a single rebuild from all the records gives (sorted by micrograph
+    name); the work is what changed since this process last published the folder with the same
+    parameters (:class:`Publisher`), and nothing when nothing did.
 
     Parameters
     ----------
@@ -208,22 +273,13 @@ def publish(
     list of dict
         The recorded rows, sorted by micrograph name.
     """
-    manifest = Manifest(out_dir)
-    rows = manifest.rows()
-    if not rows:
-        return rows
-    out = manifest.layout
-    table = _ordered(pd.DataFrame(rows), LEADING)
-    if config.tilt is not None:
-        table = _split(table, config.tilt)
-    write_csv(out.micrographs_csv, table)
-    if config.preprocess is not None:
-        _publish_preprocess(out, table, manifest, config, stream_open)
-    if config.tilt is not None:
-        _publish_tilt(out, table, manifest, config, stream_open)
-    stack = manifest.thumbnail_stack(list(table["micrograph"]), config.thumbnail_px)
-    write_results(out.zarr, table, thumbnails=stack, parameters=config.to_dict())
-    return rows
+    out = out_dir if isinstance(out_dir, UPath) else Path(os.path.abspath(out_dir))
+    key = (str(out), canonical_json(config.to_dict()))
+    publisher = _PUBLISHERS.pop(key, None) or Publisher(out, config)
+    _PUBLISHERS[key] = publisher  # the most recent last
+    while len(_PUBLISHERS) > 4:
+        del _PUBLISHERS[next(iter(_PUBLISHERS))]
+    return publisher.publish(stream_open=stream_open)
 
 
 def select(
@@ -281,6 +337,6 @@ def select(
     manifest.bind(config.to_dict(), config.hashed_parameters())
     rows = publish(out, config)
     counts: dict[str, int] = {}
-    for status in _split(pd.DataFrame(rows), tilt)["tilt_status"]:
+    for status in split_tilt(pd.DataFrame(rows), tilt)["tilt_status"]:
         counts[status] = counts.get(status, 0) + 1
     return dict(sorted(counts.items()))

@@ -10,9 +10,10 @@ columns as ``_tilt_angle_deg``, ``_tilt_axis_deg``, ``_tilt_defocus_mean_A``, ..
 
 from __future__ import annotations
 
+import functools
 import os
 import time
-from pathlib import Path
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -21,7 +22,6 @@ from daskmic.io.readers import read_header
 from daskmic.io.scipion import ACQUISITION
 from daskmic.io.scipion_write import write_set
 from daskmic.io.storage import Location, is_url
-from daskmic.run.manifest import Manifest
 from daskmic.tilt.angle import ANGLE_COLUMNS
 
 TILT_ATTRIBUTES = {
@@ -39,12 +39,23 @@ _OPTICS = {
 }
 
 
+@functools.lru_cache(maxsize=2**17)
+def relative_path(path: str, start: str) -> str:
+    """``os.path.relpath(path, start)``, remembered: every publish names every micrograph."""
+    return os.path.relpath(path, start)
+
+
 def set_path(path: str) -> str:
     """A path as a set stores it: relative to the working directory when under it; a URL as is."""
+    return _set_path(path, os.getcwd())
+
+
+@functools.lru_cache(maxsize=2**17)  # every publish names every micrograph
+def _set_path(path: str, cwd: str) -> str:
     if is_url(path):
         return path
     absolute = os.path.abspath(path)
-    relative = os.path.relpath(absolute, Path.cwd())
+    relative = relative_path(absolute, cwd)
     return absolute if relative.startswith("..") else relative
 
 
@@ -97,12 +108,17 @@ def _items(
     return items
 
 
-def _creation(manifest: Manifest, names: pd.Series) -> list[str]:
-    """Per micrograph, when its record was written (local time, as sqlite's ``datetime``)."""
-    return [
-        time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(manifest.record_path(n).stat().st_mtime))
-        for n in names
-    ]
+def _creation(written: Mapping[str, float], names: pd.Series) -> list[str]:
+    """Per micrograph, when its record was written (local time, as sqlite's ``datetime``).
+
+    ``written`` gives the records' modification times (seconds since the epoch) by micrograph.
+    """
+    return [_local_time(written[n]) for n in names]
+
+
+@functools.lru_cache(maxsize=2**17)
+def _local_time(seconds: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds))
 
 
 def _dims(path: str) -> tuple[int, int] | None:
@@ -117,6 +133,7 @@ def write_preprocess_set(
     done: pd.DataFrame,
     optics: pd.DataFrame,
     groups: np.ndarray,
+    written: Mapping[str, float],
     *,
     stream_open: bool,
 ) -> None:
@@ -126,7 +143,7 @@ def write_preprocess_set(
     dims = None
     if len(done):
         dims = (int(done["output_ny"].iloc[0]), int(done["output_nx"].iloc[0]))
-    creation = _creation(Manifest(path.parent), done["micrograph"])
+    creation = _creation(written, done["micrograph"])
     write_set(path, items, stream_open=stream_open, dims=dims, creation=creation)
 
 
@@ -136,6 +153,7 @@ def write_tilt_set(
     names: pd.Series,
     optics: pd.DataFrame,
     groups: np.ndarray,
+    written: Mapping[str, float],
     *,
     stream_open: bool,
 ) -> None:
@@ -151,5 +169,5 @@ def write_tilt_set(
         if column in part.columns:
             items[angle_attribute(column)] = part[column].to_numpy()
     dims = _dims(str(part["path"].iloc[0])) if len(part) else None
-    creation = _creation(Manifest(path.parent), part["micrograph"])
+    creation = _creation(written, part["micrograph"])
     write_set(path, items, stream_open=stream_open, dims=dims, creation=creation)

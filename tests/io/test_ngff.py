@@ -85,7 +85,8 @@ def test_the_store_opens_with_plain_xarray_calls(tmp_path, rng):
     store, images = _published(tmp_path, rng, [(600, 700), (600, 700), (520, 900)])
     table = xr.open_zarr(store)
     assert table["micrograph"].values.tolist() == list(images)
-    assert set(table.data_vars) == {"status", "mean", "thumbnail"}
+    mapping = {"thumbnail_low", "thumbnail_high"}
+    assert set(table.data_vars) == {"status", "mean", "thumbnail", *mapping}
     assert json.loads(table.attrs["parameters"]) == {"a": 1}
     tree = xr.open_datatree(store, engine="zarr")
     level0 = tree["micrographs/mic_2/0"].to_dataset()

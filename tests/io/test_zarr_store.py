@@ -37,7 +37,7 @@ def test_results_round_trip_with_thumbnails_and_provenance(tmp_path, rng):
     stored = ds[list(_variables().data_vars)].load()
     xr.testing.assert_identical(stored.drop_attrs(), _variables())
     assert {v.dtype for v in (stored.status, stored.micrograph)} == {np.dtype(object)}
-    np.testing.assert_array_equal(ds.thumbnail.values, thumbs)
+    _assert_quantized(ds.thumbnail.values, thumbs)
     assert ds.thumbnail.dims == ("micrograph", "thumb_y", "thumb_x")
     assert ds.thumbnail.dtype == np.float32
     assert json.loads(ds.attrs["parameters"]) == {"crop": 10, "log": None}
@@ -45,12 +45,26 @@ def test_results_round_trip_with_thumbnails_and_provenance(tmp_path, rng):
     assert datetime.fromisoformat(ds.attrs["created"]).tzinfo is not None
     group = zarr.open_group(store, mode="r")
     assert group.metadata.zarr_format == 3
-    assert group["thumbnail"].chunks == (3, 16, 16), "up to 16 thumbnails per chunk"
+    assert group["thumbnail"].chunks == (1, 16, 16), "one chunk per thumbnail"
+    assert group["thumbnail"].dtype == np.uint8, "stored as 8-bit levels"
     assert group["status"].chunks == (3,), "one chunk per column"
     plain = xr.open_zarr(store)  # what a user types: the table is the store's root
     assert plain["micrograph"].values.tolist() == ["a", "b", "c"]
     np.testing.assert_array_equal(plain["mean"].values, _variables()["mean"].values)
     assert plain["error"].values.tolist() == ["", "truncated", ""]
+    assert plain["thumbnail"].dtype == np.uint8, "levels; thumbnail_low/_high map them"
+    low, high = plain["thumbnail_low"].values, plain["thumbnail_high"].values
+    step = (high - low)[:, None, None] / 255
+    levels = plain["thumbnail"].values.astype(float)
+    np.testing.assert_allclose(low[:, None, None] + levels * step, ds.thumbnail.values, atol=1e-5)
+
+
+def _assert_quantized(stored, thumbs):
+    """``stored`` is ``thumbs`` clipped to their 0.1–99.9 % range, within half an 8-bit level."""
+    for got, thumb in zip(stored, thumbs, strict=True):
+        low, high = np.percentile(thumb.astype(float), [0.1, 99.9])
+        expected = np.clip(thumb, low, high)
+        assert np.abs(got - expected).max() <= (high - low) / 255 / 2 * 1.001
 
 
 def test_lazy_thumbnails_never_reach_a_default_cluster(tmp_path, rng, client):
@@ -61,9 +75,9 @@ def test_lazy_thumbnails_never_reach_a_default_cluster(tmp_path, rng, client):
         with get_task_stream(default) as tasks:
             write_results(tmp_path / "s.zarr", variables, thumbnails=lazy)
     assert tasks.data == [], "the driver writes its own results"
-    np.testing.assert_array_equal(open_results(tmp_path / "s.zarr").thumbnail.values, thumbs)
+    _assert_quantized(open_results(tmp_path / "s.zarr").thumbnail.values, thumbs)
     chunks = zarr.open_group(tmp_path / "s.zarr", mode="r")["thumbnail"].chunks
-    assert chunks == (16, 8, 8)
+    assert chunks == (1, 8, 8)
 
 
 def test_results_from_a_dataframe(tmp_path):
