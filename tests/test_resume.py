@@ -337,10 +337,15 @@ def test_a_changed_record_or_table_is_published_again(tmp_path, monkeypatch, cli
     _write_inputs(tmp_path / "raw", 3, shape=(128, 128))
     inputs, out = str(tmp_path / "raw" / "*.mrc"), tmp_path / "out"
     daskmic.run_batch(inputs, out, SMALL, client=client)
-    csv = (out / "micrographs.csv").read_text()
-    (out / "micrographs.csv").write_text("damaged")
-    daskmic.run_batch(inputs, out, SMALL, cluster="tcp://127.0.0.1:9")  # nothing to submit
-    assert (out / "micrographs.csv").read_text() == csv
+    table = out / "micrographs.csv"
+    csv, stat = table.read_text(), table.stat()
+    table.write_text("damaged")  # by hand, later (a file's time moves in steps of milliseconds)
+    os.utime(table, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    # a new command (this process's publisher remembers what it wrote) with no cluster to reach
+    command = [*_daskmic("preprocess", inputs, "-o", str(out), "--crop", "--invert"), "--no-stack"]
+    done = subprocess.run([*command, "--cluster", "tcp://127.0.0.1:9"], capture_output=True)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert table.read_text() == csv
     (Manifest(out).records_dir / "mic_01.json").unlink()
     submitted, submit = [], client.submit
 

@@ -23,6 +23,7 @@ from daskmic.run.config import RunConfig
 from daskmic.run.feeder import Feeder
 from daskmic.run.layout import OutputLayout, refuse_overwriting_inputs
 from daskmic.run.manifest import Manifest
+from daskmic.run.publish_tables import check_table_names
 from daskmic.run.resume import is_current, mark_published, split_finished
 from daskmic.run.sources import catalogue, check_run
 from daskmic.run.unit import Row, Source
@@ -143,10 +144,8 @@ def bind(
     UsageError
         If the folder holds a run made with other parameters (unless ``overwrite``), an
         output would land on an input, or a path or name cannot be written to the tables (see
-        :func:`daskmic.run.publish.check_table_names`).
+        :func:`daskmic.run.publish_tables.check_table_names`).
     """
-    from daskmic.run.publish import check_table_names  # pandas: after the cluster's start
-
     check_table_names(out_dir, sources)
     read = [*(s.path for s in sources), *inputs]
     refuse_overwriting_inputs(out_dir, config, [s.micrograph for s in sources], read)
