@@ -331,8 +331,9 @@ def _watch_parser(commands: Any) -> None:
     )
     watch.add_argument(
         "folder",
-        help="the folder the microscope writes to, or a Scipion set (.sqlite) to follow "
-        "until it is closed",
+        help="the folder the microscope writes to, a prefix of an object store "
+        "(s3://bucket/incoming: new keys are new micrographs), or a Scipion set (.sqlite) to "
+        "follow until it is closed",
     )
     stream = watch.add_argument_group("stream")
     stream.add_argument(
@@ -368,7 +369,7 @@ def _watch_parser(commands: Any) -> None:
         default=StreamOptions.settle_seconds,
         metavar="S",
         help="a file is complete once unchanged for S seconds "
-        f"(default {StreamOptions.settle_seconds:g})",
+        f"(default {StreamOptions.settle_seconds:g}; a listed object is complete at once)",
     )
     stream.add_argument(
         "--poll",
