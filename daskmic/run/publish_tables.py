@@ -3,6 +3,8 @@ and ``.xmd`` tables, ``tilt.csv``, the tilt split (STAR and lists) and the Scipi
 
 One function, :func:`write_tables`, writes them all from the records' table (sorted by
 micrograph name), so every publish (:mod:`daskmic.run.publish`) gives the same bytes.
+:func:`check_table_names` refuses, before a run, paths they could not hold (here, not in
+:mod:`daskmic.run.publish`, so a run's checks do not import the zarr store).
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from daskmic.errors import UsageError
 from daskmic.io import write_csv, write_star, write_xmd
+from daskmic.io.star import check_star_text
 from daskmic.io.storage import Location, is_url, write_whole
 from daskmic.io.tables import OPTICS_COLUMNS
 from daskmic.run.config import RunConfig
@@ -21,6 +25,7 @@ from daskmic.run.layout import OutputLayout
 from daskmic.run.manifest import Manifest
 from daskmic.run.optics_groups import optics_table
 from daskmic.run.publish_sets import relative_path, write_preprocess_set, write_tilt_set
+from daskmic.run.unit import Source
 from daskmic.tilt.params import TiltParams
 from daskmic.tilt.select import split
 
@@ -60,6 +65,30 @@ def _ordered(table: pd.DataFrame, leading: list[str]) -> pd.DataFrame:
 def project_path(path: str) -> str:
     """A path relative to the working directory (RELION's project convention); a URL as is."""
     return path if is_url(path) else relative_path(path, os.getcwd())
+
+
+def check_table_names(out_dir: str | os.PathLike[str], sources: list[Source]) -> None:
+    """Refuse, before any work, paths the STAR and ``.xmd`` tables could not hold.
+
+    The tables name each micrograph by its input path or ``rlnMicrographName`` and by its
+    output's path, relative to the working directory (RELION's convention); see
+    :func:`daskmic.io.star.star_text_problem`.
+
+    Raises
+    ------
+    UsageError
+        Naming the first path that cannot be written.
+    """
+    try:
+        check_star_text([project_path(os.fspath(out_dir))], "output folder", fragment=True)
+        for source in sources:
+            check_star_text([project_path(source.path)], "micrograph file")
+            if "rlnMicrographName" in source.columns:
+                check_star_text([str(source.columns["rlnMicrographName"])], "rlnMicrographName")
+            output = OutputLayout(out_dir).micrograph(source.micrograph).resolve()  # as recorded
+            check_star_text([project_path(str(output))], "output file")
+    except ValueError as error:
+        raise UsageError(str(error)) from None
 
 
 def _optics(

@@ -41,7 +41,7 @@ class SpectrumModel:
         Astigmatism ``(A, B)``: sector ``α`` has its rings at ``Δf + A cos 2α + B sin 2α``.
     envelope : numpy.ndarray
         Expected ring amplitude of the combined (astigmatism-corrected, weighted) profile
-        per ``s`` bin: the template envelope of :func:`tile_curves`.
+        per ``s`` bin: the template envelope of ``angle_steps.tile_curves``.
     d_ref_A : float
         Defocus the envelope refers to (harmonic mean of the tiles').
     weights : numpy.ndarray
@@ -119,7 +119,8 @@ def spectrum_model(
     sectors (the fade of the weighted mean) and ``Ē`` that smoothed alike.
 
     Sums over tiles (or sectors) read at shifted ``s`` are divided bin by bin by the weight
-    of those that reach that bin (see :func:`corrected_profiles`): no step where one runs off.
+    of those that reach that bin (see ``angle_steps.corrected_profiles``): no step where one
+    runs off.
     """
     s = prof.s_invA2
     n_sectors = prof.power.shape[1]
