@@ -42,7 +42,9 @@ Method
    start from the best band; a start is judged by its **support**, per tile of the
    specimen's regions its peak z-score (step 8) if it is an inlier of the final plane, else
    0, and its score, the mean support. Tiles whose rings are visible have z ≳ 2; when the
-   score falls below 2 the other bands are tried too (each from its own start: it costs
+   score falls below 2, and the first start passes the signal check of step 8 (a frame
+   without rings stays ``low_signal``: more starts would only find more noise that fits a
+   plane), the other bands are tried too (each from its own start: it costs
    ~0.5 s per band at 4092 × 5760), and the one of highest score wins. A start whose
    fitted plane leaves its defocus grid (``start ± half-diagonal · tan(search_max_tilt)``)
    could not represent it and scores 0. Another start is a **rival** when the tiles do not
@@ -320,13 +322,10 @@ def estimate_tilt(
     fits = []
     for start, _ in candidates:
         fits.append(_fit_from(prof, start, regions, optics, (0.5 * lo, span), max_astigmatism_A))
-        if fits[0].score >= _CONFIDENT_SCORE:
-            break
+        if fits[0].score >= _CONFIDENT_SCORE or _weak_signal(fits[0]):
+            break  # clear rings; or none, which more starts would only find in the noise
     best = max(fits, key=lambda fit: fit.score)  # the first of equals: the best global match
     best = best if best.score > 0 else fits[0]
-    if best.plane is None:
-        n = int((best.z_score >= _TILE_Z).sum())
-        return _low_signal(prof, f"only {n} of {len(best.z_score)} tiles show Thon rings")
     rivals = [f for f in fits if f is not best and f.plane and _is_rival(best, f)]
     return _result(prof, best, rivals, regions)
 
@@ -420,6 +419,18 @@ def _patch_notes(plane: PlaneFit, regions: np.ndarray, z_score: np.ndarray) -> s
     return "; ".join(parts) + ("; left out: " + ", ".join(reasons) if reasons else "")
 
 
+def _weak_signal(fit: _Fit) -> str:
+    """Why ``fit`` shows too few Thon rings for an answer (step 8), or ``""``."""
+    median_z = float(np.median(fit.z_score))
+    if median_z < _MEDIAN_Z:
+        return f"Thon rings too weak in the tiles (median peak z-score {median_z:.2f})"
+    n_tiles = len(fit.z_score)
+    used = int(fit.plane.inliers.sum()) if fit.plane is not None else 0
+    if used < max(6, math.ceil(_MIN_USABLE_FRACTION * n_tiles)):
+        return f"only {used} of {n_tiles} tiles show Thon rings"
+    return ""
+
+
 def _rival_spread_deg(best: PlaneFit, rivals: list[_Fit]) -> tuple[float, float]:
     """Largest angle and axis differences between the best plane and its rivals' (step 3)."""
     angle, axis = 0.0, 0.0
@@ -437,15 +448,11 @@ def _result(
     prof: SectorProfiles, fit: _Fit, rivals: list[_Fit], regions: np.ndarray
 ) -> TiltAngleResult:
     plane, local_A, z_score, astig_ab_A = fit.plane, fit.local_A, fit.z_score, fit.astig_ab_A
+    weak = _weak_signal(fit)
+    if weak:
+        return _low_signal(prof, weak)
     usable = plane.inliers
     n_tiles = len(local_A)
-    median_z = float(np.median(z_score))
-    if median_z < _MEDIAN_Z:
-        return _low_signal(
-            prof, f"Thon rings too weak in the tiles (median peak z-score {median_z:.2f})"
-        )
-    if usable.sum() < max(6, math.ceil(_MIN_USABLE_FRACTION * n_tiles)):
-        return _low_signal(prof, f"only {int(usable.sum())} of {n_tiles} tiles show Thon rings")
     g = plane.coef[1:3]
     replicates = gradient_replicates(plane, prof.centers_A, prof.grid_shape)
     cov = gradient_covariance(replicates)
