@@ -42,12 +42,13 @@ Method
    start from the best band; a start is judged by its **support**, per tile of the
    specimen's regions its peak z-score (step 8) if it is an inlier of the final plane, else
    0, and its score, the mean support. Tiles whose rings are visible have z ≳ 2; when the
-   score falls below 2, and the first start passes the signal check of step 8 (a frame
-   without rings stays ``low_signal``: more starts would only find more noise that fits a
-   plane), the other bands are tried too (each from its own start: it costs
+   score falls below 2 the other bands are tried too (each from its own start: it costs
    ~0.5 s per band at 4092 × 5760), and the one of highest score wins. A start whose
    fitted plane leaves its defocus grid (``start ± half-diagonal · tan(search_max_tilt)``)
-   could not represent it and scores 0. Another start is a **rival** when the tiles do not
+   could not represent it and scores 0. When the first start fails the signal check of
+   step 8, another start's answer is taken only if its score reaches 2 (clear rings; on
+   pure noise the best of 7 starts scored 1.4: more starts find more noise that fits a
+   plane), else the frame is ``low_signal``. Another start is a **rival** when the tiles do not
    prefer the winner clearly: the mean of the tile-wise support differences is below 2
    standard errors, ``2 · sd · √(4/n)`` (half-overlapping tiles share their pixels with
    about 4 others). The rivals' largest angle and axis differences from the winner are
@@ -322,9 +323,12 @@ def estimate_tilt(
     fits = []
     for start, _ in candidates:
         fits.append(_fit_from(prof, start, regions, optics, (0.5 * lo, span), max_astigmatism_A))
-        if fits[0].score >= _CONFIDENT_SCORE or _weak_signal(fits[0]):
-            break  # clear rings; or none, which more starts would only find in the noise
+        if fits[0].score >= _CONFIDENT_SCORE:
+            break
     best = max(fits, key=lambda fit: fit.score)  # the first of equals: the best global match
+    weak = _weak_signal(fits[0])
+    if weak and best.score < _CONFIDENT_SCORE:  # more starts find more noise that fits
+        return _low_signal(prof, f"{weak}; no other starting defocus shows clear rings either")
     best = best if best.score > 0 else fits[0]
     rivals = [f for f in fits if f is not best and f.plane and _is_rival(best, f)]
     return _result(prof, best, rivals, regions)
