@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from daskmic.io.atomic import atomic_path
+from daskmic.io.row_cache import Rows, formatted
 from daskmic.io.scipion import (
     ACQUISITION,
     IMAGE_SCHEMA,
@@ -21,7 +21,7 @@ from daskmic.io.scipion import (
     STREAM_OPEN,
     number,
 )
-from daskmic.io.storage import Location
+from daskmic.io.storage import Location, location, write_whole
 
 _SQL_TYPES = {"Integer": "INTEGER", "Float": "REAL", "Boolean": "INTEGER"}
 _BASIC_COLUMNS = ("id", "enabled", "label", "comment", "creation")
@@ -86,6 +86,7 @@ def write_set(
     stream_open: bool,
     dims: tuple[int, int] | None = None,
     creation: list[str] | None = None,
+    rows: Rows | None = None,
 ) -> None:
     """Write a ``SetOfMicrographs`` file that pwem reads, atomically.
 
@@ -105,19 +106,27 @@ def write_set(
         ``(ny, nx)`` of the first micrograph, for ``_firstDim``.
     creation : list of str, optional
         Per item, its creation time (``YYYY-MM-DD HH:MM:SS``).
+    rows : Rows, optional
+        The items' rows already converted (:mod:`daskmic.io.row_cache`): only the others are
+        converted; the file is the same. A row's version need not cover its ``id``.
     """
     if "id" not in items.columns or items["id"].duplicated().any():
         raise ValueError("items must have a unique 'id' column")
     kinds = _classes([c for c in items.columns if c != "id"], items)
     columns = {label: f"c{i:02d}" for i, label in enumerate(kinds, 1)}
     times = creation or [time.strftime("%Y-%m-%d %H:%M:%S")] * len(items)
-    rows = [
-        (int(r["id"]), 1, "", "", stamp)
-        + tuple(_sql_value(r.get(label), kind) for label, kind in kinds.items())
-        for r, stamp in zip(items.to_dict("records"), times, strict=True)
-    ]
+
+    def make(positions: list[int]) -> list[tuple]:  # a row's values but its id
+        return [
+            (1, "", "", times[position])
+            + tuple(_sql_value(r.get(label), kind) for label, kind in kinds.items())
+            for r, position in zip(items.iloc[positions].to_dict("records"), positions, strict=True)
+        ]
+
+    values = formatted(rows, tuple(kinds.items()), len(items), make)
+    objects = [(i, *rest) for i, rest in zip(items["id"].tolist(), values, strict=True)]
     insert_class = "INSERT INTO Classes (label_property, column_name, class_name) VALUES (?, ?, ?)"
-    with atomic_path(path) as tmp, closing(sqlite3.connect(tmp)) as db:
+    with closing(sqlite3.connect(":memory:")) as db:  # built apart, then written whole
         _create_tables(db, kinds, columns)
         db.executemany(
             "INSERT INTO Properties (key, value) VALUES (?, ?)",
@@ -126,9 +135,10 @@ def write_set(
         db.execute(insert_class, ("self", "c00", "Micrograph"))
         db.executemany(insert_class, [(k, columns[k], kind) for k, kind in kinds.items()])
         marks = ", ".join("?" * (len(_BASIC_COLUMNS) + len(kinds)))
-        db.executemany(f"INSERT INTO Objects VALUES ({marks})", rows)
+        db.executemany(f"INSERT INTO Objects VALUES ({marks})", objects)
         db.commit()
-
+        data = db.serialize()
+    write_whole(location(path), data)
 
 def _classes(labels: list[str], items: pd.DataFrame) -> dict[str, str]:
     """Each attribute's class, in the order pwem stores them (composites before parts)."""

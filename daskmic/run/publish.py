@@ -27,7 +27,13 @@ from daskmic.io.zarr_store import THUMBNAIL_MAPPING, ImageIndex, Thumbnails, thu
 from daskmic.run.config import RunConfig
 from daskmic.run.layout import OutputLayout
 from daskmic.run.manifest import Manifest, canonical_json
-from daskmic.run.publish_tables import project_path, split_tilt, table_of, write_tables
+from daskmic.run.publish_tables import (
+    RememberedRows,
+    project_path,
+    split_tilt,
+    table_of,
+    write_tables,
+)
 from daskmic.run.unit import Source
 
 
@@ -83,6 +89,7 @@ class Publisher:
         self._stream_open: bool | None = None
         self._images = ImageIndex()
         self._mappings: dict[str, tuple[float, float, Location | bytes | None]] = {}
+        self._tables = RememberedRows(self._stamps)  # the tables' rows, by record stamp
 
     def _scan(self) -> set[str]:
         """Read the records written since the last scan; the micrographs whose row changed."""
@@ -196,7 +203,15 @@ class Publisher:
             return rows
         out, config = self.manifest.layout, self.config
         table = table_of(rows, config)
-        write_tables(out, table, self._written, self.manifest, config, stream_open=stream_open)
+        write_tables(
+            out,
+            table,
+            self._written,
+            self.manifest,
+            config,
+            stream_open=stream_open,
+            remembered=self._tables,
+        )
         names = list(table["micrograph"])
         thumbnails = self._thumbnails(names, changed) if config.preprocess is not None else None
         self._images.forget(sorted(changed))

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from daskmic.io.readers import read_header
+from daskmic.io.row_cache import Rows
 from daskmic.io.scipion import ACQUISITION
 from daskmic.io.scipion_write import write_set
 from daskmic.io.storage import Location, is_url
@@ -45,9 +46,11 @@ def relative_path(path: str, start: str) -> str:
     return os.path.relpath(path, start)
 
 
-def set_path(path: str) -> str:
-    """A path as a set stores it: relative to the working directory when under it; a URL as is."""
-    return _set_path(path, os.getcwd())
+def set_paths(paths: pd.Series) -> list[str]:
+    """Paths as a set stores them: relative to the working directory when under it; URLs as
+    they are."""
+    cwd = os.getcwd()
+    return [_set_path(path, cwd) for path in paths.tolist()]
 
 
 @functools.lru_cache(maxsize=2**17)  # every publish names every micrograph
@@ -92,7 +95,7 @@ def _items(
         {
             "id": _ids(table),
             "_index": 0,
-            "_filename": [set_path(p) for p in paths],
+            "_filename": set_paths(paths),
             "_samplingRate": pixel_size_A.to_numpy(dtype=float),
         }
     )
@@ -103,7 +106,7 @@ def _items(
         else:
             items[label] = _carried(table, label).to_numpy()
     names = _carried(table, "_micName")
-    fallback = pd.Series([os.path.basename(p) for p in table["path"]])
+    fallback = pd.Series([os.path.basename(p) for p in table["path"].tolist()])
     items["_micName"] = names.where(names.notna() & (names != ""), fallback).to_numpy()
     return items
 
@@ -113,7 +116,7 @@ def _creation(written: Mapping[str, float], names: pd.Series) -> list[str]:
 
     ``written`` gives the records' modification times (seconds since the epoch) by micrograph.
     """
-    return [_local_time(written[n]) for n in names]
+    return [_local_time(written[n]) for n in names.tolist()]
 
 
 @functools.lru_cache(maxsize=2**17)
@@ -136,15 +139,20 @@ def write_preprocess_set(
     written: Mapping[str, float],
     *,
     stream_open: bool,
+    rows: Rows | None = None,
 ) -> None:
-    """``micrographs.sqlite``: the preprocessed micrographs, at their output sampling."""
+    """``micrographs.sqlite``: the preprocessed micrographs, at their output sampling.
+
+    ``rows`` (keyed by micrograph, versioned with its optics group) are the rows already
+    converted (:func:`daskmic.io.scipion_write.write_set`).
+    """
     done = done.reset_index(drop=True)
     items = _items(done, done["output_path"], done["output_pixel_size_A"], optics, groups)
     dims = None
     if len(done):
         dims = (int(done["output_ny"].iloc[0]), int(done["output_nx"].iloc[0]))
     creation = _creation(written, done["micrograph"])
-    write_set(path, items, stream_open=stream_open, dims=dims, creation=creation)
+    write_set(path, items, stream_open=stream_open, dims=dims, creation=creation, rows=rows)
 
 
 def write_tilt_set(
@@ -156,18 +164,22 @@ def write_tilt_set(
     written: Mapping[str, float],
     *,
     stream_open: bool,
+    rows: Rows | None = None,
 ) -> None:
-    """``accepted.sqlite`` or ``discarded.sqlite``: input micrographs with the tilt attributes."""
+    """``accepted.sqlite`` or ``discarded.sqlite``: input micrographs with the tilt attributes.
+
+    ``rows`` as :func:`write_preprocess_set` takes them.
+    """
     part = part.reset_index(drop=True)
     items = _items(part, names.reset_index(drop=True), part["pixel_size_A"], optics, groups)
     for column, label in TILT_ATTRIBUTES.items():
         items[label] = pd.to_numeric(part[column], errors="coerce").to_numpy(dtype=float)
     items["_tilt_psds_image._index"] = 0
-    items["_tilt_psds_image._filename"] = [set_path(p) for p in part["psd_path"]]
+    items["_tilt_psds_image._filename"] = set_paths(part["psd_path"])
     items["_tilt_psds_image._samplingRate"] = np.nan
     for column in ANGLE_COLUMNS:
         if column in part.columns:
             items[angle_attribute(column)] = part[column].to_numpy()
     dims = _dims(str(part["path"].iloc[0])) if len(part) else None
     creation = _creation(written, part["micrograph"])
-    write_set(path, items, stream_open=stream_open, dims=dims, creation=creation)
+    write_set(path, items, stream_open=stream_open, dims=dims, creation=creation, rows=rows)
