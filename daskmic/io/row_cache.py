@@ -3,8 +3,9 @@
 A table file (CSV, STAR, ``.xmd``, a Scipion set) is written whole at every publish, sorted by
 micrograph name, but each row's formatted text (or sqlite values) depends only on that row and
 on the table's columns. :class:`RowCache` keeps each row's text by a key (the micrograph) and a
-version (what identifies the row's content, e.g. its record file's stamp and its optics group),
-so a writer formats the rows whose version changed and joins the rest.
+version (what identifies the row's content: its record file's stamp, its optics group), so a
+writer formats the rows whose version changed and takes the others as they were; matching the
+rows is vectorised (a hash index), so the cost besides the new rows is a join.
 """
 
 from __future__ import annotations
@@ -13,6 +14,16 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
+
+def objects(values: Sequence[Any]) -> np.ndarray:
+    """``values`` as a 1-D object array (tuples stay elements, not rows)."""
+    array = np.empty(len(values), dtype=object)
+    array[:] = list(values)
+    return array
+
 
 @dataclass
 class RowCache:
@@ -20,17 +31,20 @@ class RowCache:
     schema (its columns and their types) stay."""
 
     schema: Hashable = None
-    rows: dict[Hashable, tuple[Hashable, Any]] = field(default_factory=dict)
+    keys: pd.Index = field(default_factory=lambda: pd.Index([], dtype=object))
+    versions: list[np.ndarray] = field(default_factory=list)
+    values: np.ndarray = field(default_factory=lambda: objects([]))
 
 
 @dataclass(frozen=True)
 class Rows:
-    """Which rows a writer may take from a :class:`RowCache`: each row's key and version, in
-    the table's order. A version ``None`` is never reused."""
+    """Which rows a writer may take from a :class:`RowCache`: each row's key (unique) and
+    version parts (arrays aligned with the keys), in the table's order. A row whose first
+    version part is missing (None, NaN) is always formatted again."""
 
     cache: RowCache
-    keys: Sequence[Hashable]
-    versions: Sequence[Hashable]
+    keys: np.ndarray
+    versions: Sequence[np.ndarray]
 
 
 def formatted(
@@ -60,23 +74,38 @@ def formatted(
     """
     if rows is None:
         return make(list(range(count)))
-    if len(rows.keys) != count or len(rows.versions) != count:
+    if len(rows.keys) != count or any(len(v) != count for v in rows.versions):
         raise ValueError(f"rows name {len(rows.keys)} keys for a table of {count} rows")
     cache = rows.cache
-    if cache.schema != schema:
-        cache.schema, cache.rows = schema, {}
-    known = cache.rows
-    stale = []
-    for position, (key, version) in enumerate(zip(rows.keys, rows.versions, strict=True)):
-        found = known.get(key)
-        if version is None or found is None or found[0] != version:
-            stale.append(position)
-    if stale:
-        made = make(stale)
-        if len(made) != len(stale):
-            raise ValueError(f"{len(made)} rows formatted for {len(stale)} asked")
-        for position, value in zip(stale, made, strict=True):
-            known[rows.keys[position]] = (rows.versions[position], value)
-    if len(known) > count:  # rows gone from the table
-        cache.rows = known = {key: known[key] for key in rows.keys}
-    return [known[key][1] for key in rows.keys]
+    same = cache.schema == schema and len(cache.versions) == len(rows.versions)
+    known = cache if same else RowCache()
+    keys = pd.Index(rows.keys)
+    values, positions = objects([None] * count), list(range(count))
+    if len(known.keys):
+        where = known.keys.get_indexer(keys)
+        stale = where < 0
+        if rows.versions:
+            stale |= pd.isna(rows.versions[0])
+        for old, new in zip(known.versions, rows.versions, strict=True):
+            stale |= np.asarray(old[where] != new, dtype=bool)
+        values, positions = known.values[where], np.flatnonzero(stale).tolist()
+    return _remember(cache, schema, rows, keys, values, positions, make)
+
+def _remember(
+    cache: RowCache,
+    schema: Hashable,
+    rows: Rows,
+    keys: pd.Index,
+    values: np.ndarray,
+    positions: list[int],
+    make: Callable[[list[int]], list[Any]],
+) -> list[Any]:
+    """``values`` with those at ``positions`` made, remembered in ``cache``."""
+    if positions:
+        made = make(positions)
+        if len(made) != len(positions):
+            raise ValueError(f"{len(made)} rows formatted for {len(positions)} asked")
+        values[positions] = objects(made)
+    cache.schema, cache.keys, cache.values = schema, keys, values
+    cache.versions = list(rows.versions)
+    return values.tolist()

@@ -6,10 +6,11 @@ import math
 import os
 import sqlite3
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import closing
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from daskmic.io.row_cache import Rows, formatted
@@ -54,9 +55,9 @@ def _sql_value(value: Any, kind: str) -> Any:
 
 
 def _properties(
-    items: pd.DataFrame, stream_open: bool, dims: tuple[int, int] | None
+    first_item: pd.DataFrame, size: int, stream_open: bool, dims: tuple[int, int] | None
 ) -> dict[str, str | None]:
-    first = items.iloc[0] if len(items) else pd.Series(dtype=object)
+    first = first_item.iloc[0] if len(first_item) else pd.Series(dtype=object)
 
     def text(label: str) -> str | None:
         value = first.get(label)
@@ -64,7 +65,7 @@ def _properties(
 
     properties: dict[str, str | None] = {
         "self": "SetOfMicrographs",
-        "_size": str(len(items)),
+        "_size": str(size),
         "_streamState": str(STREAM_OPEN if stream_open else STREAM_CLOSED),
         "_samplingRate": text("_samplingRate"),
         "_hasCtf": "False",
@@ -110,27 +111,59 @@ def write_set(
         The items' rows already converted (:mod:`daskmic.io.row_cache`): only the others are
         converted; the file is the same. A row's version need not cover its ``id``.
     """
-    if "id" not in items.columns or items["id"].duplicated().any():
+    if "id" not in items.columns:
         raise ValueError("items must have a unique 'id' column")
-    kinds = _classes([c for c in items.columns if c != "id"], items)
-    columns = {label: f"c{i:02d}" for i, label in enumerate(kinds, 1)}
     times = creation or [time.strftime("%Y-%m-%d %H:%M:%S")] * len(items)
+    write_set_rows(
+        path,
+        items["id"].to_numpy(),
+        lambda positions: items.iloc[positions],
+        lambda positions: [times[i] for i in positions],
+        stream_open=stream_open,
+        dims=dims,
+        rows=rows,
+    )
+
+
+def write_set_rows(
+    path: str | os.PathLike[str] | Location,
+    ids: np.ndarray,
+    items_at: Callable[[list[int]], pd.DataFrame],
+    creation_at: Callable[[list[int]], list[str]],
+    *,
+    stream_open: bool,
+    dims: tuple[int, int] | None = None,
+    rows: Rows | None = None,
+) -> None:
+    """:func:`write_set` of items made only for the rows ``rows`` lacks.
+
+    ``ids`` are every item's id; ``items_at(positions)`` gives those items as
+    :func:`write_set` takes them (their column types those of every item), and
+    ``creation_at(positions)`` their creation times.
+    """
+    if pd.Series(ids).duplicated().any():
+        raise ValueError("items must have a unique 'id' column")
+    first = items_at([0] if len(ids) else [])
+    kinds = _classes([c for c in first.columns if c != "id"], first)
+    columns = {label: f"c{i:02d}" for i, label in enumerate(kinds, 1)}
 
     def make(positions: list[int]) -> list[tuple]:  # a row's values but its id
         return [
-            (1, "", "", times[position])
+            (1, "", "", stamp)
             + tuple(_sql_value(r.get(label), kind) for label, kind in kinds.items())
-            for r, position in zip(items.iloc[positions].to_dict("records"), positions, strict=True)
+            for r, stamp in zip(
+                items_at(positions).to_dict("records"), creation_at(positions), strict=True
+            )
         ]
 
-    values = formatted(rows, tuple(kinds.items()), len(items), make)
-    objects = [(i, *rest) for i, rest in zip(items["id"].tolist(), values, strict=True)]
+    values = formatted(rows, tuple(kinds.items()), len(ids), make)
+    objects = [(i, *rest) for i, rest in zip(ids.tolist(), values, strict=True)]
     insert_class = "INSERT INTO Classes (label_property, column_name, class_name) VALUES (?, ?, ?)"
     with closing(sqlite3.connect(":memory:")) as db:  # built apart, then written whole
         _create_tables(db, kinds, columns)
         db.executemany(
             "INSERT INTO Properties (key, value) VALUES (?, ?)",
-            list(_properties(items, stream_open, dims).items()),
+            list(_properties(first, len(ids), stream_open, dims).items()),
         )
         db.execute(insert_class, ("self", "c00", "Micrograph"))
         db.executemany(insert_class, [(k, columns[k], kind) for k, kind in kinds.items()])

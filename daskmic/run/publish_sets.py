@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -21,7 +21,7 @@ import pandas as pd
 from daskmic.io.readers import read_header
 from daskmic.io.row_cache import Rows
 from daskmic.io.scipion import ACQUISITION
-from daskmic.io.scipion_write import write_set
+from daskmic.io.scipion_write import write_set_rows
 from daskmic.io.storage import Location, is_url
 from daskmic.tilt.angle import ANGLE_COLUMNS
 
@@ -89,15 +89,15 @@ def _items(
     optics: pd.DataFrame,
     groups: np.ndarray,
 ) -> pd.DataFrame:
-    """The pwem ``Micrograph`` attributes of ``table``'s rows."""
+    """The pwem ``Micrograph`` attributes of ``table``'s rows (but their ids)."""
     by_group = optics.set_index("rlnOpticsGroup")
     items = pd.DataFrame(
         {
-            "id": _ids(table),
             "_index": 0,
             "_filename": set_paths(paths),
             "_samplingRate": pixel_size_A.to_numpy(dtype=float),
-        }
+        },
+        index=range(len(table)),
     )
     for name in ACQUISITION:
         label = f"_acquisition.{name}"
@@ -109,6 +109,34 @@ def _items(
     fallback = pd.Series([os.path.basename(p) for p in table["path"].tolist()])
     items["_micName"] = names.where(names.notna() & (names != ""), fallback).to_numpy()
     return items
+
+
+def _write(
+    path: Location,
+    table: pd.DataFrame,
+    make_items: Callable[[pd.DataFrame, np.ndarray], pd.DataFrame],
+    groups: np.ndarray,
+    written: Mapping[str, float],
+    dims: tuple[int, int] | None,
+    stream_open: bool,
+    rows: Rows | None,
+) -> None:
+    """A set of ``table``'s rows, their items made (``make_items(rows, groups)``) only for
+    those ``rows`` lacks (:func:`daskmic.io.scipion_write.write_set_rows`)."""
+    table = table.reset_index(drop=True)
+    ids = _ids(table)
+
+    def items_at(positions: list[int]) -> pd.DataFrame:
+        items = make_items(table.iloc[positions].reset_index(drop=True), groups[positions])
+        items.insert(0, "id", ids[positions])
+        return items
+
+    def creation_at(positions: list[int]) -> list[str]:
+        return _creation(written, table["micrograph"].iloc[positions])
+
+    write_set_rows(
+        path, ids, items_at, creation_at, stream_open=stream_open, dims=dims, rows=rows
+    )
 
 
 def _creation(written: Mapping[str, float], names: pd.Series) -> list[str]:
@@ -144,15 +172,17 @@ def write_preprocess_set(
     """``micrographs.sqlite``: the preprocessed micrographs, at their output sampling.
 
     ``rows`` (keyed by micrograph, versioned with its optics group) are the rows already
-    converted (:func:`daskmic.io.scipion_write.write_set`).
+    converted (:func:`daskmic.io.scipion_write.write_set_rows`): items are made for the others.
     """
-    done = done.reset_index(drop=True)
-    items = _items(done, done["output_path"], done["output_pixel_size_A"], optics, groups)
     dims = None
     if len(done):
         dims = (int(done["output_ny"].iloc[0]), int(done["output_nx"].iloc[0]))
-    creation = _creation(written, done["micrograph"])
-    write_set(path, items, stream_open=stream_open, dims=dims, creation=creation, rows=rows)
+
+    def items(part: pd.DataFrame, part_groups: np.ndarray) -> pd.DataFrame:
+        pixel_size_A = part["output_pixel_size_A"]
+        return _items(part, part["output_path"], pixel_size_A, optics, part_groups)
+
+    _write(path, done, items, groups, written, dims, stream_open, rows)
 
 
 def write_tilt_set(
@@ -170,16 +200,19 @@ def write_tilt_set(
 
     ``rows`` as :func:`write_preprocess_set` takes them.
     """
-    part = part.reset_index(drop=True)
-    items = _items(part, names.reset_index(drop=True), part["pixel_size_A"], optics, groups)
-    for column, label in TILT_ATTRIBUTES.items():
-        items[label] = pd.to_numeric(part[column], errors="coerce").to_numpy(dtype=float)
-    items["_tilt_psds_image._index"] = 0
-    items["_tilt_psds_image._filename"] = set_paths(part["psd_path"])
-    items["_tilt_psds_image._samplingRate"] = np.nan
-    for column in ANGLE_COLUMNS:
-        if column in part.columns:
-            items[angle_attribute(column)] = part[column].to_numpy()
+    part = part.assign(_set_name=names.to_numpy())
+
+    def items(chosen: pd.DataFrame, part_groups: np.ndarray) -> pd.DataFrame:
+        made = _items(chosen, chosen["_set_name"], chosen["pixel_size_A"], optics, part_groups)
+        for column, label in TILT_ATTRIBUTES.items():
+            made[label] = pd.to_numeric(chosen[column], errors="coerce").to_numpy(dtype=float)
+        made["_tilt_psds_image._index"] = 0
+        made["_tilt_psds_image._filename"] = set_paths(chosen["psd_path"])
+        made["_tilt_psds_image._samplingRate"] = np.nan
+        for column in ANGLE_COLUMNS:
+            if column in chosen.columns:
+                made[angle_attribute(column)] = chosen[column].to_numpy()
+        return made
+
     dims = _dims(str(part["path"].iloc[0])) if len(part) else None
-    creation = _creation(written, part["micrograph"])
-    write_set(path, items, stream_open=stream_open, dims=dims, creation=creation, rows=rows)
+    _write(path, part, items, groups, written, dims, stream_open, rows)

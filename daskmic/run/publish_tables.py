@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from daskmic.io import write_csv, write_star, write_xmd
-from daskmic.io.row_cache import RowCache, Rows
+from daskmic.io.row_cache import RowCache, Rows, objects
 from daskmic.io.storage import Location, is_url, write_whole
 from daskmic.io.tables import OPTICS_COLUMNS
 from daskmic.run.config import RunConfig
@@ -76,25 +76,26 @@ class RememberedRows:
 
     stamps: Mapping[str, Hashable] = field(default_factory=dict)
     _caches: dict[str, tuple[Hashable, RowCache]] = field(default_factory=dict)
+    _by_name: pd.Series = field(default_factory=lambda: pd.Series(dtype=object))
+
+    def refresh(self) -> None:
+        """Take the stamps as they are now (once per publish)."""
+        self._by_name = pd.Series(objects(list(self.stamps.values())), index=list(self.stamps))
 
     def rows(
-        self, file: Location, names: Sequence[str], context: Hashable, *derived: Sequence
+        self, file: Location, names: pd.Series, context: Hashable, *derived: np.ndarray
     ) -> Rows:
         """The remembered rows of ``file``: keyed by micrograph ``names``, versioned by record
-        stamp and each row's ``derived`` values (optics group, set id); ``context`` (the
-        optics groups' table, ...) is what every row depends on."""
+        stamp and each row's ``derived`` values (optics group); ``context`` (the optics
+        groups' table) is what every row depends on."""
         context = (os.getcwd(), context)  # the paths are relative to the working directory
         known, cache = self._caches.get(str(file), (None, None))
         if cache is None or known != context:
             cache = RowCache()
             self._caches[str(file)] = (context, cache)
-        stamps = [self.stamps.get(name) for name in names]
-        extra = zip(*derived, strict=True) if derived else ((),) * len(names)
-        versions = [
-            None if stamp is None else (stamp, *values)
-            for stamp, values in zip(stamps, extra, strict=True)
-        ]
-        return Rows(cache, list(names), versions)
+        keys = names.to_numpy(dtype=object)
+        stamps = self._by_name.reindex(keys).to_numpy(dtype=object)
+        return Rows(cache, keys, [stamps, *derived])
 
 
 def _rows(
@@ -102,11 +103,11 @@ def _rows(
     file: Location,
     names: pd.Series,
     context: Hashable = None,
-    *derived: Sequence,
+    *derived: np.ndarray,
 ) -> Rows | None:
     if remembered is None:
         return None
-    return remembered.rows(file, names.tolist(), context, *derived)
+    return remembered.rows(file, names, context, *derived)
 
 
 def _context(optics: pd.DataFrame) -> Hashable:
@@ -134,17 +135,30 @@ def _project_path(path: str, cwd: str) -> str:
 def _optics(
     table: pd.DataFrame, manifest: Manifest, config: RunConfig, output_pixel_size: bool
 ) -> tuple[pd.DataFrame, np.ndarray]:
-    """The optics groups of ``table``'s rows (:func:`daskmic.run.optics_groups.optics_table`)."""
+    """The optics groups of ``table``'s rows (:func:`daskmic.run.optics_groups.optics_table`).
+
+    The table depends only on the distinct (pixel sizes, group) of the rows, so it is made from
+    those, once each.
+    """
     if table.empty:
         return pd.DataFrame(columns=list(OPTICS_COLUMNS)), np.zeros(0, dtype=int)
-    groups = table["rlnOpticsGroup"] if "rlnOpticsGroup" in table.columns else None
-    return optics_table(
-        table["output_pixel_size_A" if output_pixel_size else "pixel_size_A"],
-        original_pixel_size_A=table["pixel_size_A"],
-        optics_group=groups,
+    keys = pd.DataFrame(
+        {
+            "pixel": table["output_pixel_size_A" if output_pixel_size else "pixel_size_A"],
+            "original": table["pixel_size_A"],
+            "group": table["rlnOpticsGroup"] if "rlnOpticsGroup" in table.columns else 0,
+        }
+    )
+    codes = keys.groupby(list(keys.columns), sort=False, dropna=False).ngroup().to_numpy()
+    distinct = keys.iloc[np.unique(codes, return_index=True)[1]]  # in the order of the codes
+    optics, groups = optics_table(
+        distinct["pixel"],
+        original_pixel_size_A=distinct["original"],
+        optics_group=distinct["group"] if "rlnOpticsGroup" in table.columns else None,
         carried_optics=manifest.optics() or None,
         **config.optics,
     )
+    return optics, groups[codes]
 
 
 def _write_star(
@@ -172,7 +186,7 @@ def _write_star(
         {"rlnMicrographName": project_paths(names), "rlnOpticsGroup": groups}
     )
     star = pd.concat([star, table[carried].reset_index(drop=True)], axis=1)
-    rows = _rows(remembered, path, table["micrograph"], _context(optics), groups.tolist())
+    rows = _rows(remembered, path, table["micrograph"], _context(optics), groups)
     write_star(path, star, optics, rows=rows)
 
 
@@ -191,7 +205,7 @@ def _publish_preprocess(
     optics, groups = _optics(done, manifest, config, True)
     _write_star(out.micrographs_star, done, done["output_path"], optics, groups, remembered)
     micrographs = out.scipion_set("micrographs")
-    rows = _rows(remembered, micrographs, done["micrograph"], _context(optics), groups.tolist())
+    rows = _rows(remembered, micrographs, done["micrograph"], _context(optics), groups)
     write_preprocess_set(
         micrographs, done, optics, groups, written, stream_open=stream_open, rows=rows
     )
@@ -235,7 +249,7 @@ def _publish_tilt(
         optics, groups = _optics(part, manifest, config, False)
         _write_star(out.split_star(status), part, names, optics, groups, remembered)
         file = out.scipion_set(status)
-        rows = _rows(remembered, file, part["micrograph"], _context(optics), groups.tolist())
+        rows = _rows(remembered, file, part["micrograph"], _context(optics), groups)
         write_tilt_set(
             file, part, names, optics, groups, written, stream_open=stream_open, rows=rows
         )
@@ -267,6 +281,8 @@ def write_tables(
     holds the rows formatted by the last call for the same folder (only rows whose record
     stamp changed are formatted again; the files are the same).
     """
+    if remembered is not None:
+        remembered.refresh()
     rows = _rows(remembered, out.micrographs_csv, table["micrograph"])
     write_csv(out.micrographs_csv, table, rows=rows)
     if config.preprocess is not None:
