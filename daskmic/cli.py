@@ -295,8 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
     _run_options(tilt)
     _limit_option(tilt)
     select = commands.add_parser("select", help="re-split a tilt run with new thresholds")
-    select.add_argument("output", help="output folder of a tilt run")
+    select.add_argument("output", help="output folder of a tilt run (a path or a URL)")
     _threshold_options(select)
+    _storage_option(select)
     run = commands.add_parser("run", help="preprocess and/or tilt from one config file")
     run.add_argument("config", help="YAML configuration (see README)")
     run.add_argument("inputs", nargs="*", help="inputs (else the config's `inputs`)")
@@ -307,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     _report_option(run)
     _cluster_options(run)
     report = commands.add_parser("report", help="write OUT/report.html, the QC page of a run")
-    report.add_argument("output", help="output folder of a run")
+    report.add_argument("output", help="output folder of a run (a path or a URL)")
     report.add_argument(
         "--serve",
         nargs="?",
@@ -317,6 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="then serve the page on 127.0.0.1:PORT (default 8000) until Ctrl-C, for an SSH "
         "tunnel; a page a running run keeps live is served as it is",
     )
+    _storage_option(report)
     _watch_parser(commands)
     demo = commands.add_parser("demo", help="synthesize a small dataset and run everything")
     demo.add_argument("-o", "--output", default="daskmic-demo")
@@ -331,8 +333,9 @@ def _watch_parser(commands: Any) -> None:
     )
     watch.add_argument(
         "folder",
-        help="the folder the microscope writes to, or a Scipion set (.sqlite) to follow "
-        "until it is closed",
+        help="the folder the microscope writes to, a prefix of an object store "
+        "(s3://bucket/incoming: new keys are new micrographs), or a Scipion set (.sqlite) to "
+        "follow until it is closed",
     )
     stream = watch.add_argument_group("stream")
     stream.add_argument(
@@ -368,7 +371,7 @@ def _watch_parser(commands: Any) -> None:
         default=StreamOptions.settle_seconds,
         metavar="S",
         help="a file is complete once unchanged for S seconds "
-        f"(default {StreamOptions.settle_seconds:g})",
+        f"(default {StreamOptions.settle_seconds:g}; a listed object is complete at once)",
     )
     stream.add_argument(
         "--poll",
@@ -469,9 +472,8 @@ def _report(summary: Any, config: RunConfig) -> int:
     return EXIT_FAILED if summary.failed else EXIT_OK
 
 
-def _write_report(out_dir: str, skip: bool) -> None:
-    if not skip:
-        print(f"report in {daskmic.write_report(out_dir)}")
+def _write_report(out_dir: str, storage_options: dict[str, Any] | None = None) -> None:
+    print(f"report in {daskmic.write_report(out_dir, storage_options=storage_options)}")
 
 
 @contextmanager
@@ -513,11 +515,16 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _run_batch(args, args.inputs or inputs, args.output or output, config)
     if args.command == "report":
         if args.serve is None:
-            _write_report(args.output, False)
+            _write_report(args.output, args.storage_options)
         else:
             from daskmic.report.serve import serve
 
-            serve(args.output, args.serve, announce=lambda line: print(line, flush=True))
+            serve(
+                args.output,
+                args.serve,
+                announce=lambda line: print(line, flush=True),
+                storage_options=args.storage_options,
+            )
         return EXIT_OK
     if args.command == "select":
         counts = daskmic.select(
@@ -525,6 +532,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             mean_threshold=args.mean_threshold,
             std_threshold=args.std_threshold,
             max_tilt_deg=args.max_tilt_deg,
+            storage_options=args.storage_options,
         )
         print(", ".join(f"{n} {status}" for status, n in counts.items()))
         return EXIT_OK
@@ -556,7 +564,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             summary = daskmic.demo(
                 args.output, micrographs=args.micrographs, on_row=print_row, client=client
             )
-        _write_report(str(summary.out_dir), False)
+        _write_report(str(summary.out_dir))
         from daskmic.run.demo import DEMO_CONFIG, truth_note
 
         code = _report(summary, DEMO_CONFIG)

@@ -188,7 +188,9 @@ def test_dockerfile_installs_daskmic_from_the_repository() -> None:
     copy_line = next(line for line in lines if line.startswith("COPY "))
     assert copy_line.split()[1:] == [".", "/src"]
     run = " ".join(lines[lines.index(copy_line) + 1 :])
-    assert re.search(r"\bpip install /src\b", run)
+    installed = re.search(r"\bpip install '?/src(\[[a-z0-9,]+\])?'?(\s|$)", run)
+    assert installed, run
+    assert "s3" in (installed.group(1) or ""), "the pods reach a bucket: s3fs is in the image"
     # the build context is the repository root, which has what pip needs to install daskmic
     assert (REPO / "pyproject.toml").is_file() and (REPO / "daskmic" / "__init__.py").is_file()
     # the manifest's image runs the commands a plain install of distributed provides
@@ -208,3 +210,97 @@ def test_kubernetes_without_a_cluster_says_so(
     with pytest.raises(RuntimeError, match="no Kubernetes cluster is configured"):
         with connect("kubernetes"):
             pass
+
+
+# --- data in a bucket: no shared volume, credentials from a Secret or workload identity -------
+
+
+def _containers(manifest: dict) -> dict[str, dict]:
+    return {
+        role: manifest["spec"][role]["spec"]["containers"][0] for role in ("scheduler", "worker")
+    }
+
+
+def test_the_committed_recipe_needs_a_bucket_and_no_volume(
+    validator: jsonschema.Draft7Validator,
+) -> None:
+    manifest = yaml.safe_load((KUBERNETES / "daskcluster.yaml").read_text())
+    secret = yaml.safe_load((KUBERNETES / "storage-secret.yaml").read_text())
+    assert secret["kind"] == "Secret" and secret["apiVersion"] == "v1"
+    for role, container in _containers(manifest).items():
+        pod = manifest["spec"][role]["spec"]
+        assert "volumes" not in pod and "volumeMounts" not in container, role
+        reference = {"secretRef": {"name": secret["metadata"]["name"], "optional": True}}
+        assert container["envFrom"] == [reference], role
+    assert _errors(validator, manifest) == []
+    assert _pruned_fields(_raw_crd_schema(), manifest) == []
+
+
+def test_the_secret_s_keys_are_what_s3_clients_read(s3, tmp_path: Path) -> None:
+    """The Secret's keys, as the pods' environment, reach a bucket with no storage options."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    secret = yaml.safe_load((KUBERNETES / "storage-secret.yaml").read_text())
+    names = set(secret["stringData"])
+    assert names == set(s3.env), "the Secret holds exactly what an S3 client needs"
+    bucket = s3.bucket()
+    s3.filesystem().pipe_file(f"{bucket.removeprefix('s3://')}/raw/key.bin", b"in the bucket")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env |= {"HOME": str(tmp_path), **{name: s3.env[name] for name in names}}  # the pod's env
+    code = (
+        "import json, sys; from daskmic.io.storage import location; "
+        "print(json.dumps(location(sys.argv[1]).read_bytes().decode()))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, f"{bucket}/raw/key.bin"],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout) == "in the bucket"
+
+
+def test_workload_identity_and_a_shared_volume_are_options(
+    validator: jsonschema.Draft7Validator,
+) -> None:
+    identity = daskcluster_manifest(service_account="daskmic-s3", storage_secret=None)
+    for role, container in _containers(identity).items():
+        assert identity["spec"][role]["spec"]["serviceAccountName"] == "daskmic-s3"
+        assert "envFrom" not in container
+    assert _errors(validator, identity) == []
+    onprem = daskcluster_manifest(volume_claim="cryoem-data", mount_path="/data")
+    worker = onprem["spec"]["worker"]["spec"]
+    assert worker["volumes"] == [
+        {"name": "data", "persistentVolumeClaim": {"claimName": "cryoem-data"}}
+    ]
+    assert worker["containers"][0]["volumeMounts"] == [{"name": "data", "mountPath": "/data"}]
+    assert "volumes" not in onprem["spec"]["scheduler"]["spec"]
+    assert _errors(validator, onprem) == []
+    assert _pruned_fields(_raw_crd_schema(), onprem) == []
+    with pytest.raises(ValueError, match="mount_path must be an absolute path, got 'data'"):
+        daskcluster_manifest(volume_claim="x", mount_path="data")
+
+
+@pytest.mark.parametrize(
+    ("options", "worker_has", "worker_lacks"),
+    [
+        (["--service-account", "daskmic-s3", "--storage-secret", "none"],
+         {"serviceAccountName": "daskmic-s3"}, "envFrom"),
+        (["--volume-claim", "cryoem-data", "--mount-path", "/data"],
+         {"volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "cryoem-data"}}]},
+         "serviceAccountName"),
+    ],
+)  # fmt: skip
+def test_the_generator_script_makes_the_other_recipes(
+    validator: jsonschema.Draft7Validator, tmp_path: Path, options, worker_has, worker_lacks
+) -> None:
+    out = tmp_path / "site.yaml"
+    script = runpy.run_path(str(KUBERNETES / "make_daskcluster.py"), run_name="make_daskcluster")
+    assert script["main"]([*options, "-o", str(out)]) == 0
+    manifest = yaml.safe_load(out.read_text())
+    worker = manifest["spec"]["worker"]["spec"]
+    assert worker.items() >= worker_has.items()
+    assert worker_lacks not in worker and worker_lacks not in worker["containers"][0]
+    assert _errors(validator, manifest) == []

@@ -5,6 +5,13 @@ worker sizing (threads, memory limit, the pod's memory limit with a margin above
 BLAS/FFT thread per dask thread) and the ``dask scheduler`` / ``dask worker`` commands that a
 plain ``pip install`` of distributed provides. The operator (installed in the Kubernetes
 cluster) turns the ``DaskCluster`` resource into scheduler and worker pods.
+
+Data lives in a bucket: the workers read ``s3://`` (``gs://``, ``az://``) inputs and write the
+outputs there, so the pods need no shared volume, only credentials. They come from a Secret
+whose keys become the pods' environment (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
+``AWS_ENDPOINT_URL`` for an S3-compatible store), or from the cloud's workload identity
+through the pods' service account. A shared volume (a PersistentVolumeClaim) stays an option
+for clusters whose data is on a filesystem.
 """
 
 from __future__ import annotations
@@ -30,6 +37,10 @@ def daskcluster_manifest(
     memory_margin: float | None = None,
     scheduler_memory: str | int | None = None,
     service_type: str = "ClusterIP",
+    storage_secret: str | None = "",
+    service_account: str | None = "",
+    volume_claim: str | None = None,
+    mount_path: str = "/data",
 ) -> dict[str, Any]:
     """Build a ``kubernetes.dask.org/v1`` ``DaskCluster`` resource for daskmic.
 
@@ -54,6 +65,20 @@ def daskcluster_manifest(
     service_type : str
         The scheduler service's type: ``ClusterIP`` (reach it through ``kubectl port-forward``
         or from inside the cluster), ``NodePort`` or ``LoadBalancer``.
+    storage_secret : str or None, optional
+        A Secret whose keys become environment variables of the scheduler and the workers
+        (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_ENDPOINT_URL`` ...): how
+        object-store credentials reach them. Optional in the pods, so they start without it.
+        ``""`` (the default): ``daskmic.kubernetes.storage-secret``; None: no secret.
+    service_account : str or None, optional
+        The pods' service account, for the cloud's workload identity (IRSA on EKS, Workload
+        Identity on GKE). ``""`` (the default): ``daskmic.kubernetes.service-account``;
+        None: the namespace's default account.
+    volume_claim : str, optional
+        A PersistentVolumeClaim mounted at ``mount_path`` in the worker pods, for data on a
+        shared filesystem (on premises). None (the default): no volume; data in a bucket.
+    mount_path : str
+        Where the claim is mounted (the same path as in daskmic's own process).
 
     Returns
     -------
@@ -80,6 +105,8 @@ def daskcluster_manifest(
         raise ValueError(f"memory_margin must be >= 0, got {margin}")
     if memory_bytes <= 0 or scheduler_bytes <= 0:
         raise ValueError(f"memory_limit must be > 0, got {memory_limit!r}")
+    if not mount_path.startswith("/"):
+        raise ValueError(f"mount_path must be an absolute path, got {mount_path!r}")
 
     worker_command = ["dask", "worker", "--nthreads", str(threads_per_worker)]
     worker_command += ["--memory-limit", str(memory_bytes)]
@@ -97,6 +124,12 @@ def daskcluster_manifest(
     scheduler["args"] = ["dask", "scheduler", *scheduler["args"][1:]]
     scheduler["resources"] = _resources("1", scheduler_bytes)
     scheduler["env"] = _thread_env(1)
+    secret = config["storage-secret"] if storage_secret == "" else storage_secret
+    account = config["service-account"] if service_account == "" else service_account
+    for role in ("scheduler", "worker"):
+        _give_credentials(spec["spec"][role]["spec"], secret, account)
+    if volume_claim is not None:
+        _mount_claim(spec["spec"]["worker"]["spec"], volume_claim, mount_path)
     return spec
 
 
@@ -155,6 +188,22 @@ def start_kube_cluster(
     kwargs.setdefault("n_workers", workers)
     kwargs.setdefault("shutdown_on_close", True)
     return KubeCluster(**kwargs)
+
+
+def _give_credentials(pod: dict[str, Any], secret: str | None, account: str | None) -> None:
+    """Object-store credentials for a pod: a Secret as environment, a service account, both."""
+    if secret:
+        for container in pod["containers"]:
+            container["envFrom"] = [{"secretRef": {"name": secret, "optional": True}}]
+    if account:
+        pod["serviceAccountName"] = account
+
+
+def _mount_claim(pod: dict[str, Any], claim: str, mount_path: str) -> None:
+    """Mount a PersistentVolumeClaim (a shared filesystem) at ``mount_path`` in the pod."""
+    pod["volumes"] = [{"name": "data", "persistentVolumeClaim": {"claimName": claim}}]
+    for container in pod["containers"]:
+        container["volumeMounts"] = [{"name": "data", "mountPath": mount_path}]
 
 
 def _resources(cpu: str, memory_bytes: int) -> dict[str, dict[str, str]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import math
 import os
@@ -9,7 +10,6 @@ from collections import Counter
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import dask.array as da
@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 from dask.base import tokenize
+from upath import UPath
 
 from daskmic.io.contract import DIMS, RESERVED, spatial_coords
 from daskmic.io.errors import MicrographError
@@ -24,8 +25,10 @@ from daskmic.io.header import MicrographHeader
 from daskmic.io.lazy import LazyMicrographStack
 from daskmic.io.origin import record
 from daskmic.io.readers import read_header
-from daskmic.io.sources import Listing, Source, list_source, unique_names
-from daskmic.io.storage import Location, StorageOptions, absolute, is_local, is_url
+from daskmic.io.scipion import is_set_file
+from daskmic.io.sources import MICROGRAPH_SUFFIXES, Listing, Source, list_source, unique_names
+from daskmic.io.storage import Location, StorageOptions, absolute, is_local, location
+from daskmic.io.tables import is_table
 
 
 def _read_headers(paths: list[Location]) -> list[MicrographHeader | MicrographError]:
@@ -206,12 +209,27 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def _is_zarr_store(path: Path) -> bool:
-    return path.is_dir() and (path / "zarr.json").is_file()
+def _zarr_store(source: Source, storage_options: StorageOptions | None) -> Location | None:
+    """``source`` as a zarr store's location when it names one, else None.
+
+    A store is a folder holding ``zarr.json``; at a URL, which may not list (HTTP), the object
+    ``OUT/zarr.json`` alone says so, and it is asked for only when ``source`` is neither a
+    glob, a micrograph file nor a table (no request more for those).
+    """
+    if not isinstance(source, str | os.PathLike | UPath) or glob.has_magic(str(source)):
+        return None
+    if is_table(source) or is_set_file(source):
+        return None
+    where = location(source, storage_options)
+    if is_local(where):
+        return where if where.is_dir() and (where / "zarr.json").is_file() else None
+    if where.suffix.lower() in MICROGRAPH_SUFFIXES:
+        return None
+    return where if (where / "zarr.json").is_file() else None
 
 
 def _open_store(
-    store: Path, pixel_size_A: float | None, chunks: Mapping[str, int] | None
+    store: Location, pixel_size_A: float | None, chunks: Mapping[str, int] | None
 ) -> xr.DataArray:
     from daskmic.io.zarr_store import open_pixels
 
@@ -303,9 +321,9 @@ def open_micrographs(
     []
     """
     given = _check_pixel_size(pixel_size_A)
-    local = isinstance(source, str | os.PathLike) and not is_url(source)
-    if local and _is_zarr_store(Path(source)):  # type: ignore[arg-type]
-        return _open_store(Path(source), given, chunks)  # type: ignore[arg-type]
+    store = _zarr_store(source, storage_options)
+    if store is not None:
+        return _open_store(store, given, chunks)
     listing = list_source(source, storage_options)
     names = unique_names(listing.paths, listing.root)
     headers = _read_headers(listing.paths)

@@ -57,6 +57,7 @@ from daskmic.io.ngff import (
 from daskmic.io.storage import (
     Location,
     StorageOptions,
+    absolute,
     is_local,
     location,
     remove,
@@ -541,25 +542,31 @@ def open_results(
 
 
 def open_images(
-    store: str | os.PathLike[str], collection: str = MICROGRAPHS, *, level: int = 0
+    store: str | os.PathLike[str] | Location,
+    collection: str = MICROGRAPHS,
+    *,
+    level: int = 0,
+    storage_options: StorageOptions | None = None,
 ) -> dict[str, xr.DataArray]:
     """Every published image of a collection as a lazy ``(y, x)`` DataArray, by name.
 
     Parameters
     ----------
-    store : path-like
-        The store folder.
+    store : path-like, URL or Location
+        The store folder, or its URL.
     collection : str
         ``"micrographs"`` (processed micrographs) or ``"psd"`` (PSD summary images).
     level : int
         Pyramid level (0 = full resolution); images with fewer levels give their last.
+    storage_options : dict, optional
+        For a URL: its filesystem's options (credentials, endpoint).
 
     Returns
     -------
     dict of str to xarray.DataArray
         Sorted by name; each with ``y``/``x`` coordinates in angstrom and ``pixel_size_A``.
     """
-    root = _open_root(Path(store))
+    root = _open_root(location(store, storage_options))
     if collection not in root:
         return {}
     members = root[collection]
@@ -591,22 +598,26 @@ def open_images(
     return images
 
 
-def open_pixels(store: str | os.PathLike[str]) -> xr.DataArray:
+def open_pixels(
+    store: str | os.PathLike[str] | Location, storage_options: StorageOptions | None = None
+) -> xr.DataArray:
     """The stored micrographs as a lazy ``(micrograph, y, x)`` stack (the data contract).
 
     Images whose shape differs from the majority are left out and listed in
     ``attrs["failed"]``, as :func:`daskmic.io.open_micrographs` does; :func:`open_images` gives
-    every image whatever its shape.
+    every image whatever its shape. ``store`` and ``storage_options`` as for
+    :func:`open_images`; ``path`` holds each image's absolute path or URL.
     """
-    folder = Path(os.path.abspath(store))
+    folder = location(store, storage_options)
     images = open_images(folder)
+    paths = {name: absolute(folder / MICROGRAPHS / name) for name in images}
     counts = Counter(image.shape for image in images.values())
     shape = min(counts, key=lambda s: (-counts[s], s)) if counts else (0, 0)
     kept = [name for name, image in images.items() if image.shape == shape]
     failed = [
         {
             "micrograph": name,
-            "path": str(folder / MICROGRAPHS / name),
+            "path": paths[name],
             "error": f"shape {image.shape} != {shape}",
         }
         for name, image in images.items()
@@ -620,7 +631,7 @@ def open_pixels(store: str | os.PathLike[str]) -> xr.DataArray:
     sizes = np.array([float(images[name].pixel_size_A) for name in kept], dtype=float)
     coords = {
         "micrograph": np.array(kept, dtype=object),
-        "path": ("micrograph", np.array([str(folder / MICROGRAPHS / n) for n in kept], object)),
+        "path": ("micrograph", np.array([paths[name] for name in kept], dtype=object)),
         "pixel_size_A": ("micrograph", sizes),
         **spatial_coords(shape[0], shape[1], sizes),
     }

@@ -17,7 +17,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from daskmic.errors import UsageError
-from daskmic.io.storage import Location
+from daskmic.io.storage import Location, StorageOptions, location
 from daskmic.report.page import write_report
 from daskmic.run.layout import REPORT_NAME, OutputLayout
 
@@ -56,8 +56,13 @@ class _PageHandler(BaseHTTPRequestHandler):
         self._send_page(body=False)
 
 
-def page_server(out_dir: str | os.PathLike[str], port: int = DEFAULT_PORT) -> ThreadingHTTPServer:
+def page_server(
+    out_dir: str | os.PathLike[str] | Location, port: int = DEFAULT_PORT
+) -> ThreadingHTTPServer:
     """A server of ``OUT/report.html`` bound to 127.0.0.1:``port`` (0: any free port).
+
+    The page is read at each request, from the folder's place (a local path, or a URL as a
+    ``Location`` carrying its storage options).
 
     Call ``serve_forever()`` on it; ``server_address`` gives the port bound.
 
@@ -68,15 +73,18 @@ def page_server(out_dir: str | os.PathLike[str], port: int = DEFAULT_PORT) -> Th
     """
     if not 0 <= port <= 65535:
         raise UsageError(f"port must be in 0-65535, got {port}; give another with --serve PORT")
-    handler = partial(_PageHandler, page=OutputLayout(Path(out_dir).resolve()).report)
+    out = location(out_dir)
+    page = OutputLayout(out.resolve() if isinstance(out, Path) else out).report
+    handler = partial(_PageHandler, page=page)
     return ThreadingHTTPServer((HOST, port), handler)
 
 
 def serve(
-    out_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str] | Location,
     port: int = DEFAULT_PORT,
     *,
     announce: Callable[[str], None] = print,
+    storage_options: StorageOptions | None = None,
 ) -> None:
     """Serve an output folder's page on 127.0.0.1 until interrupted (Ctrl-C).
 
@@ -86,19 +94,22 @@ def serve(
 
     Parameters
     ----------
-    out_dir : path-like
+    out_dir : path-like, URL or Location
         An output folder.
     port : int
         The port on 127.0.0.1 (0: any free port).
     announce : callable
         Called once with the page's URL when the server listens.
+    storage_options : dict, optional
+        For an output folder given by URL: its filesystem's options (credentials, endpoint).
     """
     from daskmic.report.live import is_live
 
-    page = OutputLayout(out_dir).report
+    out = location(out_dir, storage_options)
+    page = OutputLayout(out).report
     if not is_live(page):
-        write_report(out_dir)
-    with page_server(out_dir, port) as server:
+        write_report(out)
+    with page_server(out, port) as server:
         host, bound = str(server.server_address[0]), int(server.server_address[1])
         announce(f"serving {page} at http://{host}:{bound}/ (Ctrl-C to stop)")
         try:

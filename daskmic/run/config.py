@@ -135,7 +135,8 @@ class StreamOptions:
         Micrographs per batch: the tables and the zarr store are rebuilt after each.
     settle_seconds : float
         A file is complete once its size and modification time have not changed for this
-        long (and its header matches its size).
+        long (and its header matches its size). On an object store a listed key is complete
+        at once (an object is written in one request).
     poll_seconds : float
         Time between two looks at the folder.
     close_marker : str

@@ -1,15 +1,16 @@
 """Streaming: find new, completely written micrographs in a folder and feed them to the run.
 
-:func:`watch` polls a folder (inotify does not work on NFS, GPFS or SMB) for files matching a
-pattern, waits until each is completely written (:mod:`daskmic.run.arrivals`), and feeds the
+:func:`watch` polls a folder (inotify does not work on NFS, GPFS or SMB), or a prefix of an
+object store (``s3://bucket/incoming``: one listing per poll), for files matching a pattern,
+waits until each is completely written (:mod:`daskmic.run.arrivals`), and feeds the
 complete ones to the same per-micrograph unit as a batch run, through the same
 :class:`daskmic.run.feeder.Feeder`: arrivals
 join its queue while others are in flight. The tables and the zarr store are rebuilt from the
 manifest after each batch of completions, and while the stream waits for arrivals (so they follow
 a slow microscope); with ``report=True`` the live QC page follows each rebuild
-(``daskmic.report.live``). The stream closes when a
-marker file appears in the folder (and everything seen is done) or when nothing new has arrived
-for a while. Pending work is a list of paths: the driver never holds pixels.
+(``daskmic.report.live``). The stream closes when a marker file (a key, on an object store)
+appears in the folder (and everything seen is done) or when nothing new has arrived for a
+while. Pending work is a list of paths: the driver never holds pixels.
 
 Names are those a batch run on the glob ``folder/pattern`` gives
 (:func:`daskmic.io.sources.unique_names` over every file seen so far), so they do not depend on
@@ -28,12 +29,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from distributed import Client
+from upath import UPath
 
 from daskmic.errors import UsageError
-from daskmic.io.scipion import is_set_file
+from daskmic.io.scipion import SET_SUFFIX, is_set_file
 from daskmic.io.sources import unique_names
-from daskmic.io.storage import remove
-from daskmic.run.arrivals import Arrivals, FolderClosing, inside
+from daskmic.io.storage import Location, absolute, is_local, is_url, location, remove
+from daskmic.run.arrivals import Arrivals, FolderClosing, KeyArrivals, PrefixClosing, inside
 from daskmic.run.config import RunConfig, StreamOptions
 from daskmic.run.driver import RunSummary, bind
 from daskmic.run.feeder import Feeder
@@ -48,17 +50,20 @@ if TYPE_CHECKING:
     from daskmic.report.live import LiveReport
 
 
+Following = Arrivals | KeyArrivals | SetArrivals
+"""What a stream follows: a local folder, a prefix of an object store, or a Scipion set."""
 
-def _nameable(out: Path, source: Source) -> Source:
+
+def _nameable(out: Location, source: Source) -> Source:
     """``source``, failed alone if the tables could not hold its paths (the stream goes on)."""
     try:
-        check_table_names(out, [source])
+        check_table_names(absolute(out), [source])
     except UsageError as error:
         return dataclasses.replace(source, error=str(error))
     return source
 
 
-def _forget(out: Path, name: str) -> None:
+def _forget(out: Location, name: str) -> None:
     """Remove a micrograph's outputs, then its record (so an interrupted removal is redone)."""
     for output in OutputLayout(out).outputs(name):
         remove(output)
@@ -69,8 +74,8 @@ class _Stream:
 
     def __init__(
         self,
-        arrivals: Arrivals | SetArrivals,
-        out: Path,
+        arrivals: Following,
+        out: Location,
         config: RunConfig,
         digest: str,
         *,
@@ -102,7 +107,7 @@ class _Stream:
         """
         feeder = Feeder(
             client,
-            self.out,
+            absolute(self.out),
             self.config,
             self.digest,
             batch_size=self.batch_size,
@@ -135,10 +140,12 @@ class _Stream:
     def rename(self) -> None:
         """Name every file seen as a batch run would; redo micrographs whose name changed."""
         seen = self.arrivals.seen
-        root = Path(self.arrivals.root)
-        self.names = dict(zip(seen, unique_names([Path(p) for p in seen], root), strict=True))
+        options = self.config.storage_options
+        root = location(self.arrivals.root, options)
+        where = [location(p, options) for p in seen]
+        self.names = dict(zip(seen, unique_names(where, root), strict=True))
         for name, row in list(self.recorded.items()):
-            path = os.path.abspath(row["path"])
+            path = row["path"] if is_url(row["path"]) else os.path.abspath(row["path"])
             if path in self.names and self.names[path] != name:
                 _forget(self.out, name)
                 del self.recorded[name]
@@ -159,7 +166,8 @@ class _Stream:
             self._checked = True
         # an output that is an arriving file (a hard link into OUT): that micrograph fails alone
         names = [s.micrograph for s in sources]
-        clash = dict(overwritten_inputs(self.out, self.config, names, [s.path for s in sources]))
+        paths = [s.path for s in sources]
+        clash = dict(overwritten_inputs(absolute(self.out), self.config, names, paths))
         sources = [
             dataclasses.replace(s, error=f"{s.path}: output {clash[s.path]} is this file")
             if s.path in clash
@@ -188,23 +196,75 @@ class _Stream:
         )
 
 
-def _check_folders(folder: Path, out: Path) -> None:
+def _check_folders(folder: Path, out: Location) -> None:
     if not folder.is_dir():
         raise UsageError(f"watched folder {folder} does not exist or is not a folder")
+    if not is_local(out):  # an object store's prefix cannot contain a local folder
+        return
     watched, output = os.path.realpath(folder), os.path.realpath(out)
     if inside(watched, output):
         raise UsageError(
             f"output folder {out} must not be the watched folder {folder} or contain it; "
             "choose another output folder (a subfolder of the watched folder is fine)"
         )
-    for location in output_locations(out):  # a symlink out of OUT into the watched folder
-        real = os.path.realpath(location)
+    for place in output_locations(out):  # a symlink out of OUT into the watched folder
+        real = os.path.realpath(place)
         if inside(real, watched) and not inside(real, output):
             raise UsageError(
-                f"output {location} leads to {real}, inside the watched folder {folder}: the "
+                f"output {place} leads to {real}, inside the watched folder {folder}: the "
                 "outputs would land on watched files and be taken as input; choose another "
                 "output folder"
             )
+
+
+def _check_prefix(folder: UPath, out: Location) -> None:
+    """Refuse a prefix that cannot be watched: no listing (HTTP), no bucket, inside ``out``."""
+    if folder.protocol in ("http", "https"):
+        raise UsageError(
+            f"{folder}: a web server lists nothing, so it cannot be watched; watch a folder "
+            "or an object-store prefix (s3://, gs://, az://)"
+        )
+    if folder.suffix.lower() == SET_SUFFIX:
+        raise UsageError(f"{folder}: a Scipion set to follow must be a local file")
+    bucket = folder.path.split("/")[0]
+    try:  # one listing of the bucket's top level: it exists and may be listed
+        folder.fs.ls(bucket, detail=False, refresh=True)
+    except FileNotFoundError as error:
+        raise UsageError(f"watched {folder}: bucket {bucket!r} does not exist") from error
+    except PermissionError as error:
+        raise UsageError(f"watched {folder}: listing is denied ({error})") from error
+    if not is_local(out) and out.protocol == folder.protocol:
+        watched, output = folder.path.rstrip("/") + "/", out.path.rstrip("/") + "/"
+        if watched.startswith(output):
+            raise UsageError(
+                f"output {out} must not be the watched prefix {folder} or contain it; choose "
+                "another output prefix (one inside the watched prefix is fine)"
+            )
+
+
+def _following(
+    watched: Location, out: Location, config: RunConfig, options: StreamOptions, overwrite: bool
+) -> tuple[Following, FolderClosing | SetClosing, str]:
+    """What ``watch`` follows, how it closes, and the digest ``out`` is bound to."""
+    if not is_local(watched):
+        _check_prefix(watched, out)
+        digest = bind(absolute(out), config, [], [], overwrite=overwrite)  # no optics table
+        keys = KeyArrivals(watched, options.pattern, exclude=out, marker=options.close_marker)
+        closing = PrefixClosing(watched / options.close_marker, options.idle_timeout, keys)
+        return keys, closing, digest
+    if is_set_file(watched):
+        if not watched.is_file():
+            raise FileNotFoundError(f"followed Scipion set {watched} does not exist")
+        # optics come with the items; the set itself must not be an output
+        digest = bind(
+            absolute(out), config, [], [], overwrite=overwrite, inputs=[os.fspath(watched)]
+        )
+        items = SetArrivals(watched, absolute(out))
+        return items, SetClosing(items, options.idle_timeout), digest
+    _check_folders(watched, out)
+    digest = bind(absolute(out), config, [], [], overwrite=overwrite)  # no optics table
+    files = Arrivals(watched, options.pattern, exclude=out, settle_seconds=options.settle_seconds)
+    return files, FolderClosing(watched / options.close_marker, options.idle_timeout), digest
 
 
 def watch(
@@ -233,15 +293,17 @@ def watch(
 
     Parameters
     ----------
-    folder : path-like
-        The folder the microscope writes to, or a Scipion ``SetOfMicrographs`` (``.sqlite``)
-        to follow: its new enabled items are new micrographs, and the stream ends once the
-        set's stream state is closed and they are all done (``pattern`` and ``close_marker``
-        do not apply).
-    out_dir : path-like
-        The output folder; it may lie inside ``folder`` (it is never read as input).
+    folder : path-like or URL
+        The folder the microscope writes to; or a prefix of an object store
+        (``s3://bucket/incoming``): its new keys are new micrographs, complete once listed,
+        and the close marker is a key (``s3://bucket/incoming/CLOSED``); or a Scipion
+        ``SetOfMicrographs`` (``.sqlite``) to follow: its new enabled items are new
+        micrographs, and the stream ends once the set's stream state is closed and they are
+        all done (``pattern`` and ``close_marker`` do not apply).
+    out_dir : path-like or URL
+        The output folder or prefix; it may lie inside ``folder`` (it is never read as input).
     config : RunConfig
-        Steps and options, as for a batch run.
+        Steps and options, as for a batch run; its ``storage_options`` reach every URL.
     pattern, batch_size, settle_seconds, poll_seconds, close_marker, idle_timeout
         How to follow the folder: see :class:`daskmic.run.config.StreamOptions` (their
         defaults and checks); e.g. ``pattern="GridSquare_*/Data/*.mrc"``.
@@ -269,8 +331,9 @@ def watch(
     Raises
     ------
     UsageError
-        Before any work: invalid options, a ``folder`` that is not a folder, an output folder
-        that contains the watched folder or leads into it (a symlink), or one bound to other
+        Before any work: invalid options, a ``folder`` that is not a folder (or a URL whose
+        bucket does not exist, or a web server's, which lists nothing), an output folder that
+        contains the watched folder or leads into it (a symlink), or one bound to other
         parameters (unless ``overwrite``).
 
     Examples
@@ -294,21 +357,9 @@ def watch(
     options = StreamOptions(
         pattern, batch_size, settle_seconds, poll_seconds, close_marker, idle_timeout
     )
-    watched, out = Path(folder), Path(out_dir)
-    arrivals: Arrivals | SetArrivals
-    closing: FolderClosing | SetClosing
-    if is_set_file(watched):
-        if not watched.is_file():
-            raise FileNotFoundError(f"followed Scipion set {watched} does not exist")
-        # optics come with the items; the set itself must not be an output
-        digest = bind(out, config, [], [], overwrite=overwrite, inputs=[os.fspath(watched)])
-        arrivals = SetArrivals(watched, out)
-        closing = SetClosing(arrivals, options.idle_timeout)
-    else:
-        _check_folders(watched, out)
-        digest = bind(out, config, [], [], overwrite=overwrite)  # files carry no optics table
-        arrivals = Arrivals(watched, pattern, exclude=out, settle_seconds=options.settle_seconds)
-        closing = FolderClosing(watched / close_marker, options.idle_timeout)
+    watched = location(folder, config.storage_options)
+    out = location(out_dir, config.storage_options)
+    arrivals, closing, digest = _following(watched, out, config, options, overwrite)
     live = None
     if report:
         from daskmic.report.live import LiveReport  # matplotlib: only when a page is wanted

@@ -83,11 +83,19 @@ def weighted_correlation(
     defocus_A: np.ndarray,
     optics: Optics,
     weights: np.ndarray,
+    envelope: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Weighted Pearson correlation of each data row with ``sin² χ`` at each defocus.
+    """Weighted Pearson correlation of each data row with the ring model at each defocus.
 
     ``corr = Σ w x̃ ỹ / √(Σ w x̃² · Σ w ỹ²)`` with ``x̃, ỹ`` centred by their weighted means;
     the data rows and ``weights`` are over ``s_invA2`` (only bins with ``w > 0`` are used).
+    The model ``y`` is ``sin² χ``, or ``E(s) (sin² χ - ½)`` with an ``envelope`` ``E``: the
+    rings as the data show them. When the data's rings fade along ``s`` (drift fades them
+    within a few rings), only the model with their envelope peaks at the true defocus
+    (Cauchy–Schwarz: ``corr ≤ 1`` with equality iff ``ỹ ∝ x̃``); weighting a bare
+    ``sin² χ`` by the envelope gives the same numerator but a denominator
+    ``Σ w E (sin² χ)~²`` that changes as the rings slide along the envelope, and that moved
+    the peak by up to a few hundred Å at 0.5–0.9 µm defocus with 5–20 Å of drift.
     Returns ``(n_rows, n_defocus)`` float64, the same bits whatever the BLAS (see
     :func:`exact_unit_product`).
     """
@@ -98,6 +106,8 @@ def weighted_correlation(
     x = (x - (x * w).sum(axis=-1, keepdims=True)) * root
     x /= np.maximum(np.sqrt((x * x).sum(axis=-1, keepdims=True)), 1e-30)
     model = ring_model(s_invA2[used], defocus_A, optics)
+    if envelope is not None:
+        model = np.asarray(envelope, np.float64)[used][:, None] * (model - 0.5)
     model = (model - (w[:, None] * model).sum(axis=0)) * root[:, None]
     model /= np.maximum(np.sqrt((model * model).sum(axis=0)), 1e-30)
     return exact_unit_product(x, model)

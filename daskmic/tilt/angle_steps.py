@@ -5,8 +5,9 @@
    over a grid of defocus values;
 3. :func:`initial_plane` — per tile, the best defocus of the curves summed over its 3 × 3
    neighbourhood, then a robust plane;
-4. :func:`astigmatism` — sector profiles of all tiles aligned to one defocus, one defocus
-   offset per sector, a ``cos 2α`` fit;
+4. :func:`~daskmic.tilt.angle_model.spectrum_model` — sector profiles of all tiles aligned to
+   one defocus, one defocus offset per sector, a ``cos 2α`` fit, and the drift's fade of the
+   rings (:mod:`~daskmic.tilt.angle_drift`);
 5. :func:`corrected_profiles` — each tile's sectors moved onto its own mean defocus and summed;
 6. :func:`local_defocus` — per tile, the best defocus near the plane, refined to sub-step.
 """
@@ -16,7 +17,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.ndimage import gaussian_filter1d, uniform_filter1d
 
 from daskmic.tilt.angle_fit import (
     PlaneFit,
@@ -27,7 +27,6 @@ from daskmic.tilt.angle_fit import (
     refine_peak,
     robust_plane,
     weighted_correlation,
-    weighted_lstsq,
 )
 from daskmic.tilt.angle_spectra import SectorProfiles
 from daskmic.tilt.ctf import Optics
@@ -60,7 +59,7 @@ def band_weights(
     return np.sin(0.5 * np.pi * rise) ** 2 * np.sin(0.5 * np.pi * fall) ** 2
 
 
-def _period_bins(s_invA2: np.ndarray, defocus_A: float, optics: Optics) -> float:
+def period_bins(s_invA2: np.ndarray, defocus_A: float, optics: Optics) -> float:
     return 1.0 / (optics.wavelength_A * defocus_A) / (s_invA2[1] - s_invA2[0])
 
 
@@ -77,7 +76,7 @@ def global_defocus(
         weights = band_weights(s, math.sqrt(d_lo * d_hi), prof.tile_px, prof.pixel_size_A, optics)
         if np.count_nonzero(weights) < 8:
             continue
-        flat = flatten(profile, _period_bins(s, math.sqrt(d_lo * d_hi), optics))
+        flat = flatten(profile, period_bins(s, math.sqrt(d_lo * d_hi), optics))
         grid = np.arange(d_lo, d_hi, 2 * DEFOCUS_STEP_A)
         score = weighted_correlation(flat[None, :], s, grid, optics, weights)[0]
         i = int(np.argmax(score))
@@ -92,39 +91,19 @@ def tile_curves(
     grid_A: np.ndarray,
     prof: SectorProfiles,
     optics: Optics,
-    weights: np.ndarray | None = None,
+    envelope: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Weighted correlation of each flattened tile profile with ``sin² χ`` at each grid defocus.
+    """Weighted correlation of each flattened tile profile with the rings at each grid defocus.
 
-    ``weights`` (per ``s`` bin, default 1) multiply both sides' squared deviations: with the
-    expected ring amplitude as weight this is the matched filter of a constant-noise profile.
+    ``envelope`` (per ``s`` bin, default none) is the expected ring amplitude: the model is
+    then ``E(s) (sin² χ - ½)``, the matched filter of a constant-noise profile whose rings
+    have that envelope, and it peaks at the true defocus however fast the rings fade (see
+    :func:`~daskmic.tilt.angle_fit.weighted_correlation`).
     """
     s = prof.s_invA2
     band = band_weights(s, d_ref_A, prof.tile_px, prof.pixel_size_A, optics)
-    weights = band if weights is None else band * weights
-    flat = flatten(profiles, _period_bins(s, d_ref_A, optics))
-    return weighted_correlation(flat, s, grid_A, optics, weights)
-
-
-def ring_amplitude(
-    profile: np.ndarray, d_ref_A: float, prof: SectorProfiles, optics: Optics
-) -> np.ndarray:
-    """Local Thon-ring amplitude of a flattened, well-aligned ``profile`` (0 outside the band).
-
-    ``A(s) = box(P̃ · m) / box(m²)`` with ``m = sin² χ(s, Δf_ref) - ½`` and boxes two ring
-    periods wide, clipped at 0: the matched-filter weight of each ``s`` bin.
-    """
-    s = prof.s_invA2
-    period = _period_bins(s, d_ref_A, optics)
-    flat = flatten(profile, period)
-    lam = optics.wavelength_A
-    c = 0.5 * math.pi * optics.spherical_aberration_mm * 1e7 * lam**3
-    chi = math.pi * lam * d_ref_A * s - c * s * s + optics.constant_phase_rad
-    model = np.sin(chi) ** 2 - 0.5
-    width = max(int(round(2 * period)), 3)
-    amplitude = uniform_filter1d(flat * model, width) / uniform_filter1d(model * model, width)
-    amplitude = gaussian_filter1d(amplitude, 4 * period)
-    return np.clip(amplitude, 0.0, None)
+    flat = flatten(profiles, period_bins(s, d_ref_A, optics))
+    return weighted_correlation(flat, s, grid_A, optics, band, envelope)
 
 
 def neighbourhood_sum(curves: np.ndarray, grid_shape: tuple[int, int]) -> np.ndarray:
@@ -149,53 +128,6 @@ def initial_plane(
     return robust_plane(prof.centers_A, grid_A[np.argmax(smooth, axis=1)], regions)
 
 
-def astigmatism(
-    prof: SectorProfiles, defocus_A: np.ndarray, optics: Optics, max_half_A: float
-) -> tuple[tuple[float, float], np.ndarray, float, np.ndarray]:
-    """Astigmatism ``(A, B)``, ring amplitude, ``Δf_ref`` and sector weights.
-
-    Offsets ``A cos 2α + B sin 2α`` per sector.
-
-    Each tile's sector profiles are moved from its own defocus to a common one (the harmonic
-    mean, so the offsets keep their scale on average) and summed; each summed sector gives its
-    offset from the common defocus, and a least-squares fit of ``c + A cos 2α + B sin 2α``
-    weighted by the sector's peak correlation gives ``A, B``. The sectors, moved onto
-    ``Δf_ref`` once more with that astigmatism and summed, give the ring amplitude. The
-    sector weights let sectors whose rings are faded (drift blurs the image along one
-    direction, and with it the rings of the sectors along it) count less, as a matched
-    filter would: the sectors' peak correlations ``c_σ`` (0 when negative) are fitted by
-    ``a + b cos 2α + c sin 2α`` (the form of a directional fade) and the weights are that
-    fit over its maximum, squared. A fit of three numbers to all sectors, not the sectors'
-    own values, so that noise alone cannot pick the sectors that happen to match.
-    """
-    s = prof.s_invA2
-    d_ref = len(defocus_A) / float(np.sum(1.0 / defocus_A))
-    n_sectors, n_bins = prof.power.shape[1:]
-    aligned = np.zeros((n_sectors, n_bins))
-    for group in defocus_groups(defocus_A):
-        source = phase_matched_s(s, d_ref, float(np.mean(defocus_A[group])), optics)
-        block = prof.power[group].sum(axis=0, dtype=np.float64)
-        for sector in range(n_sectors):
-            aligned[sector] += np.interp(source, s, block[sector], left=0.0, right=0.0)
-    offsets = np.arange(-max_half_A, max_half_A + DEFOCUS_STEP_A / 2, DEFOCUS_STEP_A)
-    weights = band_weights(s, d_ref, prof.tile_px, prof.pixel_size_A, optics)
-    flat = flatten(aligned, _period_bins(s, d_ref, optics))
-    scores = weighted_correlation(flat, s, d_ref + offsets, optics, weights)
-    peak = refine_peak(scores, np.argmax(scores, axis=1))
-    delta = np.interp(peak, np.arange(len(offsets)), offsets)
-    angle = prof.sector_angle_rad
-    design = np.column_stack([np.ones_like(angle), np.cos(2 * angle), np.sin(2 * angle)])
-    weight = np.clip(scores.max(axis=1), 0.0, None)
-    coef = weighted_lstsq(design, delta, weight * weight)[0]
-    astig = (float(coef[1]), float(coef[2]))
-    offset = design[:, 1] * coef[1] + design[:, 2] * coef[2]
-    source = phase_matched_s(s[None, :], d_ref, d_ref + offset[:, None], optics)
-    total = interp_matrix(s, source) @ aligned.ravel()
-    smooth = (design * weighted_lstsq(design, weight, np.ones_like(weight))[0]).sum(axis=1)
-    sector_weights = np.clip(smooth / max(float(smooth.max()), 1e-12), 0.0, 1.0) ** 2
-    return astig, ring_amplitude(total, d_ref, prof, optics), d_ref, sector_weights
-
-
 def corrected_profiles(
     prof: SectorProfiles,
     defocus_A: np.ndarray,
@@ -208,19 +140,35 @@ def corrected_profiles(
     Sector ``σ`` of a tile at defocus ``Δf`` has its rings at ``Δf + a_σ``; reading it at
     ``s'`` with ``χ(s', Δf + a_σ) = χ(s, Δf)`` puts them where ``Δf`` would (astigmatism-
     corrected radial average). Tiles are grouped by defocus (1 % bins) to share the map.
+
+    A sector whose rings are sparser (``a_σ < 0``) is read at ``s' > s`` and runs off the
+    measured grid before the others do, from ``s ≈ s_max (Δf + a_σ)/Δf`` on. A plain sum
+    would drop by that sector's share there: a step at an ``s`` that moves with the tile's
+    defocus, which the ring correlation then follows (it gave a gain of ~1.2 on the defocus
+    differences, +1° on a 5.7° tilt, at 0.57 µm defocus with 0.16 µm astigmatism). The sum is
+    therefore divided, bin by bin, by the weight of the sectors that reach it: a weighted
+    *mean* over the sectors available at each ``s``.
     """
     s = prof.s_invA2
     angle = prof.sector_angle_rad
     a_sector = astig_ab_A[0] * np.cos(2 * angle) + astig_ab_A[1] * np.sin(2 * angle)
     n_tiles, n_sectors, n_bins = prof.power.shape
     flat_power = prof.power.reshape(n_tiles, n_sectors * n_bins)
-    if sector_weights is not None:
-        flat_power = flat_power * np.repeat(sector_weights, n_bins).astype(np.float32)
+    if sector_weights is None:
+        weight_bins = np.ones(n_sectors * n_bins)
+    else:
+        weight_bins = np.broadcast_to(
+            np.asarray(sector_weights, np.float64).reshape(n_sectors, -1), (n_sectors, n_bins)
+        ).ravel()
+        flat_power = flat_power * weight_bins.astype(np.float32)
     out = np.empty((n_tiles, n_bins), dtype=np.float32)
     for group in defocus_groups(defocus_A, relative_step=0.01):
         d = float(np.mean(defocus_A[group]))
         source = phase_matched_s(s[None, :], d, d + a_sector[:, None], optics)
-        out[group] = (interp_matrix(s, source) @ flat_power[group].T).T
+        matrix = interp_matrix(s, source)
+        coverage = matrix @ weight_bins
+        share = np.where(coverage > 0, 1.0 / np.maximum(coverage, 1e-12), 0.0)
+        out[group] = (matrix @ flat_power[group].T).T * share.astype(np.float32)
     return out
 
 

@@ -5,6 +5,10 @@ Usage (from the repository root)::
     python deploy/kubernetes/make_daskcluster.py                       # the committed defaults
     python deploy/kubernetes/make_daskcluster.py --workers 8 --memory-limit 8GiB \\
         --image registry.example.org/daskmic:0.1.0 -o my-daskcluster.yaml
+    python deploy/kubernetes/make_daskcluster.py --service-account daskmic \\
+        --storage-secret none -o irsa-daskcluster.yaml                # workload identity
+    python deploy/kubernetes/make_daskcluster.py --volume-claim cryoem-data \\
+        --mount-path /data -o nfs-daskcluster.yaml                    # a shared filesystem
 """
 
 from __future__ import annotations
@@ -29,6 +33,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--service-type", default="ClusterIP", choices=["ClusterIP", "NodePort", "LoadBalancer"]
     )
+    parser.add_argument(
+        "--storage-secret",
+        default="",
+        metavar="NAME",
+        help="Secret whose keys (AWS_ACCESS_KEY_ID, ...) become the pods' environment "
+        "(default daskmic-storage; 'none': no secret)",
+    )
+    parser.add_argument(
+        "--service-account", default="", metavar="NAME", help="the pods' service account "
+        "(workload identity: IRSA on EKS, Workload Identity on GKE)"
+    )
+    parser.add_argument(
+        "--volume-claim", metavar="CLAIM", help="mount this PersistentVolumeClaim in the workers "
+        "(data on a shared filesystem; default: none, data in a bucket)"
+    )
+    parser.add_argument("--mount-path", default="/data", help="where (default /data)")
     parser.add_argument("-o", "--output", type=Path, default=DEFAULT_OUTPUT)
     args = parser.parse_args(argv)
     manifest = daskcluster_manifest(
@@ -38,6 +58,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         threads_per_worker=args.threads_per_worker,
         memory_limit=args.memory_limit,
         service_type=args.service_type,
+        storage_secret=None if args.storage_secret == "none" else args.storage_secret,
+        service_account=args.service_account,
+        volume_claim=args.volume_claim,
+        mount_path=args.mount_path,
     )
     args.output.write_text(manifest_yaml(manifest), encoding="utf-8")
     print(f"wrote {args.output}")

@@ -19,6 +19,22 @@ ROOT = Path(__file__).resolve().parents[2]
 TILTS_DEG = (0.0, 40.0, 0.0)
 """The dataset's specimen tilts: two untilted micrographs and a tilted one."""
 
+EVERY_OPTION = {
+    "preprocess": [
+        "--crop", "--log", "--bad-pixels", "--invert", "--downsample", "--denoise",
+        "--gaussian", "--highpass", "--lowpass", "--normalize",
+    ],
+    "tilt": ["--angle", "--max-tilt-deg", "30"],
+}  # fmt: skip
+"""Per command, every step on (flags alone: the protocol's defaults); the tilt screen with the
+angle estimate and a maximum tilt of 30°."""
+
+
+@pytest.fixture(scope="session")
+def every_option() -> dict[str, list[str]]:
+    """The options turning on every step of ``preprocess`` and of ``tilt``, by command."""
+    return {command: list(options) for command, options in EVERY_OPTION.items()}
+
 
 @pytest.fixture(scope="session")
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:

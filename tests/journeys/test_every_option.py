@@ -23,11 +23,6 @@ import yaml
 
 pytestmark = pytest.mark.slow  # end to end, as a user runs daskmic (still in CI)
 
-ALL_STEPS = [
-    "--crop", "--log", "--bad-pixels", "--invert", "--downsample", "--denoise", "--gaussian",
-    "--highpass", "--lowpass", "--normalize",
-]  # fmt: skip
-ANGLE = ["--angle", "--max-tilt-deg", "30"]
 PER_MICROGRAPH = (
     ".daskmic/records", ".daskmic/thumbnails", "mrc/", "psd/", "defocus/",
     "micrographs.zarr/micrographs/", "micrographs.zarr/psd/",
@@ -131,26 +126,29 @@ def _config(work: Path) -> str:
 
 
 COMMANDS = {
-    "preprocess": (lambda w: ["preprocess", "raw/*.mrc", "-o", "out", *ALL_STEPS], True, False),
-    "tilt": (lambda w: ["tilt", "micrographs.star", "-o", "out", *ANGLE], False, True),
-    "run": (lambda w: ["run", _config(w)], True, True),
+    "preprocess": (lambda w, o: ["preprocess", "raw/*.mrc", "-o", "out", *o["preprocess"]],
+                   True, False),
+    "tilt": (lambda w, o: ["tilt", "micrographs.star", "-o", "out", *o["tilt"]], False, True),
+    "run": (lambda w, o: ["run", _config(w)], True, True),
     "watch": (
-        lambda w: [
+        lambda w, o: [
             "watch", "session", "-o", "out", "--pattern", "GridSquare_*/Data/*.mrc",
-            *ALL_STEPS, "--tilt", *ANGLE, "--settle", "0.5", "--poll", "0.2",
+            *o["preprocess"], "--tilt", *o["tilt"], "--settle", "0.5", "--poll", "0.2",
         ],
         True,
         True,
     ),
 }  # fmt: skip
+"""Per command: its arguments (from the working folder and the ``every_option`` lists), whether
+it preprocesses, whether it screens tilt."""
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_command_with_every_option_completes_and_resumes(
-    command, workdir, daskmic, cluster_options
+    command, workdir, daskmic, cluster_options, every_option
 ):
     make_args, preprocess, tilt = COMMANDS[command]
-    args = make_args(workdir) + cluster_options
+    args = make_args(workdir, every_option) + cluster_options
     names = sorted(p.stem for p in (workdir / "raw").glob("*.mrc"))
     out = workdir / "out"
     first = daskmic(args, cwd=workdir)

@@ -128,3 +128,43 @@ def test_defocus_groups_partition_by_relative_width():
     assert sorted(np.concatenate(groups).tolist()) == list(range(5))
     for group in groups:
         assert d[group].max() / d[group].min() < 1.0051
+
+
+def test_a_model_with_the_rings_envelope_peaks_at_the_true_defocus_under_fade_lobes():
+    """Drift's sinc² fade has lobes a ring period wide at 0.6 µm: only a template with them
+    peaks at the truth; a bare ring model weighted by the envelope drifts off it."""
+    optics = Optics()
+    s = np.linspace(1e-4, 0.06, 1500)
+    truth = 6000.0
+    envelope = np.sinc(18.0 * np.sqrt(s)) ** 2 * np.exp(-20 * s)
+    profile = envelope * (ring_model(s, np.array([truth]), optics)[:, 0] - 0.5)
+    band = band_weights(s, truth, 512, 1.0, optics)
+    grid = np.arange(5000.0, 7000.0, 10.0)
+
+    def peak(curve):
+        index = refine_peak(curve, np.argmax(curve, axis=1))
+        return float(np.interp(index[0], np.arange(len(grid)), grid))
+
+    with_envelope = weighted_correlation(profile[None, :], s, grid, optics, band, envelope)
+    weighted = weighted_correlation(profile[None, :], s, grid, optics, band * envelope)
+    assert peak(with_envelope) == pytest.approx(truth, abs=5.0)
+    assert abs(peak(weighted) - truth) > 20.0
+
+
+def test_corrected_profiles_keep_a_flat_spectrum_flat_where_sectors_run_off():
+    """Strong astigmatism at low defocus: sectors with sparser rings leave the s grid first;
+    the astigmatism-corrected mean must not step down there (it did, as a plain sum)."""
+    from daskmic.tilt.angle_spectra import SectorProfiles
+    from daskmic.tilt.angle_steps import corrected_profiles
+
+    optics = Optics()
+    n_sectors, n_bins = 24, 400
+    s = (np.arange(n_bins) + 0.5) * 0.06 / n_bins
+    prof = SectorProfiles(
+        power=np.ones((2, n_sectors, n_bins), np.float32), s_invA2=s,
+        sector_angle_rad=(np.arange(n_sectors) + 0.5) * np.pi / n_sectors,
+        centers_A=np.zeros((2, 2)), mean_counts=np.ones(2), grid_shape=(1, 2), tile_px=512,
+        pixel_size_A=1.0,
+    )  # fmt: skip
+    out = corrected_profiles(prof, np.array([5000.0, 5200.0]), (800.0, 0.0), optics)
+    assert np.allclose(out[:, 1:], 1.0, atol=1e-5)

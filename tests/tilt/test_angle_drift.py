@@ -1,0 +1,70 @@
+"""Drift's fade of the Thon rings: the model against the blur, the search, the tilt it keeps."""
+
+import math
+
+import numpy as np
+import pytest
+
+from daskmic.datasets_realistic import _drift_blur, synthesize_realistic
+from daskmic.tilt.angle import _s_edges, estimate_tilt
+from daskmic.tilt.angle_drift import drift_fade
+from daskmic.tilt.angle_model import spectrum_model
+from daskmic.tilt.angle_spectra import sector_profiles
+from daskmic.tilt.ctf import Optics
+
+OPTICS = Optics()
+
+
+def _profiles(image, pixel_size_A, tile_px=256):
+    edges = _s_edges(pixel_size_A, 3.5, 40000.0, OPTICS)
+    return sector_profiles(image, pixel_size_A, tile_px=tile_px, s_edges=edges, n_sectors=24)
+
+
+def test_drift_fade_is_the_power_that_the_blur_passes():
+    """White noise blurred by the simulator's drift: its sector power over the unblurred's."""
+    rng = np.random.default_rng(3)
+    noise = rng.standard_normal((1024, 1024)).astype(np.float32)
+    pixel_size_A, length_A, angle_deg = 1.5, 12.0, 35.0
+    blurred = _drift_blur(noise, length_A / pixel_size_A, angle_deg)
+    plain, faded = _profiles(noise, pixel_size_A), _profiles(blurred, pixel_size_A)
+    ratio = faded.power.mean(axis=0) / plain.power.mean(axis=0)
+    model = drift_fade(plain.sector_angle_rad, plain.s_invA2, length_A, math.radians(angle_deg))
+    inside = plain.s_invA2 > (2.0 / (256 * pixel_size_A)) ** 2  # past the Hann blur of k = 0
+    assert np.abs(ratio - model)[:, inside].mean() < 0.02
+    across = int(np.argmin(np.abs(np.cos(plain.sector_angle_rad - math.radians(angle_deg)))))
+    assert model[across, inside].min() > 0.85  # the sector across the drift keeps its rings
+
+
+def _drift_found(shape, seed, **params):
+    image, truth = synthesize_realistic(shape, seed=seed, **params)
+    prof = _profiles(image, params["pixel_size_A"], tile_px=512)
+    model = spectrum_model(prof, np.full(len(prof.centers_A), truth["defocus_A"]), OPTICS, 1500)
+    return model.drift_A, model.drift_angle_deg
+
+
+@pytest.mark.slow
+def test_drift_length_and_direction_are_found_and_none_is_invented():
+    common = dict(pixel_size_A=2.0, defocus_A=9000.0, astigmatism_A=500.0,
+                  astigmatism_angle_deg=70.0, dose_e_per_A2=20.0, phase_std=0.12)  # fmt: skip
+    length, angle = _drift_found((2048, 2883), 5, drift_A=15.0, drift_angle_deg=130.0, **common)
+    assert length == pytest.approx(15.0, abs=2.5)
+    assert abs((angle - 130.0 + 90.0) % 180.0 - 90.0) <= 5.0
+    assert _drift_found((2048, 2883), 5, **common) == (0.0, 0.0)
+    assert _drift_found((2048, 2883), 5, **{**common, "phase_std": 0.0}) == (0.0, 0.0)
+
+
+@pytest.mark.slow
+def test_drift_and_low_defocus_with_strong_astigmatism_keep_the_tilt():
+    """15 Å of drift at 0.8 µm with 0.12 µm astigmatism (2048×2883): the tilt 1–1.7° low before."""
+    params = dict(
+        pixel_size_A=1.6, defocus_A=8000.0, astigmatism_A=1200.0, astigmatism_angle_deg=40.0,
+        tilt_angle_deg=25.0, tilt_axis_deg=100.0, dose_e_per_A2=20.0, phase_std=0.12,
+        drift_A=15.0, drift_angle_deg=150.0,
+    )  # fmt: skip
+    image, truth = synthesize_realistic((2048, 2883), seed=19, **params)
+    result = estimate_tilt(image, params["pixel_size_A"])
+    error = result.tilt_angle_deg - truth["tilt_angle_deg"]
+    axis_error = abs((result.tilt_axis_deg - truth["tilt_axis_deg"] + 90.0) % 180.0 - 90.0)
+    assert result.status == "ok"
+    assert abs(error) <= 0.5 and abs(error) <= 3 * result.tilt_angle_err_deg
+    assert axis_error <= 3.0 and axis_error <= 3 * result.tilt_axis_err_deg
