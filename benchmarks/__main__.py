@@ -11,7 +11,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks import cluster_bench, live_bench, preprocess_bench, scaling_bench, tilt_bench
+from benchmarks import (
+    cluster_bench,
+    live_bench,
+    overhead_bench,
+    preprocess_bench,
+    scaling_bench,
+    tilt_bench,
+)
 from benchmarks.machine import describe
 from benchmarks.table import Row, markdown
 
@@ -22,6 +29,7 @@ BENCHMARKS: dict[str, Callable[[Path, bool], list[Row]]] = {
     "memory": cluster_bench.memory,
     "scaling": scaling_bench.run,
     "live": live_bench.run,
+    "overhead": overhead_bench.run,
 }
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 NOTES = [
@@ -46,6 +54,14 @@ NOTES = [
     "- live: one update of the live QC page (`daskmic.report.live`) of a tilt-screen output "
     "folder of N micrographs (10 % discarded, 2 % failed), best of three, against the table "
     "rebuild it follows (benchmarks/live_bench.py).",
+    "- overhead: 128² micrographs through `daskmic preprocess --crop 10 --normalize --no-stack "
+    "--no-report --no-dashboard` (MRC files, tables, zarr table and thumbnails) at several set "
+    "sizes against "
+    "the floor on the same files: end to end, CPU time of the command and its workers, a rerun "
+    "of the finished set, one full table rebuild, the driver's peak memory, and the time per "
+    "micrograph relative to the smallest set (1 = linear growth); the fixed start-up is one "
+    "1024² micrograph with the typical settings (benchmarks/overhead_bench.py; the 100k set "
+    "only with DASKMIC_BENCH_HUGE=1).",
     "",
 ]
 

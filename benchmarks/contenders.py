@@ -9,11 +9,14 @@
 Both spread the micrographs over two processes. Independent of daskmic's kernels. Run as::
 
     python -m benchmarks.contenders {floor,chain} --crop N -o OUT INPUT...
+
+where an INPUT may be a glob (``'raw/*.mrc'``: sets too large for a command line).
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
 import os
 import tempfile
 from collections.abc import Callable
@@ -167,7 +170,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--crop", type=int, default=0)
     parser.add_argument("--processes", type=int, default=2)
     args = parser.parse_args(argv)
-    run(args.contender, args.inputs, args.output, args.crop, args.processes)
+    inputs = [found for item in args.inputs for found in sorted(glob.glob(item)) or [item]]
+    run(args.contender, inputs, args.output, args.crop, args.processes)
 
 
 if __name__ == "__main__":

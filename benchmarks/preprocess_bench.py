@@ -199,6 +199,7 @@ def run(workdir: Path, smoke: bool) -> list[Row]:
         cases = [((512, 512), "float16", 10, 3, 2, True, 2)]
     else:
         cases = [
+            ((4096, 4096), "float32", 10, 12, 2, False, 0),  # #16's bar: 12 micrographs
             ((4096, 4096), "float32", 10, 32, 2, True, 8),
             ((4096, 4096), "float32", 0, 16, 2, False, 0),
             ((4096, 4096), "float16", 10, 16, 0, False, 0),

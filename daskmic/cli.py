@@ -488,19 +488,18 @@ def _cluster(args: argparse.Namespace) -> Iterator[Any]:
 
 
 def _run_batch(args: argparse.Namespace, inputs: Any, output: str, config: RunConfig) -> int:
-    with _cluster(args) as client:
-        from daskmic.run.progress import print_row
+    from daskmic.run.progress import print_row
 
-        summary = daskmic.run_batch(
-            inputs,
-            output,
-            config,
-            client=client,
-            limit=args.limit,
-            overwrite=args.overwrite,
-            on_row=print_row,
-            report=not args.no_report,
-        )
+    summary = daskmic.run_batch(  # starts a cluster only for what is left to do
+        inputs,
+        output,
+        config,
+        limit=args.limit,
+        overwrite=args.overwrite,
+        on_row=print_row,
+        report=not args.no_report,
+        **_cluster_kwargs(args),
+    )
     return _report(summary, config)
 
 

@@ -24,6 +24,7 @@ from daskmic.io.mrc_write import write_mrc
 from daskmic.io.scipion import read_set
 from daskmic.run.config import RunConfig
 from daskmic.run.manifest import PARTIAL_NAME, Manifest
+from daskmic.run.resume import PUBLISHED_NAME
 from daskmic.run.stream import watch
 
 CONFIG_VALUES = {
@@ -92,6 +93,8 @@ def snapshot(out: Path) -> dict[str, object]:
     files: dict[str, object] = {}
     for path in sorted(p for p in out.rglob("*") if p.is_file()):
         relative = path.relative_to(out).as_posix()
+        if path.name == PUBLISHED_NAME:  # when the outputs were last rebuilt: like ``created``
+            continue
         if relative.startswith("micrographs.zarr/"):
             files[relative] = "zarr file"  # listed; compared as arrays below
         elif path.suffix in TEXT_SUFFIXES:
@@ -306,3 +309,78 @@ def test_batch_run_killed_and_rerun_equals_an_uninterrupted_run(
     daskmic.run_batch(str(raw / "*.mrc"), tmp_path / "reference", CONFIG, client=client)
     assert done_at_kill < 8, "the kill came before the end"
     assert_same_outputs(out, tmp_path / "reference")
+
+
+# --- resume from the manifest: nothing submitted or rebuilt for a finished set (#16) ---------
+
+SMALL = RunConfig.from_dict({"preprocess": {"crop": True, "invert": True}, "write_stack": False})
+
+
+def _stamps(out: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.is_file()}
+
+
+def test_a_finished_set_is_recognised_from_the_manifest_without_a_cluster(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _write_inputs(tmp_path / "raw", 3, shape=(128, 128))
+    inputs, out = str(tmp_path / "raw" / "*.mrc"), tmp_path / "out"
+    first = daskmic.run_batch(inputs, out, SMALL, quiet=True)  # 3 micrographs: in-process
+    published = _stamps(out)
+    # no scheduler listens there: the rerun would fail if it tried to start or reach one
+    again = daskmic.run_batch(inputs, out, SMALL, cluster="tcp://127.0.0.1:9", quiet=True)
+    assert again.rows == first.rows and again.counts() == {"done": 3}
+    assert _stamps(out) == published, "nothing is rebuilt when nothing changed"
+
+
+def test_a_changed_record_or_table_is_published_again(tmp_path, monkeypatch, client):
+    monkeypatch.chdir(tmp_path)
+    _write_inputs(tmp_path / "raw", 3, shape=(128, 128))
+    inputs, out = str(tmp_path / "raw" / "*.mrc"), tmp_path / "out"
+    daskmic.run_batch(inputs, out, SMALL, client=client)
+    table = out / "micrographs.csv"
+    csv, stat = table.read_text(), table.stat()
+    table.write_text("damaged")  # by hand, later (a file's time moves in steps of milliseconds)
+    os.utime(table, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    # a new command (this process's publisher remembers what it wrote) with no cluster to reach
+    command = [*_daskmic("preprocess", inputs, "-o", str(out), "--crop", "--invert"), "--no-stack"]
+    done = subprocess.run([*command, "--cluster", "tcp://127.0.0.1:9"], capture_output=True)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert table.read_text() == csv
+    (Manifest(out).records_dir / "mic_01.json").unlink()
+    submitted, submit = [], client.submit
+
+    def counting_submit(function, sources, *args, **kwargs):
+        submitted.append([s.micrograph for s in sources])
+        return submit(function, sources, *args, **kwargs)
+
+    monkeypatch.setattr(client, "submit", counting_submit)
+    summary = daskmic.run_batch(inputs, out, SMALL, client=client)
+    assert submitted == [["mic_01"]], "only the micrograph without a record is sent"
+    assert summary.counts() == {"done": 3} and (out / "micrographs.csv").read_text() == csv
+
+
+def test_a_small_set_in_process_equals_a_cluster_run(tmp_path, monkeypatch, client):
+    """The same unit, feeder and tables on this process's threads as on a cluster."""
+    monkeypatch.chdir(tmp_path)
+    raw = tmp_path / "raw"
+    _write_inputs(raw, 3)
+    reference, out = tmp_path / "reference", tmp_path / "out"
+    daskmic.run_batch(str(raw / "*.mrc"), reference, CONFIG, client=client)
+    daskmic.run_batch(str(raw / "*.mrc"), out, CONFIG, quiet=True)  # no cluster options
+    assert_same_outputs(out, reference)
+
+
+@pytest.mark.parametrize(
+    ("pending", "cluster", "options", "in_process"),
+    [
+        (16, "local", {"dashboard": True, "quiet": False}, True),
+        (17, "local", {}, False),  # more: a cluster's start pays for itself
+        (2, "local", {"workers": 1}, False),  # a cluster shape asked for
+        (2, "local", {"memory_limit": "2GiB"}, False),
+        (2, "tcp://127.0.0.1:8786", {}, False),  # a cluster named
+    ],
+)
+def test_only_small_local_sets_without_sizing_run_in_process(pending, cluster, options, in_process):
+    from daskmic.run.driver import runs_in_process
+
+    assert runs_in_process(pending, cluster, options) is in_process

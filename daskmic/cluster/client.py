@@ -27,6 +27,7 @@ import dask.config
 from distributed import Client, LocalCluster, Worker, WorkerPlugin
 
 import daskmic.cluster.defaults  # noqa: F401  (daskmic's defaults in dask.config)
+from daskmic.cluster.threads import worker_threads as worker_threads  # re-exported
 from daskmic.errors import UsageError
 
 KINDS = ("local", "slurm", "pbs", "kubernetes")
@@ -181,18 +182,6 @@ def close_client(client: Client) -> None:
     client.close()
     if started is not None:
         started.close()
-
-
-def worker_threads(client: Client) -> int:
-    """Threads of the workers on ``client``'s cluster, counting those still starting.
-
-    A local cluster started with ``wait=False`` has no worker yet; its spec already says how
-    many threads it will have, so a driver can size its queue before they connect.
-    """
-    connected = sum(client.nthreads().values())
-    spec = getattr(client.cluster, "worker_spec", None) or {}  # distributed's SpecCluster
-    planned = sum(int(worker.get("options", {}).get("nthreads", 1)) for worker in spec.values())
-    return max(connected, planned)
 
 
 def print_dashboard_link(

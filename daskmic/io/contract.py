@@ -8,10 +8,12 @@ store's readers build their coordinates here.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import numpy as np
-import xarray as xr
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 DIMS: Final = ("micrograph", "y", "x")
 RESERVED: Final = {"micrograph", "path", "pixel_size_A", "y", "x"}
@@ -20,6 +22,7 @@ RESERVED: Final = {"micrograph", "path", "pixel_size_A", "y", "x"}
 
 def spatial_coords(ny: int, nx: int, pixel_sizes: np.ndarray) -> dict[str, xr.Variable]:
     """y/x in ångström when the set's pixel size is uniform and known, else in pixels."""
+    import xarray as xr  # not for a run's catalogue: the command line starts without it
     uniform = pixel_sizes.size > 0 and np.all(pixel_sizes == pixel_sizes[0])
     if uniform and np.isfinite(pixel_sizes[0]):
         step, units = float(pixel_sizes[0]), "Å"

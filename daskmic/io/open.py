@@ -10,25 +10,24 @@ from collections import Counter
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import dask.array as da
 import numpy as np
 import pandas as pd
-import xarray as xr
-from dask.base import tokenize
 from upath import UPath
 
 from daskmic.io.contract import DIMS, RESERVED, spatial_coords
 from daskmic.io.errors import MicrographError
 from daskmic.io.header import MicrographHeader
 from daskmic.io.lazy import LazyMicrographStack
-from daskmic.io.origin import record
 from daskmic.io.readers import read_header
 from daskmic.io.scipion import is_set_file
 from daskmic.io.sources import MICROGRAPH_SUFFIXES, Listing, Source, list_source, unique_names
 from daskmic.io.storage import Location, StorageOptions, absolute, is_local, location
 from daskmic.io.tables import is_table
+
+if TYPE_CHECKING:  # dask.array and xarray only when a stack is opened, not for a run's catalogue
+    import xarray as xr
 
 
 def _read_headers(paths: list[Location]) -> list[MicrographHeader | MicrographError]:
@@ -320,6 +319,12 @@ def open_micrographs(
     >>> mics.attrs["failed"]
     []
     """
+    import dask.array as da
+    import xarray as xr
+    from dask.base import tokenize
+
+    from daskmic.io.origin import record
+
     given = _check_pixel_size(pixel_size_A)
     store = _zarr_store(source, storage_options)
     if store is not None:

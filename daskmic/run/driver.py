@@ -10,29 +10,40 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Iterable
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-from distributed import Client
+from importlib import import_module
+from typing import TYPE_CHECKING, Any, Final
 
 from daskmic.cluster.progress import track
-from daskmic.io.storage import Location, location
+from daskmic.io.storage import Location, list_files, location
 from daskmic.run.config import RunConfig
 from daskmic.run.feeder import Feeder
-from daskmic.run.layout import refuse_overwriting_inputs
+from daskmic.run.layout import OutputLayout, refuse_overwriting_inputs
 from daskmic.run.manifest import Manifest
-from daskmic.run.publish import check_table_names, publish
+from daskmic.run.publish_tables import check_table_names
+from daskmic.run.resume import is_current, mark_published, split_finished
 from daskmic.run.sources import catalogue, check_run
 from daskmic.run.unit import Row, Source
 
 if TYPE_CHECKING:
+    from distributed import Client
+
     from daskmic.report.live import LiveReport
 
+IN_PROCESS_MAX: Final = 16
+"""A local run of at most this many micrographs to do, with no cluster sizing asked for, runs
+on threads of the command's own process (:class:`daskmic.cluster.inprocess.InProcess`): a
+local cluster's start costs more than their compute."""
+
+SIZING: Final = ("workers", "threads_per_worker", "memory_limit")
+"""Cluster options that ask for a cluster of a given shape (never replaced by threads)."""
 
 
 def process_sources(
-    client: Client,
+    client: Any,
     sources: Iterable[Source],
     out_dir: str | os.PathLike[str],
     config: RunConfig,
@@ -48,6 +59,13 @@ def process_sources(
     micrographs but the last (calling ``on_publish`` after each), and the caller publishes
     once all are in. The driver holds paths only, never pixels: workers read, process and
     write.
+
+    Parameters
+    ----------
+    client : distributed.Client or daskmic.cluster.inprocess.InProcess
+        Where the unit runs.
+    sources, out_dir, config, digest, batch_size, on_row, on_publish
+        As for :class:`~daskmic.run.feeder.Feeder`.
 
     Returns
     -------
@@ -65,6 +83,7 @@ def process_sources(
         on_publish=on_publish,
     )
     feeder.add(pending)
+    import_module("daskmic.run.publish")  # the end's imports (pandas, zarr) while they compute
     return list(track(feeder.rows(), total=len(pending)))
 
 
@@ -75,8 +94,12 @@ def prepare(
     *,
     overwrite: bool = False,
     limit: int | None = None,
+    on_listed: Callable[[list[Source]], None] | None = None,
 ) -> tuple[list[Source], str]:
     """Open the inputs' headers, validate the run against them and bind the output folder.
+
+    ``on_listed`` is called with the sources once the headers are read, before the checks
+    and the binding (the batch run starts its cluster there).
 
     Raises
     ------
@@ -87,6 +110,8 @@ def prepare(
     """
     listed, optics = catalogue(inputs, config.pixel_size_A, config.storage_options)
     sources = listed if limit is None else listed[:limit]
+    if on_listed is not None:
+        on_listed(sources)
     check_run(config, sources)
     items = [inputs] if isinstance(inputs, str | os.PathLike) else list(inputs)
     read = [s.path for s in listed] + [os.fspath(i) for i in items if os.path.isfile(i)]
@@ -119,7 +144,7 @@ def bind(
     UsageError
         If the folder holds a run made with other parameters (unless ``overwrite``), an
         output would land on an input, or a path or name cannot be written to the tables (see
-        :func:`daskmic.run.publish.check_table_names`).
+        :func:`daskmic.run.publish_tables.check_table_names`).
     """
     check_table_names(out_dir, sources)
     read = [*(s.path for s in sources), *inputs]
@@ -180,7 +205,10 @@ def run_batch(
     config : RunConfig
         Steps and options.
     client : distributed.Client, optional
-        Where to run; by default a cluster is started with :func:`daskmic.connect`.
+        Where to run. By default a cluster is started with :func:`daskmic.connect` for the
+        micrographs not done yet (none when every one is), or, for a local run of at most
+        :data:`IN_PROCESS_MAX` of them without sizing options, they run on this process's
+        threads (see :func:`runner`).
     overwrite : bool
         Restart a folder that holds a run made with other parameters.
     limit : int, optional
@@ -222,25 +250,82 @@ def run_batch(
     ...              quiet=True).counts()   # resumes: nothing left to do
     {'done': 2}
     """
-    sources, digest = prepare(inputs, out_dir, config, overwrite=overwrite, limit=limit)
-    live = None
-    if report:
-        from daskmic.report.live import LiveReport  # matplotlib: only when a page is wanted
+    with ExitStack() as started:
+
+        def warm(sources: list[Source]) -> None:
+            """Start a new folder's cluster now: its workers start while the driver binds."""
+            nonlocal client
+            fresh = not list_files(OutputLayout(out).records)
+            small = runs_in_process(len(sources), cluster, cluster_options)
+            if client is None and fresh and not small:
+                client = started.enter_context(_cluster(cluster, cluster_options))
 
         out = location(out_dir, config.storage_options)
-        live = LiveReport(out, "batch", after_seconds=live_after_seconds)
-    return execute(
-        sources,
-        out_dir,
-        config,
-        digest,
-        client=client,
-        batch_size=batch_size,
-        on_row=on_row,
-        live=live,
-        cluster=cluster,
-        **cluster_options,
-    )
+        sources, digest = prepare(
+            inputs, out_dir, config, overwrite=overwrite, limit=limit, on_listed=warm
+        )
+        live = None
+        if report:
+            from daskmic.report.live import LiveReport  # matplotlib: only when a page is wanted
+
+            live = LiveReport(out, "batch", after_seconds=live_after_seconds)
+        return execute(
+            sources,
+            out_dir,
+            config,
+            digest,
+            client=client,
+            batch_size=batch_size,
+            on_row=on_row,
+            live=live,
+            cluster=cluster,
+            **cluster_options,
+        )
+
+
+def runs_in_process(pending: int, cluster: str, cluster_options: dict[str, Any]) -> bool:
+    """Whether a run of ``pending`` micrographs runs on this process's threads, not a cluster.
+
+    Only a local run of at most :data:`IN_PROCESS_MAX` micrographs with no :data:`SIZING`
+    option given: a cluster asked for by address, kind or shape is always started.
+    """
+    sized = any(cluster_options.get(name) is not None for name in SIZING)
+    return cluster.strip() == "local" and not sized and pending <= IN_PROCESS_MAX
+
+
+@contextmanager
+def runner(
+    client: Client | None, pending: int, cluster: str, cluster_options: dict[str, Any]
+) -> Iterator[Any]:
+    """Where ``pending`` micrographs run: ``client``, this process's threads or a new cluster.
+
+    A cluster started here returns as soon as its scheduler is up (its workers join as they
+    start, while the driver submits) and is closed on exit.
+    """
+    if client is not None:
+        yield client
+    elif runs_in_process(pending, cluster, cluster_options):
+        from daskmic.cluster.inprocess import InProcess
+
+        with InProcess() as threads:
+            if not cluster_options.get("quiet"):
+                print(
+                    f"daskmic: {pending} micrographs on {threads.threads} threads of this "
+                    "process (a small set: no cluster, no dashboard)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            yield threads
+    else:
+        with _cluster(cluster, cluster_options) as started:
+            yield started
+
+
+def _cluster(cluster: str, cluster_options: dict[str, Any]) -> AbstractContextManager[Client]:
+    """A cluster started for a run: returns once its scheduler is up, its workers join."""
+    from daskmic.cluster.client import connect  # distributed: only when a cluster is wanted
+
+    return connect(cluster, **{"wait": False, **cluster_options})
 
 
 def execute(
@@ -256,31 +341,38 @@ def execute(
     cluster: str = "local",
     **cluster_options: Any,
 ) -> RunSummary:
-    """Run the unit for ``sources`` on ``client`` (or a cluster started for the purpose).
+    """Run the unit for the ``sources`` not done yet; publish unless the outputs are current.
 
-    With ``live``, the report is kept live after each rebuild and made final at the end.
+    The manifest says which micrographs are done before anything starts (see
+    :mod:`daskmic.run.resume`): only the others are submitted, to ``client`` or to where
+    :func:`runner` says, and a finished set whose outputs show its records is neither
+    submitted nor rebuilt. With ``live``, the report is kept live after each rebuild and made
+    final at the end.
 
     Returns
     -------
     RunSummary
         The rows of ``sources`` after the final publish.
     """
-    from daskmic.cluster.client import connect
-
+    out = location(out_dir, config.storage_options)
+    pending, finished = split_finished(out, sources, digest)
+    report = live is not None
+    if not pending and is_current(out, config, report=report):
+        return RunSummary(out, finished, OutputLayout(out).report if report else None)
     if batch_size is None:
-        batch_size = max(8, math.ceil(len(sources) / 10))
+        batch_size = max(8, math.ceil(len(pending) / 10))
     options: dict[str, Any] = {"batch_size": batch_size, "on_row": on_row}
     if live is not None:
         live.received(len(sources))
         options["on_publish"] = live.update
-    if client is None:
-        with connect(cluster, **cluster_options) as started:
-            process_sources(started, sources, out_dir, config, digest, **options)
-    else:
-        process_sources(client, sources, out_dir, config, digest, **options)
-    out = location(out_dir, config.storage_options)
+    if pending:
+        with runner(client, len(pending), cluster, cluster_options) as where:
+            process_sources(where, pending, out_dir, config, digest, **options)
+    from daskmic.run.publish import publish
+
     rows = publish(out, config)
     page = None if live is None else live.close()
+    mark_published(out, config, report=page is not None)
     wanted = {s.micrograph for s in sources}
     rows = [row for row in rows if row["micrograph"] in wanted]
     return RunSummary(out, rows, page)

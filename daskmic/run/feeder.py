@@ -1,8 +1,12 @@
-"""Feeding the per-micrograph unit to a cluster: a few in flight, the rest as paths.
+"""Feeding the per-micrograph unit to a cluster: a few tasks in flight, the rest as paths.
 
-A :class:`Feeder` keeps at most ``2 × worker threads`` micrographs submitted (each worker has
-the next one queued when it finishes one), holds the others as paths, never pixels, and
-rebuilds the tables after every ``batch_size`` completions while the workers go on. A rebuild
+A :class:`Feeder` keeps at most ``2 × worker threads`` tasks submitted (each worker has the next
+one queued when it finishes one), holds the other micrographs as paths, never pixels, and
+rebuilds the tables after every ``batch_size`` completions while the workers go on. A task is
+one micrograph, or a group of small ones (:func:`group_size`): scheduling a task costs the
+driver, the scheduler and a worker about a millisecond each, more than a 128² micrograph's
+compute, so small micrographs travel in groups of up to :data:`GROUP_PX` pixels; each still
+runs the unit alone (one bad micrograph fails alone) and gets its own record. A rebuild
 rereads every record, so its cost grows with the set; rebuilds are spaced so that they take at
 most :data:`PUBLISH_SHARE` of the driver's time, which keeps a session of thousands of
 micrographs streaming at the workers' pace. The batch
@@ -13,24 +17,54 @@ to drain.
 
 from __future__ import annotations
 
+import math
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from pathlib import Path
 from queue import Empty, SimpleQueue
 from time import monotonic
-from typing import Final
+from typing import Any, Final
 
-from distributed import Client, Future
-
-from daskmic.cluster.client import worker_threads
-from daskmic.io.storage import is_url
+from daskmic.cluster.threads import worker_threads
+from daskmic.io.storage import is_url, location
 from daskmic.run.config import RunConfig
-from daskmic.run.publish import publish
 from daskmic.run.unit import Row, Source, process_micrograph
 
 PUBLISH_SHARE: Final = 0.1
 """Largest share of the wall-clock time spent rebuilding tables before the last one."""
+
+GROUP_PX: Final = 2**19
+"""Pixels of micrographs one task holds at most (unless one micrograph alone is larger)."""
+
+THREADS_REFRESH_S: Final = 2.0
+"""How long the feeder trusts its count of worker threads (asking the scheduler is a round
+trip; an adaptive cluster's workers come and go slowly)."""
+
+
+def process_group(sources: list[Source], config: RunConfig, out_dir: str, digest: str) -> list[Row]:
+    """Run the unit on each of ``sources`` in turn; their rows, in order.
+
+    The unit never raises for bad data, so one bad micrograph fails alone in its group.
+    """
+    return [process_micrograph(source, config, out_dir, digest) for source in sources]
+
+
+def group_size(shape: tuple[int, int] | None, queued: int, tasks: int) -> int:
+    """How many micrographs of ``shape`` to put in one task.
+
+    Up to :data:`GROUP_PX` pixels, and no more than ``queued / tasks`` so that a small set
+    still spreads over the ``tasks`` the workers can take at once.
+
+    Examples
+    --------
+    >>> group_size((128, 128), queued=2000, tasks=4), group_size((4096, 4096), 2000, 4)
+    (32, 1)
+    >>> group_size((128, 128), queued=8, tasks=4), group_size(None, 8, 4)
+    (2, 1)
+    """
+    if shape is None:  # unreadable: it fails at once, alone
+        return 1
+    return max(1, min(GROUP_PX // max(shape[0] * shape[1], 1), queued // max(tasks, 1)))
 
 
 class Feeder:
@@ -38,7 +72,7 @@ class Feeder:
 
     Parameters
     ----------
-    client : distributed.Client
+    client : distributed.Client or daskmic.cluster.inprocess.InProcess
         Where the unit runs.
     out_dir : path-like
         The output folder (bound to ``digest``).
@@ -58,7 +92,7 @@ class Feeder:
 
     def __init__(
         self,
-        client: Client,
+        client: Any,
         out_dir: str | os.PathLike[str],
         config: RunConfig,
         digest: str,
@@ -76,10 +110,11 @@ class Feeder:
         self.on_row = on_row
         self.on_publish = on_publish
         self._queue: deque[Source] = deque()
-        self._futures: set[Future] = set()
-        self._done: SimpleQueue[Future] = SimpleQueue()
+        self._futures: set[Any] = set()
+        self._done: SimpleQueue[Any] = SimpleQueue()
         self._since_publish = 0
         self._next_publish = monotonic()
+        self._threads = (0, -math.inf)  # (count, when counted)
 
     @property
     def busy(self) -> bool:
@@ -92,23 +127,39 @@ class Feeder:
         self._top_up()
 
     def _capacity(self) -> int:
-        return max(2 * worker_threads(self.client), 2)
+        count, when = self._threads
+        if monotonic() - when > THREADS_REFRESH_S:
+            count = worker_threads(self.client)
+            self._threads = (count, monotonic())
+        return max(2 * count, 2)
+
+    def _next_group(self, tasks: int) -> list[Source]:
+        first = self._queue.popleft()
+        group = [first]
+        size = group_size(first.shape, len(self._queue) + 1, tasks)
+        while len(group) < size and self._queue and self._queue[0].shape == first.shape:
+            group.append(self._queue.popleft())
+        return group
 
     def _top_up(self) -> None:
-        room = self._capacity() - len(self._futures) if self._queue else 0
-        for _ in range(min(room, len(self._queue))):
-            source = self._queue.popleft()
+        if not self._queue:
+            return
+        capacity = self._capacity()
+        for _ in range(capacity - len(self._futures)):
+            if not self._queue:
+                break
+            group = self._next_group(capacity)
             future = self.client.submit(
-                process_micrograph,
-                source,
+                process_group,
+                group,
                 self.config,
                 self.out_dir,
                 self.digest,
-                key=f"micrograph-{self.digest}-{source.micrograph}",
+                key=f"micrographs-{self.digest}-{group[0].micrograph}-{len(group)}",
                 pure=False,
             )
             self._futures.add(future)
-            future.add_done_callback(self._done.put)  # called from distributed's thread
+            future.add_done_callback(self._done.put)  # called from the executor's thread
 
     def completed(self, timeout: float | None = None) -> list[Row]:
         """Rows of the micrographs that complete next; wait at most ``timeout`` seconds.
@@ -126,11 +177,9 @@ class Feeder:
             return []
         while not self._done.empty():
             done.append(self._done.get_nowait())
-        rows = []
-        for future in done:
-            rows.append(future.result())  # the unit returns a row even for bad data
-            future.release()
-            self._futures.discard(future)
+        self._futures.difference_update(done)
+        # one round trip for all (the unit returns rows even for bad data)
+        rows = [row for group in self.client.gather(done) for row in group]
         self._top_up()
         for row in rows:
             if self.on_row is not None:
@@ -154,8 +203,11 @@ class Feeder:
             self._publish()
 
     def _publish(self) -> None:
+        from daskmic.run.publish import publish  # pandas, zarr: not before the first task
+
         started = monotonic()
-        publish(Path(self.out_dir), self.config, stream_open=True)
+        out = location(self.out_dir, self.config.storage_options)
+        publish(out, self.config, stream_open=True)
         if self.on_publish is not None:
             self.on_publish()
         finished = monotonic()

@@ -20,45 +20,12 @@ from upath import UPath
 
 from daskmic.errors import UsageError
 from daskmic.io import write_results
-from daskmic.io.star import check_star_text
 from daskmic.io.storage import Location, StorageOptions, location
 from daskmic.io.thumbnails import THUMBNAIL_DTYPE
 from daskmic.io.zarr_store import THUMBNAIL_MAPPING, ImageIndex, Thumbnails, thumbnail_chunk
 from daskmic.run.config import RunConfig
-from daskmic.run.layout import OutputLayout
 from daskmic.run.manifest import Manifest, canonical_json
-from daskmic.run.publish_tables import (
-    RememberedRows,
-    project_path,
-    split_tilt,
-    table_of,
-    write_tables,
-)
-from daskmic.run.unit import Source
-
-
-def check_table_names(out_dir: str | os.PathLike[str], sources: list[Source]) -> None:
-    """Refuse, before any work, paths the STAR and ``.xmd`` tables could not hold.
-
-    The tables name each micrograph by its input path or ``rlnMicrographName`` and by its
-    output's path, relative to the working directory (RELION's convention); see
-    :func:`daskmic.io.star.star_text_problem`.
-
-    Raises
-    ------
-    UsageError
-        Naming the first path that cannot be written.
-    """
-    try:
-        check_star_text([project_path(os.fspath(out_dir))], "output folder", fragment=True)
-        for source in sources:
-            check_star_text([project_path(source.path)], "micrograph file")
-            if "rlnMicrographName" in source.columns:
-                check_star_text([str(source.columns["rlnMicrographName"])], "rlnMicrographName")
-            output = OutputLayout(out_dir).micrograph(source.micrograph).resolve()  # as recorded
-            check_star_text([project_path(str(output))], "output file")
-    except ValueError as error:
-        raise UsageError(str(error)) from None
+from daskmic.run.publish_tables import RememberedRows, split_tilt, table_of, write_tables
 
 
 class Publisher:

@@ -5,6 +5,8 @@ One function, :func:`write_tables`, writes them all from the records' table (sor
 micrograph name), so every publish (:mod:`daskmic.run.publish`) gives the same bytes. With
 :class:`RememberedRows` it formats only the rows whose record changed since the last publish
 (:mod:`daskmic.io.row_cache`): each file is still written whole, with the same bytes.
+:func:`check_table_names` refuses, before a run, paths they could not hold (here, not in
+:mod:`daskmic.run.publish`, so a run's checks do not import the zarr store).
 """
 
 from __future__ import annotations
@@ -17,19 +19,18 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from daskmic.errors import UsageError
 from daskmic.io import write_csv, write_star, write_xmd
 from daskmic.io.row_cache import RowCache, Rows, objects
+from daskmic.io.star import check_star_text
 from daskmic.io.storage import Location, is_url, write_whole
 from daskmic.io.tables import OPTICS_COLUMNS
 from daskmic.run.config import RunConfig
 from daskmic.run.layout import OutputLayout
 from daskmic.run.manifest import Manifest
 from daskmic.run.optics_groups import optics_table
-from daskmic.run.publish_sets import (
-    relative_path,
-    write_preprocess_set,
-    write_tilt_set,
-)
+from daskmic.run.publish_sets import relative_path, write_preprocess_set, write_tilt_set
+from daskmic.run.unit import Source
 from daskmic.tilt.params import TiltParams
 from daskmic.tilt.select import split
 
@@ -130,6 +131,30 @@ def project_paths(paths: pd.Series) -> list[str]:
 @functools.lru_cache(maxsize=2**17)  # every publish names every micrograph
 def _project_path(path: str, cwd: str) -> str:
     return path if is_url(path) else relative_path(path, cwd)
+
+
+def check_table_names(out_dir: str | os.PathLike[str], sources: list[Source]) -> None:
+    """Refuse, before any work, paths the STAR and ``.xmd`` tables could not hold.
+
+    The tables name each micrograph by its input path or ``rlnMicrographName`` and by its
+    output's path, relative to the working directory (RELION's convention); see
+    :func:`daskmic.io.star.star_text_problem`.
+
+    Raises
+    ------
+    UsageError
+        Naming the first path that cannot be written.
+    """
+    try:
+        check_star_text([project_path(os.fspath(out_dir))], "output folder", fragment=True)
+        for source in sources:
+            check_star_text([project_path(source.path)], "micrograph file")
+            if "rlnMicrographName" in source.columns:
+                check_star_text([str(source.columns["rlnMicrographName"])], "rlnMicrographName")
+            output = OutputLayout(out_dir).micrograph(source.micrograph).resolve()  # as recorded
+            check_star_text([project_path(str(output))], "output file")
+    except ValueError as error:
+        raise UsageError(str(error)) from None
 
 
 def _optics(

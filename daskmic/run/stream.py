@@ -41,7 +41,8 @@ from daskmic.run.driver import RunSummary, bind
 from daskmic.run.feeder import Feeder
 from daskmic.run.layout import OutputLayout, output_locations, overwritten_inputs
 from daskmic.run.manifest import Manifest
-from daskmic.run.publish import check_table_names, publish
+from daskmic.run.publish import publish
+from daskmic.run.publish_tables import check_table_names
 from daskmic.run.set_stream import SetArrivals, SetClosing
 from daskmic.run.sources import check_run
 from daskmic.run.unit import Row, Source

@@ -1,0 +1,183 @@
+"""Benchmark 7: costs around the compute as a set grows, and the fixed start-up (#16).
+
+Small micrographs (128², ``daskmic preprocess --crop 10 --normalize --no-stack --no-report
+--no-dashboard``: the MRC files, the tables and the zarr store's table and thumbnails; as in the
+preprocess benchmark, no pixel stack, since the floor writes only MRC files) show what a set
+costs beside its compute. For each set size N:
+
+- the whole command against the floor on the same files (end to end, and CPU time of the
+  command and its worker processes, which a machine shared with other work does not distort);
+- a rerun of the finished set against the first run (nothing to do: nothing submitted, nothing
+  rebuilt);
+- one full rebuild of the tables and the zarr store (:func:`daskmic.run.publish.publish`) on the
+  finished folder;
+- the driver's peak resident memory;
+- the time per micrograph relative to the smallest N (1 = grows linearly).
+
+The fixed start-up is one 1024² micrograph with the typical settings end to end against the
+floor, and when its record is written (the first micrograph is in work before that). The 100k
+set takes most of an hour and about 15 GB of disk: it runs only with ``DASKMIC_BENCH_HUGE=1``.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmarks.data import label, make_set
+from benchmarks.preprocess_bench import TYPICAL, contender_command
+from benchmarks.table import Row
+
+SMALL = (128, 128)
+SIZES = (1000, 2000, 10_000)
+HUGE = 100_000
+SMOKE_SIZES = (8, 24)
+SMALL_OPTIONS = ["--crop", "10", "--normalize", "--no-stack", "--no-report", "--no-dashboard"]
+START_OPTIONS = ["--crop", "10", *TYPICAL, "--no-stack", "--no-report", "--no-dashboard"]
+
+DRIVER = (
+    "import resource, sys; from daskmic.cli import main; code = main(sys.argv[1:]); "
+    "print('peak_rss_kib', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr); "
+    "sys.exit(code)"
+)
+"""The command line's ``main`` in a process that reports its own (the driver's) peak memory."""
+
+
+@dataclass(frozen=True)
+class Timed:
+    """One command: wall-clock and CPU seconds (its own and its children's), driver peak."""
+
+    wall_s: float
+    cpu_s: float
+    peak_mib: float = float("nan")
+
+
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(command: list[str]) -> Timed:
+    """Run ``command`` from the repository root; its wall and CPU time and reported peak."""
+    root = Path(__file__).resolve().parent.parent
+    cpu, start = _children_cpu_s(), time.perf_counter()
+    done = subprocess.run(command, cwd=root, capture_output=True, text=True)
+    wall, cpu = time.perf_counter() - start, _children_cpu_s() - cpu
+    if done.returncode != 0:
+        raise RuntimeError(f"{command[:4]} failed ({done.returncode}):\n{done.stderr[-2000:]}")
+    peaks = [line.split()[1] for line in done.stderr.splitlines() if line.startswith("peak_rss")]
+    return Timed(wall, cpu, int(peaks[-1]) / 1024 if peaks else float("nan"))
+
+
+def daskmic(inputs: str, out: Path, options: list[str]) -> Timed:
+    """``daskmic preprocess INPUTS -o OUT OPTIONS`` through :data:`DRIVER`."""
+    return timed([sys.executable, "-c", DRIVER, "preprocess", inputs, "-o", str(out), *options])
+
+
+def floor(inputs: str, out: Path) -> Timed:
+    """The floor (:mod:`benchmarks.contenders`) on the same files."""
+    return timed(contender_command("floor", [inputs], str(out), 10))
+
+
+def _publish_s(out: Path) -> float:
+    """Seconds of one full rebuild of ``out``'s tables and zarr store (imports done first)."""
+    from daskmic.run.config import RunConfig
+    from daskmic.run.manifest import Manifest
+    from daskmic.run.publish import publish
+
+    config = RunConfig.from_dict(Manifest(out).parameters())
+    start = time.perf_counter()
+    publish(out, config)
+    return time.perf_counter() - start
+
+
+def _set_rows(workdir: Path, n: int, shape: tuple[int, int]) -> tuple[list[Row], float]:
+    """Rows of one set size; also its seconds per micrograph end to end."""
+    folder = workdir / "inputs" / f"small_{n}"
+    make_set(folder, n, shape)
+    inputs, out = str(folder / "*.mrc"), workdir / "out" / f"small_{n}"
+    base = floor(inputs, out / "floor")
+    first = daskmic(inputs, out / "daskmic", SMALL_OPTIONS)
+    again = daskmic(inputs, out / "daskmic", SMALL_OPTIONS)
+    publish_s = _publish_s(out / "daskmic")
+    shutil.rmtree(out, ignore_errors=True)  # as soon as measured: the 100k set is large
+    shutil.rmtree(folder, ignore_errors=True)
+    case = f"{n} x {label(shape)}, crop 10, normalize"
+    rows = [
+        _row(case, "daskmic CLI, end to end", first.wall_s, base.wall_s, "daskmic/floor"),
+        _row(case, FLOOR, base.wall_s),
+        _row(case, "daskmic CLI, CPU time", first.cpu_s, base.cpu_s, "daskmic/floor CPU"),
+        _row(case, "rerun of the finished set", again.wall_s, first.wall_s, "rerun/first run"),
+        _row(case, "one full rebuild (publish)", publish_s, base.wall_s, "publish/floor"),
+        Row("overhead", case, "driver peak memory", first.peak_mib, "MiB"),
+    ]
+    return rows, first.wall_s / n
+
+
+FLOOR = "floor (rfft2+irfft2, 2 procs)"
+TARGETS = {
+    ("2000 x", "daskmic/floor"): "<= 4",
+    ("", "rerun/first run"): "<= 0.15",
+    ("1 x 1024", "daskmic/floor"): "<= 3",
+}
+"""The bars of #16: (start of the case, ratio) -> target."""
+
+
+def _row(
+    case: str, contender: str, seconds: float, reference: float = float("nan"), of: str = ""
+) -> Row:
+    """A row in seconds, with its ratio to ``reference`` and the bar it has, if any."""
+    bars = [t for (start, ratio), t in TARGETS.items() if case.startswith(start) and ratio == of]
+    target = bars[0] if bars else ""
+    return Row("overhead", case, contender, seconds, "s", seconds / reference, of, target)
+
+
+def _start_rows(workdir: Path, shape: tuple[int, int]) -> list[Row]:
+    """One micrograph end to end with the typical settings, and when its record appeared."""
+    folder = workdir / "inputs" / f"start_{shape[0]}"
+    (path,) = make_set(folder, 1, shape)
+    out = workdir / "out" / f"start_{shape[0]}"
+    base = floor(path, out / "floor")
+    started = time.time()
+    one = daskmic(path, out / "daskmic", START_OPTIONS)
+    (record,) = (out / "daskmic" / ".daskmic" / "records").glob("*.json")
+    recorded_s = record.stat().st_mtime - started
+    case = f"1 x {label(shape)}, typical settings, fixed start-up"
+    return [
+        _row(case, "daskmic CLI, end to end", one.wall_s, base.wall_s, "daskmic/floor"),
+        _row(case, FLOOR, base.wall_s),
+        _row(case, "daskmic CLI, its record written after", recorded_s, base.wall_s, "/floor"),
+    ]
+
+
+def run(workdir: Path, smoke: bool) -> list[Row]:
+    """Every set size's rows, the linear-growth rows and the fixed start-up's."""
+    shape = (32, 32) if smoke else SMALL
+    sizes = SMOKE_SIZES if smoke else SIZES
+    if os.environ.get("DASKMIC_BENCH_HUGE") and not smoke:
+        sizes += (HUGE,)
+    rows: list[Row] = []
+    per_mic: dict[int, float] = {}
+    for n in sizes:
+        measured, per_mic[n] = _set_rows(workdir, n, shape)
+        rows += measured
+    first = sizes[0]
+    rows += [
+        Row(
+            "overhead",
+            f"{n} x {label(shape)}, crop 10, normalize",
+            "per micrograph, end to end",
+            per_mic[n],
+            "s/mic",
+            per_mic[n] / per_mic[first],
+            f"vs {first} (1 = linear)",
+        )
+        for n in sizes
+    ]
+    return rows + _start_rows(workdir, (256, 256) if smoke else (1024, 1024))

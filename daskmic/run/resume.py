@@ -1,0 +1,97 @@
+"""Resume from the manifest: what is left to do, and whether the published outputs are current.
+
+The driver asks here before it starts any worker: the micrographs whose done-record matches
+the parameters and the input file are left out (one listing of the records and their reads,
+no worker involved), and when nothing is left and nothing changed since the outputs were last
+published, nothing is rebuilt. What the outputs are made of is summed up in a *state*: the
+parameters, the working directory (the tables name files relative to it), the input optics and
+every record's name and modification time. The last full rebuild stores its state, with the
+modification times of the outputs it wrote, in ``OUT/.daskmic/published.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from typing import Any
+
+from daskmic.io.storage import Location, list_files, write_whole
+from daskmic.run.config import RunConfig
+from daskmic.run.layout import OutputLayout
+from daskmic.run.manifest import Manifest, canonical_json
+from daskmic.run.unit import Row, Source
+
+PUBLISHED_NAME = "published.json"
+"""The state of the last full rebuild, in the manifest's folder."""
+
+
+def split_finished(
+    out: Location, sources: list[Source], digest: str
+) -> tuple[list[Source], list[Row]]:
+    """The ``sources`` not done in ``out``, and the rows of those done (sorted by name).
+
+    Done is a successful record made with ``digest`` from the source's file
+    (:meth:`daskmic.run.manifest.Manifest.done`); failed micrographs are tried again.
+    """
+    done = Manifest(out).done(digest)
+    pending, finished = [], []
+    for source in sources:
+        record = done.get(source.micrograph)
+        if record is not None and record["row"].get("path") == source.path:
+            finished.append(record["row"])
+        else:
+            pending.append(source)
+    return pending, sorted(finished, key=lambda row: row["micrograph"])
+
+
+def _state(out: Location, config: RunConfig) -> str:
+    """A hash of everything the published outputs are made of (see the module's text)."""
+    layout = OutputLayout(out)
+    try:
+        optics = layout.optics.read_bytes().decode()
+    except FileNotFoundError:
+        optics = ""
+    records = sorted(list_files(layout.records).items())
+    made_of = [canonical_json(config.to_dict()), os.getcwd(), optics, canonical_json(records)]
+    return hashlib.sha256("\n".join(made_of).encode()).hexdigest()
+
+
+def _stamps(out: Location) -> dict[str, float] | None:
+    """Modification time of each table and of the page that are there; None without the main
+    table. Any other rebuild since (``select``, ``watch``, ``write_report``) or a damaged or
+    removed output changes them."""
+    layout = OutputLayout(out)
+    names = {path.name for path in [*layout.tables(), layout.report]}
+    stamps = {name: when for name, when in list_files(layout.root).items() if name in names}
+    return stamps if layout.micrographs_csv.name in stamps else None
+
+
+def is_current(out: Location, config: RunConfig, *, report: bool) -> bool:
+    """Whether the tables (and, with ``report``, the QC page) already show what is recorded.
+
+    True only when the last full rebuild was made from the state now (with the page, if
+    ``report``) and no output was rebuilt, changed or removed since.
+    """
+    try:
+        stored: Any = json.loads(_published(out).read_bytes())
+    except (OSError, ValueError):
+        return False
+    stamps = _stamps(out)
+    return (
+        isinstance(stored, dict)
+        and stamps is not None
+        and stored.get("stamps") == stamps
+        and (stored.get("report") is True or not report)
+        and stored.get("state") == _state(out, config)
+    )
+
+
+def mark_published(out: Location, config: RunConfig, *, report: bool) -> None:
+    """Keep the state the outputs were just fully rebuilt from, and whether the page was too."""
+    state = {"state": _state(out, config), "stamps": _stamps(out), "report": report}
+    write_whole(_published(out), canonical_json(state).encode())
+
+
+def _published(out: Location) -> Location:
+    return OutputLayout(out).manifest / PUBLISHED_NAME
