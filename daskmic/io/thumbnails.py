@@ -140,16 +140,39 @@ def encode_thumbnail(thumbnail: np.ndarray) -> tuple[np.ndarray, float, float]:
         pixels; ``high > low``); NaN when no pixel is finite.
     """
     image = np.asarray(thumbnail, dtype=np.float64)
-    finite = image[np.isfinite(image)]
+    finite_mask = np.isfinite(image)
+    all_finite = bool(finite_mask.all())
+    finite = image.ravel() if all_finite else image[finite_mask]
     if finite.size == 0:
         return np.zeros(image.shape, THUMBNAIL_DTYPE), float("nan"), float("nan")
-    low, high = (float(v) for v in np.percentile(finite, THUMBNAIL_RANGE_PCT))
+    low, high = percentiles(finite, THUMBNAIL_RANGE_PCT)
     if not high > low:
         high = low + 1.0
-    with np.errstate(invalid="ignore"):
-        scaled = np.nan_to_num((image - low) / (high - low), nan=0.0)
-    levels = np.rint(np.clip(scaled, 0.0, 1.0) * THUMBNAIL_LEVELS).astype(THUMBNAIL_DTYPE)
-    return levels, low, high
+    scaled = image - low  # the passes below work in place
+    scaled /= high - low
+    if not all_finite:
+        scaled[np.isnan(scaled)] = 0.0  # infinities are clipped like the values beyond
+    np.clip(scaled, 0.0, 1.0, out=scaled)
+    scaled *= THUMBNAIL_LEVELS
+    return np.rint(scaled, out=scaled).astype(THUMBNAIL_DTYPE), low, high
+
+
+def percentiles(values: np.ndarray, percents: tuple[float, ...]) -> tuple[float, ...]:
+    """``np.percentile(values, percents)`` (its default 'linear' method, the same floats)
+    from one partial sort of a copy of the 1-D ``values``.
+
+    For ``n`` values, percent ``q`` lies at the virtual index ``(n - 1) * q / 100`` between
+    two order statistics, interpolated as numpy does (from the nearer end past halfway).
+    """
+    n = values.size
+    virtual = [(n - 1) * (q / 100) for q in percents]
+    below = [min(int(np.floor(v)), n - 1) for v in virtual]
+    order = np.partition(values, sorted({k for b in below for k in (b, min(b + 1, n - 1))}))
+    found = []
+    for v, b in zip(virtual, below, strict=True):
+        a, c, t = float(order[b]), float(order[min(b + 1, n - 1)]), v - np.floor(v)
+        found.append(c - (c - a) * (1 - t) if t >= 0.5 else a + (c - a) * t)
+    return tuple(found)
 
 
 def decode_thumbnails(levels: Any, low: Any, high: Any) -> Any:

@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 import scipy.fft
 
-from daskmic.io.thumbnails import fourier_resize
+from daskmic.io.thumbnails import (
+    THUMBNAIL_RANGE_PCT,
+    encode_thumbnail,
+    fourier_resize,
+    percentiles,
+)
 
 
 def complex_resize(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -29,3 +34,37 @@ def test_fourier_resize_matches_the_complex_transform(source, target):
     image = np.random.default_rng(sum(source) * 7 + sum(target)).normal(size=source)
     expected = complex_resize(image, target)
     np.testing.assert_allclose(fourier_resize(image, target), expected, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 999, 1000, 1001, 65536])
+def test_percentiles_equal_numpy(size):
+    values = np.random.default_rng(size).normal(size=size) * 10.0 ** (size % 5)
+    values[: size // 3] = np.round(values[: size // 3])  # ties
+    for percents in [THUMBNAIL_RANGE_PCT, (0.0, 100.0), (25.0, 50.0, 75.0), (33.3,)]:
+        assert percentiles(values, percents) == tuple(np.percentile(values, percents))
+
+
+def old_encode(thumbnail: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """The reference: np.percentile of the finite pixels, then the float64 passes."""
+    image = np.asarray(thumbnail, dtype=np.float64)
+    finite = image[np.isfinite(image)]
+    low, high = (float(v) for v in np.percentile(finite, THUMBNAIL_RANGE_PCT))
+    high = high if high > low else low + 1.0
+    with np.errstate(invalid="ignore"):
+        scaled = np.nan_to_num((image - low) / (high - low), nan=0.0)
+    return np.rint(np.clip(scaled, 0.0, 1.0) * 255).astype(np.uint8), low, high
+
+
+@pytest.mark.parametrize("holes", [False, True])
+def test_encode_thumbnail_equals_the_reference(holes):
+    rng = np.random.default_rng(3)
+    thumbnail = rng.gamma(2.0, size=(256, 256)).astype(np.float32)
+    if holes:
+        thumbnail[rng.random(thumbnail.shape) < 0.01] = np.nan
+        thumbnail[0, :3] = [np.inf, -np.inf, np.inf]
+    levels, low, high = encode_thumbnail(thumbnail)
+    expected, expected_low, expected_high = old_encode(thumbnail)
+    assert (low, high) == (expected_low, expected_high)
+    np.testing.assert_array_equal(levels, expected)
+    flat = encode_thumbnail(np.full((8, 8), 2.5))
+    assert flat[1:] == (2.5, 3.5) and not flat[0].any()
