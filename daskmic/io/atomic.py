@@ -65,8 +65,11 @@ def atomic_path(path: str | os.PathLike[str] | Location) -> Iterator[Path]:
             tmp.unlink()
 
 
-def write_bytes_atomic(path: str | os.PathLike[str] | Location, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (fsync before the rename; one request to a URL)."""
+def write_bytes_atomic(
+    path: str | os.PathLike[str] | Location, data: bytes, *, sync: bool = True
+) -> None:
+    """Write ``data`` to ``path`` atomically (rename of a temporary sibling, fsynced before it
+    unless ``sync`` is False; one request to a URL)."""
     final = location(path)
     if not isinstance(final, Path):
         write_whole(final, data)
@@ -74,5 +77,6 @@ def write_bytes_atomic(path: str | os.PathLike[str] | Location, data: bytes) -> 
     with atomic_path(final) as tmp:
         with open(tmp, "wb") as handle:
             handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+            if sync:
+                handle.flush()
+                os.fsync(handle.fileno())

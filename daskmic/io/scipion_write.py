@@ -6,13 +6,14 @@ import math
 import os
 import sqlite3
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import closing
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from daskmic.io.atomic import atomic_path
+from daskmic.io.row_cache import Rows, formatted
 from daskmic.io.scipion import (
     ACQUISITION,
     IMAGE_SCHEMA,
@@ -21,7 +22,7 @@ from daskmic.io.scipion import (
     STREAM_OPEN,
     number,
 )
-from daskmic.io.storage import Location
+from daskmic.io.storage import Location, location, write_whole
 
 _SQL_TYPES = {"Integer": "INTEGER", "Float": "REAL", "Boolean": "INTEGER"}
 _BASIC_COLUMNS = ("id", "enabled", "label", "comment", "creation")
@@ -54,9 +55,9 @@ def _sql_value(value: Any, kind: str) -> Any:
 
 
 def _properties(
-    items: pd.DataFrame, stream_open: bool, dims: tuple[int, int] | None
+    first_item: pd.DataFrame, size: int, stream_open: bool, dims: tuple[int, int] | None
 ) -> dict[str, str | None]:
-    first = items.iloc[0] if len(items) else pd.Series(dtype=object)
+    first = first_item.iloc[0] if len(first_item) else pd.Series(dtype=object)
 
     def text(label: str) -> str | None:
         value = first.get(label)
@@ -64,7 +65,7 @@ def _properties(
 
     properties: dict[str, str | None] = {
         "self": "SetOfMicrographs",
-        "_size": str(len(items)),
+        "_size": str(size),
         "_streamState": str(STREAM_OPEN if stream_open else STREAM_CLOSED),
         "_samplingRate": text("_samplingRate"),
         "_hasCtf": "False",
@@ -86,6 +87,7 @@ def write_set(
     stream_open: bool,
     dims: tuple[int, int] | None = None,
     creation: list[str] | None = None,
+    rows: Rows | None = None,
 ) -> None:
     """Write a ``SetOfMicrographs`` file that pwem reads, atomically.
 
@@ -105,30 +107,71 @@ def write_set(
         ``(ny, nx)`` of the first micrograph, for ``_firstDim``.
     creation : list of str, optional
         Per item, its creation time (``YYYY-MM-DD HH:MM:SS``).
+    rows : Rows, optional
+        The items' rows already converted (:mod:`daskmic.io.row_cache`): only the others are
+        converted; the file is the same. A row's version need not cover its ``id``.
     """
-    if "id" not in items.columns or items["id"].duplicated().any():
+    if "id" not in items.columns:
         raise ValueError("items must have a unique 'id' column")
-    kinds = _classes([c for c in items.columns if c != "id"], items)
-    columns = {label: f"c{i:02d}" for i, label in enumerate(kinds, 1)}
     times = creation or [time.strftime("%Y-%m-%d %H:%M:%S")] * len(items)
-    rows = [
-        (int(r["id"]), 1, "", "", stamp)
-        + tuple(_sql_value(r.get(label), kind) for label, kind in kinds.items())
-        for r, stamp in zip(items.to_dict("records"), times, strict=True)
-    ]
+    write_set_rows(
+        path,
+        items["id"].to_numpy(),
+        lambda positions: items.iloc[positions],
+        lambda positions: [times[i] for i in positions],
+        stream_open=stream_open,
+        dims=dims,
+        rows=rows,
+    )
+
+
+def write_set_rows(
+    path: str | os.PathLike[str] | Location,
+    ids: np.ndarray,
+    items_at: Callable[[list[int]], pd.DataFrame],
+    creation_at: Callable[[list[int]], list[str]],
+    *,
+    stream_open: bool,
+    dims: tuple[int, int] | None = None,
+    rows: Rows | None = None,
+) -> None:
+    """:func:`write_set` of items made only for the rows ``rows`` lacks.
+
+    ``ids`` are every item's id; ``items_at(positions)`` gives those items as
+    :func:`write_set` takes them (their column types those of every item), and
+    ``creation_at(positions)`` their creation times.
+    """
+    if pd.Series(ids).duplicated().any():
+        raise ValueError("items must have a unique 'id' column")
+    first = items_at([0] if len(ids) else [])
+    kinds = _classes([c for c in first.columns if c != "id"], first)
+    columns = {label: f"c{i:02d}" for i, label in enumerate(kinds, 1)}
+
+    def make(positions: list[int]) -> list[tuple]:  # a row's values but its id
+        return [
+            (1, "", "", stamp)
+            + tuple(_sql_value(r.get(label), kind) for label, kind in kinds.items())
+            for r, stamp in zip(
+                items_at(positions).to_dict("records"), creation_at(positions), strict=True
+            )
+        ]
+
+    values = formatted(rows, tuple(kinds.items()), len(ids), make)
+    objects = [(i, *rest) for i, rest in zip(ids.tolist(), values, strict=True)]
     insert_class = "INSERT INTO Classes (label_property, column_name, class_name) VALUES (?, ?, ?)"
-    with atomic_path(path) as tmp, closing(sqlite3.connect(tmp)) as db:
+    with closing(sqlite3.connect(":memory:")) as db:  # built apart, then written whole
         _create_tables(db, kinds, columns)
         db.executemany(
             "INSERT INTO Properties (key, value) VALUES (?, ?)",
-            list(_properties(items, stream_open, dims).items()),
+            list(_properties(first, len(ids), stream_open, dims).items()),
         )
         db.execute(insert_class, ("self", "c00", "Micrograph"))
         db.executemany(insert_class, [(k, columns[k], kind) for k, kind in kinds.items()])
         marks = ", ".join("?" * (len(_BASIC_COLUMNS) + len(kinds)))
-        db.executemany(f"INSERT INTO Objects VALUES ({marks})", rows)
+        db.executemany(f"INSERT INTO Objects VALUES ({marks})", objects)
         db.commit()
-
+        data = db.serialize()
+    write_whole(location(path), data)
 
 def _classes(labels: list[str], items: pd.DataFrame) -> dict[str, str]:
     """Each attribute's class, in the order pwem stores them (composites before parts)."""

@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 import starfile
 
+from daskmic.io.row_cache import Rows, formatted
+
 _MISSING_TEXT = ("nan", "NaN", "<NA>")
 """Text that ``starfile`` reads as a missing value."""
 
@@ -106,17 +108,39 @@ def _star_column(name: str, column: pd.Series) -> pd.Series:
     return pd.Series(values, index=column.index, dtype=object)
 
 
-def star_block(name: str, df: pd.DataFrame) -> str:
+def star_block(name: str, df: pd.DataFrame, rows: Rows | None = None) -> str:
     """One ``data_<name>`` loop as STAR text, written by ``starfile``.
 
     Every text value is quoted; the dated banner starfile writes first is dropped, so the same
-    table always gives the same bytes.
+    table always gives the same bytes. With ``rows``, the rows it remembers are not formatted
+    again (:mod:`daskmic.io.row_cache`); the text is the same: the loop's header is written
+    here and checked against starfile's whenever rows are formatted.
 
     Raises
     ------
     ValueError
         A text value that cannot be written (see :func:`star_text_problem`).
     """
+    labels = [star_label(c) for c in df.columns]
+    head = f"data_{name}\n\nloop_\n" + "".join(f"_{c} #{i}\n" for i, c in enumerate(labels, 1))
+
+    def make(positions: list[int]) -> list[str]:
+        text = _starfile_block(name, df.iloc[positions])
+        body = text[len(head) : -len(_LOOP_END)]
+        lines = [f"{line}\n" for line in body.split("\n")[:-1]]
+        if not (text.startswith(head) and text.endswith(_LOOP_END)) or len(lines) != len(positions):
+            raise ValueError(f"starfile wrote an unexpected loop for {len(positions)} rows")
+        return lines
+
+    schema = (name, tuple(map(str, df.columns)), tuple(map(str, df.dtypes)))
+    return head + "".join(formatted(rows, schema, len(df), make)) + _LOOP_END
+
+
+_LOOP_END = "\n\n"
+"""What ``starfile`` writes after a loop's last row."""
+
+
+def _starfile_block(name: str, df: pd.DataFrame) -> str:
     columns = {star_label(c): _star_column(str(c), df[c]) for c in df.columns}
     text = starfile.to_string(
         {name: pd.DataFrame(columns, index=df.index)},

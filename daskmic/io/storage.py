@@ -131,17 +131,22 @@ def is_local(loc: Location) -> TypeIs[Path]:
     return isinstance(loc, Path)
 
 
-def write_whole(loc: Location, data: bytes) -> None:
+def write_whole(loc: Location, data: bytes, *, sync: bool = True) -> None:
     """Write ``data`` as the whole of ``loc``: readers see the old object or the new, never part.
 
     Locally a temporary sibling (``.<name>.tmp-<random>``) is written, fsynced and renamed onto
     ``loc``; on an object store the object goes in one request (one PUT; a large one as a
     multipart upload that completes or aborts), which is atomic there.
+
+    ``sync=False`` skips the fsync (locally; a PUT is durable when it returns): still atomic
+    to readers, but after a crash of the machine the file may be empty or missing. For what
+    can be made again from the inputs and is checked before use (derived files such as
+    thumbnails and PNGs, like the MRC outputs); a done-record keeps ``sync=True``.
     """
     if isinstance(loc, Path):  # local
         from daskmic.io.atomic import write_bytes_atomic
 
-        write_bytes_atomic(loc, data)
+        write_bytes_atomic(loc, data, sync=sync)
         return
     loc.fs.pipe_file(loc.path, data)
 

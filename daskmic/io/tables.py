@@ -19,6 +19,7 @@ import starfile
 from upath import UPath
 
 from daskmic.io.errors import MicrographError
+from daskmic.io.row_cache import Rows, formatted
 from daskmic.io.star import star_block, star_label
 from daskmic.io.storage import Location, StorageOptions, fetched, location, write_whole
 from daskmic.io.xmd import read_blocks
@@ -162,7 +163,11 @@ def _require_columns(df: pd.DataFrame, columns: tuple[str, ...], parameter: str)
 
 
 def write_star(
-    path: str | os.PathLike[str] | Location, micrographs: pd.DataFrame, optics: pd.DataFrame
+    path: str | os.PathLike[str] | Location,
+    micrographs: pd.DataFrame,
+    optics: pd.DataFrame,
+    *,
+    rows: Rows | None = None,
 ) -> None:
     """Write a RELION 3.1+ micrograph STAR file (``data_optics`` + ``data_micrographs``).
 
@@ -175,6 +180,9 @@ def write_star(
         and ``rlnOpticsGroup``; every other column is written too (booleans as 1/0).
     optics : pandas.DataFrame
         Needs :data:`OPTICS_COLUMNS` (see :func:`daskmic.io.optics_table`); extra columns kept.
+    rows : Rows, optional
+        The micrographs' rows already formatted (:mod:`daskmic.io.row_cache`): only the others
+        are formatted; the file is the same.
 
     Raises
     ------
@@ -193,20 +201,44 @@ def write_star(
     if unknown:
         raise ValueError(f"micrographs use optics groups {unknown} that optics does not define")
     text = "".join(
-        f"\n# version 30001\n\n{star_block(name, block)}"
-        for name, block in (("optics", optics), ("micrographs", micrographs))
+        f"\n# version 30001\n\n{block}"
+        for block in (star_block("optics", optics), star_block("micrographs", micrographs, rows))
     )
     write_whole(location(path), text.encode("utf-8"))
 
 
-def write_csv(path: str | os.PathLike[str] | Location, df: pd.DataFrame) -> None:
+def write_csv(
+    path: str | os.PathLike[str] | Location, df: pd.DataFrame, *, rows: Rows | None = None
+) -> None:
     """Write ``df`` as CSV (no index column), atomically.
 
     Text is always quoted: Python's CSV writer leaves a carriage return in a value unquoted,
-    which every reader takes for the end of a row.
+    which every reader takes for the end of a row. With ``rows``, the rows it remembers are not
+    formatted again (:mod:`daskmic.io.row_cache`); the file is the same.
     """
-    text = df.to_csv(index=False, quoting=csv.QUOTE_NONNUMERIC)
+    head = df.iloc[:0].to_csv(index=False, quoting=csv.QUOTE_NONNUMERIC)
+
+    def make(positions: list[int]) -> list[str]:
+        part = df.iloc[positions]
+        text = part.to_csv(
+            index=False, header=False, quoting=csv.QUOTE_NONNUMERIC, lineterminator=_ROW_END
+        )
+        lines = text.split(_ROW_END)[:-1]
+        if len(lines) != len(positions):  # a value holds the separator: one row at a time
+            return [_csv_row(part.iloc[[i]]) for i in range(len(part))]
+        return [f"{line}\n" for line in lines]
+
+    schema = (tuple(map(str, df.columns)), tuple(map(str, df.dtypes)))
+    text = head + "".join(formatted(rows, schema, len(df), make))
     write_whole(location(path), text.encode("utf-8"))
+
+
+_ROW_END = "\x1e\n"
+"""What ends a CSV row while rows are formatted apart (the ASCII record separator)."""
+
+
+def _csv_row(row: pd.DataFrame) -> str:
+    return row.to_csv(index=False, header=False, quoting=csv.QUOTE_NONNUMERIC)
 
 
 def _enabled(df: pd.DataFrame) -> np.ndarray:
@@ -228,6 +260,7 @@ def write_xmd(
     *,
     path_column: str | None = None,
     block: str = "micrographs",
+    rows: Rows | None = None,
 ) -> None:
     """Write an Xmipp metadata (``.xmd``) micrograph table, atomically.
 
@@ -248,6 +281,9 @@ def write_xmd(
         ``rlnMicrographName``, ``output_path``, ``path``, ``micrograph_path``, ``micrograph``.
     block : str, optional
         Block name (``data_<block>``); Xmipp programs address it as ``block@file.xmd``.
+    rows : Rows, optional
+        The rows already formatted (:mod:`daskmic.io.row_cache`): only the others are
+        formatted; the file is the same.
     """
     candidates = ("rlnMicrographName", "output_path", "path", "micrograph_path", "micrograph")
     if path_column is None:
@@ -266,5 +302,5 @@ def write_xmd(
         while label in out:
             label += "_"
         out[label] = df[column].to_numpy()
-    text = "# XMIPP_STAR_1 *\n#\n" + star_block(block, pd.DataFrame(out, index=df.index))
+    text = "# XMIPP_STAR_1 *\n#\n" + star_block(block, pd.DataFrame(out, index=df.index), rows)
     write_whole(location(path), text.encode("utf-8"))

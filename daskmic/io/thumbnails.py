@@ -17,24 +17,70 @@ def _block_mean(image: np.ndarray, factors: tuple[int, int]) -> np.ndarray:
     return tiled.reshape(my, fy, mx, fx).mean(axis=(1, 3))
 
 
+def _taps(n: int, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """Where each of ``m`` output frequencies takes its value from ``n`` input ones, one axis.
+
+    The kept band is the ``min(n, m)`` frequencies centred on zero (for an even band, one more
+    negative than positive: ``-keep/2`` is kept, ``+keep/2`` is not). Per output bin ``d``
+    (unshifted order), the signed input frequency that lands there, and the one that lands on
+    ``-d`` negated; ``n + m`` (never an input frequency) where none does. The real part of
+    the complex resize is the mean of the two, which is what makes the spectrum Hermitian.
+    """
+    keep = min(n, m)
+    low, high = -(keep // 2), keep - keep // 2 - 1
+    bins = np.arange(m)
+    signed = np.where(bins <= high, bins, bins - m)  # the kept frequency at each bin, if any
+    direct = np.where((signed >= low) & (signed <= high), signed, n + m)
+    mirrored = direct[(-bins) % m]
+    return direct, np.where(mirrored == n + m, n + m, -mirrored)
+
+
+def _gather(half: np.ndarray, n_x: int, freq_y: np.ndarray, freq_x: np.ndarray) -> np.ndarray:
+    """The full spectrum at signed frequencies ``freq_y`` x ``freq_x`` (0 outside), read from
+    the half spectrum of a real image (``rfft2``; negative x from its conjugate symmetry)."""
+    n_y = half.shape[0]
+    valid = np.outer(np.abs(freq_y) < n_y, np.abs(freq_x) < n_x)
+    rows_pos, rows_neg = np.mod(freq_y, n_y), np.mod(-freq_y, n_y)
+    cols = np.minimum(np.abs(freq_x), half.shape[1] - 1)
+    positive = half[np.ix_(rows_pos, cols)]
+    negative = np.conj(half[np.ix_(rows_neg, cols)])
+    values = np.where(freq_x >= 0, positive, negative)
+    return np.where(valid, values, 0)
+
+
 def fourier_resize(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Resample a 2-D float64 image to ``shape`` by cropping or zero-padding its spectrum.
 
     The zero frequency is kept in place and the result is scaled so the mean is preserved;
-    a band-limited image is resampled exactly.
+    a band-limited image is resampled exactly. It is the real part of cropping or padding the
+    centred complex spectrum (``fft2``, ``ifft2``), computed with real transforms: an even
+    band's unpaired frequency ``-keep/2`` is shared between the output's ``±keep/2`` bins.
     """
     if image.shape == tuple(shape):
         return image
-    spectrum = scipy.fft.fftshift(scipy.fft.fft2(image))
-    out = np.zeros(shape, dtype=complex)
-    src, dst = [], []
-    for n, m in zip(image.shape, shape, strict=True):
-        keep = min(n, m)
-        src.append(slice(n // 2 - keep // 2, n // 2 - keep // 2 + keep))
-        dst.append(slice(m // 2 - keep // 2, m // 2 - keep // 2 + keep))
-    out[tuple(dst)] = spectrum[tuple(src)]
-    scale = (shape[0] * shape[1]) / (image.shape[0] * image.shape[1])
-    return scipy.fft.ifft2(scipy.fft.ifftshift(out)).real * scale
+    (n_y, n_x), (m_y, m_x) = image.shape, shape
+    half = scipy.fft.rfft2(image)
+    direct_y, mirrored_y = _taps(n_y, m_y)
+    direct_x, mirrored_x = (taps[: m_x // 2 + 1] for taps in _taps(n_x, m_x))
+    # Where both taps agree, the sum is twice the cropped or padded half spectrum ...
+    spectrum = np.zeros((m_y, m_x // 2 + 1), dtype=complex)
+    keep_y, keep_x = min(n_y, m_y), min(n_x, m_x)
+    up_y, down_y = keep_y - keep_y // 2, keep_y // 2  # rows of frequencies >= 0 and < 0
+    columns = min(keep_x - keep_x // 2, m_x // 2 + 1)
+    spectrum[:up_y, :columns] = 2 * half[:up_y, :columns]
+    if down_y:
+        spectrum[m_y - down_y :, :columns] = 2 * half[n_y - down_y :, :columns]
+    # ... and the few rows and columns at an even band's edge take both.
+    rows = np.flatnonzero(direct_y != mirrored_y)
+    spectrum[rows] = _gather(half, n_x, direct_y[rows], direct_x) + _gather(
+        half, n_x, mirrored_y[rows], mirrored_x
+    )
+    cols = np.flatnonzero(direct_x != mirrored_x)
+    spectrum[:, cols] = _gather(half, n_x, direct_y, direct_x[cols]) + _gather(
+        half, n_x, mirrored_y, mirrored_x[cols]
+    )
+    scale = (m_y * m_x) / (n_y * n_x)
+    return scipy.fft.irfft2(spectrum, s=(m_y, m_x)) * (scale / 2)
 
 
 def make_thumbnail(image: np.ndarray, size: int = 256) -> np.ndarray:
@@ -94,16 +140,39 @@ def encode_thumbnail(thumbnail: np.ndarray) -> tuple[np.ndarray, float, float]:
         pixels; ``high > low``); NaN when no pixel is finite.
     """
     image = np.asarray(thumbnail, dtype=np.float64)
-    finite = image[np.isfinite(image)]
+    finite_mask = np.isfinite(image)
+    all_finite = bool(finite_mask.all())
+    finite = image.ravel() if all_finite else image[finite_mask]
     if finite.size == 0:
         return np.zeros(image.shape, THUMBNAIL_DTYPE), float("nan"), float("nan")
-    low, high = (float(v) for v in np.percentile(finite, THUMBNAIL_RANGE_PCT))
+    low, high = percentiles(finite, THUMBNAIL_RANGE_PCT)
     if not high > low:
         high = low + 1.0
-    with np.errstate(invalid="ignore"):
-        scaled = np.nan_to_num((image - low) / (high - low), nan=0.0)
-    levels = np.rint(np.clip(scaled, 0.0, 1.0) * THUMBNAIL_LEVELS).astype(THUMBNAIL_DTYPE)
-    return levels, low, high
+    scaled = image - low  # the passes below work in place
+    scaled /= high - low
+    if not all_finite:
+        scaled[np.isnan(scaled)] = 0.0  # infinities are clipped like the values beyond
+    np.clip(scaled, 0.0, 1.0, out=scaled)
+    scaled *= THUMBNAIL_LEVELS
+    return np.rint(scaled, out=scaled).astype(THUMBNAIL_DTYPE), low, high
+
+
+def percentiles(values: np.ndarray, percents: tuple[float, ...]) -> tuple[float, ...]:
+    """``np.percentile(values, percents)`` (its default 'linear' method, the same floats)
+    from one partial sort of a copy of the 1-D ``values``.
+
+    For ``n`` values, percent ``q`` lies at the virtual index ``(n - 1) * q / 100`` between
+    two order statistics, interpolated as numpy does (from the nearer end past halfway).
+    """
+    n = values.size
+    virtual = [(n - 1) * (q / 100) for q in percents]
+    below = [min(int(np.floor(v)), n - 1) for v in virtual]
+    order = np.partition(values, sorted({k for b in below for k in (b, min(b + 1, n - 1))}))
+    found = []
+    for v, b in zip(virtual, below, strict=True):
+        a, c, t = float(order[b]), float(order[min(b + 1, n - 1)]), v - np.floor(v)
+        found.append(c - (c - a) * (1 - t) if t >= 0.5 else a + (c - a) * t)
+    return tuple(found)
 
 
 def decode_thumbnails(levels: Any, low: Any, high: Any) -> Any:

@@ -294,8 +294,9 @@ class Manifest:
         """
         levels, low, high = encode_thumbnail(thumbnail)
         mapping = {"low": low, "high": high, "shape": list(levels.shape)}
-        write_whole(self.layout.thumbnail_mapping(micrograph), json.dumps(mapping).encode())
-        write_whole(self.thumbnail_path(micrograph), levels.tobytes())
+        mapping_file = self.layout.thumbnail_mapping(micrograph)
+        write_whole(mapping_file, json.dumps(mapping).encode(), sync=False)
+        write_whole(self.thumbnail_path(micrograph), levels.tobytes(), sync=False)
 
     def thumbnail(self, micrograph: str) -> StoredThumbnail | None:
         """The stored thumbnail of ``micrograph``, or None when it has none (or half of one)."""

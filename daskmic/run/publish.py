@@ -25,7 +25,7 @@ from daskmic.io.thumbnails import THUMBNAIL_DTYPE
 from daskmic.io.zarr_store import THUMBNAIL_MAPPING, ImageIndex, Thumbnails, thumbnail_chunk
 from daskmic.run.config import RunConfig
 from daskmic.run.manifest import Manifest, canonical_json
-from daskmic.run.publish_tables import split_tilt, table_of, write_tables
+from daskmic.run.publish_tables import RememberedRows, split_tilt, table_of, write_tables
 
 
 class Publisher:
@@ -56,6 +56,7 @@ class Publisher:
         self._stream_open: bool | None = None
         self._images = ImageIndex()
         self._mappings: dict[str, tuple[float, float, Location | bytes | None]] = {}
+        self._tables = RememberedRows(self._stamps)  # the tables' rows, by record stamp
 
     def _scan(self) -> set[str]:
         """Read the records written since the last scan; the micrographs whose row changed."""
@@ -169,7 +170,15 @@ class Publisher:
             return rows
         out, config = self.manifest.layout, self.config
         table = table_of(rows, config)
-        write_tables(out, table, self._written, self.manifest, config, stream_open=stream_open)
+        write_tables(
+            out,
+            table,
+            self._written,
+            self.manifest,
+            config,
+            stream_open=stream_open,
+            remembered=self._tables,
+        )
         names = list(table["micrograph"])
         thumbnails = self._thumbnails(names, changed) if config.preprocess is not None else None
         self._images.forget(sorted(changed))

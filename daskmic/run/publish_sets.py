@@ -13,14 +13,15 @@ from __future__ import annotations
 import functools
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import pandas as pd
 
 from daskmic.io.readers import read_header
+from daskmic.io.row_cache import Rows
 from daskmic.io.scipion import ACQUISITION
-from daskmic.io.scipion_write import write_set
+from daskmic.io.scipion_write import write_set_rows
 from daskmic.io.storage import Location, is_url
 from daskmic.tilt.angle import ANGLE_COLUMNS
 
@@ -45,9 +46,11 @@ def relative_path(path: str, start: str) -> str:
     return os.path.relpath(path, start)
 
 
-def set_path(path: str) -> str:
-    """A path as a set stores it: relative to the working directory when under it; a URL as is."""
-    return _set_path(path, os.getcwd())
+def set_paths(paths: pd.Series) -> list[str]:
+    """Paths as a set stores them: relative to the working directory when under it; URLs as
+    they are."""
+    cwd = os.getcwd()
+    return [_set_path(path, cwd) for path in paths.tolist()]
 
 
 @functools.lru_cache(maxsize=2**17)  # every publish names every micrograph
@@ -86,15 +89,15 @@ def _items(
     optics: pd.DataFrame,
     groups: np.ndarray,
 ) -> pd.DataFrame:
-    """The pwem ``Micrograph`` attributes of ``table``'s rows."""
+    """The pwem ``Micrograph`` attributes of ``table``'s rows (but their ids)."""
     by_group = optics.set_index("rlnOpticsGroup")
     items = pd.DataFrame(
         {
-            "id": _ids(table),
             "_index": 0,
-            "_filename": [set_path(p) for p in paths],
+            "_filename": set_paths(paths),
             "_samplingRate": pixel_size_A.to_numpy(dtype=float),
-        }
+        },
+        index=range(len(table)),
     )
     for name in ACQUISITION:
         label = f"_acquisition.{name}"
@@ -103,9 +106,37 @@ def _items(
         else:
             items[label] = _carried(table, label).to_numpy()
     names = _carried(table, "_micName")
-    fallback = pd.Series([os.path.basename(p) for p in table["path"]])
+    fallback = pd.Series([os.path.basename(p) for p in table["path"].tolist()])
     items["_micName"] = names.where(names.notna() & (names != ""), fallback).to_numpy()
     return items
+
+
+def _write(
+    path: Location,
+    table: pd.DataFrame,
+    make_items: Callable[[pd.DataFrame, np.ndarray], pd.DataFrame],
+    groups: np.ndarray,
+    written: Mapping[str, float],
+    dims: tuple[int, int] | None,
+    stream_open: bool,
+    rows: Rows | None,
+) -> None:
+    """A set of ``table``'s rows, their items made (``make_items(rows, groups)``) only for
+    those ``rows`` lacks (:func:`daskmic.io.scipion_write.write_set_rows`)."""
+    table = table.reset_index(drop=True)
+    ids = _ids(table)
+
+    def items_at(positions: list[int]) -> pd.DataFrame:
+        items = make_items(table.iloc[positions].reset_index(drop=True), groups[positions])
+        items.insert(0, "id", ids[positions])
+        return items
+
+    def creation_at(positions: list[int]) -> list[str]:
+        return _creation(written, table["micrograph"].iloc[positions])
+
+    write_set_rows(
+        path, ids, items_at, creation_at, stream_open=stream_open, dims=dims, rows=rows
+    )
 
 
 def _creation(written: Mapping[str, float], names: pd.Series) -> list[str]:
@@ -113,7 +144,7 @@ def _creation(written: Mapping[str, float], names: pd.Series) -> list[str]:
 
     ``written`` gives the records' modification times (seconds since the epoch) by micrograph.
     """
-    return [_local_time(written[n]) for n in names]
+    return [_local_time(written[n]) for n in names.tolist()]
 
 
 @functools.lru_cache(maxsize=2**17)
@@ -136,15 +167,22 @@ def write_preprocess_set(
     written: Mapping[str, float],
     *,
     stream_open: bool,
+    rows: Rows | None = None,
 ) -> None:
-    """``micrographs.sqlite``: the preprocessed micrographs, at their output sampling."""
-    done = done.reset_index(drop=True)
-    items = _items(done, done["output_path"], done["output_pixel_size_A"], optics, groups)
+    """``micrographs.sqlite``: the preprocessed micrographs, at their output sampling.
+
+    ``rows`` (keyed by micrograph, versioned with its optics group) are the rows already
+    converted (:func:`daskmic.io.scipion_write.write_set_rows`): items are made for the others.
+    """
     dims = None
     if len(done):
         dims = (int(done["output_ny"].iloc[0]), int(done["output_nx"].iloc[0]))
-    creation = _creation(written, done["micrograph"])
-    write_set(path, items, stream_open=stream_open, dims=dims, creation=creation)
+
+    def items(part: pd.DataFrame, part_groups: np.ndarray) -> pd.DataFrame:
+        pixel_size_A = part["output_pixel_size_A"]
+        return _items(part, part["output_path"], pixel_size_A, optics, part_groups)
+
+    _write(path, done, items, groups, written, dims, stream_open, rows)
 
 
 def write_tilt_set(
@@ -156,18 +194,25 @@ def write_tilt_set(
     written: Mapping[str, float],
     *,
     stream_open: bool,
+    rows: Rows | None = None,
 ) -> None:
-    """``accepted.sqlite`` or ``discarded.sqlite``: input micrographs with the tilt attributes."""
-    part = part.reset_index(drop=True)
-    items = _items(part, names.reset_index(drop=True), part["pixel_size_A"], optics, groups)
-    for column, label in TILT_ATTRIBUTES.items():
-        items[label] = pd.to_numeric(part[column], errors="coerce").to_numpy(dtype=float)
-    items["_tilt_psds_image._index"] = 0
-    items["_tilt_psds_image._filename"] = [set_path(p) for p in part["psd_path"]]
-    items["_tilt_psds_image._samplingRate"] = np.nan
-    for column in ANGLE_COLUMNS:
-        if column in part.columns:
-            items[angle_attribute(column)] = part[column].to_numpy()
+    """``accepted.sqlite`` or ``discarded.sqlite``: input micrographs with the tilt attributes.
+
+    ``rows`` as :func:`write_preprocess_set` takes them.
+    """
+    part = part.assign(_set_name=names.to_numpy())
+
+    def items(chosen: pd.DataFrame, part_groups: np.ndarray) -> pd.DataFrame:
+        made = _items(chosen, chosen["_set_name"], chosen["pixel_size_A"], optics, part_groups)
+        for column, label in TILT_ATTRIBUTES.items():
+            made[label] = pd.to_numeric(chosen[column], errors="coerce").to_numpy(dtype=float)
+        made["_tilt_psds_image._index"] = 0
+        made["_tilt_psds_image._filename"] = set_paths(chosen["psd_path"])
+        made["_tilt_psds_image._samplingRate"] = np.nan
+        for column in ANGLE_COLUMNS:
+            if column in chosen.columns:
+                made[angle_attribute(column)] = chosen[column].to_numpy()
+        return made
+
     dims = _dims(str(part["path"].iloc[0])) if len(part) else None
-    creation = _creation(written, part["micrograph"])
-    write_set(path, items, stream_open=stream_open, dims=dims, creation=creation)
+    _write(path, part, items, groups, written, dims, stream_open, rows)

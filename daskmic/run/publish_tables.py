@@ -2,21 +2,26 @@
 and ``.xmd`` tables, ``tilt.csv``, the tilt split (STAR and lists) and the Scipion sets.
 
 One function, :func:`write_tables`, writes them all from the records' table (sorted by
-micrograph name), so every publish (:mod:`daskmic.run.publish`) gives the same bytes.
+micrograph name), so every publish (:mod:`daskmic.run.publish`) gives the same bytes. With
+:class:`RememberedRows` it formats only the rows whose record changed since the last publish
+(:mod:`daskmic.io.row_cache`): each file is still written whole, with the same bytes.
 :func:`check_table_names` refuses, before a run, paths they could not hold (here, not in
 :mod:`daskmic.run.publish`, so a run's checks do not import the zarr store).
 """
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from daskmic.errors import UsageError
 from daskmic.io import write_csv, write_star, write_xmd
+from daskmic.io.row_cache import RowCache, Rows, objects
 from daskmic.io.star import check_star_text
 from daskmic.io.storage import Location, is_url, write_whole
 from daskmic.io.tables import OPTICS_COLUMNS
@@ -62,9 +67,70 @@ def _ordered(table: pd.DataFrame, leading: list[str]) -> pd.DataFrame:
     return table[first + [c for c in table.columns if c not in first]]
 
 
+@dataclass
+class RememberedRows:
+    """The rows of every table file as last formatted, for the next publish of one folder.
+
+    ``stamps`` gives, by micrograph, what identifies its record's content (a new stamp: the
+    row changed); a micrograph without a stamp is always formatted again.
+    """
+
+    stamps: Mapping[str, Hashable] = field(default_factory=dict)
+    _caches: dict[str, tuple[Hashable, RowCache]] = field(default_factory=dict)
+    _by_name: pd.Series = field(default_factory=lambda: pd.Series(dtype=object))
+
+    def refresh(self) -> None:
+        """Take the stamps as they are now (once per publish)."""
+        self._by_name = pd.Series(objects(list(self.stamps.values())), index=list(self.stamps))
+
+    def rows(
+        self, file: Location, names: pd.Series, context: Hashable, *derived: np.ndarray
+    ) -> Rows:
+        """The remembered rows of ``file``: keyed by micrograph ``names``, versioned by record
+        stamp and each row's ``derived`` values (optics group); ``context`` (the optics
+        groups' table) is what every row depends on."""
+        context = (os.getcwd(), context)  # the paths are relative to the working directory
+        known, cache = self._caches.get(str(file), (None, None))
+        if cache is None or known != context:
+            cache = RowCache()
+            self._caches[str(file)] = (context, cache)
+        keys = names.to_numpy(dtype=object)
+        stamps = self._by_name.reindex(keys).to_numpy(dtype=object)
+        return Rows(cache, keys, [stamps, *derived])
+
+
+def _rows(
+    remembered: RememberedRows | None,
+    file: Location,
+    names: pd.Series,
+    context: Hashable = None,
+    *derived: np.ndarray,
+) -> Rows | None:
+    if remembered is None:
+        return None
+    return remembered.rows(file, names, context, *derived)
+
+
+def _context(optics: pd.DataFrame) -> Hashable:
+    return tuple(map(str, optics.columns)), tuple(
+        tuple(str(value) for value in row) for row in optics.itertuples(index=False)
+    )
+
+
 def project_path(path: str) -> str:
     """A path relative to the working directory (RELION's project convention); a URL as is."""
-    return path if is_url(path) else relative_path(path, os.getcwd())
+    return _project_path(path, os.getcwd())
+
+
+def project_paths(paths: pd.Series) -> list[str]:
+    """Paths as :func:`project_path` gives them (the working directory asked once)."""
+    cwd = os.getcwd()
+    return [_project_path(path, cwd) for path in paths.tolist()]
+
+
+@functools.lru_cache(maxsize=2**17)  # every publish names every micrograph
+def _project_path(path: str, cwd: str) -> str:
+    return path if is_url(path) else relative_path(path, cwd)
 
 
 def check_table_names(out_dir: str | os.PathLike[str], sources: list[Source]) -> None:
@@ -94,21 +160,39 @@ def check_table_names(out_dir: str | os.PathLike[str], sources: list[Source]) ->
 def _optics(
     table: pd.DataFrame, manifest: Manifest, config: RunConfig, output_pixel_size: bool
 ) -> tuple[pd.DataFrame, np.ndarray]:
-    """The optics groups of ``table``'s rows (:func:`daskmic.run.optics_groups.optics_table`)."""
+    """The optics groups of ``table``'s rows (:func:`daskmic.run.optics_groups.optics_table`).
+
+    The table depends only on the distinct (pixel sizes, group) of the rows, so it is made from
+    those, once each.
+    """
     if table.empty:
         return pd.DataFrame(columns=list(OPTICS_COLUMNS)), np.zeros(0, dtype=int)
-    groups = table["rlnOpticsGroup"] if "rlnOpticsGroup" in table.columns else None
-    return optics_table(
-        table["output_pixel_size_A" if output_pixel_size else "pixel_size_A"],
-        original_pixel_size_A=table["pixel_size_A"],
-        optics_group=groups,
+    keys = pd.DataFrame(
+        {
+            "pixel": table["output_pixel_size_A" if output_pixel_size else "pixel_size_A"],
+            "original": table["pixel_size_A"],
+            "group": table["rlnOpticsGroup"] if "rlnOpticsGroup" in table.columns else 0,
+        }
+    )
+    codes = keys.groupby(list(keys.columns), sort=False, dropna=False).ngroup().to_numpy()
+    distinct = keys.iloc[np.unique(codes, return_index=True)[1]]  # in the order of the codes
+    optics, groups = optics_table(
+        distinct["pixel"],
+        original_pixel_size_A=distinct["original"],
+        optics_group=distinct["group"] if "rlnOpticsGroup" in table.columns else None,
         carried_optics=manifest.optics() or None,
         **config.optics,
     )
+    return optics, groups[codes]
 
 
 def _write_star(
-    path: Location, table: pd.DataFrame, names: pd.Series, optics: pd.DataFrame, groups: np.ndarray
+    path: Location,
+    table: pd.DataFrame,
+    names: pd.Series,
+    optics: pd.DataFrame,
+    groups: np.ndarray,
+    remembered: RememberedRows | None,
 ) -> None:
     """A RELION STAR of ``table``'s rows, named ``names``, keeping the input's columns.
 
@@ -124,10 +208,11 @@ def _write_star(
         if c.startswith("rln") and c not in ("rlnMicrographName", "rlnOpticsGroup")
     ]
     star = pd.DataFrame(
-        {"rlnMicrographName": names.map(project_path).to_numpy(), "rlnOpticsGroup": groups}
+        {"rlnMicrographName": project_paths(names), "rlnOpticsGroup": groups}
     )
     star = pd.concat([star, table[carried].reset_index(drop=True)], axis=1)
-    write_star(path, star, optics)
+    rows = _rows(remembered, path, table["micrograph"], _context(optics), groups)
+    write_star(path, star, optics, rows=rows)
 
 
 def _publish_preprocess(
@@ -137,24 +222,28 @@ def _publish_preprocess(
     manifest: Manifest,
     config: RunConfig,
     stream_open: bool,
+    remembered: RememberedRows | None,
 ) -> None:
     outputs = ["output_path", "output_pixel_size_A"]  # absent when every micrograph failed
     done = table[table["status"] != "failed"]
     done = done.reindex(columns=list(dict.fromkeys([*done.columns, *outputs])))
     optics, groups = _optics(done, manifest, config, True)
-    _write_star(out.micrographs_star, done, done["output_path"], optics, groups)
+    _write_star(out.micrographs_star, done, done["output_path"], optics, groups, remembered)
+    micrographs = out.scipion_set("micrographs")
+    rows = _rows(remembered, micrographs, done["micrograph"], _context(optics), groups)
     write_preprocess_set(
-        out.scipion_set("micrographs"), done, optics, groups, written, stream_open=stream_open
+        micrographs, done, optics, groups, written, stream_open=stream_open, rows=rows
     )
     write_xmd(
         out.micrographs_xmd,
         pd.DataFrame(
             {
-                "micrograph": done["output_path"].map(project_path),
+                "micrograph": project_paths(done["output_path"]),
                 "enabled": 1,
                 "samplingRate": done["output_pixel_size_A"],
             }
         ),
+        rows=_rows(remembered, out.micrographs_xmd, done["micrograph"]),
     )
 
 
@@ -174,18 +263,22 @@ def _publish_tilt(
     manifest: Manifest,
     config: RunConfig,
     stream_open: bool,
+    remembered: RememberedRows | None,
 ) -> None:
     tilt = table.copy()
-    write_csv(out.tilt_csv, _ordered(tilt, TILT_COLUMNS).drop(columns=["tilt_status"]))
+    rows = _rows(remembered, out.tilt_csv, tilt["micrograph"])
+    write_csv(out.tilt_csv, _ordered(tilt, TILT_COLUMNS).drop(columns=["tilt_status"]), rows=rows)
     for status in ("accepted", "discarded"):
         part = tilt[tilt["status"] == status]
         names = part["rlnMicrographName"] if "rlnMicrographName" in part else part["path"]
         optics, groups = _optics(part, manifest, config, False)
-        _write_star(out.split_star(status), part, names, optics, groups)
+        _write_star(out.split_star(status), part, names, optics, groups, remembered)
+        file = out.scipion_set(status)
+        rows = _rows(remembered, file, part["micrograph"], _context(optics), groups)
         write_tilt_set(
-            out.scipion_set(status), part, names, optics, groups, written, stream_open=stream_open
+            file, part, names, optics, groups, written, stream_open=stream_open, rows=rows
         )
-        text = "".join(f"{path}\n" for path in part["path"])
+        text = "".join(f"{path}\n" for path in part["path"].tolist())
         write_whole(out.split_list(status), text.encode())
 
 
@@ -204,15 +297,21 @@ def write_tables(
     config: RunConfig,
     *,
     stream_open: bool,
+    remembered: RememberedRows | None = None,
 ) -> None:
     """Write every table of the run's steps from ``table`` (:func:`table_of`).
 
     ``written`` gives, by micrograph, when its record was written (the Scipion sets' creation
-    times); ``stream_open`` leaves the Scipion sets open for more micrographs.
+    times); ``stream_open`` leaves the Scipion sets open for more micrographs; ``remembered``
+    holds the rows formatted by the last call for the same folder (only rows whose record
+    stamp changed are formatted again; the files are the same).
     """
-    write_csv(out.micrographs_csv, table)
+    if remembered is not None:
+        remembered.refresh()
+    rows = _rows(remembered, out.micrographs_csv, table["micrograph"])
+    write_csv(out.micrographs_csv, table, rows=rows)
     if config.preprocess is not None:
-        _publish_preprocess(out, table, written, manifest, config, stream_open)
+        _publish_preprocess(out, table, written, manifest, config, stream_open, remembered)
     if config.tilt is not None:
-        _publish_tilt(out, table, written, manifest, config, stream_open)
+        _publish_tilt(out, table, written, manifest, config, stream_open, remembered)
 

@@ -59,4 +59,4 @@ def write_psd_png(path: str | os.PathLike[str] | Location, summary: np.ndarray) 
     if not high > low:
         high = low + 1.0
     grey = np.where(finite, (image - low) / (high - low), 0.0)
-    write_whole(location(path), grey_png(grey, compress_level=1))
+    write_whole(location(path), grey_png(grey, compress_level=1), sync=False)  # derived

@@ -1,0 +1,111 @@
+"""Remembered rows of a table that is rewritten whole: only new or changed rows are formatted.
+
+A table file (CSV, STAR, ``.xmd``, a Scipion set) is written whole at every publish, sorted by
+micrograph name, but each row's formatted text (or sqlite values) depends only on that row and
+on the table's columns. :class:`RowCache` keeps each row's text by a key (the micrograph) and a
+version (what identifies the row's content: its record file's stamp, its optics group), so a
+writer formats the rows whose version changed and takes the others as they were; matching the
+rows is vectorised (a hash index), so the cost besides the new rows is a join.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+def objects(values: Sequence[Any]) -> np.ndarray:
+    """``values`` as a 1-D object array (tuples stay elements, not rows)."""
+    array = np.empty(len(values), dtype=object)
+    array[:] = list(values)
+    return array
+
+
+@dataclass
+class RowCache:
+    """Formatted rows of one table file, by key, valid while their version and the table's
+    schema (its columns and their types) stay."""
+
+    schema: Hashable = None
+    keys: pd.Index = field(default_factory=lambda: pd.Index([], dtype=object))
+    versions: list[np.ndarray] = field(default_factory=list)
+    values: np.ndarray = field(default_factory=lambda: objects([]))
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Which rows a writer may take from a :class:`RowCache`: each row's key (unique) and
+    version parts (arrays aligned with the keys), in the table's order. A row whose first
+    version part is missing (None, NaN) is always formatted again."""
+
+    cache: RowCache
+    keys: np.ndarray
+    versions: Sequence[np.ndarray]
+
+
+def formatted(
+    rows: Rows | None,
+    schema: Hashable,
+    count: int,
+    make: Callable[[list[int]], list[Any]],
+) -> list[Any]:
+    """Each of ``count`` rows formatted, ``make`` called only for those ``rows`` lacks.
+
+    Parameters
+    ----------
+    rows : Rows or None
+        The remembered rows (None: format every row).
+    schema : hashable
+        What every row's format depends on besides the row (columns, types); when it differs
+        from the remembered one, nothing is reused.
+    count : int
+        Number of rows in the table.
+    make : callable
+        ``make(positions)`` -> the formatted rows at those positions, in that order.
+
+    Returns
+    -------
+    list
+        The formatted rows, in table order.
+    """
+    if rows is None:
+        return make(list(range(count)))
+    if len(rows.keys) != count or any(len(v) != count for v in rows.versions):
+        raise ValueError(f"rows name {len(rows.keys)} keys for a table of {count} rows")
+    cache = rows.cache
+    same = cache.schema == schema and len(cache.versions) == len(rows.versions)
+    known = cache if same else RowCache()
+    keys = pd.Index(rows.keys)
+    values, positions = objects([None] * count), list(range(count))
+    if len(known.keys):
+        where = known.keys.get_indexer(keys)
+        stale = where < 0
+        if rows.versions:
+            stale |= pd.isna(rows.versions[0])
+        for old, new in zip(known.versions, rows.versions, strict=True):
+            stale |= np.asarray(old[where] != new, dtype=bool)
+        values, positions = known.values[where], np.flatnonzero(stale).tolist()
+    return _remember(cache, schema, rows, keys, values, positions, make)
+
+def _remember(
+    cache: RowCache,
+    schema: Hashable,
+    rows: Rows,
+    keys: pd.Index,
+    values: np.ndarray,
+    positions: list[int],
+    make: Callable[[list[int]], list[Any]],
+) -> list[Any]:
+    """``values`` with those at ``positions`` made, remembered in ``cache``."""
+    if positions:
+        made = make(positions)
+        if len(made) != len(positions):
+            raise ValueError(f"{len(made)} rows formatted for {len(positions)} asked")
+        values[positions] = objects(made)
+    cache.schema, cache.keys, cache.values = schema, keys, values
+    cache.versions = list(rows.versions)
+    return values.tolist()
