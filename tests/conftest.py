@@ -13,6 +13,15 @@ from pathlib import Path
 
 import pytest
 
+# The S3 endpoint's fake credentials, set before any test starts a cluster, so that workers
+# started at any point of the session find them as a user's workers find theirs (environment).
+for _name, _value in (
+    ("AWS_ACCESS_KEY_ID", "testing"),
+    ("AWS_SECRET_ACCESS_KEY", "testing"),
+    ("AWS_DEFAULT_REGION", "us-east-1"),
+):
+    os.environ.setdefault(_name, _value)
+
 
 @pytest.fixture(scope="session")
 def client() -> Iterator:

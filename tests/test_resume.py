@@ -23,8 +23,8 @@ from daskmic.io import open_images, open_pixels, open_results
 from daskmic.io.mrc_write import write_mrc
 from daskmic.io.scipion import read_set
 from daskmic.run.config import RunConfig
+from daskmic.run.layout import OutputLayout
 from daskmic.run.manifest import PARTIAL_NAME, Manifest
-from daskmic.run.resume import PUBLISHED_NAME
 from daskmic.run.stream import watch
 
 CONFIG_VALUES = {
@@ -91,9 +91,10 @@ def snapshot(out: Path) -> dict[str, object]:
     as arrays, its provenance without ``created``.
     """
     files: dict[str, object] = {}
+    published = OutputLayout(out).published  # when the outputs were last rebuilt: like ``created``
     for path in sorted(p for p in out.rglob("*") if p.is_file()):
         relative = path.relative_to(out).as_posix()
-        if path.name == PUBLISHED_NAME:  # when the outputs were last rebuilt: like ``created``
+        if path == published:
             continue
         if relative.startswith("micrographs.zarr/"):
             files[relative] = "zarr file"  # listed; compared as arrays below

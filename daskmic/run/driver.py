@@ -207,8 +207,8 @@ def run_batch(
     client : distributed.Client, optional
         Where to run. By default a cluster is started with :func:`daskmic.connect` for the
         micrographs not done yet (none when every one is), or, for a local run of at most
-        :data:`IN_PROCESS_MAX` of them without sizing options, they run on this process's
-        threads (see :func:`runner`).
+        ``IN_PROCESS_MAX`` (16) of them without sizing options, they run on this process's
+        threads (see ``daskmic.run.driver.runner``).
     overwrite : bool
         Restart a folder that holds a run made with other parameters.
     limit : int, optional

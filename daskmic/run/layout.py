@@ -209,6 +209,11 @@ class OutputLayout:
         return self.manifest / "parameters.json"
 
     @property
+    def published(self) -> Location:
+        """The state the outputs were last fully rebuilt from (:mod:`daskmic.run.resume`)."""
+        return self.manifest / "published.json"
+
+    @property
     def optics(self) -> Location:
         """The input table's optics groups (JSON)."""
         return self.manifest / "optics.json"

@@ -22,7 +22,6 @@ from daskmic.run.layout import OutputLayout
 from daskmic.run.manifest import Manifest, canonical_json
 from daskmic.run.unit import Row, Source
 
-PUBLISHED_NAME = "published.json"
 """The state of the last full rebuild, in the manifest's folder."""
 
 
@@ -94,4 +93,4 @@ def mark_published(out: Location, config: RunConfig, *, report: bool) -> None:
 
 
 def _published(out: Location) -> Location:
-    return OutputLayout(out).manifest / PUBLISHED_NAME
+    return OutputLayout(out).published

@@ -441,6 +441,8 @@ def _rival_spread_deg(best: PlaneFit, rivals: list[_Fit]) -> tuple[float, float]
     tilt = math.degrees(math.atan(math.hypot(*best.coef[1:3])))
     direction = math.degrees(math.atan2(best.coef[2], best.coef[1]))
     for rival in rivals:
+        if rival.plane is None:
+            continue
         gx, gy = rival.plane.coef[1:3]
         angle = max(angle, abs(math.degrees(math.atan(math.hypot(gx, gy))) - tilt))
         turn = abs((math.degrees(math.atan2(gy, gx)) - direction + 90.0) % 180.0 - 90.0)
@@ -453,7 +455,7 @@ def _result(
 ) -> TiltAngleResult:
     plane, local_A, z_score, astig_ab_A = fit.plane, fit.local_A, fit.z_score, fit.astig_ab_A
     weak = _weak_signal(fit)
-    if weak:
+    if weak or plane is None:  # no plane: fewer than 6 tiles with rings, which ``weak`` says
         return _low_signal(prof, weak)
     usable = plane.inliers
     n_tiles = len(local_A)
