@@ -120,6 +120,19 @@ def accuracy_table(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def _timed_estimates(
+    image: np.ndarray, pixel_size_A: float, workers: int, repeats: int
+) -> tuple[list[float], list[float]]:
+    """Wall and CPU seconds of ``repeats`` tilt-angle estimates of ``image``."""
+    walls, cpus = [], []
+    for _ in range(repeats):
+        wall, cpu = time.perf_counter(), time.process_time()
+        estimate_tilt(image, pixel_size_A, workers=workers)
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() - cpu)
+    return walls, cpus
+
+
 def cost(size: int, repeats: int = 3) -> str:
     """Wall and CPU time per micrograph: 1 and 2 FFT threads, and two processes at once."""
     params = draw(np.random.default_rng(1), tilted=True)
@@ -127,12 +140,7 @@ def cost(size: int, repeats: int = 3) -> str:
     lines = []
     for workers in (1, 2):
         estimate_tilt(image, params["pixel_size_A"], workers=workers)
-        walls, cpus = [], []
-        for _ in range(repeats):
-            wall, cpu = time.perf_counter(), time.process_time()
-            estimate_tilt(image, params["pixel_size_A"], workers=workers)
-            walls.append(time.perf_counter() - wall)
-            cpus.append(time.process_time() - cpu)
+        walls, cpus = _timed_estimates(image, params["pixel_size_A"], workers, repeats)
         lines.append(
             f"one process, {workers} FFT thread(s): median wall {np.median(walls):.2f} s, "
             f"CPU {np.median(cpus):.2f} s per {size}² micrograph"
@@ -171,12 +179,7 @@ def cost_hard(shape: tuple[int, int], repeats: int = 3) -> str:
     image, _ = synthesize_realistic(shape, seed=1, **params)
     lines = []
     for workers in (1, 2):
-        walls, cpus = [], []
-        for _ in range(repeats):
-            wall, cpu = time.perf_counter(), time.process_time()
-            estimate_tilt(image, params["pixel_size_A"], workers=workers)
-            walls.append(time.perf_counter() - wall)
-            cpus.append(time.process_time() - cpu)
+        walls, cpus = _timed_estimates(image, params["pixel_size_A"], workers, repeats)
         lines.append(
             f"{shape[0]}×{shape[1]}, one process, {workers} FFT thread(s): median wall "
             f"{np.median(walls):.2f} s per frame (min {min(walls):.2f} s), median CPU "
