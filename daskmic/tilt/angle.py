@@ -85,15 +85,38 @@ Method
    refitted on the tiles with rings (z ≥ 1.5, step 8). Steps 5–6 run twice.
 7. **Angle and uncertainty.** ``Σ``, the covariance of ``(g_x, g_y)``, comes from a block
    bootstrap over the tiles (:mod:`~daskmic.tilt.angle_error`; the least-squares covariance
-   of the inlier residuals when that is larger). ``|g|`` is de-biased: ``|ĝ|² - tr Σ`` (a
-   noisy gradient of a flat specimen has ``E|ĝ|² = tr Σ``), floored at 0, so untilted
-   micrographs do not all report a positive angle. ``tilt_angle_err_deg`` is
-   ``σ_|g| / (1 + |g|²)`` in degrees, with a floor of 0.15° added in quadrature: the
-   estimator's own model error (CTF model, ring alignment), which no resampling of the
-   tiles can see, measured on simulated frames (``benchmarks/angle_accuracy.py --hard``,
-   seed 11: errors of 0.1–0.3° on frames whose bootstrap ± was below 0.1°).
-   ``tilt_axis_err_deg`` is the circular spread of the bootstrap replicates' axes. A ±
-   above 1.5° gives ``status="uncertain"`` (the numbers are kept, with a message).
+   of the inlier residuals when that is larger). ``|g|`` is de-biased:
+   ``|ĝ|² - tr Σ'`` floored at 0, ``Σ' = Σ + f² I`` with ``f`` the 0.15° floor below in
+   gradient units (the same noise the ± counts). For ``ĝ = g + e``, ``e ~ N(0, Σ')``,
+   ``E|ĝ|² = |g|² + tr Σ'``: the square is unbiased, its root biased only at second order
+   (``-u·Σ'u / 2|g|``, ``u = g/|g|``); the plain ``|ĝ|`` is Rice-distributed and reads a
+   flat specimen at ``√(π/2) σ`` on average. A flat specimen so reads 0 with probability
+   ``1 - e⁻¹`` (``Σ' = σ² I``), else ``σ √(2E - 2)``, ``E`` exponential: above ``3σ`` with
+   probability ``e^-5.5 = 0.4 %`` (:func:`~daskmic.tilt.angle_error.debiased_magnitude`).
+   ``tilt_angle_err_deg`` is ``σ_|g| / (1 + |g|²)`` in degrees, with a floor of 0.15° added
+   in quadrature: the estimator's own model error (CTF model, ring alignment), which no
+   resampling of the tiles can see, measured on simulated frames
+   (``benchmarks/angle_accuracy.py --hard``, seed 11: errors of 0.1–0.3° on frames whose
+   bootstrap ± was below 0.1°). ``tilt_axis_err_deg`` is the circular spread of the
+   bootstrap replicates' axes with the same model error across the gradient added in
+   quadrature, ``atan(f / |ĝ|)``: without it the axes of frames with a bootstrap axis ±
+   of 0.3–0.7° were off by 1.3–2.4° (seed 1796470589). ``f`` is the floor in gradient
+   units, ``0.15° · (1 + |ĝ|²)`` (``dθ = d|g| / (1 + |g|²)``).
+   **No tilt?** Under ``g = 0``, ``T = ĝᵀ Σ'⁻¹ ĝ`` is χ² with 2 degrees of freedom, whose
+   survival function is ``p = exp(-T/2)``
+   (:func:`~daskmic.tilt.angle_error.untilted_p_value`). With ``p ≥ 1 %`` the frame is
+   consistent with an untilted specimen: its (small, de-biased) angle is kept, and the
+   message says that its axis has no meaning.
+   **Status.** ``"uncertain"`` (the numbers are kept, with a message saying why) when the
+   frame cannot support a confident answer, each test on the frame's own data:
+   the angle's ± is above 1.5°; the specimen is tilted (``p < 1 %``) and the axis ± is
+   above 1.5° (a 2σ interval wider than ± 3°); or the tiles' readings scatter about the
+   plane like noise: the rms of the inliers off the plane exceeds half of ``W/√3``, the rms
+   of readings spread uniformly over the ``± W`` (800 Å) window they are searched in. Good
+   frames scatter by 20–150 Å; a frame whose rings the drift has wiped out at the tiles'
+   resolution reads every tile at a random place in its window (390–480 Å on K3 frames
+   with 7–10 Å of drift at 2 µm defocus), so the plane is only its start again and the
+   bootstrap, which resamples those readings, cannot see how far off that start was.
 8. **Signal check.** A tile's z-score is its peak correlation over the standard deviation of
    its whole curve (noise alone gives ~1, visible rings ≳ 2). A tile is usable when it is an
    inlier of the plane with z ≥ 1.5 (``patch_notes`` says how many were used and why the
@@ -114,7 +137,13 @@ from typing import Any
 import numpy as np
 
 from daskmic.tilt import angle_steps as steps
-from daskmic.tilt.angle_error import axis_spread_deg, gradient_covariance, gradient_replicates
+from daskmic.tilt.angle_error import (
+    axis_spread_deg,
+    debiased_magnitude,
+    gradient_covariance,
+    gradient_replicates,
+    untilted_p_value,
+)
 from daskmic.tilt.angle_fit import PlaneFit, robust_plane
 from daskmic.tilt.angle_model import spectrum_model
 from daskmic.tilt.angle_regions import brightness_regions
@@ -145,6 +174,9 @@ _TILE_Z = 1.5
 _MEDIAN_Z = 1.4
 _MIN_USABLE_FRACTION = 0.3
 _MAX_ERR_DEG = 1.5
+_MAX_AXIS_ERR_DEG = 1.5
+_FLAT_P = 0.01
+_NOISE_FRACTION = 0.5
 _FLOOR_ERR_DEG = 0.15
 _CONFIDENT_SCORE = 2.0
 _RIVAL_Z = 2.0
@@ -466,39 +498,36 @@ def _result(
     if least_squares[0, 0] + least_squares[1, 1] > cov[0, 0] + cov[1, 1]:
         cov = least_squares  # few blocks: the bootstrap's spread falls short
     g2 = float(g[0] * g[0] + g[1] * g[1])
-    trace = float(cov[0, 0] + cov[1, 1])
     along = float(g[0] * g[0] * cov[0, 0] + 2 * g[0] * g[1] * cov[0, 1] + g[1] * g[1] * cov[1, 1])
-    magnitude = math.sqrt(max(g2 - trace, 0.0))
-    sigma = math.sqrt(along / g2) if g2 > 0 else math.sqrt(trace / 2)
+    floor = math.radians(_FLOOR_ERR_DEG) * (1.0 + g2)  # the model error as gradient noise
+    noise = cov + floor * floor * np.eye(2)
+    magnitude = debiased_magnitude(g, noise)
+    sigma = math.sqrt(along / g2) if g2 > 0 else math.sqrt(float(cov[0, 0] + cov[1, 1]) / 2)
     err_deg = math.hypot(math.degrees(sigma / (1.0 + magnitude**2)), _FLOOR_ERR_DEG)
     rival_angle, rival_axis = _rival_spread_deg(plane, rivals)
     err_deg = math.hypot(err_deg, rival_angle)
-    axis_err = math.hypot(axis_spread_deg(replicates), rival_axis)
+    axis_floor = math.degrees(math.atan2(floor, math.sqrt(g2)))  # the same, across ĝ
+    axis_err = min(math.hypot(axis_spread_deg(replicates), rival_axis, axis_floor), 90.0)
     direction = math.degrees(math.atan2(g[1], g[0])) % 360.0
     half = math.hypot(*astig_ab_A)
     angle_u = 0.5 * math.degrees(math.atan2(astig_ab_A[1], astig_ab_A[0]))
     u, v, angle = canonical_astigmatism(plane.coef[0] + half, plane.coef[0] - half, angle_u)
-    status, message = "ok", ""
-    if err_deg > _MAX_ERR_DEG:
-        status = "uncertain"
-        message = f"the tiles disagree: ± {err_deg:.2f}° exceeds {_MAX_ERR_DEG}°"
-        if rival_angle > 0:
-            message += (
-                f" ({len(rivals)} other starting defocus value(s) fit almost as well, "
-                f"their angles {rival_angle:.1f}° apart)"
-            )
+    residual_A = float(np.sqrt(np.mean(plane.residuals[usable] ** 2)))
+    status, message = _status(
+        err_deg, axis_err, untilted_p_value(g, noise), residual_A, (len(rivals), rival_angle)
+    )
     return TiltAngleResult(
         tilt_angle_deg=math.degrees(math.atan(magnitude)),
         tilt_axis_deg=(direction - 90.0) % 180.0,
         tilt_direction_deg=direction,
         tilt_angle_err_deg=err_deg,
-        tilt_axis_err_deg=min(axis_err, 90.0),
+        tilt_axis_err_deg=axis_err,
         defocus_mean_A=float(plane.coef[0]),
         astigmatism_A=u - v,
         astigmatism_angle_deg=angle,
         usable_patches=int(usable.sum()),
         total_patches=n_tiles,
-        plane_residual_A=float(np.sqrt(np.mean(plane.residuals[usable] ** 2))),
+        plane_residual_A=residual_A,
         patch_notes=_patch_notes(plane, regions, z_score),
         status=status,
         message=message,
@@ -507,3 +536,40 @@ def _result(
         patch_defocus_A=local_A,
         patch_usable=usable,
     )
+
+
+def _status(
+    err_deg: float,
+    axis_err_deg: float,
+    p_flat: float,
+    residual_A: float,
+    rivals: tuple[int, float],
+) -> tuple[str, str]:
+    """``"ok"`` or ``"uncertain"`` and why (step 7 of the module notes).
+
+    ``p_flat`` is :func:`~daskmic.tilt.angle_error.untilted_p_value`, ``residual_A`` the rms
+    of the inliers off the plane, ``rivals`` the number of rival starts and their largest
+    angle difference.
+    """
+    reasons = []
+    if err_deg > _MAX_ERR_DEG:
+        reason = f"the tiles disagree: ± {err_deg:.2f}° exceeds {_MAX_ERR_DEG}°"
+        if rivals[1] > 0:
+            reason += (
+                f" ({rivals[0]} other starting defocus value(s) fit almost as well, "
+                f"their angles {rivals[1]:.1f}° apart)"
+            )
+        reasons.append(reason)
+    if p_flat < _FLAT_P and axis_err_deg > _MAX_AXIS_ERR_DEG:
+        reasons.append(f"the axis is uncertain: ± {axis_err_deg:.1f}° exceeds {_MAX_AXIS_ERR_DEG}°")
+    noise_A = _WINDOW_A / math.sqrt(3.0)
+    if residual_A > _NOISE_FRACTION * noise_A:
+        reasons.append(
+            f"the tiles' defocus readings scatter by {residual_A:.0f} Å about the plane, "
+            f"like noise across the ± {_WINDOW_A:.0f} Å search window ({noise_A:.0f} Å)"
+        )
+    if reasons:
+        return "uncertain", "; ".join(reasons)
+    if p_flat >= _FLAT_P:
+        return "ok", f"consistent with an untilted specimen (p = {p_flat:.2f}): no axis"
+    return "ok", ""

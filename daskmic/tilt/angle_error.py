@@ -68,3 +68,34 @@ def axis_spread_deg(replicates: np.ndarray) -> float:
     if length <= 1e-12:
         return 90.0
     return min(math.degrees(math.sqrt(-2.0 * math.log(length)) / 2.0), 90.0)
+
+
+def debiased_magnitude(gradient: np.ndarray, cov: np.ndarray) -> float:
+    """``√max(|ĝ|² - tr Σ, 0)``: the gradient's length without the noise's upward pull.
+
+    For ``ĝ = g + e``, ``e ~ N(0, Σ)``: ``E|ĝ|² = |g|² + tr Σ``, so ``|ĝ|² - tr Σ`` is
+    unbiased for ``|g|²`` (a plain ``|ĝ|`` is Rice-distributed and reads a flat specimen at
+    ``√(π/2)·σ`` on average for ``Σ = σ² I``). Its root is biased for ``|g|`` only at second
+    order, by ``-u·Σu / (2|g|)`` (``u = g/|g|``): below 0.01° for the tilts and ± of interest.
+    Floored at 0: a flat specimen gives 0 with probability ``1 - e⁻¹ ≈ 63 %`` for
+    ``Σ = σ² I``, and otherwise ``σ √(2E - 2)`` with ``E`` exponential (below ``3σ`` with
+    probability 99.6 %).
+    """
+    g2 = float(gradient[0] * gradient[0] + gradient[1] * gradient[1])
+    return math.sqrt(max(g2 - float(cov[0, 0] + cov[1, 1]), 0.0))
+
+
+def untilted_p_value(gradient: np.ndarray, cov: np.ndarray) -> float:
+    """Probability that a flat specimen gives a gradient at least as far out as ``gradient``.
+
+    Under ``g = 0``, ``T = ĝᵀ Σ⁻¹ ĝ`` is χ² with 2 degrees of freedom, whose survival
+    function is ``exp(-T/2)``. A small value says the specimen is tilted (its axis has a
+    meaning); a value above, say, 1 % says the data are consistent with no tilt at all.
+    """
+    a, b, d = float(cov[0, 0]), float(cov[0, 1]), float(cov[1, 1])
+    det = a * d - b * b
+    if not det > 0:
+        return 1.0
+    gx, gy = float(gradient[0]), float(gradient[1])
+    statistic = (d * gx * gx - 2.0 * b * gx * gy + a * gy * gy) / det
+    return math.exp(-0.5 * statistic)

@@ -1,0 +1,55 @@
+"""The tilt magnitude without noise bias, and the test for "consistent with no tilt"."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from daskmic.tilt.angle_error import debiased_magnitude, untilted_p_value
+
+_COV = np.array([[4.0e-4, 1.0e-4], [1.0e-4, 1.0e-4]])  # anisotropic, correlated
+
+
+def _noisy(gradient, n, seed):
+    rng = np.random.default_rng(seed)
+    return np.asarray(gradient) + rng.multivariate_normal([0.0, 0.0], _COV, size=n)
+
+
+def test_debiased_square_is_unbiased_where_the_plain_length_is_not():
+    """E|ĝ|² = |g|² + tr Σ: the de-biased square averages to |g|² (no floor for |g| ≫ σ)."""
+    g = np.array([0.08, -0.05])
+    draws = _noisy(g, 20000, 1)
+    debiased = np.array([debiased_magnitude(d, _COV) for d in draws])
+    plain = np.hypot(draws[:, 0], draws[:, 1])
+    standard_error = (debiased**2).std() / math.sqrt(len(draws))
+    assert (debiased**2).mean() == pytest.approx(g @ g, abs=4 * standard_error)
+    assert (plain**2).mean() - g @ g == pytest.approx(np.trace(_COV), rel=0.1)
+    # its root is biased only at second order: -u·Σu / (2|g|)
+    u = g / np.linalg.norm(g)
+    expected = np.linalg.norm(g) - u @ _COV @ u / (2 * np.linalg.norm(g))
+    assert debiased.mean() == pytest.approx(expected, abs=4 * debiased.std() / 141.0)
+
+
+def test_a_flat_specimen_reads_zero_mostly_and_small_otherwise():
+    """For g = 0 and Σ = σ²I: P(0) = 1 - 1/e; otherwise σ√(2E - 2), E exponential."""
+    sigma = 0.01
+    cov = sigma**2 * np.eye(2)
+    draws = np.random.default_rng(2).normal(0.0, sigma, size=(20000, 2))
+    magnitudes = np.array([debiased_magnitude(d, cov) for d in draws])
+    assert (magnitudes == 0).mean() == pytest.approx(1 - math.exp(-1), abs=0.015)
+    assert (magnitudes > 3 * sigma).mean() == pytest.approx(math.exp(-5.5), abs=0.002)
+
+
+def test_p_value_is_uniform_under_no_tilt_and_small_for_a_tilt():
+    draws = _noisy([0.0, 0.0], 5000, 3)
+    p = np.array([untilted_p_value(d, _COV) for d in draws])
+    assert stats.kstest(p, "uniform").pvalue > 0.01
+    assert (p < 0.01).mean() == pytest.approx(0.01, abs=0.005)
+    # the reference: T = ĝᵀ Σ⁻¹ ĝ against scipy's χ² with 2 degrees of freedom
+    d = draws[0]
+    statistic = d @ np.linalg.solve(_COV, d)
+    assert untilted_p_value(d, _COV) == pytest.approx(stats.chi2.sf(statistic, 2), rel=1e-9)
+    tilted = _noisy([0.2, 0.0], 200, 4)  # 10 σ along x
+    assert max(untilted_p_value(d, _COV) for d in tilted) < 0.01
+    assert untilted_p_value(np.array([0.1, 0.0]), np.zeros((2, 2))) == 1.0  # no covariance
