@@ -49,7 +49,7 @@ def tilted():
 
 def test_one_tilted_micrograph_gives_its_truth(tilted):
     _, truth, result = tilted
-    assert result.status == "ok"
+    _check_status(result)  # 49 tiles at 1.2 Å/px: the axis ± is about 2°, "uncertain"
     assert result.tilt_angle_deg == pytest.approx(truth["tilt_angle_deg"], abs=2.0)
     assert _axis_error(result.tilt_axis_deg, truth["tilt_axis_deg"]) <= 8.0
     assert _angle_error(result.tilt_direction_deg, truth["tilt_direction_deg"]) <= 8.0

@@ -53,3 +53,52 @@ def test_p_value_is_uniform_under_no_tilt_and_small_for_a_tilt():
     tilted = _noisy([0.2, 0.0], 200, 4)  # 10 σ along x
     assert max(untilted_p_value(d, _COV) for d in tilted) < 0.01
     assert untilted_p_value(np.array([0.1, 0.0]), np.zeros((2, 2))) == 1.0  # no covariance
+
+
+def _tile_grid(ny=14, nx=21, step_A=400.0):
+    rows, cols = np.mgrid[0:ny, 0:nx]
+    return np.column_stack([(cols.ravel() - (nx - 1) / 2), (rows.ravel() - (ny - 1) / 2)]) * step_A
+
+
+def test_readings_of_noise_in_the_window_bound_the_plane_by_the_window():
+    """Readings spread uniformly over ± W about a wrong start: the plane is only the start.
+
+    Their rms off the refitted plane is about W/√3 (flagged), that of readings with 100 Å
+    of noise is not; the window's ± W/(h√3) covers a start off by up to W/h.
+    """
+    from daskmic.tilt.angle import _WINDOW_A, _window_bound, _window_noise
+    from daskmic.tilt.angle_fit import robust_plane
+
+    xy = _tile_grid()
+    h = float(np.abs(xy).max(axis=0).min())
+    rng = np.random.default_rng(6)
+    true_g = np.array([0.3, -0.1])
+    errors = []
+    for _ in range(50):
+        start_g = true_g + rng.uniform(-0.9, 0.9, 2) * _WINDOW_A / np.abs(xy).max(axis=0)
+        readings = 12000.0 + xy @ start_g + rng.uniform(-_WINDOW_A, _WINDOW_A, len(xy))
+        plane = robust_plane(xy, readings)
+        residual = float(np.sqrt(np.mean(plane.residuals[plane.inliers] ** 2)))
+        assert residual == pytest.approx(_WINDOW_A / math.sqrt(3), rel=0.1)
+        assert _window_bound(residual)
+        sigma = _window_noise(residual, xy[plane.inliers])
+        assert sigma == pytest.approx(_WINDOW_A / (h * math.sqrt(3)))
+        errors.append(np.abs(plane.coef[1:3] - true_g) / sigma)
+    assert np.max(errors) <= 3.0
+    good = 12000.0 + xy @ true_g + rng.normal(0.0, 100.0, len(xy))
+    plane = robust_plane(xy, good)
+    residual = float(np.sqrt(np.mean(plane.residuals[plane.inliers] ** 2)))
+    assert not _window_bound(residual) and _window_noise(residual, xy) == 0.0
+
+
+def test_status_says_why_a_frame_is_uncertain():
+    from daskmic.tilt.angle import _status
+
+    assert _status(0.3, 0.8, 1e-6, 50.0, (0, 0.0)) == ("ok", "")
+    status, message = _status(0.3, 20.0, 0.5, 50.0, (0, 0.0))  # flat: the axis means nothing
+    assert status == "ok" and "untilted" in message
+    status, message = _status(0.3, 2.0, 1e-6, 50.0, (0, 0.0))  # tilted, axis ± 2°
+    assert status == "uncertain" and "axis" in message
+    status, message = _status(2.0, 0.8, 1e-6, 400.0, (1, 1.8))
+    assert status == "uncertain"
+    assert "± 2.00°" in message and "1 other starting" in message and "noise" in message
