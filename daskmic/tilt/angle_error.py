@@ -35,12 +35,8 @@ def _block_ids(grid_shape: tuple[int, int]) -> np.ndarray:
     return (rows // _BLOCK) * blocks_x + cols // _BLOCK
 
 
-def gradient_replicates(
-    plane: PlaneFit, xy_A: np.ndarray, grid_shape: tuple[int, int], *, seed: int = 0
-) -> np.ndarray:
-    """``(B, 2)`` gradients ``(g_x, g_y)`` of the plane refitted on block-bootstrap samples."""
-    design = plane_design(xy_A, plane.labels)
-    values = plane.at(xy_A, plane.labels) + plane.residuals
+def _draws(grid_shape: tuple[int, int], seed: int) -> np.ndarray:
+    """``(B, n_tiles)`` how often each tile's block is drawn in each replicate."""
     blocks = _block_ids(grid_shape)
     n_blocks = int(blocks.max()) + 1
     rng = np.random.default_rng(seed)
@@ -48,8 +44,48 @@ def gradient_replicates(
         [np.bincount(rng.integers(0, n_blocks, n_blocks), minlength=n_blocks)
          for _ in range(_REPLICATES)]
     )  # fmt: skip
-    weights = drawn[:, blocks] * plane.inliers
+    return drawn[:, blocks]
+
+
+def gradient_replicates(
+    plane: PlaneFit, xy_A: np.ndarray, grid_shape: tuple[int, int], *, seed: int = 0
+) -> np.ndarray:
+    """``(B, 2)`` gradients ``(g_x, g_y)`` of the plane refitted on block-bootstrap samples."""
+    design = plane_design(xy_A, plane.labels)
+    values = plane.at(xy_A, plane.labels) + plane.residuals
+    weights = _draws(grid_shape, seed) * plane.inliers
     return batched_lstsq(design, values, weights)[:, 1:3]
+
+
+def half_plane_excess(
+    plane: PlaneFit, xy_A: np.ndarray, grid_shape: tuple[int, int], *, seed: int = 0
+) -> tuple[float, float]:
+    """Whether the defocus is a plane: the slopes of its two halves along the gradient.
+
+    The inliers are split at the median of ``x·u`` (``u = ĝ/|ĝ|``), each half refitted
+    (same model), and ``Δ = (ĝ_high - ĝ_low)·u`` compared with its block-bootstrap spread
+    ``s_Δ`` (the same draws as :func:`gradient_replicates`). On a plane ``Δ`` is noise,
+    ``z = Δ / s_Δ`` about N(0, 1); a reading bias that grows with the defocus (too few
+    rings at the low end of a steep tilt at low defocus, say) bends the readings and the
+    halves disagree. Returns ``z`` and the de-biased excess ``√max(Δ² - s_Δ², 0) / 2``:
+    the full plane's slope sits between the halves', about half their difference from
+    either.
+    """
+    g = plane.coef[1:3]
+    norm = float(np.hypot(g[0], g[1]))
+    u = g / norm if norm > 0 else np.array([1.0, 0.0])
+    along = np.asarray(xy_A, np.float64) @ u
+    high = along >= np.median(along[plane.inliers])
+    design = plane_design(xy_A, plane.labels)
+    values = plane.at(xy_A, plane.labels) + plane.residuals
+    weights = np.vstack([plane.inliers, _draws(grid_shape, seed) * plane.inliers])
+    slopes = [batched_lstsq(design, values, weights * half)[:, 1:3] @ u for half in (high, ~high)]
+    difference = slopes[0] - slopes[1]
+    spread2 = float(difference[1:].var())
+    if not spread2 > 0:
+        return 0.0, 0.0
+    observed = float(difference[0])
+    return observed / math.sqrt(spread2), math.sqrt(max(observed**2 - spread2, 0.0)) / 2.0
 
 
 def gradient_covariance(replicates: np.ndarray) -> np.ndarray:

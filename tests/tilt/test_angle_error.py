@@ -102,3 +102,29 @@ def test_status_says_why_a_frame_is_uncertain():
     status, message = _status(2.0, 0.8, 1e-6, 400.0, (1, 1.8))
     assert status == "uncertain"
     assert "± 2.00°" in message and "1 other starting" in message and "noise" in message
+
+
+def test_halves_of_a_plane_agree_within_noise_and_of_a_bent_surface_do_not():
+    """z of the halves' slope difference is about N(0, 1) on planes; a bend is measured."""
+    from daskmic.tilt.angle_error import half_plane_excess
+    from daskmic.tilt.angle_fit import robust_plane
+
+    xy, shape = _tile_grid(), (14, 21)
+    g = np.array([0.6, 0.3])
+    rng = np.random.default_rng(8)
+    z = []
+    for _ in range(40):
+        plane = robust_plane(xy, 8000.0 + xy @ g + rng.normal(0.0, 60.0, len(xy)))
+        z.append(half_plane_excess(plane, xy, shape)[0])
+    assert np.mean(np.abs(z) > 1.96) <= 0.15  # 5 % expected
+    assert 0.6 < np.std(z) < 1.5
+    u = g / np.linalg.norm(g)
+    along = xy @ u
+    bent = 8000.0 + xy @ g + 4e-5 * along**2 + rng.normal(0.0, 60.0, len(xy))
+    plane = robust_plane(xy, bent)
+    z_bent, excess = half_plane_excess(plane, xy, shape)
+    high = along >= np.median(along[plane.inliers])
+    design = np.column_stack([np.ones(len(xy)), xy])
+    slopes = [np.linalg.lstsq(design[m], bent[m], rcond=None)[0][1:] @ u for m in (high, ~high)]
+    assert z_bent > 5.0
+    assert excess == pytest.approx(abs(slopes[0] - slopes[1]) / 2, rel=0.1)
