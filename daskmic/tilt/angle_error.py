@@ -79,7 +79,11 @@ def half_plane_excess(
     design = plane_design(xy_A, plane.labels)
     values = plane.at(xy_A, plane.labels) + plane.residuals
     weights = np.vstack([plane.inliers, _draws(grid_shape, seed) * plane.inliers])
-    slopes = [batched_lstsq(design, values, weights * half)[:, 1:3] @ u for half in (high, ~high)]
+    slopes = []
+    for half in (high, ~high):  # a region with no tile in this half has no offset to fit
+        columns = (design[half & plane.inliers] != 0).any(axis=0)
+        columns[:3] = True
+        slopes.append(batched_lstsq(design[:, columns], values, weights * half)[:, 1:3] @ u)
     difference = slopes[0] - slopes[1]
     spread2 = float(difference[1:].var())
     if not spread2 > 0:
