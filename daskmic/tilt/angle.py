@@ -340,7 +340,8 @@ def estimate_tilt(
     -------
     TiltAngleResult
         Angle, axis, signed direction, uncertainty, mean defocus, astigmatism, fit quality
-        and status (``"ok"`` or ``"low_signal"``, with a message).
+        and status (``"ok"``, ``"uncertain"`` or ``"low_signal"``, with a message saying
+        why; step 7 of the module notes).
     """
     image = np.asarray(image)
     lo, hi = (float(v) for v in defocus_range_A)
