@@ -194,7 +194,7 @@ def test_accuracy_at_4096():
         )
         image, truth = synthesize_micrograph((4096, 4096), seed=400 + i, **params)
         result = estimate_tilt(image, params["pixel_size_A"], workers=2)
-        assert result.status == "ok"
+        _check_status(result)  # the 15° frame's axis ± is 3.5°: "uncertain", its numbers kept
         if tilt > 0:
             angle_errors.append(abs(result.tilt_angle_deg - tilt))
             axis_errors.append(_axis_error(result.tilt_axis_deg, truth["tilt_axis_deg"]))
