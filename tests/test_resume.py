@@ -91,10 +91,13 @@ def snapshot(out: Path) -> dict[str, object]:
     as arrays, its provenance without ``created``.
     """
     files: dict[str, object] = {}
-    published = OutputLayout(out).published  # when the outputs were last rebuilt: like ``created``
+    layout = OutputLayout(out)
+    # when the outputs were last rebuilt (like ``created``), and the input headers a batch run
+    # keeps to read only new or changed ones next time (a stream reads each file as it comes)
+    internal = (layout.published, layout.headers)
     for path in sorted(p for p in out.rglob("*") if p.is_file()):
         relative = path.relative_to(out).as_posix()
-        if path == published:
+        if path in internal:
             continue
         if relative.startswith("micrographs.zarr/"):
             files[relative] = "zarr file"  # listed; compared as arrays below
