@@ -26,13 +26,9 @@ from daskmic.run.config import RunConfig
 from daskmic.run.layout import OutputLayout, recorded_path
 from daskmic.run.manifest import Manifest
 from daskmic.run.source import Row, Source
-from daskmic.tilt.angle import estimate_tilt
 from daskmic.tilt.decision import decide
-from daskmic.tilt.defocus_map import save_defocus_map
 from daskmic.tilt.optics import optics_for
 from daskmic.tilt.params import TiltParams
-from daskmic.tilt.screen import corner_regions, screen_windows
-from daskmic.tilt.summary import write_psd_png
 
 __all__ = ["Row", "Source", "process_micrograph"]
 
@@ -115,6 +111,9 @@ def _preprocess_step(
 def _tilt_step(
     micrograph: str, pixels: _Pixels, pixel_size_A: float, config: RunConfig, out: OutputLayout
 ) -> Row:
+    from daskmic.tilt.screen import corner_regions, screen_windows  # scipy: only for a screen
+    from daskmic.tilt.summary import write_psd_png
+
     params = config.tilt
     if params is None:
         raise ValueError("the run has no tilt step")
@@ -135,6 +134,9 @@ def _tilt_step(
 def _angle_step(
     source: Source, pixels: _Pixels, pixel_size_A: float, config: RunConfig, out: OutputLayout
 ) -> Row:
+    from daskmic.tilt.angle import estimate_tilt  # scipy.ndimage: only for an angle estimate
+    from daskmic.tilt.defocus_map import save_defocus_map
+
     carried = Manifest(out.root).optics()
     optics = optics_for(config.optics, source.columns.get("rlnOpticsGroup"), carried)
     result = estimate_tilt(pixels.whole(), pixel_size_A, **optics)
