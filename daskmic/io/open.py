@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 from upath import UPath
 
 from daskmic.io.contract import DIMS, RESERVED, spatial_coords
@@ -21,8 +20,14 @@ from daskmic.io.errors import MicrographError
 from daskmic.io.header import MicrographHeader
 from daskmic.io.lazy import LazyMicrographStack
 from daskmic.io.readers import read_header
-from daskmic.io.scipion import is_set_file
-from daskmic.io.sources import MICROGRAPH_SUFFIXES, Listing, Source, list_source, unique_names
+from daskmic.io.sources import (
+    MICROGRAPH_SUFFIXES,
+    Listing,
+    Source,
+    list_source,
+    names_table,
+    unique_names,
+)
 from daskmic.io.storage import (
     Location,
     StorageOptions,
@@ -31,9 +36,9 @@ from daskmic.io.storage import (
     is_local,
     location,
 )
-from daskmic.io.tables import is_table
 
 if TYPE_CHECKING:  # dask.array and xarray only when a stack is opened, not for a run's catalogue
+    import pandas as pd
     import xarray as xr
 
 
@@ -86,6 +91,7 @@ def _check_chunks(chunks: Mapping[str, int] | None, shape: tuple[int, int, int])
 
 def _column_values(series: pd.Series) -> np.ndarray:
     """A table column as a coordinate array: numbers stay numeric, the rest become str objects."""
+    import pandas as pd  # a table's: a listing of files needs no pandas
     if pd.api.types.is_bool_dtype(series):
         return series.to_numpy(dtype=bool)
     if pd.api.types.is_numeric_dtype(series):
@@ -217,7 +223,7 @@ def _zarr_store(source: Source, storage_options: StorageOptions | None) -> Locat
     """
     if not isinstance(source, str | os.PathLike | UPath) or glob.has_magic(str(source)):
         return None
-    if is_table(source) or is_set_file(source):
+    if names_table(source):
         return None
     where = location(source, storage_options)
     if is_local(where):
