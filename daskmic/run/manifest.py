@@ -274,11 +274,7 @@ class Manifest:
         On an object store the reads go concurrently; an unreadable record is left out with
         a warning (see :meth:`remove_unreadable`).
         """
-        return {
-            path.stem: record
-            for path, record in self._loaded().items()
-            if record is not None
-        }
+        return {name: record for name, record in self._loaded().items() if record is not None}
 
     def done(self, digest: str) -> dict[str, dict[str, Any]]:
         """The records of the micrographs done with ``digest``, by micrograph.
@@ -373,8 +369,8 @@ class Manifest:
         written = list_files(self.records_dir)
         return np.array([written.get(f"{name}.json", np.nan) for name in micrographs])
 
-    def _loaded(self) -> dict[Location, dict[str, Any] | None]:
-        """Each record file and its record (None when unreadable), sorted by name.
+    def _loaded(self) -> dict[str, dict[str, Any] | None]:
+        """Each record by its file's name without ``.json`` (None when unreadable), sorted.
 
         Locally a record already read by this process is not read again while its file is
         the same (same inode, size and modification time: a record is replaced whole, by a
@@ -385,7 +381,10 @@ class Manifest:
             names = sorted(n for n in list_files(folder) if _is_record_name(n))
             paths: list[Location] = [folder / name for name in names]
             found = read_all(paths)
-            return {p: _load_record(p, data) for p, data in zip(paths, found, strict=True)}
+            return {
+                name[: -len(".json")]: _load_record(path, data)
+                for name, path, data in zip(names, paths, found, strict=True)
+            }
         known = _READ.pop(str(folder), {})
         now: dict[str, tuple[tuple[int, int, int], dict[str, Any] | None]] = {}
         for name, identity in sorted(_identities(folder).items()):
@@ -397,7 +396,7 @@ class Manifest:
         _READ[str(folder)] = now
         while len(_READ) > _READ_FOLDERS:
             del _READ[next(iter(_READ))]
-        return {folder / name: record for name, (_, record) in now.items()}
+        return {name[: -len(".json")]: record for name, (_, record) in now.items()}
 
     def remove_unreadable(self) -> list[Location]:
         """Delete the records that cannot be read, each with a warning naming it.
@@ -410,7 +409,8 @@ class Manifest:
         list of Location
             The records removed.
         """
-        removed = [path for path, record in self._loaded().items() if record is None]
+        loaded = self._loaded()
+        removed = [self.record_path(name) for name, record in loaded.items() if record is None]
         for path in removed:
             path.unlink(missing_ok=True)
         return removed
