@@ -114,7 +114,8 @@ def is_current(out: Location, config: RunConfig, *, report: bool) -> bool:
 def mark_published(out: Location, config: RunConfig, *, report: bool) -> None:
     """Keep the state the outputs were just fully rebuilt from, and whether the page was too."""
     state = {"state": _state(out, config), "stamps": _stamps(out), "report": report}
-    write_whole(_published(out), canonical_json(state).encode())
+    # no fsync: a state lost in a crash only makes the next run rebuild
+    write_whole(_published(out), canonical_json(state).encode(), sync=False)
 
 
 def _published(out: Location) -> Location:
