@@ -52,14 +52,15 @@ def split_finished(
 def nothing_to_do(
     out: Location, config: RunConfig, sources: list[Source], optics: list[dict[str, Any]]
 ) -> bool:
-    """Whether a run of ``sources`` into ``out`` would neither process nor rebuild anything.
+    """Whether a run of ``sources`` into ``out`` would process nothing and find its tables
+    current.
 
     True when the folder is bound to exactly ``config``'s parameters and keeps these
     ``optics``, every source is done (:func:`split_finished`) and the tables show the
     records, from the same working directory (:func:`is_current`): then the checks a run
     makes before it writes (names the tables can hold, outputs that would land on inputs,
     partial writes and unreadable records to clear) were made when these outputs were, and
-    nothing is written now.
+    no micrograph output or table is written now (a QC page asked for may still be).
     """
     manifest = Manifest(out)
     parameters, hashed = config.to_dict(), config.hashed_parameters()
