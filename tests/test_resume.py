@@ -372,6 +372,25 @@ def test_a_rerun_of_a_finished_set_reads_no_header_and_each_record_once(tmp_path
     assert _mtimes(out) | _mtimes(out / ".daskmic") == written, "nothing written"
 
 
+HEAVY = ("pandas", "scipy", "dask", "distributed", "xarray", "zarr", "starfile", "rich")
+"""What processing micrographs and rebuilding tables import, and asking the manifest needs not."""
+
+
+def test_a_rerun_of_a_finished_set_imports_no_processing_or_table_library(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _write_inputs(tmp_path / "raw", 2, shape=(128, 128))
+    run = "import sys; from daskmic.cli import main; main(sys.argv[2:]); "
+    run += "print(sorted(m for m in sys.argv[1].split(',') if m in sys.modules))"
+    command = [sys.executable, "-c", run, ",".join(HEAVY), "preprocess", "raw/*.mrc", "-o", "out"]
+    command += ["--crop", "--invert", "--no-stack", "--no-report", "--no-dashboard"]
+    first = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert "pandas" in first.stdout.splitlines()[-1], "a run that processes imports them"
+    again = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "2 done" in again.stdout and again.stdout.splitlines()[-1] == "[]"
+
+
 @pytest.mark.parametrize("change", ["touched", "rewritten"])
 def test_a_changed_input_is_redone(tmp_path, monkeypatch, change):
     monkeypatch.chdir(tmp_path)
