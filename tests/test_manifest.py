@@ -101,6 +101,8 @@ def test_records_are_read_once_while_their_files_stay_the_same(tmp_path, monkeyp
     assert sorted(manifest.records()) == ["a", "b", "c"]
     assert sorted(Manifest(tmp_path).done(digest)) == ["a", "b", "c"]
     assert sorted(reads) == ["a", "b", "c"], "each record read once"
+    manifest.records()["a"]["row"]["status"] = "changed by a caller"
+    assert manifest.records()["a"]["row"]["status"] == "done", "what is kept is not shared"
     manifest.write({"micrograph": "b", "status": "failed", "error": "again"}, digest)
     assert sorted(Manifest(tmp_path).done(digest)) == ["a", "c"], "a rewritten record is read anew"
     assert sorted(reads) == ["a", "b", "b", "c"]

@@ -396,7 +396,7 @@ class Manifest:
         _READ[str(folder)] = now
         while len(_READ) > _READ_FOLDERS:
             del _READ[next(iter(_READ))]
-        return {name[: -len(".json")]: record for name, (_, record) in now.items()}
+        return {name[: -len(".json")]: _copied(record) for name, (_, record) in now.items()}
 
     def remove_unreadable(self) -> list[Location]:
         """Delete the records that cannot be read, each with a warning naming it.
@@ -452,6 +452,11 @@ _READ: dict[str, dict[str, tuple[tuple[int, int, int], dict[str, Any] | None]]] 
 (inode, size, modification time) of the file they were read from."""
 _READ_FOLDERS = 4
 """How many folders' records :data:`_READ` keeps (the most recently read)."""
+
+
+def _copied(record: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A record the caller may change without changing what :data:`_READ` keeps."""
+    return None if record is None else {**record, "row": dict(record["row"])}
 
 
 def _is_record_name(name: str) -> bool:
