@@ -154,7 +154,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -517,42 +517,26 @@ def _result(
     usable = plane.inliers
     n_tiles = len(local_A)
     g = plane.coef[1:3]
-    replicates = gradient_replicates(plane, prof.centers_A, prof.grid_shape)
-    cov = gradient_covariance(replicates)
-    least_squares = plane.cov[1:3, 1:3]
-    if least_squares[0, 0] + least_squares[1, 1] > cov[0, 0] + cov[1, 1]:
-        cov = least_squares  # few blocks: the bootstrap's spread falls short
     residual_A = float(np.sqrt(np.mean(plane.residuals[usable] ** 2)))
-    window = _window_noise(residual_A, prof.centers_A[usable])
-    g2 = float(g[0] * g[0] + g[1] * g[1])
-    along = float(g[0] * g[0] * cov[0, 0] + 2 * g[0] * g[1] * cov[0, 1] + g[1] * g[1] * cov[1, 1])
-    floor = math.radians(_FLOOR_ERR_DEG) * (1.0 + g2)  # the model error as gradient noise
-    noise = cov + floor * floor * np.eye(2)
-    magnitude = debiased_magnitude(g, noise)
-    sigma = math.sqrt(along / g2) if g2 > 0 else math.sqrt(float(cov[0, 0] + cov[1, 1]) / 2)
-    bent_z, bent = half_plane_excess(plane, prof.centers_A, prof.grid_shape)
-    bent = bent if bent_z * bent_z > _BENT_Z2 else 0.0
-    sigma = math.hypot(sigma, window, bent)
-    err_deg = math.hypot(math.degrees(sigma / (1.0 + magnitude**2)), _FLOOR_ERR_DEG)
     rival_angle, rival_axis = _rival_spread_deg(plane, rivals)
-    err_deg = math.hypot(err_deg, rival_angle)
-    across = math.degrees(math.atan2(math.hypot(floor, window), math.sqrt(g2)))  # floor, window
-    axis_err = min(math.hypot(axis_spread_deg(replicates), rival_axis, across), 90.0)
+    spread = _uncertainty(prof, plane, residual_A, (rival_angle, rival_axis))
     direction = math.degrees(math.atan2(g[1], g[0])) % 360.0
     half = math.hypot(*astig_ab_A)
     angle_u = 0.5 * math.degrees(math.atan2(astig_ab_A[1], astig_ab_A[0]))
     u, v, angle = canonical_astigmatism(plane.coef[0] + half, plane.coef[0] - half, angle_u)
     status, message = _status(
-        err_deg, axis_err, untilted_p_value(g, noise), residual_A, (len(rivals), rival_angle)
+        spread.err_deg, spread.axis_err_deg, spread.p_flat, residual_A, (len(rivals), rival_angle)
     )
-    if bent > 0 and status != "ok":
-        message += f"; the defocus bends off a plane (its halves' slopes differ by {bent_z:.1f} σ)"
+    if spread.bent > 0 and status != "ok":
+        message += (
+            f"; the defocus bends off a plane (its halves' slopes differ by {spread.bent_z:.1f} σ)"
+        )
     return TiltAngleResult(
-        tilt_angle_deg=math.degrees(math.atan(magnitude)),
+        tilt_angle_deg=math.degrees(math.atan(spread.magnitude)),
         tilt_axis_deg=(direction - 90.0) % 180.0,
         tilt_direction_deg=direction,
-        tilt_angle_err_deg=err_deg,
-        tilt_axis_err_deg=axis_err,
+        tilt_angle_err_deg=spread.err_deg,
+        tilt_axis_err_deg=spread.axis_err_deg,
         defocus_mean_A=float(plane.coef[0]),
         astigmatism_A=u - v,
         astigmatism_angle_deg=angle,
@@ -567,6 +551,45 @@ def _result(
         patch_defocus_A=local_A,
         patch_usable=usable,
     )
+
+
+class _Spread(NamedTuple):
+    """The de-biased gradient length and the uncertainties of step 7."""
+
+    magnitude: float
+    err_deg: float
+    axis_err_deg: float
+    p_flat: float
+    bent_z: float
+    bent: float
+
+
+def _uncertainty(
+    prof: SectorProfiles, plane: PlaneFit, residual_A: float, rival_deg: tuple[float, float]
+) -> _Spread:
+    """Step 7: bootstrap, model-error floor, window bound, plane test and rivals combined."""
+    g = plane.coef[1:3]
+    usable = plane.inliers
+    replicates = gradient_replicates(plane, prof.centers_A, prof.grid_shape)
+    cov = gradient_covariance(replicates)
+    least_squares = plane.cov[1:3, 1:3]
+    if least_squares[0, 0] + least_squares[1, 1] > cov[0, 0] + cov[1, 1]:
+        cov = least_squares  # few blocks: the bootstrap's spread falls short
+    window = _window_noise(residual_A, prof.centers_A[usable])
+    g2 = float(g[0] * g[0] + g[1] * g[1])
+    along = float(g[0] * g[0] * cov[0, 0] + 2 * g[0] * g[1] * cov[0, 1] + g[1] * g[1] * cov[1, 1])
+    floor = math.radians(_FLOOR_ERR_DEG) * (1.0 + g2)  # the model error as gradient noise
+    noise = cov + floor * floor * np.eye(2)
+    magnitude = debiased_magnitude(g, noise)
+    sigma = math.sqrt(along / g2) if g2 > 0 else math.sqrt(float(cov[0, 0] + cov[1, 1]) / 2)
+    bent_z, bent = half_plane_excess(plane, prof.centers_A, prof.grid_shape)
+    bent = bent if bent_z * bent_z > _BENT_Z2 else 0.0
+    sigma = math.hypot(sigma, window, bent)
+    err_deg = math.hypot(math.degrees(sigma / (1.0 + magnitude**2)), _FLOOR_ERR_DEG)
+    err_deg = math.hypot(err_deg, rival_deg[0])
+    across = math.degrees(math.atan2(math.hypot(floor, window), math.sqrt(g2)))  # floor, window
+    axis_err = min(math.hypot(axis_spread_deg(replicates), rival_deg[1], across), 90.0)
+    return _Spread(magnitude, err_deg, axis_err, untilted_p_value(g, noise), bent_z, bent)
 
 
 def _status(
