@@ -6,12 +6,14 @@ amplitude contrast is added by the model, it does not move with defocus).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse
 from scipy.ndimage import uniform_filter1d
+from threadpoolctl import ThreadpoolController
 
 from daskmic.tilt.ctf import Optics
 
@@ -90,9 +92,10 @@ def weighted_correlation(
     ``corr = Σ w x̃ ỹ / √(Σ w x̃² · Σ w ỹ²)`` with ``x̃, ỹ`` centred by their weighted means;
     the data rows and ``weights`` are over ``s_invA2`` (only bins with ``w > 0`` are used).
     The model ``y`` is ``sin² χ``, or ``E(s) (sin² χ - ½)`` with an ``envelope`` ``E``: the
-    rings as the data show them. When the data's rings fade along ``s`` (drift fades them
-    within a few rings), only the model with their envelope peaks at the true defocus
-    (Cauchy–Schwarz: ``corr ≤ 1`` with equality iff ``ỹ ∝ x̃``); weighting a bare
+    rings as the data show them (an ``(n_rows, n_bins)`` envelope gives each row its own).
+    When the data's rings fade along ``s`` (drift fades them within a few rings), only the
+    model with their envelope peaks at the true defocus (Cauchy–Schwarz: ``corr ≤ 1`` with
+    equality iff ``ỹ ∝ x̃``); weighting a bare
     ``sin² χ`` by the envelope gives the same numerator but a denominator
     ``Σ w E (sin² χ)~²`` that changes as the rings slide along the envelope, and that moved
     the peak by up to a few hundred Å at 0.5–0.9 µm defocus with 5–20 Å of drift.
@@ -106,10 +109,12 @@ def weighted_correlation(
     x = (x - (x * w).sum(axis=-1, keepdims=True)) * root
     x /= np.maximum(np.sqrt((x * x).sum(axis=-1, keepdims=True)), 1e-30)
     model = ring_model(s_invA2[used], defocus_A, optics)
-    if envelope is not None:
-        model = np.asarray(envelope, np.float64)[used][:, None] * (model - 0.5)
-    model = (model - (w[:, None] * model).sum(axis=0)) * root[:, None]
-    model /= np.maximum(np.sqrt((model * model).sum(axis=0)), 1e-30)
+    if envelope is not None:  # (n_bins,), or (n_rows, n_bins): one model per data row
+        model = np.asarray(envelope, np.float64)[..., used, None] * (model - 0.5)
+    model = (model - (w[:, None] * model).sum(axis=-2, keepdims=True)) * root[:, None]
+    model /= np.maximum(np.sqrt((model * model).sum(axis=-2, keepdims=True)), 1e-30)
+    if model.ndim == 3:
+        return exact_unit_product(x[:, None, :], model)[:, 0]
     return exact_unit_product(x, model)
 
 
@@ -127,10 +132,25 @@ def exact_unit_product(rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
     times a column is below ~1 too: it is an integer below ``2⁵³`` times ``2⁻⁵²`` and held
     exactly in float64. Exact sums do not depend on their order, so the result does not
     depend on the BLAS.
+
+    The BLAS runs on one thread: at these sizes (a few hundred rows) a second thread mostly
+    spins, and on a busy machine it waits for a core (a product took 6× the CPU time).
     """
-    q_rows = np.round(np.asarray(rows, dtype=np.float64) * _FIXED_POINT) / _FIXED_POINT
-    q_columns = np.round(np.asarray(columns, dtype=np.float64) * _FIXED_POINT) / _FIXED_POINT
-    return q_rows @ q_columns
+    with _blas().limit(limits=1, user_api="blas"):
+        return _fixed_point(rows) @ _fixed_point(columns)
+
+
+def _fixed_point(values: np.ndarray) -> np.ndarray:
+    """``values`` rounded to the nearest multiple of ``2⁻²⁶`` (float64; scaling is exact)."""
+    scaled = np.multiply(values, _FIXED_POINT, dtype=np.float64)
+    np.rint(scaled, out=scaled)
+    scaled *= 1.0 / _FIXED_POINT
+    return scaled
+
+
+@functools.cache
+def _blas() -> ThreadpoolController:
+    return ThreadpoolController()
 
 
 def refine_peak(curve: np.ndarray, index: np.ndarray) -> np.ndarray:

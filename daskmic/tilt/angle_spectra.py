@@ -174,8 +174,8 @@ def sector_profiles(
         magnitude = spectra.real**2 + spectra.imag**2
         power[:, start : start + len(chunk)] = operator @ magnitude.T
     centers_px = origins + (tile_px - 1) / 2 - (np.array([ny, nx]) - 1) / 2
-    return SectorProfiles(
-        power=power.T.reshape(len(origins), n_sectors, len(s_edges) - 1),
+    return SectorProfiles(  # tile-major in memory: the fits read and group tiles
+        power=np.ascontiguousarray(power.T).reshape(len(origins), n_sectors, len(s_edges) - 1),
         s_invA2=0.5 * (s_edges[1:] + s_edges[:-1]),
         sector_angle_rad=(np.arange(n_sectors) + 0.5) * np.pi / n_sectors,
         centers_A=centers_px[:, ::-1] * pixel_size_A,
