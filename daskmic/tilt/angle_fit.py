@@ -108,14 +108,25 @@ def weighted_correlation(
     x = data[..., used]
     x = (x - (x * w).sum(axis=-1, keepdims=True)) * root
     x /= np.maximum(np.sqrt((x * x).sum(axis=-1, keepdims=True)), 1e-30)
-    model = ring_model(s_invA2[used], defocus_A, optics)
-    if envelope is not None:  # (n_bins,), or (n_rows, n_bins): one model per data row
-        model = np.asarray(envelope, np.float64)[..., used, None] * (model - 0.5)
-    model = (model - (w[:, None] * model).sum(axis=-2, keepdims=True)) * root[:, None]
-    model /= np.maximum(np.sqrt((model * model).sum(axis=-2, keepdims=True)), 1e-30)
-    if model.ndim == 3:
-        return exact_unit_product(x[:, None, :], model)[:, 0]
-    return exact_unit_product(x, model)
+    rings = ring_model(s_invA2[used], defocus_A, optics)
+    if envelope is None:
+        return exact_unit_product(x, _unit_columns(rings, w, root))
+    envelope = np.asarray(envelope, np.float64)[..., used, None]
+    rings -= 0.5
+    if envelope.ndim == 2:
+        return exact_unit_product(x, _unit_columns(envelope * rings, w, root))
+    return np.concatenate([  # (n_rows, n_bins): one model per data row
+        exact_unit_product(x[i : i + 1], _unit_columns(row * rings, w, root))
+        for i, row in enumerate(envelope)
+    ])
+
+
+def _unit_columns(model: np.ndarray, w: np.ndarray, root: np.ndarray) -> np.ndarray:
+    """``model``'s columns centred by their ``w``-weighted means, times ``√w``, unit norm."""
+    model = model - (w[:, None] * model).sum(axis=0)
+    model *= root[:, None]
+    model /= np.maximum(np.sqrt((model * model).sum(axis=0)), 1e-30)
+    return model
 
 
 _FIXED_POINT = 2.0**26

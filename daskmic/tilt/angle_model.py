@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse
 from scipy.ndimage import gaussian_filter1d, uniform_filter1d
 
 from daskmic.tilt.angle_drift import drift_fade, find_drift
@@ -76,14 +77,17 @@ def _aligned_sectors(
     means = np.array([float(np.mean(defocus_A[group])) for group in groups])
     source = phase_matched_s(s[None, :], d_ref, means[:, None], optics)  # (groups, bins)
     count = (sizes[:, None] * ((source >= s[0]) & (source <= s[-1]))).sum(axis=0)
-    grouped = prof.power[np.concatenate(groups)]
-    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    n_sectors = prof.power.shape[1]
-    aligned = np.empty((n_sectors, len(s)))
+    n_tiles, n_sectors, n_bins = prof.power.shape
+    pointers = np.concatenate([[0], np.cumsum(sizes)])
+    members = scipy.sparse.csr_matrix(  # group sums in tile order, from 0: a plain loop's bits
+        (np.ones(n_tiles), np.concatenate(groups), pointers), shape=(len(groups), n_tiles)
+    )
+    aligned = np.empty((n_sectors, n_bins))
     for first in range(0, n_sectors, _SECTOR_CHUNK):  # bounds the (groups, sectors, bins) arrays
         part = slice(first, first + _SECTOR_CHUNK)
-        blocks = np.add.reduceat(grouped[:, part], starts, axis=0, dtype=np.float64)
-        aligned[part] = interp_rows(source[:, None, :], s, blocks).sum(axis=0)
+        blocks = members @ prof.power[:, part].reshape(n_tiles, -1).astype(np.float64)
+        moved = interp_rows(source[:, None, :], s, blocks.reshape(len(groups), -1, n_bins))
+        aligned[part] = moved.sum(axis=0)
     return d_ref, aligned * np.where(count > 0, 1.0 / np.maximum(count, 1.0), 0.0)
 
 
