@@ -49,12 +49,12 @@ def interp_matrix(s_invA2: np.ndarray, s_src: np.ndarray) -> scipy.sparse.csr_ma
     left = np.clip(np.floor(position).astype(np.int64), 0, n - 2)
     frac = np.where(valid, position - left, 0.0)
     weight = valid.astype(np.float64)
-    target = np.broadcast_to(np.arange(n), (n_rows, n))
     source = left + (np.arange(n_rows) * n)[:, None]
-    rows = np.concatenate([target.ravel(), target.ravel()])
-    cols = np.concatenate([source.ravel(), source.ravel() + 1])
-    vals = np.concatenate([(weight * (1 - frac)).ravel(), (weight * frac).ravel()])
-    return scipy.sparse.csr_matrix((vals, (rows, cols)), shape=(n, n_rows * n))
+    # output bin b holds, row after row, the pair (left, left + 1): its columns in order
+    columns = np.stack([source.T, source.T + 1], axis=-1).ravel()
+    values = np.stack([(weight * (1 - frac)).T, (weight * frac).T], axis=-1).ravel()
+    pointers = np.arange(0, 2 * n_rows * n + 1, 2 * n_rows)
+    return scipy.sparse.csr_matrix((values, columns, pointers), shape=(n, n_rows * n))
 
 
 def defocus_groups(defocus_A: np.ndarray, relative_step: float = 0.005) -> list[np.ndarray]:
