@@ -108,7 +108,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -320,11 +322,13 @@ def estimate_tilt(
     half_diagonal_A = 0.5 * math.hypot(*image.shape) * pixel_size_A
     span = half_diagonal_A * math.tan(math.radians(search_max_tilt_deg))
     regions = brightness_regions(prof.centers_A, prof.mean_counts)[0]
-    fits = []
-    for start, _ in candidates:
-        fits.append(_fit_from(prof, start, regions, optics, (0.5 * lo, span), max_astigmatism_A))
-        if fits[0].score >= _CONFIDENT_SCORE:
-            break
+    fit_from = partial(_fit_from, prof, regions=regions, optics=optics,
+                       limits_A=(0.5 * lo, span), max_astigmatism_A=max_astigmatism_A)  # fmt: skip
+    starts = [start for start, _ in candidates]
+    fits = [fit_from(starts[0])]
+    if fits[0].score < _CONFIDENT_SCORE:  # the other starts are independent: `workers` threads
+        with ThreadPoolExecutor(max(workers, 1)) as pool:
+            fits += pool.map(fit_from, starts[1:])
     best = max(fits, key=lambda fit: fit.score)  # the first of equals: the best global match
     weak = _weak_signal(fits[0])
     if weak and best.score < _CONFIDENT_SCORE:  # more starts find more noise that fits

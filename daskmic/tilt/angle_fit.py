@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import math
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -130,6 +131,7 @@ def _unit_columns(model: np.ndarray, w: np.ndarray, root: np.ndarray) -> np.ndar
 
 
 _FIXED_POINT = 2.0**26
+_BLAS_LOCK = threading.Lock()
 
 
 def exact_unit_product(rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
@@ -147,8 +149,9 @@ def exact_unit_product(rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
     The BLAS runs on one thread: at these sizes (a few hundred rows) a second thread mostly
     spins, and on a busy machine it waits for a core (a product took 6× the CPU time).
     """
-    with _blas().limit(limits=1, user_api="blas"):
-        return _fixed_point(rows) @ _fixed_point(columns)
+    q_rows, q_columns = _fixed_point(rows), _fixed_point(columns)
+    with _BLAS_LOCK, _blas().limit(limits=1, user_api="blas"):  # each limit undone in turn
+        return q_rows @ q_columns
 
 
 def _fixed_point(values: np.ndarray) -> np.ndarray:
