@@ -76,8 +76,12 @@ def ring_model(s_invA2: np.ndarray, defocus_A: np.ndarray, optics: Optics) -> np
     lam = optics.wavelength_A
     c = 0.5 * math.pi * optics.spherical_aberration_mm * 1e7 * lam**3
     s = s_invA2[:, None]
-    chi = math.pi * lam * defocus_A[None, :] * s - c * s * s + optics.constant_phase_rad
-    return np.sin(chi) ** 2
+    chi = math.pi * lam * defocus_A[None, :] * s
+    chi -= c * s * s
+    chi += optics.constant_phase_rad
+    np.sin(chi, out=chi)
+    chi *= chi
+    return chi
 
 
 def weighted_correlation(
@@ -123,10 +127,16 @@ def weighted_correlation(
 
 
 def _unit_columns(model: np.ndarray, w: np.ndarray, root: np.ndarray) -> np.ndarray:
-    """``model``'s columns centred by their ``w``-weighted means, times ``√w``, unit norm."""
-    model = model - (w[:, None] * model).sum(axis=0)
+    """``model``'s columns centred by their ``w``-weighted means, times ``√w``, unit norm.
+
+    In place (the callers pass a fresh array): at the tile curves' size every new array of
+    the model's size costs as much as the arithmetic on it.
+    """
+    scratch = w[:, None] * model
+    model -= scratch.sum(axis=0)
     model *= root[:, None]
-    model /= np.maximum(np.sqrt((model * model).sum(axis=0)), 1e-30)
+    np.multiply(model, model, out=scratch)
+    model /= np.maximum(np.sqrt(scratch.sum(axis=0)), 1e-30)
     return model
 
 
