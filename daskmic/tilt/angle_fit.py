@@ -10,11 +10,11 @@ import functools
 import math
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.sparse
 from scipy.ndimage import uniform_filter1d
-from threadpoolctl import ThreadpoolController
 
 from daskmic.tilt.ctf import Optics
 
@@ -173,7 +173,10 @@ def _fixed_point(values: np.ndarray) -> np.ndarray:
 
 
 @functools.cache
-def _blas() -> ThreadpoolController:
+def _blas() -> Any:
+    """The process's thread pools (threadpoolctl's controller, made once: it scans libraries)."""
+    from threadpoolctl import ThreadpoolController  # 16 ms of import, paid by estimates only
+
     return ThreadpoolController()
 
 
