@@ -1,7 +1,7 @@
 """The tilt estimator's fast numerics give the estimates of straightforward ones, bit for bit.
 
-The estimator's inner loops were vectorised over tiles, groups and sectors, its fallback
-starts run on ``workers`` threads and its BLAS on one: none of that may change an estimate.
+The estimator's inner loops were vectorised over tiles, groups and sectors and its BLAS
+runs on one thread: none of that may change an estimate.
 Each fast piece is checked here against the plain loop it replaced (written here), and
 whole estimates against the same estimator with those plain loops put back in, on small
 frames that take the several-starts fallback, find drift, or have a carbon region.
@@ -144,7 +144,7 @@ def test_aligned_sectors_are_the_group_by_group_loop():
 @pytest.mark.parametrize(("features", "pixel_size_range_A", "seed"), FRAMES)
 def test_estimates_equal_those_of_the_plain_loops(monkeypatch, features, pixel_size_range_A, seed):
     image, pixel_size_A = _frame(features, pixel_size_range_A, seed)
-    fast = estimate_tilt(image, pixel_size_A, workers=2)  # fallback starts on two threads
+    fast = estimate_tilt(image, pixel_size_A, workers=2)  # two FFT threads
     with monkeypatch.context() as patch:
         patch.setattr(angle_model, "interp_rows", _interp_row_by_row)
         patch.setattr(angle_model, "_aligned_sectors", _aligned_sectors_loop)
