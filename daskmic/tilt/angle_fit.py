@@ -45,17 +45,24 @@ def interp_matrix(s_invA2: np.ndarray, s_src: np.ndarray) -> scipy.sparse.csr_ma
     returns ``Σ_r profile_r(s_src[r, b])`` by linear interpolation (0 outside the grid).
     """
     n_rows, n = s_src.shape
-    position = (s_src - s_invA2[0]) / (s_invA2[1] - s_invA2[0])
-    valid = (position >= 0) & (position < n - 1)
-    left = np.clip(np.floor(position).astype(np.int64), 0, n - 2)
-    frac = np.where(valid, position - left, 0.0)
-    weight = valid.astype(np.float64)
+    left, frac, weight = interp_weights(s_invA2, s_src)
     source = left + (np.arange(n_rows) * n)[:, None]
     # output bin b holds, row after row, the pair (left, left + 1): its columns in order
     columns = np.stack([source.T, source.T + 1], axis=-1).ravel()
     values = np.stack([(weight * (1 - frac)).T, (weight * frac).T], axis=-1).ravel()
     pointers = np.arange(0, 2 * n_rows * n + 1, 2 * n_rows)
     return scipy.sparse.csr_matrix((values, columns, pointers), shape=(n, n_rows * n))
+
+
+def interp_weights(
+    s_invA2: np.ndarray, s_src: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Left neighbour, fraction and weight (1 inside the grid, else 0) of each ``s_src``."""
+    n = len(s_invA2)
+    position = (s_src - s_invA2[0]) / (s_invA2[1] - s_invA2[0])
+    valid = (position >= 0) & (position < n - 1)
+    left = np.clip(np.floor(position).astype(np.int64), 0, n - 2)
+    return left, np.where(valid, position - left, 0.0), valid.astype(np.float64)
 
 
 def defocus_groups(defocus_A: np.ndarray, relative_step: float = 0.005) -> list[np.ndarray]:

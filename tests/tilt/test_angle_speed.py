@@ -20,6 +20,7 @@ from daskmic.tilt.angle import _s_edges, estimate_tilt
 from daskmic.tilt.angle_fit import (
     defocus_groups,
     interp_matrix,
+    interp_weights,
     phase_matched_s,
     weighted_correlation,
 )
@@ -41,11 +42,7 @@ def _interp_row_by_row(x, xp, fp):
 def _interp_matrix_from_triplets(s_invA2, s_src):
     """The interpolation map built from (row, column, value) triplets, as scipy sorts them."""
     n_rows, n = s_src.shape
-    position = (s_src - s_invA2[0]) / (s_invA2[1] - s_invA2[0])
-    valid = (position >= 0) & (position < n - 1)
-    left = np.clip(np.floor(position).astype(np.int64), 0, n - 2)
-    frac = np.where(valid, position - left, 0.0)
-    weight = valid.astype(np.float64)
+    left, frac, weight = interp_weights(s_invA2, s_src)
     target = np.broadcast_to(np.arange(n), (n_rows, n)).ravel()
     source = (left + (np.arange(n_rows) * n)[:, None]).ravel()
     values = np.concatenate([(weight * (1 - frac)).ravel(), (weight * frac).ravel()])
