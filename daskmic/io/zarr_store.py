@@ -34,14 +34,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import dask
-import dask.array as da
 import numpy as np
 import pandas as pd
-import xarray as xr
-import zarr
 from upath import UPath
 
 from daskmic.io.atomic import atomic_path
@@ -64,6 +60,12 @@ from daskmic.io.storage import (
     zarr_store,
 )
 from daskmic.io.thumbnails import THUMBNAIL_DTYPE, decode_thumbnails, encode_thumbnail
+from daskmic.io.zarr_table import array_metadata, writable, write_columns
+
+if TYPE_CHECKING:
+    import dask.array as da
+    import xarray as xr
+    import zarr
 
 OME = "OME"
 THUMBNAIL = "thumbnail"
@@ -105,9 +107,9 @@ def _strings_as_objects(values: np.ndarray) -> np.ndarray:
 
 def _storable(variables: xr.Dataset | pd.DataFrame) -> xr.Dataset:
     """A copy with string data as objects (zarr's spec'd v3 string type) and JSON attrs."""
+    import xarray as xr
+
     if isinstance(variables, pd.DataFrame):
-        if "micrograph" not in variables.columns:
-            raise ValueError(f"variables needs a 'micrograph' column, has {list(variables)}")
         variables = xr.Dataset.from_dataframe(variables.set_index("micrograph"))
     ds = variables.copy()
     for name, variable in ds.variables.items():
@@ -118,10 +120,105 @@ def _storable(variables: xr.Dataset | pd.DataFrame) -> xr.Dataset:
         # makes xarray probe for pint, an import of 0.1 s at every run's end
         if not _only_str(values):
             ds[name] = variable.copy(data=_strings_as_objects(values))
-    ds.attrs = json.loads(json.dumps(ds.attrs, default=str))
+    ds.attrs = _as_json(ds.attrs)
     for variable in ds.variables.values():
-        variable.attrs = json.loads(json.dumps(variable.attrs, default=str))
+        variable.attrs = _as_json(variable.attrs)
     return ds
+
+
+def _as_json(attrs: dict) -> dict:
+    """``attrs`` as JSON gives them back (what is not JSON as text)."""
+    return json.loads(json.dumps(attrs, default=str))
+
+
+@dataclass
+class _Table:
+    """A table to store: its columns as :func:`daskmic.io.zarr_table.write_columns` writes them
+    (``micrograph`` first, each column's own ``attrs``), or, where only xarray writes it, the
+    Dataset :func:`_storable` makes; and the root's ``attributes``."""
+
+    columns: dict[str, np.ndarray]
+    attrs: dict[str, dict[str, Any]]
+    attributes: dict[str, Any]
+    dataset: xr.Dataset | None = None
+
+    def count(self) -> int:
+        """The number of rows."""
+        if self.dataset is not None:
+            return int(self.dataset.sizes.get("micrograph", 0))
+        return len(self.columns["micrograph"])
+
+    def add(self, name: str, values: np.ndarray) -> None:
+        """Add (or replace) a column along ``micrograph``."""
+        if self.dataset is not None:
+            self.dataset[name] = ("micrograph", values)
+        else:
+            self.columns[name] = values
+
+    def write(self, group: Location) -> None:
+        """Write the columns as the arrays of ``group`` (xarray's metadata and chunks)."""
+        if self.dataset is None:
+            write_columns(group, self.columns, self.attrs)
+            return
+        import dask
+
+        ds = self.dataset
+        encoding = {
+            name: {"chunks": ds[name].shape}
+            for name in ds.variables
+            if ds[name].ndim == 1 and ds[name].size
+        }
+        with dask.config.set(scheduler="synchronous"):  # never a cluster that is dask's default
+            ds.to_zarr(
+                zarr_store(group), mode="w", zarr_format=3, consolidated=False, encoding=encoding
+            )
+
+
+def _table(variables: xr.Dataset | pd.DataFrame) -> _Table:
+    """``variables`` as :func:`_storable` makes them, as plain columns where they can be
+    written directly (:func:`daskmic.io.zarr_table.writable`).
+
+    A DataFrame of numpy or text (``str``) columns can, and a Dataset of in-memory variables along
+    ``micrograph`` only, with no coordinate but ``micrograph`` and no encoding; others go
+    through xarray.
+    """
+    if isinstance(variables, pd.DataFrame):
+        if "micrograph" not in variables.columns:
+            raise ValueError(f"variables needs a 'micrograph' column, has {list(variables)}")
+        names = list(variables.columns)
+        if variables.attrs or len(set(names)) != len(names) or not all(
+            isinstance(name, str) and isinstance(dtype, np.dtype | pd.StringDtype)
+            for name, dtype in variables.dtypes.items()
+        ):
+            return _through_xarray(variables)
+        order = ["micrograph", *(name for name in names if name != "micrograph")]
+        found = {name: variables[name].to_numpy() for name in order}
+        attrs: dict[str, dict[str, Any]] = {}
+        table_attrs: dict[str, Any] = {}
+    else:
+        every = variables.variables
+        if list(variables.coords) != ["micrograph"] or "micrograph" not in every or any(
+            v.dims != ("micrograph",) or v.chunks is not None or v.encoding for v in every.values()
+        ):
+            return _through_xarray(variables)
+        order = ["micrograph", *(str(name) for name in every if name != "micrograph")]
+        found = {name: np.asarray(every[name].values) for name in order}
+        attrs = {name: _as_json(every[name].attrs) for name in order if every[name].attrs}
+        table_attrs = _as_json(variables.attrs)
+    columns = {
+        name: _strings_as_objects(values)
+        if values.dtype.kind in "USOT" and not _only_str(values)
+        else values
+        for name, values in found.items()
+    }
+    if not writable(columns):
+        return _through_xarray(variables)
+    return _Table(columns, attrs, table_attrs)
+
+
+def _through_xarray(variables: xr.Dataset | pd.DataFrame) -> _Table:
+    ds = _storable(variables)
+    return _Table({}, {}, ds.attrs, ds)
 
 
 @dataclass(frozen=True)
@@ -156,6 +253,8 @@ class Thumbnails:
         count = thumbnails.shape[0]
         low, high = np.full(count, np.nan), np.full(count, np.nan)
         chunks: dict[int, Location | bytes | None] = {}
+        import dask
+
         for index in range(count):
             with dask.config.set(scheduler="synchronous"):  # never a default cluster's
                 frame = np.asarray(thumbnails[index])
@@ -187,26 +286,34 @@ def _key(loc: Location) -> str:
     return loc.path if isinstance(loc, UPath) else str(loc)
 
 
-def _thumbnail_array(store: Location, count: int, edge_px: int) -> zarr.Array:
-    """The store's ``thumbnail`` array sized for ``count`` rows (kept chunks stay in place)."""
-    shape = (count, edge_px, edge_px)
-    if _node_type(store / THUMBNAIL) == "array":
-        array = zarr.open_array(zarr_store(store / THUMBNAIL), mode="r+", zarr_format=3)
-        if array.shape[1:] == shape[1:] and array.dtype == THUMBNAIL_DTYPE:
-            if array.shape != shape:
-                array.resize(shape)
-            return array
-    return zarr.create_array(
-        zarr_store(store),
-        name=THUMBNAIL,
-        shape=shape,
-        chunks=(1, edge_px, edge_px),
-        dtype=THUMBNAIL_DTYPE,
-        compressors=None,
-        fill_value=0,
+def _thumbnail_metadata(count: int, edge_px: int) -> bytes:
+    """The ``thumbnail`` array's metadata: ``count`` rows, one uncompressed chunk each."""
+    return array_metadata(
+        (count, edge_px, edge_px),
+        THUMBNAIL_DTYPE,
+        chunk_shape=(1, edge_px, edge_px),
         dimension_names=("micrograph", "thumb_y", "thumb_x"),
-        overwrite=True,
+        compressed=False,
     )
+
+
+def _thumbnail_array(store: Location, count: int, edge_px: int) -> None:
+    """Size the store's ``thumbnail`` array for ``count`` rows (kept chunks stay in place).
+
+    An array of this layout is resized (the chunks of rows past ``count`` removed), any other
+    replaced by an empty one.
+    """
+    folder = store / THUMBNAIL
+    found = _read_json(folder / "zarr.json") or {}
+    rows = found.get("shape", [-1])[0] if found.get("node_type") == "array" else -1
+    if rows < 0 or json.loads(_thumbnail_metadata(rows, edge_px)) != found:
+        remove(folder)
+        rows = 0
+    elif rows == count:
+        return
+    for row in range(count, rows):
+        remove(thumbnail_chunk(store, row))
+    write_whole(folder / "zarr.json", _thumbnail_metadata(count, edge_px), sync=False)
 
 
 def thumbnail_chunk(store: Location, index: int) -> Location:
@@ -264,13 +371,13 @@ def _root_arrays(store: Location) -> list[str]:
     return [name for name in _folders(store) if _node_type(store / name) == "array"]
 
 
-def _swap_arrays(built: Location, store: Location, keep: set[str]) -> dict:
+def _swap_arrays(built: Location, store: Location, keep: set[str]) -> None:
     """Move the arrays of the group at ``built`` into ``store``'s root, replacing the table's.
 
     Locally each array is renamed into place whole; on an object store each object is copied
     over the old one by the store (whole; readers go by the consolidated metadata, rebuilt
     after). Root arrays of an earlier table that the new one lacks are removed, but for
-    ``keep``. Returns the attributes of the built group.
+    ``keep``.
     """
     fresh = _root_arrays(built)
     for name in fresh:
@@ -283,7 +390,6 @@ def _swap_arrays(built: Location, store: Location, keep: set[str]) -> dict:
             store.fs.copy(objects, [target + key[len(source) :] for key in objects])
     for name in set(_root_arrays(store)) - set(fresh) - keep:
         remove(store / name)
-    return (_read_json(built / "zarr.json") or {}).get("attributes", {})
 
 
 def write_results(
@@ -321,35 +427,25 @@ def write_results(
     metadata are rebuilt last (:func:`publish_metadata`), so they list exactly what is whole.
     """
     store = location(store)
-    ds = _storable(variables)
+    table = _table(variables)
     if thumbnails is not None and not isinstance(thumbnails, Thumbnails):
         thumbnails = Thumbnails.from_array(thumbnails)
     if thumbnails is not None:
-        count = ds.sizes.get("micrograph", 0)
-        if len(thumbnails.low) != count:
+        if len(thumbnails.low) != table.count():
             raise ValueError(
-                f"thumbnails must have shape (micrograph={count}, t, t), got "
+                f"thumbnails must have shape (micrograph={table.count()}, t, t), got "
                 f"{len(thumbnails.low)} thumbnails"
             )
         for name, values in zip(THUMBNAIL_MAPPING, (thumbnails.low, thumbnails.high), strict=True):
-            ds[name] = ("micrograph", np.asarray(values, dtype=np.float64))
-    encoding: dict = {
-        name: {"chunks": ds[name].shape}
-        for name in ds.variables
-        if ds[name].ndim == 1 and ds[name].size
-    }
-    ds.attrs.update(provenance(parameters))
+            table.add(name, np.asarray(values, dtype=np.float64))
+    attributes = {**table.attributes, **provenance(parameters)}
     ensure_group(store)
     built = store / f".table.tmp-{uuid.uuid4().hex[:8]}"
     try:
-        # In this thread: never on a cluster the caller happens to have as dask's default.
-        with dask.config.set(scheduler="synchronous"):
-            ds.to_zarr(
-                zarr_store(built), mode="w", zarr_format=3, consolidated=False, encoding=encoding
-            )
+        table.write(built)
         if thumbnails is not None:
             _write_thumbnails(store, thumbnails)
-        attributes = _swap_arrays(built, store, {THUMBNAIL} if thumbnails is not None else set())
+        _swap_arrays(built, store, {THUMBNAIL} if thumbnails is not None else set())
     finally:
         remove(built)
     publish_metadata(store, attributes, images=images)
@@ -412,6 +508,8 @@ class ImageIndex:
                 path = "/".join(parts[:2])
                 images.setdefault(path, {})[key] = metadata
         self.nodes = {path: _members_json(nodes) for path, nodes in images.items()}
+        import zarr
+
         names = ["micrograph", *THUMBNAIL_MAPPING]
         return {
             name: np.asarray(zarr.open_array(str(store / name), mode="r", zarr_format=3)[...])
@@ -522,6 +620,8 @@ def _node_metadata_shallow(folder: Location) -> dict | None:
 
 
 def _open_root(store: Location) -> zarr.Group:
+    import zarr
+
     return zarr.open_group(zarr_store(store), mode="r", zarr_format=3, use_consolidated=True)
 
 
@@ -540,6 +640,8 @@ def open_results(
     storage_options : dict, optional
         For a URL: its filesystem's options (credentials, endpoint).
     """
+    import xarray as xr
+
     store = location(store, storage_options)
     if _node_type(store / "micrograph") != "array":
         raise FileNotFoundError(f"{store}: not a daskmic results store (no table at its root)")
@@ -580,6 +682,10 @@ def open_images(
     dict of str to xarray.DataArray
         Sorted by name; each with ``y``/``x`` coordinates in angstrom and ``pixel_size_A``.
     """
+    import dask.array as da
+    import xarray as xr
+    import zarr
+
     root = _open_root(location(store, storage_options))
     if collection not in root:
         return {}
@@ -622,6 +728,9 @@ def open_pixels(
     every image whatever its shape. ``store`` and ``storage_options`` as for
     :func:`open_images`; ``path`` holds each image's absolute path or URL.
     """
+    import dask.array as da
+    import xarray as xr
+
     folder = location(store, storage_options)
     images = open_images(folder)
     paths = {name: absolute(folder / MICROGRAPHS / name) for name in images}
