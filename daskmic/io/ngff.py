@@ -53,7 +53,7 @@ _GROUP_JSON = b'{"zarr_format": 3, "node_type": "group", "attributes": {}}'
 def ensure_group(path: Location) -> None:
     """Create the zarr v3 group metadata at ``path`` if missing (whole, race-safe)."""
     if not (path / "zarr.json").is_file():
-        write_whole(path / "zarr.json", _GROUP_JSON)
+        write_whole(path / "zarr.json", _GROUP_JSON, sync=False)
 
 
 def check_name(name: str) -> None:

@@ -32,7 +32,6 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +39,7 @@ import numpy as np
 import pandas as pd
 from upath import UPath
 
+import daskmic
 from daskmic.io.atomic import atomic_path
 from daskmic.io.contract import spatial_coords
 from daskmic.io.ngff import (
@@ -75,18 +75,11 @@ THUMBNAIL_MAPPING = ("thumbnail_low", "thumbnail_high")
 _OME_XML_NS = "http://www.openmicroscopy.org/Schemas/OME/2016-06"
 
 
-def _daskmic_version() -> str:
-    try:
-        return version("daskmic")
-    except PackageNotFoundError:
-        return "unknown"
-
-
 def provenance(parameters: dict | None) -> dict[str, str]:
     """``parameters`` (as sorted JSON), the daskmic version and the creation time (UTC, ISO)."""
     return {
         "parameters": json.dumps(parameters or {}, sort_keys=True, default=str),
-        "daskmic_version": _daskmic_version(),
+        "daskmic_version": daskmic.__version__,  # asked of the installed metadata once
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
@@ -572,7 +565,8 @@ def publish_metadata(
     The consolidated metadata lists every node as zarr's own consolidation does (each group
     with an empty ``consolidated_metadata`` of its own), images still under a temporary name
     left out. Zarr v3 does not specify consolidation yet; xarray, zarr-python and the NGFF
-    tools read it.
+    tools read it. Like the table, it is derived (rebuilt by the next publish): written whole,
+    without an fsync.
     """
     store = location(store)
     images = ImageIndex() if images is None else images
@@ -582,8 +576,8 @@ def publish_metadata(
     series = images.refresh(store)
     ome = {"zarr_format": 3, "node_type": "group"}
     ome["attributes"] = {"ome": {"version": NGFF_VERSION, "series": series}}
-    write_whole(store / OME / "METADATA.ome.xml", _ome_xml(series))
-    write_whole(store / OME / "zarr.json", json.dumps(ome).encode())
+    write_whole(store / OME / "METADATA.ome.xml", _ome_xml(series), sync=False)
+    write_whole(store / OME / "zarr.json", json.dumps(ome).encode(), sync=False)
     listed: dict[str, dict] = {}
     for name in _folders(store):
         if name in COLLECTIONS:
@@ -603,7 +597,7 @@ def publish_metadata(
         f'{root[:-1]}, "consolidated_metadata": {consolidated[:-1]}, '
         f'"metadata": {{{", ".join(m for m in members if m)}}}}}}}'
     )
-    write_whole(store / "zarr.json", text.encode())
+    write_whole(store / "zarr.json", text.encode(), sync=False)
 
 
 def _members_json(nodes: dict[str, dict]) -> str:
