@@ -60,7 +60,7 @@ from daskmic.io.storage import (
     zarr_store,
 )
 from daskmic.io.thumbnails import THUMBNAIL_DTYPE, decode_thumbnails, encode_thumbnail
-from daskmic.io.zarr_table import array_metadata, writable, write_columns
+from daskmic.io.zarr_table import array_metadata, strings_as_objects, table
 
 if TYPE_CHECKING:
     import dask.array as da
@@ -82,136 +82,6 @@ def provenance(parameters: dict | None) -> dict[str, str]:
         "daskmic_version": daskmic.__version__,  # asked of the installed metadata once
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-
-
-def _only_str(values: np.ndarray) -> bool:
-    """Whether ``values`` are Python ``str`` objects only (as :func:`_strings_as_objects`
-    makes them)."""
-    return values.dtype == object and all(type(v) is str for v in values.ravel())
-
-
-def _strings_as_objects(values: np.ndarray) -> np.ndarray:
-    if values.dtype.kind in "USOT":
-        return np.array(["" if pd.isna(v) else str(v) for v in values.ravel()], object).reshape(
-            values.shape
-        )
-    return values
-
-
-def _storable(variables: xr.Dataset | pd.DataFrame) -> xr.Dataset:
-    """A copy with string data as objects (zarr's spec'd v3 string type) and JSON attrs."""
-    import xarray as xr
-
-    if isinstance(variables, pd.DataFrame):
-        variables = xr.Dataset.from_dataframe(variables.set_index("micrograph"))
-    ds = variables.copy()
-    for name, variable in ds.variables.items():
-        if variable.dtype.kind not in "USOT":
-            continue
-        values = np.asarray(variable.values)
-        # text already as str objects (the index from a table) is kept: replacing the index
-        # makes xarray probe for pint, an import of 0.1 s at every run's end
-        if not _only_str(values):
-            ds[name] = variable.copy(data=_strings_as_objects(values))
-    ds.attrs = _as_json(ds.attrs)
-    for variable in ds.variables.values():
-        variable.attrs = _as_json(variable.attrs)
-    return ds
-
-
-def _as_json(attrs: dict) -> dict:
-    """``attrs`` as JSON gives them back (what is not JSON as text)."""
-    return json.loads(json.dumps(attrs, default=str))
-
-
-@dataclass
-class _Table:
-    """A table to store: its columns as :func:`daskmic.io.zarr_table.write_columns` writes them
-    (``micrograph`` first, each column's own ``attrs``), or, where only xarray writes it, the
-    Dataset :func:`_storable` makes; and the root's ``attributes``."""
-
-    columns: dict[str, np.ndarray]
-    attrs: dict[str, dict[str, Any]]
-    attributes: dict[str, Any]
-    dataset: xr.Dataset | None = None
-
-    def count(self) -> int:
-        """The number of rows."""
-        if self.dataset is not None:
-            return int(self.dataset.sizes.get("micrograph", 0))
-        return len(self.columns["micrograph"])
-
-    def add(self, name: str, values: np.ndarray) -> None:
-        """Add (or replace) a column along ``micrograph``."""
-        if self.dataset is not None:
-            self.dataset[name] = ("micrograph", values)
-        else:
-            self.columns[name] = values
-
-    def write(self, group: Location) -> None:
-        """Write the columns as the arrays of ``group`` (xarray's metadata and chunks)."""
-        if self.dataset is None:
-            write_columns(group, self.columns, self.attrs)
-            return
-        import dask
-
-        ds = self.dataset
-        encoding = {
-            name: {"chunks": ds[name].shape}
-            for name in ds.variables
-            if ds[name].ndim == 1 and ds[name].size
-        }
-        with dask.config.set(scheduler="synchronous"):  # never a cluster that is dask's default
-            ds.to_zarr(
-                zarr_store(group), mode="w", zarr_format=3, consolidated=False, encoding=encoding
-            )
-
-
-def _table(variables: xr.Dataset | pd.DataFrame) -> _Table:
-    """``variables`` as :func:`_storable` makes them, as plain columns where they can be
-    written directly (:func:`daskmic.io.zarr_table.writable`).
-
-    A DataFrame of numpy or text (``str``) columns can, and a Dataset of in-memory variables along
-    ``micrograph`` only, with no coordinate but ``micrograph`` and no encoding; others go
-    through xarray.
-    """
-    if isinstance(variables, pd.DataFrame):
-        if "micrograph" not in variables.columns:
-            raise ValueError(f"variables needs a 'micrograph' column, has {list(variables)}")
-        names = list(variables.columns)
-        if variables.attrs or len(set(names)) != len(names) or not all(
-            isinstance(name, str) and isinstance(dtype, np.dtype | pd.StringDtype)
-            for name, dtype in variables.dtypes.items()
-        ):
-            return _through_xarray(variables)
-        order = ["micrograph", *(name for name in names if name != "micrograph")]
-        found = {name: variables[name].to_numpy() for name in order}
-        attrs: dict[str, dict[str, Any]] = {}
-        table_attrs: dict[str, Any] = {}
-    else:
-        every = variables.variables
-        if list(variables.coords) != ["micrograph"] or "micrograph" not in every or any(
-            v.dims != ("micrograph",) or v.chunks is not None or v.encoding for v in every.values()
-        ):
-            return _through_xarray(variables)
-        order = ["micrograph", *(str(name) for name in every if name != "micrograph")]
-        found = {name: np.asarray(every[name].values) for name in order}
-        attrs = {name: _as_json(every[name].attrs) for name in order if every[name].attrs}
-        table_attrs = _as_json(variables.attrs)
-    columns = {
-        name: _strings_as_objects(values)
-        if values.dtype.kind in "USOT" and not _only_str(values)
-        else values
-        for name, values in found.items()
-    }
-    if not writable(columns):
-        return _through_xarray(variables)
-    return _Table(columns, attrs, table_attrs)
-
-
-def _through_xarray(variables: xr.Dataset | pd.DataFrame) -> _Table:
-    ds = _storable(variables)
-    return _Table({}, {}, ds.attrs, ds)
 
 
 @dataclass(frozen=True)
@@ -243,11 +113,11 @@ class Thumbnails:
                 "thumbnails must have shape (micrograph, t, t), got "
                 f"{getattr(thumbnails, 'shape', None)}"
             )
+        import dask
+
         count = thumbnails.shape[0]
         low, high = np.full(count, np.nan), np.full(count, np.nan)
         chunks: dict[int, Location | bytes | None] = {}
-        import dask
-
         for index in range(count):
             with dask.config.set(scheduler="synchronous"):  # never a default cluster's
                 frame = np.asarray(thumbnails[index])
@@ -420,22 +290,22 @@ def write_results(
     metadata are rebuilt last (:func:`publish_metadata`), so they list exactly what is whole.
     """
     store = location(store)
-    table = _table(variables)
+    stored = table(variables)
     if thumbnails is not None and not isinstance(thumbnails, Thumbnails):
         thumbnails = Thumbnails.from_array(thumbnails)
     if thumbnails is not None:
-        if len(thumbnails.low) != table.count():
+        if len(thumbnails.low) != stored.count():
             raise ValueError(
-                f"thumbnails must have shape (micrograph={table.count()}, t, t), got "
+                f"thumbnails must have shape (micrograph={stored.count()}, t, t), got "
                 f"{len(thumbnails.low)} thumbnails"
             )
         for name, values in zip(THUMBNAIL_MAPPING, (thumbnails.low, thumbnails.high), strict=True):
-            table.add(name, np.asarray(values, dtype=np.float64))
-    attributes = {**table.attributes, **provenance(parameters)}
+            stored.add(name, np.asarray(values, dtype=np.float64))
+    attributes = {**stored.attributes, **provenance(parameters)}
     ensure_group(store)
     built = store / f".table.tmp-{uuid.uuid4().hex[:8]}"
     try:
-        table.write(built)
+        stored.write(built)
         if thumbnails is not None:
             _write_thumbnails(store, thumbnails)
         _swap_arrays(built, store, {THUMBNAIL} if thumbnails is not None else set())
@@ -642,7 +512,7 @@ def open_results(
     ds = xr.open_zarr(zarr_store(store), zarr_format=3, consolidated=True)
     for name, variable in ds.variables.items():
         if variable.dtype.kind in "UST":
-            ds[name] = variable.copy(data=_strings_as_objects(np.asarray(variable.values)))
+            ds[name] = variable.copy(data=strings_as_objects(np.asarray(variable.values)))
     if THUMBNAIL in ds and all(name in ds for name in THUMBNAIL_MAPPING):
         low, high = (ds[name] for name in THUMBNAIL_MAPPING)
         levels = ds[THUMBNAIL]
