@@ -46,13 +46,13 @@ Method
    specimen's regions its peak z-score (step 8) if it is an inlier of the final plane, else
    0, and its score, the mean support. Tiles whose rings are visible have z ≳ 2; when the
    score falls below 2 the other bands are tried too (each from its own start: it costs
-   ~0.5 s per band at 4092 × 5760), and the one of highest score wins — among the planes
-   whose inliers do not scatter about them as readings of noise would (step 7's window
-   test); such a plane wins only when every start's does, and is no rival to one that
-   holds its tiles. (Noise readings fill the ± 800 Å window, and with 40–300 tiles some
-   clear ``z`` ≥ 1.5 by chance: an untilted 2048² frame at 2 µm whose first start scored
-   1.99 lost to a start at 0.54 µm scoring 2.14 with its readings scattered by 441 Å, and
-   read 29.5° at 0.77 µm.) A start whose
+   0.1–0.25 s of CPU per band at 4092 × 5760), and the one of highest score wins — among
+   the planes whose inliers do not scatter about them as readings of noise would (step 7's
+   window test); such a plane wins only when every start's does, and is no rival to one
+   that holds its tiles. (Noise readings fill the ± 800 Å window, and with 40–300 tiles
+   some clear ``z`` ≥ 1.5 by chance: an untilted 2048² frame at 2 µm whose first start
+   scored 1.99 lost to a start at 0.54 µm scoring 2.14 with its readings scattered by
+   441 Å, and read 29.5° at 0.77 µm.) A start whose
    fitted plane leaves its defocus grid (``start ± half-diagonal · tan(search_max_tilt)``)
    could not represent it and scores 0. When the first start fails the signal check of
    step 8, another start's answer is taken only if its score reaches 2 (clear rings; on
@@ -154,8 +154,9 @@ Method
    others were not). A median z below 1.4, or fewer than max(6, 30 %) usable
    tiles, gives ``status="low_signal"``, NaN angles and a message instead of a number.
 
-Cost: the tile FFTs dominate (225 tiles of 512² for a 4096² micrograph); everything after
-works on ``(tiles × sectors × bins)`` profiles, a few MB.
+Cost: the tile FFTs dominate (294 tiles of 512² for a 4092 × 5760 frame, ~0.35 s of its
+~0.85 s of CPU); everything after works on ``(tiles × sectors × bins)`` profiles, a few MB.
+The matrix products run on one BLAS thread (``angle_fit.exact_unit_product``).
 """
 
 from __future__ import annotations
