@@ -159,18 +159,25 @@ def encode_thumbnail(thumbnail: np.ndarray) -> tuple[np.ndarray, float, float]:
 
 def percentiles(values: np.ndarray, percents: tuple[float, ...]) -> tuple[float, ...]:
     """``np.percentile(values, percents)`` (its default 'linear' method, the same floats)
-    from one partial sort of a copy of the 1-D ``values``.
+    from one selection per percent of the 1-D ``values``.
 
     For ``n`` values, percent ``q`` lies at the virtual index ``(n - 1) * q / 100`` between
-    two order statistics, interpolated as numpy does (from the nearer end past halfway).
+    two order statistics, interpolated as numpy does (from the nearer end past halfway). Each
+    pair is one ``np.partition`` with a single index (numpy's vectorised selection: one with
+    several indices takes a slower path, about 15 times slower on a 256² thumbnail) and the
+    minimum of what lies above it.
     """
     n = values.size
     virtual = [(n - 1) * (q / 100) for q in percents]
     below = [min(int(np.floor(v)), n - 1) for v in virtual]
-    order = np.partition(values, sorted({k for b in below for k in (b, min(b + 1, n - 1))}))
+    order: dict[int, float] = {}
+    for b in sorted(set(below)):
+        parted = np.partition(values, b)
+        order[b] = float(parted[b])
+        order[b + 1] = float(parted[b + 1 :].min()) if b + 1 < n else order[b]
     found = []
     for v, b in zip(virtual, below, strict=True):
-        a, c, t = float(order[b]), float(order[min(b + 1, n - 1)]), v - np.floor(v)
+        a, c, t = order[b], order[b + 1], v - np.floor(v)
         found.append(c - (c - a) * (1 - t) if t >= 0.5 else a + (c - a) * t)
     return tuple(found)
 
