@@ -34,6 +34,7 @@ from daskmic.io.storage import (
     read_all,
     remove,
     write_whole,
+    write_wholes,
 )
 from daskmic.io.thumbnails import THUMBNAIL_DTYPE, decode_thumbnails, encode_thumbnail
 from daskmic.run.layout import OutputLayout
@@ -281,8 +282,18 @@ class Manifest:
 
     def write(self, row: dict[str, Any], digest: str) -> None:
         """Record ``row`` (its ``micrograph`` names it); this is what marks it done."""
-        record = {"hash": digest, "row": row}
-        write_whole(self.record_path(row["micrograph"]), canonical_json(record).encode())
+        self.write_records([row], digest)
+
+    def write_records(self, rows: list[dict[str, Any]], digest: str) -> None:
+        """Record ``rows`` as :meth:`write` does, made durable together, then each in turn.
+
+        One round of fsyncs for all (:func:`daskmic.io.storage.write_wholes`): a group of small
+        micrographs pays for its records about what one record costs.
+        """
+        records = [(row["micrograph"], {"hash": digest, "row": row}) for row in rows]
+        write_wholes(
+            [(self.record_path(name), canonical_json(record).encode()) for name, record in records]
+        )
 
     def write_thumbnail(self, micrograph: str, thumbnail: np.ndarray) -> None:
         """Store a micrograph's thumbnail once, as 8-bit grey levels and their mapping.
