@@ -98,4 +98,4 @@ def write_mrc(
     with atomic_path(target) as tmp:
         with open(tmp, "wb") as handle:
             handle.write(header)
-            handle.write(memoryview(data).cast("B"))
+            handle.write(data.data)  # the buffer itself, no copy
