@@ -56,6 +56,9 @@ class _Runner:
         """Tasks the workers run at once."""
         return {self.name: self.threads}
 
+    def start(self) -> None:
+        """Start the workers now, without waiting for them (threads: nothing to start)."""
+
     def close(self) -> None:
         """Wait for the running tasks and stop the workers."""
         self._executor.shutdown(wait=True, cancel_futures=True)
@@ -127,6 +130,18 @@ class LocalProcesses(_Runner):
             processes, mp_context=context, initializer=_end_with, initargs=(self._lifeline_r,)
         )
         super().__init__(pool, processes)
+
+    def start(self) -> None:
+        """Start the worker processes in the background (the first waits for the server's
+        imports); tasks submitted meanwhile wait for them."""
+        threading.Thread(target=self._spawn, name="daskmic-start-workers", daemon=True).start()
+
+    def _spawn(self) -> None:
+        try:
+            for _ in range(self.threads):  # the pool starts a worker per task while none is idle
+                self._executor.submit(int)
+        except RuntimeError:  # closed meanwhile (the run stopped before its work)
+            pass
 
     def close(self) -> None:
         """Wait for the running tasks and stop the workers."""

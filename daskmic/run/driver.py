@@ -12,7 +12,7 @@ import math
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractContextManager, ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from importlib import import_module
 from typing import TYPE_CHECKING, Any, Final, Literal
@@ -261,12 +261,14 @@ def run_batch(
     with ExitStack() as started:
 
         def warm(sources: list[Source]) -> None:
-            """Start a new folder's cluster now: its workers start while the driver binds."""
+            """Start a new folder's workers now: they start while the driver binds."""
             nonlocal client
             fresh = not list_files(OutputLayout(out).records)
-            cluster_wanted = where_to_run(sources, cluster, cluster_options) == "cluster"
-            if client is None and fresh and cluster_wanted:
-                client = started.enter_context(_cluster(cluster, cluster_options))
+            where = where_to_run(sources, cluster, cluster_options)
+            if client is None and fresh and where != "threads":
+                client = started.enter_context(
+                    _started(where, len(sources), cluster, cluster_options)
+                )
 
         out = location(out_dir, config.storage_options)
         sources, digest = prepare(
@@ -327,28 +329,40 @@ def runner(
         yield client
         return
     where = where_to_run(pending, cluster, cluster_options)
+    with _started(where, len(pending), cluster, cluster_options) as started:
+        yield started
+
+
+@contextmanager
+def _started(
+    where: Literal["threads", "processes", "cluster"],
+    pending: int,
+    cluster: str,
+    cluster_options: dict[str, Any],
+) -> Iterator[Any]:
+    """Start where a run goes (:func:`where_to_run`), without waiting for its workers.
+
+    A cluster returns once its scheduler is up and its workers join as they start; a pool of
+    local processes starts its workers in the background. Closed on exit.
+    """
     if where == "cluster":
-        with _cluster(cluster, cluster_options) as started:
-            yield started
+        from daskmic.cluster.client import connect  # distributed: only when a cluster is wanted
+
+        with connect(cluster, **{"wait": False, **cluster_options}) as client:
+            yield client
         return
     from daskmic.cluster.inprocess import InProcess, LocalProcesses
 
     with InProcess() if where == "threads" else LocalProcesses() as local:
+        local.start()
         if not cluster_options.get("quiet"):
             print(
-                f"daskmic: {len(pending)} micrographs on {local.threads} {where} of this "
-                "machine (no cluster, no dashboard)",
+                f"daskmic: {pending} micrographs on {local.threads} {where} of this machine "
+                "(no cluster, no dashboard)",
                 file=sys.stderr,
                 flush=True,
             )
         yield local
-
-
-def _cluster(cluster: str, cluster_options: dict[str, Any]) -> AbstractContextManager[Client]:
-    """A cluster started for a run: returns once its scheduler is up, its workers join."""
-    from daskmic.cluster.client import connect  # distributed: only when a cluster is wanted
-
-    return connect(cluster, **{"wait": False, **cluster_options})
 
 
 def execute(
