@@ -145,14 +145,19 @@ def check_table_names(out_dir: str | os.PathLike[str], sources: list[Source]) ->
     UsageError
         Naming the first path that cannot be written.
     """
+    layout = OutputLayout(out_dir)
+    folders: dict[Location, Location] = {}  # resolved once each (a resolve costs a stat a part)
     try:
         check_star_text([project_path(os.fspath(out_dir))], "output folder", fragment=True)
         for source in sources:
             check_star_text([project_path(source.path)], "micrograph file")
             if "rlnMicrographName" in source.columns:
                 check_star_text([str(source.columns["rlnMicrographName"])], "rlnMicrographName")
-            output = OutputLayout(out_dir).micrograph(source.micrograph).resolve()  # as recorded
-            check_star_text([project_path(str(output))], "output file")
+            output = layout.micrograph(source.micrograph)  # as recorded: its folder resolved
+            if output.parent not in folders:
+                folders[output.parent] = output.parent.resolve()
+            recorded = folders[output.parent] / output.name
+            check_star_text([project_path(str(recorded))], "output file")
     except ValueError as error:
         raise UsageError(str(error)) from None
 
