@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import scipy.fft
 
 
 def _block_mean(image: np.ndarray, factors: tuple[int, int]) -> np.ndarray:
@@ -113,6 +112,8 @@ def fourier_resize(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     if image.shape == tuple(shape):
         return image
     (n_y, n_x), (m_y, m_x) = image.shape, shape
+    import scipy.fft  # here: the manifest reads and writes thumbnails without transforms
+
     plan = _ResizePlan.of((n_y, n_x), (m_y, m_x))
     half = scipy.fft.rfft2(image)
     # Where both taps agree, the sum is twice the cropped or padded half spectrum ...

@@ -214,6 +214,12 @@ class OutputLayout:
         return self.manifest / "published.json"
 
     @property
+    def headers(self) -> Location:
+        """The input headers the last run read, with their files' stamps (JSON, a cache:
+        :mod:`daskmic.run.sources`)."""
+        return self.manifest / "headers.json"
+
+    @property
     def optics(self) -> Location:
         """The input table's optics groups (JSON)."""
         return self.manifest / "optics.json"

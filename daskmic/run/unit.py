@@ -11,7 +11,6 @@ needs, so a worker starts quickly.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -26,31 +25,12 @@ from daskmic.preprocessing.pipeline import build_pipeline
 from daskmic.run.config import RunConfig
 from daskmic.run.layout import OutputLayout, recorded_path
 from daskmic.run.manifest import Manifest
-from daskmic.tilt.angle import estimate_tilt
+from daskmic.run.source import Row, Source
 from daskmic.tilt.decision import decide
-from daskmic.tilt.defocus_map import save_defocus_map
 from daskmic.tilt.optics import optics_for
 from daskmic.tilt.params import TiltParams
-from daskmic.tilt.screen import corner_regions, screen_windows
-from daskmic.tilt.summary import write_psd_png
 
-Row = dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Source:
-    """One input micrograph, as the driver hands it to a worker (paths, never pixels).
-
-    Made by :mod:`daskmic.run.sources` from its header (``shape``; None when unreadable) and
-    its table row (``columns``); ``pixel_size_A`` is final (any override already applied).
-    """
-
-    micrograph: str
-    path: str
-    pixel_size_A: float
-    columns: dict[str, Any] = field(default_factory=dict)
-    error: str = ""
-    shape: tuple[int, int] | None = None
+__all__ = ["Row", "Source", "process_micrograph"]
 
 
 def _check_pixels(image: np.ndarray) -> None:
@@ -131,6 +111,9 @@ def _preprocess_step(
 def _tilt_step(
     micrograph: str, pixels: _Pixels, pixel_size_A: float, config: RunConfig, out: OutputLayout
 ) -> Row:
+    from daskmic.tilt.screen import corner_regions, screen_windows  # scipy: only for a screen
+    from daskmic.tilt.summary import write_psd_png
+
     params = config.tilt
     if params is None:
         raise ValueError("the run has no tilt step")
@@ -151,6 +134,9 @@ def _tilt_step(
 def _angle_step(
     source: Source, pixels: _Pixels, pixel_size_A: float, config: RunConfig, out: OutputLayout
 ) -> Row:
+    from daskmic.tilt.angle import estimate_tilt  # scipy.ndimage: only for an angle estimate
+    from daskmic.tilt.defocus_map import save_defocus_map
+
     carried = Manifest(out.root).optics()
     optics = optics_for(config.optics, source.columns.get("rlnOpticsGroup"), carried)
     result = estimate_tilt(pixels.whole(), pixel_size_A, **optics)
@@ -202,15 +188,16 @@ def process_micrographs(
     out = OutputLayout(out_dir, config.storage_options)
     manifest = Manifest(out.root)
     rows: list[Row] = []
-    made: list[Row] = []
+    made: list[tuple[Row, tuple[int, int | str] | None]] = []
     for source in sources:
-        record = manifest.read(source.micrograph)
-        if record is not None and manifest.is_done(source.micrograph, digest, source.path):
-            rows.append(record["row"])
-            continue
+        if manifest.is_done(source.micrograph, digest, source.path, source.stamp):
+            record = manifest.read(source.micrograph)
+            if record is not None:  # else removed since (watch forgets renamed micrographs)
+                rows.append(record["row"])
+                continue
         row = _process(source, config, out)
         rows.append(row)
-        made.append(row)
+        made.append((row, source.stamp))
     manifest.write_records(made, digest)
     return rows
 
