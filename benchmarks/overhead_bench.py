@@ -32,6 +32,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 from benchmarks.data import label, make_set
 from benchmarks.preprocess_bench import TYPICAL, contender_command
 from benchmarks.table import Row
@@ -83,13 +85,19 @@ def _adopt_orphans() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
-def _reap_orphans() -> None:
-    """Wait for the adopted descendants of the command just run (see :func:`_adopt_orphans`)."""
-    while True:
-        try:
-            os.waitpid(-1, 0)
-        except ChildProcessError:
-            return
+def _children() -> set[int]:
+    return {child.pid for child in psutil.Process().children()}
+
+
+def _reap_orphans(known: set[int]) -> None:
+    """Wait for the descendants of the command just run that outlived it and were adopted
+    (see :func:`_adopt_orphans`); ``known`` are this process's children from before, left be."""
+    while adopted := _children() - known:
+        for pid in adopted:
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:  # not ours after all (reaped meanwhile)
+                known.add(pid)
 
 
 def timed(command: list[str]) -> Timed:
@@ -99,10 +107,11 @@ def timed(command: list[str]) -> Timed:
     """
     root = Path(__file__).resolve().parent.parent
     _adopt_orphans()
+    known = _children()
     cpu, start = _children_cpu_s(), time.perf_counter()
     done = subprocess.run(command, cwd=root, capture_output=True, text=True)
     wall = time.perf_counter() - start
-    _reap_orphans()
+    _reap_orphans(known)
     cpu = _children_cpu_s() - cpu
     if done.returncode != 0:
         raise RuntimeError(f"{command[:4]} failed ({done.returncode}):\n{done.stderr[-2000:]}")
