@@ -156,7 +156,7 @@ def write_wholes(files: Sequence[tuple[Location, bytes]]) -> None:
     """Write each ``(location, data)`` as :func:`write_whole` does, all on one filesystem.
 
     Locally the files are made durable together, then renamed into place in the order given
-    (:func:`daskmic.io.atomic.write_all_atomic`): one round of fsyncs for all, not one each;
+    (``daskmic.io.atomic.write_all_atomic``): one round of fsyncs for all, not one each;
     on an object store the objects go concurrently, one PUT each.
     """
     if not files:
