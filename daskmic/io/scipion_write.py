@@ -171,7 +171,7 @@ def write_set_rows(
         db.executemany(f"INSERT INTO Objects VALUES ({marks})", objects)
         db.commit()
         data = db.serialize()
-    write_whole(location(path), data)
+    write_whole(location(path), data, sync=False)  # derived from the records: no fsync
 
 def _classes(labels: list[str], items: pd.DataFrame) -> dict[str, str]:
     """Each attribute's class, in the order pwem stores them (composites before parts)."""
