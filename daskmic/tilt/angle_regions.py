@@ -23,11 +23,26 @@ even L1 fits of ``S``; a consensus fit does not:
    ``max(6 σ, τ)`` from it (``σ`` the robust scale of the residuals): a contamination
    particle, a tile astride the film's edge, an empty or saturated area.
 
+4. **Tiles astride the film's edge** (:func:`other_region_fraction`, :func:`mixed_tiles`).
+   A tile with a fraction ``c`` of film is only ``c (1 - T)`` darker than the ice (``T``
+   the film's transmission: 1.3 % at ``c`` = 25 %, ``T`` = 0.95), inside the labels'
+   tolerance, but the film carries ``r`` times the ice's ring power (a stronger phase
+   object; ``r`` 2–6), so ``s = c r / (c r + 1 - c)`` of its rings are the film's and it
+   reads ``s Δ`` off the ice plane (``Δ`` the film's defocus offset): along an edge that
+   is a gradient. ``c`` comes from a finer map: blocks of a quarter tile (the tiles overlap
+   by half, so each is 4 × 4 blocks), each given to the ice or the film when its
+   log-brightness less ``S`` is within ``|δ|/2`` of ``0`` or ``δ``, weighted by their share
+   of the squared Hann taper (a periodogram weighs each pixel's power by ``w²``). A tile is
+   left out when ``s > 0.2`` with ``r = 6`` (the upper end: the bound holds for weaker
+   films), i.e. ``c > 4 %``; the bias of those kept is below ``0.2 |Δ|``, under one tile's
+   reading noise. The film's tiles take ``1/r`` (left out above 60 % ice).
+
 The film's tiles keep their own defocus offset in the plane fit (their Thon rings sit
 elsewhere: another height, another amplitude contrast) while sharing the gradient (the
 grid is tilted as a whole). The larger region is taken for the specimen (region 0).
 
-Labels: 0 the main region, 1 a second region (film), −1 left out.
+Labels: 0 the main region, 1 a second region (film), −1 left out (the estimator marks the
+tiles of step 4 −2).
 """
 
 from __future__ import annotations
@@ -35,6 +50,7 @@ from __future__ import annotations
 import numpy as np
 
 from daskmic.tilt.angle_fit import batched_lstsq, robust_fit
+from daskmic.tilt.angle_spectra import tile_origins
 
 _STEP_SIGMAS = 6.0
 _TOLERANCE = 0.015
@@ -42,11 +58,14 @@ _MIN_REGION = 8
 _MIN_REGION_FRACTION = 0.1
 _MIN_SCALE = 1e-4  # of log-brightness: 0.01 %
 _TRIALS = 300
+_BLOCKS_PER_TILE = 4
+_FILM_POWER_RATIO = 6.0  # ring power of a support film over that of the ice beside it
+_MAX_OTHER_SHARE = 0.2  # of a tile's ring power from the other region
 
 
-def _design(xy_A: np.ndarray, film: np.ndarray | None) -> np.ndarray:
+def _design(xy_A: np.ndarray, film: np.ndarray | None, scale: float | None = None) -> np.ndarray:
     xy = np.asarray(xy_A, dtype=np.float64)
-    scale = max(float(np.abs(xy).max()), 1.0)
+    scale = scale or max(float(np.abs(xy).max()), 1.0)
     x, y = xy[:, 0] / scale, xy[:, 1] / scale
     columns = [np.ones(len(x)), x, y, x * x, x * y, y * y]
     if film is not None:
@@ -131,3 +150,86 @@ def brightness_regions(xy_A: np.ndarray, mean_counts: np.ndarray) -> tuple[np.nd
     if (labels == 1).sum() > (labels == 0).sum():
         labels[labels >= 0] = 1 - labels[labels >= 0]
     return labels, residual
+
+
+def _block_hann2(tile_px: int, block_px: int) -> np.ndarray:
+    """Each block's share of a tile's squared Hann taper along one axis (sums to 1)."""
+    hann = np.hanning(tile_px + 1)[:-1] ** 2
+    sums = hann.reshape(-1, block_px).sum(axis=1)
+    return sums / sums.sum()
+
+
+def other_region_fraction(
+    image: np.ndarray,
+    pixel_size_A: float,
+    xy_A: np.ndarray,
+    mean_counts: np.ndarray,
+    labels: np.ndarray,
+    grid_shape: tuple[int, int],
+    tile_px: int,
+) -> np.ndarray:
+    """Each tile's taper-weighted area of the other region, from a finer map (module notes).
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        The micrograph the half-overlapping tiles were cut from.
+    pixel_size_A : float
+        Its pixel size.
+    xy_A, mean_counts : numpy.ndarray
+        Tile centres and mean counts, as for :func:`brightness_regions`.
+    labels : numpy.ndarray
+        Its labels (0, 1, −1).
+    grid_shape : tuple of int
+        Tiles along y and x.
+    tile_px : int
+        Tile size (a multiple of 4).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n,)`` fraction in [0, 1] of the tile's squared-Hann weight on blocks at the other
+        region's level; 0 for left-out tiles and when there is one region.
+    """
+    fraction = np.zeros(len(labels))
+    if not ((labels == 0).any() and (labels == 1).any()):
+        return fraction
+    block = tile_px // _BLOCKS_PER_TILE
+    (ny, nx), (rows, cols) = image.shape, grid_shape
+    oy, ox = tile_origins(ny, tile_px)[0], tile_origins(nx, tile_px)[0]
+    by, bx = 2 * rows + 2, 2 * cols + 2  # the half-overlapping tiles' extent in blocks
+    pixels = np.asarray(image[oy : oy + by * block, ox : ox + bx * block], dtype=np.float64)
+    blocks = pixels.reshape(by, block, bx, block).mean(axis=(1, 3))
+    if not np.all(blocks > 0):
+        return fraction
+    xy = np.asarray(xy_A, dtype=np.float64)
+    scale = max(float(np.abs(xy).max()), 1.0)
+    coef, _, _ = robust_fit(
+        _design(xy, labels == 1, scale), np.log(mean_counts), labels >= 0, min_scale=_MIN_SCALE
+    )
+    centre_y = oy + (np.arange(by) + 0.5) * block - 0.5 - (ny - 1) / 2
+    centre_x = ox + (np.arange(bx) + 0.5) * block - 0.5 - (nx - 1) / 2
+    gy, gx = np.meshgrid(centre_y, centre_x, indexing="ij")
+    block_xy = np.column_stack([gx.ravel(), gy.ravel()]) * pixel_size_A
+    surface = (_design(block_xy, None, scale) * coef[:6]).sum(axis=1).reshape(by, bx)
+    step = np.log(blocks) - surface
+    half = 0.5 * abs(float(coef[6]))
+    level = [np.abs(step) < half, np.abs(step - coef[6]) < half]  # ice, second region
+    weights = _block_hann2(tile_px, block)
+    for i in np.flatnonzero(labels >= 0):
+        r, c = divmod(int(i), cols)
+        window = (slice(2 * r, 2 * r + _BLOCKS_PER_TILE), slice(2 * c, 2 * c + _BLOCKS_PER_TILE))
+        other = level[1 - int(labels[i])][window].astype(np.float64)
+        fraction[i] = float(weights @ other @ weights)
+    return fraction
+
+
+def mixed_tiles(fraction: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Tiles whose rings owe more than ``_MAX_OTHER_SHARE`` to the other region (notes).
+
+    ``fraction`` from :func:`other_region_fraction`; region 1 is taken to carry
+    ``_FILM_POWER_RATIO`` times the ring power of region 0 per unit area.
+    """
+    power_other = np.where(labels == 0, _FILM_POWER_RATIO, 1.0 / _FILM_POWER_RATIO)
+    share = power_other * fraction / (power_other * fraction + 1.0 - fraction)
+    return (labels >= 0) & (share > _MAX_OTHER_SHARE)
