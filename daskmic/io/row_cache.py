@@ -35,6 +35,11 @@ class RowCache:
     versions: list[np.ndarray] = field(default_factory=list)
     values: np.ndarray = field(default_factory=lambda: objects([]))
 
+    def clear(self) -> None:
+        """Forget every row."""
+        self.schema, self.keys = None, pd.Index([], dtype=object)
+        self.versions, self.values = [], objects([])
+
 
 @dataclass(frozen=True)
 class Rows:
@@ -74,38 +79,37 @@ def formatted(
     """
     if rows is None:
         return make(list(range(count)))
-    if len(rows.keys) != count or any(len(v) != count for v in rows.versions):
-        raise ValueError(f"rows name {len(rows.keys)} keys for a table of {count} rows")
-    cache = rows.cache
-    same = cache.schema == schema and len(cache.versions) == len(rows.versions)
-    known = cache if same else RowCache()
-    keys = pd.Index(rows.keys)
-    values, positions = objects([None] * count), list(range(count))
-    if len(known.keys):
-        where = known.keys.get_indexer(keys)
-        stale = where < 0
-        if rows.versions:
-            stale |= pd.isna(rows.versions[0])
-        for old, new in zip(known.versions, rows.versions, strict=True):
-            stale |= np.asarray(old[where] != new, dtype=bool)
-        values, positions = known.values[where], np.flatnonzero(stale).tolist()
-    return _remember(cache, schema, rows, keys, values, positions, make)
-
-def _remember(
-    cache: RowCache,
-    schema: Hashable,
-    rows: Rows,
-    keys: pd.Index,
-    values: np.ndarray,
-    positions: list[int],
-    make: Callable[[list[int]], list[Any]],
-) -> list[Any]:
-    """``values`` with those at ``positions`` made, remembered in ``cache``."""
+    values, positions = known(rows, schema, count)
     if positions:
         made = make(positions)
         if len(made) != len(positions):
             raise ValueError(f"{len(made)} rows formatted for {len(positions)} asked")
         values[positions] = objects(made)
-    cache.schema, cache.keys, cache.values = schema, keys, values
-    cache.versions = list(rows.versions)
+    remember(rows, schema, values)
     return values.tolist()
+
+
+def known(rows: Rows, schema: Hashable, count: int) -> tuple[np.ndarray, list[int]]:
+    """The remembered values of ``count`` rows (None where there are none) and the positions
+    of the rows to make: new, changed (another version), unstamped, or all of them when the
+    ``schema`` is not the remembered one (:func:`formatted`)."""
+    if len(rows.keys) != count or any(len(v) != count for v in rows.versions):
+        raise ValueError(f"rows name {len(rows.keys)} keys for a table of {count} rows")
+    cache = rows.cache
+    same = cache.schema == schema and len(cache.versions) == len(rows.versions)
+    if not same or not len(cache.keys):
+        return objects([None] * count), list(range(count))
+    where = cache.keys.get_indexer(pd.Index(rows.keys))
+    stale = where < 0
+    if rows.versions:
+        stale |= pd.isna(rows.versions[0])
+    for old, new in zip(cache.versions, rows.versions, strict=True):
+        stale |= np.asarray(old[where] != new, dtype=bool)
+    return cache.values[where], np.flatnonzero(stale).tolist()
+
+
+def remember(rows: Rows, schema: Hashable, values: np.ndarray) -> None:
+    """Keep ``values`` (every row's, in table order) as the rows of ``rows.cache``."""
+    cache = rows.cache
+    cache.schema, cache.keys, cache.values = schema, pd.Index(rows.keys), values
+    cache.versions = list(rows.versions)
