@@ -229,7 +229,8 @@ def _connect(file: Path | None) -> sqlite3.Connection:
     if file is None:
         return sqlite3.connect("file::memory:", uri=True, isolation_level=None)
     file.parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(file.absolute().as_uri(), uri=True, isolation_level=None, timeout=60)
+    uri = file.absolute().as_uri()
+    db = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=60, check_same_thread=False)
     db.execute("PRAGMA journal_mode = WAL")
     db.execute("PRAGMA synchronous = NORMAL")
     return db

@@ -15,7 +15,8 @@
       report.html                   the QC page
       .daskmic/                     the manifest: parameters.json, optics.json,
                                     records/<micrograph>.json, thumbnails/<micrograph>.u8
-                                    (8-bit grey levels) and .json (their mapping)
+                                    (8-bit grey levels) and .json (their mapping), sets/
+                                    (the Scipion sets' live databases)
 
 ``OUT`` may be a local folder or a URL prefix (``s3://bucket/run``): every path the layout
 gives is a :data:`daskmic.io.storage.Location` under its root, carrying the run's storage
