@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from daskmic.io.row_cache import RowCache, Rows, known, objects, remember
+from daskmic.io.row_cache import RowCache, Rows, known, objects, positions, remember
 
 _ROWS_SCHEMA = (
     "CREATE TABLE daskmic_meta (name TEXT PRIMARY KEY, value TEXT)",
@@ -98,7 +98,9 @@ class LiveSet:
         """
         try:
             self._update(schema, create, ids, rows, make, properties)
-        except sqlite3.DatabaseError:  # damaged or not a database: made again from every item
+        except sqlite3.DatabaseError as error:  # damaged, not a database: made again
+            if getattr(error, "sqlite_errorname", "") in ("SQLITE_BUSY", "SQLITE_LOCKED"):
+                raise  # another writer holds it: it is not damaged
             self.close(discard=True)
             self._update(schema, create, ids, rows, make, properties)
         return self._image()
@@ -130,7 +132,7 @@ class LiveSet:
         db = self._open(schema, create)
         count = len(ids)
         keyed = None if rows is None else Rows(self.cache, rows.keys, [*rows.versions, ids])
-        db.execute("BEGIN IMMEDIATE")
+        db.execute("BEGIN IMMEDIATE")  # one writer at a time (waits for another)
         try:
             generation = int(_meta(db, "generation"))
             if keyed is not None and generation != self._generation:
@@ -181,7 +183,7 @@ class LiveSet:
         current one stays, the others are made again."""
         stored = db.execute("SELECT id, key, version FROM daskmic_rows").fetchall()
         ids, keys, texts = ([row[i] for row in stored] for i in range(3))
-        where = pd.Index(rows.keys).get_indexer(pd.Index(keys, dtype=object))
+        where = positions(keys, rows.keys)
         current = _versions(rows.versions, where[where >= 0].tolist())
         same = np.zeros(len(keys), dtype=bool)
         same[where >= 0] = np.asarray(current, dtype=object) == np.asarray(
@@ -196,14 +198,15 @@ class LiveSet:
         cache.schema, cache.keys = schema, pd.Index(keys, dtype=object)
         cache.versions, cache.values = [*versions, np.asarray(ids)], objects([None] * len(keys))
 
-    def _gone(self, rows: Rows | None, positions: list[int]) -> list[int]:
-        """The ids of the stored items to delete: gone from ``rows`` or to be made again."""
+    def _gone(self, rows: Rows | None, made: list[int]) -> list[int]:
+        """The ids of the stored items to delete: gone from ``rows`` or to be ``made`` again
+        (their positions)."""
         cache = self.cache
         if rows is None or not len(cache.keys) or not cache.versions:
             return []
-        where = pd.Index(rows.keys).get_indexer(cache.keys)
+        where = positions(cache.keys, rows.keys)
         remade = np.zeros(len(rows.keys) + 1, dtype=bool)
-        remade[positions] = True
+        remade[made] = True
         remade[-1] = True  # where -1: the key is gone
         return np.asarray(cache.versions[-1])[remade[where]].tolist()
 
@@ -226,11 +229,12 @@ def _files(file: Path) -> list[Path]:
 
 def _connect(file: Path | None) -> sqlite3.Connection:
     """A connection in autocommit mode (transactions explicit) that opens URIs (the image)."""
-    if file is None:
-        return sqlite3.connect("file::memory:", uri=True, isolation_level=None)
-    file.parent.mkdir(parents=True, exist_ok=True)
-    uri = file.absolute().as_uri()
+    uri = "file::memory:" if file is None else file.absolute().as_uri()
+    if file is not None:
+        file.parent.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=60, check_same_thread=False)
+    if file is None:
+        return db
     db.execute("PRAGMA journal_mode = WAL")
     db.execute("PRAGMA synchronous = NORMAL")
     return db

@@ -1,11 +1,13 @@
 """Remembered rows of a table that is rewritten whole: only new or changed rows are formatted.
 
-A table file (CSV, STAR, ``.xmd``, a Scipion set) is written whole at every publish, sorted by
-micrograph name, but each row's formatted text (or sqlite values) depends only on that row and
-on the table's columns. :class:`RowCache` keeps each row's text by a key (the micrograph) and a
-version (what identifies the row's content: its record file's stamp, its optics group), so a
-writer formats the rows whose version changed and takes the others as they were; matching the
-rows is vectorised (a hash index), so the cost besides the new rows is a join.
+A table file (CSV, STAR, ``.xmd``) is written whole at every publish, sorted by micrograph
+name, but each row's formatted text depends only on that row and on the table's columns.
+:class:`RowCache` keeps each row's text by a key (the micrograph) and a version (what
+identifies the row's content: its record file's stamp, its optics group), so a writer formats
+the rows whose version changed and takes the others as they were. Matching the rows is
+vectorised: a comparison when the rows only grew (or shrank) at the end, a join otherwise, so
+the cost besides the new rows is that and the file's bytes. The Scipion sets keep their rows
+in a live database instead (:mod:`daskmic.io.live_set`), with the same matching.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class RowCache:
 
     schema: Hashable = None
     keys: pd.Index = field(default_factory=lambda: pd.Index([], dtype=object))
+    """The rows' keys, in the order of :attr:`values` (an object index)."""
     versions: list[np.ndarray] = field(default_factory=list)
     values: np.ndarray = field(default_factory=lambda: objects([]))
 
@@ -99,7 +102,7 @@ def known(rows: Rows, schema: Hashable, count: int) -> tuple[np.ndarray, list[in
     same = cache.schema == schema and len(cache.versions) == len(rows.versions)
     if not same or not len(cache.keys):
         return objects([None] * count), list(range(count))
-    where = cache.keys.get_indexer(pd.Index(rows.keys))
+    where = positions(rows.keys, cache.keys)
     stale = where < 0
     if rows.versions:
         stale |= pd.isna(rows.versions[0])
@@ -111,5 +114,18 @@ def known(rows: Rows, schema: Hashable, count: int) -> tuple[np.ndarray, list[in
 def remember(rows: Rows, schema: Hashable, values: np.ndarray) -> None:
     """Keep ``values`` (every row's, in table order) as the rows of ``rows.cache``."""
     cache = rows.cache
-    cache.schema, cache.keys, cache.values = schema, pd.Index(rows.keys), values
+    cache.schema, cache.keys, cache.values = schema, pd.Index(rows.keys, dtype=object), values
     cache.versions = list(rows.versions)
+
+
+def positions(keys: Sequence[Hashable], among: Sequence[Hashable]) -> np.ndarray:
+    """Each of ``keys``' position in ``among`` (-1 where absent); the keys of each unique.
+
+    Linear, without hashing, when one begins with the other: rows appended or removed at the
+    end, or none moved (a stream's publishes); a join otherwise.
+    """
+    keys, among = np.asarray(keys, dtype=object), np.asarray(among, dtype=object)
+    common = min(len(keys), len(among))
+    if np.array_equal(keys[:common], among[:common]):
+        return np.concatenate([np.arange(common), np.full(len(keys) - common, -1)])
+    return pd.Index(among, dtype=object).get_indexer(pd.Index(keys, dtype=object))

@@ -88,7 +88,8 @@ class RememberedRows:
 
     def refresh(self) -> None:
         """Take the stamps as they are now (once per publish)."""
-        self._by_name = pd.Series(objects(list(self.stamps.values())), index=list(self.stamps))
+        names = pd.Index(list(self.stamps), dtype=object)
+        self._by_name = pd.Series(objects(list(self.stamps.values())), index=names)
 
     def rows(
         self, file: Location, names: pd.Series, context: Hashable, *derived: np.ndarray

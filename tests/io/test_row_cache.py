@@ -8,7 +8,7 @@ import pandas as pd
 
 from daskmic.io import write_csv, write_star, write_xmd
 from daskmic.io.live_set import LiveSet
-from daskmic.io.row_cache import RowCache, Rows, formatted, objects
+from daskmic.io.row_cache import RowCache, Rows, formatted, objects, positions
 from daskmic.io.scipion_write import write_set
 from daskmic.run.optics_groups import optics_table
 
@@ -109,3 +109,17 @@ def test_only_new_changed_or_unstamped_rows_are_formatted():
     assert run(["a", "b", "c"], [1, 1, 2]) == ["a:1", "b:1", "c:2"] and asked == []
     assert run(["a", "b", "c"], [1, None, 2]) == ["a:1", "b:None", "c:2"] and asked == [[1]]
     assert run(["a", "c"], [1, 2], schema="other") == ["a:1", "c:2"] and asked[-1] == [0, 1]
+
+
+def test_positions_of_keys_appended_removed_or_moved():
+    among = ["a", "b", "c"]
+    cases = [
+        (["a", "b", "c", "d"], [0, 1, 2, -1]),  # appended: no join
+        (["a", "b"], [0, 1]),  # removed at the end
+        (["a", "x", "b", "c"], [0, -1, 1, 2]),  # one before others
+        (["c", "a"], [2, 0]),
+        ([], []),
+    ]
+    for keys, expected in cases:
+        assert positions(objects(keys), objects(among)).tolist() == expected
+    assert positions(objects(["a"]), objects([])).tolist() == [-1]
