@@ -103,9 +103,10 @@ def _publish_s(out: Path, late: list[str]) -> tuple[Timed, Timed]:
     from daskmic.run.unit import process_micrograph
 
     config = RunConfig.from_dict(Manifest(out).parameters())
+    layout = Manifest(out).layout
     for _ in range(2):  # the first warms this process up (lazy imports, first calls)
-        shutil.rmtree(out / ".daskmic" / "sets", ignore_errors=True)  # nothing to reuse
-        (out / "micrographs.zarr" / "zarr.json").unlink()
+        shutil.rmtree(layout.live_sets, ignore_errors=True)  # nothing published to reuse
+        (layout.zarr / "zarr.json").unlink()
         daskmic.run.publish._PUBLISHERS.clear()
         full = _in_process(lambda: daskmic.run.publish.publish(out, config))
     sources, digest = prepare(late, out, config)

@@ -70,7 +70,7 @@ def _unpublish(out: Path) -> None:
     """Remove what publishing made (tables, the store's table and metadata), keep the rest."""
     for name in OutputLayout(out).tables():
         name.unlink(missing_ok=True)
-    shutil.rmtree(out / ".daskmic" / "sets", ignore_errors=True)  # the live Scipion sets
+    shutil.rmtree(OutputLayout(out).live_sets, ignore_errors=True)  # the live Scipion sets
     store = OutputLayout(out).zarr
     for entry in store.iterdir():
         if entry.name not in ("micrographs", "psd"):

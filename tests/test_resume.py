@@ -92,9 +92,10 @@ def snapshot(out: Path) -> dict[str, object]:
     """
     files: dict[str, object] = {}
     published = OutputLayout(out).published  # when the outputs were last rebuilt: like ``created``
+    live_sets = OutputLayout(out).live_sets  # what the sets were made from, with its file stamps
     for path in sorted(p for p in out.rglob("*") if p.is_file()):
         relative = path.relative_to(out).as_posix()
-        if path == published:
+        if path == published or path.parent == live_sets:
             continue
         if relative.startswith("micrographs.zarr/"):
             files[relative] = "zarr file"  # listed; compared as arrays below

@@ -181,14 +181,12 @@ class LiveSet:
     def _adopt(self, db: sqlite3.Connection, rows: Rows, schema: str) -> None:
         """Take what the database holds as remembered: an item whose stored version is the
         current one stays, the others are made again."""
-        stored = db.execute("SELECT id, key, version FROM daskmic_rows").fetchall()
-        ids, keys, texts = ([row[i] for row in stored] for i in range(3))
+        stored = db.execute("SELECT id, key, version FROM daskmic_rows ORDER BY id").fetchall()
+        ids, keys, texts = (objects([row[i] for row in stored]) for i in range(3))
         where = positions(keys, rows.keys)
-        current = _versions(rows.versions, where[where >= 0].tolist())
+        found = where >= 0
         same = np.zeros(len(keys), dtype=bool)
-        same[where >= 0] = np.asarray(current, dtype=object) == np.asarray(
-            texts, dtype=object
-        )[where >= 0]
+        same[found] = objects(_versions(rows.versions, where[found].tolist())) == texts[found]
         versions = []
         for part in rows.versions[:-1]:
             kept = objects([_Changed()] * len(keys))
@@ -196,7 +194,7 @@ class LiveSet:
             versions.append(kept)
         cache = self.cache  # in place: the rows being written name it
         cache.schema, cache.keys = schema, pd.Index(keys, dtype=object)
-        cache.versions, cache.values = [*versions, np.asarray(ids)], objects([None] * len(keys))
+        cache.versions, cache.values = [*versions, ids], objects([None] * len(keys))
 
     def _gone(self, rows: Rows | None, made: list[int]) -> list[int]:
         """The ids of the stored items to delete: gone from ``rows`` or to be ``made`` again

@@ -118,14 +118,15 @@ def remember(rows: Rows, schema: Hashable, values: np.ndarray) -> None:
     cache.versions = list(rows.versions)
 
 
-def positions(keys: Sequence[Hashable], among: Sequence[Hashable]) -> np.ndarray:
+def positions(keys: np.ndarray | pd.Index, among: np.ndarray | pd.Index) -> np.ndarray:
     """Each of ``keys``' position in ``among`` (-1 where absent); the keys of each unique.
 
     Linear, without hashing, when one begins with the other: rows appended or removed at the
     end, or none moved (a stream's publishes); a join otherwise.
     """
-    keys, among = np.asarray(keys, dtype=object), np.asarray(among, dtype=object)
-    common = min(len(keys), len(among))
-    if np.array_equal(keys[:common], among[:common]):
-        return np.concatenate([np.arange(common), np.full(len(keys) - common, -1)])
-    return pd.Index(among, dtype=object).get_indexer(pd.Index(keys, dtype=object))
+    mine, theirs = np.asarray(keys, dtype=object), np.asarray(among, dtype=object)
+    common = min(len(mine), len(theirs))
+    if np.array_equal(mine[:common], theirs[:common]):
+        return np.concatenate([np.arange(common), np.full(len(mine) - common, -1)])
+    index: pd.Index = pd.Index(theirs, dtype="object")
+    return index.get_indexer(pd.Index(mine, dtype="object"))

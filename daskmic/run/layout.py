@@ -215,6 +215,11 @@ class OutputLayout:
         return self.manifest / "published.json"
 
     @property
+    def live_sets(self) -> Location:
+        """The folder of the Scipion sets' live databases (:mod:`daskmic.io.live_set`)."""
+        return self.manifest / "sets"
+
+    @property
     def optics(self) -> Location:
         """The input table's optics groups (JSON)."""
         return self.manifest / "optics.json"

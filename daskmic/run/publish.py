@@ -56,9 +56,8 @@ class Publisher:
         self._stream_open: bool | None = None
         self._images = ImageIndex()
         self._mappings: dict[str, tuple[float, float, Location | bytes | None]] = {}
-        root = self.manifest.root
-        sets = root / "sets" if is_local(root) else None  # the live Scipion sets
-        self._tables = RememberedRows(self._stamps, sets)  # the tables' rows, by record stamp
+        sets = self.manifest.layout.live_sets  # elsewhere than on this machine: in memory
+        self._tables = RememberedRows(self._stamps, sets if is_local(sets) else None)
 
     def _scan(self) -> set[str]:
         """Read the records written since the last scan; the micrographs whose row changed."""
