@@ -96,13 +96,17 @@ class LiveSet:
         properties : sequence of (str, str or None)
             The ``Properties`` table, written whole.
         """
-        try:
-            self._update(schema, create, ids, rows, make, properties)
-        except sqlite3.DatabaseError as error:  # damaged, not a database: made again
-            if getattr(error, "sqlite_errorname", "") in ("SQLITE_BUSY", "SQLITE_LOCKED"):
-                raise  # another writer holds it: it is not damaged
-            self.close(discard=True)
-            self._update(schema, create, ids, rows, make, properties)
+        for attempt in range(2):
+            try:
+                db = self._open(schema, create)
+                keyed = None if rows is None else Rows(self.cache, rows.keys, [*rows.versions, ids])
+                self._store(db, schema, keyed, ids, make, properties)
+                break
+            except sqlite3.DatabaseError as error:  # damaged, not a database: made again
+                busy = getattr(error, "sqlite_errorname", "") in ("SQLITE_BUSY", "SQLITE_LOCKED")
+                if attempt or busy:  # another writer holding it has not damaged it
+                    raise
+                self.close(discard=True)
         return self._image()
 
     def close(self, *, discard: bool = False) -> None:
@@ -120,18 +124,18 @@ class LiveSet:
         self.cache.clear()
         self._generation = -1
 
-    def _update(
+    def _store(
         self,
+        db: sqlite3.Connection,
         schema: str,
-        create: Callable[[sqlite3.Connection], None],
+        keyed: Rows | None,
         ids: np.ndarray,
-        rows: Rows | None,
         make: Callable[[list[int]], list[tuple]],
         properties: Sequence[tuple[str, str | None]],
     ) -> None:
-        db = self._open(schema, create)
+        """In one transaction, store the items ``keyed`` (their last version part their id)
+        lacks in the database, delete those gone, and write the properties."""
         count = len(ids)
-        keyed = None if rows is None else Rows(self.cache, rows.keys, [*rows.versions, ids])
         db.execute("BEGIN IMMEDIATE")  # one writer at a time (waits for another)
         try:
             generation = int(_meta(db, "generation"))
