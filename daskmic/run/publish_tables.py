@@ -24,7 +24,7 @@ import pandas as pd
 from daskmic.errors import UsageError
 from daskmic.io import write_csv, write_star, write_xmd
 from daskmic.io.live_set import LiveSet
-from daskmic.io.row_cache import RowCache, Rows, objects
+from daskmic.io.row_cache import RowCache, Rows, objects, positions
 from daskmic.io.star import check_star_text
 from daskmic.io.storage import Location, is_url, write_whole
 from daskmic.io.tables import OPTICS_COLUMNS
@@ -84,12 +84,13 @@ class RememberedRows:
     sets_dir: Path | None = None
     _caches: dict[str, tuple[Hashable, RowCache]] = field(default_factory=dict)
     _sets: dict[str, LiveSet] = field(default_factory=dict)
-    _by_name: pd.Series = field(default_factory=lambda: pd.Series(dtype=object))
+    _names: np.ndarray = field(default_factory=lambda: objects([]))
+    _stamps: np.ndarray = field(default_factory=lambda: objects([]))
 
     def refresh(self) -> None:
-        """Take the stamps as they are now (once per publish)."""
-        names = pd.Index(list(self.stamps), dtype=object)
-        self._by_name = pd.Series(objects(list(self.stamps.values())), index=names)
+        """Take the stamps as they are now (once per publish), in the tables' order."""
+        names = sorted(self.stamps)
+        self._names, self._stamps = objects(names), objects([self.stamps[n] for n in names])
 
     def rows(
         self, file: Location, names: pd.Series, context: Hashable, *derived: np.ndarray
@@ -117,7 +118,9 @@ class RememberedRows:
 
     def _keyed(self, cache: RowCache, names: pd.Series, derived: tuple[np.ndarray, ...]) -> Rows:
         keys = names.to_numpy(dtype=object)
-        stamps = self._by_name.reindex(keys).to_numpy(dtype=object)
+        where = positions(keys, self._names)
+        stamps, found = objects([None] * len(keys)), where >= 0  # unstamped: made again
+        stamps[found] = self._stamps[where[found]]
         return Rows(cache, keys, [stamps, *derived])
 
 
