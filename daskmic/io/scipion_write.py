@@ -25,7 +25,6 @@ from daskmic.io.scipion import (
 from daskmic.io.storage import Location, location, write_whole
 
 _SQL_TYPES = {"Integer": "INTEGER", "Float": "REAL", "Boolean": "INTEGER"}
-_BASIC_COLUMNS = ("id", "enabled", "label", "comment", "creation")
 
 
 def _class_of(label: str, values: pd.Series, schema: Mapping[str, str]) -> str:
@@ -170,8 +169,8 @@ def write_set_rows(
 
     insert_class = "INSERT INTO Classes (label_property, column_name, class_name) VALUES (?, ?, ?)"
     properties = list(_properties(first, len(ids), stream_open, dims).items())
-    whole = live is None or rows is None
-    target = LiveSet() if live is None or rows is None else live  # whole: a new one in memory
+    target = live if live is not None and rows is not None else LiveSet()  # whole: in memory
+    whole = target is not live
     try:
         schema = repr((target.context, tuple(kinds.items())))
         data = target.write(schema, create, ids, rows, make, properties)
