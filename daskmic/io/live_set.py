@@ -110,13 +110,15 @@ class LiveSet:
         return self._image()
 
     def close(self, *, discard: bool = False) -> None:
-        """Close the database; ``discard`` also deletes its files."""
+        """Close the database (its WAL merged in); ``discard`` also forgets it and deletes
+        its files. A closed one opens again at the next :meth:`write`, where a database
+        another writer changed in between is taken over."""
         if self._db is not None:
             self._db.close()
             self._db = None
-        self._forget()
-        if discard and self.file is not None:
-            for file in _files(self.file):
+        if discard:
+            self._forget()
+            for file in _files(self.file) if self.file is not None else []:
                 file.unlink(missing_ok=True)
 
     def _forget(self) -> None:

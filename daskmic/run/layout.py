@@ -219,6 +219,10 @@ class OutputLayout:
         """The folder of the Scipion sets' live databases (:mod:`daskmic.io.live_set`)."""
         return self.manifest / "sets"
 
+    def live_set(self, kind: str) -> Location:
+        """The live database of the Scipion set of ``kind`` (as :meth:`scipion_set`)."""
+        return self.live_sets / SET_NAMES[kind]
+
     @property
     def optics(self) -> Location:
         """The input table's optics groups (JSON)."""

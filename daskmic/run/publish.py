@@ -56,8 +56,8 @@ class Publisher:
         self._stream_open: bool | None = None
         self._images = ImageIndex()
         self._mappings: dict[str, tuple[float, float, Location | bytes | None]] = {}
-        sets = self.manifest.layout.live_sets  # elsewhere than on this machine: in memory
-        self._tables = RememberedRows(self._stamps, sets if is_local(sets) else None)
+        layout = self.manifest.layout  # the live sets there when local, else in memory
+        self._tables = RememberedRows(self._stamps, layout if is_local(layout.root) else None)
 
     def _scan(self) -> set[str]:
         """Read the records written since the last scan; the micrographs whose row changed."""

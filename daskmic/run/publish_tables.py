@@ -76,12 +76,12 @@ class RememberedRows:
 
     ``stamps`` gives, by micrograph, what identifies its record's content (a new stamp: the
     row changed); a micrograph without a stamp is always formatted again. The Scipion sets
-    are kept as live databases (:mod:`daskmic.io.live_set`) in ``sets_dir`` (the folder's
-    ``.daskmic/sets``), where a new process takes them over, or in memory when None.
+    are kept as live databases (:mod:`daskmic.io.live_set`) where ``layout`` puts them (a
+    local folder's ``.daskmic/sets``: a new process takes them over), or in memory when None.
     """
 
     stamps: Mapping[str, Hashable] = field(default_factory=dict)
-    sets_dir: Path | None = None
+    layout: OutputLayout | None = None
     _caches: dict[str, tuple[Hashable, RowCache]] = field(default_factory=dict)
     _sets: dict[str, LiveSet] = field(default_factory=dict)
     _names: np.ndarray = field(default_factory=lambda: objects([]))
@@ -106,15 +106,20 @@ class RememberedRows:
         return self._keyed(cache, names, derived)
 
     def set_rows(
-        self, file: Location, names: pd.Series, context: Hashable, *derived: np.ndarray
+        self, kind: str, names: pd.Series, context: Hashable, *derived: np.ndarray
     ) -> tuple[LiveSet, Rows]:
-        """The live database of the Scipion set ``file`` and its rows, as :meth:`rows`."""
-        live = self._sets.get(str(file))
+        """The live database of the Scipion set of ``kind`` and its rows, as :meth:`rows`."""
+        live = self._sets.get(kind)
         if live is None:
-            stored = None if self.sets_dir is None else self.sets_dir / file.name
-            live = self._sets[str(file)] = LiveSet(stored)
+            stored = None if self.layout is None else self.layout.live_set(kind)
+            live = self._sets[kind] = LiveSet(stored if isinstance(stored, Path) else None)
         live.context = repr((os.getcwd(), context))  # paths relative to the working directory
         return live, self._keyed(live.cache, names, derived)
+
+    def close(self) -> None:
+        """Close the live databases (a run's last publish): they open again when needed."""
+        for live in self._sets.values():
+            live.close()
 
     def _keyed(self, cache: RowCache, names: pd.Series, derived: tuple[np.ndarray, ...]) -> Rows:
         keys = names.to_numpy(dtype=object)
@@ -138,7 +143,7 @@ def _rows(
 
 def _set_rows(
     remembered: RememberedRows | None,
-    file: Location,
+    kind: str,
     names: pd.Series,
     context: Hashable,
     groups: np.ndarray,
@@ -146,7 +151,7 @@ def _set_rows(
     """``live`` and ``rows`` for a Scipion set's writer (none: the set is written whole)."""
     if remembered is None:
         return {}
-    live, rows = remembered.set_rows(file, names, context, groups)
+    live, rows = remembered.set_rows(kind, names, context, groups)
     return {"live": live, "rows": rows}
 
 
@@ -269,7 +274,7 @@ def _publish_preprocess(
     optics, groups = _optics(done, manifest, config, True)
     _write_star(out.micrographs_star, done, done["output_path"], optics, groups, remembered)
     micrographs = out.scipion_set("micrographs")
-    live = _set_rows(remembered, micrographs, done["micrograph"], _context(optics), groups)
+    live = _set_rows(remembered, "micrographs", done["micrograph"], _context(optics), groups)
     write_preprocess_set(
         micrographs, done, optics, groups, written, stream_open=stream_open, **live
     )
@@ -313,7 +318,7 @@ def _publish_tilt(
         optics, groups = _optics(part, manifest, config, False)
         _write_star(out.split_star(status), part, names, optics, groups, remembered)
         file = out.scipion_set(status)
-        live = _set_rows(remembered, file, part["micrograph"], _context(optics), groups)
+        live = _set_rows(remembered, status, part["micrograph"], _context(optics), groups)
         write_tilt_set(file, part, names, optics, groups, written, stream_open=stream_open, **live)
         text = "".join(f"{path}\n" for path in part["path"].tolist())
         write_whole(out.split_list(status), text.encode())
@@ -351,4 +356,6 @@ def write_tables(
         _publish_preprocess(out, table, written, manifest, config, stream_open, remembered)
     if config.tilt is not None:
         _publish_tilt(out, table, written, manifest, config, stream_open, remembered)
+    if remembered is not None and not stream_open:
+        remembered.close()  # the run's last publish: no database file left open
 

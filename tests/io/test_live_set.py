@@ -86,6 +86,10 @@ def test_a_new_process_takes_the_database_over(tmp_path):
     stamps = {f"m{i}": 0 for i in range(10)}
     first = LiveSet(file)
     _write(tmp_path / "live.sqlite", first, ["m1", "m3", "m5"], stamps)
+    first.close()  # a run's last publish: its files closed, what it holds remembered
+    assert sorted(p.name for p in file.parent.iterdir()) == ["live.sqlite"], "no WAL left"
+    _write(tmp_path / "live.sqlite", first, ["m1", "m3", "m5"], stamps)
+    assert first.written == 0
     first.close()
 
     stamps["m3"] += 1
