@@ -47,13 +47,13 @@ SMALL_OPTIONS = ["--crop", "10", "--normalize", "--no-stack", "--no-report", "--
 START_OPTIONS = ["--crop", "10", *TYPICAL, "--no-stack", "--no-report", "--no-dashboard"]
 
 DRIVER = (
-    "import gc, resource, sys; from daskmic.cli import main; code = main(sys.argv[1:]); "
+    "import resource, sys; from daskmic.cli import leave, main; code = main(sys.argv[1:]); "
     "print('peak_rss_kib', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr); "
-    "gc.freeze(); sys.exit(code)"
+    "leave(code)"
 )
 """The command line as the ``daskmic`` script runs it (:func:`daskmic.cli.entry`: ``main``, then
-an exit without final collections), in a process that reports its own (the driver's) peak
-memory."""
+an exit without the interpreter's teardown), in a process that reports its own (the driver's)
+peak memory."""
 
 
 @dataclass(frozen=True)

@@ -5,18 +5,13 @@ streaming, and gives what Xmipp/Scipion's *Preprocess Micrographs* and *Tilt Ana
 protocols give.
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("daskmic")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0+unknown"
+from typing import Any
 
 import lazy_loader
 
 # The public API, imported on first use: ``import daskmic`` (and the command line, and every
 # worker process, which imports the entry point's module) stays light.
-__getattr__, __dir__, _ = lazy_loader.attach(
+_lazy_getattr, __dir__, _ = lazy_loader.attach(
     __name__,
     submod_attrs={
         "cluster.client": ["connect"],
@@ -35,6 +30,22 @@ __getattr__, __dir__, _ = lazy_loader.attach(
         "tilt.params": ["TiltParams"],
     },
 )
+
+
+def __getattr__(name: str) -> Any:
+    """The public API on first use; ``__version__`` from the installed metadata, asked once
+    (``importlib.metadata`` costs a command's start 40 ms)."""
+    if name != "__version__":
+        return _lazy_getattr(name)
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        found = version("daskmic")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        found = "0+unknown"
+    globals()["__version__"] = found
+    return found
+
 
 __all__ = [
     "PreprocessParams",

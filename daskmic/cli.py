@@ -13,11 +13,12 @@ import argparse
 import dataclasses
 import gc
 import json
+import os
 import sys
 import traceback
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NoReturn
 
 import daskmic
 from daskmic import PreprocessParams, RunConfig, TiltParams, UsageError
@@ -596,17 +597,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERNAL
 
 
-def entry() -> int:
-    """The ``daskmic`` console script: :func:`main`, then an exit without final collections.
+def leave(code: int) -> NoReturn:
+    """End the process with ``code`` now, without the interpreter's teardown.
 
-    Everything is written and closed when :func:`main` returns. What is left is the
-    interpreter's teardown, whose garbage collections over the objects of pandas, dask and
-    distributed took 0.5 s of every command; frozen objects are left to the operating system.
+    Everything is written and closed when :func:`main` returns; what is left is the teardown of
+    every imported module (pandas, xarray, zarr, dask: 0.05-0.1 s of every command on an idle
+    machine, and its garbage collections 0.5 s more when they ran). The printed text is flushed
+    and the rest left to the operating system.
     """
-    code = main()
-    gc.freeze()
-    return code
+    gc.freeze()  # should anything below still collect
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def entry() -> NoReturn:
+    """The ``daskmic`` console script: :func:`main`, then :func:`leave` with its exit code."""
+    leave(main())
 
 
 if __name__ == "__main__":
-    sys.exit(entry())
+    entry()

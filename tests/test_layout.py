@@ -46,7 +46,7 @@ def _named(layout: OutputLayout, names: list[str]) -> set[str]:
         if path not in (*layout.store_images(n), layout.defocus_map(n))  # in the store; --angle
     ]
     tables = [*layout.tables(), layout.report, layout.zarr, layout.parameters, layout.optics]
-    tables += [layout.published, *(layout.live_set(kind) for kind in SET_NAMES)]
+    tables += [layout.published, layout.headers, *(layout.live_set(k) for k in SET_NAMES)]
     return {str(p.relative_to(layout.root)) for p in per_micrograph + tables}
 
 
@@ -89,7 +89,9 @@ def test_a_renamed_micrograph_in_a_stream_leaves_what_a_batch_run_leaves(tmp_pat
     names = ["Grid_1__hole", "Grid_2__hole"]
     assert [row["micrograph"] for row in both.rows] == names
     assert [row["micrograph"] for row in batch.rows] == names
-    # the batch run also keeps the state its outputs were rebuilt from (for an instant resume)
-    batch_files = _files(tmp_path / "batch") - {OutputLayout("").published.as_posix()}
+    # the batch run also keeps the state its outputs were rebuilt from and the headers it read
+    # (for an instant resume)
+    kept = OutputLayout("")
+    batch_files = _files(tmp_path / "batch") - {kept.published.as_posix(), kept.headers.as_posix()}
     assert _files(out) == batch_files
     assert not OutputLayout(out).defocus_map("hole").exists()

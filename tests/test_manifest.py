@@ -67,3 +67,42 @@ def test_thumbnails_are_stored_once_as_8_bit_levels(tmp_path):
     assert manifest.thumbnail("missing") is None
     stored.path.unlink()
     assert manifest.thumbnail("a") is None, "a mapping without its levels is no thumbnail"
+
+
+def test_a_record_keeps_its_input_stamp_and_a_changed_input_is_not_done(tmp_path):
+    manifest = Manifest(tmp_path)
+    digest = manifest.bind({"p": 1}, {"p": 1})
+    row = {"micrograph": "b", "path": "/b.mrc", "status": "done", "error": ""}
+    manifest.write(row, digest, stamp=(1024, 5))
+    assert manifest.read("b")["input"] == [1024, 5]
+    assert manifest.is_done("b", digest, "/b.mrc", (1024, 5))
+    assert not manifest.is_done("b", digest, "/b.mrc", (1024, 6)), "touched since"
+    assert not manifest.is_done("b", digest, "/b.mrc", (2048, 5)), "rewritten since"
+    assert manifest.is_done("b", digest, "/b.mrc"), "a source without a stamp trusts the record"
+    manifest.write({**row, "micrograph": "old"}, digest)  # as records were made before stamps
+    assert "input" not in manifest.read("old")
+    assert manifest.is_done("old", digest, "/b.mrc", (1024, 6)), "an old record still resumes"
+
+
+def test_records_are_read_once_while_their_files_stay_the_same(tmp_path, monkeypatch):
+    import daskmic.run.manifest as module
+
+    manifest = Manifest(tmp_path)
+    digest = manifest.bind({}, {})
+    for name in "abc":
+        manifest.write({"micrograph": name, "status": "done", "error": ""}, digest)
+    reads, load = [], module._load_record
+
+    def counted(path, *args):
+        reads.append(path.stem)
+        return load(path, *args)
+
+    monkeypatch.setattr(module, "_load_record", counted)
+    assert sorted(manifest.records()) == ["a", "b", "c"]
+    assert sorted(Manifest(tmp_path).done(digest)) == ["a", "b", "c"]
+    assert sorted(reads) == ["a", "b", "c"], "each record read once"
+    manifest.records()["a"]["row"]["status"] = "changed by a caller"
+    assert manifest.records()["a"]["row"]["status"] == "done", "what is kept is not shared"
+    manifest.write({"micrograph": "b", "status": "failed", "error": "again"}, digest)
+    assert sorted(Manifest(tmp_path).done(digest)) == ["a", "c"], "a rewritten record is read anew"
+    assert sorted(reads) == ["a", "b", "b", "c"]

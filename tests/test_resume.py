@@ -91,11 +91,13 @@ def snapshot(out: Path) -> dict[str, object]:
     as arrays, its provenance without ``created``.
     """
     files: dict[str, object] = {}
-    published = OutputLayout(out).published  # when the outputs were last rebuilt: like ``created``
-    live_sets = OutputLayout(out).live_sets  # what the sets were made from, with its file stamps
+    layout = OutputLayout(out)
+    # when the outputs were last rebuilt (like ``created``), and the input headers a batch run
+    # keeps to read only new or changed ones next time (a stream reads each file as it comes)
+    internal = (layout.published, layout.headers)
     for path in sorted(p for p in out.rglob("*") if p.is_file()):
         relative = path.relative_to(out).as_posix()
-        if path == published or path.parent == live_sets:
+        if path in internal or path.parent == layout.live_sets:  # the sets' live databases
             continue
         if relative.startswith("micrographs.zarr/"):
             files[relative] = "zarr file"  # listed; compared as arrays below
@@ -332,6 +334,107 @@ def test_a_finished_set_is_recognised_from_the_manifest_without_a_cluster(tmp_pa
     again = daskmic.run_batch(inputs, out, SMALL, cluster="tcp://127.0.0.1:9", quiet=True)
     assert again.rows == first.rows and again.counts() == {"done": 3}
     assert _stamps(out) == published, "nothing is rebuilt when nothing changed"
+
+
+def _count_header_reads(monkeypatch) -> list[str]:
+    """The input files whose header a run reads from now on."""
+    import daskmic.io.open as opened
+
+    reads, read = [], opened.read_header
+
+    def counted(path, *args, **kwargs):
+        reads.append(Path(str(path)).name)
+        return read(path, *args, **kwargs)
+
+    monkeypatch.setattr(opened, "read_header", counted)
+    return reads
+
+
+def _mtimes(folder: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+
+
+def test_a_rerun_of_a_finished_set_reads_no_header_and_each_record_once(tmp_path, monkeypatch):
+    import daskmic.run.manifest as module
+
+    monkeypatch.chdir(tmp_path)
+    _write_inputs(tmp_path / "raw", 3, shape=(128, 128))
+    inputs, out = str(tmp_path / "raw" / "*.mrc"), tmp_path / "out"
+    first = daskmic.run_batch(inputs, out, SMALL, quiet=True)
+    written = _mtimes(out) | _mtimes(out / ".daskmic")
+    monkeypatch.setattr(module, "_READ", {})  # as a new command: nothing read yet
+    reads, records, load = _count_header_reads(monkeypatch), [], module._load_record
+    monkeypatch.setattr(module, "_load_record", lambda p, *a: records.append(p.stem) or load(p, *a))
+    again = daskmic.run_batch(inputs, out, SMALL, cluster="tcp://127.0.0.1:9", quiet=True)
+    assert again.rows == first.rows and again.counts() == {"done": 3}
+    assert reads == [], "the headers of unchanged files are known"
+    assert sorted(records) == ["mic_00", "mic_01", "mic_02"], "each record read once"
+    assert _mtimes(out) | _mtimes(out / ".daskmic") == written, "nothing written"
+
+
+HEAVY = ("pandas", "scipy", "dask", "distributed", "xarray", "zarr", "starfile", "rich")
+"""What processing micrographs and rebuilding tables import, and asking the manifest needs not."""
+
+
+def test_a_rerun_of_a_finished_set_imports_no_processing_or_table_library(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _write_inputs(tmp_path / "raw", 2, shape=(128, 128))
+    run = "import sys; from daskmic.cli import main; main(sys.argv[2:]); "
+    run += "print(sorted(m for m in sys.argv[1].split(',') if m in sys.modules))"
+    command = [sys.executable, "-c", run, ",".join(HEAVY), "preprocess", "raw/*.mrc", "-o", "out"]
+    command += ["--crop", "--invert", "--no-stack", "--no-report", "--no-dashboard"]
+    first = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert "pandas" in first.stdout.splitlines()[-1], "a run that processes imports them"
+    again = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "2 done" in again.stdout and again.stdout.splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize("change", ["touched", "rewritten"])
+def test_a_changed_input_is_redone(tmp_path, monkeypatch, change):
+    monkeypatch.chdir(tmp_path)
+    paths = _write_inputs(tmp_path / "raw", 3, shape=(128, 128))
+    inputs, out = str(tmp_path / "raw" / "*.mrc"), tmp_path / "out"
+    daskmic.run_batch(inputs, out, SMALL, quiet=True)
+    outputs = _mtimes(out / "mrc")
+    before = (out / "mrc" / "mic_01.mrc").read_bytes()
+    stat = paths[1].stat()
+    if change == "rewritten":  # another image of the same size
+        image, _ = synthesize_micrograph((128, 128), pixel_size_A=1.0, seed=7, hot_pixels=3)
+        write_mrc(paths[1], image, 1.0)
+        assert paths[1].stat().st_size == stat.st_size
+    else:  # the same bytes, a later time
+        os.utime(paths[1], ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    reads = _count_header_reads(monkeypatch)
+    summary = daskmic.run_batch(inputs, out, SMALL, quiet=True)
+    assert summary.counts() == {"done": 3}
+    assert reads == ["mic_01.mrc"], "only the changed file's header is read again"
+    now = _mtimes(out / "mrc")
+    assert {k for k in now if now[k] != outputs[k]} == {"mic_01.mrc"}, "only it is redone"
+    daskmic.run_batch(str(paths[1]), tmp_path / "fresh", SMALL, quiet=True)
+    redone = (out / "mrc" / "mic_01.mrc").read_bytes()
+    assert redone == (tmp_path / "fresh" / "mrc" / "mic_01.mrc").read_bytes()
+    assert (redone == before) is (change == "touched")
+
+
+def test_records_made_before_input_stamps_still_resume(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _write_inputs(tmp_path / "raw", 3, shape=(128, 128))
+    inputs, out = str(tmp_path / "raw" / "*.mrc"), tmp_path / "out"
+    first = daskmic.run_batch(inputs, out, SMALL, quiet=True)
+    manifest = Manifest(out)
+    for record in manifest.records().values():  # as an earlier version wrote them
+        manifest.write(record["row"], record["hash"])
+    manifest.layout.headers.unlink()
+    outputs = _mtimes(out / "mrc")
+    reads = _count_header_reads(monkeypatch)
+    again = daskmic.run_batch(inputs, out, SMALL, cluster="tcp://127.0.0.1:9", quiet=True)
+    assert again.rows == first.rows and _mtimes(out / "mrc") == outputs, "nothing redone"
+    assert sorted(reads) == ["mic_00.mrc", "mic_01.mrc", "mic_02.mrc"], "headers read as before"
+    reads.clear()
+    daskmic.run_batch(inputs, out, SMALL, cluster="tcp://127.0.0.1:9", quiet=True)
+    assert reads == [], "and kept for the next run"
 
 
 def test_a_changed_record_or_table_is_published_again(tmp_path, monkeypatch, client):

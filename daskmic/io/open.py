@@ -7,13 +7,12 @@ import json
 import math
 import os
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 from upath import UPath
 
 from daskmic.io.contract import DIMS, RESERVED, spatial_coords
@@ -21,16 +20,33 @@ from daskmic.io.errors import MicrographError
 from daskmic.io.header import MicrographHeader
 from daskmic.io.lazy import LazyMicrographStack
 from daskmic.io.readers import read_header
-from daskmic.io.scipion import is_set_file
-from daskmic.io.sources import MICROGRAPH_SUFFIXES, Listing, Source, list_source, unique_names
-from daskmic.io.storage import Location, StorageOptions, absolute, is_local, location
-from daskmic.io.tables import is_table
+from daskmic.io.sources import (
+    MICROGRAPH_SUFFIXES,
+    Listing,
+    Source,
+    list_source,
+    names_table,
+    unique_names,
+)
+from daskmic.io.storage import (
+    Location,
+    StorageOptions,
+    absolute,
+    file_stamp,
+    is_local,
+    location,
+)
 
 if TYPE_CHECKING:  # dask.array and xarray only when a stack is opened, not for a run's catalogue
+    import pandas as pd
     import xarray as xr
 
 
-def _read_headers(paths: list[Location]) -> list[MicrographHeader | MicrographError]:
+HeaderReader = Callable[[list[Location]], list[MicrographHeader | MicrographError]]
+"""What gives the headers of listed files (each, or the error that makes it unusable)."""
+
+
+def read_headers(paths: list[Location]) -> list[MicrographHeader | MicrographError]:
     """Each file's header, or the error that makes it unusable, read by a thread pool."""
     with ThreadPoolExecutor(max_workers=max(1, min(16, len(paths)))) as pool:
         return list(pool.map(_header_or_error, paths))
@@ -41,20 +57,6 @@ def _header_or_error(path: Location) -> MicrographHeader | MicrographError:
         return read_header(path)
     except MicrographError as error:
         return error
-
-
-def _stamp(path: Location) -> tuple[int, int | str]:
-    """``(size, mtime_ns)`` of a file for the dask token (at a URL ``(size, version)``, from
-    the store's listing cache when it has one); ``(-1, -1)`` if it just vanished."""
-    try:
-        if not is_local(path):
-            info = path.fs.info(path.path)
-            version = info.get("ETag") or info.get("mtime") or info.get("LastModified") or ""
-            return (int(info.get("size") or -1), str(version))
-        stat = os.stat(path)
-    except Exception:  # vanished, or unreachable: its read will say why
-        return (-1, -1)
-    return (stat.st_size, stat.st_mtime_ns)
 
 
 def _majority_shape(headers: list[MicrographHeader]) -> tuple[int, int] | None:
@@ -89,6 +91,7 @@ def _check_chunks(chunks: Mapping[str, int] | None, shape: tuple[int, int, int])
 
 def _column_values(series: pd.Series) -> np.ndarray:
     """A table column as a coordinate array: numbers stay numeric, the rest become str objects."""
+    import pandas as pd  # a table's: a listing of files needs no pandas
     if pd.api.types.is_bool_dtype(series):
         return series.to_numpy(dtype=bool)
     if pd.api.types.is_numeric_dtype(series):
@@ -153,12 +156,15 @@ def catalogue_micrographs(
     *,
     pixel_size_A: float | None = None,
     storage_options: StorageOptions | None = None,
+    headers: HeaderReader = read_headers,
 ) -> tuple[list[CatalogueEntry], list[dict]]:
     """List every input micrograph with its header, pixel size and table columns.
 
     Unlike :func:`open_micrographs`, micrographs of different shapes are all kept (each is
     processed on its own by the production unit); unreadable files carry their ``error``.
     Names, pixel sizes and carried columns follow the same rules; ``storage_options`` too.
+    ``headers`` gives the listed files' headers (by default each is read: a run passes one
+    that knows those of files it has read before).
 
     Returns
     -------
@@ -170,10 +176,10 @@ def catalogue_micrographs(
     given = _check_pixel_size(pixel_size_A)
     listing = list_source(source, storage_options)
     names = unique_names(listing.paths, listing.root)
-    headers = _read_headers(listing.paths)
-    rows = list(range(len(headers)))
-    readable = {r: h for r, h in enumerate(headers) if isinstance(h, MicrographHeader)}
-    sizes = dict(zip(readable, _pixel_sizes(listing, headers, list(readable), given), strict=True))
+    found = headers(listing.paths)
+    rows = list(range(len(found)))
+    readable = {r: h for r, h in enumerate(found) if isinstance(h, MicrographHeader)}
+    sizes = dict(zip(readable, _pixel_sizes(listing, found, list(readable), given), strict=True))
     columns = carried_columns(listing, rows)
     entries = [
         CatalogueEntry(
@@ -182,7 +188,7 @@ def catalogue_micrographs(
             shape=readable[r].shape if r in readable else None,
             pixel_size_A=float(sizes.get(r, np.nan)),
             columns=columns[r],
-            error=_problem(headers[r], None),
+            error=_problem(found[r], None),
         )
         for r in rows
     ]
@@ -217,7 +223,7 @@ def _zarr_store(source: Source, storage_options: StorageOptions | None) -> Locat
     """
     if not isinstance(source, str | os.PathLike | UPath) or glob.has_magic(str(source)):
         return None
-    if is_table(source) or is_set_file(source):
+    if names_table(source):
         return None
     where = location(source, storage_options)
     if is_local(where):
@@ -331,7 +337,7 @@ def open_micrographs(
         return _open_store(store, given, chunks)
     listing = list_source(source, storage_options)
     names = unique_names(listing.paths, listing.root)
-    headers = _read_headers(listing.paths)
+    headers = read_headers(listing.paths)
     shape = _majority_shape([h for h in headers if isinstance(h, MicrographHeader)])
     failed, rows = [], []
     for row, (name, header) in enumerate(zip(names, headers, strict=True)):
@@ -344,7 +350,7 @@ def open_micrographs(
     ny, nx = shape or (0, 0)
     dtype = np.result_type(*(h.dtype for h in kept)) if kept else np.dtype(np.float32)
     paths = [absolute(listing.paths[r]) for r in rows]
-    stamps = [_stamp(listing.paths[r]) for r in rows]
+    stamps = [file_stamp(listing.paths[r]) for r in rows]
     lazy = LazyMicrographStack(paths, (ny, nx), dtype, stamps, storage_options)
     dask_chunks = _check_chunks(chunks, lazy.shape)
     data = da.from_array(

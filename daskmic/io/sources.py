@@ -15,18 +15,18 @@ import os
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from pathlib import Path, PurePath
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 from upath import UPath
 
 from daskmic.errors import UsageError
 from daskmic.io.errors import MicrographError
-from daskmic.io.scipion import is_set_file, project_folder, read_set, resolve_item_path, set_tables
 from daskmic.io.storage import Location, StorageOptions, absolute, is_local, is_url, location
-from daskmic.io.tables import PATH_COLUMNS, is_table, read_table, split_table_path
+
+if TYPE_CHECKING:  # the table readers (pandas, starfile): only when a table is read
+    import pandas as pd
 
 MICROGRAPH_SUFFIXES = (".mrc", ".mrcs", ".tif", ".tiff")
 """File suffixes collected from a folder."""
@@ -166,7 +166,25 @@ def _resolve_table_path(name: str, table_file: Location) -> Location:
     return Path(os.path.abspath(path))
 
 
+def names_table(item: object) -> bool:
+    """Whether ``item`` names a table: STAR, xmd or CSV (:func:`daskmic.io.tables.is_table`)
+    or a Scipion set (:func:`daskmic.io.scipion.is_set_file`).
+
+    A micrograph file, or a glob of them, says by its suffix that it is none: the table
+    readers (and pandas) are imported only to ask about other names.
+    """
+    if isinstance(item, str | os.PathLike | UPath):
+        if PurePath(str(item)).suffix.lower() in MICROGRAPH_SUFFIXES:
+            return False
+    from daskmic.io.scipion import is_set_file
+    from daskmic.io.tables import is_table
+
+    return is_table(item) or is_set_file(item)
+
+
 def _table_listing(source: Item, storage_options: StorageOptions | None) -> Listing:
+    from daskmic.io.tables import PATH_COLUMNS, read_table, split_table_path
+
     micrographs, optics = read_table(source, storage_options)
     _, file = split_table_path(source, storage_options)
     suffix = file.suffix.lower()
@@ -190,6 +208,8 @@ def _table_listing(source: Item, storage_options: StorageOptions | None) -> List
 def set_root(set_file: Item) -> Location:
     """The folder a Scipion set's micrograph names are relative to: its project, else cwd
     (for a set at a URL: its project, else its own folder)."""
+    from daskmic.io.scipion import project_folder
+
     if isinstance(set_file, UPath) and not is_local(set_file):
         return project_folder(set_file) or set_file.parent
     return project_folder(set_file) or Path.cwd()
@@ -197,6 +217,8 @@ def set_root(set_file: Item) -> Location:
 
 def _set_listing(source: Item, storage_options: StorageOptions | None) -> Listing:
     """A Scipion ``SetOfMicrographs``: its enabled items, optics from sampling and acquisition."""
+    from daskmic.io.scipion import read_set, resolve_item_path, set_tables
+
     where = location(source, storage_options)
     micrographs, optics = set_tables(read_set(where))
     if "_filename" not in micrographs.columns:
@@ -216,6 +238,8 @@ def _table_pixel_sizes(
     micrographs: pd.DataFrame, optics: pd.DataFrame | None, suffix: str
 ) -> np.ndarray:
     """Per row, the pixel size the table gives (NaN where it gives none)."""
+    import pandas as pd
+
     for column in PIXEL_SIZE_COLUMNS[suffix]:
         if column in micrographs.columns:
             return pd.to_numeric(micrographs[column], errors="coerce").to_numpy(dtype=float)
@@ -259,7 +283,9 @@ def list_source(source: Source, storage_options: StorageOptions | None = None) -
     items = [source] if isinstance(source, str | os.PathLike | UPath) else list(source)
     if not items:
         raise ValueError("source must name at least one file, folder, glob or table, got []")
-    if any(is_table(item) or is_set_file(item) for item in items):
+    if any(names_table(item) for item in items):
+        from daskmic.io.scipion import is_set_file
+
         if len(items) > 1:
             raise ValueError(f"a table must be the only source, got {len(items)} items")
         if is_set_file(items[0]):

@@ -179,6 +179,21 @@ def create_exclusive(loc: Location, data: bytes) -> bool:
     return True
 
 
+def file_stamp(path: Location) -> tuple[int, int | str]:
+    """What identifies a file's content (a stack's dask token, a run's done-records):
+    ``(size, mtime_ns)``, at a URL ``(size, version)`` (from the store's listing cache when it
+    has one); ``(-1, -1)`` if it just vanished."""
+    try:
+        if not is_local(path):
+            info = path.fs.info(path.path)
+            version = info.get("ETag") or info.get("mtime") or info.get("LastModified") or ""
+            return (int(info.get("size") or -1), str(version))
+        stat = os.stat(path)
+    except Exception:  # vanished, or unreachable: its read will say why
+        return (-1, -1)
+    return (stat.st_size, stat.st_mtime_ns)
+
+
 def read_range(loc: Location, start: int, end: int) -> bytes:
     """Bytes ``[start, end)`` of ``loc`` in one ranged request (one ``pread`` locally)."""
     if isinstance(loc, Path):  # local

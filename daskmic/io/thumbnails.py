@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import scipy.fft
 
 
 def _block_mean(image: np.ndarray, factors: tuple[int, int]) -> np.ndarray:
@@ -59,6 +58,8 @@ def fourier_resize(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     if image.shape == tuple(shape):
         return image
     (n_y, n_x), (m_y, m_x) = image.shape, shape
+    import scipy.fft  # here: the manifest reads and writes thumbnails without transforms
+
     half = scipy.fft.rfft2(image)
     direct_y, mirrored_y = _taps(n_y, m_y)
     direct_x, mirrored_x = (taps[: m_x // 2 + 1] for taps in _taps(n_x, m_x))

@@ -35,7 +35,6 @@ from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path, PurePosixPath
 from typing import Any
-from xml.sax.saxutils import quoteattr
 
 import dask
 import dask.array as da
@@ -90,6 +89,12 @@ def provenance(parameters: dict | None) -> dict[str, str]:
     }
 
 
+def _only_str(values: np.ndarray) -> bool:
+    """Whether ``values`` are Python ``str`` objects only (as :func:`_strings_as_objects`
+    makes them)."""
+    return values.dtype == object and all(type(v) is str for v in values.ravel())
+
+
 def _strings_as_objects(values: np.ndarray) -> np.ndarray:
     if values.dtype.kind in "USOT":
         return np.array(["" if pd.isna(v) else str(v) for v in values.ravel()], object).reshape(
@@ -106,8 +111,13 @@ def _storable(variables: xr.Dataset | pd.DataFrame) -> xr.Dataset:
         variables = xr.Dataset.from_dataframe(variables.set_index("micrograph"))
     ds = variables.copy()
     for name, variable in ds.variables.items():
-        if variable.dtype.kind in "USOT":
-            ds[name] = variable.copy(data=_strings_as_objects(np.asarray(variable.values)))
+        if variable.dtype.kind not in "USOT":
+            continue
+        values = np.asarray(variable.values)
+        # text already as str objects (the index from a table) is kept: replacing the index
+        # makes xarray probe for pint, an import of 0.1 s at every run's end
+        if not _only_str(values):
+            ds[name] = variable.copy(data=_strings_as_objects(values))
     ds.attrs = json.loads(json.dumps(ds.attrs, default=str))
     for variable in ds.variables.values():
         variable.attrs = json.loads(json.dumps(variable.attrs, default=str))
@@ -429,9 +439,13 @@ class ImageIndex:
 
 
 def _ome_xml(series: list[str]) -> bytes:
-    images = "".join(
-        f"<Image ID={quoteattr('Image:' + path)} Name={quoteattr(path)}/>" for path in series
-    )
+    images = ""
+    if series:  # xml.sax.saxutils imports urllib and http.client: only for a store with images
+        from xml.sax.saxutils import quoteattr
+
+        images = "".join(
+            f"<Image ID={quoteattr('Image:' + path)} Name={quoteattr(path)}/>" for path in series
+        )
     return (
         f'<?xml version="1.0" encoding="UTF-8"?><OME xmlns="{_OME_XML_NS}">{images}</OME>'
     ).encode()

@@ -28,9 +28,9 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache, partial
+from types import ModuleType
 
 import numpy as np
-import scipy.fft
 
 from daskmic.ops.fourier_masks import (
     build_gaussian,
@@ -124,6 +124,14 @@ class Invert:
 FourierStep = Invert | Downsample | Gaussian | Highpass | Lowpass
 
 
+def _fft() -> ModuleType:
+    """``scipy.fft``, imported on the first transform: parsing options and checking shapes
+    (:mod:`daskmic.preprocessing.params`) need this module, not its transforms."""
+    import scipy.fft
+
+    return scipy.fft
+
+
 def downsampled_shape(shape: Shape2D, factor: float) -> Shape2D:
     """Output shape ``(floor(ny/factor), floor(nx/factor))`` of a Fourier downsample.
 
@@ -198,9 +206,9 @@ def _forward(
             if negate
             else np.subtract(block, shift, dtype=precision)
         )
-        spectrum = scipy.fft.rfft(rows, axis=1, workers=threads, overwrite_x=True)
+        spectrum = _fft().rfft(rows, axis=1, workers=threads, overwrite_x=True)
         half[start : start + step] = spectrum[:, :columns]
-    return scipy.fft.fft(half, axis=0, workers=threads, overwrite_x=True)
+    return _fft().fft(half, axis=0, workers=threads, overwrite_x=True)
 
 
 def _crop_rows(spectrum: np.ndarray, ny: int) -> np.ndarray:
@@ -235,7 +243,7 @@ def _fused(
     if plan.output_shape[0] != shape[0]:
         spectrum = _crop_rows(spectrum, plan.output_shape[0])
     spectrum *= plan.mask
-    out = scipy.fft.irfft2(
+    out = _fft().irfft2(
         spectrum, s=plan.output_shape, norm="forward", workers=threads, overwrite_x=True
     )
     out += out.dtype.type(float(-shift if negate else shift) * plan.dc_gain)

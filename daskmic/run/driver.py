@@ -17,21 +17,18 @@ from dataclasses import dataclass
 from importlib import import_module
 from typing import TYPE_CHECKING, Any, Final
 
-from daskmic.cluster.progress import track
 from daskmic.io.storage import Location, list_files, location
 from daskmic.run.config import RunConfig
-from daskmic.run.feeder import Feeder
 from daskmic.run.layout import OutputLayout, refuse_overwriting_inputs
-from daskmic.run.manifest import Manifest
-from daskmic.run.publish_tables import check_table_names
-from daskmic.run.resume import is_current, mark_published, split_finished
-from daskmic.run.sources import catalogue, check_run
-from daskmic.run.unit import Row, Source
+from daskmic.run.manifest import Manifest, parameters_hash
+from daskmic.run.resume import is_current, mark_published, nothing_to_do, split_finished
+from daskmic.run.sources import KnownHeaders, catalogue, check_run
 
 if TYPE_CHECKING:
     from distributed import Client
 
     from daskmic.report.live import LiveReport
+    from daskmic.run.source import Row, Source
 
 IN_PROCESS_MAX: Final = 16
 """A local run of at most this many micrographs to do, with no cluster sizing asked for, runs
@@ -72,6 +69,9 @@ def process_sources(
     list of dict
         The rows, in completion order.
     """
+    from daskmic.cluster.progress import track  # the unit's and rich's imports: only for work
+    from daskmic.run.feeder import Feeder
+
     pending = list(sources)
     feeder = Feeder(
         client,
@@ -99,7 +99,10 @@ def prepare(
     """Open the inputs' headers, validate the run against them and bind the output folder.
 
     ``on_listed`` is called with the sources once the headers are read, before the checks
-    and the binding (the batch run starts its cluster there).
+    and the binding (the batch run starts its cluster there). The headers of files read
+    before into this folder, unchanged since, are not read again
+    (:class:`daskmic.run.sources.KnownHeaders`), and a finished set whose outputs are current
+    is neither checked again nor bound anew (:func:`daskmic.run.resume.nothing_to_do`).
 
     Raises
     ------
@@ -108,14 +111,20 @@ def prepare(
         bound to other parameters or whose outputs would overwrite an input; raised before
         any work starts.
     """
-    listed, optics = catalogue(inputs, config.pixel_size_A, config.storage_options)
+    out = location(out_dir, config.storage_options)
+    known = KnownHeaders(out)
+    listed, optics = catalogue(inputs, config.pixel_size_A, config.storage_options, known)
     sources = listed if limit is None else listed[:limit]
     if on_listed is not None:
         on_listed(sources)
     check_run(config, sources)
-    items = [inputs] if isinstance(inputs, str | os.PathLike) else list(inputs)
-    read = [s.path for s in listed] + [os.fspath(i) for i in items if os.path.isfile(i)]
-    digest = bind(out_dir, config, sources, optics, overwrite=overwrite, inputs=read)
+    if not overwrite and nothing_to_do(out, config, sources, optics):
+        digest = parameters_hash(config.hashed_parameters())
+    else:
+        items = [inputs] if isinstance(inputs, str | os.PathLike) else list(inputs)
+        read = [s.path for s in listed] + [os.fspath(i) for i in items if os.path.isfile(i)]
+        digest = bind(out_dir, config, sources, optics, overwrite=overwrite, inputs=read)
+    known.keep()
     return sources, digest
 
 
@@ -146,6 +155,8 @@ def bind(
         output would land on an input, or a path or name cannot be written to the tables (see
         :func:`daskmic.run.publish_tables.check_table_names`).
     """
+    from daskmic.run.publish_tables import check_table_names
+
     check_table_names(out_dir, sources)
     read = [*(s.path for s in sources), *inputs]
     refuse_overwriting_inputs(out_dir, config, [s.micrograph for s in sources], read)

@@ -215,6 +215,12 @@ class OutputLayout:
         return self.manifest / "published.json"
 
     @property
+    def headers(self) -> Location:
+        """The input headers the last run read, with their files' stamps (JSON, a cache:
+        :mod:`daskmic.run.sources`)."""
+        return self.manifest / "headers.json"
+
+    @property
     def live_sets(self) -> Location:
         """The folder of the Scipion sets' live databases (:mod:`daskmic.io.live_set`)."""
         return self.manifest / "sets"

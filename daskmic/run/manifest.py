@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -140,14 +141,12 @@ class Manifest:
     """
 
     out_dir: Location
+    layout: OutputLayout = field(init=False, repr=False, compare=False)
+    """Where the folder's outputs, records and thumbnails are."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out_dir", location(self.out_dir))
-
-    @property
-    def layout(self) -> OutputLayout:
-        """Where the folder's outputs, records and thumbnails are."""
-        return OutputLayout(self.out_dir)
+        object.__setattr__(self, "layout", OutputLayout(self.out_dir))
 
     @property
     def root(self) -> Location:
@@ -197,9 +196,9 @@ class Manifest:
         """
         digest = parameters_hash(hashed)
         stored = self.layout.parameters
-        payload = canonical_json({"hash": digest, "parameters": parameters}).encode()
+        payload = _bound(parameters, hashed)
         try:
-            if not create_exclusive(stored, payload):
+            if _content(stored) != payload and not create_exclusive(stored, payload):
                 self._rebind(stored, payload, digest, overwrite)
         except OSError as error:
             raise UsageError(
@@ -228,6 +227,10 @@ class Manifest:
             remove(self.thumbnails_dir)
         write_whole(stored, payload)
 
+    def is_bound_to(self, parameters: dict[str, Any], hashed: dict[str, Any]) -> bool:
+        """Whether the folder is bound to exactly these ``parameters`` (see :meth:`bind`)."""
+        return _content(self.layout.parameters) == _bound(parameters, hashed)
+
     def is_bound(self) -> bool:
         """Whether the folder has been bound to parameters (it is a daskmic output folder)."""
         return self.layout.parameters.exists()
@@ -244,10 +247,22 @@ class Manifest:
         """Where the thumbnail of ``micrograph`` lives."""
         return self.layout.thumbnail(micrograph)
 
-    def is_done(self, micrograph: str, digest: str, path: str) -> bool:
-        """Whether ``micrograph`` has a successful record made from ``path`` with ``digest``."""
+    def is_done(
+        self,
+        micrograph: str,
+        digest: str,
+        path: str,
+        stamp: tuple[int, int | str] | None = None,
+    ) -> bool:
+        """Whether ``micrograph`` has a successful record made from ``path`` with ``digest``
+        (and, when the record and ``stamp`` say, from the file as it is: see
+        :func:`input_changed`)."""
         record = self.read(micrograph)
-        return record is not None and _succeeded(record, digest, path)
+        return (
+            record is not None
+            and _succeeded(record, digest, path)
+            and not input_changed(record, stamp)
+        )
 
     def read(self, micrograph: str) -> dict[str, Any] | None:
         """Return the record of ``micrograph``, or None if it has none or it cannot be read."""
@@ -259,11 +274,7 @@ class Manifest:
         On an object store the reads go concurrently; an unreadable record is left out with
         a warning (see :meth:`remove_unreadable`).
         """
-        return {
-            path.stem: record
-            for path, record in self._loaded().items()
-            if record is not None
-        }
+        return {name: record for name, record in self._loaded().items() if record is not None}
 
     def done(self, digest: str) -> dict[str, dict[str, Any]]:
         """The records of the micrographs done with ``digest``, by micrograph.
@@ -279,9 +290,18 @@ class Manifest:
             if _succeeded(record, digest, record["row"].get("path"))
         }
 
-    def write(self, row: dict[str, Any], digest: str) -> None:
-        """Record ``row`` (its ``micrograph`` names it); this is what marks it done."""
-        record = {"hash": digest, "row": row}
+    def write(
+        self, row: dict[str, Any], digest: str, *, stamp: tuple[int, int | str] | None = None
+    ) -> None:
+        """Record ``row`` (its ``micrograph`` names it); this is what marks it done.
+
+        ``stamp`` is the input file's (:attr:`daskmic.run.source.Source.stamp`) when it was
+        listed: kept as the record's ``input``, it lets a later run see that the file changed
+        (see :func:`input_changed`).
+        """
+        record: dict[str, Any] = {"hash": digest, "row": row}
+        if stamp is not None:
+            record["input"] = list(stamp)
         write_whole(self.record_path(row["micrograph"]), canonical_json(record).encode())
 
     def write_thumbnail(self, micrograph: str, thumbnail: np.ndarray) -> None:
@@ -314,8 +334,13 @@ class Manifest:
             return None
 
     def write_optics(self, optics: list[dict[str, Any]]) -> None:
-        """Keep the input table's optics groups for the STAR outputs."""
-        write_whole(self.layout.optics, canonical_json(optics).encode())
+        """Keep the input table's optics groups for the STAR outputs (unless kept already)."""
+        if not self.keeps_optics(optics):
+            write_whole(self.layout.optics, canonical_json(optics).encode())
+
+    def keeps_optics(self, optics: list[dict[str, Any]]) -> bool:
+        """Whether the folder keeps these optics groups (see :meth:`write_optics`)."""
+        return _content(self.layout.optics) == canonical_json(optics).encode()
 
     def optics(self) -> list[dict[str, Any]]:
         """The input table's optics groups (empty when the input had none)."""
@@ -344,15 +369,34 @@ class Manifest:
         written = list_files(self.records_dir)
         return np.array([written.get(f"{name}.json", np.nan) for name in micrographs])
 
-    def _record_files(self) -> list[Location]:
-        names = [n for n in list_files(self.records_dir) if n.endswith(".json")]
-        return [self.records_dir / name for name in sorted(names) if not name.startswith(".")]
+    def _loaded(self) -> dict[str, dict[str, Any] | None]:
+        """Each record by its file's name without ``.json`` (None when unreadable), sorted.
 
-    def _loaded(self) -> dict[Location, dict[str, Any] | None]:
-        """Each record file and its record (None when unreadable)."""
-        paths = self._record_files()
-        found = read_all(paths)
-        return {path: _load_record(path, data) for path, data in zip(paths, found, strict=True)}
+        Locally a record already read by this process is not read again while its file is
+        the same (same inode, size and modification time: a record is replaced whole, by a
+        rename), so the checks of a run's start and its resume read each record once.
+        """
+        folder = self.records_dir
+        if not isinstance(folder, Path):
+            names = sorted(n for n in list_files(folder) if _is_record_name(n))
+            paths: list[Location] = [folder / name for name in names]
+            found = read_all(paths)
+            return {
+                name[: -len(".json")]: _load_record(path, data)
+                for name, path, data in zip(names, paths, found, strict=True)
+            }
+        known = _READ.pop(str(folder), {})
+        now: dict[str, tuple[tuple[int, int, int], dict[str, Any] | None]] = {}
+        for name, identity in sorted(_identities(folder).items()):
+            cached = known.get(name)
+            if cached is not None and cached[0] == identity and cached[1] is not None:
+                now[name] = cached
+            else:
+                now[name] = (identity, _load_record(folder / name))
+        _READ[str(folder)] = now
+        while len(_READ) > _READ_FOLDERS:
+            del _READ[next(iter(_READ))]
+        return {name[: -len(".json")]: _copied(record) for name, (_, record) in now.items()}
 
     def remove_unreadable(self) -> list[Location]:
         """Delete the records that cannot be read, each with a warning naming it.
@@ -365,7 +409,8 @@ class Manifest:
         list of Location
             The records removed.
         """
-        removed = [path for path, record in self._loaded().items() if record is None]
+        loaded = self._loaded()
+        removed = [self.record_path(name) for name, record in loaded.items() if record is None]
         for path in removed:
             path.unlink(missing_ok=True)
         return removed
@@ -391,14 +436,72 @@ class Manifest:
         for _ in range(depth):
             below = []
             for folder in level:
-                for entry in folder.iterdir():
-                    if PARTIAL_NAME.match(entry.name):
-                        remove(entry)
-                        removed.append(entry)
-                    elif entry.is_dir() and not entry.is_symlink():
-                        below.append(entry)
+                with os.scandir(folder) as entries:  # the entry's type without a stat
+                    for entry in entries:
+                        if PARTIAL_NAME.match(entry.name):
+                            remove(folder / entry.name)
+                            removed.append(folder / entry.name)
+                        elif entry.is_dir(follow_symlinks=False):
+                            below.append(folder / entry.name)
             level = below
         return removed
+
+
+_READ: dict[str, dict[str, tuple[tuple[int, int, int], dict[str, Any] | None]]] = {}
+"""Records this process has read, by local records folder and file name, with the identity
+(inode, size, modification time) of the file they were read from."""
+_READ_FOLDERS = 4
+"""How many folders' records :data:`_READ` keeps (the most recently read)."""
+
+
+def _copied(record: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A record the caller may change without changing what :data:`_READ` keeps."""
+    return None if record is None else {**record, "row": dict(record["row"])}
+
+
+def _is_record_name(name: str) -> bool:
+    return name.endswith(".json") and not name.startswith(".")
+
+
+def _identities(folder: Path) -> dict[str, tuple[int, int, int]]:
+    """Each record file in ``folder`` (one listing): its inode, size and modification time."""
+    found = {}
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if not _is_record_name(entry.name):
+                    continue
+                try:
+                    info = entry.stat()
+                except OSError:  # removed since the listing
+                    continue
+                found[entry.name] = (info.st_ino, info.st_size, info.st_mtime_ns)
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    return found
+
+
+def _bound(parameters: dict[str, Any], hashed: dict[str, Any]) -> bytes:
+    """What a folder bound to ``parameters`` keeps (:meth:`Manifest.bind`)."""
+    return canonical_json({"hash": parameters_hash(hashed), "parameters": parameters}).encode()
+
+
+def _content(loc: Location) -> bytes | None:
+    """The bytes of ``loc``; None when there is none (or it cannot be read)."""
+    try:
+        return loc.read_bytes()
+    except OSError:
+        return None
+
+
+def input_changed(record: dict[str, Any], stamp: tuple[int, int | str] | None) -> bool:
+    """Whether the input file of ``record`` has changed since: its stamp now is ``stamp``.
+
+    A record made before records kept their input's stamp (no ``input``), or a source whose
+    stamp is not known, counts as unchanged: it is trusted as every record was before.
+    """
+    kept = record.get("input")
+    return kept is not None and stamp is not None and kept != list(stamp)
 
 
 def _succeeded(record: dict[str, Any], digest: str, path: str | None) -> bool:

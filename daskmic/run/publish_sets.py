@@ -24,7 +24,6 @@ from daskmic.io.row_cache import Rows
 from daskmic.io.scipion import ACQUISITION
 from daskmic.io.scipion_write import write_set_rows
 from daskmic.io.storage import Location, is_url
-from daskmic.tilt.angle import ANGLE_COLUMNS
 
 TILT_ATTRIBUTES = {
     "tilt_mean_corr": "_tilt_mean_corr",
@@ -206,6 +205,8 @@ def write_tilt_set(
     ``rows`` and ``live`` as :func:`write_preprocess_set` takes them.
     """
     part = part.assign(_set_name=names.to_numpy())
+
+    from daskmic.tilt.angle import ANGLE_COLUMNS  # scipy.ndimage: only for a tilt set
 
     def items(chosen: pd.DataFrame, part_groups: np.ndarray) -> pd.DataFrame:
         made = _items(chosen, chosen["_set_name"], chosen["pixel_size_A"], optics, part_groups)

@@ -33,7 +33,7 @@ from daskmic.run.layout import OutputLayout
 from daskmic.run.manifest import Manifest
 from daskmic.run.optics_groups import optics_table
 from daskmic.run.publish_sets import relative_path, write_preprocess_set, write_tilt_set
-from daskmic.run.unit import Source
+from daskmic.run.source import Source
 from daskmic.tilt.params import TiltParams
 from daskmic.tilt.select import split
 
@@ -189,13 +189,15 @@ def check_table_names(out_dir: str | os.PathLike[str], sources: list[Source]) ->
     UsageError
         Naming the first path that cannot be written.
     """
+    layout = OutputLayout(out_dir)
+    folder = layout.micrograph("").parent.resolve()  # as recorded, resolved once
     try:
         check_star_text([project_path(os.fspath(out_dir))], "output folder", fragment=True)
         for source in sources:
             check_star_text([project_path(source.path)], "micrograph file")
             if "rlnMicrographName" in source.columns:
                 check_star_text([str(source.columns["rlnMicrographName"])], "rlnMicrographName")
-            output = OutputLayout(out_dir).micrograph(source.micrograph).resolve()  # as recorded
+            output = folder / layout.micrograph(source.micrograph).name
             check_star_text([project_path(str(output))], "output file")
     except ValueError as error:
         raise UsageError(str(error)) from None

@@ -19,8 +19,8 @@ from typing import Any
 from daskmic.io.storage import Location, list_files, write_whole
 from daskmic.run.config import RunConfig
 from daskmic.run.layout import OutputLayout
-from daskmic.run.manifest import Manifest, canonical_json
-from daskmic.run.unit import Row, Source
+from daskmic.run.manifest import Manifest, canonical_json, input_changed, parameters_hash
+from daskmic.run.source import Row, Source
 
 """The state of the last full rebuild, in the manifest's folder."""
 
@@ -31,17 +31,43 @@ def split_finished(
     """The ``sources`` not done in ``out``, and the rows of those done (sorted by name).
 
     Done is a successful record made with ``digest`` from the source's file
-    (:meth:`daskmic.run.manifest.Manifest.done`); failed micrographs are tried again.
+    (:meth:`daskmic.run.manifest.Manifest.done`), as the file is now when the record kept its
+    stamp (:func:`daskmic.run.manifest.input_changed`); failed micrographs are tried again.
     """
     done = Manifest(out).done(digest)
     pending, finished = [], []
     for source in sources:
         record = done.get(source.micrograph)
-        if record is not None and record["row"].get("path") == source.path:
+        if (
+            record is not None
+            and record["row"].get("path") == source.path
+            and not input_changed(record, source.stamp)
+        ):
             finished.append(record["row"])
         else:
             pending.append(source)
     return pending, sorted(finished, key=lambda row: row["micrograph"])
+
+
+def nothing_to_do(
+    out: Location, config: RunConfig, sources: list[Source], optics: list[dict[str, Any]]
+) -> bool:
+    """Whether a run of ``sources`` into ``out`` would process nothing and find its tables
+    current.
+
+    True when the folder is bound to exactly ``config``'s parameters and keeps these
+    ``optics``, every source is done (:func:`split_finished`) and the tables show the
+    records, from the same working directory (:func:`is_current`): then the checks a run
+    makes before it writes (names the tables can hold, outputs that would land on inputs,
+    partial writes and unreadable records to clear) were made when these outputs were, and
+    no micrograph output or table is written now (a QC page asked for may still be).
+    """
+    manifest = Manifest(out)
+    parameters, hashed = config.to_dict(), config.hashed_parameters()
+    if not (manifest.is_bound_to(parameters, hashed) and manifest.keeps_optics(optics)):
+        return False
+    pending, _ = split_finished(out, sources, parameters_hash(hashed))
+    return not pending and is_current(out, config, report=False)
 
 
 def _state(out: Location, config: RunConfig) -> str:
@@ -89,7 +115,8 @@ def is_current(out: Location, config: RunConfig, *, report: bool) -> bool:
 def mark_published(out: Location, config: RunConfig, *, report: bool) -> None:
     """Keep the state the outputs were just fully rebuilt from, and whether the page was too."""
     state = {"state": _state(out, config), "stamps": _stamps(out), "report": report}
-    write_whole(_published(out), canonical_json(state).encode())
+    # no fsync: a state lost in a crash only makes the next run rebuild
+    write_whole(_published(out), canonical_json(state).encode(), sync=False)
 
 
 def _published(out: Location) -> Location:

@@ -22,6 +22,7 @@ from daskmic.io.sources import list_source
 from daskmic.run.arrivals import Progress
 from daskmic.run.config import RunConfig
 from daskmic.run.manifest import Manifest
+from daskmic.run.sources import input_stamp
 from daskmic.run.unit import Source
 
 
@@ -81,7 +82,7 @@ class SetArrivals:
 
     def source(self, path: str, name: str, config: RunConfig) -> Source:
         """The run's view of one item, named as in a batch run on the whole set."""
-        source = replace(self._sources[path], micrograph=name)
+        source = replace(self._sources[path], micrograph=name, stamp=input_stamp(path))
         if config.pixel_size_A is not None:
             return replace(source, pixel_size_A=config.pixel_size_A)
         if not source.pixel_size_A > 0:  # the set gives none: the header's, as a batch run

@@ -9,25 +9,115 @@ applied there, once). :func:`daskmic.write` takes them from an opened set's coor
 
 from __future__ import annotations
 
+import json
 import os
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from daskmic.errors import UsageError
-from daskmic.io.open import catalogue_micrographs
-from daskmic.io.storage import StorageOptions
+from daskmic.io.errors import MicrographError
+from daskmic.io.header import MicrographHeader
+from daskmic.io.open import catalogue_micrographs, read_headers
+from daskmic.io.storage import (
+    Location,
+    StorageOptions,
+    absolute,
+    file_stamp,
+    is_url,
+    location,
+    write_whole,
+)
 from daskmic.run.config import RunConfig
-from daskmic.run.unit import Source
+from daskmic.run.layout import OutputLayout
+from daskmic.run.source import Source, Stamp
 
 if TYPE_CHECKING:
     import xarray as xr
+
+
+def input_stamp(path: str | Location) -> Stamp | None:
+    """The stamp a run keeps of an input file (:attr:`daskmic.run.source.Source.stamp`).
+
+    Local files only: ``(size, mtime_ns)`` (:func:`daskmic.io.storage.file_stamp`); None for
+    a URL (its version would cost a request per file) or a file that cannot be found.
+    """
+    if is_url(path):
+        return None
+    stamp = file_stamp(location(path))
+    return stamp if stamp[0] >= 0 else None
+
+
+class KnownHeaders:
+    """The input headers a run read, by file and stamp: the next run reads only those of new or
+    changed files.
+
+    Kept in the output folder (:attr:`daskmic.run.layout.OutputLayout.headers`) as a cache:
+    a header is taken from it only for the same local file with the same size and
+    modification time (:func:`input_stamp`), so a touched or rewritten file is read again; a
+    missing or unreadable cache reads every header. Files given by URL are always read.
+
+    Parameters
+    ----------
+    out : Location, optional
+        The output folder; without one, every header is read and nothing is kept.
+    """
+
+    def __init__(self, out: Location | None = None) -> None:
+        self.file = None if out is None else OutputLayout(out).headers
+        try:
+            kept = {} if self.file is None else json.loads(self.file.read_bytes())
+        except (OSError, ValueError):
+            kept = {}
+        self._kept: dict[str, list[Any]] = kept if isinstance(kept, dict) else {}
+        self._now: dict[str, list[Any]] = {}
+        self.stamps: dict[str, Stamp] = {}
+        """The stamp of each local file listed, by absolute path."""
+
+    def __call__(self, paths: list[Location]) -> list[MicrographHeader | MicrographError]:
+        """The headers of ``paths`` (see :data:`daskmic.io.open.HeaderReader`)."""
+        found: list[MicrographHeader | MicrographError | None] = []
+        for path in paths:
+            key = absolute(path)
+            stamp = input_stamp(path)
+            if stamp is not None:
+                self.stamps[key] = stamp
+            found.append(_known(key, self._kept.get(key), stamp))
+        unknown = [i for i, header in enumerate(found) if header is None]
+        for i, header in zip(unknown, read_headers([paths[i] for i in unknown]), strict=True):
+            found[i] = header
+        headers = [header for header in found if header is not None]
+        self._now = {
+            h.path: [*self.stamps[h.path], *h.shape, h.dtype.str, _number(h.pixel_size_A), h.format]
+            for h in headers
+            if isinstance(h, MicrographHeader) and h.path in self.stamps
+        }
+        return headers
+
+    def keep(self) -> None:
+        """Store the headers of the files listed last, unless they are stored already."""
+        if self.file is not None and self._now != self._kept:
+            write_whole(self.file, json.dumps(self._now).encode(), sync=False)  # a cache
+            self._kept = self._now
+
+
+def _number(value: float | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def _known(path: str, kept: list[Any] | None, stamp: Stamp | None) -> MicrographHeader | None:
+    """The header of ``path`` as kept, if it was kept for the file's ``stamp``."""
+    if kept is None or stamp is None or len(kept) != 7 or kept[:2] != list(stamp):
+        return None
+    ny, nx, dtype, pixel_size_A, fmt = kept[2:]
+    return MicrographHeader(path, (ny, nx), np.dtype(dtype), pixel_size_A, fmt)
 
 
 def catalogue(
     inputs: str | os.PathLike[str] | list[str],
     pixel_size_A: float | None = None,
     storage_options: StorageOptions | None = None,
+    known: KnownHeaders | None = None,
 ) -> tuple[list[Source], list[dict[str, Any]]]:
     """The micrographs of ``inputs``, sorted by name, and the input table's optics.
 
@@ -40,20 +130,31 @@ def catalogue(
         The pixel size of every micrograph, overriding tables and headers.
     storage_options : dict, optional
         For the URLs' filesystems (a run's :attr:`RunConfig.storage_options`).
+    known : KnownHeaders, optional
+        The headers read before (an output folder's); by default every header is read.
 
     Raises
     ------
     UsageError
         Nothing found, or an unusable table: no run can start.
     """
+    known = KnownHeaders() if known is None else known
     try:
         entries, optics = catalogue_micrographs(
-            inputs, pixel_size_A=pixel_size_A, storage_options=storage_options
+            inputs, pixel_size_A=pixel_size_A, storage_options=storage_options, headers=known
         )
     except ValueError as error:
         raise UsageError(str(error)) from error
     sources = [
-        Source(e.micrograph, e.path, e.pixel_size_A, e.columns, e.error, e.shape)
+        Source(
+            e.micrograph,
+            e.path,
+            e.pixel_size_A,
+            e.columns,
+            e.error,
+            e.shape,
+            known.stamps.get(e.path),
+        )
         for e in entries
     ]
     return sorted(sources, key=lambda s: s.micrograph), optics
@@ -74,6 +175,7 @@ def sources_from(mics: xr.DataArray | xr.Dataset) -> list[Source]:
             pixel_size_A=float(mics["pixel_size_A"].values[i]),
             columns={str(c): _plain(mics[c].values[i]) for c in carried},
             shape=shape,
+            stamp=input_stamp(str(mics["path"].values[i])),
         )
         for i, name in enumerate(mics["micrograph"].values)
     ]

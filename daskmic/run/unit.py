@@ -11,7 +11,6 @@ needs, so a worker starts quickly.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -26,31 +25,12 @@ from daskmic.preprocessing.pipeline import build_pipeline
 from daskmic.run.config import RunConfig
 from daskmic.run.layout import OutputLayout, recorded_path
 from daskmic.run.manifest import Manifest
-from daskmic.tilt.angle import estimate_tilt
+from daskmic.run.source import Row, Source
 from daskmic.tilt.decision import decide
-from daskmic.tilt.defocus_map import save_defocus_map
 from daskmic.tilt.optics import optics_for
 from daskmic.tilt.params import TiltParams
-from daskmic.tilt.screen import corner_regions, screen_windows
-from daskmic.tilt.summary import write_psd_png
 
-Row = dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Source:
-    """One input micrograph, as the driver hands it to a worker (paths, never pixels).
-
-    Made by :mod:`daskmic.run.sources` from its header (``shape``; None when unreadable) and
-    its table row (``columns``); ``pixel_size_A`` is final (any override already applied).
-    """
-
-    micrograph: str
-    path: str
-    pixel_size_A: float
-    columns: dict[str, Any] = field(default_factory=dict)
-    error: str = ""
-    shape: tuple[int, int] | None = None
+__all__ = ["Row", "Source", "process_micrograph"]
 
 
 def _check_pixels(image: np.ndarray) -> None:
@@ -131,6 +111,9 @@ def _preprocess_step(
 def _tilt_step(
     micrograph: str, pixels: _Pixels, pixel_size_A: float, config: RunConfig, out: OutputLayout
 ) -> Row:
+    from daskmic.tilt.screen import corner_regions, screen_windows  # scipy: only for a screen
+    from daskmic.tilt.summary import write_psd_png
+
     params = config.tilt
     if params is None:
         raise ValueError("the run has no tilt step")
@@ -151,6 +134,9 @@ def _tilt_step(
 def _angle_step(
     source: Source, pixels: _Pixels, pixel_size_A: float, config: RunConfig, out: OutputLayout
 ) -> Row:
+    from daskmic.tilt.angle import estimate_tilt  # scipy.ndimage: only for an angle estimate
+    from daskmic.tilt.defocus_map import save_defocus_map
+
     carried = Manifest(out.root).optics()
     optics = optics_for(config.optics, source.columns.get("rlnOpticsGroup"), carried)
     result = estimate_tilt(pixels.whole(), pixel_size_A, **optics)
@@ -196,7 +182,7 @@ def process_micrograph(
     """
     out = OutputLayout(out_dir, config.storage_options)
     manifest = Manifest(out.root)
-    if manifest.is_done(source.micrograph, digest, source.path):
+    if manifest.is_done(source.micrograph, digest, source.path, source.stamp):
         record = manifest.read(source.micrograph)
         if record is not None:  # else removed since (watch forgets renamed micrographs)
             return record["row"]
@@ -232,5 +218,5 @@ def process_micrograph(
         row.update(status="failed", error=message)
         if config.tilt is not None:
             row.update(tilt_status="failed", accepted=False)
-    manifest.write(row, digest)
+    manifest.write(row, digest, stamp=source.stamp)
     return row
