@@ -16,9 +16,12 @@ low defocus with strong astigmatism, and clean frames), ``--per-kind`` frames of
 1.6–2.4 Å/px), a quarter of them untilted. It prints, per feature and size, the mean and
 largest angle error over tilts ≥ 8°, the axis error, the reported angle of untilted frames,
 how many true errors fall within 1σ and 3σ of the reported ± (angle and axis), the
-statuses and the CPU seconds per frame; then the wall time per frame of each size alone
-with 1 and 2 FFT threads (wall and CPU). Use seeds that no test uses and that no one
-tuned on (held-out data): draw them, e.g. from the clock (``--seed $(date +%s)``).
+statuses and the CPU seconds per frame; then the seconds per frame in the sweep (median
+and max, wall and CPU), all frames and those that took the several-starts fallback
+(counted by :func:`counted_starts`); then, with the cost section, each size alone with 1
+and 2 threads (``workers``): a typical frame three times and each of the sweep's fallback
+frames once (median and max per frame, wall and CPU). Use seeds that no test uses and that
+no one tuned on (held-out data): draw them, e.g. from the clock (``--seed $(date +%s)``).
 """
 
 from __future__ import annotations
@@ -26,11 +29,15 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+import daskmic.tilt.angle as angle_module
 from daskmic.datasets import synthesize_micrograph
 from daskmic.datasets_realistic import draw_realistic, synthesize_realistic
 from daskmic.tilt.angle import estimate_tilt
@@ -152,13 +159,35 @@ def _axis_error(estimate_deg: float, truth_deg: float) -> float:
     return abs((estimate_deg - truth_deg + 90.0) % 180.0 - 90.0)
 
 
+@contextmanager
+def counted_starts() -> Iterator[list[int]]:
+    """Count the estimator's fits from a starting defocus while the context is open.
+
+    More than one is the several-starts fallback (step 3 of :mod:`daskmic.tilt.angle`); the
+    count is read off the estimator's per-start fit, which is wrapped for the time being.
+    """
+    calls = [0]
+    fit_from = angle_module._fit_from
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        return fit_from(*args, **kwargs)
+
+    angle_module._fit_from = counted
+    try:
+        yield calls
+    finally:
+        angle_module._fit_from = fit_from
+
+
 def run_hard(args: tuple[tuple[int, int], tuple[str, ...], dict, int]) -> dict:
-    """Synthesize one hard frame, estimate its tilt (one FFT thread); errors and cost."""
+    """Synthesize one hard frame, estimate its tilt (one thread); errors, cost, starts fitted."""
     shape, features, params, seed = args
     image, truth = synthesize_realistic(shape, seed=seed, **params)
-    wall, cpu = time.perf_counter(), time.process_time()
-    result = estimate_tilt(image, params["pixel_size_A"])
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    with counted_starts() as starts:
+        wall, cpu = time.perf_counter(), time.process_time()
+        result = estimate_tilt(image, params["pixel_size_A"])
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     return {
         "shape": f"{shape[0]}x{shape[1]}",
         "kind": "+".join(features) or "clean",
@@ -169,22 +198,56 @@ def run_hard(args: tuple[tuple[int, int], tuple[str, ...], dict, int]) -> dict:
         "axis_error_deg": _axis_error(result.tilt_axis_deg, truth["tilt_axis_deg"]),
         "wall_s": wall,
         "cpu_s": cpu,
+        "starts": starts[0],
     }
 
 
-def cost_hard(shape: tuple[int, int], repeats: int = 3) -> str:
-    """Seconds per frame of ``shape``, alone on the machine with 1 and 2 FFT threads."""
+def _cost_line(label: str, walls: list[float], cpus: list[float]) -> str:
+    return (
+        f"{label}: wall median {np.median(walls):.2f} s, max {max(walls):.2f} s; "
+        f"CPU median {np.median(cpus):.2f} s, max {max(cpus):.2f} s per frame"
+    )
+
+
+def cost_hard(shape: tuple[int, int], fallback: list[tuple], repeats: int = 3) -> str:
+    """Seconds per frame of ``shape`` alone on the machine, with 1 and 2 threads.
+
+    A typical frame (carbon, seed 1) ``repeats`` times, then each of the sweep's ``fallback``
+    jobs (frames that took several starts) once per thread count.
+    """
     params = draw_realistic(np.random.default_rng(1), ("carbon",), tilted=True)
     params["pixel_size_A"] = float(np.mean(SHAPES.get(shape, (0.8, 1.2))))
     image, _ = synthesize_realistic(shape, seed=1, **params)
+    typical = {w: _timed_estimates(image, params["pixel_size_A"], w, repeats) for w in (1, 2)}
+    several: dict[int, tuple[list[float], list[float]]] = {1: ([], []), 2: ([], [])}
+    for _, _, job, seed in fallback:  # one frame in memory at a time
+        frame, _ = synthesize_realistic(shape, seed=seed, **job)
+        for workers, (walls, cpus) in several.items():
+            wall, cpu = _timed_estimates(frame, job["pixel_size_A"], workers, 1)
+            walls += wall
+            cpus += cpu
     lines = []
     for workers in (1, 2):
-        walls, cpus = _timed_estimates(image, params["pixel_size_A"], workers, repeats)
-        lines.append(
-            f"{shape[0]}×{shape[1]}, one process, {workers} FFT thread(s): median wall "
-            f"{np.median(walls):.2f} s per frame (min {min(walls):.2f} s), median CPU "
-            f"{np.median(cpus):.2f} s"
-        )
+        label = f"{shape[0]}×{shape[1]}, one process, {workers} thread(s)"
+        lines.append(_cost_line(f"{label}, a typical frame {repeats} times", *typical[workers]))
+        if fallback:
+            label = f"  the sweep's {len(fallback)} frame(s) that took several starts"
+            lines.append(_cost_line(label, *several[workers]))
+    if not fallback:
+        lines.append(f"  no {shape[0]}×{shape[1]} frame of the sweep took several starts")
+    return "\n".join(lines)
+
+
+def sweep_cost(frame: pd.DataFrame) -> str:
+    """The sweep's own seconds per frame (one thread each, beside its other processes)."""
+    lines = []
+    for shape, part in frame.groupby("shape", sort=False):
+        lines.append(_cost_line(f"{shape}, all {len(part)} frames of the sweep",
+                                part["wall_s"].tolist(), part["cpu_s"].tolist()))  # fmt: skip
+        several = part[part["starts"] > 1]
+        if len(several):
+            label = f"{shape}, the {len(several)} that took several starts"
+            lines.append(_cost_line(label, several["wall_s"].tolist(), several["cpu_s"].tolist()))
     return "\n".join(lines)
 
 
@@ -224,6 +287,36 @@ def _hard_row(shape: str, kind: str, part: pd.DataFrame) -> str:
     )
 
 
+def bar_table(frame: pd.DataFrame) -> str:
+    """The issue-19 bar per shape, over the frames reported ``ok`` (flagged ones counted)."""
+    lines = [
+        "| frame | flagged (uncertain / low_signal) | ok, tilt ≥ 8°: mean abs err (°) "
+        "| worst kind's mean (°) | axis > 3° | untilted ok > 0.5° | all answered: within 1σ "
+        "| within 3σ | axis within 3σ |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for shape, part in frame.groupby("shape", sort=False):
+        status = part["est_angle_status"]
+        ok = part[status == "ok"]
+        steep = ok[ok["tilt_angle_deg"] >= 8.0]
+        kinds = steep.groupby("kind")["angle_error_deg"].apply(lambda e: e.abs().mean())
+        flat = ok[ok["tilt_angle_deg"] == 0.0]
+        answered = part[status != "low_signal"]
+        z = answered["angle_error_deg"].abs() / answered["est_tilt_angle_err_deg"]
+        tilted = answered[answered["tilt_angle_deg"] >= 8.0]
+        z_axis = tilted["axis_error_deg"] / tilted["est_tilt_axis_err_deg"]
+        lines.append(
+            f"| {shape} | {int((status == 'uncertain').sum())} / "
+            f"{int((status == 'low_signal').sum())} of {len(part)} "
+            f"| {steep['angle_error_deg'].abs().mean():.2f} "
+            f"| {kinds.idxmax() if len(kinds) else '–'} {kinds.max():.2f} "
+            f"| {_fraction(steep['axis_error_deg'] > 3.0)} "
+            f"| {_fraction(flat['est_tilt_angle_deg'] > 0.5)} "
+            f"| {_fraction(z <= 1)} | {_fraction(z <= 3)} | {_fraction(z_axis <= 3)} |"
+        )
+    return "\n".join(lines)
+
+
 def hard_sweep(args: argparse.Namespace) -> None:
     """The issue-19 sweep: every kind at every shape, printed as one table."""
     rng = np.random.default_rng(args.seed)
@@ -244,9 +337,13 @@ def hard_sweep(args: argparse.Namespace) -> None:
         frame.to_csv(args.csv, index=False)
     print(f"## Tilt estimator on realistic frames (seed {args.seed}), {len(frame)} frames\n")
     print(hard_table(frame))
+    print("\n" + bar_table(frame))
     print(f"\nwhole sweep incl. synthesis {time.perf_counter() - start:.0f} s")
+    print("\n" + sweep_cost(frame))
     if not args.no_cost:
-        print("\n" + "\n".join(cost_hard(shape) for shape in shapes))
+        several = [job for job, starts in zip(jobs, frame["starts"], strict=True) if starts > 1]
+        costs = [cost_hard(shape, [job for job in several if job[0] == shape]) for shape in shapes]
+        print("\n" + "\n".join(costs))
 
 
 def main() -> None:

@@ -336,6 +336,23 @@ def test_a_finished_set_is_recognised_from_the_manifest_without_a_cluster(tmp_pa
     assert _stamps(out) == published, "nothing is rebuilt when nothing changed"
 
 
+def test_a_table_emptied_with_its_time_kept_is_published_again(tmp_path, monkeypatch):
+    """What a machine crash can leave of a table renamed into place without an fsync."""
+    monkeypatch.chdir(tmp_path)
+    _write_inputs(tmp_path / "raw", 3, shape=(128, 128))
+    inputs, out = str(tmp_path / "raw" / "*.mrc"), tmp_path / "out"
+    daskmic.run_batch(inputs, out, SMALL, quiet=True)
+    table = out / "micrographs.csv"
+    csv, stat = table.read_text(), table.stat()
+    table.write_bytes(b"")
+    os.utime(table, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    # a new command: this process's publisher remembers what it wrote
+    command = [*_daskmic("preprocess", inputs, "-o", str(out), "--crop", "--invert"), "--no-stack"]
+    done = subprocess.run([*command, "--cluster", "tcp://127.0.0.1:9"], capture_output=True)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert table.read_text() == csv
+
+
 def _count_header_reads(monkeypatch) -> list[str]:
     """The input files whose header a run reads from now on."""
     import daskmic.io.open as opened

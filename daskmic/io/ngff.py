@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import zarr
 
 from daskmic.io.atomic import atomic_path
 from daskmic.io.storage import Location, location, write_whole, zarr_store
@@ -54,7 +53,7 @@ _GROUP_JSON = b'{"zarr_format": 3, "node_type": "group", "attributes": {}}'
 def ensure_group(path: Location) -> None:
     """Create the zarr v3 group metadata at ``path`` if missing (whole, race-safe)."""
     if not (path / "zarr.json").is_file():
-        write_whole(path / "zarr.json", _GROUP_JSON)
+        write_whole(path / "zarr.json", _GROUP_JSON, sync=False)
 
 
 def check_name(name: str) -> None:
@@ -125,6 +124,8 @@ def _write_level(group: Location, level: np.ndarray) -> None:
     ny, nx = level.shape
     chunks = (min(ny, CHUNK_PX), min(nx, CHUNK_PX))
     shards = (-(-ny // chunks[0]) * chunks[0], -(-nx // chunks[1]) * chunks[1])
+    import zarr
+
     array = zarr.create_array(
         store=zarr_store(group / LEVEL_ARRAY),
         shape=level.shape,
@@ -146,6 +147,8 @@ def _write_group(
 
     Opening the group with ``mode="w"`` removes whatever was under it (an earlier image).
     """
+    import zarr  # only where images are written: a store's table is written without it
+
     ome = multiscales(name, scale, len(levels), unit)
     zarr.open_group(zarr_store(group), mode="w", zarr_format=3, attributes={"ome": ome})
     for index, level in enumerate(levels):

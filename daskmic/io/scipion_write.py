@@ -177,7 +177,7 @@ def write_set_rows(
     finally:
         if whole:
             target.close()
-    write_whole(location(path), data)
+    write_whole(location(path), data, sync=False)  # derived from the records: no fsync
 
 
 def _classes(labels: list[str], items: pd.DataFrame) -> dict[str, str]:

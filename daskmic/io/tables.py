@@ -3,7 +3,8 @@
 STAR files are read with ``starfile``; STAR and ``.xmd`` blocks are written with it too
 (:mod:`daskmic.io.star`, which also says which text they can hold); Xmipp's own ``.xmd`` files
 are read with :mod:`daskmic.io.xmd`. Readers return ``(micrographs, optics)`` DataFrames;
-writers put each file in place atomically.
+writers put each file in place atomically, without an fsync: a table is made again from what
+it shows (a run's records), like the other derived outputs (:func:`daskmic.io.storage.write_whole`).
 """
 
 from __future__ import annotations
@@ -204,7 +205,7 @@ def write_star(
         f"\n# version 30001\n\n{block}"
         for block in (star_block("optics", optics), star_block("micrographs", micrographs, rows))
     )
-    write_whole(location(path), text.encode("utf-8"))
+    write_whole(location(path), text.encode("utf-8"), sync=False)
 
 
 def write_csv(
@@ -230,7 +231,7 @@ def write_csv(
 
     schema = (tuple(map(str, df.columns)), tuple(map(str, df.dtypes)))
     text = head + "".join(formatted(rows, schema, len(df), make))
-    write_whole(location(path), text.encode("utf-8"))
+    write_whole(location(path), text.encode("utf-8"), sync=False)
 
 
 _ROW_END = "\x1e\n"
@@ -303,4 +304,4 @@ def write_xmd(
             label += "_"
         out[label] = df[column].to_numpy()
     text = "# XMIPP_STAR_1 *\n#\n" + star_block(block, pd.DataFrame(out, index=df.index), rows)
-    write_whole(location(path), text.encode("utf-8"))
+    write_whole(location(path), text.encode("utf-8"), sync=False)

@@ -32,18 +32,14 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import dask
-import dask.array as da
 import numpy as np
 import pandas as pd
-import xarray as xr
-import zarr
 from upath import UPath
 
+import daskmic
 from daskmic.io.atomic import atomic_path
 from daskmic.io.contract import spatial_coords
 from daskmic.io.ngff import (
@@ -64,6 +60,12 @@ from daskmic.io.storage import (
     zarr_store,
 )
 from daskmic.io.thumbnails import THUMBNAIL_DTYPE, decode_thumbnails, encode_thumbnail
+from daskmic.io.zarr_table import array_metadata, strings_as_objects, table
+
+if TYPE_CHECKING:
+    import dask.array as da
+    import xarray as xr
+    import zarr
 
 OME = "OME"
 THUMBNAIL = "thumbnail"
@@ -73,55 +75,13 @@ THUMBNAIL_MAPPING = ("thumbnail_low", "thumbnail_high")
 _OME_XML_NS = "http://www.openmicroscopy.org/Schemas/OME/2016-06"
 
 
-def _daskmic_version() -> str:
-    try:
-        return version("daskmic")
-    except PackageNotFoundError:
-        return "unknown"
-
-
 def provenance(parameters: dict | None) -> dict[str, str]:
     """``parameters`` (as sorted JSON), the daskmic version and the creation time (UTC, ISO)."""
     return {
         "parameters": json.dumps(parameters or {}, sort_keys=True, default=str),
-        "daskmic_version": _daskmic_version(),
+        "daskmic_version": daskmic.__version__,  # asked of the installed metadata once
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-
-
-def _only_str(values: np.ndarray) -> bool:
-    """Whether ``values`` are Python ``str`` objects only (as :func:`_strings_as_objects`
-    makes them)."""
-    return values.dtype == object and all(type(v) is str for v in values.ravel())
-
-
-def _strings_as_objects(values: np.ndarray) -> np.ndarray:
-    if values.dtype.kind in "USOT":
-        return np.array(["" if pd.isna(v) else str(v) for v in values.ravel()], object).reshape(
-            values.shape
-        )
-    return values
-
-
-def _storable(variables: xr.Dataset | pd.DataFrame) -> xr.Dataset:
-    """A copy with string data as objects (zarr's spec'd v3 string type) and JSON attrs."""
-    if isinstance(variables, pd.DataFrame):
-        if "micrograph" not in variables.columns:
-            raise ValueError(f"variables needs a 'micrograph' column, has {list(variables)}")
-        variables = xr.Dataset.from_dataframe(variables.set_index("micrograph"))
-    ds = variables.copy()
-    for name, variable in ds.variables.items():
-        if variable.dtype.kind not in "USOT":
-            continue
-        values = np.asarray(variable.values)
-        # text already as str objects (the index from a table) is kept: replacing the index
-        # makes xarray probe for pint, an import of 0.1 s at every run's end
-        if not _only_str(values):
-            ds[name] = variable.copy(data=_strings_as_objects(values))
-    ds.attrs = json.loads(json.dumps(ds.attrs, default=str))
-    for variable in ds.variables.values():
-        variable.attrs = json.loads(json.dumps(variable.attrs, default=str))
-    return ds
 
 
 @dataclass(frozen=True)
@@ -153,6 +113,8 @@ class Thumbnails:
                 "thumbnails must have shape (micrograph, t, t), got "
                 f"{getattr(thumbnails, 'shape', None)}"
             )
+        import dask
+
         count = thumbnails.shape[0]
         low, high = np.full(count, np.nan), np.full(count, np.nan)
         chunks: dict[int, Location | bytes | None] = {}
@@ -187,26 +149,34 @@ def _key(loc: Location) -> str:
     return loc.path if isinstance(loc, UPath) else str(loc)
 
 
-def _thumbnail_array(store: Location, count: int, edge_px: int) -> zarr.Array:
-    """The store's ``thumbnail`` array sized for ``count`` rows (kept chunks stay in place)."""
-    shape = (count, edge_px, edge_px)
-    if _node_type(store / THUMBNAIL) == "array":
-        array = zarr.open_array(zarr_store(store / THUMBNAIL), mode="r+", zarr_format=3)
-        if array.shape[1:] == shape[1:] and array.dtype == THUMBNAIL_DTYPE:
-            if array.shape != shape:
-                array.resize(shape)
-            return array
-    return zarr.create_array(
-        zarr_store(store),
-        name=THUMBNAIL,
-        shape=shape,
-        chunks=(1, edge_px, edge_px),
-        dtype=THUMBNAIL_DTYPE,
-        compressors=None,
-        fill_value=0,
+def _thumbnail_metadata(count: int, edge_px: int) -> bytes:
+    """The ``thumbnail`` array's metadata: ``count`` rows, one uncompressed chunk each."""
+    return array_metadata(
+        (count, edge_px, edge_px),
+        THUMBNAIL_DTYPE,
+        chunk_shape=(1, edge_px, edge_px),
         dimension_names=("micrograph", "thumb_y", "thumb_x"),
-        overwrite=True,
+        compressed=False,
     )
+
+
+def _thumbnail_array(store: Location, count: int, edge_px: int) -> None:
+    """Size the store's ``thumbnail`` array for ``count`` rows (kept chunks stay in place).
+
+    An array of this layout is resized (the chunks of rows past ``count`` removed), any other
+    replaced by an empty one.
+    """
+    folder = store / THUMBNAIL
+    found = _read_json(folder / "zarr.json") or {}
+    rows = found.get("shape", [-1])[0] if found.get("node_type") == "array" else -1
+    if rows < 0 or json.loads(_thumbnail_metadata(rows, edge_px)) != found:
+        remove(folder)
+        rows = 0
+    elif rows == count:
+        return
+    for row in range(count, rows):
+        remove(thumbnail_chunk(store, row))
+    write_whole(folder / "zarr.json", _thumbnail_metadata(count, edge_px), sync=False)
 
 
 def thumbnail_chunk(store: Location, index: int) -> Location:
@@ -264,13 +234,13 @@ def _root_arrays(store: Location) -> list[str]:
     return [name for name in _folders(store) if _node_type(store / name) == "array"]
 
 
-def _swap_arrays(built: Location, store: Location, keep: set[str]) -> dict:
+def _swap_arrays(built: Location, store: Location, keep: set[str]) -> None:
     """Move the arrays of the group at ``built`` into ``store``'s root, replacing the table's.
 
     Locally each array is renamed into place whole; on an object store each object is copied
     over the old one by the store (whole; readers go by the consolidated metadata, rebuilt
     after). Root arrays of an earlier table that the new one lacks are removed, but for
-    ``keep``. Returns the attributes of the built group.
+    ``keep``.
     """
     fresh = _root_arrays(built)
     for name in fresh:
@@ -283,7 +253,6 @@ def _swap_arrays(built: Location, store: Location, keep: set[str]) -> dict:
             store.fs.copy(objects, [target + key[len(source) :] for key in objects])
     for name in set(_root_arrays(store)) - set(fresh) - keep:
         remove(store / name)
-    return (_read_json(built / "zarr.json") or {}).get("attributes", {})
 
 
 def write_results(
@@ -321,35 +290,25 @@ def write_results(
     metadata are rebuilt last (:func:`publish_metadata`), so they list exactly what is whole.
     """
     store = location(store)
-    ds = _storable(variables)
+    stored = table(variables)
     if thumbnails is not None and not isinstance(thumbnails, Thumbnails):
         thumbnails = Thumbnails.from_array(thumbnails)
     if thumbnails is not None:
-        count = ds.sizes.get("micrograph", 0)
-        if len(thumbnails.low) != count:
+        if len(thumbnails.low) != stored.count():
             raise ValueError(
-                f"thumbnails must have shape (micrograph={count}, t, t), got "
+                f"thumbnails must have shape (micrograph={stored.count()}, t, t), got "
                 f"{len(thumbnails.low)} thumbnails"
             )
         for name, values in zip(THUMBNAIL_MAPPING, (thumbnails.low, thumbnails.high), strict=True):
-            ds[name] = ("micrograph", np.asarray(values, dtype=np.float64))
-    encoding: dict = {
-        name: {"chunks": ds[name].shape}
-        for name in ds.variables
-        if ds[name].ndim == 1 and ds[name].size
-    }
-    ds.attrs.update(provenance(parameters))
+            stored.add(name, np.asarray(values, dtype=np.float64))
+    attributes = {**stored.attributes, **provenance(parameters)}
     ensure_group(store)
     built = store / f".table.tmp-{uuid.uuid4().hex[:8]}"
     try:
-        # In this thread: never on a cluster the caller happens to have as dask's default.
-        with dask.config.set(scheduler="synchronous"):
-            ds.to_zarr(
-                zarr_store(built), mode="w", zarr_format=3, consolidated=False, encoding=encoding
-            )
+        stored.write(built)
         if thumbnails is not None:
             _write_thumbnails(store, thumbnails)
-        attributes = _swap_arrays(built, store, {THUMBNAIL} if thumbnails is not None else set())
+        _swap_arrays(built, store, {THUMBNAIL} if thumbnails is not None else set())
     finally:
         remove(built)
     publish_metadata(store, attributes, images=images)
@@ -412,6 +371,8 @@ class ImageIndex:
                 path = "/".join(parts[:2])
                 images.setdefault(path, {})[key] = metadata
         self.nodes = {path: _members_json(nodes) for path, nodes in images.items()}
+        import zarr
+
         names = ["micrograph", *THUMBNAIL_MAPPING]
         return {
             name: np.asarray(zarr.open_array(str(store / name), mode="r", zarr_format=3)[...])
@@ -474,7 +435,8 @@ def publish_metadata(
     The consolidated metadata lists every node as zarr's own consolidation does (each group
     with an empty ``consolidated_metadata`` of its own), images still under a temporary name
     left out. Zarr v3 does not specify consolidation yet; xarray, zarr-python and the NGFF
-    tools read it.
+    tools read it. Like the table, it is derived (rebuilt by the next publish): written whole,
+    without an fsync.
     """
     store = location(store)
     images = ImageIndex() if images is None else images
@@ -484,8 +446,8 @@ def publish_metadata(
     series = images.refresh(store)
     ome = {"zarr_format": 3, "node_type": "group"}
     ome["attributes"] = {"ome": {"version": NGFF_VERSION, "series": series}}
-    write_whole(store / OME / "METADATA.ome.xml", _ome_xml(series))
-    write_whole(store / OME / "zarr.json", json.dumps(ome).encode())
+    write_whole(store / OME / "METADATA.ome.xml", _ome_xml(series), sync=False)
+    write_whole(store / OME / "zarr.json", json.dumps(ome).encode(), sync=False)
     listed: dict[str, dict] = {}
     for name in _folders(store):
         if name in COLLECTIONS:
@@ -505,7 +467,7 @@ def publish_metadata(
         f'{root[:-1]}, "consolidated_metadata": {consolidated[:-1]}, '
         f'"metadata": {{{", ".join(m for m in members if m)}}}}}}}'
     )
-    write_whole(store / "zarr.json", text.encode())
+    write_whole(store / "zarr.json", text.encode(), sync=False)
 
 
 def _members_json(nodes: dict[str, dict]) -> str:
@@ -522,6 +484,8 @@ def _node_metadata_shallow(folder: Location) -> dict | None:
 
 
 def _open_root(store: Location) -> zarr.Group:
+    import zarr
+
     return zarr.open_group(zarr_store(store), mode="r", zarr_format=3, use_consolidated=True)
 
 
@@ -540,13 +504,15 @@ def open_results(
     storage_options : dict, optional
         For a URL: its filesystem's options (credentials, endpoint).
     """
+    import xarray as xr
+
     store = location(store, storage_options)
     if _node_type(store / "micrograph") != "array":
         raise FileNotFoundError(f"{store}: not a daskmic results store (no table at its root)")
     ds = xr.open_zarr(zarr_store(store), zarr_format=3, consolidated=True)
     for name, variable in ds.variables.items():
         if variable.dtype.kind in "UST":
-            ds[name] = variable.copy(data=_strings_as_objects(np.asarray(variable.values)))
+            ds[name] = variable.copy(data=strings_as_objects(np.asarray(variable.values)))
     if THUMBNAIL in ds and all(name in ds for name in THUMBNAIL_MAPPING):
         low, high = (ds[name] for name in THUMBNAIL_MAPPING)
         levels = ds[THUMBNAIL]
@@ -580,6 +546,10 @@ def open_images(
     dict of str to xarray.DataArray
         Sorted by name; each with ``y``/``x`` coordinates in angstrom and ``pixel_size_A``.
     """
+    import dask.array as da
+    import xarray as xr
+    import zarr
+
     root = _open_root(location(store, storage_options))
     if collection not in root:
         return {}
@@ -622,6 +592,9 @@ def open_pixels(
     every image whatever its shape. ``store`` and ``storage_options`` as for
     :func:`open_images`; ``path`` holds each image's absolute path or URL.
     """
+    import dask.array as da
+    import xarray as xr
+
     folder = location(store, storage_options)
     images = open_images(folder)
     paths = {name: absolute(folder / MICROGRAPHS / name) for name in images}

@@ -83,7 +83,7 @@ def process_sources(
         on_publish=on_publish,
     )
     feeder.add(pending)
-    import_module("daskmic.run.publish")  # the end's imports (pandas, zarr) while they compute
+    import_module("daskmic.run.publish")  # the end's imports while they compute
     return list(track(feeder.rows(), total=len(pending)))
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from pathlib import Path
 from typing import Any
 
 from daskmic.io.storage import Location, list_files, write_whole
@@ -82,14 +83,28 @@ def _state(out: Location, config: RunConfig) -> str:
     return hashlib.sha256("\n".join(made_of).encode()).hexdigest()
 
 
-def _stamps(out: Location) -> dict[str, float] | None:
-    """Modification time of each table and of the page that are there; None without the main
-    table. Any other rebuild since (``select``, ``watch``, ``write_report``) or a damaged or
-    removed output changes them."""
+def _stamps(out: Location) -> dict[str, Any] | None:
+    """Modification time of each table and of the page that are there (locally with its size);
+    None without the main table. Any other rebuild since (``select``, ``watch``,
+    ``write_report``) or a damaged or removed output changes them.
+
+    The tables are renamed into place without an fsync (they are rebuilt from the records): a
+    machine crash can leave one empty with its new time, which its size tells. On an object
+    store an object is written whole in one request.
+    """
     layout = OutputLayout(out)
     names = {path.name for path in [*layout.tables(), layout.report]}
-    stamps = {name: when for name, when in list_files(layout.root).items() if name in names}
-    return stamps if layout.micrographs_csv.name in stamps else None
+    stamps: dict[str, Any] = {
+        name: when for name, when in list_files(layout.root).items() if name in names
+    }
+    if layout.micrographs_csv.name not in stamps:
+        return None
+    if isinstance(out, Path):
+        try:
+            stamps = {name: [when, (out / name).stat().st_size] for name, when in stamps.items()}
+        except OSError:  # removed since the listing
+            return None
+    return stamps
 
 
 def is_current(out: Location, config: RunConfig, *, report: bool) -> bool:

@@ -43,7 +43,7 @@ Method
    specimen's regions its peak z-score (step 8) if it is an inlier of the final plane, else
    0, and its score, the mean support. Tiles whose rings are visible have z ≳ 2; when the
    score falls below 2 the other bands are tried too (each from its own start: it costs
-   ~0.5 s per band at 4092 × 5760), and the one of highest score wins. A start whose
+   0.1–0.25 s of CPU per band at 4092 × 5760), and the one of highest score wins. A start whose
    fitted plane leaves its defocus grid (``start ± half-diagonal · tan(search_max_tilt)``)
    could not represent it and scores 0. When the first start fails the signal check of
    step 8, another start's answer is taken only if its score reaches 2 (clear rings; on
@@ -85,23 +85,69 @@ Method
    refitted on the tiles with rings (z ≥ 1.5, step 8). Steps 5–6 run twice.
 7. **Angle and uncertainty.** ``Σ``, the covariance of ``(g_x, g_y)``, comes from a block
    bootstrap over the tiles (:mod:`~daskmic.tilt.angle_error`; the least-squares covariance
-   of the inlier residuals when that is larger). ``|g|`` is de-biased: ``|ĝ|² - tr Σ`` (a
-   noisy gradient of a flat specimen has ``E|ĝ|² = tr Σ``), floored at 0, so untilted
-   micrographs do not all report a positive angle. ``tilt_angle_err_deg`` is
-   ``σ_|g| / (1 + |g|²)`` in degrees, with a floor of 0.15° added in quadrature: the
-   estimator's own model error (CTF model, ring alignment), which no resampling of the
-   tiles can see, measured on simulated frames (``benchmarks/angle_accuracy.py --hard``,
-   seed 11: errors of 0.1–0.3° on frames whose bootstrap ± was below 0.1°).
-   ``tilt_axis_err_deg`` is the circular spread of the bootstrap replicates' axes. A ±
-   above 1.5° gives ``status="uncertain"`` (the numbers are kept, with a message).
+   of the inlier residuals when that is larger). ``|g|`` is de-biased:
+   ``|ĝ|² - tr Σ'`` floored at 0, ``Σ' = Σ + f² I`` with ``f`` the 0.15° floor below in
+   gradient units (the same noise the ± counts). For ``ĝ = g + e``, ``e ~ N(0, Σ')``,
+   ``E|ĝ|² = |g|² + tr Σ'``: the square is unbiased, its root biased only at second order
+   (``-u·Σ'u / 2|g|``, ``u = g/|g|``); the plain ``|ĝ|`` is Rice-distributed and reads a
+   flat specimen at ``√(π/2) σ`` on average. A flat specimen so reads 0 with probability
+   ``1 - e⁻¹`` (``Σ' = σ² I``), else ``σ √(2E - 2)``, ``E`` exponential: above ``3σ`` with
+   probability ``e^-5.5 = 0.4 %`` (:func:`~daskmic.tilt.angle_error.debiased_magnitude`).
+   ``tilt_angle_err_deg`` is ``σ_|g| / (1 + |g|²)`` in degrees, with a floor of 0.15° added
+   in quadrature: the estimator's own model error (CTF model, ring alignment), which no
+   resampling of the tiles can see, measured on simulated frames
+   (``benchmarks/angle_accuracy.py --hard``, seed 11: errors of 0.1–0.3° on frames whose
+   bootstrap ± was below 0.1°). ``tilt_axis_err_deg`` is the circular spread of the
+   bootstrap replicates' axes with the same model error across the gradient added in
+   quadrature, ``atan(f / |ĝ|)``: without it the axes of frames with a bootstrap axis ±
+   of 0.3–0.7° were off by 1.3–2.4° (seed 1796470589). ``f`` is the floor in gradient
+   units, ``0.15° · (1 + |ĝ|²)`` (``dθ = d|g| / (1 + |g|²)``).
+   **A plane?** A reading bias that grows with the defocus bends the readings off a
+   plane, and neither the bootstrap nor the floor sees it (a 40° tilt at 0.59 µm, whose
+   low corner sits at 0.35 µm with few rings in the band, read 1.57° low with a ± of
+   0.48°). The inliers are split at the median of ``x·u`` (``u = ĝ/|ĝ|``), the two halves
+   refitted, and the difference of their slopes along ``u``, ``Δ``, compared with its
+   spread over the same bootstrap draws, ``s_Δ``
+   (:func:`~daskmic.tilt.angle_error.half_plane_excess`). On a plane ``z = Δ/s_Δ`` is about
+   N(0, 1); when ``z² > 9`` (χ² with 1 degree of freedom: 0.27 % of planes), the de-biased
+   half difference ``√(Δ² - s_Δ²)/2`` is added to ``σ_|g|`` in quadrature (that frame,
+   ``z = 3.5``: ± 2.07°, ``"uncertain"``). It is a scale, not an exact correction: a bend
+   that is even about the centre leaves the full slope alone and one at an end (as there)
+   moves it by about half the halves' difference. ``s_Δ`` is several times ``σ_|g|``
+   (half the tiles, half the lever arm), so a 5 % gate widened a good frame's ± to 2.1°
+   (the test suite's drift frame: ``z = -2.0``, error 0.3°).
+   **No tilt?** Under ``g = 0``, ``T = ĝᵀ Σ'⁻¹ ĝ`` is χ² with 2 degrees of freedom, whose
+   survival function is ``p = exp(-T/2)``
+   (:func:`~daskmic.tilt.angle_error.untilted_p_value`). With ``p ≥ 1 %`` the frame is
+   consistent with an untilted specimen: its (small, de-biased) angle is kept, and the
+   message says that its axis has no meaning.
+   **Status.** ``"uncertain"`` (the numbers are kept, with a message saying why) when the
+   frame cannot support a confident answer, each test on the frame's own data:
+   the angle's ± is above 1.5°; the specimen is tilted (``p < 1 %``) and the axis ± is
+   above 1.5° (a 2σ interval wider than ± 3°); or the tiles' readings scatter about the
+   plane nearly as noise would: their rms off the plane exceeds 3/4 of ``W/√3``, the rms
+   of readings spread uniformly over the ``± W`` (800 Å) window they are searched in.
+   Drift can wipe the rings out at the tiles' resolution; every tile is then read at a
+   random place in its window (394 and 483 Å on two K3 frames with 7–10 Å of drift at
+   2 µm, one of them fitted in the wrong defocus band with its axis 20° off), the plane
+   is only its start again, and the bootstrap, which resamples those readings, cannot
+   see how far off that start was. Every plane within ``W`` of the start at the tiles
+   then fits as well, so the ± of the angle and of the axis gain ``W / (h √3)`` in
+   quadrature (uniform gradient errors up to ``W/h``, ``h`` the shorter half-extent of the
+   used tiles). That is a bound, not the variance of a zero-mean error, so it does not
+   enter the de-biasing or the χ² test (with it, de-biasing took 27.7° to 13.8° and
+   7.2° to 0° on the two frames above, true 26.9° and 9.9°). The ``ok`` frames scattered by
+   15–95 Å at 2048 × 2883 and 28–330 Å at 4092 × 5760 (drift raises it; seeds
+   1796470589/90).
 8. **Signal check.** A tile's z-score is its peak correlation over the standard deviation of
    its whole curve (noise alone gives ~1, visible rings ≳ 2). A tile is usable when it is an
    inlier of the plane with z ≥ 1.5 (``patch_notes`` says how many were used and why the
    others were not). A median z below 1.4, or fewer than max(6, 30 %) usable
    tiles, gives ``status="low_signal"``, NaN angles and a message instead of a number.
 
-Cost: the tile FFTs dominate (225 tiles of 512² for a 4096² micrograph); everything after
-works on ``(tiles × sectors × bins)`` profiles, a few MB.
+Cost: the tile FFTs dominate (294 tiles of 512² for a 4092 × 5760 frame, ~0.35 s of its
+~0.85 s of CPU); everything after works on ``(tiles × sectors × bins)`` profiles, a few MB.
+The matrix products run on one BLAS thread (``angle_fit.exact_unit_product``).
 """
 
 from __future__ import annotations
@@ -109,12 +155,19 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from daskmic.tilt import angle_steps as steps
-from daskmic.tilt.angle_error import axis_spread_deg, gradient_covariance, gradient_replicates
+from daskmic.tilt.angle_error import (
+    axis_spread_deg,
+    debiased_magnitude,
+    gradient_covariance,
+    gradient_replicates,
+    half_plane_excess,
+    untilted_p_value,
+)
 from daskmic.tilt.angle_fit import PlaneFit, robust_plane
 from daskmic.tilt.angle_model import spectrum_model
 from daskmic.tilt.angle_regions import brightness_regions
@@ -145,6 +198,10 @@ _TILE_Z = 1.5
 _MEDIAN_Z = 1.4
 _MIN_USABLE_FRACTION = 0.3
 _MAX_ERR_DEG = 1.5
+_MAX_AXIS_ERR_DEG = 1.5
+_FLAT_P = 0.01
+_NOISE_FRACTION = 0.75
+_BENT_Z2 = 9.0  # χ² with 1 degree of freedom: noise exceeds it in 0.27 % of frames
 _FLOOR_ERR_DEG = 0.15
 _CONFIDENT_SCORE = 2.0
 _RIVAL_Z = 2.0
@@ -288,7 +345,8 @@ def estimate_tilt(
     -------
     TiltAngleResult
         Angle, axis, signed direction, uncertainty, mean defocus, astigmatism, fit quality
-        and status (``"ok"`` or ``"low_signal"``, with a message).
+        and status (``"ok"``, ``"uncertain"`` or ``"low_signal"``, with a message saying
+        why; step 7 of the module notes).
     """
     image = np.asarray(image)
     lo, hi = (float(v) for v in defocus_range_A)
@@ -460,45 +518,32 @@ def _result(
     usable = plane.inliers
     n_tiles = len(local_A)
     g = plane.coef[1:3]
-    replicates = gradient_replicates(plane, prof.centers_A, prof.grid_shape)
-    cov = gradient_covariance(replicates)
-    least_squares = plane.cov[1:3, 1:3]
-    if least_squares[0, 0] + least_squares[1, 1] > cov[0, 0] + cov[1, 1]:
-        cov = least_squares  # few blocks: the bootstrap's spread falls short
-    g2 = float(g[0] * g[0] + g[1] * g[1])
-    trace = float(cov[0, 0] + cov[1, 1])
-    along = float(g[0] * g[0] * cov[0, 0] + 2 * g[0] * g[1] * cov[0, 1] + g[1] * g[1] * cov[1, 1])
-    magnitude = math.sqrt(max(g2 - trace, 0.0))
-    sigma = math.sqrt(along / g2) if g2 > 0 else math.sqrt(trace / 2)
-    err_deg = math.hypot(math.degrees(sigma / (1.0 + magnitude**2)), _FLOOR_ERR_DEG)
+    residual_A = float(np.sqrt(np.mean(plane.residuals[usable] ** 2)))
     rival_angle, rival_axis = _rival_spread_deg(plane, rivals)
-    err_deg = math.hypot(err_deg, rival_angle)
-    axis_err = math.hypot(axis_spread_deg(replicates), rival_axis)
+    spread = _uncertainty(prof, plane, residual_A, (rival_angle, rival_axis))
     direction = math.degrees(math.atan2(g[1], g[0])) % 360.0
     half = math.hypot(*astig_ab_A)
     angle_u = 0.5 * math.degrees(math.atan2(astig_ab_A[1], astig_ab_A[0]))
     u, v, angle = canonical_astigmatism(plane.coef[0] + half, plane.coef[0] - half, angle_u)
-    status, message = "ok", ""
-    if err_deg > _MAX_ERR_DEG:
-        status = "uncertain"
-        message = f"the tiles disagree: ± {err_deg:.2f}° exceeds {_MAX_ERR_DEG}°"
-        if rival_angle > 0:
-            message += (
-                f" ({len(rivals)} other starting defocus value(s) fit almost as well, "
-                f"their angles {rival_angle:.1f}° apart)"
-            )
+    status, message = _status(
+        spread.err_deg, spread.axis_err_deg, spread.p_flat, residual_A, (len(rivals), rival_angle)
+    )
+    if spread.bent > 0 and status != "ok":
+        message += (
+            f"; the defocus bends off a plane (its halves' slopes differ by {spread.bent_z:.1f} σ)"
+        )
     return TiltAngleResult(
-        tilt_angle_deg=math.degrees(math.atan(magnitude)),
+        tilt_angle_deg=math.degrees(math.atan(spread.magnitude)),
         tilt_axis_deg=(direction - 90.0) % 180.0,
         tilt_direction_deg=direction,
-        tilt_angle_err_deg=err_deg,
-        tilt_axis_err_deg=min(axis_err, 90.0),
+        tilt_angle_err_deg=spread.err_deg,
+        tilt_axis_err_deg=spread.axis_err_deg,
         defocus_mean_A=float(plane.coef[0]),
         astigmatism_A=u - v,
         astigmatism_angle_deg=angle,
         usable_patches=int(usable.sum()),
         total_patches=n_tiles,
-        plane_residual_A=float(np.sqrt(np.mean(plane.residuals[usable] ** 2))),
+        plane_residual_A=residual_A,
         patch_notes=_patch_notes(plane, regions, z_score),
         status=status,
         message=message,
@@ -507,3 +552,98 @@ def _result(
         patch_defocus_A=local_A,
         patch_usable=usable,
     )
+
+
+class _Spread(NamedTuple):
+    """The de-biased gradient length and the uncertainties of step 7."""
+
+    magnitude: float
+    err_deg: float
+    axis_err_deg: float
+    p_flat: float
+    bent_z: float
+    bent: float
+
+
+def _uncertainty(
+    prof: SectorProfiles, plane: PlaneFit, residual_A: float, rival_deg: tuple[float, float]
+) -> _Spread:
+    """Step 7: bootstrap, model-error floor, window bound, plane test and rivals combined."""
+    g = plane.coef[1:3]
+    usable = plane.inliers
+    replicates = gradient_replicates(plane, prof.centers_A, prof.grid_shape)
+    cov = gradient_covariance(replicates)
+    least_squares = plane.cov[1:3, 1:3]
+    if least_squares[0, 0] + least_squares[1, 1] > cov[0, 0] + cov[1, 1]:
+        cov = least_squares  # few blocks: the bootstrap's spread falls short
+    window = _window_noise(residual_A, prof.centers_A[usable])
+    g2 = float(g[0] * g[0] + g[1] * g[1])
+    along = float(g[0] * g[0] * cov[0, 0] + 2 * g[0] * g[1] * cov[0, 1] + g[1] * g[1] * cov[1, 1])
+    floor = math.radians(_FLOOR_ERR_DEG) * (1.0 + g2)  # the model error as gradient noise
+    noise = cov + floor * floor * np.eye(2)
+    magnitude = debiased_magnitude(g, noise)
+    sigma = math.sqrt(along / g2) if g2 > 0 else math.sqrt(float(cov[0, 0] + cov[1, 1]) / 2)
+    bent_z, bent = half_plane_excess(plane, prof.centers_A, prof.grid_shape)
+    bent = bent if bent_z * bent_z > _BENT_Z2 else 0.0
+    sigma = math.hypot(sigma, window, bent)
+    err_deg = math.hypot(math.degrees(sigma / (1.0 + magnitude**2)), _FLOOR_ERR_DEG)
+    err_deg = math.hypot(err_deg, rival_deg[0])
+    across = math.degrees(math.atan2(math.hypot(floor, window), math.sqrt(g2)))  # floor, window
+    axis_err = min(math.hypot(axis_spread_deg(replicates), rival_deg[1], across), 90.0)
+    return _Spread(magnitude, err_deg, axis_err, untilted_p_value(g, noise), bent_z, bent)
+
+
+def _status(
+    err_deg: float,
+    axis_err_deg: float,
+    p_flat: float,
+    residual_A: float,
+    rivals: tuple[int, float],
+) -> tuple[str, str]:
+    """``"ok"`` or ``"uncertain"`` and why (step 7 of the module notes).
+
+    ``p_flat`` is :func:`~daskmic.tilt.angle_error.untilted_p_value`, ``residual_A`` the rms
+    of the inliers off the plane, ``rivals`` the number of rival starts and their largest
+    angle difference.
+    """
+    reasons = []
+    if err_deg > _MAX_ERR_DEG:
+        reason = f"the tiles disagree: ± {err_deg:.2f}° exceeds {_MAX_ERR_DEG}°"
+        if rivals[1] > 0:
+            reason += (
+                f" ({rivals[0]} other starting defocus value(s) fit almost as well, "
+                f"their angles {rivals[1]:.1f}° apart)"
+            )
+        reasons.append(reason)
+    if p_flat < _FLAT_P and axis_err_deg > _MAX_AXIS_ERR_DEG:
+        reasons.append(f"the axis is uncertain: ± {axis_err_deg:.1f}° exceeds {_MAX_AXIS_ERR_DEG}°")
+    if _window_bound(residual_A):
+        reasons.append(
+            f"the tiles' defocus readings scatter by {residual_A:.0f} Å about the plane, "
+            f"nearly as noise would across the ± {_WINDOW_A:.0f} Å search window "
+            f"({_WINDOW_A / math.sqrt(3.0):.0f} Å)"
+        )
+    if reasons:
+        return "uncertain", "; ".join(reasons)
+    if p_flat >= _FLAT_P:
+        return "ok", f"consistent with an untilted specimen (p = {p_flat:.2f}): no axis"
+    return "ok", ""
+
+
+def _window_bound(residual_A: float) -> bool:
+    """Whether the tiles' readings scatter nearly as readings of noise would (step 7)."""
+    return residual_A > _NOISE_FRACTION * _WINDOW_A / math.sqrt(3.0)
+
+
+def _window_noise(residual_A: float, used_xy_A: np.ndarray) -> float:
+    """Gradient noise of a plane that only its search window holds (step 7), else 0.
+
+    Readings of noise fill the ``± W`` window about the start's plane, so every plane
+    within ``W`` of it at the tiles fits as well: a gradient error up to ``W / h`` with
+    ``h`` the tiles' half-extent, whose standard deviation (uniform) is ``W / (h √3)``.
+    The shorter half-extent is taken, so that the bound holds in every direction.
+    """
+    if not _window_bound(residual_A) or len(used_xy_A) == 0:
+        return 0.0
+    half_extent_A = float(np.abs(used_xy_A).max(axis=0).min())
+    return _WINDOW_A / (max(half_extent_A, 1.0) * math.sqrt(3.0))

@@ -109,8 +109,10 @@ def find_drift(
     base = amplitude[used][None, :] * rings  # (n_sectors, n_used)
     u = np.arange(0.0, _MAX_LENGTH_A + _U_STEP_A / 2, _U_STEP_A)
     fade = np.sinc(u[:, None] * k[None, :]) ** 2  # (n_u, n_used)
-    numerator = ((flat[:, used] * w * base)[:, None, :] * fade[None, :, :]).sum(axis=-1)
-    energy = ((w * base * base)[:, None, :] * (fade * fade)[None, :, :]).sum(axis=-1)
+    fade2 = fade * fade
+    # one sector at a time: the same sums as over a (sectors, u, s) array, without its memory
+    numerator = np.stack([(row * fade).sum(axis=-1) for row in flat[:, used] * w * base])
+    energy = np.stack([(row * fade2).sum(axis=-1) for row in w * base * base])
     lengths = np.arange(0.0, _MAX_LENGTH_A + _LENGTH_STEP_A / 2, _LENGTH_STEP_A)
     angles = np.radians(np.arange(0.0, 180.0, _ANGLE_STEP_DEG))
     along = np.abs(np.cos(sector_angle_rad[None, :] - angles[:, None]))  # (n_angles, n_sectors)

@@ -6,8 +6,11 @@ amplitude contrast is added by the model, it does not move with defocus).
 
 from __future__ import annotations
 
+import functools
 import math
+import threading
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.sparse
@@ -42,17 +45,24 @@ def interp_matrix(s_invA2: np.ndarray, s_src: np.ndarray) -> scipy.sparse.csr_ma
     returns ``Σ_r profile_r(s_src[r, b])`` by linear interpolation (0 outside the grid).
     """
     n_rows, n = s_src.shape
+    left, frac, weight = interp_weights(s_invA2, s_src)
+    source = left + (np.arange(n_rows) * n)[:, None]
+    # output bin b holds, row after row, the pair (left, left + 1): its columns in order
+    columns = np.stack([source.T, source.T + 1], axis=-1).ravel()
+    values = np.stack([(weight * (1 - frac)).T, (weight * frac).T], axis=-1).ravel()
+    pointers = np.arange(0, 2 * n_rows * n + 1, 2 * n_rows)
+    return scipy.sparse.csr_matrix((values, columns, pointers), shape=(n, n_rows * n))
+
+
+def interp_weights(
+    s_invA2: np.ndarray, s_src: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Left neighbour, fraction and weight (1 inside the grid, else 0) of each ``s_src``."""
+    n = len(s_invA2)
     position = (s_src - s_invA2[0]) / (s_invA2[1] - s_invA2[0])
     valid = (position >= 0) & (position < n - 1)
     left = np.clip(np.floor(position).astype(np.int64), 0, n - 2)
-    frac = np.where(valid, position - left, 0.0)
-    weight = valid.astype(np.float64)
-    target = np.broadcast_to(np.arange(n), (n_rows, n))
-    source = left + (np.arange(n_rows) * n)[:, None]
-    rows = np.concatenate([target.ravel(), target.ravel()])
-    cols = np.concatenate([source.ravel(), source.ravel() + 1])
-    vals = np.concatenate([(weight * (1 - frac)).ravel(), (weight * frac).ravel()])
-    return scipy.sparse.csr_matrix((vals, (rows, cols)), shape=(n, n_rows * n))
+    return left, np.where(valid, position - left, 0.0), valid.astype(np.float64)
 
 
 def defocus_groups(defocus_A: np.ndarray, relative_step: float = 0.005) -> list[np.ndarray]:
@@ -73,8 +83,12 @@ def ring_model(s_invA2: np.ndarray, defocus_A: np.ndarray, optics: Optics) -> np
     lam = optics.wavelength_A
     c = 0.5 * math.pi * optics.spherical_aberration_mm * 1e7 * lam**3
     s = s_invA2[:, None]
-    chi = math.pi * lam * defocus_A[None, :] * s - c * s * s + optics.constant_phase_rad
-    return np.sin(chi) ** 2
+    chi = math.pi * lam * defocus_A[None, :] * s
+    chi -= c * s * s
+    chi += optics.constant_phase_rad
+    np.sin(chi, out=chi)
+    chi *= chi
+    return chi
 
 
 def weighted_correlation(
@@ -90,9 +104,10 @@ def weighted_correlation(
     ``corr = Σ w x̃ ỹ / √(Σ w x̃² · Σ w ỹ²)`` with ``x̃, ỹ`` centred by their weighted means;
     the data rows and ``weights`` are over ``s_invA2`` (only bins with ``w > 0`` are used).
     The model ``y`` is ``sin² χ``, or ``E(s) (sin² χ - ½)`` with an ``envelope`` ``E``: the
-    rings as the data show them. When the data's rings fade along ``s`` (drift fades them
-    within a few rings), only the model with their envelope peaks at the true defocus
-    (Cauchy–Schwarz: ``corr ≤ 1`` with equality iff ``ỹ ∝ x̃``); weighting a bare
+    rings as the data show them (an ``(n_rows, n_bins)`` envelope gives each row its own).
+    When the data's rings fade along ``s`` (drift fades them within a few rings), only the
+    model with their envelope peaks at the true defocus (Cauchy–Schwarz: ``corr ≤ 1`` with
+    equality iff ``ỹ ∝ x̃``); weighting a bare
     ``sin² χ`` by the envelope gives the same numerator but a denominator
     ``Σ w E (sin² χ)~²`` that changes as the rings slide along the envelope, and that moved
     the peak by up to a few hundred Å at 0.5–0.9 µm defocus with 5–20 Å of drift.
@@ -105,15 +120,35 @@ def weighted_correlation(
     x = data[..., used]
     x = (x - (x * w).sum(axis=-1, keepdims=True)) * root
     x /= np.maximum(np.sqrt((x * x).sum(axis=-1, keepdims=True)), 1e-30)
-    model = ring_model(s_invA2[used], defocus_A, optics)
-    if envelope is not None:
-        model = np.asarray(envelope, np.float64)[used][:, None] * (model - 0.5)
-    model = (model - (w[:, None] * model).sum(axis=0)) * root[:, None]
-    model /= np.maximum(np.sqrt((model * model).sum(axis=0)), 1e-30)
-    return exact_unit_product(x, model)
+    rings = ring_model(s_invA2[used], defocus_A, optics)
+    if envelope is None:
+        return exact_unit_product(x, _unit_columns(rings, w, root))
+    envelope = np.asarray(envelope, np.float64)[..., used, None]
+    rings -= 0.5
+    if envelope.ndim == 2:
+        return exact_unit_product(x, _unit_columns(envelope * rings, w, root))
+    return np.concatenate([  # (n_rows, n_bins): one model per data row
+        exact_unit_product(x[i : i + 1], _unit_columns(row * rings, w, root))
+        for i, row in enumerate(envelope)
+    ])
+
+
+def _unit_columns(model: np.ndarray, w: np.ndarray, root: np.ndarray) -> np.ndarray:
+    """``model``'s columns centred by their ``w``-weighted means, times ``√w``, unit norm.
+
+    In place (the callers pass a fresh array): at the tile curves' size every new array of
+    the model's size costs as much as the arithmetic on it.
+    """
+    scratch = w[:, None] * model
+    model -= scratch.sum(axis=0)
+    model *= root[:, None]
+    np.multiply(model, model, out=scratch)
+    model /= np.maximum(np.sqrt(scratch.sum(axis=0)), 1e-30)
+    return model
 
 
 _FIXED_POINT = 2.0**26
+_BLAS_LOCK = threading.Lock()
 
 
 def exact_unit_product(rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
@@ -127,10 +162,29 @@ def exact_unit_product(rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
     times a column is below ~1 too: it is an integer below ``2⁵³`` times ``2⁻⁵²`` and held
     exactly in float64. Exact sums do not depend on their order, so the result does not
     depend on the BLAS.
+
+    The BLAS runs on one thread: at these sizes (a few hundred rows) a second thread mostly
+    spins, and on a busy machine it waits for a core (a product took 6× the CPU time).
     """
-    q_rows = np.round(np.asarray(rows, dtype=np.float64) * _FIXED_POINT) / _FIXED_POINT
-    q_columns = np.round(np.asarray(columns, dtype=np.float64) * _FIXED_POINT) / _FIXED_POINT
-    return q_rows @ q_columns
+    q_rows, q_columns = _fixed_point(rows), _fixed_point(columns)
+    with _BLAS_LOCK, _blas().limit(limits=1, user_api="blas"):  # each limit undone in turn
+        return q_rows @ q_columns
+
+
+def _fixed_point(values: np.ndarray) -> np.ndarray:
+    """``values`` rounded to the nearest multiple of ``2⁻²⁶`` (float64; scaling is exact)."""
+    scaled = np.multiply(values, _FIXED_POINT, dtype=np.float64)
+    np.rint(scaled, out=scaled)
+    scaled *= 1.0 / _FIXED_POINT
+    return scaled
+
+
+@functools.cache
+def _blas() -> Any:
+    """The process's thread pools (threadpoolctl's controller, made once: it scans libraries)."""
+    from threadpoolctl import ThreadpoolController  # 16 ms of import, paid by estimates only
+
+    return ThreadpoolController()
 
 
 def refine_peak(curve: np.ndarray, index: np.ndarray) -> np.ndarray:

@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse
 from scipy.ndimage import gaussian_filter1d, uniform_filter1d
 
 from daskmic.tilt.angle_drift import drift_fade, find_drift
@@ -29,6 +30,8 @@ from daskmic.tilt.angle_fit import (
 from daskmic.tilt.angle_spectra import SectorProfiles
 from daskmic.tilt.angle_steps import DEFOCUS_STEP_A, band_weights, period_bins
 from daskmic.tilt.ctf import Optics
+
+_SECTOR_CHUNK = 8
 
 
 @dataclass(frozen=True)
@@ -62,19 +65,48 @@ class SpectrumModel:
 def _aligned_sectors(
     prof: SectorProfiles, defocus_A: np.ndarray, optics: Optics
 ) -> tuple[float, np.ndarray]:
-    """``Δf_ref`` and the mean over tiles of each sector moved from its tile's defocus onto it."""
+    """``Δf_ref`` and the mean over tiles of each sector moved from its tile's defocus onto it.
+
+    Tiles are grouped by defocus (0.5 % bins); each group's sum is read at the ``s`` where its
+    mean defocus has the phase ``Δf_ref`` has at ``s``, and the groups are added in order.
+    """
     s = prof.s_invA2
     d_ref = len(defocus_A) / float(np.sum(1.0 / defocus_A))
-    n_sectors, n_bins = prof.power.shape[1:]
-    aligned = np.zeros((n_sectors, n_bins))
-    count = np.zeros(n_bins)
-    for group in defocus_groups(defocus_A):
-        source = phase_matched_s(s, d_ref, float(np.mean(defocus_A[group])), optics)
-        block = prof.power[group].sum(axis=0, dtype=np.float64)
-        for sector in range(n_sectors):
-            aligned[sector] += np.interp(source, s, block[sector], left=0.0, right=0.0)
-        count += len(group) * ((source >= s[0]) & (source <= s[-1]))
+    groups = defocus_groups(defocus_A)
+    sizes = np.array([len(group) for group in groups])
+    means = np.array([float(np.mean(defocus_A[group])) for group in groups])
+    source = phase_matched_s(s[None, :], d_ref, means[:, None], optics)  # (groups, bins)
+    count = (sizes[:, None] * ((source >= s[0]) & (source <= s[-1]))).sum(axis=0)
+    n_tiles, n_sectors, n_bins = prof.power.shape
+    pointers = np.concatenate([[0], np.cumsum(sizes)])
+    members = scipy.sparse.csr_matrix(  # group sums in tile order, from 0: a plain loop's bits
+        (np.ones(n_tiles), np.concatenate(groups), pointers), shape=(len(groups), n_tiles)
+    )
+    aligned = np.empty((n_sectors, n_bins))
+    for first in range(0, n_sectors, _SECTOR_CHUNK):  # bounds the (groups, sectors, bins) arrays
+        part = slice(first, first + _SECTOR_CHUNK)
+        blocks = members @ prof.power[:, part].reshape(n_tiles, -1).astype(np.float64)
+        moved = interp_rows(source[:, None, :], s, blocks.reshape(len(groups), -1, n_bins))
+        aligned[part] = moved.sum(axis=0)
     return d_ref, aligned * np.where(count > 0, 1.0 / np.maximum(count, 1.0), 0.0)
+
+
+def interp_rows(x: np.ndarray, xp: np.ndarray, fp: np.ndarray) -> np.ndarray:
+    """``np.interp(x, xp, f, left=0, right=0)`` for every row ``f`` of ``fp`` at once.
+
+    ``x`` broadcasts against ``fp``'s rows (the last axis of each is read at the other's);
+    the arithmetic is ``np.interp``'s own, so the bits are the same as one call per row.
+    """
+    n = len(xp)
+    shape = np.broadcast_shapes(fp.shape[:-1] + (1,), x.shape)
+    inner = np.clip(np.searchsorted(xp, x, side="right") - 1, 0, n - 2)
+    x0 = xp[inner]
+    y0 = np.take_along_axis(fp, np.broadcast_to(inner, shape), axis=-1)
+    y1 = np.take_along_axis(fp, np.broadcast_to(inner + 1, shape), axis=-1)
+    out = (y1 - y0) / (xp[inner + 1] - x0) * (x - x0) + y0
+    out = np.where(x == x0, y0, out)
+    out = np.where(x == xp[-1], fp[..., -1:], out)
+    return np.where((x < xp[0]) | (x > xp[-1]), 0.0, out)
 
 
 def _sector_offsets(
@@ -89,11 +121,7 @@ def _sector_offsets(
     """Each sector's defocus offset from ``Δf_ref`` (sub-step) and its peak correlation."""
     s = prof.s_invA2
     grid = d_ref_A + offsets_A
-    if envelopes is None:
-        scores = weighted_correlation(flat, s, grid, optics, band)
-    else:
-        scores = np.stack([weighted_correlation(flat[i : i + 1], s, grid, optics, band, e)[0]
-                           for i, e in enumerate(envelopes)])  # fmt: skip
+    scores = weighted_correlation(flat, s, grid, optics, band, envelopes)
     peak = refine_peak(scores, np.argmax(scores, axis=1))
     return np.interp(peak, np.arange(len(offsets_A)), offsets_A), scores.max(axis=1)
 
@@ -123,7 +151,6 @@ def spectrum_model(
     runs off.
     """
     s = prof.s_invA2
-    n_sectors = prof.power.shape[1]
     d_ref, aligned = _aligned_sectors(prof, defocus_A, optics)
     offsets = np.arange(-max_half_A, max_half_A + DEFOCUS_STEP_A / 2, DEFOCUS_STEP_A)
     band = band_weights(s, d_ref, prof.tile_px, prof.pixel_size_A, optics)
@@ -145,7 +172,7 @@ def spectrum_model(
     matrix = interp_matrix(s, source)
     coverage = matrix @ fade.ravel()
     total = (matrix @ (aligned * fade).ravel()) / np.maximum(coverage, 1e-12) * (coverage > 0)
-    moved_fade = np.stack([np.interp(source[i], s, fade[i], 0.0, 0.0) for i in range(n_sectors)])
+    moved_fade = interp_rows(source, s, fade)
     combined = (moved_fade**2).sum(axis=0) / np.maximum(moved_fade.sum(axis=0), 1e-12)
     smooth = gaussian_filter1d(combined, 4 * period_bins(s, d_ref, optics))
     envelope = ring_amplitude(total, d_ref, prof, optics) * combined / np.maximum(smooth, 1e-12)
@@ -170,8 +197,7 @@ def sector_envelopes(
     """
     s = prof.s_invA2
     sources = phase_matched_s(s[None, :], d_ref_A, d_ref_A + offset_A[:, None], optics)
-    moved = np.stack([np.interp(src, s, row, left=0.0, right=0.0)
-                      for src, row in zip(sources, aligned, strict=True)])  # fmt: skip
+    moved = interp_rows(sources, s, aligned)
     amplitude = ring_amplitude(moved, d_ref_A, prof, optics)
     inside = (sources >= s[0]) & (sources <= s[-1])
     out = np.zeros_like(amplitude)

@@ -158,8 +158,7 @@ def sector_profiles(
     taper = hann[:, None] * hann[None, :]
     taper_sum = float(taper.sum(dtype=np.float64))
     pixels = np.asarray(image, dtype=np.float32)
-    offset = np.float32(pixels.mean(dtype=np.float64))
-    pixels = pixels - offset  # keeps float32 FFTs accurate
+    offset = np.float32(pixels.mean(dtype=np.float64))  # taken off each tile: accurate FFTs
     means = np.empty(len(origins))
     power = np.empty((operator.shape[0], len(origins)), dtype=np.float32)
     buffer = np.empty((batch, tile_px, tile_px), dtype=np.float32)
@@ -167,15 +166,17 @@ def sector_profiles(
         chunk = origins[start : start + batch]
         tiles = buffer[: len(chunk)]
         for j, (y, x) in enumerate(chunk):
-            np.multiply(pixels[y : y + tile_px, x : x + tile_px], taper, out=tiles[j])
+            np.subtract(pixels[y : y + tile_px, x : x + tile_px], offset, out=tiles[j])
+            tiles[j] *= taper
         spectra = scipy.fft.rfft2(tiles, axes=(1, 2), workers=workers)
         means[start : start + len(chunk)] = offset + spectra[:, 0, 0].real / taper_sum
-        spectra = spectra.reshape(len(chunk), -1)[:, inside]
-        magnitude = spectra.real**2 + spectra.imag**2
+        pairs = spectra.view(np.float32).reshape(len(chunk), -1, 2)[:, inside]  # (re, im)
+        np.square(pairs, out=pairs)
+        magnitude = pairs[..., 0] + pairs[..., 1]
         power[:, start : start + len(chunk)] = operator @ magnitude.T
     centers_px = origins + (tile_px - 1) / 2 - (np.array([ny, nx]) - 1) / 2
-    return SectorProfiles(
-        power=power.T.reshape(len(origins), n_sectors, len(s_edges) - 1),
+    return SectorProfiles(  # tile-major in memory: the fits read and group tiles
+        power=np.ascontiguousarray(power.T).reshape(len(origins), n_sectors, len(s_edges) - 1),
         s_invA2=0.5 * (s_edges[1:] + s_edges[:-1]),
         sector_angle_rad=(np.arange(n_sectors) + 0.5) * np.pi / n_sectors,
         centers_A=centers_px[:, ::-1] * pixel_size_A,

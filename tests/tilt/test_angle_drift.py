@@ -65,6 +65,7 @@ def test_drift_and_low_defocus_with_strong_astigmatism_keep_the_tilt():
     result = estimate_tilt(image, params["pixel_size_A"])
     error = result.tilt_angle_deg - truth["tilt_angle_deg"]
     axis_error = abs((result.tilt_axis_deg - truth["tilt_axis_deg"] + 90.0) % 180.0 - 90.0)
-    assert result.status == "ok"
+    # 2048 × 2883 at 0.8 µm with 15 Å of drift: the axis ± is about 2°, which flags it
+    assert result.status == "ok" or result.message.startswith("the axis is uncertain")
     assert abs(error) <= 0.5 and abs(error) <= 3 * result.tilt_angle_err_deg
     assert axis_error <= 3.0 and axis_error <= 3 * result.tilt_axis_err_deg
