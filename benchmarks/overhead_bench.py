@@ -23,6 +23,8 @@ set takes most of an hour and about 15 GB of disk: it runs only with ``DASKMIC_B
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import os
 import resource
 import shutil
@@ -32,6 +34,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+import psutil
 
 from benchmarks.data import label, make_set
 from benchmarks.preprocess_bench import TYPICAL, contender_command
@@ -70,12 +74,50 @@ def _children_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+PR_SET_CHILD_SUBREAPER = 36
+"""Linux ``prctl`` option: orphaned descendants are re-parented to this process, not init."""
+
+
+@functools.cache
+def _adopt_orphans() -> None:
+    """Become the reaper of this process's orphaned descendants (Linux), so their CPU counts.
+
+    A command's processes that outlive it (multiprocessing's fork server, which exits just after
+    the command and has reaped the worker processes it forked) would otherwise leave the tree
+    uncounted.
+    """
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def _children() -> set[int]:
+    return {child.pid for child in psutil.Process().children()}
+
+
+def _reap_orphans(known: set[int]) -> None:
+    """Wait for the descendants of the command just run that outlived it and were adopted
+    (see :func:`_adopt_orphans`); ``known`` are this process's children from before, left be."""
+    while adopted := _children() - known:
+        for pid in adopted:
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:  # not ours after all (reaped meanwhile)
+                known.add(pid)
+
+
 def timed(command: list[str]) -> Timed:
-    """Run ``command`` from the repository root; its wall and CPU time and reported peak."""
+    """Run ``command`` from the repository root; its wall and CPU time and reported peak.
+
+    The CPU time is the command's and all its descendants', those that outlive it included.
+    """
     root = Path(__file__).resolve().parent.parent
+    _adopt_orphans()
+    known = _children()
     cpu, start = _children_cpu_s(), time.perf_counter()
     done = subprocess.run(command, cwd=root, capture_output=True, text=True)
-    wall, cpu = time.perf_counter() - start, _children_cpu_s() - cpu
+    wall = time.perf_counter() - start
+    _reap_orphans(known)
+    cpu = _children_cpu_s() - cpu
     if done.returncode != 0:
         raise RuntimeError(f"{command[:4]} failed ({done.returncode}):\n{done.stderr[-2000:]}")
     peaks = [line.split()[1] for line in done.stderr.splitlines() if line.startswith("peak_rss")]

@@ -490,19 +490,3 @@ def test_a_small_set_in_process_equals_a_cluster_run(tmp_path, monkeypatch, clie
     daskmic.run_batch(str(raw / "*.mrc"), reference, CONFIG, client=client)
     daskmic.run_batch(str(raw / "*.mrc"), out, CONFIG, quiet=True)  # no cluster options
     assert_same_outputs(out, reference)
-
-
-@pytest.mark.parametrize(
-    ("pending", "cluster", "options", "in_process"),
-    [
-        (16, "local", {"dashboard": True, "quiet": False}, True),
-        (17, "local", {}, False),  # more: a cluster's start pays for itself
-        (2, "local", {"workers": 1}, False),  # a cluster shape asked for
-        (2, "local", {"memory_limit": "2GiB"}, False),
-        (2, "tcp://127.0.0.1:8786", {}, False),  # a cluster named
-    ],
-)
-def test_only_small_local_sets_without_sizing_run_in_process(pending, cluster, options, in_process):
-    from daskmic.run.driver import runs_in_process
-
-    assert runs_in_process(pending, cluster, options) is in_process

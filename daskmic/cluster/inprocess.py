@@ -1,24 +1,76 @@
-"""A small set's runner: the per-micrograph unit on threads of the command's own process.
+"""Runners without a cluster: the per-micrograph unit on this machine's threads or processes.
 
-Starting a local cluster costs its worker processes each an interpreter and the imports of
-distributed and the unit (about 2 s of two cores), more than a few micrographs' compute: one
-1024² micrograph takes 0.2 s. :class:`InProcess` offers the part of a ``distributed.Client``
-that :class:`daskmic.run.feeder.Feeder` uses (``submit``, ``gather``, ``nthreads``), so a small
-set runs the same unit through the same feeder, records and tables, only without the cluster.
-numpy and scipy release the GIL in their kernels, so threads share the cores on frames of a
-megapixel and more; sets of many small frames, whose Python parts hold the GIL, go to a cluster
-of processes (see :func:`daskmic.run.driver.runs_in_process`).
+Starting a local cluster costs a scheduler, and two processes per worker (a nanny and the
+worker) each an interpreter with the imports of distributed and the unit: about 4.5 s of CPU
+on two cores, more than the compute of a few thousand small micrographs. The runners here offer
+the part of a ``distributed.Client`` that :class:`daskmic.run.feeder.Feeder` uses (``submit``,
+``gather``, ``nthreads``), so a set runs the same unit through the same feeder, records and
+tables, only without the cluster:
+
+- :class:`InProcess`: threads of the command's own process, nothing to start. numpy and scipy
+  release the GIL in their kernels, so threads share the cores on frames of a megapixel and
+  more.
+- :class:`LocalProcesses`: a pool of worker processes forked from a server that imported the
+  unit once (about 0.5 s of CPU in all). For many small frames, whose Python parts hold the
+  GIL and would make threads take turns.
+
+:func:`daskmic.run.driver.runner` chooses between them and a cluster.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from multiprocessing.connection import Connection
+from typing import Any, Final
+
+PRELOAD: Final = ("daskmic.run.unit",)
+"""What :class:`LocalProcesses`' server imports once, before it forks the workers."""
 
 
-class InProcess:
+class _Runner:
+    """An executor's ``workers`` with the ``submit``/``gather`` face of a ``distributed.Client``."""
+
+    cluster = None
+    """No cluster: :func:`daskmic.cluster.threads.worker_threads` counts :meth:`nthreads`."""
+
+    name = ""
+    """What :meth:`nthreads` calls the workers."""
+
+    def __init__(self, executor: Executor, workers: int) -> None:
+        self.threads = workers
+        self._executor = executor
+
+    def submit(self, function: Callable[..., Any], *args: Any, **_: Any) -> Future[Any]:
+        """Run ``function(*args)`` on a worker (``key``, ``pure`` and the like are ignored)."""
+        return self._executor.submit(function, *args)
+
+    def gather(self, futures: Iterable[Future[Any]]) -> list[Any]:
+        """The results of ``futures``, in order; re-raises the first error, as distributed."""
+        return [future.result() for future in futures]
+
+    def nthreads(self) -> dict[str, int]:
+        """Tasks the workers run at once."""
+        return {self.name: self.threads}
+
+    def start(self) -> None:
+        """Start the workers now, without waiting for them (threads: nothing to start)."""
+
+    def close(self) -> None:
+        """Wait for the running tasks and stop the workers."""
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> _Runner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class InProcess(_Runner):
     """Threads of this process with the ``submit``/``gather`` face of a ``distributed.Client``.
 
     Parameters
@@ -34,31 +86,83 @@ class InProcess:
     [1, 2, 4]
     """
 
-    cluster = None
-    """No cluster: :func:`daskmic.cluster.threads.worker_threads` counts :meth:`nthreads`."""
+    name = "in-process"
 
     def __init__(self, threads: int | None = None) -> None:
-        self.threads = threads or os.cpu_count() or 1
-        self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="daskmic-unit")
+        threads = threads or os.cpu_count() or 1
+        pool = ThreadPoolExecutor(threads, thread_name_prefix="daskmic-unit")
+        super().__init__(pool, threads)
 
-    def submit(self, function: Callable[..., Any], *args: Any, **_: Any) -> Future[Any]:
-        """Run ``function(*args)`` on a thread (``key``, ``pure`` and the like are ignored)."""
-        return self._pool.submit(function, *args)
 
-    def gather(self, futures: Iterable[Future[Any]]) -> list[Any]:
-        """The results of ``futures``, in order; re-raises the first error, as distributed."""
-        return [future.result() for future in futures]
+class LocalProcesses(_Runner):
+    """Worker processes of this machine with the face of a ``distributed.Client``.
 
-    def nthreads(self) -> dict[str, int]:
-        """Threads per "worker": this process's."""
-        return {"in-process": self.threads}
+    The workers are forked, as they are first needed, from a server process that imported
+    :data:`PRELOAD` once (``multiprocessing``'s ``forkserver``; ``spawn`` where there is none),
+    never from this process, whose threads a fork would copy mid-flight. Functions and
+    arguments travel pickled, as to a cluster's workers; a worker that dies breaks the pool
+    and the run stops with the error, and the workers end soon after the command if it is
+    killed.
+
+    Parameters
+    ----------
+    processes : int, optional
+        Worker processes (default: one per core).
+
+    Examples
+    --------
+    >>> with LocalProcesses(2) as runner:
+    ...     runner.gather([runner.submit(pow, 2, n) for n in range(3)])
+    [1, 2, 4]
+    """
+
+    name = "local-processes"
+
+    def __init__(self, processes: int | None = None) -> None:
+        processes = processes or os.cpu_count() or 1
+        methods = multiprocessing.get_all_start_methods()
+        context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+        if context.get_start_method() == "forkserver":
+            context.set_forkserver_preload(list(PRELOAD))
+        # the workers read the lifeline; its end here closes when this process ends, however
+        self._lifeline_r, self._lifeline_w = context.Pipe(duplex=False)
+        pool = ProcessPoolExecutor(
+            processes, mp_context=context, initializer=_end_with, initargs=(self._lifeline_r,)
+        )
+        super().__init__(pool, processes)
+
+    def start(self) -> None:
+        """Start the worker processes in the background (the first waits for the server's
+        imports); tasks submitted meanwhile wait for them."""
+        threading.Thread(target=self._spawn, name="daskmic-start-workers", daemon=True).start()
+
+    def _spawn(self) -> None:
+        try:
+            for _ in range(self.threads):  # the pool starts a worker per task while none is idle
+                self._executor.submit(int)
+        except RuntimeError:  # closed meanwhile (the run stopped before its work)
+            pass
 
     def close(self) -> None:
-        """Wait for the running tasks and stop the threads."""
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        """Wait for the running tasks and stop the workers."""
+        super().close()
+        self._lifeline_w.close()
+        self._lifeline_r.close()
 
-    def __enter__(self) -> InProcess:
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+def _end_with(command: Connection) -> None:
+    """In a worker process: exit as soon as the command that started it is gone (killed).
+
+    A worker waits on its task queue, which would never tell it, and the fork server lives as
+    long as its workers: nothing is ever sent on ``command``, so a read ends only when the
+    command's end of the pipe closes with it.
+    """
+
+    def watch() -> None:
+        try:
+            command.recv_bytes()
+        except (EOFError, OSError):
+            pass
+        os._exit(1)
+
+    threading.Thread(target=watch, name="daskmic-command-watch", daemon=True).start()

@@ -12,9 +12,12 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
+from typing import Final
 
 from daskmic.io.storage import Location, location, write_whole
 
@@ -48,7 +51,7 @@ def atomic_path(path: str | os.PathLike[str] | Location) -> Iterator[Path]:
             write_whole(final, tmp.read_bytes())
         return
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp = _temporary(final)
     try:
         yield tmp
         if tmp.is_dir() and final.is_dir():
@@ -58,11 +61,37 @@ def atomic_path(path: str | os.PathLike[str] | Location) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, final)
-    finally:
+    except BaseException:
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
-        elif tmp.exists():
-            tmp.unlink()
+        else:
+            tmp.unlink(missing_ok=True)
+        raise
+
+
+def _temporary(final: Path) -> Path:
+    """A temporary sibling's name for ``final`` (see :data:`daskmic.run.manifest.PARTIAL_NAME`)."""
+    return final.with_name(f".{final.name}.tmp-{os.urandom(4).hex()}")
+
+
+def _write_temporary(final: Path, data: bytes, *, sync: bool) -> Path:
+    """Write ``data`` to a new temporary sibling of ``final`` (its folder made if missing)."""
+    tmp = _temporary(final)
+    try:
+        handle = open(tmp, "wb")
+    except FileNotFoundError:  # the folder's first file: no mkdir call for the others
+        final.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(tmp, "wb")
+    try:
+        with handle:
+            handle.write(data)
+            if sync:
+                handle.flush()
+                os.fsync(handle.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
 
 
 def write_bytes_atomic(
@@ -74,9 +103,54 @@ def write_bytes_atomic(
     if not isinstance(final, Path):
         write_whole(final, data)
         return
-    with atomic_path(final) as tmp:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            if sync:
-                handle.flush()
-                os.fsync(handle.fileno())
+    tmp = _write_temporary(final, data, sync=sync)
+    try:
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+SYNC_THREADS: Final = 32
+"""Files :func:`write_all_atomic` fsyncs at once: concurrent fsyncs share the filesystem's
+journal commits (on ext4, 32 small files in about 20 ms together against 100-200 ms one after
+the other)."""
+
+
+@cache
+def _sync_pool(pid: int) -> ThreadPoolExecutor:
+    """This process's fsync threads (one pool per process id: a forked child makes its own)."""
+    return ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix="daskmic-fsync")
+
+
+def write_all_atomic(files: Sequence[tuple[Path, bytes]]) -> None:
+    """Write each ``(path, data)`` as :func:`write_bytes_atomic` does, the fsyncs together.
+
+    Every file goes to its temporary sibling, all are fsynced at once, then each is renamed
+    into place in the order given: a file appears only once it is durable, and only after
+    those before it. Each write costs the caller what one would, not one journal commit each.
+    If anything fails, no temporary file is left and the files not renamed yet do not appear.
+    """
+    pending: list[tuple[Path, Path]] = []
+    try:
+        for path, data in files:
+            pending.append((_write_temporary(path, data, sync=False), path))
+        if len(pending) == 1:
+            _fsync(pending[0][0])
+        else:
+            list(_sync_pool(os.getpid()).map(_fsync, [tmp for tmp, _ in pending]))
+        while pending:
+            tmp, path = pending[0]
+            os.replace(tmp, path)
+            pending.pop(0)
+    finally:
+        for tmp, _ in pending:
+            tmp.unlink(missing_ok=True)
+
+
+def _fsync(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 from pathlib import Path
 
-import mrcfile
 import numpy as np
 from mrcfile.mrcinterpreter import MrcInterpreter
 
@@ -24,18 +24,42 @@ def _fill(mrc: MrcInterpreter, image: np.ndarray, pixel_size_A: float, label: st
 
 
 def mrc_bytes(image: np.ndarray, pixel_size_A: float, *, label: str = "") -> bytes:
-    """The bytes of the MRC file :func:`write_mrc` writes (for a store written in one request).
+    """The bytes of the MRC file :func:`write_mrc` writes (for a store written in one request)."""
+    header, data = _header_and_data(np.asarray(image), pixel_size_A, label)
+    return header + data.tobytes()
 
-    mrcfile builds the header and writes header, extended header and data to an in-memory
-    stream, exactly as it does to a file.
+
+def _header_and_data(
+    image: np.ndarray, pixel_size_A: float, label: str
+) -> tuple[bytes, np.ndarray]:
+    """The header mrcfile gives ``image`` (as float32, with its statistics) and the data.
+
+    The header depends only on the shape, the pixel size and the label but for the four
+    statistics, so mrcfile builds it once per kind (:func:`_header_template`, its slow part)
+    and the statistics are set as mrcfile's ``update_header_stats`` sets them.
     """
-    stream = io.BytesIO()
+    data = np.ascontiguousarray(image, dtype=np.float32)
+    header = _header_template(data.shape, float(pixel_size_A), label).copy()
+    header.dmin = np.float32(data.min())
+    header.dmax = np.float32(data.max())
+    header.dmean = data.mean(dtype=np.float32)
+    header.rms = data.std(dtype=np.float32)
+    return header.tobytes(), data
+
+
+@functools.lru_cache(maxsize=64)
+def _header_template(shape: tuple[int, ...], pixel_size_A: float, label: str) -> np.recarray:
+    """mrcfile's header of a float32 image of ``shape``, voxel size and label (no extended
+    header); mrcfile builds the header and writes header and data to a stream as to a file."""
     mrc = MrcInterpreter()
     mrc._create_default_attributes()  # mrcfile's documented way to make one without a stream
-    mrc._iostream = stream
-    _fill(mrc, image, pixel_size_A, label)
-    mrc.flush()
-    return stream.getvalue()
+    mrc._iostream = io.BytesIO()
+    _fill(mrc, np.zeros(shape, dtype=np.float32), pixel_size_A, label)
+    if mrc.header.nsymbt != 0:
+        raise ValueError("an MRC header template must have no extended header")
+    header: np.recarray = mrc.header.copy()
+    header.flags.writeable = False  # copied before use
+    return header
 
 
 def write_mrc(
@@ -70,6 +94,8 @@ def write_mrc(
     if not isinstance(target, Path):  # an object store: one request
         write_whole(target, mrc_bytes(image, pixel_size_A, label=label))
         return
+    header, data = _header_and_data(image, pixel_size_A, label)
     with atomic_path(target) as tmp:
-        with mrcfile.new(tmp, overwrite=True) as mrc:
-            _fill(mrc, image, pixel_size_A, label)
+        with open(tmp, "wb") as handle:
+            handle.write(header)
+            handle.write(data.data)  # the buffer itself, no copy

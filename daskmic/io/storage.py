@@ -13,6 +13,7 @@ What pathlib cannot say, this module does, once:
 - :func:`write_whole` — an object appears complete or not at all. Locally: a temporary sibling,
   fsync, rename. On an object store there is no rename (``mv`` is copy + delete), but one PUT
   is atomic, so the whole object goes in one request.
+  :func:`write_wholes` writes several, made durable together (one flush for all, locally).
 - :func:`create_exclusive` — write only if absent (``If-None-Match: *`` on S3; a hard
   link without overwrite locally): what binds an output prefix to its parameters when two
   runs race.
@@ -34,7 +35,7 @@ import re
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -149,6 +150,24 @@ def write_whole(loc: Location, data: bytes, *, sync: bool = True) -> None:
         write_bytes_atomic(loc, data, sync=sync)
         return
     loc.fs.pipe_file(loc.path, data)
+
+
+def write_wholes(files: Sequence[tuple[Location, bytes]]) -> None:
+    """Write each ``(location, data)`` as :func:`write_whole` does, all on one filesystem.
+
+    Locally the files are made durable together, then renamed into place in the order given
+    (``daskmic.io.atomic.write_all_atomic``): one round of fsyncs for all, not one each;
+    on an object store the objects go concurrently, one PUT each.
+    """
+    if not files:
+        return
+    first = files[0][0]
+    if isinstance(first, Path):  # local
+        from daskmic.io.atomic import write_all_atomic
+
+        write_all_atomic([(loc, data) for loc, data in files if isinstance(loc, Path)])
+        return
+    first.fs.pipe({loc.path: data for loc, data in files if not isinstance(loc, Path)})
 
 
 def create_exclusive(loc: Location, data: bytes) -> bool:

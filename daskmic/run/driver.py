@@ -12,10 +12,10 @@ import math
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractContextManager, ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from importlib import import_module
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from daskmic.io.storage import Location, list_files, location
 from daskmic.run.config import RunConfig
@@ -32,8 +32,16 @@ if TYPE_CHECKING:
 
 IN_PROCESS_MAX: Final = 16
 """A local run of at most this many micrographs to do, with no cluster sizing asked for, runs
-on threads of the command's own process (:class:`daskmic.cluster.inprocess.InProcess`): a
-local cluster's start costs more than their compute."""
+on threads of the command's own process (:class:`daskmic.cluster.inprocess.InProcess`):
+nothing to start, and their kernels share the cores."""
+
+LOCAL_PROCESSES_MAX_PX: Final = 2**30
+"""A larger local run without sizing, of at most this many pixels to do (64 × 4096², a
+minute or two of two cores' work with the typical steps), runs on a pool of worker processes
+(:class:`daskmic.cluster.inprocess.LocalProcesses`): it starts for about 0.5 s of CPU where a
+local cluster costs 4.5 s, more than the compute of 2,000 128² micrographs. A larger run
+starts a cluster, whose start is then a few per cent of the run, for its dashboard and the
+workers' memory management."""
 
 SIZING: Final = ("workers", "threads_per_worker", "memory_limit")
 """Cluster options that ask for a cluster of a given shape (never replaced by threads)."""
@@ -217,9 +225,9 @@ def run_batch(
         Steps and options.
     client : distributed.Client, optional
         Where to run. By default a cluster is started with :func:`daskmic.connect` for the
-        micrographs not done yet (none when every one is), or, for a local run of at most
-        ``IN_PROCESS_MAX`` (16) of them without sizing options, they run on this process's
-        threads (see ``daskmic.run.driver.runner``).
+        micrographs not done yet (none when every one is), or, for a local run without
+        sizing options, they run on this process's threads or a pool of local processes
+        when the work is small (see ``daskmic.run.driver.where_to_run``).
     overwrite : bool
         Restart a folder that holds a run made with other parameters.
     limit : int, optional
@@ -264,12 +272,14 @@ def run_batch(
     with ExitStack() as started:
 
         def warm(sources: list[Source]) -> None:
-            """Start a new folder's cluster now: its workers start while the driver binds."""
+            """Start a new folder's workers now: they start while the driver binds."""
             nonlocal client
             fresh = not list_files(OutputLayout(out).records)
-            small = runs_in_process(len(sources), cluster, cluster_options)
-            if client is None and fresh and not small:
-                client = started.enter_context(_cluster(cluster, cluster_options))
+            where = where_to_run(sources, cluster, cluster_options)
+            if client is None and fresh and where != "threads":
+                client = started.enter_context(
+                    _started(where, len(sources), cluster, cluster_options)
+                )
 
         out = location(out_dir, config.storage_options)
         sources, digest = prepare(
@@ -294,49 +304,76 @@ def run_batch(
         )
 
 
-def runs_in_process(pending: int, cluster: str, cluster_options: dict[str, Any]) -> bool:
-    """Whether a run of ``pending`` micrographs runs on this process's threads, not a cluster.
+def where_to_run(
+    pending: list[Source], cluster: str, cluster_options: dict[str, Any]
+) -> Literal["threads", "processes", "cluster"]:
+    """Where a run of the ``pending`` micrographs goes when no client is given.
 
-    Only a local run of at most :data:`IN_PROCESS_MAX` micrographs with no :data:`SIZING`
-    option given: a cluster asked for by address, kind or shape is always started.
+    A cluster asked for by address, kind or shape (a :data:`SIZING` option) is always
+    started. A local run without sizing goes by its work: at most :data:`IN_PROCESS_MAX`
+    micrographs on this process's threads, at most :data:`LOCAL_PROCESSES_MAX_PX` pixels on a
+    pool of local processes, more on a local cluster.
     """
     sized = any(cluster_options.get(name) is not None for name in SIZING)
-    return cluster.strip() == "local" and not sized and pending <= IN_PROCESS_MAX
+    if cluster.strip() != "local" or sized:
+        return "cluster"
+    if len(pending) <= IN_PROCESS_MAX:
+        return "threads"
+    if sum(math.prod(s.shape) for s in pending if s.shape is not None) <= LOCAL_PROCESSES_MAX_PX:
+        return "processes"
+    return "cluster"
 
 
 @contextmanager
 def runner(
-    client: Client | None, pending: int, cluster: str, cluster_options: dict[str, Any]
+    client: Client | None,
+    pending: list[Source],
+    cluster: str,
+    cluster_options: dict[str, Any],
 ) -> Iterator[Any]:
-    """Where ``pending`` micrographs run: ``client``, this process's threads or a new cluster.
+    """Where ``pending`` runs: ``client``, or as :func:`where_to_run` says.
 
     A cluster started here returns as soon as its scheduler is up (its workers join as they
-    start, while the driver submits) and is closed on exit.
+    start, while the driver submits); what is started here is closed on exit.
     """
     if client is not None:
         yield client
-    elif runs_in_process(pending, cluster, cluster_options):
-        from daskmic.cluster.inprocess import InProcess
-
-        with InProcess() as threads:
-            if not cluster_options.get("quiet"):
-                print(
-                    f"daskmic: {pending} micrographs on {threads.threads} threads of this "
-                    "process (a small set: no cluster, no dashboard)",
-                    file=sys.stderr,
-                    flush=True,
-                )
-            yield threads
-    else:
-        with _cluster(cluster, cluster_options) as started:
-            yield started
+        return
+    where = where_to_run(pending, cluster, cluster_options)
+    with _started(where, len(pending), cluster, cluster_options) as started:
+        yield started
 
 
-def _cluster(cluster: str, cluster_options: dict[str, Any]) -> AbstractContextManager[Client]:
-    """A cluster started for a run: returns once its scheduler is up, its workers join."""
-    from daskmic.cluster.client import connect  # distributed: only when a cluster is wanted
+@contextmanager
+def _started(
+    where: Literal["threads", "processes", "cluster"],
+    pending: int,
+    cluster: str,
+    cluster_options: dict[str, Any],
+) -> Iterator[Any]:
+    """Start where a run goes (:func:`where_to_run`), without waiting for its workers.
 
-    return connect(cluster, **{"wait": False, **cluster_options})
+    A cluster returns once its scheduler is up and its workers join as they start; a pool of
+    local processes starts its workers in the background. Closed on exit.
+    """
+    if where == "cluster":
+        from daskmic.cluster.client import connect  # distributed: only when a cluster is wanted
+
+        with connect(cluster, **{"wait": False, **cluster_options}) as client:
+            yield client
+        return
+    from daskmic.cluster.inprocess import InProcess, LocalProcesses
+
+    with InProcess() if where == "threads" else LocalProcesses() as local:
+        local.start()
+        if not cluster_options.get("quiet"):
+            print(
+                f"daskmic: {pending} micrographs on {local.threads} {where} of this machine "
+                "(no cluster, no dashboard)",
+                file=sys.stderr,
+                flush=True,
+            )
+        yield local
 
 
 def execute(
@@ -377,7 +414,7 @@ def execute(
         live.received(len(sources))
         options["on_publish"] = live.update
     if pending:
-        with runner(client, len(pending), cluster, cluster_options) as where:
+        with runner(client, pending, cluster, cluster_options) as where:
             process_sources(where, pending, out_dir, config, digest, **options)
     from daskmic.run.publish import publish
 

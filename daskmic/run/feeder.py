@@ -5,11 +5,11 @@ one queued when it finishes one), holds the other micrographs as paths, never pi
 rebuilds the tables after every ``batch_size`` completions while the workers go on. A task is
 one micrograph, or a group of small ones (:func:`group_size`): scheduling a task costs the
 driver, the scheduler and a worker about a millisecond each, more than a 128² micrograph's
-compute, so small micrographs travel in groups of up to :data:`GROUP_PX` pixels; each still
-runs the unit alone (one bad micrograph fails alone) and gets its own record. A rebuild
-rereads every record, so its cost grows with the set; rebuilds are spaced so that they take at
-most :data:`PUBLISH_SHARE` of the driver's time, which keeps a session of thousands of
-micrographs streaming at the workers' pace. The batch
+compute, so small micrographs travel in groups of up to :data:`GROUP_PX` pixels
+(:func:`daskmic.run.unit.process_micrographs`); each still runs the unit alone (one bad
+micrograph fails alone) and gets its own record, the group's records made durable together.
+A rebuild is spaced so that rebuilds take at most :data:`PUBLISH_SHARE` of the driver's time,
+which keeps a session of thousands of micrographs streaming at the workers' pace. The batch
 driver (:func:`daskmic.run.driver.process_sources`) gives it a fixed list; streaming
 (:func:`daskmic.watch`) adds micrographs as they arrive, so the workers never wait for a batch
 to drain.
@@ -28,7 +28,7 @@ from typing import Any, Final
 from daskmic.cluster.threads import worker_threads
 from daskmic.io.storage import is_url, location
 from daskmic.run.config import RunConfig
-from daskmic.run.unit import Row, Source, process_micrograph
+from daskmic.run.unit import Row, Source, process_micrographs
 
 PUBLISH_SHARE: Final = 0.1
 """Largest share of the wall-clock time spent rebuilding tables before the last one."""
@@ -39,14 +39,6 @@ GROUP_PX: Final = 2**19
 THREADS_REFRESH_S: Final = 2.0
 """How long the feeder trusts its count of worker threads (asking the scheduler is a round
 trip; an adaptive cluster's workers come and go slowly)."""
-
-
-def process_group(sources: list[Source], config: RunConfig, out_dir: str, digest: str) -> list[Row]:
-    """Run the unit on each of ``sources`` in turn; their rows, in order.
-
-    The unit never raises for bad data, so one bad micrograph fails alone in its group.
-    """
-    return [process_micrograph(source, config, out_dir, digest) for source in sources]
 
 
 def group_size(shape: tuple[int, int] | None, queued: int, tasks: int) -> int:
@@ -150,7 +142,7 @@ class Feeder:
                 break
             group = self._next_group(capacity)
             future = self.client.submit(
-                process_group,
+                process_micrographs,
                 group,
                 self.config,
                 self.out_dir,

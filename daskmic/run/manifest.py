@@ -35,6 +35,7 @@ from daskmic.io.storage import (
     read_all,
     remove,
     write_whole,
+    write_wholes,
 )
 from daskmic.io.thumbnails import THUMBNAIL_DTYPE, decode_thumbnails, encode_thumbnail
 from daskmic.run.layout import OutputLayout
@@ -299,10 +300,24 @@ class Manifest:
         listed: kept as the record's ``input``, it lets a later run see that the file changed
         (see :func:`input_changed`).
         """
-        record: dict[str, Any] = {"hash": digest, "row": row}
-        if stamp is not None:
-            record["input"] = list(stamp)
-        write_whole(self.record_path(row["micrograph"]), canonical_json(record).encode())
+        self.write_records([(row, stamp)], digest)
+
+    def write_records(
+        self, rows: list[tuple[dict[str, Any], tuple[int, int | str] | None]], digest: str
+    ) -> None:
+        """Record each ``(row, stamp)`` as :meth:`write` does, made durable together, then
+        each in turn.
+
+        One round of fsyncs for all (:func:`daskmic.io.storage.write_wholes`): a group of small
+        micrographs pays for its records about what one record costs.
+        """
+        files = []
+        for row, stamp in rows:
+            record: dict[str, Any] = {"hash": digest, "row": row}
+            if stamp is not None:
+                record["input"] = list(stamp)
+            files.append((self.record_path(row["micrograph"]), canonical_json(record).encode()))
+        write_wholes(files)
 
     def write_thumbnail(self, micrograph: str, thumbnail: np.ndarray) -> None:
         """Store a micrograph's thumbnail once, as 8-bit grey levels and their mapping.

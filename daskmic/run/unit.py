@@ -157,15 +157,20 @@ def _decision(row: Row, params: TiltParams) -> Row:
     return {"accepted": bool(accepted), "tilt_status": str(status), "discard_reason": str(reason)}
 
 
-def process_micrograph(
-    source: Source, config: RunConfig, out_dir: str | Location, digest: str
-) -> Row:
-    """Process one micrograph end to end and record it; never raises for bad data.
+def process_micrographs(
+    sources: list[Source], config: RunConfig, out_dir: str | Location, digest: str
+) -> list[Row]:
+    """Process each of ``sources`` end to end, then record them; never raises for bad data.
+
+    Each micrograph runs alone (one bad micrograph fails alone, with its reason in its row).
+    The done-records go last, after every output of the group, and are made durable together
+    (:meth:`daskmic.run.manifest.Manifest.write_records`: one round of fsyncs, not one per
+    micrograph); a micrograph already done with ``digest`` from the same file keeps its record.
 
     Parameters
     ----------
-    source : Source
-        The micrograph to process.
+    sources : list of Source
+        The micrographs to process.
     config : RunConfig
         The run's steps and options.
     out_dir : str or Location
@@ -175,17 +180,37 @@ def process_micrograph(
 
     Returns
     -------
-    dict
-        The micrograph's row: ``micrograph, path, status, error``, the pixel size, output
-        paths and the tilt statistics. ``status`` is ``"failed"`` with a reason in ``error``
-        when anything about this micrograph is wrong.
+    list of dict
+        Each micrograph's row, in order: ``micrograph, path, status, error``, the pixel size,
+        output paths and the tilt statistics. ``status`` is ``"failed"`` with a reason in
+        ``error`` when anything about that micrograph is wrong.
     """
     out = OutputLayout(out_dir, config.storage_options)
     manifest = Manifest(out.root)
-    if manifest.is_done(source.micrograph, digest, source.path, source.stamp):
-        record = manifest.read(source.micrograph)
-        if record is not None:  # else removed since (watch forgets renamed micrographs)
-            return record["row"]
+    rows: list[Row] = []
+    made: list[tuple[Row, tuple[int, int | str] | None]] = []
+    for source in sources:
+        if manifest.is_done(source.micrograph, digest, source.path, source.stamp):
+            record = manifest.read(source.micrograph)
+            if record is not None:  # else removed since (watch forgets renamed micrographs)
+                rows.append(record["row"])
+                continue
+        row = _process(source, config, out)
+        rows.append(row)
+        made.append((row, source.stamp))
+    manifest.write_records(made, digest)
+    return rows
+
+
+def process_micrograph(
+    source: Source, config: RunConfig, out_dir: str | Location, digest: str
+) -> Row:
+    """:func:`process_micrographs` for one micrograph: its row."""
+    return process_micrographs([source], config, out_dir, digest)[0]
+
+
+def _process(source: Source, config: RunConfig, out: OutputLayout) -> Row:
+    """One micrograph's steps and outputs; its row (``status`` failed with the reason)."""
     row: Row = {
         "micrograph": source.micrograph,
         "path": source.path,
@@ -218,5 +243,4 @@ def process_micrograph(
         row.update(status="failed", error=message)
         if config.tilt is not None:
             row.update(tilt_status="failed", accepted=False)
-    manifest.write(row, digest, stamp=source.stamp)
     return row

@@ -24,7 +24,10 @@ Method
    else 256 px), mean-subtracted and Hann-tapered; each periodogram is averaged in 24 angular
    sectors × bins of ``s = k²`` (1/Å², where the Thon rings are periodic with period
    ``1/(λΔf)`` and every bin holds the same number of pixels), up to ``resolution_A``
-   (``daskmic.tilt.angle_spectra``).
+   (``daskmic.tilt.angle_spectra``). The pixels within one frequency sample of either axis
+   are left out: a gain reference's per-row (per-column) errors put a line there, the same
+   in every tile of a row of tiles, whose random profile reads as rings in one sector and
+   moves that row's defocus readings together (a flat frame read 0.63°, 0.28° without).
 2. **Ring correlation.** A profile ``P(s)`` is flattened to ``P̃ = P / box(P) - 1`` (``box``
    one ring period wide) and compared with ``sin² χ(s, Δf)``,
    ``χ = πλΔf s - (π/2) C_s λ³ s² + asin(w)``, on a 10 Å grid of ``Δf``, by a *weighted*
@@ -43,7 +46,13 @@ Method
    specimen's regions its peak z-score (step 8) if it is an inlier of the final plane, else
    0, and its score, the mean support. Tiles whose rings are visible have z ≳ 2; when the
    score falls below 2 the other bands are tried too (each from its own start: it costs
-   0.1–0.25 s of CPU per band at 4092 × 5760), and the one of highest score wins. A start whose
+   0.1–0.25 s of CPU per band at 4092 × 5760), and the one of highest score wins — among
+   the planes whose inliers do not scatter about them as readings of noise would (step 7's
+   window test); such a plane wins only when every start's does, and is no rival to one
+   that holds its tiles. (Noise readings fill the ± 800 Å window, and with 40–300 tiles
+   some clear ``z`` ≥ 1.5 by chance: an untilted 2048² frame at 2 µm whose first start
+   scored 1.99 lost to a start at 0.54 µm scoring 2.14 with its readings scattered by
+   441 Å, and read 29.5° at 0.77 µm.) A start whose
    fitted plane leaves its defocus grid (``start ± half-diagonal · tan(search_max_tilt)``)
    could not represent it and scores 0. When the first start fails the signal check of
    step 8, another start's answer is taken only if its score reaches 2 (clear rings; on
@@ -383,12 +392,16 @@ def estimate_tilt(
         fits.append(_fit_from(prof, start, regions, optics, (0.5 * lo, span), max_astigmatism_A))
         if fits[0].score >= _CONFIDENT_SCORE:
             break
-    best = max(fits, key=lambda fit: fit.score)  # the first of equals: the best global match
+    best = _best_start(fits)
     weak = _weak_signal(fits[0])
     if weak and best.score < _CONFIDENT_SCORE:  # more starts find more noise that fits
         return _low_signal(prof, f"{weak}; no other starting defocus shows clear rings either")
     best = best if best.score > 0 else fits[0]
-    rivals = [f for f in fits if f is not best and f.plane and _is_rival(best, f)]
+    rivals = [
+        f
+        for f in fits
+        if f is not best and f.plane and _is_rival(best, f) and f.noise_like <= best.noise_like
+    ]
     return _result(prof, best, rivals, regions)
 
 
@@ -405,6 +418,23 @@ class _Fit:
     @property
     def score(self) -> float:
         return float(self.support.mean()) if len(self.support) else 0.0
+
+    @property
+    def noise_like(self) -> bool:
+        """Whether the inliers scatter about the plane as readings of noise would (step 7)."""
+        if self.plane is None:
+            return True
+        residuals = self.plane.residuals[self.plane.inliers]
+        return _window_bound(float(np.sqrt(np.mean(residuals**2))))
+
+
+def _best_start(fits: list[_Fit]) -> _Fit:
+    """The start of highest score among those whose planes hold their tiles (step 3).
+
+    A plane whose inliers scatter about it as readings of noise would wins only when every
+    start's does; the first of equals is the best global match.
+    """
+    return max(fits, key=lambda fit: (not fit.noise_like, fit.score))
 
 
 def _is_rival(best: _Fit, other: _Fit) -> bool:

@@ -3,7 +3,8 @@
 import numpy as np
 
 from daskmic.datasets import synthesize_micrograph
-from daskmic.tilt.angle import _Fit, _is_rival, _s_edges
+from daskmic.tilt.angle import _best_start, _Fit, _is_rival, _s_edges
+from daskmic.tilt.angle_fit import robust_plane
 from daskmic.tilt.angle_spectra import sector_profiles
 from daskmic.tilt.angle_steps import defocus_candidates
 from daskmic.tilt.ctf import Optics
@@ -42,3 +43,20 @@ def test_a_start_is_a_rival_unless_the_tiles_clearly_prefer_the_winner():
     worse = best.support * (np.arange(n) % 2)
     assert not _is_rival(best, _fit(worse))
     assert best.score == best.support.mean()
+
+
+def test_a_plane_of_noise_readings_loses_to_a_plane_that_holds_its_tiles():
+    """Step 3: readings spread over the ± 800 Å window lose even with the higher score."""
+    rng = np.random.default_rng(1)
+    ys, xs = np.mgrid[-3:4, -4:5] * 800.0
+    xy = np.column_stack([xs.ravel(), ys.ravel()])
+    labels = np.zeros(len(xy), np.int64)
+    flat = 20000.0 + rng.normal(0.0, 30.0, len(xy))  # a plane read with 30 Å of noise
+    noise = 7000.0 + rng.uniform(-800.0, 800.0, len(xy))  # rms 800/√3 = 462 Å
+    held = _Fit(robust_plane(xy, flat, labels), flat, flat, (0.0, 0.0), np.full(len(xy), 2.0))
+    loose = _Fit(robust_plane(xy, noise, labels), noise, noise, (0.0, 0.0), np.full(len(xy), 2.2))
+    assert loose.noise_like and not held.noise_like
+    assert _best_start([loose, held]) is held
+    assert _best_start([held, loose]) is held
+    other = _Fit(held.plane, flat, flat, (0.0, 0.0), np.full(len(xy), 2.1))
+    assert _best_start([held, other]) is other  # both hold their tiles: the higher score
