@@ -58,7 +58,9 @@ NOTES = [
     "--no-report --no-dashboard` (MRC files, tables, zarr table and thumbnails) at several set "
     "sizes against "
     "the floor on the same files: end to end, CPU time of the command and its workers, a rerun "
-    "of the finished set, one full table rebuild, the driver's peak memory, and the time per "
+    "of the finished set, one full rebuild of the tables, Scipion sets and zarr store, the "
+    "next publish once 16 more micrographs are recorded (time per publish, against that "
+    "rebuild), the driver's peak memory, and the time per "
     "micrograph relative to the smallest set (1 = linear growth); the fixed start-up is one "
     "1024² micrograph with the typical settings (benchmarks/overhead_bench.py; the 100k set "
     "only with DASKMIC_BENCH_HUGE=1).",

@@ -33,12 +33,14 @@ EXPECTED = {
     ("scaling", "local cluster 2 workers x 1 thread"): 1,
     ("live", "table rebuild (publish)"): 3,
     ("live", "live page update"): 3,
-    # two set sizes and the start-up; per size: CPU, rerun, rebuild, memory, growth
+    # two set sizes and the start-up; per size: CPU, rerun, rebuild, publish, memory, growth
     ("overhead", "daskmic CLI, end to end"): 3,
     ("overhead", "floor (rfft2+irfft2, 2 procs)"): 3,
     ("overhead", "daskmic CLI, CPU time"): 2,
     ("overhead", "rerun of the finished set"): 2,
     ("overhead", "one full rebuild (publish)"): 2,
+    ("overhead", "publish after 16 new micrographs"): 2,
+    ("overhead", "publish after 16 new micrographs, CPU time"): 2,
     ("overhead", "driver peak memory"): 2,
     ("overhead", "per micrograph, end to end"): 2,
     ("overhead", "daskmic CLI, its record written after"): 1,

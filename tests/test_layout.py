@@ -12,7 +12,7 @@ from daskmic.io.mrc_write import write_mrc
 from daskmic.preprocessing.params import PreprocessParams
 from daskmic.report.page import write_report
 from daskmic.run.config import RunConfig
-from daskmic.run.layout import OutputLayout
+from daskmic.run.layout import SET_NAMES, OutputLayout
 from daskmic.tilt.params import TiltParams
 
 SHAPE = (512, 512)
@@ -46,7 +46,7 @@ def _named(layout: OutputLayout, names: list[str]) -> set[str]:
         if path not in (*layout.store_images(n), layout.defocus_map(n))  # in the store; --angle
     ]
     tables = [*layout.tables(), layout.report, layout.zarr, layout.parameters, layout.optics]
-    tables += [layout.published, layout.headers]
+    tables += [layout.published, layout.headers, *(layout.live_set(k) for k in SET_NAMES)]
     return {str(p.relative_to(layout.root)) for p in per_micrograph + tables}
 
 

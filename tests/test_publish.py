@@ -70,6 +70,7 @@ def _unpublish(out: Path) -> None:
     """Remove what publishing made (tables, the store's table and metadata), keep the rest."""
     for name in OutputLayout(out).tables():
         name.unlink(missing_ok=True)
+    shutil.rmtree(OutputLayout(out).live_sets, ignore_errors=True)  # the live Scipion sets
     store = OutputLayout(out).zarr
     for entry in store.iterdir():
         if entry.name not in ("micrographs", "psd"):
@@ -138,6 +139,42 @@ def test_a_new_process_publishes_only_what_changed_since(run):
     _unpublish(out)
     daskmic.run.publish._PUBLISHERS.clear()
     publish(out, CONFIG)
+    assert _snapshot(out) == resumed
+
+
+def _items_stored(out: Path) -> dict[str, int]:
+    """By Scipion set, the items its last publish in this process stored (made and inserted)."""
+    (publisher,) = daskmic.run.publish._PUBLISHERS.values()
+    sets = publisher._tables._sets  # the live databases (daskmic.io.live_set), by kind
+    return {kind: live.written for kind, live in sets.items()}
+
+
+def test_scipion_sets_store_only_what_changed(run):
+    out, sources, digest = run
+    raw = Path(sources[2].path)
+    good = raw.read_bytes()
+    raw.write_bytes(good[:4096])  # truncated: mic_002 fails
+    failed = process_micrograph(sources[2], CONFIG, str(out), digest)
+    assert failed["status"] == "failed"
+    _process(out, sources, digest, [0, 1, 4])
+    publish(out, CONFIG, stream_open=True)
+    assert _items_stored(out)["micrographs"] == 3
+
+    raw.write_bytes(good)  # mic_002 retried: before mic_004, whose id moves; mic_005 after
+    _process(out, sources, digest, [2, 5])
+    publish(out, CONFIG, stream_open=True)
+    assert _items_stored(out)["micrographs"] == 3
+
+    daskmic.run.publish._PUBLISHERS.clear()  # a new process takes the live sets over
+    _process(out, sources, digest, [7])
+    publish(out, CONFIG)
+    assert _items_stored(out)["micrographs"] == 1
+    resumed = _snapshot(out)
+
+    _unpublish(out)
+    daskmic.run.publish._PUBLISHERS.clear()
+    publish(out, CONFIG)  # one publish of every record, the sets made from nothing
+    assert _items_stored(out)["micrographs"] == 6
     assert _snapshot(out) == resumed
 
 

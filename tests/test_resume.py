@@ -97,7 +97,7 @@ def snapshot(out: Path) -> dict[str, object]:
     internal = (layout.published, layout.headers)
     for path in sorted(p for p in out.rglob("*") if p.is_file()):
         relative = path.relative_to(out).as_posix()
-        if path in internal:
+        if path in internal or path.parent == layout.live_sets:  # the sets' live databases
             continue
         if relative.startswith("micrographs.zarr/"):
             files[relative] = "zarr file"  # listed; compared as arrays below

@@ -1,11 +1,13 @@
 """Remembered rows of a table that is rewritten whole: only new or changed rows are formatted.
 
-A table file (CSV, STAR, ``.xmd``, a Scipion set) is written whole at every publish, sorted by
-micrograph name, but each row's formatted text (or sqlite values) depends only on that row and
-on the table's columns. :class:`RowCache` keeps each row's text by a key (the micrograph) and a
-version (what identifies the row's content: its record file's stamp, its optics group), so a
-writer formats the rows whose version changed and takes the others as they were; matching the
-rows is vectorised (a hash index), so the cost besides the new rows is a join.
+A table file (CSV, STAR, ``.xmd``) is written whole at every publish, sorted by micrograph
+name, but each row's formatted text depends only on that row and on the table's columns.
+:class:`RowCache` keeps each row's text by a key (the micrograph) and a version (what
+identifies the row's content: its record file's stamp, its optics group), so a writer formats
+the rows whose version changed and takes the others as they were. Matching the rows is
+vectorised: a comparison when the rows only grew (or shrank) at the end, a join otherwise, so
+the cost besides the new rows is that and the file's bytes. The Scipion sets keep their rows
+in a live database instead (:mod:`daskmic.io.live_set`), with the same matching.
 """
 
 from __future__ import annotations
@@ -32,8 +34,14 @@ class RowCache:
 
     schema: Hashable = None
     keys: pd.Index = field(default_factory=lambda: pd.Index([], dtype=object))
+    """The rows' keys, in the order of :attr:`values` (an object index)."""
     versions: list[np.ndarray] = field(default_factory=list)
     values: np.ndarray = field(default_factory=lambda: objects([]))
+
+    def clear(self) -> None:
+        """Forget every row."""
+        self.schema, self.keys = None, pd.Index([], dtype=object)
+        self.versions, self.values = [], objects([])
 
 
 @dataclass(frozen=True)
@@ -74,38 +82,51 @@ def formatted(
     """
     if rows is None:
         return make(list(range(count)))
-    if len(rows.keys) != count or any(len(v) != count for v in rows.versions):
-        raise ValueError(f"rows name {len(rows.keys)} keys for a table of {count} rows")
-    cache = rows.cache
-    same = cache.schema == schema and len(cache.versions) == len(rows.versions)
-    known = cache if same else RowCache()
-    keys = pd.Index(rows.keys)
-    values, positions = objects([None] * count), list(range(count))
-    if len(known.keys):
-        where = known.keys.get_indexer(keys)
-        stale = where < 0
-        if rows.versions:
-            stale |= pd.isna(rows.versions[0])
-        for old, new in zip(known.versions, rows.versions, strict=True):
-            stale |= np.asarray(old[where] != new, dtype=bool)
-        values, positions = known.values[where], np.flatnonzero(stale).tolist()
-    return _remember(cache, schema, rows, keys, values, positions, make)
-
-def _remember(
-    cache: RowCache,
-    schema: Hashable,
-    rows: Rows,
-    keys: pd.Index,
-    values: np.ndarray,
-    positions: list[int],
-    make: Callable[[list[int]], list[Any]],
-) -> list[Any]:
-    """``values`` with those at ``positions`` made, remembered in ``cache``."""
+    values, positions = known(rows, schema, count)
     if positions:
         made = make(positions)
         if len(made) != len(positions):
             raise ValueError(f"{len(made)} rows formatted for {len(positions)} asked")
         values[positions] = objects(made)
-    cache.schema, cache.keys, cache.values = schema, keys, values
-    cache.versions = list(rows.versions)
+    remember(rows, schema, values)
     return values.tolist()
+
+
+def known(rows: Rows, schema: Hashable, count: int) -> tuple[np.ndarray, list[int]]:
+    """The remembered values of ``count`` rows (None where there are none) and the positions
+    of the rows to make: new, changed (another version), unstamped, or all of them when the
+    ``schema`` is not the remembered one (:func:`formatted`)."""
+    if len(rows.keys) != count or any(len(v) != count for v in rows.versions):
+        raise ValueError(f"rows name {len(rows.keys)} keys for a table of {count} rows")
+    cache = rows.cache
+    same = cache.schema == schema and len(cache.versions) == len(rows.versions)
+    if not same or not len(cache.keys):
+        return objects([None] * count), list(range(count))
+    where = positions(rows.keys, cache.keys)
+    stale = where < 0
+    if rows.versions:
+        stale |= pd.isna(rows.versions[0])
+    for old, new in zip(cache.versions, rows.versions, strict=True):
+        stale |= np.asarray(old[where] != new, dtype=bool)
+    return cache.values[where], np.flatnonzero(stale).tolist()
+
+
+def remember(rows: Rows, schema: Hashable, values: np.ndarray) -> None:
+    """Keep ``values`` (every row's, in table order) as the rows of ``rows.cache``."""
+    cache = rows.cache
+    cache.schema, cache.keys, cache.values = schema, pd.Index(rows.keys, dtype=object), values
+    cache.versions = list(rows.versions)
+
+
+def positions(keys: np.ndarray | pd.Index, among: np.ndarray | pd.Index) -> np.ndarray:
+    """Each of ``keys``' position in ``among`` (-1 where absent); the keys of each unique.
+
+    Linear, without hashing, when one begins with the other: rows appended or removed at the
+    end, or none moved (a stream's publishes); a join otherwise.
+    """
+    mine, theirs = np.asarray(keys, dtype=object), np.asarray(among, dtype=object)
+    common = min(len(mine), len(theirs))
+    if np.array_equal(mine[:common], theirs[:common]):
+        return np.concatenate([np.arange(common), np.full(len(mine) - common, -1)])
+    index: pd.Index = pd.Index(theirs, dtype="object")
+    return index.get_indexer(pd.Index(mine, dtype="object"))

@@ -7,13 +7,13 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Mapping
-from contextlib import closing
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from daskmic.io.row_cache import Rows, formatted
+from daskmic.io.live_set import LiveSet
+from daskmic.io.row_cache import Rows
 from daskmic.io.scipion import (
     ACQUISITION,
     IMAGE_SCHEMA,
@@ -25,7 +25,6 @@ from daskmic.io.scipion import (
 from daskmic.io.storage import Location, location, write_whole
 
 _SQL_TYPES = {"Integer": "INTEGER", "Float": "REAL", "Boolean": "INTEGER"}
-_BASIC_COLUMNS = ("id", "enabled", "label", "comment", "creation")
 
 
 def _class_of(label: str, values: pd.Series, schema: Mapping[str, str]) -> str:
@@ -88,6 +87,7 @@ def write_set(
     dims: tuple[int, int] | None = None,
     creation: list[str] | None = None,
     rows: Rows | None = None,
+    live: LiveSet | None = None,
 ) -> None:
     """Write a ``SetOfMicrographs`` file that pwem reads, atomically.
 
@@ -108,8 +108,11 @@ def write_set(
     creation : list of str, optional
         Per item, its creation time (``YYYY-MM-DD HH:MM:SS``).
     rows : Rows, optional
-        The items' rows already converted (:mod:`daskmic.io.row_cache`): only the others are
-        converted; the file is the same. A row's version need not cover its ``id``.
+        The items' keys and versions (:mod:`daskmic.io.row_cache`), with ``live``.
+    live : LiveSet, optional
+        The set's database as last written (:mod:`daskmic.io.live_set`): only the items new,
+        changed (another version) or moved (another ``id``) since are converted and stored;
+        the file is the same as a whole write's. Without it the set is written whole.
     """
     if "id" not in items.columns:
         raise ValueError("items must have a unique 'id' column")
@@ -122,6 +125,7 @@ def write_set(
         stream_open=stream_open,
         dims=dims,
         rows=rows,
+        live=live,
     )
 
 
@@ -134,12 +138,14 @@ def write_set_rows(
     stream_open: bool,
     dims: tuple[int, int] | None = None,
     rows: Rows | None = None,
+    live: LiveSet | None = None,
 ) -> None:
-    """:func:`write_set` of items made only for the rows ``rows`` lacks.
+    """:func:`write_set` of items made only for the rows ``live`` lacks.
 
     ``ids`` are every item's id; ``items_at(positions)`` gives those items as
     :func:`write_set` takes them (their column types those of every item), and
-    ``creation_at(positions)`` their creation times.
+    ``creation_at(positions)`` their creation times. ``rows`` (keys and versions) and
+    ``live`` as :func:`write_set` takes them.
     """
     if pd.Series(ids).duplicated().any():
         raise ValueError("items must have a unique 'id' column")
@@ -156,22 +162,23 @@ def write_set_rows(
             )
         ]
 
-    values = formatted(rows, tuple(kinds.items()), len(ids), make)
-    objects = [(i, *rest) for i, rest in zip(ids.tolist(), values, strict=True)]
-    insert_class = "INSERT INTO Classes (label_property, column_name, class_name) VALUES (?, ?, ?)"
-    with closing(sqlite3.connect(":memory:")) as db:  # built apart, then written whole
+    def create(db: sqlite3.Connection) -> None:
         _create_tables(db, kinds, columns)
-        db.executemany(
-            "INSERT INTO Properties (key, value) VALUES (?, ?)",
-            list(_properties(first, len(ids), stream_open, dims).items()),
-        )
         db.execute(insert_class, ("self", "c00", "Micrograph"))
         db.executemany(insert_class, [(k, columns[k], kind) for k, kind in kinds.items()])
-        marks = ", ".join("?" * (len(_BASIC_COLUMNS) + len(kinds)))
-        db.executemany(f"INSERT INTO Objects VALUES ({marks})", objects)
-        db.commit()
-        data = db.serialize()
+
+    insert_class = "INSERT INTO Classes (label_property, column_name, class_name) VALUES (?, ?, ?)"
+    properties = list(_properties(first, len(ids), stream_open, dims).items())
+    target = live if live is not None and rows is not None else LiveSet()  # whole: in memory
+    whole = target is not live
+    try:
+        schema = repr((target.context, tuple(kinds.items())))
+        data = target.write(schema, create, ids, rows, make, properties)
+    finally:
+        if whole:
+            target.close()
     write_whole(location(path), data, sync=False)  # derived from the records: no fsync
+
 
 def _classes(labels: list[str], items: pd.DataFrame) -> dict[str, str]:
     """Each attribute's class, in the order pwem stores them (composites before parts)."""

@@ -15,7 +15,8 @@
       report.html                   the QC page
       .daskmic/                     the manifest: parameters.json, optics.json,
                                     records/<micrograph>.json, thumbnails/<micrograph>.u8
-                                    (8-bit grey levels) and .json (their mapping)
+                                    (8-bit grey levels) and .json (their mapping), sets/
+                                    (the Scipion sets' live databases)
 
 ``OUT`` may be a local folder or a URL prefix (``s3://bucket/run``): every path the layout
 gives is a :data:`daskmic.io.storage.Location` under its root, carrying the run's storage
@@ -218,6 +219,15 @@ class OutputLayout:
         """The input headers the last run read, with their files' stamps (JSON, a cache:
         :mod:`daskmic.run.sources`)."""
         return self.manifest / "headers.json"
+
+    @property
+    def live_sets(self) -> Location:
+        """The folder of the Scipion sets' live databases (:mod:`daskmic.io.live_set`)."""
+        return self.manifest / "sets"
+
+    def live_set(self, kind: str) -> Location:
+        """The live database of the Scipion set of ``kind`` (as :meth:`scipion_set`)."""
+        return self.live_sets / SET_NAMES[kind]
 
     @property
     def optics(self) -> Location:

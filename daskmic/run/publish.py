@@ -20,7 +20,7 @@ from upath import UPath
 
 from daskmic.errors import UsageError
 from daskmic.io import write_results
-from daskmic.io.storage import Location, StorageOptions, location
+from daskmic.io.storage import Location, StorageOptions, is_local, location
 from daskmic.io.thumbnails import THUMBNAIL_DTYPE
 from daskmic.io.zarr_store import THUMBNAIL_MAPPING, ImageIndex, Thumbnails, thumbnail_chunk
 from daskmic.run.config import RunConfig
@@ -56,7 +56,8 @@ class Publisher:
         self._stream_open: bool | None = None
         self._images = ImageIndex()
         self._mappings: dict[str, tuple[float, float, Location | bytes | None]] = {}
-        self._tables = RememberedRows(self._stamps)  # the tables' rows, by record stamp
+        layout = self.manifest.layout  # the live sets there when local, else in memory
+        self._tables = RememberedRows(self._stamps, layout if is_local(layout.root) else None)
 
     def _scan(self) -> set[str]:
         """Read the records written since the last scan; the micrographs whose row changed."""

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 import pandas as pd
 
+from daskmic.io.live_set import LiveSet
 from daskmic.io.readers import read_header
 from daskmic.io.row_cache import Rows
 from daskmic.io.scipion import ACQUISITION
@@ -119,9 +120,10 @@ def _write(
     dims: tuple[int, int] | None,
     stream_open: bool,
     rows: Rows | None,
+    live: LiveSet | None,
 ) -> None:
     """A set of ``table``'s rows, their items made (``make_items(rows, groups)``) only for
-    those ``rows`` lacks (:func:`daskmic.io.scipion_write.write_set_rows`)."""
+    those ``live`` lacks (:func:`daskmic.io.scipion_write.write_set_rows`)."""
     table = table.reset_index(drop=True)
     ids = _ids(table)
 
@@ -134,7 +136,7 @@ def _write(
         return _creation(written, table["micrograph"].iloc[positions])
 
     write_set_rows(
-        path, ids, items_at, creation_at, stream_open=stream_open, dims=dims, rows=rows
+        path, ids, items_at, creation_at, stream_open=stream_open, dims=dims, rows=rows, live=live
     )
 
 
@@ -167,11 +169,13 @@ def write_preprocess_set(
     *,
     stream_open: bool,
     rows: Rows | None = None,
+    live: LiveSet | None = None,
 ) -> None:
     """``micrographs.sqlite``: the preprocessed micrographs, at their output sampling.
 
-    ``rows`` (keyed by micrograph, versioned with its optics group) are the rows already
-    converted (:func:`daskmic.io.scipion_write.write_set_rows`): items are made for the others.
+    ``rows`` (keyed by micrograph, versioned by record and optics group) and ``live`` (the set
+    as last written, :mod:`daskmic.io.live_set`): only the items new, changed or moved since
+    are made (:func:`daskmic.io.scipion_write.write_set_rows`).
     """
     dims = None
     if len(done):
@@ -181,7 +185,7 @@ def write_preprocess_set(
         pixel_size_A = part["output_pixel_size_A"]
         return _items(part, part["output_path"], pixel_size_A, optics, part_groups)
 
-    _write(path, done, items, groups, written, dims, stream_open, rows)
+    _write(path, done, items, groups, written, dims, stream_open, rows, live)
 
 
 def write_tilt_set(
@@ -194,10 +198,11 @@ def write_tilt_set(
     *,
     stream_open: bool,
     rows: Rows | None = None,
+    live: LiveSet | None = None,
 ) -> None:
     """``accepted.sqlite`` or ``discarded.sqlite``: input micrographs with the tilt attributes.
 
-    ``rows`` as :func:`write_preprocess_set` takes them.
+    ``rows`` and ``live`` as :func:`write_preprocess_set` takes them.
     """
     part = part.assign(_set_name=names.to_numpy())
 
@@ -216,4 +221,4 @@ def write_tilt_set(
         return made
 
     dims = _dims(str(part["path"].iloc[0])) if len(part) else None
-    _write(path, part, items, groups, written, dims, stream_open, rows)
+    _write(path, part, items, groups, written, dims, stream_open, rows, live)

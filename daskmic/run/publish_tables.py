@@ -15,13 +15,16 @@ import functools
 import os
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from daskmic.errors import UsageError
 from daskmic.io import write_csv, write_star, write_xmd
-from daskmic.io.row_cache import RowCache, Rows, objects
+from daskmic.io.live_set import LiveSet
+from daskmic.io.row_cache import RowCache, Rows, objects, positions
 from daskmic.io.star import check_star_text
 from daskmic.io.storage import Location, is_url, write_whole
 from daskmic.io.tables import OPTICS_COLUMNS
@@ -72,16 +75,22 @@ class RememberedRows:
     """The rows of every table file as last formatted, for the next publish of one folder.
 
     ``stamps`` gives, by micrograph, what identifies its record's content (a new stamp: the
-    row changed); a micrograph without a stamp is always formatted again.
+    row changed); a micrograph without a stamp is always formatted again. The Scipion sets
+    are kept as live databases (:mod:`daskmic.io.live_set`) where ``layout`` puts them (a
+    local folder's ``.daskmic/sets``: a new process takes them over), or in memory when None.
     """
 
     stamps: Mapping[str, Hashable] = field(default_factory=dict)
+    layout: OutputLayout | None = None
     _caches: dict[str, tuple[Hashable, RowCache]] = field(default_factory=dict)
-    _by_name: pd.Series = field(default_factory=lambda: pd.Series(dtype=object))
+    _sets: dict[str, LiveSet] = field(default_factory=dict)
+    _names: np.ndarray = field(default_factory=lambda: objects([]))
+    _stamps: np.ndarray = field(default_factory=lambda: objects([]))
 
     def refresh(self) -> None:
-        """Take the stamps as they are now (once per publish)."""
-        self._by_name = pd.Series(objects(list(self.stamps.values())), index=list(self.stamps))
+        """Take the stamps as they are now (once per publish), in the tables' order."""
+        names = sorted(self.stamps)
+        self._names, self._stamps = objects(names), objects([self.stamps[n] for n in names])
 
     def rows(
         self, file: Location, names: pd.Series, context: Hashable, *derived: np.ndarray
@@ -94,8 +103,29 @@ class RememberedRows:
         if cache is None or known != context:
             cache = RowCache()
             self._caches[str(file)] = (context, cache)
+        return self._keyed(cache, names, derived)
+
+    def set_rows(
+        self, kind: str, names: pd.Series, context: Hashable, *derived: np.ndarray
+    ) -> tuple[LiveSet, Rows]:
+        """The live database of the Scipion set of ``kind`` and its rows, as :meth:`rows`."""
+        live = self._sets.get(kind)
+        if live is None:
+            stored = None if self.layout is None else self.layout.live_set(kind)
+            live = self._sets[kind] = LiveSet(stored if isinstance(stored, Path) else None)
+        live.context = repr((os.getcwd(), context))  # paths relative to the working directory
+        return live, self._keyed(live.cache, names, derived)
+
+    def close(self) -> None:
+        """Close the live databases (a run's last publish): they open again when needed."""
+        for live in self._sets.values():
+            live.close()
+
+    def _keyed(self, cache: RowCache, names: pd.Series, derived: tuple[np.ndarray, ...]) -> Rows:
         keys = names.to_numpy(dtype=object)
-        stamps = self._by_name.reindex(keys).to_numpy(dtype=object)
+        where = positions(keys, self._names)
+        stamps, found = objects([None] * len(keys)), where >= 0  # unstamped: made again
+        stamps[found] = self._stamps[where[found]]
         return Rows(cache, keys, [stamps, *derived])
 
 
@@ -109,6 +139,20 @@ def _rows(
     if remembered is None:
         return None
     return remembered.rows(file, names, context, *derived)
+
+
+def _set_rows(
+    remembered: RememberedRows | None,
+    kind: str,
+    names: pd.Series,
+    context: Hashable,
+    groups: np.ndarray,
+) -> dict[str, Any]:
+    """``live`` and ``rows`` for a Scipion set's writer (none: the set is written whole)."""
+    if remembered is None:
+        return {}
+    live, rows = remembered.set_rows(kind, names, context, groups)
+    return {"live": live, "rows": rows}
 
 
 def _context(optics: pd.DataFrame) -> Hashable:
@@ -232,9 +276,9 @@ def _publish_preprocess(
     optics, groups = _optics(done, manifest, config, True)
     _write_star(out.micrographs_star, done, done["output_path"], optics, groups, remembered)
     micrographs = out.scipion_set("micrographs")
-    rows = _rows(remembered, micrographs, done["micrograph"], _context(optics), groups)
+    live = _set_rows(remembered, "micrographs", done["micrograph"], _context(optics), groups)
     write_preprocess_set(
-        micrographs, done, optics, groups, written, stream_open=stream_open, rows=rows
+        micrographs, done, optics, groups, written, stream_open=stream_open, **live
     )
     write_xmd(
         out.micrographs_xmd,
@@ -276,10 +320,8 @@ def _publish_tilt(
         optics, groups = _optics(part, manifest, config, False)
         _write_star(out.split_star(status), part, names, optics, groups, remembered)
         file = out.scipion_set(status)
-        rows = _rows(remembered, file, part["micrograph"], _context(optics), groups)
-        write_tilt_set(
-            file, part, names, optics, groups, written, stream_open=stream_open, rows=rows
-        )
+        live = _set_rows(remembered, status, part["micrograph"], _context(optics), groups)
+        write_tilt_set(file, part, names, optics, groups, written, stream_open=stream_open, **live)
         text = "".join(f"{path}\n" for path in part["path"].tolist())
         write_whole(out.split_list(status), text.encode())
 
@@ -316,4 +358,6 @@ def write_tables(
         _publish_preprocess(out, table, written, manifest, config, stream_open, remembered)
     if config.tilt is not None:
         _publish_tilt(out, table, written, manifest, config, stream_open, remembered)
+    if remembered is not None and not stream_open:
+        remembered.close()  # the run's last publish: no database file left open
 

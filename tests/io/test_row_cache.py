@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 
 from daskmic.io import write_csv, write_star, write_xmd
-from daskmic.io.row_cache import RowCache, Rows, formatted, objects
+from daskmic.io.live_set import LiveSet
+from daskmic.io.row_cache import RowCache, Rows, formatted, objects, positions
 from daskmic.io.scipion_write import write_set
 from daskmic.run.optics_groups import optics_table
 
@@ -36,7 +37,12 @@ def _optics(table: pd.DataFrame) -> pd.DataFrame:
     return optics_table(table["rlnOpticsGroup"].to_numpy(dtype=float))[0]
 
 
-def _write_all(folder, table: pd.DataFrame, caches: dict[str, RowCache] | None, stamps) -> None:
+def _write_all(
+    folder, table: pd.DataFrame, caches: dict[str, RowCache] | None, stamps, live=None
+) -> None:
+    """The tables of ``table``; with ``caches`` (and the Scipion set's ``live`` database) only
+    their new or changed rows are formatted."""
+
     def rows(name: str) -> Rows | None:
         return None if caches is None else _rows(caches.setdefault(name, RowCache()), table, stamps)
 
@@ -53,19 +59,21 @@ def _write_all(folder, table: pd.DataFrame, caches: dict[str, RowCache] | None, 
         }
     )
     creation = [f"2026-01-0{1 + int(n[1:]) % 9} 00:00:00" for n in table["micrograph"]]
+    sqlite_rows = None if live is None else _rows(live.cache, table, stamps)
     write_set(
-        folder / "t.sqlite", items, stream_open=True, creation=creation, rows=rows("sqlite")
+        folder / "t.sqlite", items, stream_open=True, creation=creation, rows=sqlite_rows, live=live
     )
 
 
 def _files(folder) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+    return {p.name: p.read_bytes() for p in sorted(folder.glob("t.*"))}
 
 
 def test_rows_rewritten_with_what_changed_equal_a_whole_write(tmp_path):
     remembered, whole = tmp_path / "remembered", tmp_path / "whole"
     remembered.mkdir(), whole.mkdir()
     caches: dict[str, RowCache] = {}
+    live = LiveSet(remembered / "live.sqlite")
     stamps = {f"m{i}": 0 for i in range(8)}
     steps = [
         (["m1", "m4", "m6"], ""),
@@ -77,7 +85,7 @@ def test_rows_rewritten_with_what_changed_equal_a_whole_write(tmp_path):
         if changed:
             stamps[changed] += 1
         table = _table(names, stamps)
-        _write_all(remembered, table, caches, stamps)
+        _write_all(remembered, table, caches, stamps, live)
         _write_all(whole, table, None, stamps)
         assert _files(remembered) == _files(whole)
     assert b"bad\x1e\nrow" in (whole / "t.csv").read_bytes()
@@ -101,3 +109,17 @@ def test_only_new_changed_or_unstamped_rows_are_formatted():
     assert run(["a", "b", "c"], [1, 1, 2]) == ["a:1", "b:1", "c:2"] and asked == []
     assert run(["a", "b", "c"], [1, None, 2]) == ["a:1", "b:None", "c:2"] and asked == [[1]]
     assert run(["a", "c"], [1, 2], schema="other") == ["a:1", "c:2"] and asked[-1] == [0, 1]
+
+
+def test_positions_of_keys_appended_removed_or_moved():
+    among = ["a", "b", "c"]
+    cases = [
+        (["a", "b", "c", "d"], [0, 1, 2, -1]),  # appended: no join
+        (["a", "b"], [0, 1]),  # removed at the end
+        (["a", "x", "b", "c"], [0, -1, 1, 2]),  # one before others
+        (["c", "a"], [2, 0]),
+        ([], []),
+    ]
+    for keys, expected in cases:
+        assert positions(objects(keys), objects(among)).tolist() == expected
+    assert positions(objects(["a"]), objects([])).tolist() == [-1]
