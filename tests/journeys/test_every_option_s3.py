@@ -125,6 +125,8 @@ def _located(text: str, local: Path, url: str) -> str:
 def test_the_bucket_holds_what_the_local_folder_holds(runs, command):
     work, bucket, options, printed = runs
     remote, local = _objects(f"{bucket}/{command}", options), _files(work / "local" / command)
+    # the live Scipion sets are a local working database: on a bucket they live in memory
+    local = {key: data for key, data in local.items() if not key.startswith(".daskmic/sets/")}
     assert sorted(remote) == sorted(local)
     url, folder = f"{bucket}/{command}", work / "local" / command
     for key, data in local.items():
