@@ -183,7 +183,7 @@ from daskmic.tilt.angle_error import (
 from daskmic.tilt.angle_fit import PlaneFit, robust_plane
 from daskmic.tilt.angle_model import spectrum_model
 from daskmic.tilt.angle_regions import brightness_regions, mixed_tiles, other_region_fraction
-from daskmic.tilt.angle_spectra import SectorProfiles, sector_profiles
+from daskmic.tilt.angle_spectra import SectorProfiles, sector_profiles, threaded_map
 from daskmic.tilt.ctf import Optics, canonical_astigmatism
 
 ANGLE_COLUMNS = (
@@ -394,11 +394,12 @@ def estimate_tilt(
         image, pixel_size_A, prof.centers_A, prof.mean_counts, regions, prof.grid_shape, tile
     )
     regions[mixed_tiles(fraction, regions)] = -2  # rings from both regions
-    fits = []
-    for start, _ in candidates:
-        fits.append(_fit_from(prof, start, regions, optics, (0.5 * lo, span), max_astigmatism_A))
-        if fits[0].score >= _CONFIDENT_SCORE:
-            break
+    def fit(start: tuple[float, float]) -> _Fit:
+        return _fit_from(prof, start[0], regions, optics, (0.5 * lo, span), max_astigmatism_A)
+
+    fits = [fit(candidates[0])]
+    if fits[0].score < _CONFIDENT_SCORE:  # the other starts, on ``workers`` threads
+        fits += threaded_map(fit, candidates[1:], workers)
     best = _best_start(fits)
     weak = _weak_signal(fits[0])
     if weak and best.score < _CONFIDENT_SCORE:  # more starts find more noise that fits
@@ -471,7 +472,8 @@ def _fit_from(
     floor, span = limits_A
     step = steps.DEFOCUS_STEP_A
     grid = np.arange(max(start_A - span, floor), start_A + span + step, step)
-    curves = steps.tile_curves(prof.power.mean(axis=1), start_A, grid, prof, optics)
+    rings = steps.ring_table(prof, grid, optics)  # one table for the three correlations
+    curves = steps.tile_curves(prof.power.mean(axis=1), start_A, grid, prof, optics, rings=rings)
     plane = steps.initial_plane(curves, grid, prof, regions)
     astig_ab = (0.0, 0.0)
     for _ in range(2):
@@ -479,7 +481,9 @@ def _fit_from(
         model = spectrum_model(prof, predicted, optics, 0.5 * max_astigmatism_A)
         astig_ab = model.astig_ab_A
         profiles = steps.corrected_profiles(prof, predicted, astig_ab, optics, model.weights)
-        curves = steps.tile_curves(profiles, model.d_ref_A, grid, prof, optics, model.envelope)
+        curves = steps.tile_curves(
+            profiles, model.d_ref_A, grid, prof, optics, model.envelope, rings
+        )
         local, z_score = steps.local_defocus(curves, grid, predicted, _WINDOW_A)
         labels = np.where(z_score >= _TILE_Z, regions, -1)
         if (labels >= 0).sum() < 6:  # no rings near this plane: nothing to fit

@@ -44,14 +44,27 @@ def interp_matrix(s_invA2: np.ndarray, s_src: np.ndarray) -> scipy.sparse.csr_ma
     ``s_src`` has shape ``(n_rows, n_bins)``; applied to a profile block flattened row-major it
     returns ``Σ_r profile_r(s_src[r, b])`` by linear interpolation (0 outside the grid).
     """
-    n_rows, n = s_src.shape
+    return interp_matrices(s_invA2, s_src[None])[0]
+
+
+def interp_matrices(s_invA2: np.ndarray, s_src: np.ndarray) -> list[scipy.sparse.csr_matrix]:
+    """:func:`interp_matrix` of each ``(n_rows, n_bins)`` block of ``s_src`` (a stack of them).
+
+    The entries of all the maps are computed at once (element-wise: the same bits as one
+    block at a time); only the sparse matrices are made one by one.
+    """
+    n_maps, n_rows, n = s_src.shape
     left, frac, weight = interp_weights(s_invA2, s_src)
-    source = left + (np.arange(n_rows) * n)[:, None]
+    source = (left + (np.arange(n_rows) * n)[:, None]).swapaxes(1, 2)
     # output bin b holds, row after row, the pair (left, left + 1): its columns in order
-    columns = np.stack([source.T, source.T + 1], axis=-1).ravel()
-    values = np.stack([(weight * (1 - frac)).T, (weight * frac).T], axis=-1).ravel()
+    columns = np.stack([source, source + 1], axis=-1).reshape(n_maps, -1)
+    pairs = [(weight * (1 - frac)).swapaxes(1, 2), (weight * frac).swapaxes(1, 2)]
+    values = np.stack(pairs, axis=-1).reshape(n_maps, -1)
     pointers = np.arange(0, 2 * n_rows * n + 1, 2 * n_rows)
-    return scipy.sparse.csr_matrix((values, columns, pointers), shape=(n, n_rows * n))
+    return [
+        scipy.sparse.csr_matrix((row_values, row_columns, pointers), shape=(n, n_rows * n))
+        for row_values, row_columns in zip(values, columns, strict=True)
+    ]
 
 
 def interp_weights(
@@ -98,6 +111,7 @@ def weighted_correlation(
     optics: Optics,
     weights: np.ndarray,
     envelope: np.ndarray | None = None,
+    rings: np.ndarray | None = None,
 ) -> np.ndarray:
     """Weighted Pearson correlation of each data row with the ring model at each defocus.
 
@@ -111,8 +125,10 @@ def weighted_correlation(
     ``sin² χ`` by the envelope gives the same numerator but a denominator
     ``Σ w E (sin² χ)~²`` that changes as the rings slide along the envelope, and that moved
     the peak by up to a few hundred Å at 0.5–0.9 µm defocus with 5–20 Å of drift.
-    Returns ``(n_rows, n_defocus)`` float64, the same bits whatever the BLAS (see
-    :func:`exact_unit_product`).
+    ``rings``, if given, is :func:`ring_model` of all of ``s_invA2`` and ``defocus_A`` (its
+    rows are the same bits as the model of the rows used: a caller that correlates on one
+    grid several times computes it once). Returns ``(n_rows, n_defocus)`` float64, the same
+    bits whatever the BLAS (see :func:`exact_unit_product`).
     """
     used = weights > 0
     w = weights[used] / weights[used].sum()
@@ -120,7 +136,7 @@ def weighted_correlation(
     x = data[..., used]
     x = (x - (x * w).sum(axis=-1, keepdims=True)) * root
     x /= np.maximum(np.sqrt((x * x).sum(axis=-1, keepdims=True)), 1e-30)
-    rings = ring_model(s_invA2[used], defocus_A, optics)
+    rings = ring_model(s_invA2[used], defocus_A, optics) if rings is None else rings[used]
     if envelope is None:
         return exact_unit_product(x, _unit_columns(rings, w, root))
     envelope = np.asarray(envelope, np.float64)[..., used, None]

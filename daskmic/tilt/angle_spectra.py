@@ -23,12 +23,31 @@ sectors that hold the axes.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TypeVar
 
 import numpy as np
 import scipy.fft
 import scipy.sparse
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+
+def threaded_map(function: Callable[[_T], _R], items: Sequence[_T], workers: int) -> list[_R]:
+    """``[function(item) for item in items]`` on up to ``workers`` threads, in order.
+
+    Threads, not processes: the work is numpy's and scipy's, which release the GIL, and an
+    estimate may run inside a dask worker or a notebook, where forking is unsafe. With
+    ``workers`` = 1 (or one item) it is the plain loop; an item's exception is re-raised.
+    """
+    if workers <= 1 or len(items) <= 1:
+        return [function(item) for item in items]
+    with ThreadPoolExecutor(min(workers, len(items))) as pool:
+        return list(pool.map(function, items))
 
 
 @dataclass(frozen=True)
@@ -106,27 +125,35 @@ def _fill_matrix(counts: np.ndarray) -> scipy.sparse.csr_matrix:
 @lru_cache(maxsize=16)
 def _binning(
     tile_px: int, pixel_size_A: float, s_edges: tuple[float, ...], n_sectors: int
-) -> tuple[np.ndarray, scipy.sparse.csr_matrix]:
-    """Pixels of the rfft2 half-plane inside the bins, and the sparse map pixels → bin means."""
+) -> tuple[int, np.ndarray, scipy.sparse.csr_matrix]:
+    """The rfft2 columns needed, their pixels inside the bins, and the map pixels → bin means.
+
+    Only the columns ``k_x ≤ √s_max`` hold pixels of the bins: the first count is how many
+    of the half-plane's columns to transform along ``k_y``; the pixels are flat indices into
+    ``(tile_px, that count)``.
+    """
     edges = np.asarray(s_edges)
     ky = np.fft.fftfreq(tile_px, d=pixel_size_A)[:, None]
     kx = np.fft.rfftfreq(tile_px, d=pixel_size_A)[None, :]
-    s = (ky * ky + kx * kx).ravel()
-    angle = np.mod(np.arctan2(ky, kx), np.pi).ravel()
+    s = ky * ky + kx * kx
+    angle = np.mod(np.arctan2(ky, kx), np.pi)
     sector = np.minimum((angle / np.pi * n_sectors).astype(np.int64), n_sectors - 1)
     s_bin = np.searchsorted(edges, s, side="right") - 1
     n_bins = len(edges) - 1
     sample = 1.0 / (tile_px * pixel_size_A)
     axes = (np.abs(ky) < 1.5 * sample) | (kx < 1.5 * sample)  # detector lines (module notes)
-    inside = np.flatnonzero((s_bin >= 0) & (s_bin < n_bins) & ~axes.ravel())
-    flat = sector[inside] * n_bins + s_bin[inside]
+    used = (s_bin >= 0) & (s_bin < n_bins) & ~axes
+    columns = int(np.flatnonzero(used.any(axis=0)).max(initial=0)) + 1
+    used, sector, s_bin = used[:, :columns], sector[:, :columns], s_bin[:, :columns]
+    inside = np.flatnonzero(used)
+    flat = sector.ravel()[inside] * n_bins + s_bin.ravel()[inside]
     counts = np.bincount(flat, minlength=n_sectors * n_bins).astype(np.float64)
     mean = scipy.sparse.csr_matrix(
         (1.0 / counts[flat], (flat, np.arange(len(inside)))),
         shape=(n_sectors * n_bins, len(inside)),
     )
     operator = (_fill_matrix(counts.reshape(n_sectors, n_bins)) @ mean).tocsr()
-    return inside, operator.astype(np.float32)
+    return columns, inside, operator.astype(np.float32)
 
 
 def sector_profiles(
@@ -154,9 +181,12 @@ def sector_profiles(
     n_sectors : int
         Number of angular sectors over [0, 180°).
     batch : int
-        Tiles transformed at once (bounds memory).
+        Tiles transformed at once (bounds memory: ``batch`` tiles per thread).
     workers : int
-        Threads for the FFTs.
+        Threads that transform batches of tiles at once (numpy and the FFTs release the
+        GIL). Give each estimate the cores it may use alone: 1 when as many micrographs
+        are estimated at once as there are cores (a dask worker's threads), else
+        cores / concurrent estimates. The profiles do not depend on it, bit for bit.
 
     Returns
     -------
@@ -166,29 +196,24 @@ def sector_profiles(
     ny, nx = image.shape
     ys, xs = tile_origins(ny, tile_px), tile_origins(nx, tile_px)
     origins = np.array([(y, x) for y in ys for x in xs])
-    inside, operator = _binning(tile_px, float(pixel_size_A), tuple(s_edges), n_sectors)
+    binning = _binning(tile_px, float(pixel_size_A), tuple(s_edges), n_sectors)
+    operator = binning[2]
     # periodic Hann: its transform is zero beyond one frequency sample, so the tile mean only
     # reaches |k| <= 1 sample (below every fitted band) and need not be subtracted
     hann = np.hanning(tile_px + 1)[:-1].astype(np.float32)
     taper = hann[:, None] * hann[None, :]
-    taper_sum = float(taper.sum(dtype=np.float64))
     pixels = np.asarray(image, dtype=np.float32)
     offset = np.float32(pixels.mean(dtype=np.float64))  # taken off each tile: accurate FFTs
     means = np.empty(len(origins))
     power = np.empty((operator.shape[0], len(origins)), dtype=np.float32)
-    buffer = np.empty((batch, tile_px, tile_px), dtype=np.float32)
-    for start in range(0, len(origins), batch):
-        chunk = origins[start : start + batch]
-        tiles = buffer[: len(chunk)]
-        for j, (y, x) in enumerate(chunk):
-            np.subtract(pixels[y : y + tile_px, x : x + tile_px], offset, out=tiles[j])
-            tiles[j] *= taper
-        spectra = scipy.fft.rfft2(tiles, axes=(1, 2), workers=workers)
-        means[start : start + len(chunk)] = offset + spectra[:, 0, 0].real / taper_sum
-        pairs = spectra.view(np.float32).reshape(len(chunk), -1, 2)[:, inside]  # (re, im)
-        np.square(pairs, out=pairs)
-        magnitude = pairs[..., 0] + pairs[..., 1]
-        power[:, start : start + len(chunk)] = operator @ magnitude.T
+    chunks = [slice(start, start + batch) for start in range(0, len(origins), batch)]
+
+    def transform(chunk: slice) -> None:
+        means[chunk], power[:, chunk] = _batch_profiles(
+            pixels, offset, origins[chunk], taper, binning
+        )
+
+    threaded_map(transform, chunks, workers)  # disjoint columns of the outputs
     centers_px = origins + (tile_px - 1) / 2 - (np.array([ny, nx]) - 1) / 2
     return SectorProfiles(  # tile-major in memory: the fits read and group tiles
         power=np.ascontiguousarray(power.T).reshape(len(origins), n_sectors, len(s_edges) - 1),
@@ -200,3 +225,31 @@ def sector_profiles(
         tile_px=tile_px,
         pixel_size_A=float(pixel_size_A),
     )
+
+
+def _batch_profiles(
+    pixels: np.ndarray,
+    offset: np.float32,
+    origins: np.ndarray,
+    taper: np.ndarray,
+    binning: tuple[int, np.ndarray, scipy.sparse.csr_matrix],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean counts and ``(bins, tiles)`` sector profiles of the tiles at ``origins``.
+
+    The 2-D transform is a real one along ``x``, then a complex one along ``y`` of the
+    columns that hold binned pixels only: ``rfft2``'s numbers, which transforms every
+    column along ``y`` on its own.
+    """
+    columns, inside, operator = binning
+    tile_px = len(taper)
+    tiles = np.empty((len(origins), tile_px, tile_px), dtype=np.float32)
+    for j, (y, x) in enumerate(origins):
+        np.subtract(pixels[y : y + tile_px, x : x + tile_px], offset, out=tiles[j])
+        tiles[j] *= taper
+    half = scipy.fft.rfft(tiles, axis=2, workers=1)
+    spectra = scipy.fft.fft(half[:, :, :columns], axis=1, workers=1, overwrite_x=True)
+    means = offset + spectra[:, 0, 0].real / float(taper.sum(dtype=np.float64))
+    pairs = spectra.view(np.float32).reshape(len(origins), -1, 2)[:, inside]  # (re, im)
+    np.square(pairs, out=pairs)
+    magnitude = pairs[..., 0] + pairs[..., 1]
+    return means, operator @ magnitude.T

@@ -23,9 +23,10 @@ from daskmic.tilt.angle_fit import (
     PlaneFit,
     defocus_groups,
     flatten,
-    interp_matrix,
+    interp_matrices,
     phase_matched_s,
     refine_peak,
+    ring_model,
     robust_plane,
     weighted_correlation,
 )
@@ -33,6 +34,7 @@ from daskmic.tilt.angle_spectra import SectorProfiles
 from daskmic.tilt.ctf import Optics
 
 DEFOCUS_STEP_A = 10.0
+_GROUP_CHUNK = 32
 
 
 def band_weights(
@@ -102,18 +104,25 @@ def tile_curves(
     prof: SectorProfiles,
     optics: Optics,
     envelope: np.ndarray | None = None,
+    rings: np.ndarray | None = None,
 ) -> np.ndarray:
     """Weighted correlation of each flattened tile profile with the rings at each grid defocus.
 
     ``envelope`` (per ``s`` bin, default none) is the expected ring amplitude: the model is
     then ``E(s) (sin² χ - ½)``, the matched filter of a constant-noise profile whose rings
     have that envelope, and it peaks at the true defocus however fast the rings fade (see
-    :func:`~daskmic.tilt.angle_fit.weighted_correlation`).
+    :func:`~daskmic.tilt.angle_fit.weighted_correlation`). ``rings`` is :func:`ring_table`
+    of the grid, for callers that use one grid several times (else it is computed here).
     """
     s = prof.s_invA2
     band = band_weights(s, d_ref_A, prof.tile_px, prof.pixel_size_A, optics)
     flat = flatten(profiles, period_bins(s, d_ref_A, optics))
-    return weighted_correlation(flat, s, grid_A, optics, band, envelope)
+    return weighted_correlation(flat, s, grid_A, optics, band, envelope, rings)
+
+
+def ring_table(prof: SectorProfiles, grid_A: np.ndarray, optics: Optics) -> np.ndarray:
+    """``sin² χ`` at every ``s`` bin of ``prof`` and defocus of ``grid_A`` (:func:`tile_curves`)."""
+    return ring_model(prof.s_invA2, grid_A, optics)
 
 
 def neighbourhood_sum(curves: np.ndarray, grid_shape: tuple[int, int]) -> np.ndarray:
@@ -172,13 +181,15 @@ def corrected_profiles(
         ).ravel()
         flat_power = flat_power * weight_bins.astype(np.float32)
     out = np.empty((n_tiles, n_bins), dtype=np.float32)
-    for group in defocus_groups(defocus_A, relative_step=0.01):
-        d = float(np.mean(defocus_A[group]))
-        source = phase_matched_s(s[None, :], d, d + a_sector[:, None], optics)
-        matrix = interp_matrix(s, source)
-        coverage = matrix @ weight_bins
-        share = np.where(coverage > 0, 1.0 / np.maximum(coverage, 1e-12), 0.0)
-        out[group] = (matrix @ flat_power[group].T).T * share.astype(np.float32)
+    groups = defocus_groups(defocus_A, relative_step=0.01)
+    for first in range(0, len(groups), _GROUP_CHUNK):  # bounds the (groups, sectors, bins) maps
+        part = groups[first : first + _GROUP_CHUNK]
+        d = np.array([float(np.mean(defocus_A[group])) for group in part])[:, None, None]
+        sources = phase_matched_s(s[None, None, :], d, d + a_sector[None, :, None], optics)
+        for group, matrix in zip(part, interp_matrices(s, sources), strict=True):
+            coverage = matrix @ weight_bins
+            share = np.where(coverage > 0, 1.0 / np.maximum(coverage, 1e-12), 0.0)
+            out[group] = (matrix @ flat_power[group].T).T * share.astype(np.float32)
     return out
 
 

@@ -1,24 +1,31 @@
 """The tilt estimator's fast numerics give the estimates of straightforward ones, bit for bit.
 
-The estimator's inner loops were vectorised over tiles, groups and sectors and its BLAS
-runs on one thread: none of that may change an estimate.
+The estimator's inner loops were vectorised over tiles, groups and sectors, its BLAS runs on
+one thread, the tile transforms skip the columns no bin uses, one ring table serves a
+start's correlations, and ``workers`` threads share the tiles and the further starts: none
+of that may change an estimate.
 Each fast piece is checked here against the plain loop it replaced (written here), and
 whole estimates against the same estimator with those plain loops put back in, on small
 frames that take the several-starts fallback, find drift, or have a carbon region.
 """
 
+import dataclasses
 import math
 
 import numpy as np
 import pytest
+import scipy.fft
 import scipy.sparse
 
+import daskmic.tilt.angle as angle
 import daskmic.tilt.angle_model as angle_model
+import daskmic.tilt.angle_spectra as angle_spectra
 import daskmic.tilt.angle_steps as angle_steps
 from daskmic.datasets_realistic import draw_realistic, synthesize_realistic
 from daskmic.tilt.angle import _s_edges, estimate_tilt
 from daskmic.tilt.angle_fit import (
     defocus_groups,
+    interp_matrices,
     interp_matrix,
     interp_weights,
     phase_matched_s,
@@ -48,6 +55,38 @@ def _interp_matrix_from_triplets(s_invA2, s_src):
     values = np.concatenate([(weight * (1 - frac)).ravel(), (weight * frac).ravel()])
     triplets = (values, (np.concatenate([target, target]), np.concatenate([source, source + 1])))
     return scipy.sparse.csr_matrix(triplets, shape=(n, n_rows * n))
+
+
+def _interp_matrices_one_by_one(s_invA2, s_src):
+    return [_interp_matrix_from_triplets(s_invA2, block) for block in s_src]
+
+
+def _profiles_tile_by_tile(image, pixel_size_A, tile_px, s_edges, n_sectors):
+    """Each tile's whole ``rfft2`` half-plane, binned by the same operator, one tile at a time."""
+    columns, inside, operator = angle_spectra._binning(
+        tile_px, float(pixel_size_A), tuple(s_edges), n_sectors
+    )
+    hann = np.hanning(tile_px + 1)[:-1].astype(np.float32)
+    taper = hann[:, None] * hann[None, :]
+    pixels = np.asarray(image, dtype=np.float32)
+    offset = np.float32(pixels.mean(dtype=np.float64))
+    rows = []
+    for y in angle_spectra.tile_origins(image.shape[0], tile_px):
+        for x in angle_spectra.tile_origins(image.shape[1], tile_px):
+            tile = (pixels[y : y + tile_px, x : x + tile_px] - offset) * taper
+            spectrum = scipy.fft.rfft2(tile)[:, :columns].ravel()[inside]
+            magnitude = spectrum.real * spectrum.real + spectrum.imag * spectrum.imag
+            rows.append(operator @ magnitude[:, None])
+    return np.concatenate(rows, axis=1).T.reshape(len(rows), n_sectors, -1)
+
+
+def _plain_sector_profiles(image, pixel_size_A, *, tile_px, s_edges, n_sectors, workers):
+    """The profiles' geometry, with the power of :func:`_profiles_tile_by_tile`."""
+    prof = sector_profiles(
+        image, pixel_size_A, tile_px=tile_px, s_edges=s_edges, n_sectors=n_sectors
+    )
+    plain = _profiles_tile_by_tile(image, pixel_size_A, tile_px, s_edges, n_sectors)
+    return dataclasses.replace(prof, power=plain)
 
 
 def _correlation_row_by_row(data, s, grid, optics, weights, envelope=None):
@@ -113,6 +152,29 @@ def test_interp_matrix_is_the_map_built_from_triplets():
     assert np.array_equal(fast @ block, plain @ block)
 
 
+def test_interp_matrices_are_interp_matrix_block_by_block():
+    rng = np.random.default_rng(4)
+    s = (np.arange(200) + 0.5) * 1.5e-4
+    blocks = s * rng.uniform(0.8, 1.25, (5, 24, 1)) - rng.uniform(0.0, 1e-3, (5, 24, 1))
+    fast, plain = interp_matrices(s, blocks), _interp_matrices_one_by_one(s, blocks)
+    for one, other in zip(fast, plain, strict=True):
+        for name in ("indptr", "indices", "data"):
+            assert np.array_equal(getattr(one, name), getattr(other, name)), name
+
+
+@pytest.mark.parametrize(("workers", "batch"), [(1, 16), (2, 3)])
+def test_profiles_are_whole_transforms_tile_by_tile(workers, batch):
+    image, pixel_size_A = _frame(("stripes",), (0.8, 1.0), 5)  # a band well below Nyquist
+    edges = _s_edges(pixel_size_A, 3.5, 40000.0, Optics())
+    assert angle_spectra._binning(256, pixel_size_A, tuple(edges), 24)[0] < 129  # columns left
+    prof = sector_profiles(
+        image, pixel_size_A, tile_px=256, s_edges=edges, n_sectors=24, batch=batch,
+        workers=workers,
+    )  # fmt: skip
+    plain = _profiles_tile_by_tile(image, pixel_size_A, 256, edges, 24)
+    assert np.array_equal(prof.power, plain)
+
+
 def test_one_envelope_per_row_is_the_rows_one_at_a_time():
     optics = Optics()
     rng = np.random.default_rng(2)
@@ -141,13 +203,15 @@ def test_aligned_sectors_are_the_group_by_group_loop():
 @pytest.mark.parametrize(("features", "pixel_size_range_A", "seed"), FRAMES)
 def test_estimates_equal_those_of_the_plain_loops(monkeypatch, features, pixel_size_range_A, seed):
     image, pixel_size_A = _frame(features, pixel_size_range_A, seed)
-    fast = estimate_tilt(image, pixel_size_A, workers=2)  # two FFT threads
+    fast = estimate_tilt(image, pixel_size_A, workers=2)  # tiles and further starts: 2 threads
     with monkeypatch.context() as patch:
         patch.setattr(angle_model, "interp_rows", _interp_row_by_row)
         patch.setattr(angle_model, "_aligned_sectors", _aligned_sectors_loop)
         patch.setattr(angle_model, "weighted_correlation", _correlation_row_by_row)
-        for module in (angle_model, angle_steps):
-            patch.setattr(module, "interp_matrix", _interp_matrix_from_triplets)
+        patch.setattr(angle_model, "interp_matrix", _interp_matrix_from_triplets)
+        patch.setattr(angle_steps, "interp_matrices", _interp_matrices_one_by_one)
+        patch.setattr(angle_steps, "ring_table", lambda *args: None)  # each correlation its own
+        patch.setattr(angle, "sector_profiles", _plain_sector_profiles)
         plain = estimate_tilt(image, pixel_size_A, workers=1)
     assert fast.status == plain.status and fast.message == plain.message
     for name, value in fast.as_row().items():
