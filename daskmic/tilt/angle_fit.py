@@ -44,27 +44,14 @@ def interp_matrix(s_invA2: np.ndarray, s_src: np.ndarray) -> scipy.sparse.csr_ma
     ``s_src`` has shape ``(n_rows, n_bins)``; applied to a profile block flattened row-major it
     returns ``Σ_r profile_r(s_src[r, b])`` by linear interpolation (0 outside the grid).
     """
-    return interp_matrices(s_invA2, s_src[None])[0]
-
-
-def interp_matrices(s_invA2: np.ndarray, s_src: np.ndarray) -> list[scipy.sparse.csr_matrix]:
-    """:func:`interp_matrix` of each ``(n_rows, n_bins)`` block of ``s_src`` (a stack of them).
-
-    The entries of all the maps are computed at once (element-wise: the same bits as one
-    block at a time); only the sparse matrices are made one by one.
-    """
-    n_maps, n_rows, n = s_src.shape
+    n_rows, n = s_src.shape
     left, frac, weight = interp_weights(s_invA2, s_src)
-    source = (left + (np.arange(n_rows) * n)[:, None]).swapaxes(1, 2)
+    source = left + (np.arange(n_rows) * n)[:, None]
     # output bin b holds, row after row, the pair (left, left + 1): its columns in order
-    columns = np.stack([source, source + 1], axis=-1).reshape(n_maps, -1)
-    pairs = [(weight * (1 - frac)).swapaxes(1, 2), (weight * frac).swapaxes(1, 2)]
-    values = np.stack(pairs, axis=-1).reshape(n_maps, -1)
+    columns = np.stack([source.T, source.T + 1], axis=-1).ravel()
+    values = np.stack([(weight * (1 - frac)).T, (weight * frac).T], axis=-1).ravel()
     pointers = np.arange(0, 2 * n_rows * n + 1, 2 * n_rows)
-    return [
-        scipy.sparse.csr_matrix((row_values, row_columns, pointers), shape=(n, n_rows * n))
-        for row_values, row_columns in zip(values, columns, strict=True)
-    ]
+    return scipy.sparse.csr_matrix((values, columns, pointers), shape=(n, n_rows * n))
 
 
 def interp_weights(
@@ -118,7 +105,8 @@ def weighted_correlation(
     ``corr = Σ w x̃ ỹ / √(Σ w x̃² · Σ w ỹ²)`` with ``x̃, ỹ`` centred by their weighted means;
     the data rows and ``weights`` are over ``s_invA2`` (only bins with ``w > 0`` are used).
     The model ``y`` is ``sin² χ``, or ``E(s) (sin² χ - ½)`` with an ``envelope`` ``E``: the
-    rings as the data show them (an ``(n_rows, n_bins)`` envelope gives each row its own).
+    rings as the data show them (an ``(n_rows, n_bins)`` envelope gives each row its own;
+    rows whose envelopes are all the same share one model, as the 1-D form does).
     When the data's rings fade along ``s`` (drift fades them within a few rings), only the
     model with their envelope peaks at the true defocus (Cauchy–Schwarz: ``corr ≤ 1`` with
     equality iff ``ỹ ∝ x̃``); weighting a bare
@@ -141,12 +129,20 @@ def weighted_correlation(
         return exact_unit_product(x, _unit_columns(rings, w, root))
     envelope = np.asarray(envelope, np.float64)[..., used, None]
     rings -= 0.5
+    if envelope.ndim == 3 and _same_rows(envelope):  # no drift: every sector fades alike
+        envelope = envelope[0]
     if envelope.ndim == 2:
         return exact_unit_product(x, _unit_columns(envelope * rings, w, root))
     return np.concatenate([  # (n_rows, n_bins): one model per data row
         exact_unit_product(x[i : i + 1], _unit_columns(row * rings, w, root))
         for i, row in enumerate(envelope)
     ])
+
+
+def _same_rows(values: np.ndarray) -> bool:
+    """Whether every row of ``values`` (contiguous float64) has the bits of the first."""
+    bits = values.view(np.int64)
+    return bool((bits == bits[:1]).all())
 
 
 def _unit_columns(model: np.ndarray, w: np.ndarray, root: np.ndarray) -> np.ndarray:

@@ -249,7 +249,7 @@ def _batch_profiles(
     half = scipy.fft.rfft(tiles, axis=2, workers=1)
     spectra = scipy.fft.fft(half[:, :, :columns], axis=1, workers=1, overwrite_x=True)
     means = offset + spectra[:, 0, 0].real / float(taper.sum(dtype=np.float64))
-    pairs = spectra.view(np.float32).reshape(len(origins), -1, 2)[:, inside]  # (re, im)
-    np.square(pairs, out=pairs)
-    magnitude = pairs[..., 0] + pairs[..., 1]
+    squares = spectra.view(np.float32)  # (re, im) pairs
+    np.square(squares, out=squares)
+    magnitude = (squares[..., 0::2] + squares[..., 1::2]).reshape(len(origins), -1)[:, inside]
     return means, operator @ magnitude.T

@@ -23,7 +23,7 @@ from daskmic.tilt.angle_fit import (
     PlaneFit,
     defocus_groups,
     flatten,
-    interp_matrices,
+    interp_matrix,
     phase_matched_s,
     refine_peak,
     ring_model,
@@ -34,7 +34,6 @@ from daskmic.tilt.angle_spectra import SectorProfiles
 from daskmic.tilt.ctf import Optics
 
 DEFOCUS_STEP_A = 10.0
-_GROUP_CHUNK = 32
 
 
 def band_weights(
@@ -179,17 +178,16 @@ def corrected_profiles(
         weight_bins = np.broadcast_to(
             np.asarray(sector_weights, np.float64).reshape(n_sectors, -1), (n_sectors, n_bins)
         ).ravel()
+    if (weight_bins != 1.0).any():  # weights of 1 (no drift) leave the power as it is
         flat_power = flat_power * weight_bins.astype(np.float32)
     out = np.empty((n_tiles, n_bins), dtype=np.float32)
-    groups = defocus_groups(defocus_A, relative_step=0.01)
-    for first in range(0, len(groups), _GROUP_CHUNK):  # bounds the (groups, sectors, bins) maps
-        part = groups[first : first + _GROUP_CHUNK]
-        d = np.array([float(np.mean(defocus_A[group])) for group in part])[:, None, None]
-        sources = phase_matched_s(s[None, None, :], d, d + a_sector[None, :, None], optics)
-        for group, matrix in zip(part, interp_matrices(s, sources), strict=True):
-            coverage = matrix @ weight_bins
-            share = np.where(coverage > 0, 1.0 / np.maximum(coverage, 1e-12), 0.0)
-            out[group] = (matrix @ flat_power[group].T).T * share.astype(np.float32)
+    for group in defocus_groups(defocus_A, relative_step=0.01):
+        d = float(np.mean(defocus_A[group]))
+        source = phase_matched_s(s[None, :], d, d + a_sector[:, None], optics)
+        matrix = interp_matrix(s, source)
+        coverage = matrix @ weight_bins
+        share = np.where(coverage > 0, 1.0 / np.maximum(coverage, 1e-12), 0.0)
+        out[group] = (matrix @ flat_power[group].T).T * share.astype(np.float32)
     return out
 
 

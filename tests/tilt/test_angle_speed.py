@@ -25,7 +25,6 @@ from daskmic.datasets_realistic import draw_realistic, synthesize_realistic
 from daskmic.tilt.angle import _s_edges, estimate_tilt
 from daskmic.tilt.angle_fit import (
     defocus_groups,
-    interp_matrices,
     interp_matrix,
     interp_weights,
     phase_matched_s,
@@ -55,10 +54,6 @@ def _interp_matrix_from_triplets(s_invA2, s_src):
     values = np.concatenate([(weight * (1 - frac)).ravel(), (weight * frac).ravel()])
     triplets = (values, (np.concatenate([target, target]), np.concatenate([source, source + 1])))
     return scipy.sparse.csr_matrix(triplets, shape=(n, n_rows * n))
-
-
-def _interp_matrices_one_by_one(s_invA2, s_src):
-    return [_interp_matrix_from_triplets(s_invA2, block) for block in s_src]
 
 
 def _profiles_tile_by_tile(image, pixel_size_A, tile_px, s_edges, n_sectors):
@@ -152,16 +147,6 @@ def test_interp_matrix_is_the_map_built_from_triplets():
     assert np.array_equal(fast @ block, plain @ block)
 
 
-def test_interp_matrices_are_interp_matrix_block_by_block():
-    rng = np.random.default_rng(4)
-    s = (np.arange(200) + 0.5) * 1.5e-4
-    blocks = s * rng.uniform(0.8, 1.25, (5, 24, 1)) - rng.uniform(0.0, 1e-3, (5, 24, 1))
-    fast, plain = interp_matrices(s, blocks), _interp_matrices_one_by_one(s, blocks)
-    for one, other in zip(fast, plain, strict=True):
-        for name in ("indptr", "indices", "data"):
-            assert np.array_equal(getattr(one, name), getattr(other, name)), name
-
-
 @pytest.mark.parametrize(("workers", "batch"), [(1, 16), (2, 3)])
 def test_profiles_are_whole_transforms_tile_by_tile(workers, batch):
     image, pixel_size_A = _frame(("stripes",), (0.8, 1.0), 5)  # a band well below Nyquist
@@ -183,8 +168,10 @@ def test_one_envelope_per_row_is_the_rows_one_at_a_time():
     grid = np.arange(9000.0, 12000.0, 10.0)
     weights = np.where((s > 0.005) & (s < 0.045), 1.0, 0.0)
     envelopes = rng.uniform(0.0, 2.0, (6, 300))
-    got = weighted_correlation(data, s, grid, optics, weights, envelopes)
-    assert np.array_equal(got, _correlation_row_by_row(data, s, grid, optics, weights, envelopes))
+    same = np.broadcast_to(envelopes[0], envelopes.shape)  # no drift: one model for all rows
+    for rows in (envelopes, same):
+        got = weighted_correlation(data, s, grid, optics, weights, rows)
+        assert np.array_equal(got, _correlation_row_by_row(data, s, grid, optics, weights, rows))
 
 
 def test_aligned_sectors_are_the_group_by_group_loop():
@@ -208,8 +195,8 @@ def test_estimates_equal_those_of_the_plain_loops(monkeypatch, features, pixel_s
         patch.setattr(angle_model, "interp_rows", _interp_row_by_row)
         patch.setattr(angle_model, "_aligned_sectors", _aligned_sectors_loop)
         patch.setattr(angle_model, "weighted_correlation", _correlation_row_by_row)
-        patch.setattr(angle_model, "interp_matrix", _interp_matrix_from_triplets)
-        patch.setattr(angle_steps, "interp_matrices", _interp_matrices_one_by_one)
+        for module in (angle_model, angle_steps):
+            patch.setattr(module, "interp_matrix", _interp_matrix_from_triplets)
         patch.setattr(angle_steps, "ring_table", lambda *args: None)  # each correlation its own
         patch.setattr(angle, "sector_profiles", _plain_sector_profiles)
         plain = estimate_tilt(image, pixel_size_A, workers=1)
