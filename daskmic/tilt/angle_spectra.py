@@ -163,7 +163,7 @@ def sector_profiles(
     tile_px: int,
     s_edges: np.ndarray,
     n_sectors: int,
-    batch: int = 16,
+    batch: int = 4,
     workers: int = 1,
 ) -> SectorProfiles:
     """Tile periodograms of ``image`` reduced to sector profiles (see the module notes).
@@ -181,7 +181,9 @@ def sector_profiles(
     n_sectors : int
         Number of angular sectors over [0, 180°).
     batch : int
-        Tiles transformed at once (bounds memory: ``batch`` tiles per thread).
+        Tiles transformed at once per thread. Few: four 512² tiles and their transforms
+        stay in the CPU's cache between the steps (16 took 1.5 × the time of 4 on a
+        K3 frame).
     workers : int
         Threads that transform batches of tiles at once (numpy and the FFTs release the
         GIL). Give each estimate the cores it may use alone: 1 when as many micrographs
