@@ -46,12 +46,18 @@ def interp_matrix(s_invA2: np.ndarray, s_src: np.ndarray) -> scipy.sparse.csr_ma
     """
     n_rows, n = s_src.shape
     left, frac, weight = interp_weights(s_invA2, s_src)
-    source = left + (np.arange(n_rows) * n)[:, None]
+    index = np.int32 if 2 * n_rows * n < 2**31 else np.int64  # scipy's own choice: no copy
     # output bin b holds, row after row, the pair (left, left + 1): its columns in order
-    columns = np.stack([source.T, source.T + 1], axis=-1).ravel()
-    values = np.stack([(weight * (1 - frac)).T, (weight * frac).T], axis=-1).ravel()
-    pointers = np.arange(0, 2 * n_rows * n + 1, 2 * n_rows)
-    return scipy.sparse.csr_matrix((values, columns, pointers), shape=(n, n_rows * n))
+    columns = np.empty((n, n_rows, 2), dtype=index)
+    np.add(left.T, (np.arange(n_rows) * n)[None, :], out=columns[..., 0], casting="unsafe")
+    np.add(columns[..., 0], 1, out=columns[..., 1])
+    values = np.empty((n, n_rows, 2))
+    np.multiply(weight.T, 1 - frac.T, out=values[..., 0])
+    np.multiply(weight.T, frac.T, out=values[..., 1])
+    pointers = np.arange(0, 2 * n_rows * n + 1, 2 * n_rows, dtype=index)
+    return scipy.sparse.csr_matrix(
+        (values.ravel(), columns.ravel(), pointers), shape=(n, n_rows * n)
+    )
 
 
 def interp_weights(
