@@ -351,7 +351,9 @@ def estimate_tilt(
     tile_px : int, optional
         Tile size (even, >= 64); by default from the micrograph size.
     workers : int
-        Threads for the FFTs.
+        Threads for the tile spectra and the further starts of step 3 (the estimate does
+        not depend on it): the cores this estimate may use alone, so 1 when micrographs are
+        estimated side by side, one per core (a dask worker's threads, the pipeline).
 
     Returns
     -------
