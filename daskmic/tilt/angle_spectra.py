@@ -204,6 +204,7 @@ def sector_profiles(
     # reaches |k| <= 1 sample (below every fitted band) and need not be subtracted
     hann = np.hanning(tile_px + 1)[:-1].astype(np.float32)
     taper = hann[:, None] * hann[None, :]
+    taper_sum = float(taper.sum(dtype=np.float64))
     pixels = np.asarray(image, dtype=np.float32)
     offset = np.float32(pixels.mean(dtype=np.float64))  # taken off each tile: accurate FFTs
     means = np.empty(len(origins))
@@ -211,9 +212,8 @@ def sector_profiles(
     chunks = [slice(start, start + batch) for start in range(0, len(origins), batch)]
 
     def transform(chunk: slice) -> None:
-        means[chunk], power[:, chunk] = _batch_profiles(
-            pixels, offset, origins[chunk], taper, binning
-        )
+        zero, power[:, chunk] = _batch_profiles(pixels, offset, origins[chunk], taper, binning)
+        means[chunk] = offset + zero / taper_sum
 
     threaded_map(transform, chunks, workers)  # disjoint columns of the outputs
     centers_px = origins + (tile_px - 1) / 2 - (np.array([ny, nx]) - 1) / 2
@@ -236,7 +236,7 @@ def _batch_profiles(
     taper: np.ndarray,
     binning: tuple[int, np.ndarray, scipy.sparse.csr_matrix],
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Mean counts and ``(bins, tiles)`` sector profiles of the tiles at ``origins``.
+    """Zero-frequency terms and ``(bins, tiles)`` sector profiles of the tiles at ``origins``.
 
     The 2-D transform is a real one along ``x``, then a complex one along ``y`` of the
     columns that hold binned pixels only: ``rfft2``'s numbers, which transforms every
@@ -250,8 +250,8 @@ def _batch_profiles(
         tiles[j] *= taper
     half = scipy.fft.rfft(tiles, axis=2, workers=1)
     spectra = scipy.fft.fft(half[:, :, :columns], axis=1, workers=1, overwrite_x=True)
-    means = offset + spectra[:, 0, 0].real / float(taper.sum(dtype=np.float64))
+    zero = spectra[:, 0, 0].real.copy()
     squares = spectra.view(np.float32)  # (re, im) pairs
     np.square(squares, out=squares)
     magnitude = (squares[..., 0::2] + squares[..., 1::2]).reshape(len(origins), -1)[:, inside]
-    return means, operator @ magnitude.T
+    return zero, operator @ magnitude.T

@@ -57,7 +57,8 @@ def _interp_matrix_from_triplets(s_invA2, s_src):
 
 
 def _profiles_tile_by_tile(image, pixel_size_A, tile_px, s_edges, n_sectors):
-    """Each tile's whole ``rfft2`` half-plane, binned by the same operator, one tile at a time."""
+    """Each tile's whole ``rfft2`` half-plane, binned by the same operator, one tile at a time;
+    and each tile's mean counts from its zero frequency."""
     columns, inside, operator = angle_spectra._binning(
         tile_px, float(pixel_size_A), tuple(s_edges), n_sectors
     )
@@ -65,14 +66,16 @@ def _profiles_tile_by_tile(image, pixel_size_A, tile_px, s_edges, n_sectors):
     taper = hann[:, None] * hann[None, :]
     pixels = np.asarray(image, dtype=np.float32)
     offset = np.float32(pixels.mean(dtype=np.float64))
-    rows = []
+    rows, means = [], []
     for y in angle_spectra.tile_origins(image.shape[0], tile_px):
         for x in angle_spectra.tile_origins(image.shape[1], tile_px):
             tile = (pixels[y : y + tile_px, x : x + tile_px] - offset) * taper
-            spectrum = scipy.fft.rfft2(tile)[:, :columns].ravel()[inside]
+            whole = scipy.fft.rfft2(tile)
+            means.append(offset + whole[0, 0].real / float(taper.sum(dtype=np.float64)))
+            spectrum = whole[:, :columns].ravel()[inside]
             magnitude = spectrum.real * spectrum.real + spectrum.imag * spectrum.imag
             rows.append(operator @ magnitude[:, None])
-    return np.concatenate(rows, axis=1).T.reshape(len(rows), n_sectors, -1)
+    return np.concatenate(rows, axis=1).T.reshape(len(rows), n_sectors, -1), np.array(means)
 
 
 def _plain_sector_profiles(image, pixel_size_A, *, tile_px, s_edges, n_sectors, workers):
@@ -80,8 +83,8 @@ def _plain_sector_profiles(image, pixel_size_A, *, tile_px, s_edges, n_sectors, 
     prof = sector_profiles(
         image, pixel_size_A, tile_px=tile_px, s_edges=s_edges, n_sectors=n_sectors
     )
-    plain = _profiles_tile_by_tile(image, pixel_size_A, tile_px, s_edges, n_sectors)
-    return dataclasses.replace(prof, power=plain)
+    plain, means = _profiles_tile_by_tile(image, pixel_size_A, tile_px, s_edges, n_sectors)
+    return dataclasses.replace(prof, power=plain, mean_counts=means)
 
 
 def _correlation_row_by_row(data, s, grid, optics, weights, envelope=None):
@@ -156,8 +159,9 @@ def test_profiles_are_whole_transforms_tile_by_tile(workers, batch):
         image, pixel_size_A, tile_px=256, s_edges=edges, n_sectors=24, batch=batch,
         workers=workers,
     )  # fmt: skip
-    plain = _profiles_tile_by_tile(image, pixel_size_A, 256, edges, 24)
+    plain, means = _profiles_tile_by_tile(image, pixel_size_A, 256, edges, 24)
     assert np.array_equal(prof.power, plain)
+    assert np.array_equal(prof.mean_counts, means)
 
 
 def test_one_envelope_per_row_is_the_rows_one_at_a_time():
