@@ -19,8 +19,9 @@ how many true errors fall within 1σ and 3σ of the reported ± (angle and axis)
 statuses and the CPU seconds per frame; then the seconds per frame in the sweep (median
 and max, wall and CPU), all frames and those that took the several-starts fallback
 (counted by :func:`counted_starts`); then, with the cost section, each size alone with 1
-and 2 threads (``workers``): a typical frame three times and each of the sweep's fallback
-frames once (median and max per frame, wall and CPU). Use seeds that no test uses and that
+and 2 threads (``workers``: the tile batches and the further starts share them): a typical
+frame three times and each of the sweep's fallback frames once (median and max per frame,
+wall and CPU; the CPU seconds are those of all the process's threads). Use seeds that no test uses and that
 no one tuned on (held-out data): draw them, e.g. from the clock (``--seed $(date +%s)``).
 """
 
