@@ -157,9 +157,11 @@ Method
    others were not). A median z below 1.4, or fewer than max(6, 30 %) usable
    tiles, gives ``status="low_signal"``, NaN angles and a message instead of a number.
 
-Cost: the tile FFTs dominate (294 tiles of 512² for a 4092 × 5760 frame, ~0.35 s of its
-~0.85 s of CPU); everything after works on ``(tiles × sectors × bins)`` profiles, a few MB.
-The matrix products run on one BLAS thread (``angle_fit.exact_unit_product``).
+Cost: the tile spectra dominate a frame of one start (294 tiles of 512² for a 4092 × 5760
+frame, ~0.35 s of its ~0.65 s of CPU); with all starts (step 3) it takes 1.4–1.7 s.
+Everything after the spectra works on ``(tiles × sectors × bins)`` profiles, a few MB. The
+matrix products run on one BLAS thread (``angle_fit.exact_unit_product``); ``workers``
+threads share the tile batches and the further starts.
 """
 
 from __future__ import annotations
