@@ -95,18 +95,24 @@ def interp_rows(x: np.ndarray, xp: np.ndarray, fp: np.ndarray) -> np.ndarray:
     """``np.interp(x, xp, f, left=0, right=0)`` for every row ``f`` of ``fp`` at once.
 
     ``x`` broadcasts against ``fp``'s rows (the last axis of each is read at the other's);
-    the arithmetic is ``np.interp``'s own, so the bits are the same as one call per row.
+    the arithmetic is ``np.interp``'s own (in float64), so the bits are the same as one call
+    per row. In place on one output array: the rows are the large operand.
     """
     n = len(xp)
+    fp = np.asarray(fp, np.float64)
     shape = np.broadcast_shapes(fp.shape[:-1] + (1,), x.shape)
     inner = np.clip(np.searchsorted(xp, x, side="right") - 1, 0, n - 2)
     x0 = xp[inner]
     y0 = np.take_along_axis(fp, np.broadcast_to(inner, shape), axis=-1)
-    y1 = np.take_along_axis(fp, np.broadcast_to(inner + 1, shape), axis=-1)
-    out = (y1 - y0) / (xp[inner + 1] - x0) * (x - x0) + y0
-    out = np.where(x == x0, y0, out)
-    out = np.where(x == xp[-1], fp[..., -1:], out)
-    return np.where((x < xp[0]) | (x > xp[-1]), 0.0, out)
+    out = np.take_along_axis(fp, np.broadcast_to(inner + 1, shape), axis=-1)
+    out -= y0  # (y1 - y0) / (x1 - x0) * (x - x0) + y0, operation by operation
+    out /= xp[inner + 1] - x0
+    out *= x - x0
+    out += y0
+    np.copyto(out, y0, where=x == x0)
+    np.copyto(out, fp[..., -1:], where=x == xp[-1])
+    np.copyto(out, 0.0, where=(x < xp[0]) | (x > xp[-1]))
+    return out
 
 
 def _sector_offsets(
