@@ -21,8 +21,9 @@ and max, wall and CPU), all frames and those that took the several-starts fallba
 (counted by :func:`counted_starts`); then, with the cost section, each size alone with 1
 and 2 threads (``workers``: the tile batches and the further starts share them): a typical
 frame three times and each of the sweep's fallback frames once (median and max per frame,
-wall and CPU; the CPU seconds are those of all the process's threads). Use seeds that no test uses and that
-no one tuned on (held-out data): draw them, e.g. from the clock (``--seed $(date +%s)``).
+wall and CPU; the CPU seconds are those of all the process's threads). Use seeds that no
+test uses and that no one tuned on (held-out data): draw them, e.g. from the clock
+(``--seed $(date +%s)``).
 """
 
 from __future__ import annotations

@@ -398,6 +398,7 @@ def estimate_tilt(
         image, pixel_size_A, prof.centers_A, prof.mean_counts, regions, prof.grid_shape, tile
     )
     regions[mixed_tiles(fraction, regions)] = -2  # rings from both regions
+
     def fit(start: tuple[float, float]) -> _Fit:
         return _fit_from(prof, start[0], regions, optics, (0.5 * lo, span), max_astigmatism_A)
 
