@@ -97,13 +97,9 @@ Method
    (``E`` the rings' envelope in the combined profile, fade lobes included: only such a
    template peaks at the true defocus when the rings fade within a ring period), is
    maximised within ± 800 Å of the plane, refined by a parabola; a robust plane is
-   refitted on the tiles with rings (z ≥ 1.5, step 8). Steps 5–6 run twice. With a film,
-   the final plane is refitted robustly with each region in its own scale (weights
-   ``1/s_k²``, ``s_k`` from its own residuals: the film's stronger rings scatter 2–3 ×
-   less; step 5 of the notes of :mod:`~daskmic.tilt.angle_regions`).
+   refitted on the tiles with rings (z ≥ 1.5, step 8). Steps 5–6 run twice.
 7. **Angle and uncertainty.** ``Σ``, the covariance of ``(g_x, g_y)``, comes from a block
-   bootstrap over the tiles with the same weights (:mod:`~daskmic.tilt.angle_error`; the
-   least-squares covariance
+   bootstrap over the tiles (:mod:`~daskmic.tilt.angle_error`; the least-squares covariance
    of the inlier residuals when that is larger). ``|g|`` is de-biased:
    ``|ĝ|² - tr Σ'`` floored at 0, ``Σ' = Σ + f² I`` with ``f`` the 0.15° floor below in
    gradient units (the same noise the ± counts). For ``ĝ = g + e``, ``e ~ N(0, Σ')``,
@@ -189,13 +185,7 @@ from daskmic.tilt.angle_error import (
 )
 from daskmic.tilt.angle_fit import PlaneFit, robust_plane
 from daskmic.tilt.angle_model import spectrum_model
-from daskmic.tilt.angle_regions import (
-    brightness_regions,
-    level_fractions,
-    region_precision,
-    ring_labels,
-    weighted_plane,
-)
+from daskmic.tilt.angle_regions import brightness_regions, level_fractions, ring_labels
 from daskmic.tilt.angle_spectra import SectorProfiles, sector_profiles
 from daskmic.tilt.ctf import Optics, canonical_astigmatism
 
@@ -434,7 +424,6 @@ class _Fit:
     z_score: np.ndarray
     astig_ab_A: tuple[float, float]
     support: np.ndarray  # per tile of the specimen's regions: its z-score if an inlier, else 0
-    precision: np.ndarray | None = None  # per-tile weight of the plane fit (step 7), or none
 
     @property
     def score(self) -> float:
@@ -499,13 +488,11 @@ def _fit_from(
         if (labels >= 0).sum() < 6:  # no rings near this plane: nothing to fit
             return _Fit(None, local, z_score, astig_ab, np.zeros(int((regions >= 0).sum())))
         plane = robust_plane(prof.centers_A, local, labels)
-    precision = region_precision(plane)
-    plane = weighted_plane(plane, prof.centers_A, local, precision)
     reached = plane.at(prof.centers_A, regions)[regions >= 0]
     support = np.where(plane.inliers, z_score, 0.0)[regions >= 0]
     if reached.min() < grid[0] or reached.max() > grid[-1]:  # its grid cannot hold the plane
         support = np.zeros_like(support)
-    return _Fit(plane, local, z_score, astig_ab, support, precision)
+    return _Fit(plane, local, z_score, astig_ab, support)
 
 
 def _low_signal(prof: SectorProfiles, message: str) -> TiltAngleResult:
@@ -576,7 +563,7 @@ def _result(
     g = plane.coef[1:3]
     residual_A = float(np.sqrt(np.mean(plane.residuals[usable] ** 2)))
     rival_angle, rival_axis = _rival_spread_deg(plane, rivals)
-    spread = _uncertainty(prof, plane, residual_A, (rival_angle, rival_axis), fit.precision)
+    spread = _uncertainty(prof, plane, residual_A, (rival_angle, rival_axis))
     direction = math.degrees(math.atan2(g[1], g[0])) % 360.0
     half = math.hypot(*astig_ab_A)
     angle_u = 0.5 * math.degrees(math.atan2(astig_ab_A[1], astig_ab_A[0]))
@@ -622,16 +609,12 @@ class _Spread(NamedTuple):
 
 
 def _uncertainty(
-    prof: SectorProfiles,
-    plane: PlaneFit,
-    residual_A: float,
-    rival_deg: tuple[float, float],
-    precision: np.ndarray | None = None,
+    prof: SectorProfiles, plane: PlaneFit, residual_A: float, rival_deg: tuple[float, float]
 ) -> _Spread:
     """Step 7: bootstrap, model-error floor, window bound, plane test and rivals combined."""
     g = plane.coef[1:3]
     usable = plane.inliers
-    replicates = gradient_replicates(plane, prof.centers_A, prof.grid_shape, precision=precision)
+    replicates = gradient_replicates(plane, prof.centers_A, prof.grid_shape)
     cov = gradient_covariance(replicates)
     least_squares = plane.cov[1:3, 1:3]
     if least_squares[0, 0] + least_squares[1, 1] > cov[0, 0] + cov[1, 1]:
@@ -643,9 +626,7 @@ def _uncertainty(
     noise = cov + floor * floor * np.eye(2)
     magnitude = debiased_magnitude(g, noise)
     sigma = math.sqrt(along / g2) if g2 > 0 else math.sqrt(float(cov[0, 0] + cov[1, 1]) / 2)
-    bent_z, bent = half_plane_excess(
-        plane, prof.centers_A, prof.grid_shape, precision=precision
-    )
+    bent_z, bent = half_plane_excess(plane, prof.centers_A, prof.grid_shape)
     bent = bent if bent_z * bent_z > _BENT_Z2 else 0.0
     sigma = math.hypot(sigma, window, bent)
     err_deg = math.hypot(math.degrees(sigma / (1.0 + magnitude**2)), _FLOOR_ERR_DEG)

@@ -48,36 +48,17 @@ def _draws(grid_shape: tuple[int, int], seed: int) -> np.ndarray:
 
 
 def gradient_replicates(
-    plane: PlaneFit,
-    xy_A: np.ndarray,
-    grid_shape: tuple[int, int],
-    *,
-    seed: int = 0,
-    precision: np.ndarray | None = None,
+    plane: PlaneFit, xy_A: np.ndarray, grid_shape: tuple[int, int], *, seed: int = 0
 ) -> np.ndarray:
-    """``(B, 2)`` gradients ``(g_x, g_y)`` of the plane refitted on block-bootstrap samples.
-
-    ``precision`` (per tile, default 1) weighs each tile in every refit as in the plane's
-    own fit (:func:`~daskmic.tilt.angle_regions.region_precision`).
-    """
+    """``(B, 2)`` gradients ``(g_x, g_y)`` of the plane refitted on block-bootstrap samples."""
     design = plane_design(xy_A, plane.labels)
     values = plane.at(xy_A, plane.labels) + plane.residuals
-    weights = _draws(grid_shape, seed) * _fit_weights(plane, precision)
+    weights = _draws(grid_shape, seed) * plane.inliers
     return batched_lstsq(design, values, weights)[:, 1:3]
 
 
-def _fit_weights(plane: PlaneFit, precision: np.ndarray | None) -> np.ndarray:
-    inliers = plane.inliers.astype(np.float64)
-    return inliers if precision is None else inliers * precision
-
-
 def half_plane_excess(
-    plane: PlaneFit,
-    xy_A: np.ndarray,
-    grid_shape: tuple[int, int],
-    *,
-    seed: int = 0,
-    precision: np.ndarray | None = None,
+    plane: PlaneFit, xy_A: np.ndarray, grid_shape: tuple[int, int], *, seed: int = 0
 ) -> tuple[float, float]:
     """Whether the defocus is a plane: the slopes of its two halves along the gradient.
 
@@ -88,7 +69,7 @@ def half_plane_excess(
     rings at the low end of a steep tilt at low defocus, say) bends the readings and the
     halves disagree. Returns ``z`` and the de-biased excess ``√max(Δ² - s_Δ², 0) / 2``:
     the full plane's slope sits between the halves', about half their difference from
-    either. ``precision`` as in :func:`gradient_replicates`.
+    either.
     """
     g = plane.coef[1:3]
     norm = float(np.hypot(g[0], g[1]))
@@ -97,8 +78,7 @@ def half_plane_excess(
     high = along >= np.median(along[plane.inliers])
     design = plane_design(xy_A, plane.labels)
     values = plane.at(xy_A, plane.labels) + plane.residuals
-    fit = _fit_weights(plane, precision)
-    weights = np.vstack([fit, _draws(grid_shape, seed) * fit])
+    weights = np.vstack([plane.inliers, _draws(grid_shape, seed) * plane.inliers])
     slopes = []
     for half in (high, ~high):  # a region with no tile in this half has no offset to fit
         columns = (design[half & plane.inliers] != 0).any(axis=0)

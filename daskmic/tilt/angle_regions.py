@@ -53,23 +53,6 @@ even L1 fits of ``S``; a consensus fit does not:
    (−2), one with no block at either level too (−1). The bias of the tiles kept is below
    ``0.2 |Δ|``, 20–60 Å for the offsets seen (up to 300 Å), under one tile's reading noise.
 
-5. **Each region's precision** (:func:`region_precision`, :func:`weighted_plane`). The
-   film's stronger rings make its tiles' readings scatter less than the ice's (rms 10–14 Å
-   against 25–39 Å about the plane on three spent untilted frames), and with the film on
-   one side its own slope measures the gradient as well as the ice's does; equal weights
-   let the noisier region set the answer. Each region's scale ``s_k`` is ``1.4826 · MAD``
-   of its residuals about the plane; rows divided by ``s_k`` have equal noise, and the
-   robust fit (L1 start, Tukey's biweight) runs again on them: weights ``1/s_k²`` times
-   Tukey's, each region's outliers judged in its own scale (feasible generalised least
-   squares, made robust; a region needs 8 inliers for a scale of its own, else nothing
-   changes). The covariance is ``σ² (Dᵀ W D)⁻¹`` over the inliers, ``W`` the precision
-   ``s_0²/s_k²``, ``σ² = Σ w r² / (n - p)``; the block bootstrap refits with the same
-   weights. Like
-   the unweighted fit it is unbiased (each region's errors have mean 0); only the variance
-   changes: with a third of the tiles on a film reading to 10 Å and the ice to 40 Å, the
-   gradient's spread over 200 draws fell to 0.59–0.63 of the unweighted fit's, and the
-   covariance it reports matched that spread (``tests/tilt/test_angle_regions.py``).
-
 The film's tiles keep their own defocus offset in the plane fit (their Thon rings sit
 elsewhere: another height, another amplitude contrast) while sharing the gradient (the
 grid is tilted as a whole). The film is the darker level (region 1: it adds carbon to the
@@ -83,11 +66,9 @@ estimator marks the tiles of step 4 that hold rings of both regions −2).
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 
-from daskmic.tilt.angle_fit import PlaneFit, batched_lstsq, plane_design, robust_fit, weighted_lstsq
+from daskmic.tilt.angle_fit import batched_lstsq, robust_fit
 from daskmic.tilt.angle_spectra import tile_origins
 
 _STEP_SIGMAS = 6.0
@@ -99,7 +80,6 @@ _TRIALS = 300
 _BLOCKS_PER_TILE = 4
 _FILM_POWER_RATIO = (1.4, 6.0)  # ring power of a support film over that of the ice: range
 _MAX_OTHER_SHARE = 0.2  # of a tile's ring power from the other region
-_MIN_SCALE_TILES = 8  # inliers a region needs for its own scale
 
 
 def _design(xy_A: np.ndarray, film: np.ndarray | None, scale: float | None = None) -> np.ndarray:
@@ -293,49 +273,3 @@ def ring_labels(fractions: np.ndarray, labels: np.ndarray) -> np.ndarray:
     out[kept & (ice_most <= _MAX_OTHER_SHARE)] = 1
     out[kept & (ice + film <= 0)] = -1
     return out
-
-
-def region_precision(plane: PlaneFit) -> np.ndarray:
-    """Per-tile weight ``s_0² / s_k²`` of region ``k`` (module notes, step 5); ones if one.
-
-    ``s_k`` is ``1.4826 · MAD`` of region ``k``'s residuals about ``plane`` (over the tiles
-    it was fitted on); each region needs ``_MIN_SCALE_TILES`` inliers for a scale of its
-    own, else all weights are 1.
-    """
-    weights = np.ones(len(plane.labels))
-    scales = []
-    for k in (0, 1):
-        if (plane.inliers & (plane.labels == k)).sum() < _MIN_SCALE_TILES:
-            return weights
-        residuals = plane.residuals[plane.labels == k]
-        scales.append(1.4826 * float(np.median(np.abs(residuals - np.median(residuals)))))
-    if min(scales) > 0:
-        weights[plane.labels == 1] = (scales[0] / scales[1]) ** 2
-    return weights
-
-
-def weighted_plane(plane: PlaneFit, xy_A: np.ndarray, defocus_A: np.ndarray,
-                   precision: np.ndarray) -> PlaneFit:  # fmt: skip
-    """``plane`` refitted robustly with each tile weighted by ``precision`` (notes, step 5).
-
-    Rows scaled by ``√precision`` have equal noise, and the robust fit of
-    :func:`~daskmic.tilt.angle_fit.robust_plane` runs on them (Tukey's biweight with one
-    scale: in each region's own scale); the covariance is ``σ² (Dᵀ W D)⁻¹`` over its
-    inliers, ``W`` the precision, ``σ² = Σ w r² / (n - p)``. With equal precision ``plane``
-    itself is returned.
-    """
-    if np.all(precision == 1.0):
-        return plane
-    design = plane_design(xy_A, plane.labels)
-    root = np.sqrt(precision)
-    coef, tukey, scale = robust_fit(
-        design * root[:, None], defocus_A * root, plane.labels >= 0, min_scale=1e-3
-    )
-    residuals = defocus_A - (design * coef).sum(axis=1)
-    inliers = tukey > 0
-    weights = inliers * precision
-    dof = max(int(inliers.sum()) - design.shape[1], 1)
-    sigma2 = float((weights * residuals**2).sum()) / dof
-    inverse = weighted_lstsq(design, defocus_A, weights)[1]
-    return dataclasses.replace(plane, coef=coef, cov=sigma2 * inverse, residuals=residuals,
-                               inliers=inliers, scale=scale, weights=tukey)  # fmt: skip

@@ -7,13 +7,7 @@ import pytest
 
 from daskmic.tilt.angle_error import axis_spread_deg, gradient_covariance, gradient_replicates
 from daskmic.tilt.angle_fit import robust_plane
-from daskmic.tilt.angle_regions import (
-    brightness_regions,
-    level_fractions,
-    region_precision,
-    ring_labels,
-    weighted_plane,
-)
+from daskmic.tilt.angle_regions import brightness_regions, level_fractions, ring_labels
 
 
 def _grid(ny=9, nx=13, step_A=256.0):
@@ -229,46 +223,3 @@ def test_tiles_astride_a_faint_film_edge_do_not_tilt_a_flat_frame():
     assert "astride a film edge" in result.patch_notes
     assert result.tilt_angle_deg <= 0.5 and result.tilt_angle_deg <= 3 * result.tilt_angle_err_deg
 
-
-
-def test_a_precise_film_weighs_more_and_its_covariance_holds():
-    """Region scales (film 10 Å, ice 40 Å): weighted least squares, against Monte Carlo.
-
-    Over 200 draws the weighted gradient scatters less than the unweighted one, neither is
-    biased, and the covariance each fit reports matches the weighted gradients' own spread.
-    """
-    xy, _ = _grid(7, 10, 400.0)
-    film = xy[:, 0] + 0.3 * xy[:, 1] > 600.0  # a third of the tiles, on one side
-    labels = film.astype(np.int64)
-    g = np.array([3e-3, -2e-3])
-    rng = np.random.default_rng(17)
-    plain, weighted, reported, ratios = [], [], [], []
-    for _ in range(200):
-        noise = rng.standard_normal(len(xy)) * np.where(film, 10.0, 40.0)
-        defocus = 15000.0 + xy @ g + np.where(film, 150.0, 0.0) + noise
-        plane = robust_plane(xy, defocus, labels)
-        precision = region_precision(plane)
-        refit = weighted_plane(plane, xy, defocus, precision)
-        plain.append(plane.coef[1:3])
-        weighted.append(refit.coef[1:3])
-        reported.append(np.sqrt(np.diag(refit.cov)[1:3]))
-        ratios.append(precision[film][0])
-    plain, weighted = np.array(plain), np.array(weighted)
-    assert np.median(ratios) == pytest.approx(16.0, rel=0.35)  # (40 / 10)²
-    bias = np.abs(weighted.mean(axis=0) - g) / (weighted.std(axis=0) / math.sqrt(200))
-    assert np.all(bias < 3.5)
-    assert np.all(weighted.std(axis=0) < 0.85 * plain.std(axis=0))
-    np.testing.assert_allclose(np.mean(reported, axis=0), weighted.std(axis=0), rtol=0.2)
-
-
-def test_one_region_or_a_small_film_keeps_equal_weights():
-    xy, _ = _grid(7, 10, 400.0)
-    rng = np.random.default_rng(4)
-    defocus = 15000.0 + 20.0 * rng.standard_normal(len(xy))
-    plane = robust_plane(xy, defocus)
-    np.testing.assert_array_equal(region_precision(plane), 1.0)
-    labels = np.zeros(len(xy), np.int64)
-    labels[:5] = 1  # fewer than 8 film tiles: no scale of their own
-    plane = robust_plane(xy, defocus, labels)
-    np.testing.assert_array_equal(region_precision(plane), 1.0)
-    assert weighted_plane(plane, xy, defocus, region_precision(plane)) is plane
