@@ -31,9 +31,9 @@ even L1 fits of ``S``; a consensus fit does not:
    it reads ``s Δ`` off the ice plane (``Δ`` the film's defocus offset): along an edge that
    is a gradient. A tile partly under contamination is darker than the ice too, and
    with a particle passing 15–60 % of the beam some such tiles sit at the film's level:
-   labelled film by their brightness, they read the ice's defocus (a contamination
+   labelled film by their brightness, they would read the ice's defocus (a contamination
    particle has no rings) inside the film's region, whose offset and the gradient then
-   share the difference (a spent untilted frame read 0.71° ± 0.36° so).
+   share the difference; and they can make the film's level the larger one.
    The areas come from a finer map: blocks of a quarter tile (the tiles overlap by half,
    so each is 4 × 4 blocks), each given to the ice or the film when its log-brightness
    less ``S`` is within ``|δ|/2`` of ``0`` or ``δ``, to neither when darker than both
