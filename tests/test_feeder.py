@@ -1,6 +1,6 @@
 """The feeder on a real cluster: everything completes, at most 2 x threads in flight, small
 micrographs travel in groups (each failing alone), and rebuilding the tables takes at most its
-share of the time."""
+share of the time, the first rebuild included."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+import daskmic.run.feeder
 import daskmic.run.publish
 from daskmic.preprocessing.params import PreprocessParams
 from daskmic.run.config import RunConfig
@@ -64,6 +65,7 @@ def test_every_micrograph_completes_once(client, sources, tmp_path, monkeypatch)
 
 
 def test_quick_rebuilds_follow_every_batch_but_the_last(client, sources, tmp_path, monkeypatch):
+    monkeypatch.setattr(daskmic.run.feeder, "FIRST_REBUILD_S", 0.0)  # quick from the first on
     seen: list[str] = []
     at: list[int] = []  # rows handed out when each rebuild started
 
@@ -83,12 +85,23 @@ def test_quick_rebuilds_follow_every_batch_but_the_last(client, sources, tmp_pat
 def test_slow_rebuilds_are_spaced_to_their_share_of_the_time(
     client, sources, tmp_path, monkeypatch
 ):
+    monkeypatch.setattr(daskmic.run.feeder, "FIRST_REBUILD_S", 0.0)
     seconds = 0.4
     times = _publishes(monkeypatch, seconds)
     _feed(client, sources, tmp_path, monkeypatch, batch_size=1)
     gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
     assert times, "the first batch is still published"
     assert all(gap >= seconds / PUBLISH_SHARE * 0.99 for gap in gaps), gaps
+
+
+def test_a_run_shorter_than_the_first_rebuilds_share_rebuilds_only_at_its_end(
+    client, sources, tmp_path, monkeypatch
+):
+    """The first rebuild is taken to cost ``FIRST_REBUILD_S`` until one is timed."""
+    monkeypatch.setattr(daskmic.run.feeder, "FIRST_REBUILD_S", 3600.0)
+    times = _publishes(monkeypatch, 0.0)
+    rows = _feed(client, sources, tmp_path, monkeypatch, batch_size=1)
+    assert len(rows) == 6 and times == [], "none within 9 h of the start"
 
 
 def test_small_micrographs_travel_in_groups_and_a_bad_one_fails_alone(
