@@ -13,6 +13,11 @@ import lazy_loader
 # worker process, which imports the entry point's module) stays light.
 _lazy_getattr, __dir__, _ = lazy_loader.attach(
     __name__,
+    # ``dm.io.open_results``, ``dm.datasets.realistic_frame`` …: the packages load on first use
+    submodules=[
+        "cluster", "datasets", "datasets_realistic", "io", "ops", "preprocessing", "report",
+        "run", "tilt",
+    ],
     submod_attrs={
         "cluster.client": ["connect"],
         "errors": ["UsageError"],

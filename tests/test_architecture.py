@@ -78,3 +78,29 @@ def test_parts_the_design_keeps_apart(part, other):
         if target == other or target.startswith(other + ".")
     )
     assert crossing == [], f"{part} reaches {other}: {crossing[:5]}"
+
+
+def test_every_package_is_an_attribute_of_daskmic():
+    """``import daskmic as dm; dm.io.open_results(...)`` works as in a notebook, and
+    ``import daskmic`` alone still imports none of the packages (they load on first use)."""
+    import json
+    import subprocess
+    import sys
+
+    parts = sorted(
+        p.stem for p in PACKAGE.iterdir()
+        if (p / "__init__.py").exists()
+        or (p.suffix == ".py" and not p.stem.startswith("_") and p.stem not in {"cli", "errors"})
+    )
+    code = (
+        "import json, sys, daskmic as dm\n"
+        "before = sorted(m for m in sys.modules if m.startswith('daskmic.'))\n"
+        f"missing = [name for name in {parts!r} if not hasattr(dm, name)]\n"
+        "print(json.dumps([before, missing, callable(dm.io.open_results)]))\n"
+    )
+    before, missing, opens = json.loads(subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    assert "datasets" in parts and "io" in parts
+    assert before == [], f"import daskmic imported {before}"
+    assert missing == [], f"not attributes of daskmic: {missing}"
+    assert opens

@@ -111,6 +111,109 @@ def test_local_runners_give_a_cluster_runs_outputs_and_a_bad_one_fails_alone(
     assert not [p for p in tmp_path.rglob("*") if PARTIAL_NAME.match(p.name)]
 
 
+
+def _same_outputs_but(out: Path, reference: Path, lost: str) -> None:
+    """Every file of ``reference`` a micrograph made (not the tables) is in ``out`` byte for
+    byte, but those of the micrograph ``lost``."""
+    made, expected = _outputs(out), _outputs(reference)
+    per_micrograph = [name for name in expected if "/" in name and lost not in name]
+    assert len(per_micrograph) > 20
+    for name in per_micrograph:
+        assert made.get(name) == expected[name], name
+
+
+def test_a_micrograph_that_kills_its_worker_process_fails_alone(
+    write_micrographs, tmp_path, monkeypatch
+):
+    """The unit's process dies (here by ``os._exit`` in place of the unit, as a segfault or the
+    system's out-of-memory kill would end it) each time it holds ``mic_007``: the pool breaks,
+    the micrographs of the lost tasks run again one at a time, and ``mic_007`` alone fails,
+    with the reason; a second run tries it again."""
+    monkeypatch.chdir(tmp_path)
+    paths = [str(p) for p in write_micrographs(n=24, shape=(64, 64), folder="raw")]
+    with LocalProcesses(2) as local:
+        reference = daskmic.run_batch(paths, tmp_path / "reference", CONFIG, client=local)
+        submit, pools = local.submit, []
+
+        def crashing_submit(function, sources, *args, **kwargs):
+            pools.append(local._executor)
+            if any(source.micrograph == "mic_007" for source in sources):
+                return submit(os._exit, 70)  # the worker process ends at once
+            return submit(function, sources, *args, **kwargs)
+
+        monkeypatch.setattr(local, "submit", crashing_submit)
+        summary = daskmic.run_batch(paths, tmp_path / "out", CONFIG, client=local)
+    assert reference.counts() == {"done": 24}
+    assert summary.counts() == {"done": 23, "failed": 1}
+    failed = summary.failed[0]
+    assert failed["micrograph"] == "mic_007"
+    assert failed["error"].startswith(f"worker: {paths[7]} its worker process died")
+    assert "BrokenProcessPool" in failed["error"]
+    assert len({id(pool) for pool in pools}) >= 2, "a new pool after each death"
+    assert Manifest(tmp_path / "out").read("mic_007")["row"]["status"] == "failed"
+    _same_outputs_but(tmp_path / "out", tmp_path / "reference", lost="mic_007")
+
+    again = daskmic.run_batch(paths, tmp_path / "out", CONFIG)  # nothing kills it now
+    assert again.counts() == {"done": 24}
+    _same_outputs_but(tmp_path / "out", tmp_path / "reference", lost="no micrograph")
+
+
+def test_workers_killed_mid_run_lose_nothing(write_micrographs, tmp_path, monkeypatch):
+    """The system kills every worker process of the pool (SIGKILL) while tasks are in flight:
+    the run goes on in a new pool and every output is what an undisturbed run writes."""
+    monkeypatch.chdir(tmp_path)
+    paths = [str(p) for p in write_micrographs(n=12, shape=(512, 512), folder="raw")]
+    with LocalProcesses(2) as local:
+        reference = daskmic.run_batch(paths, tmp_path / "reference", CONFIG, client=local)
+        submit, calls, killed = local.submit, [], []
+
+        def submit_and_kill(function, sources, *args, **kwargs):
+            calls.append(sources)
+            if len(calls) == 5:  # one task has completed, three are in flight
+                workers = [psutil.Process(pid) for pid in local._executor._processes]
+                for worker in workers:
+                    worker.kill()
+                killed.extend(psutil.wait_procs(workers, timeout=30)[0])
+            return submit(function, sources, *args, **kwargs)
+
+        monkeypatch.setattr(local, "submit", submit_and_kill)
+        summary = daskmic.run_batch(paths, tmp_path / "out", CONFIG, client=local)
+    assert len(killed) == 2, "both workers were killed"
+    assert any(len(sources) == 1 for sources in calls[5:]), "lost micrographs ran again alone"
+    assert summary.counts() == reference.counts() == {"done": 12}
+    _same_outputs_but(tmp_path / "out", tmp_path / "reference", lost="no micrograph")
+
+
+def test_a_micrograph_that_kills_its_cluster_worker_fails_alone(
+    write_micrographs, tmp_path, monkeypatch
+):
+    """On a cluster the nanny restarts a worker that died; the scheduler gives up on the task
+    after ``allowed-failures`` deaths (``KilledWorker``, 0 here to keep the test short): the
+    micrograph fails alone, the others are done."""
+    import dask
+    from distributed import Client, LocalCluster
+
+    monkeypatch.chdir(tmp_path)
+    paths = [str(p) for p in write_micrographs(n=6, shape=(64, 64), folder="raw")]
+    with (
+        dask.config.set({"distributed.scheduler.allowed-failures": 0}),
+        LocalCluster(n_workers=1, threads_per_worker=2, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
+        submit = client.submit
+
+        def crashing_submit(function, sources, *args, **kwargs):
+            if any(source.micrograph == "mic_003" for source in sources):
+                return submit(os._exit, 70, key=kwargs["key"], pure=False)
+            return submit(function, sources, *args, **kwargs)
+
+        monkeypatch.setattr(client, "submit", crashing_submit)
+        summary = daskmic.run_batch(paths, tmp_path / "out", CONFIG, client=client)
+    assert summary.counts() == {"done": 5, "failed": 1}
+    assert summary.failed[0]["micrograph"] == "mic_003"
+    assert "KilledWorker" in summary.failed[0]["error"]
+
+
 def test_a_set_of_small_micrographs_runs_on_local_processes_by_default(
     write_micrographs, tmp_path, monkeypatch, capsys
 ):

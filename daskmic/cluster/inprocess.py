@@ -24,6 +24,7 @@ import os
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.connection import Connection
 from typing import Any, Final
 
@@ -100,9 +101,10 @@ class LocalProcesses(_Runner):
     The workers are forked, as they are first needed, from a server process that imported
     :data:`PRELOAD` once (``multiprocessing``'s ``forkserver``; ``spawn`` where there is none),
     never from this process, whose threads a fork would copy mid-flight. Functions and
-    arguments travel pickled, as to a cluster's workers; a worker that dies breaks the pool
-    and the run stops with the error, and the workers end soon after the command if it is
-    killed.
+    arguments travel pickled, as to a cluster's workers. A worker that dies breaks the pool:
+    the tasks in it fail with ``BrokenProcessPool`` (the feeder runs their micrographs again)
+    and the next :meth:`submit` starts a new pool. The workers end soon after the command if
+    it is killed.
 
     Parameters
     ----------
@@ -126,10 +128,23 @@ class LocalProcesses(_Runner):
             context.set_forkserver_preload(list(PRELOAD))
         # the workers read the lifeline; its end here closes when this process ends, however
         self._lifeline_r, self._lifeline_w = context.Pipe(duplex=False)
-        pool = ProcessPoolExecutor(
-            processes, mp_context=context, initializer=_end_with, initargs=(self._lifeline_r,)
+        self._context = context
+        super().__init__(self._pool(processes), processes)
+
+    def _pool(self, processes: int) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            processes, mp_context=self._context, initializer=_end_with,
+            initargs=(self._lifeline_r,)
         )
-        super().__init__(pool, processes)
+
+    def submit(self, function: Callable[..., Any], *args: Any, **_: Any) -> Future[Any]:
+        """Run ``function(*args)`` on a worker; in a new pool if a worker died in the last."""
+        try:
+            return self._executor.submit(function, *args)
+        except BrokenProcessPool:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = self._pool(self.threads)
+            return self._executor.submit(function, *args)
 
     def start(self) -> None:
         """Start the worker processes in the background (the first waits for the server's

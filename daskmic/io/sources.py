@@ -99,6 +99,7 @@ def _expand_url(loc: UPath, text: str) -> tuple[list[Location], Location | None,
             )
         parts = text.split("/")
         fixed = "/".join(parts[: next(i for i, p in enumerate(parts) if glob.has_magic(p))])
+        _forget_listings(location(fixed, loc.storage_options))
         found = _listed(loc, text, lambda: loc.fs.glob(loc.path, detail=True))
         return found, location(fixed, loc.storage_options), f"glob {text!r}"
     if loc.suffix.lower() in MICROGRAPH_SUFFIXES:
@@ -110,11 +111,27 @@ def _expand_url(loc: UPath, text: str) -> tuple[list[Location], Location | None,
                 "give a table (STAR, xmd, CSV) of them"
             )
         return [loc], None, f"file {text}"
+    _forget_listings(loc)
     if loc.fs.isdir(loc.path):
         found = _listed(loc, text, lambda: loc.fs.ls(loc.path, detail=True))
         found = [p for p in found if p.suffix.lower() in MICROGRAPH_SUFFIXES]
         return found, loc, f"folder {text}"
     return [loc], None, f"file {text}"
+
+
+def _forget_listings(loc: Location) -> None:
+    """Forget the listings of ``loc`` and below that its filesystem cached.
+
+    fsspec keeps one filesystem per set of options for the whole process, with the listings it
+    made; a notebook that opens a bucket again must see the objects that arrived or changed
+    since (their versions are the inputs' stamps), at the cost of listing again.
+    """
+    if isinstance(loc, Path):
+        return
+    fs, root = loc.fs, loc.path.rstrip("/")
+    fs.invalidate_cache(root)
+    for key in [key for key in fs.dircache if str(key).startswith(root + "/")]:
+        fs.dircache.pop(key, None)
 
 
 def _listed(loc: UPath, text: str, listing: Callable[[], Any]) -> list[Location]:

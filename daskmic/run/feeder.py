@@ -15,6 +15,11 @@ rebuild whose tables its last one replaces at once. The batch driver
 (:func:`daskmic.run.driver.process_sources`) gives it a fixed list; streaming
 (:func:`daskmic.watch`) adds micrographs as they arrive, so the workers never wait for a batch
 to drain.
+
+A task whose worker process dies (a crash, the system's out-of-memory kill, a worker a cluster
+gave up on) does not stop the run: its micrographs run again one at a time with nothing beside
+them, so a micrograph that kills its worker again is the one that does it, and it fails alone
+(:func:`daskmic.run.unit.record_lost`) while the others go on.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from typing import Any, Final
 from daskmic.cluster.threads import worker_threads
 from daskmic.io.storage import is_url, location
 from daskmic.run.config import RunConfig
-from daskmic.run.unit import Row, Source, process_micrographs
+from daskmic.run.unit import Row, Source, process_micrographs, record_lost
 
 PUBLISH_SHARE: Final = 0.1
 """Largest share of the wall-clock time spent rebuilding tables before the last one."""
@@ -123,7 +128,8 @@ class Feeder:
         self.on_row = on_row
         self.on_publish = on_publish
         self._queue: deque[Source] = deque()
-        self._futures: set[Any] = set()
+        self._suspects: deque[Source] = deque()  # in a task whose worker died; to run alone
+        self._futures: dict[Any, tuple[list[Source], bool]] = {}  # → (group, run alone)
         self._done: SimpleQueue[Any] = SimpleQueue()
         self._since_publish = 0
         self._next_publish = monotonic() + _spacing(FIRST_REBUILD_S)
@@ -132,7 +138,7 @@ class Feeder:
     @property
     def busy(self) -> bool:
         """Whether micrographs are queued or in flight."""
-        return bool(self._queue or self._futures)
+        return bool(self._queue or self._suspects or self._futures)
 
     def add(self, sources: Iterable[Source]) -> None:
         """Queue ``sources`` (in order) and submit as many as there is room for."""
@@ -155,24 +161,56 @@ class Feeder:
         return group
 
     def _top_up(self) -> None:
+        if self._suspects:  # one at a time, nothing beside it, until none is left
+            if not self._futures:
+                self._submit([self._suspects.popleft()], alone=True)
+            return
         if not self._queue:
             return
         capacity = self._capacity()
         for _ in range(capacity - len(self._futures)):
             if not self._queue:
                 break
-            group = self._next_group(capacity)
-            future = self.client.submit(
-                process_micrographs,
-                group,
-                self.config,
-                self.out_dir,
-                self.digest,
-                key=f"micrographs-{self.digest}-{group[0].micrograph}-{len(group)}",
-                pure=False,
-            )
-            self._futures.add(future)
-            future.add_done_callback(self._done.put)  # called from the executor's thread
+            self._submit(self._next_group(capacity), alone=False)
+
+    def _submit(self, group: list[Source], alone: bool) -> None:
+        key = f"micrographs-{self.digest}-{group[0].micrograph}-{len(group)}"
+        future = self.client.submit(
+            process_micrographs,
+            group,
+            self.config,
+            self.out_dir,
+            self.digest,
+            key=f"{key}-alone" if alone else key,
+            pure=False,
+        )
+        self._futures[future] = (group, alone)
+        future.add_done_callback(self._done.put)  # called from the executor's thread
+
+    def _results(self, done: list[Any]) -> list[list[Row]]:
+        """The rows of the tasks ``done``; the micrographs of a lost task become suspects, and a
+        suspect lost again, alone, is recorded failed."""
+        tasks = [self._futures.pop(future) for future in done]
+        try:
+            return list(self.client.gather(done))  # one round trip for all (the usual case)
+        except Exception:  # a task was lost: see each on its own
+            pass
+        results = []
+        for future, (group, alone) in zip(done, tasks, strict=True):
+            try:
+                results.append(self.client.gather([future])[0])
+            except Exception as error:
+                if not alone:
+                    self._suspects.extend(group)
+                    continue
+                reason = (
+                    "its worker process died (or failed) while processing it, also when it ran "
+                    f"alone: {type(error).__name__}: {error}"
+                )
+                results.append(
+                    record_lost(group, self.config, self.out_dir, self.digest, reason)
+                )
+        return results
 
     def completed(self, timeout: float | None = None) -> list[Row]:
         """Rows of the micrographs that complete next; wait at most ``timeout`` seconds.
@@ -180,7 +218,8 @@ class Feeder:
         Returns
         -------
         list of dict
-            At least one row unless ``timeout`` passed first or nothing is in flight.
+            At least one row unless ``timeout`` passed first, nothing is in flight, or the
+            tasks that completed were lost (their micrographs run again).
         """
         if not self._futures:
             return []
@@ -190,9 +229,7 @@ class Feeder:
             return []
         while not self._done.empty():
             done.append(self._done.get_nowait())
-        self._futures.difference_update(done)
-        # one round trip for all (the unit returns rows even for bad data)
-        rows = [row for group in self.client.gather(done) for row in group]
+        rows = [row for group in self._results(done) for row in group]
         self._top_up()
         for row in rows:
             if self.on_row is not None:

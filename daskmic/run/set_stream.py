@@ -82,7 +82,8 @@ class SetArrivals:
 
     def source(self, path: str, name: str, config: RunConfig) -> Source:
         """The run's view of one item, named as in a batch run on the whole set."""
-        source = replace(self._sources[path], micrograph=name, stamp=input_stamp(path))
+        stamp = input_stamp(path, config.storage_options)
+        source = replace(self._sources[path], micrograph=name, stamp=stamp)
         if config.pixel_size_A is not None:
             return replace(source, pixel_size_A=config.pixel_size_A)
         if not source.pixel_size_A > 0:  # the set gives none: the header's, as a batch run

@@ -24,7 +24,6 @@ from daskmic.io.storage import (
     StorageOptions,
     absolute,
     file_stamp,
-    is_url,
     location,
     write_whole,
 )
@@ -36,16 +35,18 @@ if TYPE_CHECKING:
     import xarray as xr
 
 
-def input_stamp(path: str | Location) -> Stamp | None:
+def input_stamp(
+    path: str | Location, storage_options: StorageOptions | None = None
+) -> Stamp | None:
     """The stamp a run keeps of an input file (:attr:`daskmic.run.source.Source.stamp`).
 
-    Local files only: ``(size, mtime_ns)`` (:func:`daskmic.io.storage.file_stamp`); None for
-    a URL (its version would cost a request per file) or a file that cannot be found.
+    ``(size, mtime_ns)`` locally, ``(size, version)`` at a URL (the object's ETag or
+    modification time: :func:`daskmic.io.storage.file_stamp`; a folder or glob on an object
+    store costs no request, its listing has them). None for a file that cannot be found, or at
+    a URL whose server names no version (a plain web server): nothing then says it changed.
     """
-    if is_url(path):
-        return None
-    stamp = file_stamp(location(path))
-    return stamp if stamp[0] >= 0 else None
+    stamp = file_stamp(location(path, storage_options))
+    return stamp if stamp[0] >= 0 and stamp[1] != "" else None
 
 
 class KnownHeaders:
@@ -53,9 +54,9 @@ class KnownHeaders:
     changed files.
 
     Kept in the output folder (:attr:`daskmic.run.layout.OutputLayout.headers`) as a cache:
-    a header is taken from it only for the same local file with the same size and
-    modification time (:func:`input_stamp`), so a touched or rewritten file is read again; a
-    missing or unreadable cache reads every header. Files given by URL are always read.
+    a header is taken from it only for the same file with the same size and modification time
+    or version (:func:`input_stamp`), so a touched or rewritten file is read again; a missing
+    or unreadable cache reads every header, and so does a URL whose server names no version.
 
     Parameters
     ----------
@@ -72,7 +73,7 @@ class KnownHeaders:
         self._kept: dict[str, list[Any]] = kept if isinstance(kept, dict) else {}
         self._now: dict[str, list[Any]] = {}
         self.stamps: dict[str, Stamp] = {}
-        """The stamp of each local file listed, by absolute path."""
+        """The stamp of each file listed, by absolute path or URL."""
 
     def __call__(self, paths: list[Location]) -> list[MicrographHeader | MicrographError]:
         """The headers of ``paths`` (see :data:`daskmic.io.open.HeaderReader`)."""
@@ -160,8 +161,11 @@ def catalogue(
     return sorted(sources, key=lambda s: s.micrograph), optics
 
 
-def sources_from(mics: xr.DataArray | xr.Dataset) -> list[Source]:
-    """The micrographs of an opened set, error rows included, sorted by name."""
+def sources_from(
+    mics: xr.DataArray | xr.Dataset, storage_options: StorageOptions | None = None
+) -> list[Source]:
+    """The micrographs of an opened set, error rows included, sorted by name (URLs opened with
+    ``storage_options``)."""
     carried = [
         name
         for name, coord in mics.coords.items()
@@ -175,7 +179,7 @@ def sources_from(mics: xr.DataArray | xr.Dataset) -> list[Source]:
             pixel_size_A=float(mics["pixel_size_A"].values[i]),
             columns={str(c): _plain(mics[c].values[i]) for c in carried},
             shape=shape,
-            stamp=input_stamp(str(mics["path"].values[i])),
+            stamp=input_stamp(str(mics["path"].values[i]), storage_options),
         )
         for i, name in enumerate(mics["micrograph"].values)
     ]

@@ -30,7 +30,7 @@ from daskmic.tilt.decision import decide
 from daskmic.tilt.optics import optics_for
 from daskmic.tilt.params import TiltParams
 
-__all__ = ["Row", "Source", "process_micrograph"]
+__all__ = ["Row", "Source", "process_micrograph", "record_lost"]
 
 
 def _check_pixels(image: np.ndarray) -> None:
@@ -209,9 +209,29 @@ def process_micrograph(
     return process_micrographs([source], config, out_dir, digest)[0]
 
 
-def _process(source: Source, config: RunConfig, out: OutputLayout) -> Row:
-    """One micrograph's steps and outputs; its row (``status`` failed with the reason)."""
-    row: Row = {
+def record_lost(
+    sources: list[Source], config: RunConfig, out_dir: str | Location, digest: str, reason: str
+) -> list[Row]:
+    """Record ``sources`` as failed because their task was lost (its worker process died).
+
+    The driver calls it for a micrograph whose task ended its worker however it was run
+    (:class:`daskmic.run.feeder.Feeder`): a crash or the operating system's out-of-memory kill
+    takes the process, so the unit could not write the record itself.
+
+    Returns
+    -------
+    list of dict
+        Each micrograph's row, ``status`` failed, ``error`` ``worker: <path> <reason>``.
+    """
+    out = OutputLayout(out_dir, config.storage_options)
+    made = [(_failed(_row(s), config, f"worker: {s.path} {reason}"), s.stamp) for s in sources]
+    Manifest(out.root).write_records(made, digest)
+    return [row for row, _ in made]
+
+
+def _row(source: Source) -> Row:
+    """A micrograph's row before its steps."""
+    return {
         "micrograph": source.micrograph,
         "path": source.path,
         "pixel_size_A": source.pixel_size_A,
@@ -219,6 +239,19 @@ def _process(source: Source, config: RunConfig, out: OutputLayout) -> Row:
         "status": "done",
         "error": source.error,
     }
+
+
+def _failed(row: Row, config: RunConfig, message: str) -> Row:
+    """``row`` marked failed with ``message``."""
+    row.update(status="failed", error=message)
+    if config.tilt is not None:
+        row.update(tilt_status="failed", accepted=False)
+    return row
+
+
+def _process(source: Source, config: RunConfig, out: OutputLayout) -> Row:
+    """One micrograph's steps and outputs; its row (``status`` failed with the reason)."""
+    row = _row(source)
     step = "read"
     try:
         if source.error:
@@ -239,8 +272,5 @@ def _process(source: Source, config: RunConfig, out: OutputLayout) -> Row:
             row.update(_decision(row, config.tilt))
             row["status"] = row["tilt_status"]
     except Exception as exc:  # one bad micrograph fails alone, with its reason
-        message = str(exc) if source.error else f"{step}: {source.path} {exc}"
-        row.update(status="failed", error=message)
-        if config.tilt is not None:
-            row.update(tilt_status="failed", accepted=False)
+        _failed(row, config, str(exc) if source.error else f"{step}: {source.path} {exc}")
     return row

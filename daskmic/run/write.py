@@ -58,11 +58,13 @@ def _check_held(held: xr.DataArray | xr.Dataset, kind: str, what: str, made_by: 
     )
 
 
-def _sources(micrographs: xr.DataArray | None, qc: xr.Dataset | None) -> list[Source]:
+def _sources(
+    micrographs: xr.DataArray | None, qc: xr.Dataset | None, storage_options: dict[str, Any]
+) -> list[Source]:
     """The input files behind what the user holds, with their input pixel sizes."""
     if micrographs is None:
         assert qc is not None
-        return sources_from(qc)
+        return sources_from(qc, storage_options)
     if qc is not None:
         ours, theirs = micrographs["micrograph"].values, qc["micrograph"].values
         if list(ours) != list(theirs):
@@ -71,7 +73,7 @@ def _sources(micrographs: xr.DataArray | None, qc: xr.Dataset | None) -> list[So
                 "different micrographs; select the same ones from both"
             )
     inputs = micrographs.assign_coords(pixel_size_A=micrographs["input_pixel_size_A"])
-    return sources_from(inputs.drop_vars("input_pixel_size_A"))
+    return sources_from(inputs.drop_vars("input_pixel_size_A"), storage_options)
 
 
 def write(
@@ -151,7 +153,7 @@ def write(
         write_stack=write_stack,
         storage_options=storage_options or {},
     )
-    sources = _sources(micrographs, tilt)
+    sources = _sources(micrographs, tilt, config.storage_options)
     if not all(np.isfinite(s.pixel_size_A) for s in sources if not s.error):
         raise UsageError(
             "write: some micrographs have no pixel size; open them with "
