@@ -48,7 +48,8 @@ NOTES = [
     "oracle (tests/tilt/test_xmipp_oracle.py) on the pixels xmippLib reads.",
     "- throughput: `daskmic.run.unit.process_micrograph` (typical preprocessing + tilt screen) "
     "through daskmic's driver on an embedded local cluster vs a `concurrent.futures` process "
-    "pool; both time opening the set to the final tables, not the cluster/pool start.",
+    "pool; both time opening the set to the final tables, not the cluster/pool start; the "
+    "contenders take three turns on each set and each keeps its best.",
     "- memory: worker peak resident memory (VmHWM, reset after a warm-up) above idle, with "
     "memory limits summing to less than the set.",
     "- live: one update of the live QC page (`daskmic.report.live`) of a tilt-screen output "

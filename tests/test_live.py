@@ -23,6 +23,7 @@ import pandas as pd
 import pytest
 
 import daskmic
+import daskmic.run.feeder
 from daskmic.datasets import synthesize_micrograph
 from daskmic.io.atomic import write_bytes_atomic
 from daskmic.io.mrc_write import write_mrc
@@ -328,7 +329,10 @@ def test_report_serve_answers_a_real_get_on_loopback_until_interrupted(stream):
 # --- a batch run longer than the threshold ----------------------------------------------------
 
 
-def test_a_long_batch_run_keeps_a_live_page_then_writes_the_final_one(tmp_path, client):
+def test_a_long_batch_run_keeps_a_live_page_then_writes_the_final_one(
+    tmp_path, client, monkeypatch
+):
+    monkeypatch.setattr(daskmic.run.feeder, "FIRST_REBUILD_S", 0.0)  # rebuilds from the first batch
     raw = tmp_path / "raw"
     raw.mkdir()
     for i in range(6):

@@ -22,7 +22,8 @@ What pathlib cannot say, this module does, once:
 - :func:`location` — parse a path or URL, naming the pip extra when its filesystem's package
   is missing.
 - :func:`remove` — a file or a whole folder (prefix).
-- :func:`list_files` — a folder's files and their modification times in one listing;
+- :func:`list_stamped` — a folder's files, each with its modification time and what identifies
+  its content as written, in one listing (:func:`list_files`: the times only);
   :func:`read_all` — many small objects fetched concurrently.
 - :func:`zarr_store` — what zarr opens for a location (a path, or an fsspec store with the
   location's options).
@@ -30,6 +31,7 @@ What pathlib cannot say, this module does, once:
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
@@ -39,7 +41,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 import fsspec
 from typing_extensions import TypeIs
@@ -274,21 +276,35 @@ def remove(loc: Location) -> None:
         pass
 
 
-def list_files(folder: Location) -> dict[str, float]:
-    """The files directly in ``folder``: name → modification time (seconds since the epoch).
+class Listed(NamedTuple):
+    """A file as its folder's listing shows it (:func:`list_stamped`)."""
+
+    modified_s: float
+    """Modification time, seconds since the epoch (NaN when the store keeps none)."""
+    stamp: tuple[Any, ...]
+    """What identifies the content as written: locally the inode and the modification time in
+    nanoseconds (a file replaced by a rename has a new inode, however soon after), on an object
+    store the ETag, the size and the modification time."""
+
+
+def list_stamped(folder: Location) -> dict[str, Listed]:
+    """The files directly in ``folder``, each with its modification time and content stamp.
 
     One listing (one ``scandir`` locally, one paged LIST request on an object store), never a
     request per file; empty when the folder does not exist. The listing is not cached: a
     later read or listing sees what other processes wrote since.
     """
-    found: dict[str, float] = {}
+    found: dict[str, Listed] = {}
+    stamp: tuple[Any, ...]
     if isinstance(folder, Path):  # local
         try:
             with os.scandir(folder) as scan:
                 for item in scan:
                     try:
                         if item.is_file():
-                            found[item.name] = item.stat().st_mtime
+                            info = item.stat()
+                            stamp = (info.st_ino, info.st_mtime_ns)
+                            found[item.name] = Listed(info.st_mtime, stamp)
                     except OSError:  # removed since the listing
                         continue
         except (FileNotFoundError, NotADirectoryError):
@@ -303,8 +319,17 @@ def list_files(folder: Location) -> dict[str, float]:
         fs.invalidate_cache(folder.path)
     for entry in entries:
         if entry.get("type") == "file":
-            found[entry["name"].rstrip("/").rsplit("/", 1)[-1]] = _modified(entry)
+            modified_s = _modified(entry)
+            when = None if math.isnan(modified_s) else modified_s  # NaN would never match
+            stamp = (entry.get("ETag"), entry.get("size"), when)
+            found[entry["name"].rstrip("/").rsplit("/", 1)[-1]] = Listed(modified_s, stamp)
     return found
+
+
+def list_files(folder: Location) -> dict[str, float]:
+    """The files directly in ``folder``: name → modification time (seconds since the epoch),
+    from one listing (:func:`list_stamped`)."""
+    return {name: listed.modified_s for name, listed in list_stamped(folder).items()}
 
 
 def _modified(entry: dict[str, Any]) -> float:

@@ -61,9 +61,9 @@ def process_sources(
     """Run the unit for each source through a :class:`~daskmic.run.feeder.Feeder`.
 
     At most ``2 × threads`` are in flight; the tables are rebuilt after every ``batch_size``
-    micrographs but the last (calling ``on_publish`` after each), and the caller publishes
-    once all are in. The driver holds paths only, never pixels: workers read, process and
-    write.
+    micrographs (calling ``on_publish`` after each) as the feeder spaces rebuilds, none in the
+    run's last stretch, and the caller publishes once all are in. The driver holds paths
+    only, never pixels: workers read, process and write.
 
     Parameters
     ----------
@@ -90,7 +90,7 @@ def process_sources(
         on_row=on_row,
         on_publish=on_publish,
     )
-    feeder.add(pending)
+    feeder.add(pending, last=True)
     import_module("daskmic.run.publish")  # the end's imports while they compute
     return list(track(feeder.rows(), total=len(pending)))
 

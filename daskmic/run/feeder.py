@@ -3,16 +3,18 @@
 A :class:`Feeder` keeps at most ``2 × worker threads`` tasks submitted (each worker has the next
 one queued when it finishes one), holds the other micrographs as paths, never pixels, and
 rebuilds the tables after every ``batch_size`` completions while the workers go on. A task is
-one micrograph, or a group of small ones (:func:`group_size`): scheduling a task costs the
-driver, the scheduler and a worker about a millisecond each, more than a 128² micrograph's
-compute, so small micrographs travel in groups of up to :data:`GROUP_PX` pixels
-(:func:`daskmic.run.unit.process_micrographs`); each still runs the unit alone (one bad
-micrograph fails alone) and gets its own record, the group's records made durable together.
-A rebuild is spaced so that rebuilds take at most :data:`PUBLISH_SHARE` of the driver's time,
-which keeps a session of thousands of micrographs streaming at the workers' pace. The batch
-driver (:func:`daskmic.run.driver.process_sources`) gives it a fixed list; streaming
-(:func:`daskmic.watch`) adds micrographs as they arrive, so the workers never wait for a batch
-to drain.
+one micrograph, or a group of smaller ones (:func:`group_size`): scheduling a task costs the
+driver (client and scheduler) about 2.5 ms of CPU and a worker 2 ms, more than a 128²
+micrograph's compute and 4 % of a 2048² one's, so micrographs travel in groups of up to
+:data:`GROUP_PX` pixels (:func:`daskmic.run.unit.process_micrographs`); each still runs the
+unit alone (one bad micrograph fails alone) and gets its own record, the group's records made
+durable together. A rebuild is spaced so that rebuilds take at most :data:`PUBLISH_SHARE` of
+the driver's time, the first one included (:data:`FIRST_REBUILD_S`), which keeps a session of
+thousands of micrographs streaming at the workers' pace. The batch driver
+(:func:`daskmic.run.driver.process_sources`) gives it a fixed list, and so no rebuild in the
+last stretch of the run (:func:`worth_a_rebuild`), whose tables the final one would replace at
+once after waiting for it; streaming (:func:`daskmic.watch`) adds micrographs as they arrive,
+so the workers never wait for a batch to drain.
 
 A task whose worker process dies (a crash, the system's out-of-memory kill, a worker a cluster
 gave up on) does not stop the run: its micrographs run again one at a time with nothing beside
@@ -38,8 +40,18 @@ from daskmic.run.unit import Row, Source, process_micrographs, record_lost
 PUBLISH_SHARE: Final = 0.1
 """Largest share of the wall-clock time spent rebuilding tables before the last one."""
 
-GROUP_PX: Final = 2**19
-"""Pixels of micrographs one task holds at most (unless one micrograph alone is larger)."""
+FIRST_REBUILD_S: Final = 0.2
+"""What the first rebuild is taken to cost until one is timed, so that it too keeps to
+:data:`PUBLISH_SHARE`: it comes no sooner than 1.8 s after the feeder starts. A fresh
+folder's first rebuild (the STAR, CSV and XMD tables, three Scipion sets, the zarr store)
+took 0.1-0.25 s of the driver's CPU on two shared cores, a tenth to a fifth of a whole run of
+16 × 2048² micrographs on a local cluster there, whose last rebuild replaces its tables at
+once."""
+
+GROUP_PX: Final = 2**23
+"""Pixels of micrographs one task holds at most (unless one micrograph alone is larger): two
+2048² micrographs (the typical steps take 0.2 s of a worker for both, the task 2 % more), 512
+of 128²; a 4096² one travels alone."""
 
 THREADS_REFRESH_S: Final = 2.0
 """How long the feeder trusts its count of worker threads (asking the scheduler is a round
@@ -55,13 +67,41 @@ def group_size(shape: tuple[int, int] | None, queued: int, tasks: int) -> int:
     Examples
     --------
     >>> group_size((128, 128), queued=2000, tasks=4), group_size((4096, 4096), 2000, 4)
-    (32, 1)
+    (500, 1)
+    >>> group_size((2048, 2048), queued=64, tasks=4)
+    2
     >>> group_size((128, 128), queued=8, tasks=4), group_size(None, 8, 4)
     (2, 1)
     """
     if shape is None:  # unreadable: it fails at once, alone
         return 1
     return max(1, min(GROUP_PX // max(shape[0] * shape[1], 1), queued // max(tasks, 1)))
+
+
+def worth_a_rebuild(left: int, done: int, elapsed_s: float, rebuild_s: float) -> bool:
+    """Whether tables rebuilt now in a run with ``left`` micrographs to do, after ``done`` in
+    ``elapsed_s``, would stand long enough to be worth a rebuild of ``rebuild_s``.
+
+    Not when the work left, at the pace so far, ends sooner than the rebuild makes the next
+    one wait (:data:`PUBLISH_SHARE`): the run's final rebuild would replace the tables at once,
+    after waiting for this one.
+
+    Examples
+    --------
+    >>> worth_a_rebuild(left=8, done=8, elapsed_s=0.6, rebuild_s=0.2)  # 0.6 s left, wait 1.8 s
+    False
+    >>> worth_a_rebuild(left=900, done=100, elapsed_s=10.0, rebuild_s=0.2)  # 90 s left
+    True
+    """
+    if done <= 0:
+        return True
+    return left * elapsed_s / done >= _spacing(rebuild_s)
+
+
+def _spacing(rebuild_s: float) -> float:
+    """Seconds to wait after a rebuild of ``rebuild_s`` so that it is :data:`PUBLISH_SHARE` of
+    the time."""
+    return rebuild_s * (1 - PUBLISH_SHARE) / PUBLISH_SHARE
 
 
 class Feeder:
@@ -79,8 +119,10 @@ class Feeder:
         The parameters' hash the output folder is bound to.
     batch_size : int
         Rebuild the tables and the zarr store after this many completions, unless nothing is
-        left to do (the caller publishes once at the end) or the last rebuild was so recent
-        that another would take more than :data:`PUBLISH_SHARE` of the time.
+        left to do (the caller publishes once at the end), the last rebuild (before the
+        first, the feeder's start) was so recent that another would take more than
+        :data:`PUBLISH_SHARE` of the time, or all the micrographs were added and those left
+        would be done before the next rebuild could come (:func:`worth_a_rebuild`).
     on_row : callable, optional
         Called with each micrograph's row as it completes.
     on_publish : callable, optional
@@ -111,7 +153,11 @@ class Feeder:
         self._futures: dict[Any, tuple[list[Source], bool]] = {}  # → (group, run alone)
         self._done: SimpleQueue[Any] = SimpleQueue()
         self._since_publish = 0
-        self._next_publish = monotonic()
+        self._started = monotonic()
+        self._next_publish = self._started + _spacing(FIRST_REBUILD_S)
+        self._rebuild_s = FIRST_REBUILD_S  # the last rebuild's time (taken, before the first)
+        self._completed = 0
+        self._all_added = False
         self._threads = (0, -math.inf)  # (count, when counted)
 
     @property
@@ -119,8 +165,13 @@ class Feeder:
         """Whether micrographs are queued or in flight."""
         return bool(self._queue or self._suspects or self._futures)
 
-    def add(self, sources: Iterable[Source]) -> None:
-        """Queue ``sources`` (in order) and submit as many as there is room for."""
+    def add(self, sources: Iterable[Source], *, last: bool = False) -> None:
+        """Queue ``sources`` (in order) and submit as many as there is room for.
+
+        ``last``: no micrograph will be added after these (a batch run), so no rebuild is made
+        in the run's last stretch (:func:`worth_a_rebuild`).
+        """
+        self._all_added = last
         self._queue.extend(sources)
         self._top_up()
 
@@ -214,13 +265,22 @@ class Feeder:
             if self.on_row is not None:
                 self.on_row(row)
         self._since_publish += len(rows)
+        self._completed += len(rows)
         if (
             self._since_publish >= self.batch_size
             and self.busy
             and monotonic() >= self._next_publish
+            and (not self._all_added or self._lasts())
         ):
             self._publish()
         return rows
+
+    def _lasts(self) -> bool:
+        """Whether the micrographs left keep the workers long enough for a rebuild now."""
+        left = len(self._queue) + len(self._suspects)
+        left += sum(len(group) for group, _ in self._futures.values())
+        elapsed_s = monotonic() - self._started
+        return worth_a_rebuild(left, self._completed, elapsed_s, self._rebuild_s)
 
     def flush(self) -> None:
         """Rebuild the tables (stream still open) if micrographs completed since the last time.
@@ -240,7 +300,8 @@ class Feeder:
         if self.on_publish is not None:
             self.on_publish()
         finished = monotonic()
-        self._next_publish = finished + (finished - started) * (1 - PUBLISH_SHARE) / PUBLISH_SHARE
+        self._rebuild_s = finished - started
+        self._next_publish = finished + _spacing(self._rebuild_s)
         self._since_publish = 0
 
     def rows(self) -> Iterator[Row]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,7 +20,7 @@ from upath import UPath
 
 from daskmic.errors import UsageError
 from daskmic.io import write_results
-from daskmic.io.storage import Location, StorageOptions, is_local, location
+from daskmic.io.storage import Location, StorageOptions, is_local, list_stamped, location
 from daskmic.io.thumbnails import THUMBNAIL_DTYPE
 from daskmic.io.zarr_store import THUMBNAIL_MAPPING, ImageIndex, Thumbnails, thumbnail_chunk
 from daskmic.run.config import RunConfig
@@ -63,7 +63,7 @@ class Publisher:
         """Read the records written since the last scan; the micrographs whose row changed."""
         changed: set[str] = set()
         seen: set[str] = set()
-        for file, (stamp, written) in _listing(self.manifest.records_dir).items():
+        for file, (written, stamp) in list_stamped(self.manifest.records_dir).items():
             if file.startswith(".") or not file.endswith(".json"):
                 continue
             name = file[: -len(".json")]
@@ -88,7 +88,8 @@ class Publisher:
     def _stamp(self) -> object:
         """What identifies the store's root metadata as written (None when there is none)."""
         root = self.manifest.layout.zarr / "zarr.json"
-        return _listing(root.parent).get(root.name, (None, 0.0))[0]
+        listed = list_stamped(root.parent).get(root.name)
+        return None if listed is None else listed.stamp
 
     def _thumbnails(self, names: list[str], changed: set[str]) -> Thumbnails:
         """The thumbnails of ``names``; chunks for those not already in the store at their row."""
@@ -200,36 +201,6 @@ def _same_file(a: Location, b: Location) -> bool:
         return isinstance(a, Path) and isinstance(b, Path) and os.path.samefile(a, b)
     except OSError:
         return False
-
-
-def _listing(folder: Location) -> dict[str, tuple[object, float]]:
-    """The files in ``folder`` (one listing): what identifies each one's current content (a
-    local file's inode and modification time, an object's ETag) and when it was written."""
-    found: dict[str, tuple[object, float]] = {}
-    if isinstance(folder, Path):
-        try:
-            with os.scandir(folder) as entries:
-                for entry in entries:
-                    try:
-                        info = entry.stat()
-                    except OSError:  # removed since the listing
-                        continue
-                    found[entry.name] = ((info.st_ino, info.st_mtime_ns), info.st_mtime)
-        except OSError:  # no such folder (yet)
-            pass
-        return found
-    folder.fs.invalidate_cache(folder.path)
-    try:
-        entries = folder.fs.ls(folder.path, detail=True)
-    except FileNotFoundError:
-        return found
-    for entry in entries:
-        if entry.get("type") == "file":
-            modified = entry.get("LastModified") or entry.get("mtime") or entry.get("created")
-            seconds = modified.timestamp() if hasattr(modified, "timestamp") else float("nan")
-            stamp = (entry.get("ETag"), str(modified), entry.get("size"))
-            found[PurePosixPath(entry["name"]).name] = (stamp, seconds)
-    return found
 
 
 def publish(

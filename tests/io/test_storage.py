@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,8 @@ from daskmic.io.storage import (
     create_exclusive,
     is_local,
     is_url,
+    list_files,
+    list_stamped,
     location,
     read_range,
     write_whole,
@@ -96,3 +100,34 @@ def test_read_range_is_one_ranged_request(s3, http_folder, tmp_path: Path) -> No
     assert read_range(location(http_folder.url + "/f.bin"), 10, 20) == data[10:20]
     assert http_folder.traffic.bytes_sent("/f.bin") <= len(data) // 10
     assert read_range(location(tmp_path / "f.bin"), 5, 9) == data[5:9]
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_a_listing_gives_each_file_its_time_and_a_stamp_that_changes_with_it(
+    where: str, tmp_path: Path, s3
+) -> None:
+    root = location(tmp_path) if where == "local" else location(s3.bucket(), s3.storage_options)
+    folder = root / "records"
+    assert list_stamped(folder) == {} and list_files(folder) == {}, "no folder: nothing"
+    before = time.time()
+    write_whole(folder / "a.json", b'{"row": 1}')
+    write_whole(folder / "b.json", b'{"row": 2}')
+    write_whole(folder / "sub" / "c.json", b"{}")  # in a subfolder: not listed
+    if where == "s3":
+        folder.fs  # noqa: B018  (connect first)
+        s3.traffic.clear()
+    listed = list_stamped(folder)
+    if where == "s3":
+        assert s3.traffic.count(method="GET") == 1, "one LIST request, none per object"
+    assert sorted(listed) == ["a.json", "b.json"]
+    assert list_files(folder) == {name: entry.modified_s for name, entry in listed.items()}
+    assert all(before - 2 <= entry.modified_s <= time.time() + 2 for entry in listed.values())
+    assert listed["a.json"].stamp != listed["b.json"].stamp
+    assert list_stamped(folder) == listed, "nothing written: the same stamps"
+    write_whole(folder / "a.json", b'{"row": 3}')  # replaced: same size, new content
+    if where == "local":  # even within the file system's time granularity
+        mtime_ns = listed["a.json"].stamp[1]
+        os.utime(folder / "a.json", ns=(mtime_ns, mtime_ns))
+    again = list_stamped(folder)
+    assert again["a.json"].stamp != listed["a.json"].stamp
+    assert again["b.json"] == listed["b.json"]
