@@ -69,13 +69,10 @@ Method
    another fraction of the beam than the ice, so its tiles form a second region whose
    defocus gets its own offset in every plane fit (its rings sit elsewhere: another height,
    another amplitude contrast) while sharing the gradient; contamination, film-edge, empty
-   and saturated tiles are left out. A finer map (blocks of a quarter tile) then says whose
-   rings each tile holds: a tile takes the region that holds more than four fifths of its
-   ring power at the unfavourable end of the film's ring-power ratio (1.4–6) and of the
-   blocks at the film's brightness beside contamination (which may be ice under a
-   particle's edge), and is left out otherwise (the film's rings are stronger: a quarter
-   of film can hold half a tile's rings; an ice tile half under a particle can be as dark
-   as the film). Each tile's correlation curve summed with its 8
+   and saturated tiles are left out. A tile astride the film's edge whose brightness still
+   names one region is left out when a finer map (blocks of a quarter tile) says that more
+   than a fifth of its ring power is the other region's (the film's rings are stronger:
+   a quarter of film can hold half a tile's rings). Each tile's correlation curve summed with its 8
    neighbours; the argmax per tile; a robust plane (L1 start, then Tukey biweight IRLS with
    scale 1.4826·MAD) with the region offsets.
 5. **Astigmatism and drift.** Every tile's sector profiles are moved onto one common
@@ -187,7 +184,7 @@ from daskmic.tilt.angle_error import (
 )
 from daskmic.tilt.angle_fit import PlaneFit, robust_plane
 from daskmic.tilt.angle_model import spectrum_model
-from daskmic.tilt.angle_regions import brightness_regions, level_fractions, ring_labels
+from daskmic.tilt.angle_regions import brightness_regions, mixed_tiles, other_region_fraction
 from daskmic.tilt.angle_spectra import SectorProfiles, sector_profiles, threaded_map
 from daskmic.tilt.ctf import Optics, canonical_astigmatism
 
@@ -397,10 +394,10 @@ def estimate_tilt(
     half_diagonal_A = 0.5 * math.hypot(*image.shape) * pixel_size_A
     span = half_diagonal_A * math.tan(math.radians(search_max_tilt_deg))
     regions = brightness_regions(prof.centers_A, prof.mean_counts)[0]
-    fractions = level_fractions(
+    fraction = other_region_fraction(
         image, pixel_size_A, prof.centers_A, prof.mean_counts, regions, prof.grid_shape, tile
     )
-    regions = ring_labels(fractions, regions)  # −2: rings from both regions
+    regions[mixed_tiles(fraction, regions)] = -2  # rings from both regions
 
     def fit(start: tuple[float, float]) -> _Fit:
         return _fit_from(prof, start[0], regions, optics, (0.5 * lo, span), max_astigmatism_A)
@@ -523,9 +520,7 @@ def _patch_notes(plane: PlaneFit, regions: np.ndarray, z_score: np.ndarray) -> s
         "off the illumination surface (contamination, film edge, empty or saturated)": int(
             (regions == -1).sum()
         ),
-        "astride a film edge or by contamination (rings of both regions or unclear)": int(
-            (regions == -2).sum()
-        ),
+        "astride a film edge (rings from both regions)": int((regions == -2).sum()),
         "weak Thon rings": int(((regions >= 0) & (z_score < _TILE_Z)).sum()),
         "off the plane": int(((regions >= 0) & (z_score >= _TILE_Z) & ~used).sum()),
     }

@@ -23,45 +23,26 @@ even L1 fits of ``S``; a consensus fit does not:
    ``max(6 σ, τ)`` from it (``σ`` the robust scale of the residuals): a contamination
    particle, a tile astride the film's edge, an empty or saturated area.
 
-4. **Which region's rings a tile holds** (:func:`level_fractions`, :func:`ring_labels`).
+4. **Tiles astride the film's edge** (:func:`other_region_fraction`, :func:`mixed_tiles`).
    A tile with a fraction ``c`` of film is only ``c (1 - T)`` darker than the ice (``T``
    the film's transmission: 1.3 % at ``c`` = 25 %, ``T`` = 0.95), inside the labels'
-   tolerance, but the film carries ``r`` times the ice's ring power per unit area (a
-   stronger phase object), so ``s = c r / (c r + 1 - c)`` of its rings are the film's and
-   it reads ``s Δ`` off the ice plane (``Δ`` the film's defocus offset): along an edge that
-   is a gradient. A tile partly under contamination is darker than the ice too, and
-   with a particle passing 15–60 % of the beam some such tiles sit at the film's level:
-   labelled film by their brightness, they would read the ice's defocus (a contamination
-   particle has no rings) inside the film's region, whose offset and the gradient then
-   share the difference; and they can make the film's level the larger one.
-   The areas come from a finer map: blocks of a quarter tile (the tiles overlap by half,
-   so each is 4 × 4 blocks), each given to the ice or the film when its log-brightness
-   less ``S`` is within ``|δ|/2`` of ``0`` or ``δ``, to neither when darker than both
-   (contamination), and weighted by their share of the squared Hann taper (a periodogram
-   weighs each pixel's power by ``w²``): ``c_ice``, ``c_film`` per tile. A block at the
-   film's level beside a block darker than both may be ice under a particle's soft edge,
-   not film: its weight ``c_amb`` may be film or nothing. The tile's rings are the ice's
-   in the share ``c_ice / (c_ice + r c_film)`` (contamination adds none), which is not
-   known exactly: ``r`` is ``(φ_film / φ_ice)² T²`` for phase noises ``φ``, 1.4–5.6 in
-   the simulations (:mod:`daskmic.datasets_realistic`), and taken from the range
-   ``[1.4, 6]``. Each tile takes the label whose share is above 80 % *at the
-   unfavourable end* of both unknowns: the ice when ``6 c_film / (6 c_film + c_ice) ≤ 0.2``
-   (``c_amb`` counted as film; ``c_film ≤ 4 %`` of a tile without contamination), the
-   film when ``c_ice / (c_ice + 1.4 (c_film - c_amb)) ≤ 0.2`` (``c_amb`` counted as
-   nothing; ``c_ice ≤ 26 %`` without contamination). So a tile takes the label of the
-   rings it holds whatever its brightness said; one that passes neither test is left out
-   (−2), one with no block at either level too (−1). The bias of the tiles kept is below
-   ``0.2 |Δ|``, 20–60 Å for the offsets seen (up to 300 Å), under one tile's reading noise.
+   tolerance, but the film carries ``r`` times the ice's ring power (a stronger phase
+   object; ``r`` 2–6), so ``s = c r / (c r + 1 - c)`` of its rings are the film's and it
+   reads ``s Δ`` off the ice plane (``Δ`` the film's defocus offset): along an edge that
+   is a gradient. ``c`` comes from a finer map: blocks of a quarter tile (the tiles overlap
+   by half, so each is 4 × 4 blocks), each given to the ice or the film when its
+   log-brightness less ``S`` is within ``|δ|/2`` of ``0`` or ``δ``, weighted by their share
+   of the squared Hann taper (a periodogram weighs each pixel's power by ``w²``). A tile is
+   left out when ``s > 0.2`` with ``r = 6`` (the upper end: the bound holds for weaker
+   films), i.e. ``c > 4 %``; the bias of those kept is below ``0.2 |Δ|``, under one tile's
+   reading noise. The film's tiles take ``1/r`` (left out above 60 % ice).
 
 The film's tiles keep their own defocus offset in the plane fit (their Thon rings sit
 elsewhere: another height, another amplitude contrast) while sharing the gradient (the
-grid is tilted as a whole). The film is the darker level (region 1: it adds carbon to the
-ice, which scatters electrons out of the aperture and out of the energy window), the ice,
-where the specimen lies, region 0, whichever is larger (a frame mostly over the film once
-named the film region 0, and step 4 then gave the film's tiles the ice's ratio).
+grid is tilted as a whole). The larger region is taken for the specimen (region 0).
 
-Labels: 0 the ice (the specimen plane), 1 a second region (film), −1 left out (the
-estimator marks the tiles of step 4 that hold rings of both regions −2).
+Labels: 0 the main region, 1 a second region (film), −1 left out (the estimator marks the
+tiles of step 4 −2).
 """
 
 from __future__ import annotations
@@ -78,7 +59,7 @@ _MIN_REGION_FRACTION = 0.1
 _MIN_SCALE = 1e-4  # of log-brightness: 0.01 %
 _TRIALS = 300
 _BLOCKS_PER_TILE = 4
-_FILM_POWER_RATIO = (1.4, 6.0)  # ring power of a support film over that of the ice: range
+_FILM_POWER_RATIO = 6.0  # ring power of a support film over that of the ice beside it
 _MAX_OTHER_SHARE = 0.2  # of a tile's ring power from the other region
 
 
@@ -166,7 +147,7 @@ def brightness_regions(xy_A: np.ndarray, mean_counts: np.ndarray) -> tuple[np.nd
     labels[np.abs(residual) > max(_STEP_SIGMAS * sigma, _TOLERANCE)] = -1
     if (labels == 1).sum() < min_region:
         labels[labels == 1] = -1
-    if (labels == 1).any() and coef[6] > 0:  # the film is the darker level
+    if (labels == 1).sum() > (labels == 0).sum():
         labels[labels >= 0] = 1 - labels[labels >= 0]
     return labels, residual
 
@@ -178,7 +159,7 @@ def _block_hann2(tile_px: int, block_px: int) -> np.ndarray:
     return sums / sums.sum()
 
 
-def level_fractions(
+def other_region_fraction(
     image: np.ndarray,
     pixel_size_A: float,
     xy_A: np.ndarray,
@@ -187,7 +168,7 @@ def level_fractions(
     grid_shape: tuple[int, int],
     tile_px: int,
 ) -> np.ndarray:
-    """Each tile's taper-weighted area at the ice's and at the film's level (module notes).
+    """Each tile's taper-weighted area of the other region, from a finer map (module notes).
 
     Parameters
     ----------
@@ -207,15 +188,12 @@ def level_fractions(
     Returns
     -------
     numpy.ndarray
-        ``(n, 3)``: per tile, the fractions in [0, 1] of its squared-Hann weight on blocks at
-        the level of region 0 (ice), at that of region 1 (film), and at the film's level
-        beside a block darker than both (contamination: ambiguous, part of the second);
-        blocks darker than both count for neither. All 0 for left-out tiles and when there
-        is one region.
+        ``(n,)`` fraction in [0, 1] of the tile's squared-Hann weight on blocks at the other
+        region's level; 0 for left-out tiles and when there is one region.
     """
-    fractions = np.zeros((len(labels), 3))
+    fraction = np.zeros(len(labels))
     if not ((labels == 0).any() and (labels == 1).any()):
-        return fractions
+        return fraction
     block = tile_px // _BLOCKS_PER_TILE
     (ny, nx), (rows, cols) = image.shape, grid_shape
     oy, ox = tile_origins(ny, tile_px)[0], tile_origins(nx, tile_px)[0]
@@ -223,7 +201,7 @@ def level_fractions(
     pixels = np.asarray(image[oy : oy + by * block, ox : ox + bx * block], dtype=np.float64)
     blocks = pixels.reshape(by, block, bx, block).mean(axis=(1, 3))
     if not np.all(blocks > 0):
-        return fractions
+        return fraction
     xy = np.asarray(xy_A, dtype=np.float64)
     scale = max(float(np.abs(xy).max()), 1.0)
     coef, _, _ = robust_fit(
@@ -236,40 +214,22 @@ def level_fractions(
     surface = (_design(block_xy, None, scale) * coef[:6]).sum(axis=1).reshape(by, bx)
     step = np.log(blocks) - surface
     half = 0.5 * abs(float(coef[6]))
-    level = [np.abs(step) < half, np.abs(step - coef[6]) < half]  # ice, film
-    dark = np.pad(step < min(float(coef[6]), 0.0) - half, 1)  # darker than both: contamination
-    beside = np.any([dark[i : i + by, j : j + bx] for i in range(3) for j in range(3)], axis=0)
-    level.append(level[1] & beside)
+    level = [np.abs(step) < half, np.abs(step - coef[6]) < half]  # ice, second region
     weights = _block_hann2(tile_px, block)
     for i in np.flatnonzero(labels >= 0):
         r, c = divmod(int(i), cols)
         window = (slice(2 * r, 2 * r + _BLOCKS_PER_TILE), slice(2 * c, 2 * c + _BLOCKS_PER_TILE))
-        for k in (0, 1, 2):
-            fractions[i, k] = float(weights @ level[k][window].astype(np.float64) @ weights)
-    return fractions
+        other = level[1 - int(labels[i])][window].astype(np.float64)
+        fraction[i] = float(weights @ other @ weights)
+    return fraction
 
 
-def ring_labels(fractions: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Labels by whose Thon rings a tile holds (module notes, step 4).
+def mixed_tiles(fraction: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Tiles whose rings owe more than ``_MAX_OTHER_SHARE`` to the other region (notes).
 
-    ``fractions`` from :func:`level_fractions`. The film (region 1) carries between
-    ``_FILM_POWER_RATIO[0]`` and ``[1]`` times the ring power of the ice per unit area,
-    contamination none. A tile of ``labels`` ≥ 0 takes the label of the region whose share
-    of its rings is at least ``1 - _MAX_OTHER_SHARE`` at the unfavourable end of the ratio
-    and of its ambiguous blocks; otherwise it is marked −2 (rings of both), or −1 with no
-    block at either level. Labels are unchanged when the frame has one region.
+    ``fraction`` from :func:`other_region_fraction`; region 1 is taken to carry
+    ``_FILM_POWER_RATIO`` times the ring power of region 0 per unit area.
     """
-    out = np.asarray(labels).copy()
-    if not ((fractions[:, 0] > 0).any() and (fractions[:, 1] > 0).any()):
-        return out
-    ice, film, ambiguous = fractions.T
-    most = _FILM_POWER_RATIO[1] * film  # the film's largest share of the rings ...
-    least = _FILM_POWER_RATIO[0] * (film - ambiguous)  # ... and its smallest
-    film_most = most / np.maximum(most + ice, 1e-12)
-    ice_most = ice / np.maximum(least + ice, 1e-12)
-    kept = out >= 0
-    out[kept] = -2
-    out[kept & (film_most <= _MAX_OTHER_SHARE)] = 0
-    out[kept & (ice_most <= _MAX_OTHER_SHARE)] = 1
-    out[kept & (ice + film <= 0)] = -1
-    return out
+    power_other = np.where(labels == 0, _FILM_POWER_RATIO, 1.0 / _FILM_POWER_RATIO)
+    share = power_other * fraction / (power_other * fraction + 1.0 - fraction)
+    return (labels >= 0) & (share > _MAX_OTHER_SHARE)

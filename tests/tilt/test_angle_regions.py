@@ -7,7 +7,7 @@ import pytest
 
 from daskmic.tilt.angle_error import axis_spread_deg, gradient_covariance, gradient_replicates
 from daskmic.tilt.angle_fit import robust_plane
-from daskmic.tilt.angle_regions import brightness_regions, level_fractions, ring_labels
+from daskmic.tilt.angle_regions import brightness_regions, mixed_tiles, other_region_fraction
 
 
 def _grid(ny=9, nx=13, step_A=256.0):
@@ -54,17 +54,11 @@ def test_a_film_offset_is_modelled_not_averaged_into_the_gradient():
     assert modelled.coef[3] == pytest.approx(250.0, abs=15.0)
 
 
-def _film_frame(film_px: np.ndarray, tile_px: int = 256, pixel_size_A: float = 2.0,
-                contamination_px: np.ndarray | None = None):  # fmt: skip
-    """A Poisson frame with a film (transmission 0.92) where ``film_px``; plain-numpy tiles.
-
-    ``contamination_px`` (optional) multiplies the beam by a particle's transmission map.
-    """
+def _film_frame(film_px: np.ndarray, tile_px: int = 256, pixel_size_A: float = 2.0):
+    """A Poisson frame with a film (transmission 0.92) where ``film_px``; plain-numpy tiles."""
     ny, nx = film_px.shape
     yy, xx = np.mgrid[0:ny, 0:nx] / max(ny, nx)
     illumination = 1.0 + 0.06 * xx - 0.04 * yy
-    if contamination_px is not None:
-        illumination = illumination * contamination_px
     rng = np.random.default_rng(7)
     image = rng.poisson(30.0 * illumination * np.where(film_px, 0.92, 1.0)).astype(np.float32)
     hann2 = (np.hanning(tile_px + 1)[:-1] ** 2)[:, None] * (np.hanning(tile_px + 1)[:-1] ** 2)
@@ -82,17 +76,9 @@ def _film_frame(film_px: np.ndarray, tile_px: int = 256, pixel_size_A: float = 2
     return image, np.array(xy), np.array(means), np.array(film_share), grid
 
 
-def _expected_labels(labels, ice, film, ambiguous=0.0):
-    """Step 4 of the notes of ``daskmic.tilt.angle_regions`` written out: ratio 1.4–6."""
-    film_most = 6.0 * film / (6.0 * film + ice)
-    ice_most = ice / (ice + 1.4 * (film - ambiguous))
-    return np.where(labels < 0, labels,
-                    np.where(film_most <= 0.2, 0, np.where(ice_most <= 0.2, 1, -2)))  # fmt: skip
-
-
 @pytest.mark.parametrize("edge", ["block-aligned", "diagonal"])
-def test_level_fractions_match_the_pixel_level_film_map(edge):
-    """The taper-weighted film and ice areas of each tile, against the pixel-level truth."""
+def test_other_region_fraction_matches_the_pixel_level_film_map(edge):
+    """The taper-weighted film area of each tile, against the pixel-level truth."""
     yy, xx = np.mgrid[0:1024, 0:1024]
     if edge == "block-aligned":  # edges on the quarter-tile (64 px) blocks: exact fractions
         film_px = (xx >= 704) | ((yy >= 832) & (xx >= 320))
@@ -108,61 +94,27 @@ def test_level_fractions_match_the_pixel_level_film_map(edge):
     assert (labels == 1).sum() >= 8
     kept = labels >= 0  # a tile half on the film lies between the levels: left out
     np.testing.assert_array_equal(labels[kept] == 1, film_share[kept] > 0.5)
-    fractions = level_fractions(image, 2.0, xy, means, labels, grid, 256)
-    assert np.all(np.abs(fractions[kept, 1] - film_share[kept]) <= bound[kept] + 1e-9)
-    assert np.all(np.abs(fractions[kept, 0] - (1 - film_share[kept])) <= bound[kept] + 1e-9)
-    np.testing.assert_array_equal(fractions[:, 2], 0.0)  # no contamination
-    np.testing.assert_array_equal(fractions[~kept], 0.0)
+    fraction = other_region_fraction(image, 2.0, xy, means, labels, grid, 256)
+    reference = np.where(labels == 0, film_share, np.where(labels == 1, 1.0 - film_share, 0.0))
+    assert np.all(np.abs(fraction - reference) <= bound + 1e-9)
     if edge == "block-aligned":
         assert bound.max() == 0.0
-        expected = _expected_labels(labels, 1 - film_share, film_share)
-        np.testing.assert_array_equal(ring_labels(fractions, labels), expected)
-        assert (expected == -2).any() and (expected[labels == 0] == -2).any()
-        assert ((labels == 0) & (film_share > 0) & (expected == 0)).any()  # a sliver is kept
+    # the ring-power share: film (label 1) with 6 x the ice's ring power per unit area
+    ratio = np.where(labels == 0, 6.0, 1.0 / 6.0)
+    share = ratio * reference / (ratio * reference + 1.0 - reference)
+    expected = share > 0.2
+    if edge == "block-aligned":
+        np.testing.assert_array_equal(mixed_tiles(fraction, labels), expected)
+    assert expected[labels == 0].any()  # some ice tiles astride the edge are left out
+    assert ((labels == 0) & (reference > 0) & ~expected).any()  # a film sliver is tolerated
 
 
-def test_ice_under_a_particle_at_the_films_brightness_is_not_film():
-    """A particle's soft edge darkens ice tiles to the film's level: they hold ice rings.
-
-    Film on the right (transmission 0.92) and a particle passing 40 % over the ice, its
-    edge a raised cosine half its radius wide: some ice tiles under the edge are as dark as
-    the film. By their rings (no film in them) they are ice or left out, never film.
-    """
-    yy, xx = np.mgrid[0:1024, 0:1280]
-    film_px = xx >= 960
-    r = np.hypot(yy - 512.0, xx - 400.0)
-    edge = np.clip((r - 150.0) / 150.0, 0.0, 1.0)
-    particle = 1.0 - 0.6 * (0.5 + 0.5 * np.cos(np.pi * edge))
-    image, xy, means, film_share, grid = _film_frame(film_px, contamination_px=particle)
-    labels, _ = brightness_regions(xy, means)
-    fractions = level_fractions(image, 2.0, xy, means, labels, grid, 256)
-    relabelled = ring_labels(fractions, labels)
-    no_film = film_share == 0
-    assert (labels[no_film] == 1).any()  # the case: brightness alone calls them film
-    assert not (relabelled[no_film] == 1).any()
-    pure_film = (film_share == 1) & (labels == 1)
-    assert pure_film.sum() >= 6 and np.all(relabelled[pure_film] == 1)  # the film stays film
-    assert (relabelled[no_film] == 0).sum() >= 20
-
-
-def test_the_film_is_the_darker_region_even_when_larger():
-    """A film over two thirds of the frame is region 1 all the same (notes, step 4)."""
-    xy, _ = _grid()
-    film = xy[:, 0] > -600.0
-    assert film.mean() > 0.6
-    means = 12.0 * np.where(film, 0.85, 1.0)
-    means *= 1 + 0.001 * np.random.default_rng(2).standard_normal(len(xy))
-    labels, _ = brightness_regions(xy, means)
-    np.testing.assert_array_equal(labels, film.astype(np.int64))
-
-
-def test_one_region_has_no_level_fractions():
+def test_one_region_has_no_other_region_fraction():
     image, xy, means, _, grid = _film_frame(np.zeros((768, 768), bool))
     labels, _ = brightness_regions(xy, means)
     assert np.all(labels == 0)
-    fractions = level_fractions(image, 2.0, xy, means, labels, grid, 256)
-    np.testing.assert_array_equal(fractions, 0.0)
-    np.testing.assert_array_equal(ring_labels(fractions, labels), labels)
+    fraction = other_region_fraction(image, 2.0, xy, means, labels, grid, 256)
+    np.testing.assert_array_equal(fraction, 0.0)
 
 
 def test_block_bootstrap_matches_least_squares_for_independent_noise():
@@ -222,4 +174,3 @@ def test_tiles_astride_a_faint_film_edge_do_not_tilt_a_flat_frame():
     result = estimate_tilt(image, 2.1180982739271954)  # 1.31° ± 0.30° before
     assert "astride a film edge" in result.patch_notes
     assert result.tilt_angle_deg <= 0.5 and result.tilt_angle_deg <= 3 * result.tilt_angle_err_deg
-
