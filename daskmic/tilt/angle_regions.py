@@ -37,6 +37,20 @@ even L1 fits of ``S``; a consensus fit does not:
    films), i.e. ``c > 4 %``; the bias of those kept is below ``0.2 |Δ|``, under one tile's
    reading noise. The film's tiles take ``1/r`` (left out above 60 % ice).
 
+5. **A rival reading** (:func:`labellings`). The consensus of step 1 can be won by a plane
+   that runs along the film's edge through the film's corner and the ice beyond it: when
+   the step is faint (``T`` = 0.945 is a step of only ``3.7 τ``) and contamination leaves
+   the clean ice under half of the tiles, such a band holds more tiles within ``τ`` than
+   the ice's own plane (an untilted 2048 × 2883 frame, seed 1796488195 frame 60, and all
+   of 20 noise draws of a tile-level simulation of its brightness; 38–41 tiles against
+   the ice's 30–33 of 70 on the four counted), and the labels then mix film and ice.
+   The rival is the best draw that shares less than half of the winner's tiles and holds
+   at least ``80 %`` as many (the brightness nearly ties); steps 1–3 run from it as from
+   the winner. The estimator refits the plane with both
+   labellings and adds the difference to the ± when the defocus readings cannot tell
+   them apart (:mod:`daskmic.tilt.angle`, step 4). When the film's own plane is the best
+   distinct draw, its labels are the winner's and nothing changes.
+
 The film's tiles keep their own defocus offset in the plane fit (their Thon rings sit
 elsewhere: another height, another amplitude contrast) while sharing the gradient (the
 grid is tilted as a whole). The larger region is taken for the specimen (region 0).
@@ -58,6 +72,7 @@ _MIN_REGION = 8
 _MIN_REGION_FRACTION = 0.1
 _MIN_SCALE = 1e-4  # of log-brightness: 0.01 %
 _TRIALS = 300
+_RIVAL_SHARE = 0.8  # of the winner's agreeing tiles, for a rival reading of the ice
 _BLOCKS_PER_TILE = 4
 _FILM_POWER_RATIO = 6.0  # ring power of a support film over that of the ice beside it
 _MAX_OTHER_SHARE = 0.2  # of a tile's ring power from the other region
@@ -77,8 +92,13 @@ def _scale(residuals: np.ndarray) -> float:
     return 1.4826 * float(np.median(np.abs(residuals - np.median(residuals))))
 
 
-def _consensus_surface(design: np.ndarray, logs: np.ndarray) -> np.ndarray:
-    """Tiles agreeing with the best of ``_TRIALS`` fits through ``k`` random tiles."""
+def _consensus_surfaces(design: np.ndarray, logs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Tiles agreeing with the best of ``_TRIALS`` fits through ``k`` random tiles, and a rival.
+
+    The rival is the best draw that shares less than half of the winner's tiles (another
+    reading of which tiles are the ice) and holds at least ``_RIVAL_SHARE`` as many tiles
+    (the brightness nearly ties), or an empty set when there is none (module notes, 5).
+    """
     rng = np.random.default_rng(0)
     n, k = design.shape
     picks = np.zeros((_TRIALS, n))
@@ -87,7 +107,12 @@ def _consensus_surface(design: np.ndarray, logs: np.ndarray) -> np.ndarray:
     coefs = batched_lstsq(design, logs, picks)  # a degenerate draw agrees with few tiles
     fitted = (design[None, :, :] * coefs[:, None, :]).sum(axis=2)
     agree = np.abs(logs[None, :] - fitted) < _TOLERANCE
-    return agree[int(np.argmax(agree.sum(axis=1)))]
+    counts = agree.sum(axis=1)
+    best = agree[int(np.argmax(counts))]
+    distinct = (agree & best).sum(axis=1) < 0.5 * best.sum()
+    if not (distinct & (counts >= _RIVAL_SHARE * best.sum())).any():
+        return best, np.zeros(n, bool)
+    return best, agree[int(np.argmax(np.where(distinct, counts, -1)))]
 
 
 def _consensus_level(residual: np.ndarray) -> np.ndarray:
@@ -113,13 +138,38 @@ def brightness_regions(xy_A: np.ndarray, mean_counts: np.ndarray) -> tuple[np.nd
     residual : numpy.ndarray
         ``(n,)`` each tile's log-brightness off its region's level.
     """
+    return _regions(xy_A, mean_counts)[0]
+
+
+def labellings(xy_A: np.ndarray, mean_counts: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """The labels of :func:`brightness_regions` and a rival reading of them (module notes, 5).
+
+    The rival comes from the best consensus draw that shares less than half of the winner's
+    tiles (``None`` when no draw does).
+    """
+    (labels, _), rival = _regions(xy_A, mean_counts)
+    return labels, rival
+
+
+def _regions(
+    xy_A: np.ndarray, mean_counts: np.ndarray
+) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray | None]:
     means = np.asarray(mean_counts, dtype=np.float64)
     n = len(means)
     if n < 12 or not np.all(means > 0):
-        return np.zeros(n, np.int64), np.zeros(n)
+        return (np.zeros(n, np.int64), np.zeros(n)), None
     logs = np.log(means)
     design = _design(xy_A, None)
-    ice = _consensus_surface(design[:, :3], logs)
+    ice, rival = _consensus_surfaces(design[:, :3], logs)
+    found = _label(xy_A, design, logs, ice)
+    return found, (_label(xy_A, design, logs, rival)[0] if rival.any() else None)
+
+
+def _label(
+    xy_A: np.ndarray, design: np.ndarray, logs: np.ndarray, ice: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Steps 1–3 of the module notes from the consensus ``ice``."""
+    n = len(logs)
     for _ in range(3):  # the quadratic through the plane's tiles reaches the ice's corners
         coef, _, _ = robust_fit(design, logs, ice, min_scale=_MIN_SCALE)
         grown = np.abs(logs - (design * coef).sum(axis=1)) < _TOLERANCE
