@@ -393,9 +393,10 @@ def _watch_parser(commands: Any) -> None:
 
 
 def _optional(value: Any) -> Any:
-    """Map ``nargs='*'`` lists: [] → True (defaults), [a, b] → tuple, None → None."""
+    """Map ``nargs='*'`` lists: [] → True (defaults), [a] → a, [a, b] → tuple, None → None
+    (a bare cutoff takes the default width: :meth:`PreprocessParams.from_options`)."""
     if isinstance(value, list):
-        return tuple(value) if value else True
+        return (tuple(value) if len(value) > 1 else value[0]) if value else True
     return value
 
 

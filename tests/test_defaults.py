@@ -53,6 +53,15 @@ def test_a_step_flag_alone_takes_the_protocol_default_the_help_shows(capsys):
         assert f"(default {value})" in text
 
 
+def test_a_filter_given_its_cutoff_alone_takes_the_default_width():
+    args = build_parser().parse_args(
+        ["preprocess", "raw", "-o", "out", "--highpass", "0.01", "--lowpass", "0.35", "0.02"]
+    )
+    params = preprocess_params(args)
+    assert params.highpass == (0.01, DEFAULTS["highpass"][1])
+    assert params.lowpass == (0.35, 0.02)
+
+
 def test_the_functions_take_their_defaults_from_the_parameter_objects():
     tilt = _defaults(daskmic.tilt_analysis)
     for field in dataclasses.fields(TiltParams):

@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     import xarray as xr
 
 DIMS: Final = ("micrograph", "y", "x")
+RESULTS_STORE: Final = "micrographs.zarr"
+"""The results store's name in an output folder (``OUT/micrographs.zarr``)."""
 RESERVED: Final = {"micrograph", "path", "pixel_size_A", "y", "x"}
 """Coordinate names daskmic sets itself; table columns with these names get an ``input_`` prefix."""
 

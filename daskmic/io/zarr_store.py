@@ -41,7 +41,7 @@ from upath import UPath
 
 import daskmic
 from daskmic.io.atomic import atomic_path
-from daskmic.io.contract import spatial_coords
+from daskmic.io.contract import RESULTS_STORE, spatial_coords
 from daskmic.io.ngff import (
     COLLECTIONS,
     MICROGRAPHS,
@@ -483,6 +483,11 @@ def _node_metadata_shallow(folder: Location) -> dict | None:
     return metadata
 
 
+def _is_output_folder(folder: Location) -> bool:
+    """Whether ``folder`` holds a results store (``OUT/micrographs.zarr``)."""
+    return _node_type(folder / RESULTS_STORE / "micrograph") == "array"
+
+
 def _open_root(store: Location) -> zarr.Group:
     import zarr
 
@@ -500,13 +505,16 @@ def open_results(
     Parameters
     ----------
     store : path-like, URL or Location
-        The store folder, or its URL (``s3://bucket/run/micrographs.zarr``).
+        The store folder, or its URL (``s3://bucket/run/micrographs.zarr``), or the output
+        folder that holds it (``OUT``: its ``OUT/micrographs.zarr``).
     storage_options : dict, optional
         For a URL: its filesystem's options (credentials, endpoint).
     """
     import xarray as xr
 
     store = location(store, storage_options)
+    if _node_type(store / "micrograph") != "array" and _is_output_folder(store):
+        store = store / RESULTS_STORE
     if _node_type(store / "micrograph") != "array":
         raise FileNotFoundError(f"{store}: not a daskmic results store (no table at its root)")
     ds = xr.open_zarr(zarr_store(store), zarr_format=3, consolidated=True)

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Final
 import fsspec
 
 from daskmic.errors import UsageError
+from daskmic.io.contract import RESULTS_STORE
 from daskmic.io.storage import Location, StorageOptions, is_url, location
 
 if TYPE_CHECKING:
@@ -43,7 +44,6 @@ if TYPE_CHECKING:
 
 MANIFEST_DIR: Final = ".daskmic"
 """The hidden folder of the manifest inside an output folder."""
-ZARR_NAME: Final = "micrographs.zarr"
 REPORT_NAME: Final = "report.html"
 MRC_DIR, PSD_DIR, DEFOCUS_DIR = "mrc", "psd", "defocus"
 
@@ -67,7 +67,7 @@ SET_NAMES: Final = {
 }
 """The Scipion sets a run writes: the preprocessed micrographs, the tilt screen's split."""
 
-OWNED_FOLDERS: Final = (MANIFEST_DIR, ZARR_NAME)
+OWNED_FOLDERS: Final = (MANIFEST_DIR, RESULTS_STORE)
 """Folders daskmic rewrites as a whole: nothing inside them may be an input."""
 
 
@@ -151,7 +151,7 @@ class OutputLayout:
     @property
     def zarr(self) -> Location:
         """The results store."""
-        return self.root / ZARR_NAME
+        return self.root / RESULTS_STORE
 
     @property
     def micrographs_csv(self) -> Location:

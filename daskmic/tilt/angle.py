@@ -148,7 +148,9 @@ Method
    message says that its axis has no meaning.
    **Status.** ``"uncertain"`` (the numbers are kept, with a message saying why) when the
    frame cannot support a confident answer, each test on the frame's own data:
-   the angle's ± is above 1.5°; the specimen is tilted (``p < 1 %``) and the axis ± is
+   the angle's ± is above 1° (twice the 0.5° the estimator is specified to: such a frame,
+   tilted or not, cannot tell a flat specimen from one tilted by 2–3°); the specimen is
+   tilted (``p < 1 %``) and the axis ± is
    above 1.5° (a 2σ interval wider than ± 3°); or the tiles' readings scatter about the
    plane nearly as noise would: their rms off the plane exceeds 3/4 of ``W/√3``, the rms
    of readings spread uniformly over the ``± W`` (800 Å) window they are searched in.
@@ -225,7 +227,7 @@ _WINDOW_A = 800.0
 _TILE_Z = 1.5
 _MEDIAN_Z = 1.4
 _MIN_USABLE_FRACTION = 0.3
-_MAX_ERR_DEG = 1.5
+_MAX_ERR_DEG = 1.0
 _MAX_AXIS_ERR_DEG = 1.5
 _FLAT_P = 0.01
 _NOISE_FRACTION = 0.75

@@ -146,6 +146,17 @@ def test_adding_pixels_replaces_only_that_micrograph(tmp_path):
 def test_open_results_of_a_missing_store(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a daskmic results store"):
         open_results(tmp_path / "nothing.zarr")
+    with pytest.raises(FileNotFoundError, match="not a daskmic results store"):
+        open_results(tmp_path)  # a folder that is no output folder either
+
+
+def test_open_results_of_an_output_folder_opens_its_store(tmp_path):
+    """``open_results(OUT)`` as ``open_results(OUT / "micrographs.zarr")``: users name the
+    folder they gave ``-o``."""
+    store = tmp_path / "out" / "micrographs.zarr"
+    write_results(store, _variables())
+    by_folder, by_store = open_results(tmp_path / "out"), open_results(store)
+    xr.testing.assert_identical(by_folder.load(), by_store.load())
 
 
 def test_thumbnail_is_the_block_mean_when_size_divides(rng):
