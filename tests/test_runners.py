@@ -184,36 +184,6 @@ def test_workers_killed_mid_run_lose_nothing(write_micrographs, tmp_path, monkey
     _same_outputs_but(tmp_path / "out", tmp_path / "reference", lost="no micrograph")
 
 
-def test_a_micrograph_that_kills_its_cluster_worker_fails_alone(
-    write_micrographs, tmp_path, monkeypatch
-):
-    """On a cluster the nanny restarts a worker that died; the scheduler gives up on the task
-    after ``allowed-failures`` deaths (``KilledWorker``, 0 here to keep the test short): the
-    micrograph fails alone, the others are done."""
-    import dask
-    from distributed import Client, LocalCluster
-
-    monkeypatch.chdir(tmp_path)
-    paths = [str(p) for p in write_micrographs(n=6, shape=(64, 64), folder="raw")]
-    with (
-        dask.config.set({"distributed.scheduler.allowed-failures": 0}),
-        LocalCluster(n_workers=1, threads_per_worker=2, dashboard_address=None) as cluster,
-        Client(cluster) as client,
-    ):
-        submit = client.submit
-
-        def crashing_submit(function, sources, *args, **kwargs):
-            if any(source.micrograph == "mic_003" for source in sources):
-                return submit(os._exit, 70, key=kwargs["key"], pure=False)
-            return submit(function, sources, *args, **kwargs)
-
-        monkeypatch.setattr(client, "submit", crashing_submit)
-        summary = daskmic.run_batch(paths, tmp_path / "out", CONFIG, client=client)
-    assert summary.counts() == {"done": 5, "failed": 1}
-    assert summary.failed[0]["micrograph"] == "mic_003"
-    assert "KilledWorker" in summary.failed[0]["error"]
-
-
 def test_a_set_of_small_micrographs_runs_on_local_processes_by_default(
     write_micrographs, tmp_path, monkeypatch, capsys
 ):
