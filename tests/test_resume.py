@@ -336,13 +336,19 @@ def test_a_finished_set_is_recognised_from_the_manifest_without_a_cluster(tmp_pa
     assert _stamps(out) == published, "nothing is rebuilt when nothing changed"
 
 
+
+def _finished_set(tmp_path: Path, **run) -> tuple[str, Path, Path]:
+    """Three 128² micrographs run to the end: the inputs' glob, the output folder and its CSV
+    table."""
+    _write_inputs(tmp_path / "raw", 3, shape=(128, 128))
+    inputs, out = str(tmp_path / "raw" / "*.mrc"), tmp_path / "out"
+    daskmic.run_batch(inputs, out, SMALL, **run)
+    return inputs, out, out / "micrographs.csv"
+
 def test_a_table_emptied_with_its_time_kept_is_published_again(tmp_path, monkeypatch):
     """What a machine crash can leave of a table renamed into place without an fsync."""
     monkeypatch.chdir(tmp_path)
-    _write_inputs(tmp_path / "raw", 3, shape=(128, 128))
-    inputs, out = str(tmp_path / "raw" / "*.mrc"), tmp_path / "out"
-    daskmic.run_batch(inputs, out, SMALL, quiet=True)
-    table = out / "micrographs.csv"
+    inputs, out, table = _finished_set(tmp_path, quiet=True)
     csv, stat = table.read_text(), table.stat()
     table.write_bytes(b"")
     os.utime(table, ns=(stat.st_atime_ns, stat.st_mtime_ns))
@@ -456,10 +462,7 @@ def test_records_made_before_input_stamps_still_resume(tmp_path, monkeypatch):
 
 def test_a_changed_record_or_table_is_published_again(tmp_path, monkeypatch, client):
     monkeypatch.chdir(tmp_path)
-    _write_inputs(tmp_path / "raw", 3, shape=(128, 128))
-    inputs, out = str(tmp_path / "raw" / "*.mrc"), tmp_path / "out"
-    daskmic.run_batch(inputs, out, SMALL, client=client)
-    table = out / "micrographs.csv"
+    inputs, out, table = _finished_set(tmp_path, client=client)
     csv, stat = table.read_text(), table.stat()
     table.write_text("damaged")  # by hand, later (a file's time moves in steps of milliseconds)
     os.utime(table, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
