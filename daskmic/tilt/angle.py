@@ -507,9 +507,9 @@ def _fit_from(
         astig_ab = model.astig_ab_A
         profiles = steps.corrected_profiles(prof, predicted, astig_ab, optics, model.weights)
         curves = steps.tile_curves(
-            profiles, model.d_ref_A, grid, prof, optics, model.envelope, rings
+            profiles, model.d_ref_A, grid, prof, optics, model.envelope, rings, model.precision
         )
-        local, z_score = steps.local_defocus(curves, grid, predicted, _WINDOW_A)
+        local, z_score = steps.local_defocus(curves, grid, predicted, _WINDOW_A, model.gain)
         labels = np.where(z_score >= _TILE_Z, regions, -1)
         if (labels >= 0).sum() < 6:  # no rings near this plane: nothing to fit
             return _Fit(None, local, z_score, astig_ab, np.zeros(int((regions >= 0).sum())))

@@ -8,8 +8,16 @@ import pytest
 from daskmic.datasets_realistic import _drift_blur, synthesize_realistic
 from daskmic.tilt.angle import _s_edges, estimate_tilt
 from daskmic.tilt.angle_drift import drift_fade
+from daskmic.tilt.angle_fit import ring_model
 from daskmic.tilt.angle_model import spectrum_model
-from daskmic.tilt.angle_spectra import sector_profiles
+from daskmic.tilt.angle_spectra import SectorProfiles, sector_profiles
+from daskmic.tilt.angle_steps import (
+    DEFOCUS_STEP_A,
+    band_weights,
+    corrected_profiles,
+    local_defocus,
+    tile_curves,
+)
 from daskmic.tilt.ctf import Optics
 
 OPTICS = Optics()
@@ -69,3 +77,58 @@ def test_drift_and_low_defocus_with_strong_astigmatism_keep_the_tilt():
     assert result.status == "ok" or result.message.startswith("the axis is uncertain")
     assert abs(error) <= 0.5 and abs(error) <= 3 * result.tilt_angle_err_deg
     assert axis_error <= 3.0 and axis_error <= 3 * result.tilt_axis_err_deg
+
+
+def _drifted_sectors(rng, n_tiles, length_A, angle_deg, amplitude, noise):
+    """Sector profiles ``1 + a f_σ (sin² χ - ½)`` plus white noise per bin, at known defocus."""
+    pixel_size_A, tile_px, n_sectors = 2.0, 512, 24
+    edges = _s_edges(pixel_size_A, 3.5, 40000.0, OPTICS)
+    s = 0.5 * (edges[1:] + edges[:-1])
+    angle = (np.arange(n_sectors) + 0.5) * np.pi / n_sectors
+    fade = drift_fade(angle, s, length_A, math.radians(angle_deg))
+    defocus_A = rng.uniform(8500.0, 9500.0, n_tiles)
+    rings = ring_model(s, defocus_A, OPTICS).T - 0.5  # (tiles, bins)
+    power = 1.0 + amplitude * fade[None] * rings[:, None, :]
+    power += noise * rng.standard_normal(power.shape)
+    prof = SectorProfiles(
+        power=power.astype(np.float32), s_invA2=s, sector_angle_rad=angle,
+        centers_A=np.zeros((n_tiles, 2)), mean_counts=np.ones(n_tiles),
+        grid_shape=(14, n_tiles // 14), tile_px=tile_px, pixel_size_A=pixel_size_A,
+    )  # fmt: skip
+    return prof, defocus_A, fade
+
+
+def test_drift_readings_reach_the_cramer_rao_bound():
+    """7 Å of drift: each tile's reading scatters about as little as its rings allow.
+
+    With white noise of variance ``v`` per sector and bin and rings ``a f_σ m(s, Δf)``
+    (``m = sin² χ - ½``), the Fisher information of one tile's defocus is
+    ``Σ_σ,s (a f_σ ∂m/∂Δf)² / v`` over the fitted band, ``∂m/∂Δf = π λ s sin 2χ``; its
+    inverse root bounds the readings' scatter. The bin weights are the effective number of
+    sectors, ``(Σ f)² / Σ f²``, the inverse noise variance of the fade-weighted mean.
+    """
+    amplitude, noise = 0.5, 0.5
+    rng = np.random.default_rng(7)
+    prof, truth_A, fade = _drifted_sectors(rng, 196, 7.0, 30.0, amplitude, noise)
+    model = spectrum_model(prof, truth_A, OPTICS, 1500.0)
+    assert abs(model.drift_A - 7.0) <= 1.0 and abs(model.drift_angle_deg - 30.0) <= 4.0
+    s = prof.s_invA2
+    band = band_weights(s, model.d_ref_A, prof.tile_px, prof.pixel_size_A, OPTICS)
+    sectors = fade.sum(axis=0) ** 2 / (fade**2).sum(axis=0)
+    inside = band > 0
+    assert np.allclose(model.precision[inside], (sectors / sectors.max())[inside], atol=0.03)
+    profiles = corrected_profiles(prof, truth_A, model.astig_ab_A, OPTICS, model.weights)
+    grid = np.arange(7000.0, 11000.0, DEFOCUS_STEP_A)
+    curves = tile_curves(
+        profiles, model.d_ref_A, grid, prof, OPTICS, model.envelope, precision=model.precision
+    )
+    readings = local_defocus(curves, grid, truth_A, 800.0)[0]
+    lam = OPTICS.wavelength_A
+    c = 0.5 * math.pi * OPTICS.spherical_aberration_mm * 1e7 * lam**3
+    chi = math.pi * lam * truth_A[:, None] * s - c * s * s + OPTICS.constant_phase_rad
+    slope = math.pi * lam * s * np.sin(2 * chi)  # (tiles, bins)
+    information = (inside * slope**2 * ((amplitude * fade) ** 2).sum(axis=0)).sum(axis=1) / noise**2
+    bound_A = float(np.sqrt(np.mean(1.0 / information)))
+    # about the mean: the astigmatism's noise shifts every tile alike (the plane's offset)
+    scatter_A = float(np.std(readings - truth_A))
+    assert bound_A <= scatter_A <= 1.2 * bound_A
