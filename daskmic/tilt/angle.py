@@ -105,9 +105,15 @@ Method
    step had the ring correlation read defocus differences 1.2 × too large at 0.57 µm with
    0.16 µm astigmatism). Its correlation curve, with the template ``E(s) (sin² χ - ½)``
    (``E`` the rings' envelope in the combined profile, fade lobes included: only such a
-   template peaks at the true defocus when the rings fade within a ring period), is
-   maximised within ± 800 Å of the plane, refined by a parabola; a robust plane is
-   refitted on the tiles with rings (z ≥ 1.5, step 8). Steps 5–6 run twice.
+   template peaks at the true defocus when the rings fade within a ring period) and the
+   band weights times the combined profile's inverse noise variance (``(Σ f)² / Σ f²``,
+   the effective number of sectors: drift leaves few at high ``s``), is maximised within
+   ± 800 Å of the plane, refined by a parabola; a robust plane is refitted on the tiles
+   with rings (z ≥ 1.5, step 8). Steps 5–6 run twice. The alignment maps a tile's
+   departure ``δ`` from the plane to ``ρ_α δ`` in sector ``α`` (``ρ ≈ Δf/(Δf + a(α))``),
+   whose mean is 1 over all sectors but not over those drift leaves: the readings'
+   departures are divided by that gain (``angle_model.reading_gain``; 0.96–1.10 on drift
+   + low-defocus frames, where every departure, noise included, came out scaled by it).
 7. **Angle and uncertainty.** ``Σ``, the covariance of ``(g_x, g_y)``, comes from a block
    bootstrap over the tiles (:mod:`~daskmic.tilt.angle_error`; the least-squares covariance
    of the inlier residuals when that is larger). ``|g|`` is de-biased:
