@@ -513,7 +513,8 @@ def _fit_from(
         astig_ab = model.astig_ab_A
         profiles = steps.corrected_profiles(prof, predicted, astig_ab, optics, model.weights)
         curves = steps.tile_curves(
-            profiles, model.d_ref_A, grid, prof, optics, model.envelope, rings, model.precision
+            profiles, model.d_ref_A, grid, prof, optics, model.envelope, rings, model.precision,
+            predicted,
         )
         local, z_score = steps.local_defocus(curves, grid, predicted, _WINDOW_A, model.gain)
         labels = np.where(z_score >= _TILE_Z, regions, -1)

@@ -105,6 +105,7 @@ def tile_curves(
     envelope: np.ndarray | None = None,
     rings: np.ndarray | None = None,
     precision: np.ndarray | None = None,
+    tile_defocus_A: np.ndarray | None = None,
 ) -> np.ndarray:
     """Weighted correlation of each flattened tile profile with the rings at each grid defocus.
 
@@ -121,7 +122,14 @@ def tile_curves(
     band = band_weights(s, d_ref_A, prof.tile_px, prof.pixel_size_A, optics)
     if precision is not None:
         band = band * precision
-    flat = flatten(profiles, period_bins(s, d_ref_A, optics))
+    if tile_defocus_A is None:
+        flat = flatten(profiles, period_bins(s, d_ref_A, optics))
+    else:
+        widths = np.array([max(int(round(period_bins(s, d, optics))), 3) for d in tile_defocus_A])
+        flat = np.empty(profiles.shape, dtype=np.float64)
+        for width in np.unique(widths):
+            rows = widths == width
+            flat[rows] = flatten(profiles[rows], float(width))
     return weighted_correlation(flat, s, grid_A, optics, band, envelope, rings)
 
 
