@@ -29,7 +29,9 @@ Method
    in every tile of a row of tiles, whose random profile reads as rings in one sector and
    moves that row's defocus readings together (a flat frame read 0.63°, 0.28° without).
 2. **Ring correlation.** A profile ``P(s)`` is flattened to ``P̃ = P / box(P) - 1`` (``box``
-   one ring period wide) and compared with ``sin² χ(s, Δf)``,
+   one ring period wide; in step 6 one of the tile's own, at its predicted defocus: the
+   mean defocus's let the rings of tiles far from it leak into the box, which compressed
+   the readings of a 35° tilt at 0.56 µm by 1.5 %, 0.3° low) and compared with ``sin² χ(s, Δf)``,
    ``χ = πλΔf s - (π/2) C_s λ³ s² + asin(w)``, on a 10 Å grid of ``Δf``, by a *weighted*
    Pearson correlation. The weights are a band — from the first CTF maximum to the highest
    ``s`` whose ring period still spans 6 tile frequency samples — with raised-cosine edges
