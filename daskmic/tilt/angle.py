@@ -176,8 +176,7 @@ Method
    tilted or not, cannot tell a flat specimen from one tilted by 2–3°); the specimen is
    tilted (``p < 1 %``) and the axis ± is
    above 1.5° (a 2σ interval wider than ± 3°); or the tiles' readings scatter about the
-   plane nearly as noise would: their rms off the plane (weighted as the fit weighs them,
-   :attr:`~daskmic.tilt.angle_fit.PlaneFit.scatter_A`) exceeds 3/4 of ``W/√3``, the rms
+   plane nearly as noise would: their rms off the plane exceeds 3/4 of ``W/√3``, the rms
    of readings spread uniformly over the ``± W`` (800 Å) window they are searched in.
    Drift can wipe the rings out at the tiles' resolution; every tile is then read at a
    random place in its window (394 and 483 Å on two K3 frames with 7–10 Å of drift at
@@ -482,7 +481,8 @@ class _Fit:
         """Whether the inliers scatter about the plane as readings of noise would (step 7)."""
         if self.plane is None:
             return True
-        return _window_bound(self.plane.scatter_A)
+        residuals = self.plane.residuals[self.plane.inliers]
+        return _window_bound(float(np.sqrt(np.mean(residuals**2))))
 
 
 def _best_start(fits: list[_Fit]) -> _Fit:
@@ -647,7 +647,7 @@ def _result(
     usable = plane.inliers
     n_tiles = len(local_A)
     g = plane.coef[1:3]
-    residual_A = plane.scatter_A
+    residual_A = float(np.sqrt(np.mean(plane.residuals[usable] ** 2)))
     rival_angle, rival_axis = _rival_spread_deg(
         plane, [f.plane for f in rivals if f.plane is not None]
     )

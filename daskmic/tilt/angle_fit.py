@@ -306,19 +306,6 @@ class PlaneFit:
     weights: np.ndarray
     precision: np.ndarray | None = None  # per point, inverse variance up to a factor
 
-    @property
-    def scatter_A(self) -> float:
-        """Rms of the inliers' residuals, each weighted by its precision (mean weight 1).
-
-        The readings' scatter about the plane as the fit weighs them: a tile the fit counts
-        little adds little (unweighted, the low-precision inliers that Tukey keeps on their
-        standardized residuals would inflate it).
-        """
-        own = np.ones(len(self.residuals)) if self.precision is None else self.precision
-        w = np.where(self.inliers, own, 0.0)
-        total = float(w.sum())
-        return math.sqrt(float((w * self.residuals**2).sum()) / total) if total > 0 else 0.0
-
     def at(self, xy_A: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
         """The fitted defocus at ``xy_A`` (with region offsets when ``labels`` is given)."""
         plane = plane_at(self.coef, xy_A)

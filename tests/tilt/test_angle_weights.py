@@ -147,16 +147,3 @@ def test_reading_weights_fall_back_to_equal_weights_without_precision():
     fisher = np.r_[np.zeros(5), np.ones(5)]
     np.testing.assert_array_equal(reading_weights(fisher, residuals, use), np.ones(10))  # 5 < 6
 
-
-def test_scatter_is_the_precision_weighted_rms_of_the_inliers():
-    xy = _grid()
-    rng = np.random.default_rng(7)
-    readings = 8000.0 + xy @ np.array([0.05, 0.1]) + rng.normal(0.0, 50.0, len(xy))
-    equal = robust_plane(xy, readings)
-    inl = equal.residuals[equal.inliers]
-    assert equal.scatter_A == pytest.approx(math.sqrt(np.mean(inl**2)), rel=1e-12)
-    precision = rng.uniform(0.5, 2.0, len(xy))
-    weighted = robust_plane(xy, readings, precision=precision)
-    w = np.where(weighted.inliers, weighted.precision, 0.0)
-    expected = math.sqrt((w * weighted.residuals**2).sum() / w.sum())
-    assert weighted.scatter_A == pytest.approx(expected, rel=1e-12)
