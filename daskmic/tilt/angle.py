@@ -108,30 +108,6 @@ Method
    template peaks at the true defocus when the rings fade within a ring period), is
    maximised within ± 800 Å of the plane, refined by a parabola; a robust plane is
    refitted on the tiles with rings (z ≥ 1.5, step 8). Steps 5–6 run twice.
-   **Weights.** Tiles read their defocus unequally (a film's rings are stronger than the
-   ice's; drift, vignetting or contamination at a tile's edge weaken some; a tilted frame's
-   low-defocus end has fewer rings in the band), so the plane weighs each tile by its
-   reading's precision: for a Pearson correlation ``r`` of ``N`` samples the log-likelihood
-   of the peak's position is ``-(N/2) log(1 - r²)``, whose curvature at the peak,
-   ``p = N r |r''| / (1 - r²)``, is the reading's inverse variance
-   (:func:`~daskmic.tilt.angle_fit.peak_precision`; ``tests/tilt/test_angle_weights.py``
-   checks it against the scatter of simulated peaks). ``p`` is itself read off a noisy
-   curve and the model has its own error, so the variance is taken as ``1/p + c/m``
-   (``m`` the median ``p``), ``c`` the value of highest likelihood of the equal-weight
-   plane's residuals among 0–8 or equal weights
-   (:func:`~daskmic.tilt.angle_fit.reading_weights`): carbon frames, whose film tiles
-   read well, mostly take ``c = 0``, drift frames 0.25–2. With ``c = 0`` throughout, the
-   mean weighted squared residual (in units of its frame's robust variance) rose from 0.91
-   in the fifth of the tiles with the lowest weights to 1.25 in the fifth with the highest;
-   with the fitted ``c`` it is 0.97–1.15 with no trend (calibration seed 11, 2048 × 2883, 80
-   frames). Tukey's step acts on the weighted residuals (a precise tile that reads a side
-   lobe is still an outlier) and the bootstrap (step 7) refits with the same weights. On
-   the development frames at 2048 × 2883 (seeds 1796490078 and 1796488586, 160 frames) the
-   rms angle error fell from 0.34° to 0.30–0.31° (carbon frames 0.25° to 0.21°, drift
-   frames 0.62° to 0.54°, the others unchanged: their tiles read alike); at 4092 × 5760
-   (seed 1796490079, 40 frames) it did not change but on drift frames, where 7 frames'
-   rms rose from 0.52° to 0.65° (noise of a few frames: see ``benchmarks/ANGLE_REALISTIC.md``,
-   round 10).
 7. **Angle and uncertainty.** ``Σ``, the covariance of ``(g_x, g_y)``, comes from a block
    bootstrap over the tiles (:mod:`~daskmic.tilt.angle_error`; the least-squares covariance
    of the inlier residuals when that is larger). ``|g|`` is de-biased:
@@ -222,7 +198,7 @@ from daskmic.tilt.angle_error import (
     half_plane_excess,
     untilted_p_value,
 )
-from daskmic.tilt.angle_fit import PlaneFit, peak_precision, reading_weights, robust_plane
+from daskmic.tilt.angle_fit import PlaneFit, robust_plane
 from daskmic.tilt.angle_model import spectrum_model
 from daskmic.tilt.angle_regions import labellings, mixed_tiles, other_region_fraction
 from daskmic.tilt.angle_spectra import SectorProfiles, sector_profiles, threaded_map
@@ -537,11 +513,7 @@ def _fit_from(
         labels = np.where(z_score >= _TILE_Z, regions, -1)
         if (labels >= 0).sum() < 6:  # no rings near this plane: nothing to fit
             return _Fit(None, local, z_score, astig_ab, np.zeros(int((regions >= 0).sum())))
-        plane = robust_plane(prof.centers_A, local, labels)  # its residuals: the weights'
-        precision = reading_weights(
-            peak_precision(curves, grid, local), plane.residuals, plane.inliers
-        )
-        plane = robust_plane(prof.centers_A, local, labels, precision=precision)
+        plane = robust_plane(prof.centers_A, local, labels)
     reached = plane.at(prof.centers_A, regions)[regions >= 0]
     support = np.where(plane.inliers, z_score, 0.0)[regions >= 0]
     if reached.min() < grid[0] or reached.max() > grid[-1]:  # its grid cannot hold the plane
@@ -594,7 +566,6 @@ def _rival_labelling(
     with_rings: np.ndarray,
     regions: np.ndarray,
     rival: np.ndarray | None,
-    precision: np.ndarray | None = None,
 ) -> tuple[PlaneFit, PlaneFit] | None:
     """Planes of the same tiles under the chosen and the rival labels, if both fit (step 4).
 
@@ -611,7 +582,7 @@ def _rival_labelling(
     if common.sum() < 6:
         return None
     chosen, other = (
-        robust_plane(xy_A, local_A, np.where(common, labels, -1), precision=precision)
+        robust_plane(xy_A, local_A, np.where(common, labels, -1))
         for labels in (regions, rival)
     )
     dof = max(min(chosen.inliers.sum(), other.inliers.sum()) / _TILES_PER_AREA, 1.0)
@@ -652,7 +623,7 @@ def _result(
         plane, [f.plane for f in rivals if f.plane is not None]
     )
     relabelled = _rival_labelling(
-        prof.centers_A, local_A, z_score >= _TILE_Z, regions, rival_regions, plane.precision
+        prof.centers_A, local_A, z_score >= _TILE_Z, regions, rival_regions
     )
     label_angle, label_axis = (
         _rival_spread_deg(relabelled[0], [relabelled[1]]) if relabelled else (0.0, 0.0)

@@ -5,9 +5,8 @@ correlated; the least-squares covariance, which treats them as independent, is t
 about the number of tiles that share an area (~4). A *block* bootstrap keeps that structure:
 the tile grid is cut into ``2 × 2`` blocks, ``B`` replicates each draw as many blocks with
 replacement, and each refits the plane by least squares on the fit's inliers (same model;
-each tile weighted by how often its block was drawn times its precision weight, as in
-the fit; the Tukey weights themselves are left out, since they shrink with the residuals
-and would hide part of the spread). The spread
+each tile weighted by how often its block was drawn; the Tukey weights themselves are left
+out, since they shrink with the residuals and would hide part of the spread). The spread
 of the replicates' gradients ``ĝ_b`` is the gradient's covariance ``Σ``; it also carries
 whatever the residuals hold beyond white noise (a region that is not quite flat, a badly
 read patch). With few blocks the bootstrap's spread falls short, so the estimator takes
@@ -54,14 +53,8 @@ def gradient_replicates(
     """``(B, 2)`` gradients ``(g_x, g_y)`` of the plane refitted on block-bootstrap samples."""
     design = plane_design(xy_A, plane.labels)
     values = plane.at(xy_A, plane.labels) + plane.residuals
-    weights = _draws(grid_shape, seed) * _precision(plane)
+    weights = _draws(grid_shape, seed) * plane.inliers
     return batched_lstsq(design, values, weights)[:, 1:3]
-
-
-def _precision(plane: PlaneFit) -> np.ndarray:
-    """The inliers' own weights (their precision; 1 each without), 0 elsewhere."""
-    own = np.ones(len(plane.inliers)) if plane.precision is None else plane.precision
-    return np.where(plane.inliers, own, 0.0)
 
 
 def half_plane_excess(
@@ -85,8 +78,7 @@ def half_plane_excess(
     high = along >= np.median(along[plane.inliers])
     design = plane_design(xy_A, plane.labels)
     values = plane.at(xy_A, plane.labels) + plane.residuals
-    own = _precision(plane)
-    weights = np.vstack([own, _draws(grid_shape, seed) * own])
+    weights = np.vstack([plane.inliers, _draws(grid_shape, seed) * plane.inliers])
     slopes = []
     for half in (high, ~high):  # a region with no tile in this half has no offset to fit
         columns = (design[half & plane.inliers] != 0).any(axis=0)

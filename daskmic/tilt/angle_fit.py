@@ -293,8 +293,7 @@ class PlaneFit:
 
     ``coef`` is ``(c0, gx, gy, o_1, …)``; ``labels`` the region of each point (0: the
     specimen plane itself, k ≥ 1: a region with its own offset ``o_k``, −1: left out);
-    ``weights`` the final weights, precision times Tukey's (0 for outliers and left-out
-    points); ``precision`` the points' own weights (inverse variances up to a factor).
+    ``weights`` the final Tukey weights (0 for outliers and left-out points).
     """
 
     coef: np.ndarray
@@ -304,7 +303,6 @@ class PlaneFit:
     scale: float
     labels: np.ndarray
     weights: np.ndarray
-    precision: np.ndarray | None = None  # per point, inverse variance up to a factor
 
     def at(self, xy_A: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
         """The fitted defocus at ``xy_A`` (with region offsets when ``labels`` is given)."""
@@ -313,53 +311,6 @@ class PlaneFit:
             return plane
         offsets = np.concatenate([[0.0], self.coef[3:]])
         return plane + offsets[np.clip(labels, 0, None)]
-
-
-def peak_precision(curves: np.ndarray, grid_A: np.ndarray, reading_A: np.ndarray) -> np.ndarray:
-    """Per row, the Fisher information of its curve's peak at ``reading_A``, up to a factor.
-
-    The curves are Pearson correlations ``r`` of ``N`` samples; the profile log-likelihood
-    of the peak's position is ``-(N/2) log(1 - r²)``, whose curvature at the maximum,
-    ``-N r r'' / (1 - r²)``, is the inverse variance of the position. ``N`` is the same for
-    every row of one frame (one band of ``s``), so this returns ``-r r'' / (1 - r²)`` with
-    ``r''`` the second difference at the grid point nearest ``reading_A`` (per grid step²);
-    0 where ``r ≤ 0`` or the curve is not concave there.
-    """
-    n = curves.shape[1]
-    index = np.clip(np.rint(np.interp(reading_A, grid_A, np.arange(n))).astype(np.int64), 1, n - 2)
-    rows = np.arange(len(curves))
-    y0, y1, y2 = curves[rows, index - 1], curves[rows, index], curves[rows, index + 1]
-    bend = np.maximum(2.0 * y1 - y0 - y2, 0.0)
-    return np.where(y1 > 0, y1 * bend / np.maximum(1.0 - y1 * y1, 1e-6), 0.0)
-
-
-_FLOORS = (0.0, 0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
-
-
-def reading_weights(fisher: np.ndarray, residuals: np.ndarray, use: np.ndarray) -> np.ndarray:
-    """Weights ``1 / v`` of readings whose variance is ``v ∝ 1/p + c``, ``c`` fitted (ML).
-
-    ``p`` is ``fisher`` over its median on ``use`` (each reading's own precision, e.g.
-    :func:`peak_precision`); ``c``, the share of a typical reading's variance that ``p`` does
-    not see (the precision is itself measured with noise; the model has its own error), is
-    the value of ``_FLOORS`` (or equal weights, ``c → ∞``) of highest Gaussian likelihood
-    of the ``residuals`` on ``use``, with their scale profiled out:
-    ``n log(Σ r²/v / n) + Σ log v``. Readings with ``p = 0`` weigh 0; equal weights when
-    fewer than 6 readings or the median is 0.
-    """
-    fisher = np.asarray(fisher, np.float64)
-    use = use & (fisher > 0)
-    if use.sum() < 6 or not float(np.median(fisher[use])) > 0:
-        return np.ones(len(fisher))
-    p = fisher / float(np.median(fisher[use]))
-    r2, n = residuals[use] ** 2, int(use.sum())
-    best, best_cost = np.ones(len(p)), n * math.log(max(float(r2.mean()), 1e-300))
-    for floor in _FLOORS:
-        v = 1.0 / p[use] + floor
-        cost = n * math.log(max(float((r2 / v).mean()), 1e-300)) + float(np.log(v).sum())
-        if cost < best_cost:
-            best, best_cost = p / (1.0 + floor * p), cost
-    return best
 
 
 def plane_at(coef: np.ndarray, xy_A: np.ndarray) -> np.ndarray:
@@ -382,7 +333,6 @@ def robust_fit(
     values: np.ndarray,
     use: np.ndarray,
     *,
-    precision: np.ndarray | None = None,
     iterations: int = 20,
     min_scale: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray, float]:
@@ -390,25 +340,21 @@ def robust_fit(
 
     Starts from a least-absolute-deviations fit, then applies Tukey's biweight with a
     scale of 1.4826 · MAD, at least ``min_scale`` (tuning constant 4.685). Only rows with
-    ``use`` take part. With a ``precision`` ``p`` per row (inverse variances, up to a common
-    factor) the fit is that of the standardized rows, residuals ``√p · r``: each weight is
-    ``p`` times the robust weight of its standardized residual. Returns the coefficients, the
-    final weights (0: outlier or unused) and the scale (of the standardized residuals).
+    ``use`` take part. Returns the coefficients, the final weights (0: outlier or unused)
+    and the scale.
     """
-    p = np.ones(len(values)) if precision is None else np.asarray(precision, np.float64)
-    root = np.sqrt(p)
-    weights = np.where(use, p, 0.0)
+    weights = use.astype(np.float64)
     coef = np.zeros(design.shape[1])
     for _ in range(10):  # L1 start (IRLS on |r|)
         coef = weighted_lstsq(design, values, weights)[0]
-        residuals = root * (values - (design * coef).sum(axis=1))
-        weights = np.where(use, p / np.maximum(np.abs(residuals), min_scale), 0.0)
+        residuals = values - (design * coef).sum(axis=1)
+        weights = np.where(use, 1.0 / np.maximum(np.abs(residuals), min_scale), 0.0)
     scale = 1.0
     for _ in range(iterations):
-        residuals = root * (values - (design * coef).sum(axis=1))
+        residuals = values - (design * coef).sum(axis=1)
         scale = max(1.4826 * float(np.median(np.abs(residuals[use]))), min_scale)
         u = residuals / (4.685 * scale)
-        new = np.where(use & (np.abs(u) < 1), p * (1 - u * u) ** 2, 0.0)
+        new = np.where(use & (np.abs(u) < 1), (1 - u * u) ** 2, 0.0)
         if np.count_nonzero(new) < design.shape[1] + 1:
             break
         weights = new
@@ -421,29 +367,20 @@ def robust_plane(
     defocus_A: np.ndarray,
     labels: np.ndarray | None = None,
     *,
-    precision: np.ndarray | None = None,
     iterations: int = 20,
 ) -> PlaneFit:
     """Plane through ``defocus_A`` at ``xy_A`` by a robust fit (:func:`robust_fit`).
 
-    With labels, points of region ``k ≥ 1`` share the plane's gradient but have their
+    With ``labels``, points of region ``k ≥ 1`` share the plane's gradient but have their
     own offset (a support film at another height, or read with another amplitude contrast),
-    and points labelled −1 are left out. ``precision`` weighs the points (inverse variances up
-    to a common factor; default equal). The covariance is ``σ² (Dᵀ P D)⁻¹`` over the inliers,
-    ``σ²`` the precision-weighted mean square residual.
+    and points labelled −1 are left out. The covariance is ``σ² (Dᵀ D)⁻¹`` over the inliers.
     """
     labels = np.zeros(len(defocus_A), np.int64) if labels is None else np.asarray(labels)
-    p = np.ones(len(defocus_A)) if precision is None else np.asarray(precision, np.float64)
-    if precision is not None:  # relative to a typical point's: the scale stays in Å
-        labels = np.where(p > 0, labels, -1)
-        p = p / max(float(np.median(p[labels >= 0])) if (labels >= 0).any() else 1.0, 1e-300)
     design = plane_design(xy_A, labels)
-    coef, weights, scale = robust_fit(
-        design, defocus_A, labels >= 0, precision=p, iterations=iterations
-    )
+    coef, weights, scale = robust_fit(design, defocus_A, labels >= 0, iterations=iterations)
     residuals = defocus_A - (design * coef).sum(axis=1)
     inliers = weights > 0
     dof = max(int(inliers.sum()) - design.shape[1], 1)
-    sigma2 = float((p[inliers] * residuals[inliers] ** 2).sum()) / dof
-    cov = sigma2 * weighted_lstsq(design, defocus_A, np.where(inliers, p, 0.0))[1]
-    return PlaneFit(coef, cov, residuals, inliers, scale, labels, weights, p)
+    sigma2 = float((residuals[inliers] ** 2).sum()) / dof
+    cov = sigma2 * weighted_lstsq(design, defocus_A, inliers.astype(np.float64))[1]
+    return PlaneFit(coef, cov, residuals, inliers, scale, labels, weights)
