@@ -184,6 +184,40 @@ def test_workers_killed_mid_run_lose_nothing(write_micrographs, tmp_path, monkey
     _same_outputs_but(tmp_path / "out", tmp_path / "reference", lost="no micrograph")
 
 
+def test_a_micrograph_that_kills_its_cluster_worker_fails_alone(
+    write_micrographs, tmp_path, monkeypatch
+):
+    """On a local cluster the nanny restarts a worker that died, and the task that killed it,
+    waiting for a worker, kills the restarted one as soon as it is up: the scheduler retries it
+    ``allowed-failures`` times (1 here to keep the test short), then gives up
+    (``KilledWorker``) and daskmic runs it alone, which kills a worker on arrival again. The
+    micrograph fails alone, the others are done, and the cluster closes (with distributed
+    before 2026.8 its nanny could wait forever for a worker started after one that died on
+    arrival, and the close hung)."""
+    import dask
+
+    monkeypatch.chdir(tmp_path)
+    paths = [str(p) for p in write_micrographs(n=6, shape=(64, 64), folder="raw")]
+    with (
+        dask.config.set({"distributed.scheduler.allowed-failures": 1}),
+        daskmic.connect("local", workers=1, threads_per_worker=2, dashboard=False, quiet=True)
+        as client,
+    ):
+        submit = client.submit
+
+        def crashing_submit(function, sources, *args, **kwargs):
+            if any(source.micrograph == "mic_003" for source in sources):
+                return submit(os._exit, 70, key=kwargs["key"], pure=False)
+            return submit(function, sources, *args, **kwargs)
+
+        monkeypatch.setattr(client, "submit", crashing_submit)
+        summary = daskmic.run_batch(paths, tmp_path / "out", CONFIG, client=client)
+    assert summary.counts() == {"done": 5, "failed": 1}
+    assert summary.failed[0]["micrograph"] == "mic_003"
+    assert "KilledWorker" in summary.failed[0]["error"]
+    assert Manifest(tmp_path / "out").read("mic_003")["row"]["status"] == "failed"
+
+
 def test_a_set_of_small_micrographs_runs_on_local_processes_by_default(
     write_micrographs, tmp_path, monkeypatch, capsys
 ):
