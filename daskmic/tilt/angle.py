@@ -31,7 +31,8 @@ Method
 2. **Ring correlation.** A profile ``P(s)`` is flattened to ``P̃ = P / box(P) - 1`` (``box``
    one ring period wide; in step 6 one of the tile's own, at its predicted defocus: the
    mean defocus's let the rings of tiles far from it leak into the box, which compressed
-   the readings of a 35° tilt at 0.56 µm by 1.5 %, 0.3° low) and compared with ``sin² χ(s, Δf)``,
+   the readings of a 35° tilt at 0.56 µm by 1.5 %, 0.3° low) and compared with
+   ``sin² χ(s, Δf)``,
    ``χ = πλΔf s - (π/2) C_s λ³ s² + asin(w)``, on a 10 Å grid of ``Δf``, by a *weighted*
    Pearson correlation. The weights are a band — from the first CTF maximum to the highest
    ``s`` whose ring period still spans 6 tile frequency samples — with raised-cosine edges
@@ -107,15 +108,9 @@ Method
    step had the ring correlation read defocus differences 1.2 × too large at 0.57 µm with
    0.16 µm astigmatism). Its correlation curve, with the template ``E(s) (sin² χ - ½)``
    (``E`` the rings' envelope in the combined profile, fade lobes included: only such a
-   template peaks at the true defocus when the rings fade within a ring period) and the
-   band weights times the combined profile's inverse noise variance (``(Σ f)² / Σ f²``,
-   the effective number of sectors: drift leaves few at high ``s``), is maximised within
-   ± 800 Å of the plane, refined by a parabola; a robust plane is refitted on the tiles
-   with rings (z ≥ 1.5, step 8). Steps 5–6 run twice. The alignment maps a tile's
-   departure ``δ`` from the plane to ``ρ_α δ`` in sector ``α`` (``ρ ≈ Δf/(Δf + a(α))``),
-   whose mean is 1 over all sectors but not over those drift leaves: the readings'
-   departures are divided by that gain (``angle_model.reading_gain``; 0.96–1.10 on drift
-   + low-defocus frames, where every departure, noise included, came out scaled by it).
+   template peaks at the true defocus when the rings fade within a ring period), is
+   maximised within ± 800 Å of the plane, refined by a parabola; a robust plane is
+   refitted on the tiles with rings (z ≥ 1.5, step 8). Steps 5–6 run twice.
 7. **Angle and uncertainty.** ``Σ``, the covariance of ``(g_x, g_y)``, comes from a block
    bootstrap over the tiles (:mod:`~daskmic.tilt.angle_error`; the least-squares covariance
    of the inlier residuals when that is larger). ``|g|`` is de-biased:
@@ -515,10 +510,9 @@ def _fit_from(
         astig_ab = model.astig_ab_A
         profiles = steps.corrected_profiles(prof, predicted, astig_ab, optics, model.weights)
         curves = steps.tile_curves(
-            profiles, model.d_ref_A, grid, prof, optics, model.envelope, rings, model.precision,
-            predicted,
+            profiles, model.d_ref_A, grid, prof, optics, model.envelope, rings, predicted
         )
-        local, z_score = steps.local_defocus(curves, grid, predicted, _WINDOW_A, model.gain)
+        local, z_score = steps.local_defocus(curves, grid, predicted, _WINDOW_A)
         labels = np.where(z_score >= _TILE_Z, regions, -1)
         if (labels >= 0).sum() < 6:  # no rings near this plane: nothing to fit
             return _Fit(None, local, z_score, astig_ab, np.zeros(int((regions >= 0).sum())))

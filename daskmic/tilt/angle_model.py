@@ -52,15 +52,6 @@ class SpectrumModel:
         drift fade ``f_σ(s)`` (1 without drift).
     drift_A, drift_angle_deg : float
         Drift length and direction found (:mod:`~daskmic.tilt.angle_drift`).
-    precision : numpy.ndarray
-        ``(n_bins,)`` relative inverse noise variance of the combined profile per ``s`` bin,
-        ``(Σ f)² / Σ f²`` over the sectors that reach it (the effective number of sectors of
-        the weighted mean), divided by its largest value: 1 without drift where every
-        sector reaches.
-    gain : float
-        How far a tile's reading moves per Å its defocus lies from the one its sectors were
-        aligned at (:func:`reading_gain`): 1 unless drift leaves mostly the sectors of one
-        sign of the astigmatism.
     """
 
     astig_ab_A: tuple[float, float]
@@ -69,8 +60,6 @@ class SpectrumModel:
     weights: np.ndarray
     drift_A: float
     drift_angle_deg: float
-    precision: np.ndarray
-    gain: float
 
 
 def _aligned_sectors(
@@ -190,49 +179,13 @@ def spectrum_model(
     coverage = matrix @ fade.ravel()
     total = (matrix @ (aligned * fade).ravel()) / np.maximum(coverage, 1e-12) * (coverage > 0)
     moved_fade = interp_rows(source, s, fade)
-    fade_sum, fade_squares = moved_fade.sum(axis=0), (moved_fade**2).sum(axis=0)
-    combined = fade_squares / np.maximum(fade_sum, 1e-12)
+    combined = (moved_fade**2).sum(axis=0) / np.maximum(moved_fade.sum(axis=0), 1e-12)
     smooth = gaussian_filter1d(combined, 4 * period_bins(s, d_ref, optics))
     envelope = ring_amplitude(total, d_ref, prof, optics) * combined / np.maximum(smooth, 1e-12)
-    sectors = fade_sum * fade_sum / np.maximum(fade_squares, 1e-300)
-    precision = sectors / max(float(sectors.max()), 1e-300)
-    sensitivity = band * precision * envelope * envelope * s * s
-    gain = reading_gain(source / s[None, :], moved_fade, sensitivity)
     return SpectrumModel(
         (float(coef[1]), float(coef[2])), envelope, d_ref, fade, drift[0],
-        math.degrees(drift[1]), precision, gain,
+        math.degrees(drift[1]),
     )  # fmt: skip
-
-
-def reading_gain(ratio: np.ndarray, moved_fade: np.ndarray, sensitivity: np.ndarray) -> float:
-    """The slope of a tile's reading against its true defocus, near the alignment defocus.
-
-    A tile's sector ``σ`` (rings at ``Δf + a_σ``) is read at ``s' = ρ_σ(s) s`` that puts the
-    rings of ``Δf_ref + a_σ`` where ``Δf_ref``'s are (``ρ ≈ Δf/(Δf + a_σ)``); rings at
-    ``Δf + δ + a_σ`` then come out at ``Δf + ρ_σ δ``. The combined profile holds sector
-    ``σ``'s rings with weight ``f_σ²`` (its weight times its ring amplitude), and the ring
-    correlation reads each ``s`` bin's phase with the ``sensitivity`` ``w E² s²`` (band and
-    precision weight, template amplitude, phase slope ``∝ s``): the reading moves by
-    ``G δ``, ``G`` the sensitivity-weighted mean of ``Σ f_σ² ρ_σ / Σ f_σ²``. Over all
-    sectors the ``ρ_σ`` average to 1 but for the square of ``a/Δf``; drift that leaves
-    mostly sectors of one sign of ``a_σ`` makes ``G`` differ from 1 (by up to 10 % at
-    0.6–0.8 µm with 0.1–0.15 µm astigmatism), scaling every tile's departure from its
-    predicted defocus.
-
-    Parameters
-    ----------
-    ratio : numpy.ndarray
-        ``(n_sectors, n_bins)`` ``ρ_σ(s) = s'/s``.
-    moved_fade : numpy.ndarray
-        ``(n_sectors, n_bins)`` each sector's fade where it is read (0 off its grid).
-    sensitivity : numpy.ndarray
-        ``(n_bins,)`` weight of each bin in the reading.
-    """
-    squares = moved_fade * moved_fade
-    total = squares.sum(axis=0)
-    per_bin = (squares * ratio).sum(axis=0) / np.maximum(total, 1e-300)
-    weight = sensitivity * (total > 0)
-    return float((weight * per_bin).sum() / (weight.sum())) if weight.sum() > 0 else 1.0
 
 
 def sector_envelopes(

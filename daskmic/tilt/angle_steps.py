@@ -104,7 +104,6 @@ def tile_curves(
     optics: Optics,
     envelope: np.ndarray | None = None,
     rings: np.ndarray | None = None,
-    precision: np.ndarray | None = None,
     tile_defocus_A: np.ndarray | None = None,
 ) -> np.ndarray:
     """Weighted correlation of each flattened tile profile with the rings at each grid defocus.
@@ -114,18 +113,14 @@ def tile_curves(
     have that envelope, and it peaks at the true defocus however fast the rings fade (see
     :func:`~daskmic.tilt.angle_fit.weighted_correlation`). ``rings`` is :func:`ring_table`
     of the grid, for callers that use one grid several times (else it is computed here).
-    ``precision`` (per ``s`` bin, default 1) is the profile's relative inverse noise
-    variance, a factor of the band weights: the matched filter weighs each bin by signal
-    over noise variance (``SpectrumModel.precision``). ``tile_defocus_A`` (per tile, default
-    ``d_ref_A`` for all) sets each profile's flattening box to one of its own ring periods:
-    a box of another period lets the rings leak into the background, and across a field
-    of 0.37–0.74 µm that compressed the readings towards ``d_ref_A`` by 1.1–1.5 % of the
-    defocus difference (a 35° tilt read 0.3° low).
+    ``tile_defocus_A`` (per tile, default ``d_ref_A`` for all) sets each profile's
+    flattening box to one of its own ring periods: a box of another period lets the rings
+    leak into the background, and across a field of 0.37–0.74 µm that compressed the
+    readings towards ``d_ref_A`` by 1.1–1.5 % of the defocus difference (a 35° tilt read
+    0.3° low).
     """
     s = prof.s_invA2
     band = band_weights(s, d_ref_A, prof.tile_px, prof.pixel_size_A, optics)
-    if precision is not None:
-        band = band * precision
     if tile_defocus_A is None:
         flat = flatten(profiles, period_bins(s, d_ref_A, optics))
     else:
@@ -210,19 +205,13 @@ def corrected_profiles(
 
 
 def local_defocus(
-    curves: np.ndarray,
-    grid_A: np.ndarray,
-    predicted_A: np.ndarray,
-    window_A: float,
-    gain: float = 1.0,
+    curves: np.ndarray, grid_A: np.ndarray, predicted_A: np.ndarray, window_A: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per tile, the best defocus within ``± window_A`` of the prediction, and its peak z-score.
 
     The z-score is the peak correlation over the standard deviation of the tile's whole curve:
     a tile whose rings stand out has a peak well above its curve's typical values (noise
-    alone gives about 1 for the maximum within the window). The peak's departure from the
-    prediction is divided by ``gain``, the slope of the readings against the true defocus
-    (``SpectrumModel.gain``).
+    alone gives about 1 for the maximum within the window).
     """
     near = np.abs(grid_A[None, :] - predicted_A[:, None]) <= window_A
     masked = np.where(near, curves, -np.inf)
@@ -230,7 +219,4 @@ def local_defocus(
     peak = refine_peak(np.where(near, curves, curves.min()), index)
     rows = np.arange(len(curves))
     z = curves[rows, index] / np.maximum(curves.std(axis=1), 1e-12)
-    found = np.interp(peak, np.arange(len(grid_A)), grid_A)
-    if gain != 1.0:
-        found = predicted_A + (found - predicted_A) / gain
-    return found, z
+    return np.interp(peak, np.arange(len(grid_A)), grid_A), z

@@ -110,8 +110,7 @@ def test_drift_readings_reach_the_cramer_rao_bound():
     With white noise of variance ``v`` per sector and bin and rings ``a f_σ m(s, Δf)``
     (``m = sin² χ - ½``), the Fisher information of one tile's defocus is
     ``Σ_σ,s (a f_σ ∂m/∂Δf)² / v`` over the fitted band, ``∂m/∂Δf = π λ s sin 2χ``; its
-    inverse root bounds the readings' scatter. The bin weights are the effective number of
-    sectors, ``(Σ f)² / Σ f²``, the inverse noise variance of the fade-weighted mean.
+    inverse root bounds the readings' scatter.
     """
     amplitude, noise = 0.5, 0.5
     rng = np.random.default_rng(1)
@@ -119,16 +118,10 @@ def test_drift_readings_reach_the_cramer_rao_bound():
     model = spectrum_model(prof, truth_A, OPTICS, 1500.0)
     assert abs(model.drift_A - 7.0) <= 1.0 and abs(model.drift_angle_deg - 30.0) <= 4.0
     s = prof.s_invA2
-    band = band_weights(s, model.d_ref_A, prof.tile_px, prof.pixel_size_A, OPTICS)
-    sectors = fade.sum(axis=0) ** 2 / (fade**2).sum(axis=0)
-    inside = band > 0
-    reached = inside & (s < 0.98 * s[-1])  # at the very top some sectors run off the grid
-    assert np.allclose(model.precision[reached], (sectors / sectors.max())[reached], atol=0.03)
+    inside = band_weights(s, model.d_ref_A, prof.tile_px, prof.pixel_size_A, OPTICS) > 0
     profiles = corrected_profiles(prof, truth_A, model.astig_ab_A, OPTICS, model.weights)
     grid = np.arange(7000.0, 11000.0, DEFOCUS_STEP_A)
-    curves = tile_curves(
-        profiles, model.d_ref_A, grid, prof, OPTICS, model.envelope, precision=model.precision
-    )
+    curves = tile_curves(profiles, model.d_ref_A, grid, prof, OPTICS, model.envelope)
     readings = local_defocus(curves, grid, truth_A, 800.0)[0]
     lam = OPTICS.wavelength_A
     c = 0.5 * math.pi * OPTICS.spherical_aberration_mm * 1e7 * lam**3
@@ -140,30 +133,3 @@ def test_drift_readings_reach_the_cramer_rao_bound():
     scatter_A = float(np.std(readings - truth_A))
     assert 0.9 * bound_A <= scatter_A <= 1.2 * bound_A  # 400 tiles: ± 3.5 % sampling error
 
-
-def test_drift_readings_follow_the_defocus_one_for_one_whatever_the_prediction():
-    """0.6 µm with 0.12 µm astigmatism; 12 Å of drift leaves the sectors of ``a ≈ -600 Å``.
-
-    Each sector is aligned from the predicted defocus; a tile 200 Å off its prediction
-    reads ``G`` times as far off before the gain is undone (``G ≈ Δf/(Δf - 600 Å)``), the
-    same readings after.
-    """
-    rng = np.random.default_rng(5)
-    prof, truth_A, _ = _drifted_sectors(rng, 200, 12.0, 40.0, 0.5, 0.2, 6000.0, 600.0)
-    model = spectrum_model(prof, truth_A, OPTICS, 1500.0)
-    assert 1.05 < model.gain < 1.15  # about 6000 / (6000 - 600)
-    grid = np.arange(3000.0, 9000.0, DEFOCUS_STEP_A)
-    errors = {}
-    for gain in (1.0, model.gain):
-        for offset_A in (-200.0, 200.0):
-            predicted = truth_A + offset_A
-            profiles = corrected_profiles(prof, predicted, model.astig_ab_A, OPTICS, model.weights)
-            curves = tile_curves(
-                profiles, model.d_ref_A, grid, prof, OPTICS, model.envelope,
-                precision=model.precision,
-            )  # fmt: skip
-            readings = local_defocus(curves, grid, predicted, 800.0, gain)[0]
-            errors[gain, offset_A] = float(np.mean(readings - truth_A))
-    raw = errors[1.0, 200.0] - errors[1.0, -200.0]
-    assert raw == pytest.approx(400.0 * (1.0 - model.gain), rel=0.2)
-    assert abs(errors[model.gain, 200.0] - errors[model.gain, -200.0]) < 0.2 * abs(raw)
