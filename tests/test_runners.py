@@ -18,7 +18,7 @@ from daskmic.cluster.inprocess import InProcess, LocalProcesses
 from daskmic.io.atomic import write_all_atomic
 from daskmic.preprocessing.params import PreprocessParams
 from daskmic.run.config import RunConfig
-from daskmic.run.driver import IN_PROCESS_MAX, LOCAL_PROCESSES_MAX_PX, where_to_run
+from daskmic.run.driver import IN_PROCESS_MAX, LOCAL_PROCESSES_MAX_PX, open_client, where_to_run
 from daskmic.run.layout import OutputLayout
 from daskmic.run.manifest import PARTIAL_NAME, Manifest
 from daskmic.run.unit import Source
@@ -216,6 +216,30 @@ def test_a_micrograph_that_kills_its_cluster_worker_fails_alone(
     assert summary.failed[0]["micrograph"] == "mic_003"
     assert "KilledWorker" in summary.failed[0]["error"]
     assert Manifest(tmp_path / "out").read("mic_003")["row"]["status"] == "failed"
+
+
+def test_a_run_goes_to_the_client_open_in_this_process(write_micrographs, tmp_path, capsys):
+    """As dask's ``compute`` does: after ``with dm.connect(...) as client:`` a run with no
+    ``client=`` runs on that client's workers, not on threads of the process that opened it
+    (a notebook on a Slurm login node would otherwise do the work itself); a run that asks
+    for another place (``workers=``) starts it."""
+    from distributed import get_task_stream
+
+    paths = [str(p) for p in write_micrographs(n=3, shape=(64, 64), folder="raw")]
+    out = daskmic.preprocess(daskmic.open_micrographs(paths), crop=2, invert=True)
+    with daskmic.connect(
+        "local", workers=1, threads_per_worker=1, dashboard=False, quiet=True
+    ) as client:
+        with get_task_stream(client) as stream:
+            summary = daskmic.write(out, tmp_path / "out", write_stack=False)
+        assert summary.counts() == {"done": 3}
+        assert len(stream.data) >= 1  # the micrographs' tasks, on the cluster's worker
+        assert "on the open client" in capsys.readouterr().err
+        assert open_client("local", {"workers": 2}) is None  # sizing: a place of its own
+        assert open_client("slurm", {}) is None
+        assert open_client("local", {"quiet": True}) is client
+    assert open_client("local", {}) is None  # closed: none open
+    assert len(list((tmp_path / "out" / "mrc").iterdir())) == 3
 
 
 def test_a_set_of_small_micrographs_runs_on_local_processes_by_default(

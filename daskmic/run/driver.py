@@ -224,10 +224,13 @@ def run_batch(
     config : RunConfig
         Steps and options.
     client : distributed.Client, optional
-        Where to run. By default a cluster is started with :func:`daskmic.connect` for the
-        micrographs not done yet (none when every one is), or, for a local run without
-        sizing options, they run on this process's threads or a pool of local processes
-        when the work is small (see ``daskmic.run.driver.where_to_run``).
+        Where to run. By default the client open in this process (the one dask's
+        ``compute`` uses, as after ``with daskmic.connect(...) as client:``) unless
+        ``cluster`` or a sizing option asks for another place; with none open, a cluster is
+        started with :func:`daskmic.connect` for the micrographs not done yet (none when
+        every one is), or, for a local run without sizing options, they run on this
+        process's threads or a pool of local processes when the work is small (see
+        ``daskmic.run.driver.where_to_run``).
     overwrite : bool
         Restart a folder that holds a run made with other parameters.
     limit : int, optional
@@ -324,6 +327,23 @@ def where_to_run(
     return "cluster"
 
 
+def open_client(cluster: str, cluster_options: dict[str, Any]) -> Client | None:
+    """The ``distributed.Client`` open in this process, when the run asks for no other place.
+
+    None when ``cluster`` names another place or a :data:`SIZING` option shapes a new one,
+    or when no client is open (``distributed`` is then not imported for it).
+    """
+    sized = any(cluster_options.get(name) is not None for name in SIZING)
+    if cluster.strip() != "local" or sized or "distributed" not in sys.modules:
+        return None
+    from distributed import default_client
+
+    try:
+        return default_client()
+    except ValueError:  # none open
+        return None
+
+
 @contextmanager
 def runner(
     client: Client | None,
@@ -331,11 +351,25 @@ def runner(
     cluster: str,
     cluster_options: dict[str, Any],
 ) -> Iterator[Any]:
-    """Where ``pending`` runs: ``client``, or as :func:`where_to_run` says.
+    """Where ``pending`` runs: ``client``, the client open in this process, or as
+    :func:`where_to_run` says.
 
-    A cluster started here returns as soon as its scheduler is up (its workers join as they
-    start, while the driver submits); what is started here is closed on exit.
+    A ``distributed.Client`` opened before the run (``with dm.connect("slurm") as client:``)
+    is where dask's own ``compute`` goes, so a run asked for no other place goes there too,
+    not to threads of the process that opened it. A cluster started here returns as soon as
+    its scheduler is up (its workers join as they start, while the driver submits); what is
+    started here is closed on exit.
     """
+    if client is None:
+        client = open_client(cluster, cluster_options)
+        if client is not None and not cluster_options.get("quiet"):
+            scheduler = client.scheduler
+            print(
+                f"daskmic: {len(pending)} micrographs on the open client "
+                f"({scheduler.address if scheduler is not None else 'no scheduler'})",
+                file=sys.stderr,
+                flush=True,
+            )
     if client is not None:
         yield client
         return

@@ -37,7 +37,7 @@ from daskmic.io.sources import unique_names
 from daskmic.io.storage import Location, absolute, is_local, is_url, location, remove
 from daskmic.run.arrivals import Arrivals, FolderClosing, KeyArrivals, PrefixClosing, inside
 from daskmic.run.config import RunConfig, StreamOptions
-from daskmic.run.driver import RunSummary, bind
+from daskmic.run.driver import RunSummary, bind, open_client
 from daskmic.run.feeder import Feeder
 from daskmic.run.layout import OutputLayout, output_locations, overwritten_inputs
 from daskmic.run.manifest import Manifest
@@ -309,7 +309,9 @@ def watch(
         How to follow the folder: see :class:`daskmic.run.config.StreamOptions` (their
         defaults and checks); e.g. ``pattern="GridSquare_*/Data/*.mrc"``.
     client : distributed.Client, optional
-        Where to run; by default a cluster is started with :func:`daskmic.connect`.
+        Where to run; by default the client open in this process (as after
+        ``with daskmic.connect(...) as client:``) unless ``cluster`` or a sizing option asks
+        for another place, else a cluster started with :func:`daskmic.connect`.
     on_row : callable, optional
         Called with each micrograph's row as it completes.
     overwrite : bool
@@ -369,6 +371,8 @@ def watch(
     stream = _Stream(
         arrivals, out, config, digest, batch_size=batch_size, on_row=on_row, live=live
     )
+    if client is None:
+        client = open_client(cluster_options.get("cluster", "local"), cluster_options)
     if client is None:
         from daskmic.cluster.client import connect
 
