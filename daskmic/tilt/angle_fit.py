@@ -77,10 +77,14 @@ def defocus_groups(defocus_A: np.ndarray, relative_step: float = 0.005) -> list[
     return [np.flatnonzero(keys == key) for key in np.unique(keys)]
 
 
+def box_width(period_bins: float) -> int:
+    """The flattening box's width in bins for a ring period of ``period_bins`` (:func:`flatten`)."""
+    return max(int(round(period_bins)), 3)
+
+
 def flatten(profiles: np.ndarray, period_bins: float) -> np.ndarray:
     """Relative ring modulation: ``p / boxcar(p) - 1``, the box one ring period wide."""
-    width = max(int(round(period_bins)), 3)
-    background = uniform_filter1d(profiles, width, axis=-1, mode="nearest")
+    background = uniform_filter1d(profiles, box_width(period_bins), axis=-1, mode="nearest")
     return profiles / np.maximum(background, 1e-30) - 1.0
 
 

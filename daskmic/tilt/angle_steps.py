@@ -21,6 +21,7 @@ import numpy as np
 
 from daskmic.tilt.angle_fit import (
     PlaneFit,
+    box_width,
     defocus_groups,
     flatten,
     interp_matrix,
@@ -124,9 +125,9 @@ def tile_curves(
     if tile_defocus_A is None:
         flat = flatten(profiles, period_bins(s, d_ref_A, optics))
     else:
-        widths = np.array([max(int(round(period_bins(s, d, optics))), 3) for d in tile_defocus_A])
+        widths = np.array([box_width(period_bins(s, d, optics)) for d in tile_defocus_A])
         flat = np.empty(profiles.shape, dtype=np.float64)
-        for width in np.unique(widths):
+        for width in np.unique(widths):  # the tiles of one box width together
             rows = widths == width
             flat[rows] = flatten(profiles[rows], float(width))
     return weighted_correlation(flat, s, grid_A, optics, band, envelope, rings)
