@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from daskmic.tilt.angle_error import debiased_magnitude, untilted_p_value
+from daskmic.tilt.angle_error import debiased_magnitude, reported_magnitude, untilted_p_value
 
 _COV = np.array([[4.0e-4, 1.0e-4], [1.0e-4, 1.0e-4]])  # anisotropic, correlated
 
@@ -128,3 +128,46 @@ def test_halves_of_a_plane_agree_within_noise_and_of_a_bent_surface_do_not():
     slopes = [np.linalg.lstsq(design[m], bent[m], rcond=None)[0][1:] @ u for m in (high, ~high)]
     assert z_bent > 5.0
     assert excess == pytest.approx(abs(slopes[0] - slopes[1]) / 2, rel=0.1)
+
+
+def test_a_flat_specimen_reads_zero_unless_the_test_rejects_it():
+    """The flat model is kept at p ≥ α: a flat frame reads above 0 in about α of draws."""
+    sigma = 0.3 / 57.2958  # 0.3° in gradient units
+    cov = sigma**2 * np.eye(2)
+    draws = np.random.default_rng(5).normal(0.0, sigma, size=(20000, 2))
+    reported = np.array([reported_magnitude(d, cov, 0.01) for d in draws])
+    bare = np.array([debiased_magnitude(d, cov) for d in draws])
+    half_degree = 0.5 / 57.2958
+    # the bare de-biased length: above t with probability exp(-1 - t²/2σ²)
+    assert (bare > half_degree).mean() == pytest.approx(
+        math.exp(-1 - half_degree**2 / (2 * sigma**2)), abs=0.01
+    )
+    assert (reported[:, 0] > half_degree).mean() == pytest.approx(0.01, abs=0.003)
+    # the answer set aside is the de-biased length, and it is one or the other
+    assert np.array_equal(reported.max(axis=1), bare)
+    assert np.all(reported.min(axis=1) == 0.0)
+
+
+@pytest.mark.parametrize("tilt_sigmas", [1.0, 2.0, 3.0, 4.0, 8.0])
+def test_a_small_real_tilt_is_covered_by_the_widened_error(tilt_sigmas):
+    """Reported ± the set-aside answer (quadrature) covers the truth as a 3σ bound should.
+
+    The ± a caller reports is ``hypot(σ, set_aside)``; for tilts near the test's threshold
+    (3σ) the reading is often 0, and the ± must still reach the truth.
+    """
+    sigma = 0.01
+    cov = sigma**2 * np.eye(2)
+    truth = tilt_sigmas * sigma
+    draws = _noisy_isotropic(truth, sigma, 20000, 6)
+    reported = np.array([reported_magnitude(d, cov, 0.01) for d in draws])
+    err = np.hypot(sigma, reported[:, 1])
+    covered = np.abs(reported[:, 0] - truth) <= 3 * err
+    assert covered.mean() >= 0.99
+    if tilt_sigmas >= 8:  # far above the threshold: the tilted model always, as before
+        assert np.all(reported[:, 1] == 0.0)
+        assert reported[:, 0].mean() == pytest.approx(truth, rel=0.01)
+
+
+def _noisy_isotropic(length, sigma, n, seed):
+    rng = np.random.default_rng(seed)
+    return np.array([length, 0.0]) + rng.normal(0.0, sigma, size=(n, 2))
