@@ -32,10 +32,19 @@ even L1 fits of ``S``; a consensus fit does not:
    is a gradient. ``c`` comes from a finer map: blocks of a quarter tile (the tiles overlap
    by half, so each is 4 × 4 blocks), each given to the ice or the film when its
    log-brightness less ``S`` is within ``|δ|/2`` of ``0`` or ``δ``, weighted by their share
-   of the squared Hann taper (a periodogram weighs each pixel's power by ``w²``). A tile is
+   of the squared Hann taper (a periodogram weighs each pixel's power by ``w²``), and ``c``
+   is the other region's share of the blocks at either level. Blocks at neither are darker
+   than the film (a contamination particle, which passes 15–60 % of the beam) and hold the
+   ice's rings at a fraction of their power: counted for the tile's own region, they let
+   an ice tile that a particle darkens to the film's level pass as film, reading the ice's
+   plane with the film's offset (three such tiles, held-out seed 1796504130 frame 63,
+   pulled the film's offset from about −85 to −27 Å, the plane with it, and read 8.39° as
+   9.14° ± 0.20°). A tile is
    left out when ``s > 0.2`` with ``r = 6`` (the upper end: the bound holds for weaker
    films), i.e. ``c > 4 %``; the bias of those kept is below ``0.2 |Δ|``, under one tile's
-   reading noise. The film's tiles take ``1/r`` (left out above 60 % ice).
+   reading noise. The film's tiles take ``1/r`` with ``r = 2``, the lower end, for the same
+   reason (left out above 33 % ice; ``r = 6`` kept a film tile half of ice, which a film
+   with ``r = 2`` reads a third of the way to the ice).
 
 5. **A rival reading** (:func:`labellings`). The consensus of step 1 can be won by a plane
    that runs along the film's edge through the film's corner and the ice beyond it: when
@@ -74,7 +83,7 @@ _MIN_SCALE = 1e-4  # of log-brightness: 0.01 %
 _TRIALS = 300
 _RIVAL_SHARE = 0.8  # of the winner's agreeing tiles, for a rival reading of the ice
 _BLOCKS_PER_TILE = 4
-_FILM_POWER_RATIO = 6.0  # ring power of a support film over that of the ice beside it
+_FILM_POWER_RATIOS = (2.0, 6.0)  # ring power of a support film over that of the ice beside it
 _MAX_OTHER_SHARE = 0.2  # of a tile's ring power from the other region
 
 
@@ -238,8 +247,9 @@ def other_region_fraction(
     Returns
     -------
     numpy.ndarray
-        ``(n,)`` fraction in [0, 1] of the tile's squared-Hann weight on blocks at the other
-        region's level; 0 for left-out tiles and when there is one region.
+        ``(n,)`` fraction in [0, 1] of the tile's squared-Hann weight at either region's
+        level that is at the other region's; 0 for left-out tiles and when there is one
+        region.
     """
     fraction = np.zeros(len(labels))
     if not ((labels == 0).any() and (labels == 1).any()):
@@ -269,17 +279,23 @@ def other_region_fraction(
     for i in np.flatnonzero(labels >= 0):
         r, c = divmod(int(i), cols)
         window = (slice(2 * r, 2 * r + _BLOCKS_PER_TILE), slice(2 * c, 2 * c + _BLOCKS_PER_TILE))
-        other = level[1 - int(labels[i])][window].astype(np.float64)
-        fraction[i] = float(weights @ other @ weights)
+        own, other = (
+            float(weights @ level[k][window].astype(np.float64) @ weights)
+            for k in (int(labels[i]), 1 - int(labels[i]))
+        )
+        fraction[i] = other / (own + other) if other > 0 else 0.0
     return fraction
 
 
 def mixed_tiles(fraction: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Tiles whose rings owe more than ``_MAX_OTHER_SHARE`` to the other region (notes).
 
-    ``fraction`` from :func:`other_region_fraction`; region 1 is taken to carry
-    ``_FILM_POWER_RATIO`` times the ring power of region 0 per unit area.
+    ``fraction`` from :func:`other_region_fraction`; region 1 is taken to carry ``r`` times
+    the ring power of region 0 per unit area, ``r`` at the end of ``_FILM_POWER_RATIOS``
+    that gives the other region the larger share: the upper for the ice's tiles, the lower
+    for the film's.
     """
-    power_other = np.where(labels == 0, _FILM_POWER_RATIO, 1.0 / _FILM_POWER_RATIO)
+    weakest, strongest = _FILM_POWER_RATIOS
+    power_other = np.where(labels == 0, strongest, 1.0 / weakest)
     share = power_other * fraction / (power_other * fraction + 1.0 - fraction)
     return (labels >= 0) & (share > _MAX_OTHER_SHARE)

@@ -54,11 +54,21 @@ def test_a_film_offset_is_modelled_not_averaged_into_the_gradient():
     assert modelled.coef[3] == pytest.approx(250.0, abs=15.0)
 
 
-def _film_frame(film_px: np.ndarray, tile_px: int = 256, pixel_size_A: float = 2.0):
-    """A Poisson frame with a film (transmission 0.92) where ``film_px``; plain-numpy tiles."""
+def _film_frame(
+    film_px: np.ndarray,
+    tile_px: int = 256,
+    pixel_size_A: float = 2.0,
+    particle_px: np.ndarray | None = None,
+):
+    """A Poisson frame with a film (transmission 0.92) where ``film_px``; plain-numpy tiles.
+
+    ``particle_px``, if given, passes 30 % of the beam (a contamination particle).
+    """
     ny, nx = film_px.shape
     yy, xx = np.mgrid[0:ny, 0:nx] / max(ny, nx)
     illumination = 1.0 + 0.06 * xx - 0.04 * yy
+    if particle_px is not None:
+        illumination = illumination * np.where(particle_px, 0.3, 1.0)
     rng = np.random.default_rng(7)
     image = rng.poisson(30.0 * illumination * np.where(film_px, 0.92, 1.0)).astype(np.float32)
     hann2 = (np.hanning(tile_px + 1)[:-1] ** 2)[:, None] * (np.hanning(tile_px + 1)[:-1] ** 2)
@@ -99,14 +109,36 @@ def test_other_region_fraction_matches_the_pixel_level_film_map(edge):
     assert np.all(np.abs(fraction - reference) <= bound + 1e-9)
     if edge == "block-aligned":
         assert bound.max() == 0.0
-    # the ring-power share: film (label 1) with 6 x the ice's ring power per unit area
-    ratio = np.where(labels == 0, 6.0, 1.0 / 6.0)
+    # the ring-power share: film (label 1) with 2-6 x the ice's ring power per unit area,
+    # at the end that gives the other region more (6 for the ice's tiles, 2 for the film's)
+    ratio = np.where(labels == 0, 6.0, 1.0 / 2.0)
     share = ratio * reference / (ratio * reference + 1.0 - reference)
     expected = share > 0.2
     if edge == "block-aligned":
         np.testing.assert_array_equal(mixed_tiles(fraction, labels), expected)
     assert expected[labels == 0].any()  # some ice tiles astride the edge are left out
     assert ((labels == 0) & (reference > 0) & ~expected).any()  # a film sliver is tolerated
+
+
+def test_an_ice_tile_darkened_to_the_films_level_by_a_particle_is_not_film():
+    """Blocks darker than the film (a particle) count for neither region (held-out frame).
+
+    A particle over a corner of ice tiles darkens some of them to the film's mean
+    brightness, so they are labelled film; their unobstructed blocks are at the ice's
+    level and none at the film's, so they are left out, not read as film.
+    """
+    yy, xx = np.mgrid[0:1024, 0:1536]
+    film_px = xx >= 1152  # the right quarter
+    particle_px = np.hypot(yy - 256, xx - 256) < 80
+    image, xy, means, film_share, grid = _film_frame(film_px, particle_px=particle_px)
+    labels, _ = brightness_regions(xy, means)
+    fooled = (labels == 1) & (film_share == 0)  # ice tiles labelled film
+    assert fooled.any(), "the particle must darken some ice tile to the film's level"
+    fraction = other_region_fraction(image, 2.0, xy, means, labels, grid, 256)
+    mixed = mixed_tiles(fraction, labels)
+    assert np.all(mixed[fooled])
+    assert not mixed[(labels == 1) & (film_share == 1)].any()  # the film's own tiles stay
+    assert not mixed[(labels == 0) & (film_share == 0) & (fraction == 0)].any()
 
 
 def test_one_region_has_no_other_region_fraction():
