@@ -167,7 +167,7 @@ Method
    ``p ≥ 1 %``, while none of those rounds' 360 tilted frames (5–45°) had ``p ≥ 1 %``.
    A flat frame now reads above 0 only when the test rejects, in 1 % of them. The cost
    falls on tilts of about ``3σ`` (``T ≈ 9``): these read 0 about half of the time, with
-   a ± that covers them.
+   a ± that covers them within 3 × (within 1 × only about 40 % of the time).
    **Status.** ``"uncertain"`` (the numbers are kept, with a message saying why) when the
    frame cannot support a confident answer, each test on the frame's own data:
    the angle's ± is above 1° (twice the 0.5° the estimator is specified to: such a frame,
@@ -454,7 +454,7 @@ def estimate_tilt(
         return _low_signal(prof, f"{weak}; no other starting defocus shows clear rings either")
     best = best if best.score > 0 else fits[0]
     untilted = _untilted_start(best, prof.centers_A, regions)
-    if fits[0].score < _CONFIDENT_SCORE and untilted is not None:  # step 7: the start's echo?
+    if fits[0].score < _CONFIDENT_SCORE and untilted is not None:  # step 3: the start's echo?
         start = candidates[next(i for i, f in enumerate(fits) if f is best)]
         fits.append(_fit_from(prof, start[0], regions, optics, (0.5 * lo, span),
                               max_astigmatism_A, untilted))  # fmt: skip
@@ -522,7 +522,7 @@ def _fit_from(
 
     The score is the sum of the inlier tiles' peak z-scores over the number of tiles on the
     specimen's regions (step 3 of the module notes). ``start_plane`` replaces step 4's
-    plane (step 7's untilted start).
+    plane (step 3's untilted start).
     """
     floor, span = limits_A
     step = steps.DEFOCUS_STEP_A
