@@ -142,14 +142,48 @@ def test_dashboard_can_be_left_off(capsys: pytest.CaptureFixture[str]) -> None:
 def test_dashboard_off_reaches_the_jobqueue_scheduler_but_not_a_users_choice() -> None:
     from daskmic.cluster.client import _without_dashboard
 
-    assert _without_dashboard("local", {}) == {"dashboard_address": None}
+    routes = {"dashboard_address": "127.0.0.1:0"}  # the HTTP routes on a free port
+    assert _without_dashboard("local", {}) == {
+        "dashboard_address": None,
+        "scheduler_kwargs": routes,
+    }
     assert _without_dashboard("local", {"dashboard_address": ":0"}) == {"dashboard_address": ":0"}
+    assert _without_dashboard("local", {"scheduler_kwargs": {"dashboard_address": ":9"}}) == {
+        "dashboard_address": None,
+        "scheduler_kwargs": {"dashboard_address": ":9"},
+    }
     kept = {"scheduler_options": {"interface": "ib0"}, "queue": "gpu"}
     assert _without_dashboard("slurm", kept) == {
-        "scheduler_options": {"dashboard_address": None, "interface": "ib0"},
+        "scheduler_options": {"dashboard": False, "dashboard_address": ":0", "interface": "ib0"},
         "queue": "gpu",
     }
     assert kept == {"scheduler_options": {"interface": "ib0"}, "queue": "gpu"}, "not modified"
+    chosen = {"scheduler_options": {"dashboard_address": ":8788"}}
+    assert _without_dashboard("pbs", chosen) == chosen
+
+
+def test_a_second_cluster_without_dashboard_does_not_warn_about_port_8787() -> None:
+    """With the dashboard off, the scheduler's routes take a free port, not 8787."""
+    import socket
+    import warnings
+
+    holder = socket.socket()
+    try:
+        holder.bind(("127.0.0.1", 8787))
+        holder.listen()
+    except OSError:
+        pass  # another cluster of this machine holds 8787 already: the same situation
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with connect("local", workers=1, dashboard=False, quiet=True) as client:
+                assert client.submit(pow, 2, 5).result(timeout=60) == 32
+                health = client.dashboard_link.replace("/status", "/health")
+                assert urllib.request.urlopen(health).read() == b"ok"
+                assert ":8787/" not in client.dashboard_link
+        assert not [w for w in caught if "8787" in str(w.message)]
+    finally:
+        holder.close()
 
 
 def test_progress_bar_counts_completed_futures(client: Client) -> None:

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -96,10 +97,12 @@ def test_dask_computation_runs_in_slurm_jobs(slurm: None, tmp_path: Path) -> Non
         "slurm",
         workers=1,
         log_directory=str(tmp_path / "logs"),
-        scheduler_options={"dashboard_address": None},
+        dashboard=False,  # the scheduler's HTTP routes on a free port, as --no-dashboard does
         quiet=True,
     ) as client:
         client.wait_for_workers(1, timeout=180)
+        health = client.dashboard_link.replace("/status", "/health")
+        assert urllib.request.urlopen(health).read() == b"ok"
         job_ids = set(client.run(os.getenv, "SLURM_JOB_ID").values())
         executables = set(client.run(getattr, sys, "executable").values())
         total = da.from_array(values, chunks=(100, 100)).sum().compute()

@@ -237,12 +237,25 @@ def _check_sizing(workers: int | None, threads_per_worker: int | None) -> None:
 
 
 def _without_dashboard(kind: str, options: dict[str, Any]) -> dict[str, Any]:
-    """``options`` with the scheduler's dashboard turned off, unless they set it."""
+    """``options`` with the scheduler's dashboard turned off, unless they set it.
+
+    The scheduler still serves its HTTP routes (``/health``, ``/metrics``); without an
+    address for them it tries port 8787 and warns "Port 8787 is already in use" when
+    another cluster holds it, so they get a free port of their own (on the local
+    scheduler's host; on all interfaces for a batch system's, as its dashboard would be).
+    """
     if kind == "local":
-        return {"dashboard_address": None, **options}
+        if "dashboard_address" in options or "interface" in options:
+            return {"dashboard_address": None, **options}
+        routes = {"dashboard_address": f"{options.get('host') or '127.0.0.1'}:0"}
+        scheduler = {**routes, **options.get("scheduler_kwargs", {})}
+        return {"dashboard_address": None, **options, "scheduler_kwargs": scheduler}
     if kind in ("slurm", "pbs"):
-        scheduler = {"dashboard_address": None, **options.get("scheduler_options", {})}
-        return {**options, "scheduler_options": scheduler}
+        given = options.get("scheduler_options", {})
+        off = {"dashboard": False, "dashboard_address": ":0"}
+        if "dashboard_address" in given:
+            off = {}
+        return {**options, "scheduler_options": {**off, **given}}
     return options  # kubernetes: the dashboard is part of the scheduler pod's service
 
 
